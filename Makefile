@@ -1,0 +1,44 @@
+# Shipyard — two commands: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV_VERSION := 0.13.9
+STAMP  := $(VENV)/.synced
+
+.PHONY: run test bench lint fmt services clean
+
+# The environment is rebuilt only when the lock file or pyproject changes.
+$(STAMP): pyproject.toml uv.lock
+	@echo "==> creating the environment in $(VENV) (first time only, ~1 min)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/pip install --quiet --progress-bar off uv==$(UV_VERSION)
+	@UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --inexact
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/shipyard migrate
+	$(BIN)/shipyard serve
+
+test: $(STAMP)
+	@scripts/services.sh
+	SHIPYARD_REQUIRE_SERVICES=$${SHIPYARD_REQUIRE_SERVICES:-1} $(BIN)/pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/mypy
+
+fmt: $(STAMP)
+	$(BIN)/ruff format src tests bench examples
+	$(BIN)/ruff check --fix src tests bench examples
+
+services:
+	@scripts/services.sh
+
+clean:
+	rm -rf $(VENV) .shipyard .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Start the local services the tests talk to, if they are not already up.
+# Each check is a TCP probe; each start command is the machine's own (see the env notes).
+set -u
+up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_for() {
+  for _ in $(seq 1 60); do up "$1" && return 0; sleep 0.5; done
+  echo "    $2 did not come up on port $1" >&2; return 1
+}
+start() { # port name command...
+  local port=$1 name=$2; shift 2
+  if up "$port"; then return 0; fi
+  if ! command -v "$1" >/dev/null 2>&1; then echo "==> $name: not installed, tests that need it will say so"; return 0; fi
+  echo "==> starting $name"
+  "$@" >/dev/null 2>&1 || true
+  wait_for "$port" "$name" || true
+}
+start 5432 PostgreSQL sh -c 'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start'
+start 6379 Redis redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
+start 5672 RabbitMQ rabbitmq-server -detached
+exit 0

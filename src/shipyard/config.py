@@ -1,0 +1,108 @@
+"""Settings: ``SHIPYARD_*`` environment variables, then an optional ``shipyard.toml``, then defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from shipyard.errors import ConfigError
+
+ENV_PREFIX = "SHIPYARD_"
+
+
+class Settings(BaseSettings):
+    """Every knob of a Shipyard process. Each field is also ``SHIPYARD_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        toml_file=os.environ.get("SHIPYARD_CONFIG", "shipyard.toml"),
+        extra="forbid",
+        frozen=True,
+    )
+
+    home: Path = Field(Path(".shipyard"), description="Folder for embedded state (SQLite files).")
+    database_url: str | None = Field(
+        None,
+        description="Record store URL: sqlite:///path or postgresql://user@host/db. "
+        "Default: a SQLite file in the home folder.",
+    )
+    model: str | None = Field(
+        None,
+        description="Default model for agents that name none, as provider:model. Default: "
+        "openai:gpt-4.1-mini when OPENAI_API_KEY is set, else local:smollm2.",
+    )
+    admin_key: str | None = Field(
+        None, description="Bootstrap admin key for tenant 'default' (for automation)."
+    )
+    host: str = Field("127.0.0.1", description="Address the server listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the server listens on.")
+    app: str | None = Field(None, description="The app to serve, as module:attribute.")
+    run_timeout_s: float = Field(
+        120.0, gt=0, description="Wall-clock limit of one run; past it the caller gets 504."
+    )
+    tool_timeout_s: float = Field(30.0, gt=0, description="Default limit of one tool call.")
+    migrate_on_start: bool = Field(
+        True, description="Apply database migrations when the server starts."
+    )
+    record_batch_size: int = Field(
+        500, ge=1, description="Most runs written to the record store in one transaction."
+    )
+    key_cache_s: float = Field(
+        5.0, ge=0, description="How long a verified API key is trusted before it is looked up again."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info")
+    access_log: bool = Field(False, description="Log every HTTP request (uvicorn's access log).")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        scheme = value.split(":", 1)[0].split("+", 1)[0]
+        if scheme not in {"sqlite", "postgresql", "postgres"}:
+            raise ValueError(f"unsupported scheme {scheme!r}; use sqlite:/// or postgresql://")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'shipyard.db'}"
+
+    @property
+    def resolved_model(self) -> str:
+        if self.model:
+            return self.model
+        if os.environ.get("OPENAI_API_KEY"):
+            return "openai:gpt-4.1-mini"
+        return "local:smollm2"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings, turning a validation error into a ``ConfigError`` that names the knob."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            problems.append(f"{ENV_PREFIX}{field.upper()}: {err['msg']}")
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from exc

@@ -1,0 +1,102 @@
+"""One error tree for everything Shipyard raises on purpose.
+
+::
+
+    ShipyardError                      status  code
+    ├── ConfigError                    500     config_error        misuse: bad settings, bad agent
+    ├── NotFound                       404     not_found
+    │   ├── AgentNotFound              404     agent_not_found
+    │   └── RunNotFound                404     run_not_found
+    ├── AuthError                      401     unauthorized
+    ├── Forbidden                      403     forbidden
+    ├── InvalidInput                   422     invalid_input
+    ├── RunFailure                     500     run_failed          the run itself failed
+    │   ├── ModelError                 502     model_error         provider failed or answered garbage
+    │   ├── RunTimeout                 504     run_timeout
+    │   └── MaxStepsExceeded           500     max_steps_exceeded  (surfaced as a failed run)
+    └── StoreError                     503     store_unavailable   a backing store failed
+
+``ModelRetry`` is control flow: a tool raises it to tell the model to try again. It is not a
+``ShipyardError`` and never reaches HTTP; the loop turns it into a tool error result.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ShipyardError(Exception):
+    """Base of every deliberate Shipyard error; ``status`` and ``code`` drive the HTTP answer."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+class ConfigError(ShipyardError):
+    code = "config_error"
+
+
+class NotFound(ShipyardError):
+    status = 404
+    code = "not_found"
+
+
+class AgentNotFound(NotFound):
+    code = "agent_not_found"
+
+
+class RunNotFound(NotFound):
+    code = "run_not_found"
+
+
+class AuthError(ShipyardError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ShipyardError):
+    status = 403
+    code = "forbidden"
+
+
+class InvalidInput(ShipyardError):
+    status = 422
+    code = "invalid_input"
+
+
+class RunFailure(ShipyardError):
+    code = "run_failed"
+
+
+class ModelError(RunFailure):
+    status = 502
+    code = "model_error"
+
+
+class RunTimeout(RunFailure):
+    status = 504
+    code = "run_timeout"
+
+
+class MaxStepsExceeded(RunFailure):
+    code = "max_steps_exceeded"
+
+
+class StoreError(ShipyardError):
+    status = 503
+    code = "store_unavailable"
+
+
+class ModelRetry(Exception):  # noqa: N818 - control flow, named for what the tool asks for
+    """Raised by a tool to hand a message back to the model and let it try again."""

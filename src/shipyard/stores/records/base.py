@@ -1,0 +1,110 @@
+"""The record store: durable rows for tenants, API keys, runs and run events.
+
+Two narrow protocols — keys and runs — that one backend implements together as ``RecordStore``.
+Every read takes a ``tenant_id``: a row of another tenant is simply not found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Generic, Literal, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shipyard.telemetry.events import Event
+
+RunStatus = Literal["running", "succeeded", "failed"]
+Scope = Literal["admin", "invoke", "read"]
+
+
+class ApiKeyRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    tenant_id: str
+    key_hash: str = Field(description="sha256 hex of the secret key; the key itself is never stored")
+    prefix: str = Field(description="First characters of the key, to recognise it in listings")
+    scopes: tuple[Scope, ...]
+    name: str = ""
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class RunRecord(BaseModel):
+    """A run as stored: its final state once it has finished."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    tenant_id: str
+    agent: str
+    status: RunStatus
+    input: Any = None
+    output: str | None = None
+    error: dict[str, Any] | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    session_id: str | None = None
+    task_id: str | None = None
+    trace_id: str | None = None
+    created_at: datetime
+    ended_at: datetime | None = None
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a listing; pass ``next_cursor`` back to get the next page (None at the end)."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class KeyRecords(Protocol):
+    async def ensure_tenant(self, tenant_id: str) -> None: ...
+    async def add_api_key(self, key: ApiKeyRecord) -> None: ...
+    async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None: ...
+    async def list_api_keys(self, tenant_id: str | None = None) -> list[ApiKeyRecord]: ...
+    async def revoke_api_key(self, key_id: str) -> bool: ...
+
+
+class RunRecords(Protocol):
+    async def write_batch(self, runs: Sequence[RunRecord], events: Sequence[Event]) -> None:
+        """Upsert ``runs`` (by id) and insert ``events`` in one transaction; idempotent on retry."""
+        ...
+
+    async def get_run(self, tenant_id: str, run_id: str) -> RunRecord | None: ...
+
+    async def list_runs(
+        self,
+        tenant_id: str,
+        *,
+        agent: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[RunRecord]:
+        """Newest first."""
+        ...
+
+    async def list_events(
+        self, tenant_id: str, run_id: str, *, after_seq: int = 0, limit: int = 1000
+    ) -> list[Event]:
+        """In ``seq`` order."""
+        ...
+
+
+class RecordStore(KeyRecords, RunRecords, Protocol):
+    async def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise ``StoreError`` unless the store answers."""
+        ...
+
+    async def close(self) -> None: ...
