@@ -1,1 +1,66 @@
-"""Shipyard."""
+"""Shipyard: serve AI agents in production — stateless runs, sessions and tasks.
+
+Everything a user imports lives here::
+
+    from shipyard import Agent, App, tool
+"""
+
+from shipyard.agents.agent import Agent, AgentLike, FunctionAgent, agent
+from shipyard.agents.context import RunContext, RunResult
+from shipyard.agents.tool import Tool, tool
+from shipyard.app import App
+from shipyard.config import Settings
+from shipyard.errors import (
+    ConfigError,
+    ModelError,
+    ModelRetry,
+    RunTimeout,
+    ShipyardError,
+)
+from shipyard.models.base import (
+    AssistantMessage,
+    ChatModel,
+    Message,
+    ModelRequest,
+    ModelResponse,
+    SystemMessage,
+    TextDelta,
+    ToolCall,
+    ToolMessage,
+    Usage,
+    UserMessage,
+)
+from shipyard.telemetry.events import Event
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Agent",
+    "AgentLike",
+    "App",
+    "AssistantMessage",
+    "ChatModel",
+    "ConfigError",
+    "Event",
+    "FunctionAgent",
+    "Message",
+    "ModelError",
+    "ModelRequest",
+    "ModelResponse",
+    "ModelRetry",
+    "RunContext",
+    "RunResult",
+    "RunTimeout",
+    "Settings",
+    "ShipyardError",
+    "SystemMessage",
+    "TextDelta",
+    "Tool",
+    "ToolCall",
+    "ToolMessage",
+    "Usage",
+    "UserMessage",
+    "__version__",
+    "agent",
+    "tool",
+]

@@ -53,8 +53,11 @@ class Settings(BaseSettings):
     migrate_on_start: bool = Field(
         True, description="Apply database migrations when the server starts."
     )
-    record_batch_size: int = Field(
-        500, ge=1, description="Most runs written to the record store in one transaction."
+    record_wait_s: float = Field(
+        10.0,
+        gt=0,
+        description="How long a finished run waits for its record to be durable before the "
+        "caller gets 503 (the record is still written once the store recovers).",
     )
     key_cache_s: float = Field(
         5.0, ge=0, description="How long a verified API key is trusted before it is looked up again."

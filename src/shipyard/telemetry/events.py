@@ -103,6 +103,10 @@ class Emitter:
     def run_id(self) -> str:
         return str(self._ids["run_id"])
 
+    @property
+    def trace_id(self) -> str:
+        return str(self._ids["trace_id"])
+
     def emit(self, type_: EventType, **data: Any) -> Event:
         if type_ in EPHEMERAL and not self.stream_deltas:
             return _DROPPED

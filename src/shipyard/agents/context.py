@@ -1,0 +1,37 @@
+"""What a running agent can see and use: its ids, the event emitter, and defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shipyard.models.base import Message, Usage
+from shipyard.telemetry.events import Emitter, EventType
+
+RunInput = str | list[Message]
+
+
+@dataclass(slots=True)
+class RunContext:
+    """Handed to every agent run; ``usage`` accumulates as model calls are made."""
+
+    run_id: str
+    tenant_id: str
+    agent: str
+    emitter: Emitter
+    default_model: str
+    tool_timeout_s: float = 30.0
+    metadata: dict[str, Any] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
+
+    def emit(self, type_: EventType, **data: Any) -> None:
+        self.emitter.emit(type_, **data)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """An agent's answer, with the messages the run added (for sessions) and the tokens it used."""
+
+    output: str
+    usage: Usage
+    messages: tuple[Message, ...] = ()

@@ -1,0 +1,157 @@
+"""The tool-calling loop of ``Agent``.
+
+1. Ask the model, streaming; every delta becomes an ``llm.delta`` event.
+2. Decide the next step from its answer: ``FinalOutput`` (no tool calls) or ``RunTools``.
+3. ``RunTools``: validate and run every call concurrently, each under its timeout; each result —
+   success or error — goes back to the model as a tool message.
+4. Repeat until a final answer, or fail with ``MaxStepsExceeded`` after ``max_steps`` model calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, assert_never
+
+from shipyard.agents.context import RunContext, RunInput, RunResult
+from shipyard.agents.tool import ToolResult
+from shipyard.errors import MaxStepsExceeded, ModelError, ShipyardError
+from shipyard.models.base import (
+    Message,
+    ModelRequest,
+    ModelResponse,
+    SystemMessage,
+    TextDelta,
+    ToolCall,
+    ToolMessage,
+    UserMessage,
+)
+from shipyard.models.registry import resolve_model
+
+if TYPE_CHECKING:
+    from shipyard.agents.agent import Agent
+
+
+@dataclass(frozen=True, slots=True)
+class FinalOutput:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunTools:
+    calls: tuple[ToolCall, ...]
+
+
+Step = FinalOutput | RunTools
+
+
+async def run_loop(agent: Agent, ctx: RunContext, input: RunInput) -> RunResult:
+    history = _initial_messages(agent, input)
+    new: list[Message] = [history[-1]] if isinstance(input, str) else []
+    for step_no in range(1, agent.max_steps + 1):
+        response = await _ask_model(agent, ctx, history, step_no)
+        history.append(response.message)
+        new.append(response.message)
+        step = _next_step(response)
+        match step:
+            case FinalOutput(text=text):
+                return RunResult(output=text, usage=ctx.usage, messages=tuple(new))
+            case RunTools(calls=calls):
+                results = await _run_tools(agent, ctx, calls)
+                history.extend(results)
+                new.extend(results)
+            case _:
+                assert_never(step)
+    raise MaxStepsExceeded(f"agent {agent.name} reached max_steps={agent.max_steps} without an answer")
+
+
+def _initial_messages(agent: Agent, input: RunInput) -> list[Message]:
+    messages: list[Message] = []
+    if agent.instructions:
+        messages.append(SystemMessage(content=agent.instructions))
+    if isinstance(input, str):
+        messages.append(UserMessage(content=input))
+    else:
+        messages.extend(input)
+    return messages
+
+
+def _next_step(response: ModelResponse) -> Step:
+    if response.message.tool_calls:
+        return RunTools(response.message.tool_calls)
+    return FinalOutput(response.message.content or "")
+
+
+async def _ask_model(
+    agent: Agent, ctx: RunContext, history: list[Message], step_no: int
+) -> ModelResponse:
+    model = resolve_model(agent.model or ctx.default_model)
+    request = ModelRequest(
+        messages=tuple(history), tools=agent.tool_specs, temperature=agent.temperature
+    )
+    ctx.emit("llm.request", model=model.name, step=step_no, messages=len(history), tools=len(request.tools))
+    started = time.perf_counter()
+    final: ModelResponse | None = None
+    try:
+        async for item in model.stream(request):
+            if isinstance(item, TextDelta):
+                ctx.emit("llm.delta", text=item.text)
+            else:
+                final = item
+    except ShipyardError:
+        raise
+    except Exception as exc:  # a provider's own exception types stop here
+        raise ModelError(f"{model.name}: {type(exc).__name__}: {exc}") from exc
+    if final is None:
+        raise ModelError(f"{model.name} ended its stream without a response")
+    ctx.usage = ctx.usage + final.usage
+    ctx.emit(
+        "llm.response",
+        model=model.name,
+        step=step_no,
+        content=final.message.content,
+        tool_calls=[c.model_dump() for c in final.message.tool_calls],
+        prompt_tokens=final.usage.prompt_tokens,
+        completion_tokens=final.usage.completion_tokens,
+        cost_usd=final.usage.cost_usd,
+        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        finish_reason=final.finish_reason,
+    )
+    return final
+
+
+async def _run_tools(agent: Agent, ctx: RunContext, calls: tuple[ToolCall, ...]) -> list[ToolMessage]:
+    results = await asyncio.gather(*(_run_tool(agent, ctx, call) for call in calls))
+    return [
+        ToolMessage(tool_call_id=call.id, name=call.name, content=result.content)
+        for call, result in zip(calls, results, strict=True)
+    ]
+
+
+async def _run_tool(agent: Agent, ctx: RunContext, call: ToolCall) -> ToolResult:
+    ctx.emit("tool.call", id=call.id, name=call.name, arguments=call.arguments)
+    started = time.perf_counter()
+    tool = agent.get_tool(call.name)
+    if tool is None:
+        known = ", ".join(sorted(s.name for s in agent.tool_specs)) or "none"
+        result = ToolResult(False, f"unknown tool {call.name!r}; available: {known}", "unknown_tool")
+    else:
+        result = await tool.call(
+            call.arguments, default_timeout_s=agent.tool_timeout_s or ctx.tool_timeout_s
+        )
+    latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    if result.ok:
+        ctx.emit("tool.result", id=call.id, name=call.name, ok=True, output=result.content, latency_ms=latency_ms)
+    else:
+        ctx.emit(
+            "tool.result",
+            id=call.id,
+            name=call.name,
+            ok=False,
+            error=result.content,
+            error_kind=result.error_kind,
+            latency_ms=latency_ms,
+        )
+    return result
+

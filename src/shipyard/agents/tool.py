@@ -1,0 +1,138 @@
+"""``@tool``: a typed Python function becomes a tool the model can call.
+
+The JSON schema comes from the signature (types, defaults) and the docstring (the summary and the
+per-argument descriptions). Arguments are validated before the function runs; whatever goes wrong
+becomes an error result for the model, never an exception that ends the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, get_type_hints, overload
+
+import docstring_parser
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic_core import to_json
+
+from shipyard.errors import ConfigError, ModelRetry
+from shipyard.models.base import ToolSpec
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """What a tool call gave back to the model: ``content`` on success, or an ``error`` text."""
+
+    ok: bool
+    content: str
+    error_kind: str | None = None  # invalid_arguments | timeout | error | retry | unknown_tool
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A callable the model may use. Build one with ``@tool``."""
+
+    name: str
+    description: str
+    args_model: type[BaseModel]
+    fn: Callable[..., Any]
+    timeout_s: float | None = None
+
+    @property
+    def spec(self) -> ToolSpec:
+        schema = self.args_model.model_json_schema()
+        schema.pop("title", None)
+        return ToolSpec(name=self.name, description=self.description, parameters=schema)
+
+    async def call(self, arguments: str, *, default_timeout_s: float) -> ToolResult:
+        """Validate ``arguments`` (JSON text), run the function under a timeout, report the outcome."""
+        try:
+            args = self.args_model.model_validate_json(arguments or "{}")
+        except ValidationError as exc:
+            return ToolResult(False, f"invalid arguments for {self.name}: {_brief(exc)}", "invalid_arguments")
+        timeout = self.timeout_s or default_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                value = await self._invoke({k: getattr(args, k) for k in type(args).model_fields})
+        except TimeoutError:
+            return ToolResult(False, f"{self.name} timed out after {timeout:g}s", "timeout")
+        except ModelRetry as exc:
+            return ToolResult(False, str(exc), "retry")
+        except Exception as exc:  # a tool's failure is information for the model
+            return ToolResult(False, f"{self.name} failed: {type(exc).__name__}: {exc}", "error")
+        return ToolResult(True, value if isinstance(value, str) else to_json(value).decode())
+
+    async def _invoke(self, kwargs: dict[str, Any]) -> Any:
+        if inspect.iscoroutinefunction(self.fn):
+            return await self.fn(**kwargs)
+        return await asyncio.to_thread(self.fn, **kwargs)
+
+
+def _brief(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.errors()
+    )
+
+
+@overload
+def tool(fn: Callable[..., Any], /) -> Tool: ...
+@overload
+def tool(
+    *, name: str | None = None, description: str | None = None, timeout_s: float | None = None
+) -> Callable[[Callable[..., Any]], Tool]: ...
+
+
+def tool(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout_s: float | None = None,
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Make a tool of a typed function (sync or async). Use bare (``@tool``) or with options."""
+
+    def build(func: Callable[..., Any]) -> Tool:
+        return make_tool(func, name=name, description=description, timeout_s=timeout_s)
+
+    return build(fn) if fn is not None else build
+
+
+def make_tool(
+    func: Callable[..., Any],
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout_s: float | None = None,
+) -> Tool:
+    doc = docstring_parser.parse(inspect.getdoc(func) or "")
+    arg_docs = {p.arg_name: p.description for p in doc.params}
+    hints = get_type_hints(func)
+    fields: dict[str, Any] = {}
+    for param in inspect.signature(func).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise ConfigError(f"tool {func.__name__}: *args and **kwargs cannot be described")
+        if param.name not in hints:
+            raise ConfigError(f"tool {func.__name__}: argument {param.name!r} needs a type hint")
+        default = ... if param.default is param.empty else param.default
+        fields[param.name] = (hints[param.name], Field(default, description=arg_docs.get(param.name)))
+    args_model = create_model(  # type: ignore[call-overload]
+        f"{func.__name__}_args", __config__=ConfigDict(extra="forbid"), **fields
+    )
+    summary = "\n\n".join(p for p in (doc.short_description, doc.long_description) if p)
+    return Tool(
+        name=name or func.__name__,
+        description=description if description is not None else summary,
+        args_model=args_model,
+        fn=func,
+        timeout_s=timeout_s,
+    )
+
+
+ToolLike = Tool | Callable[..., Any] | Callable[..., Awaitable[Any]]
+
+
+def as_tool(item: ToolLike) -> Tool:
+    return item if isinstance(item, Tool) else make_tool(item)

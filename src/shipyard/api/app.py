@@ -1,0 +1,44 @@
+"""The FastAPI application over a set of ``Services``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from shipyard.api import errors
+from shipyard.api.keys import KeyService
+from shipyard.api.routes import agents, health, runs
+from shipyard.runtime.services import Services
+
+
+def create_app(
+    services: Services,
+    keys: KeyService,
+    *,
+    on_startup: Callable[[], Awaitable[None]] | None = None,
+    title: str = "Shipyard",
+) -> FastAPI:
+    """``on_startup`` runs inside the server's event loop before the first request."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if on_startup is not None:
+            await on_startup()
+        await services.start()
+        try:
+            yield
+        finally:
+            await services.close()
+
+    from shipyard import __version__
+
+    app = FastAPI(title=title, version=__version__, lifespan=lifespan)
+    app.state.services = services
+    app.state.keys = keys
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(agents.router)
+    app.include_router(runs.router)
+    return app

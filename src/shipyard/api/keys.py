@@ -1,0 +1,99 @@
+"""API keys: created once and shown once, stored as a sha256 hash, checked with a short cache."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from shipyard.errors import AuthError, Forbidden, InvalidInput
+from shipyard.stores.records.base import ApiKeyRecord, KeyRecords, Scope
+from shipyard.telemetry.events import new_id
+
+KEY_PREFIX = "sk_shp_"
+SCOPES: tuple[Scope, ...] = ("admin", "invoke", "read")
+DEFAULT_TENANT = "default"
+_CACHE_MAX = 10_000
+
+
+def hash_key(secret: str) -> str:
+    """Keys are 256 random bits, so a plain sha256 is enough (no brute force to slow down)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a tenant and what its key may do."""
+
+    tenant_id: str
+    key_id: str
+    scopes: frozenset[str]
+
+    def require(self, scope: Scope) -> None:
+        if scope not in self.scopes and "admin" not in self.scopes:
+            raise Forbidden(f"this key lacks the {scope!r} scope")
+
+
+def parse_scopes(raw: Iterable[str]) -> tuple[Scope, ...]:
+    scopes = [s.strip() for s in raw if s.strip()]
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown or not scopes:
+        raise InvalidInput(f"scopes must be some of {', '.join(SCOPES)}; got {scopes or 'none'}")
+    return tuple(s for s in SCOPES if s in scopes)
+
+
+class KeyService:
+    def __init__(self, store: KeyRecords, *, cache_s: float = 5.0) -> None:
+        self._store = store
+        self._cache_s = cache_s
+        self._cache: dict[str, tuple[float, Principal]] = {}
+
+    async def create(
+        self, tenant_id: str, scopes: Iterable[str], *, name: str = "", secret: str | None = None
+    ) -> tuple[str, ApiKeyRecord]:
+        """Store a new key and return its secret, which is never shown again."""
+        if not tenant_id or not all(c.isalnum() or c in "-_." for c in tenant_id):
+            raise InvalidInput("tenant must be letters, digits, '-', '_' or '.'")
+        secret = secret or KEY_PREFIX + secrets.token_urlsafe(32)
+        record = ApiKeyRecord(
+            id=new_id("key"),
+            tenant_id=tenant_id,
+            key_hash=hash_key(secret),
+            prefix=secret[: len(KEY_PREFIX) + 4],
+            scopes=parse_scopes(scopes),
+            name=name,
+            created_at=datetime.now(UTC),
+        )
+        await self._store.ensure_tenant(tenant_id)
+        await self._store.add_api_key(record)
+        return secret, record
+
+    async def bootstrap(self, admin_key: str | None) -> str | None:
+        """Make sure an admin key exists. Returns a newly generated secret to print once, if any."""
+        if admin_key:
+            if await self._store.find_api_key(hash_key(admin_key)) is None:
+                await self.create(DEFAULT_TENANT, ["admin"], name="bootstrap", secret=admin_key)
+            return None
+        if await self._store.list_api_keys():
+            return None
+        secret, _ = await self.create(DEFAULT_TENANT, ["admin"], name="bootstrap")
+        return secret
+
+    async def verify(self, secret: str) -> Principal:
+        digest = hash_key(secret)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        record = await self._store.find_api_key(digest)
+        if record is None or record.revoked_at is not None:
+            self._cache.pop(digest, None)
+            raise AuthError("invalid or revoked API key")
+        principal = Principal(record.tenant_id, record.id, frozenset(record.scopes))
+        if len(self._cache) >= _CACHE_MAX:
+            self._cache.clear()
+        self._cache[digest] = (now + self._cache_s, principal)
+        return principal

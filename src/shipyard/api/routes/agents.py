@@ -1,0 +1,74 @@
+"""``/v1/agents``: what is served, and stateless invocation (JSON or SSE)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from shipyard.api.auth import require
+from shipyard.api.keys import Principal
+from shipyard.api.schemas import AgentInfo, AgentList, ErrorResponse, InvokeRequest, InvokeResponse
+from shipyard.api.sse import stream_run
+from shipyard.runtime.services import Services
+from shipyard.telemetry.events import Sink
+
+router = APIRouter(prefix="/v1/agents", tags=["agents"])
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorResponse} for code in (401, 403, 404, 422, 502, 503, 504)
+}
+
+
+@router.get("", response_model=AgentList, responses=_ERRORS)
+async def list_agents(
+    request: Request, _: Annotated[Principal, Depends(require("read"))]
+) -> AgentList:
+    services: Services = request.app.state.services
+    return AgentList(
+        agents=[
+            AgentInfo(name=a.name, description=a.description, tools=list(a.tool_specs))
+            for a in services.agents.values()
+        ]
+    )
+
+
+@router.post(
+    "/{agent}/invoke",
+    response_model=InvokeResponse,
+    responses={**_ERRORS, 200: {"content": {"text/event-stream": {}}}},
+)
+async def invoke(
+    agent: str,
+    body: InvokeRequest,
+    request: Request,
+    principal: Annotated[Principal, Depends(require("invoke"))],
+) -> InvokeResponse | Response:
+    """Run the agent once. With ``Accept: text/event-stream`` the run streams its events."""
+    invoker = request.app.state.services.invoker
+    invoker.agent(agent)  # 404 before anything starts
+    if "text/event-stream" in request.headers.get("accept", ""):
+
+        def start(sink: Sink):  # type: ignore[no-untyped-def]
+            return invoker.invoke(
+                tenant_id=principal.tenant_id,
+                agent=agent,
+                input=body.input,
+                metadata=body.metadata,
+                sinks=[sink],
+                stream_deltas=True,
+            )
+
+        return stream_run(start)
+    outcome = await invoker.invoke(
+        tenant_id=principal.tenant_id, agent=agent, input=body.input, metadata=body.metadata
+    )
+    return InvokeResponse(
+        run_id=outcome.run_id,
+        agent=outcome.agent,
+        output=outcome.output,
+        usage=outcome.usage,
+        trace_id=outcome.trace_id,
+        latency_ms=outcome.latency_ms,
+    )

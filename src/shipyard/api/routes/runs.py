@@ -1,0 +1,58 @@
+"""``/v1/runs``: the tenant's recorded runs and their events."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from shipyard.api.auth import require
+from shipyard.api.keys import Principal
+from shipyard.api.schemas import ErrorResponse, EventList, RunPage
+from shipyard.errors import RunNotFound
+from shipyard.stores.records.base import RunRecord, RunStatus
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorResponse} for code in (401, 403, 404, 422)
+}
+Reader = Annotated[Principal, Depends(require("read"))]
+
+
+@router.get("", response_model=RunPage, responses=_ERRORS)
+async def list_runs(
+    request: Request,
+    principal: Reader,
+    agent: str | None = None,
+    status: RunStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> RunPage:
+    """Newest first; pass ``next_cursor`` as ``cursor`` for the next page."""
+    page = await request.app.state.services.records.list_runs(
+        principal.tenant_id, agent=agent, status=status, limit=limit, cursor=cursor
+    )
+    return RunPage(runs=page.items, next_cursor=page.next_cursor)
+
+
+@router.get("/{run_id}", response_model=RunRecord, responses=_ERRORS)
+async def get_run(run_id: str, request: Request, principal: Reader) -> RunRecord:
+    run = await request.app.state.services.records.get_run(principal.tenant_id, run_id)
+    if run is None:
+        raise RunNotFound(f"no run {run_id!r}")
+    return run  # type: ignore[no-any-return]
+
+
+@router.get("/{run_id}/events", response_model=EventList, responses=_ERRORS)
+async def run_events(
+    run_id: str,
+    request: Request,
+    principal: Reader,
+    after: Annotated[int, Query(ge=0, description="Only events with seq above this")] = 0,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+) -> EventList:
+    records = request.app.state.services.records
+    if await records.get_run(principal.tenant_id, run_id) is None:
+        raise RunNotFound(f"no run {run_id!r}")
+    events = await records.list_events(principal.tenant_id, run_id, after_seq=after, limit=limit)
+    return EventList(events=events)

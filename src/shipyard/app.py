@@ -1,0 +1,126 @@
+"""The composition root: the only module that knows concrete backends and wires them from URLs."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from shipyard.agents.agent import AgentLike
+from shipyard.config import Settings, load_settings
+from shipyard.errors import ConfigError
+from shipyard.runtime.invoke import Invoker, RunLimits
+from shipyard.runtime.recorder import Recorder
+from shipyard.runtime.services import Services
+from shipyard.stores.records.base import RecordStore
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from shipyard.api.keys import KeyService
+
+DEFAULT_APP = "examples.assistant:app"
+
+_RECORD_STORES = {
+    "sqlite": "shipyard.stores.records.sql:SqlRecordStore",
+    "postgresql": "shipyard.stores.records.sql:SqlRecordStore",
+    "postgres": "shipyard.stores.records.sql:SqlRecordStore",
+}
+
+
+class App:
+    """The agents a Shipyard server serves: ``shipyard.App(agents=[...])``."""
+
+    def __init__(self, agents: Sequence[AgentLike] = (), *, title: str = "Shipyard") -> None:
+        self.title = title
+        self.agents: dict[str, AgentLike] = {}
+        for agent in agents:
+            if not isinstance(agent, AgentLike):
+                raise ConfigError(f"{agent!r} is not an agent (an Agent, or made with @agent)")
+            if agent.name in self.agents:
+                raise ConfigError(f"two agents are named {agent.name!r}")
+            self.agents[agent.name] = agent
+
+    def asgi(self, settings: Settings | None = None) -> FastAPI:
+        """The ASGI application serving these agents, wired from ``settings``."""
+        from shipyard.api.app import create_app
+
+        settings = settings or load_settings()
+        services = build_services(self, settings)
+        keys = build_keys(services.records, settings)
+
+        async def on_startup() -> None:
+            if settings.migrate_on_start:
+                await services.records.migrate()
+            new_key = await keys.bootstrap(settings.admin_key)
+            if new_key:
+                announce_admin_key(new_key)
+
+        return create_app(services, keys, on_startup=on_startup, title=self.title)
+
+
+def open_record_store(url: str) -> RecordStore:
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    target = _RECORD_STORES.get(scheme)
+    if target is None:
+        raise ConfigError(
+            f"unsupported record store URL scheme {scheme!r}; use one of {sorted(_RECORD_STORES)}"
+        )
+    module, _, cls = target.partition(":")
+    store: RecordStore = getattr(importlib.import_module(module), cls).from_url(url)
+    return store
+
+
+def build_services(app: App, settings: Settings) -> Services:
+    records = open_record_store(settings.resolved_database_url)
+    recorder = Recorder(records, wait_s=settings.record_wait_s)
+    limits = RunLimits(
+        default_model=settings.resolved_model,
+        run_timeout_s=settings.run_timeout_s,
+        tool_timeout_s=settings.tool_timeout_s,
+    )
+    return Services(
+        agents=app.agents,
+        records=records,
+        recorder=recorder,
+        invoker=Invoker(app.agents, recorder, limits),
+    )
+
+
+def build_keys(records: RecordStore, settings: Settings) -> KeyService:
+    from shipyard.api.keys import KeyService
+
+    return KeyService(records, cache_s=settings.key_cache_s)
+
+
+def announce_admin_key(secret: str) -> None:
+    line = "=" * 72
+    print(
+        f"\n{line}\nCreated the first admin key (tenant 'default'). It is shown only once:\n\n"
+        f"    {secret}\n\nUse it as 'Authorization: Bearer <key>'; create more with "
+        f"'shipyard keys create'.\n{line}\n",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def load_app(reference: str | None) -> App:
+    """Import ``module:attribute`` (the current folder is importable, as with uvicorn)."""
+    reference = reference or DEFAULT_APP
+    module_name, _, attr = reference.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"--app {reference!r} must look like module:attribute")
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import {module_name!r} for --app {reference}: {exc}") from exc
+    found = getattr(module, attr, None)
+    if callable(found) and not isinstance(found, App):
+        found = found()
+    if not isinstance(found, App):
+        raise ConfigError(f"{reference} is not a shipyard.App (got {type(found).__name__})")
+    return found

@@ -1,0 +1,216 @@
+"""The ``shipyard`` command: serve, invoke, keys, migrate."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from shipyard.config import Settings, load_settings
+from shipyard.errors import ShipyardError
+
+T = TypeVar("T")
+
+cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+keys_cli = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
+cli.add_typer(keys_cli, name="keys")
+
+AppOption = Annotated[
+    str | None, typer.Option("--app", help="The app to serve, module:attribute (default: examples).")
+]
+
+
+def _settings(**overrides: Any) -> Settings:
+    return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return asyncio.run(coro_fn())  # type: ignore[arg-type]
+    except ShipyardError as exc:
+        typer.secho(f"error: {exc.message}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+@cli.command()
+def serve(
+    app: AppOption = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (SHIPYARD_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (SHIPYARD_PORT).")] = None,
+) -> None:
+    """Serve the app's agents over HTTP."""
+    import uvicorn
+
+    from shipyard.app import load_app
+
+    try:
+        settings = _settings(host=host, port=port, app=app)
+        asgi = load_app(settings.app).asgi(settings)
+    except ShipyardError as exc:
+        typer.secho(f"error: {exc.message}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"Shipyard serving on http://{settings.host}:{settings.port} (docs at /docs)", err=True)
+    uvicorn.run(
+        asgi,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring the record store's schema up to date."""
+    from shipyard.app import open_record_store
+
+    async def go() -> None:
+        settings = _settings()
+        store = open_record_store(settings.resolved_database_url)
+        try:
+            await store.migrate()
+        finally:
+            await store.close()
+        typer.echo(f"record store is up to date ({_redact(settings.resolved_database_url)})")
+
+    _run(go)
+
+
+@cli.command()
+def invoke(
+    agent: Annotated[str, typer.Argument(help="Agent name.")],
+    text: Annotated[str, typer.Argument(help="The user's message.")],
+    local: Annotated[bool, typer.Option("--local", help="Run in this process, no server.")] = False,
+    app: AppOption = None,
+    url: Annotated[str | None, typer.Option(help="Server URL (default from SHIPYARD_HOST/PORT).")] = None,
+    key: Annotated[
+        str | None, typer.Option(envvar="SHIPYARD_API_KEY", help="API key (or SHIPYARD_ADMIN_KEY).")
+    ] = None,
+) -> None:
+    """Run an agent once and print its answer."""
+    settings = _settings(app=app)
+    if local:
+        result = _run(lambda: _invoke_local(settings, agent, text))
+    else:
+        result = _run(lambda: _invoke_remote(settings, url, key, agent, text))
+    typer.echo(result["output"])
+    typer.echo(json.dumps({k: v for k, v in result.items() if k != "output"}), err=True)
+
+
+async def _invoke_local(settings: Settings, agent: str, text: str) -> dict[str, Any]:
+    from shipyard.app import build_services, load_app
+
+    services = build_services(load_app(settings.app), settings)
+    await services.records.migrate()
+    await services.start()
+    try:
+        outcome = await services.invoker.invoke(tenant_id="default", agent=agent, input=text)
+    finally:
+        await services.close()
+    return {"output": outcome.output, "run_id": outcome.run_id, "usage": outcome.usage.model_dump()}
+
+
+async def _invoke_remote(
+    settings: Settings, url: str | None, key: str | None, agent: str, text: str
+) -> dict[str, Any]:
+    import httpx
+
+    base = url or f"http://{settings.host}:{settings.port}"
+    secret = key or settings.admin_key
+    if not secret:
+        raise ShipyardError("no API key: pass --key or set SHIPYARD_API_KEY")
+    async with httpx.AsyncClient(base_url=base, timeout=settings.run_timeout_s + 5) as client:
+        try:
+            reply = await client.post(
+                f"/v1/agents/{agent}/invoke",
+                json={"input": text},
+                headers={"Authorization": f"Bearer {secret}"},
+            )
+        except httpx.HTTPError as exc:
+            raise ShipyardError(f"cannot reach {base}: {exc}") from exc
+    body: dict[str, Any] = reply.json()
+    if reply.status_code != 200:
+        raise ShipyardError(f"{reply.status_code} {body.get('error', body)}")
+    return body
+
+
+@keys_cli.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="Tenant the key belongs to.")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated: admin, invoke, read.")] = "invoke,read",
+    name: Annotated[str, typer.Option(help="A label to recognise the key by.")] = "",
+) -> None:
+    """Create a key and print it — the only time it is shown."""
+
+    async def go(keys: Any) -> str:
+        secret, record = await keys.create(tenant, scopes.split(","), name=name)
+        typer.echo(f"created {record.id} for tenant {tenant} with scopes {','.join(record.scopes)}", err=True)
+        return str(secret)
+
+    typer.echo(_with_keys(go))
+
+
+@keys_cli.command("list")
+def keys_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None) -> None:
+    """List keys (never their secrets)."""
+
+    async def go(keys: Any) -> list[Any]:
+        return list(await keys._store.list_api_keys(tenant))
+
+    for k in _with_keys(go):
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        typer.echo(f"{k.id}  {k.tenant_id:<16} {k.prefix}…  {','.join(k.scopes):<18} {state}  {k.name}")
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (from 'keys list').")]) -> None:
+    """Revoke a key; servers stop accepting it within SHIPYARD_KEY_CACHE_S seconds."""
+
+    async def go(keys: Any) -> bool:
+        return bool(await keys._store.revoke_api_key(key_id))
+
+    if not _with_keys(go):
+        typer.secho(f"error: no key {key_id}", fg="red", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {key_id}")
+
+
+def _with_keys(action: Callable[[Any], Awaitable[T]]) -> T:
+    from shipyard.app import build_keys, open_record_store
+
+    async def go() -> T:
+        settings = _settings()
+        store = open_record_store(settings.resolved_database_url)
+        try:
+            await store.migrate()
+            return await action(build_keys(store, settings))
+        finally:
+            await store.close()
+
+    return _run(go)
+
+
+def _redact(url: str) -> str:
+    head, sep, tail = url.rpartition("@")
+    return f"{head.split('://')[0]}://***@{tail}" if sep else url
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    try:
+        cli()
+    except ShipyardError as exc:
+        typer.secho(f"error: {exc.message}", fg="red", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

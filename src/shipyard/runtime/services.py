@@ -1,0 +1,26 @@
+"""The running system as the surface sees it: services built on protocols, wired by the root."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from shipyard.agents.agent import AgentLike
+from shipyard.runtime.invoke import Invoker
+from shipyard.runtime.recorder import Recorder
+from shipyard.stores.records.base import RecordStore
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    agents: Mapping[str, AgentLike]
+    records: RecordStore
+    recorder: Recorder
+    invoker: Invoker
+
+    async def start(self) -> None:
+        await self.recorder.start()
+
+    async def close(self) -> None:
+        await self.recorder.close()
+        await self.records.close()
