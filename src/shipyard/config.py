@@ -1,4 +1,4 @@
-"""Settings: ``SHIPYARD_*`` environment variables, then an optional ``shipyard.toml``, then defaults."""
+"""Settings: ``SHIPYARD_*`` environment variables, then ``shipyard.toml``, then defaults."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ ENV_PREFIX = "SHIPYARD_"
 
 
 class Settings(BaseSettings):
-    """Every knob of a Shipyard process. Each field is also ``SHIPYARD_<FIELD>`` in the environment."""
+    """Every knob of a Shipyard process; each field is ``SHIPYARD_<FIELD>`` in the environment."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -60,7 +60,9 @@ class Settings(BaseSettings):
         "caller gets 503 (the record is still written once the store recovers).",
     )
     key_cache_s: float = Field(
-        5.0, ge=0, description="How long a verified API key is trusted before it is looked up again."
+        5.0,
+        ge=0,
+        description="How long a verified API key is trusted before it is looked up again.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info")
     access_log: bool = Field(False, description="Log every HTTP request (uvicorn's access log).")
@@ -73,6 +75,18 @@ class Settings(BaseSettings):
         scheme = value.split(":", 1)[0].split("+", 1)[0]
         if scheme not in {"sqlite", "postgresql", "postgres"}:
             raise ValueError(f"unsupported scheme {scheme!r}; use sqlite:/// or postgresql://")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str | None) -> str | None:
+        if value is not None:
+            from shipyard.models.registry import parse_reference
+
+            try:
+                parse_reference(value)
+            except ConfigError as exc:
+                raise ValueError(exc.message) from None
         return value
 
     @classmethod

@@ -11,7 +11,7 @@
     ├── Forbidden                      403     forbidden
     ├── InvalidInput                   422     invalid_input
     ├── RunFailure                     500     run_failed          the run itself failed
-    │   ├── ModelError                 502     model_error         provider failed or answered garbage
+    │   ├── ModelError                 502     model_error         provider failed
     │   ├── RunTimeout                 504     run_timeout
     │   └── MaxStepsExceeded           500     max_steps_exceeded  (surfaced as a failed run)
     └── StoreError                     503     store_unavailable   a backing store failed
@@ -98,5 +98,5 @@ class StoreError(ShipyardError):
     code = "store_unavailable"
 
 
-class ModelRetry(Exception):  # noqa: N818 - control flow, named for what the tool asks for
+class ModelRetry(Exception):
     """Raised by a tool to hand a message back to the model and let it try again."""

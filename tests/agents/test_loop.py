@@ -65,7 +65,12 @@ async def test_independent_tool_calls_run_concurrently() -> None:
 
     model = ScriptedModel(
         [
-            {"tool_calls": [{"name": "meet", "arguments": {"who": "a"}}, {"name": "meet", "arguments": {"who": "b"}}]},
+            {
+                "tool_calls": [
+                    {"name": "meet", "arguments": {"who": "a"}},
+                    {"name": "meet", "arguments": {"who": "b"}},
+                ]
+            },
             "done",
         ]
     )  # fmt: skip
@@ -210,7 +215,11 @@ def test_tool_schema_comes_from_signature_and_docstring() -> None:
     assert spec.name == "search"
     assert spec.description == "Search the catalogue."
     props = spec.parameters["properties"]
-    assert props["query"] == {"type": "string", "title": "Query", "description": "Words to look for."}
+    assert props["query"] == {
+        "type": "string",
+        "title": "Query",
+        "description": "Words to look for.",
+    }
     assert props["limit"]["default"] == 5 and props["limit"]["type"] == "integer"
     assert props["exact"]["type"] == "boolean"
     assert spec.parameters["required"] == ["query"]

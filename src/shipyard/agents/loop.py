@@ -63,7 +63,9 @@ async def run_loop(agent: Agent, ctx: RunContext, input: RunInput) -> RunResult:
                 new.extend(results)
             case _:
                 assert_never(step)
-    raise MaxStepsExceeded(f"agent {agent.name} reached max_steps={agent.max_steps} without an answer")
+    raise MaxStepsExceeded(
+        f"agent {agent.name} reached max_steps={agent.max_steps} without an answer"
+    )
 
 
 def _initial_messages(agent: Agent, input: RunInput) -> list[Message]:
@@ -90,7 +92,13 @@ async def _ask_model(
     request = ModelRequest(
         messages=tuple(history), tools=agent.tool_specs, temperature=agent.temperature
     )
-    ctx.emit("llm.request", model=model.name, step=step_no, messages=len(history), tools=len(request.tools))
+    ctx.emit(
+        "llm.request",
+        model=model.name,
+        step=step_no,
+        messages=len(history),
+        tools=len(request.tools),
+    )
     started = time.perf_counter()
     final: ModelResponse | None = None
     try:
@@ -121,7 +129,9 @@ async def _ask_model(
     return final
 
 
-async def _run_tools(agent: Agent, ctx: RunContext, calls: tuple[ToolCall, ...]) -> list[ToolMessage]:
+async def _run_tools(
+    agent: Agent, ctx: RunContext, calls: tuple[ToolCall, ...]
+) -> list[ToolMessage]:
     results = await asyncio.gather(*(_run_tool(agent, ctx, call) for call in calls))
     return [
         ToolMessage(tool_call_id=call.id, name=call.name, content=result.content)
@@ -135,14 +145,23 @@ async def _run_tool(agent: Agent, ctx: RunContext, call: ToolCall) -> ToolResult
     tool = agent.get_tool(call.name)
     if tool is None:
         known = ", ".join(sorted(s.name for s in agent.tool_specs)) or "none"
-        result = ToolResult(False, f"unknown tool {call.name!r}; available: {known}", "unknown_tool")
+        result = ToolResult(
+            False, f"unknown tool {call.name!r}; available: {known}", "unknown_tool"
+        )
     else:
         result = await tool.call(
             call.arguments, default_timeout_s=agent.tool_timeout_s or ctx.tool_timeout_s
         )
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
     if result.ok:
-        ctx.emit("tool.result", id=call.id, name=call.name, ok=True, output=result.content, latency_ms=latency_ms)
+        ctx.emit(
+            "tool.result",
+            id=call.id,
+            name=call.name,
+            ok=True,
+            output=result.content,
+            latency_ms=latency_ms,
+        )
     else:
         ctx.emit(
             "tool.result",
@@ -154,4 +173,3 @@ async def _run_tool(agent: Agent, ctx: RunContext, call: ToolCall) -> ToolResult
             latency_ms=latency_ms,
         )
     return result
-

@@ -47,11 +47,13 @@ class Tool:
         return ToolSpec(name=self.name, description=self.description, parameters=schema)
 
     async def call(self, arguments: str, *, default_timeout_s: float) -> ToolResult:
-        """Validate ``arguments`` (JSON text), run the function under a timeout, report the outcome."""
+        """Validate ``arguments`` (JSON text), run under a timeout, report the outcome."""
         try:
             args = self.args_model.model_validate_json(arguments or "{}")
         except ValidationError as exc:
-            return ToolResult(False, f"invalid arguments for {self.name}: {_brief(exc)}", "invalid_arguments")
+            return ToolResult(
+                False, f"invalid arguments for {self.name}: {_brief(exc)}", "invalid_arguments"
+            )
         timeout = self.timeout_s or default_timeout_s
         try:
             async with asyncio.timeout(timeout):
@@ -117,8 +119,11 @@ def make_tool(
         if param.name not in hints:
             raise ConfigError(f"tool {func.__name__}: argument {param.name!r} needs a type hint")
         default = ... if param.default is param.empty else param.default
-        fields[param.name] = (hints[param.name], Field(default, description=arg_docs.get(param.name)))
-    args_model = create_model(  # type: ignore[call-overload]
+        fields[param.name] = (
+            hints[param.name],
+            Field(default, description=arg_docs.get(param.name)),
+        )
+    args_model = create_model(
         f"{func.__name__}_args", __config__=ConfigDict(extra="forbid"), **fields
     )
     summary = "\n\n".join(p for p in (doc.short_description, doc.long_description) if p)

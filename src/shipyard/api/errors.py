@@ -1,4 +1,4 @@
-"""Every error leaves as ``{"error": {"code", "message"}}`` with a precise status; never a traceback."""
+"""Every error leaves as ``{"error": {"code", "message"}}`` with a precise status, no traceback."""
 
 from __future__ import annotations
 
@@ -51,7 +51,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return error_response(exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail))
+    return error_response(
+        exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail)
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from starlette.responses import StreamingResponse
@@ -19,14 +19,14 @@ def format_event(event: Event) -> bytes:
     return f"id: {event.seq}\nevent: {event.type}\ndata: {event.model_dump_json()}\n\n".encode()
 
 
-def stream_run(start: Callable[[Sink], Awaitable[Any]]) -> StreamingResponse:
+def stream_run(start: Callable[[Sink], Coroutine[Any, Any, Any]]) -> StreamingResponse:
     """Start a run with a queue as one of its sinks and stream what lands in the queue.
 
     The run is a task of its own: a client that goes away does not cancel it, so the run still
     finishes and is recorded.
     """
     queue: asyncio.Queue[Event] = asyncio.Queue()
-    task = asyncio.create_task(start(queue.put_nowait))
+    task: asyncio.Task[Any] = asyncio.create_task(start(queue.put_nowait))
     _background.add(task)
     task.add_done_callback(_finished)
     return StreamingResponse(

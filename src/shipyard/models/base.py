@@ -102,7 +102,7 @@ StreamItem = TextDelta | ModelResponse
 
 @runtime_checkable
 class ChatModel(Protocol):
-    """A chat model. ``stream`` yields ``TextDelta``s and ends with exactly one ``ModelResponse``."""
+    """A chat model: ``stream`` yields ``TextDelta``s, then exactly one ``ModelResponse``."""
 
     @property
     def name(self) -> str:

@@ -1,4 +1,4 @@
-"""Prices per million tokens, by model reference. Unknown models cost 0 and say so in the records."""
+"""Prices per million tokens, by model reference. Unknown models cost 0."""
 
 from __future__ import annotations
 

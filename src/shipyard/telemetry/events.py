@@ -1,4 +1,4 @@
-"""The one event stream. Every run emits these; SSE, the records, logs, metrics and traces read them.
+"""The one event stream: every run emits these; SSE, records, logs, metrics and traces read them.
 
 Kinds and their ``data``:
 
@@ -117,5 +117,14 @@ class Emitter:
         return event
 
 
-_DROPPED = Event.model_construct(type="llm.delta", run_id="", seq=0, ts=0.0, tenant_id="", agent="",
-                                 trace_id="", span_id="", data={})
+_DROPPED = Event.model_construct(
+    type="llm.delta",
+    run_id="",
+    seq=0,
+    ts=0.0,
+    tenant_id="",
+    agent="",
+    trace_id="",
+    span_id="",
+    data={},
+)

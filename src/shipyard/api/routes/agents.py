@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Coroutine
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
@@ -11,6 +12,7 @@ from shipyard.api.auth import require
 from shipyard.api.keys import Principal
 from shipyard.api.schemas import AgentInfo, AgentList, ErrorResponse, InvokeRequest, InvokeResponse
 from shipyard.api.sse import stream_run
+from shipyard.runtime.invoke import Invoker, RunOutcome
 from shipyard.runtime.services import Services
 from shipyard.telemetry.events import Sink
 
@@ -46,11 +48,11 @@ async def invoke(
     principal: Annotated[Principal, Depends(require("invoke"))],
 ) -> InvokeResponse | Response:
     """Run the agent once. With ``Accept: text/event-stream`` the run streams its events."""
-    invoker = request.app.state.services.invoker
+    invoker: Invoker = request.app.state.services.invoker
     invoker.agent(agent)  # 404 before anything starts
     if "text/event-stream" in request.headers.get("accept", ""):
 
-        def start(sink: Sink):  # type: ignore[no-untyped-def]
+        def start(sink: Sink) -> Coroutine[Any, Any, RunOutcome]:
             return invoker.invoke(
                 tenant_id=principal.tenant_id,
                 agent=agent,

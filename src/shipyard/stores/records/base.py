@@ -23,7 +23,9 @@ class ApiKeyRecord(BaseModel):
 
     id: str
     tenant_id: str
-    key_hash: str = Field(description="sha256 hex of the secret key; the key itself is never stored")
+    key_hash: str = Field(
+        description="sha256 hex of the secret key; the key itself is never stored"
+    )
     prefix: str = Field(description="First characters of the key, to recognise it in listings")
     scopes: tuple[Scope, ...]
     name: str = ""

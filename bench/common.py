@@ -1,0 +1,80 @@
+"""Types shared by the benchmarks and the command line."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Row = dict[str, Any]
+
+
+class BenchError(Exception):
+    """A benchmark (or one of its targets) could not be measured."""
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    duration: float = 5.0
+    warmup: float = 1.0
+    concurrencies: tuple[int, ...] = (1, 8, 32)
+    targets: tuple[str, ...] = ("shipyard", "bare")
+    startup_timeout: float = 60.0
+    # Testing the harness: run the "shipyard" target with the bare app.
+    fake_shipyard: bool = False
+
+
+@dataclass
+class Column:
+    key: str
+    title: str
+    fmt: str = "{}"
+
+
+@dataclass
+class BenchResult:
+    name: str
+    columns: list[Column]
+    rows: list[Row] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "rows": self.rows,
+            "summary": self.summary,
+            "failures": self.failures,
+        }
+
+
+BenchFn = Callable[[BenchConfig], Awaitable[BenchResult]]
+
+
+def progress(message: str) -> None:
+    print(message, flush=True)
+
+
+def _cell(column: Column, row: Row) -> str:
+    value = row.get(column.key)
+    if value is None:
+        return "-"
+    return column.fmt.format(value)
+
+
+def format_table(columns: Sequence[Column], rows: Sequence[Row]) -> str:
+    cells = [[c.title for c in columns]] + [[_cell(c, r) for c in columns] for r in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    lines = []
+    for n, line in enumerate(cells):
+        first = line[0].ljust(widths[0])
+        rest = [cell.rjust(width) for cell, width in zip(line[1:], widths[1:], strict=True)]
+        lines.append("  ".join([first, *rest]))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)

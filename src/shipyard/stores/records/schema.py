@@ -1,0 +1,114 @@
+"""The record tables, as SQLAlchemy Core. ``migrations/versions`` must create exactly these.
+
+Datetimes are stored as UTC and always come back timezone-aware (``UTCDateTime``).
+Run ids are compared byte-wise (``COLLATE "C"`` on PostgreSQL, SQLite's default ``BINARY``),
+so keyset pagination on the time-ordered ids does not depend on the server's locale.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+BinaryString = sa.String().with_variant(sa.String(collation="C"), "postgresql")
+"""Text compared byte by byte, for ids that are sorted and paged on."""
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """``TIMESTAMP WITH TIME ZONE``; naive values are taken as UTC; results are aware UTC.
+
+    SQLite has no time zone type: the value is stored as naive UTC text, which sorts correctly.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _json() -> sa.JSON:
+    # Python None is stored as SQL NULL, not as the JSON text 'null'.
+    return sa.JSON(none_as_null=True)
+
+
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("tenant_id", sa.String, sa.ForeignKey("tenants.id"), nullable=False, index=True),
+    sa.Column("key_hash", sa.String, nullable=False, unique=True),
+    sa.Column("prefix", sa.String, nullable=False),
+    sa.Column("scopes", _json(), nullable=False),
+    sa.Column("name", sa.String, nullable=False, server_default=""),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", BinaryString, primary_key=True),
+    sa.Column("tenant_id", sa.String, nullable=False),
+    sa.Column("agent", sa.String, nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("input", _json(), nullable=True),
+    sa.Column("output", sa.Text, nullable=True),
+    sa.Column("error", _json(), nullable=True),
+    sa.Column("metadata", _json(), nullable=False),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("completion_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
+    sa.Column("session_id", sa.String, nullable=True),
+    sa.Column("task_id", sa.String, nullable=True),
+    sa.Column("trace_id", sa.String, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("ended_at", UTCDateTime, nullable=True),
+    sa.Index("ix_runs_tenant_id_id", "tenant_id", "id"),
+    sa.Index("ix_runs_tenant_id_agent_id", "tenant_id", "agent", "id"),
+    sa.Index("ix_runs_tenant_id_status_id", "tenant_id", "status", "id"),
+)
+
+run_events = sa.Table(
+    "run_events",
+    metadata,
+    sa.Column("run_id", BinaryString, primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("tenant_id", sa.String, nullable=False),
+    sa.Column("type", sa.String, nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("agent", sa.String, nullable=False),
+    sa.Column("session_id", sa.String, nullable=True),
+    sa.Column("task_id", sa.String, nullable=True),
+    sa.Column("trace_id", sa.String, nullable=False),
+    sa.Column("span_id", sa.String, nullable=False),
+    sa.Column("data", _json(), nullable=False),
+)

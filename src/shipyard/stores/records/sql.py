@@ -1,0 +1,316 @@
+"""``SqlRecordStore``: the record store on SQLite (embedded) or PostgreSQL, via SQLAlchemy Core.
+
+One class serves both databases; the few dialect differences (upserts, connection setup,
+driver exceptions) are chosen once, from ``engine.dialect.name``.
+
+Pagination: ``list_runs`` pages newest first on the run id (ids are time-ordered); the cursor
+is the last id of the previous page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from shipyard.errors import ConfigError, StoreError
+from shipyard.stores.records.base import ApiKeyRecord, Page, RunRecord, RunStatus
+from shipyard.stores.records.schema import UTCDateTime, api_keys, run_events, runs, tenants
+from shipyard.telemetry.events import EPHEMERAL, Event
+
+__all__ = ["SqlRecordStore"]
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+MAX_PAGE = 500
+MAX_EVENTS = 10_000
+SQLITE_BUSY_TIMEOUT_MS = 5_000
+_PG_MIGRATION_LOCK = 0x5348_4950_5944  # "SHIPYD": one migrator at a time across replicas
+_SCHEMES = ("sqlite", "sqlite+aiosqlite", "postgresql", "postgres", "postgresql+asyncpg")
+_UPDATABLE = [c.name for c in runs.columns if c.name not in ("id", "tenant_id", "created_at")]
+
+Insert = sqlite.Insert | postgresql.Insert
+
+
+class SqlRecordStore:
+    """The ``RecordStore`` on an async SQLAlchemy engine (``aiosqlite`` or ``asyncpg``)."""
+
+    def __init__(self, engine: AsyncEngine, *, driver_errors: tuple[type[Exception], ...] = ()):
+        self._engine = engine
+        self._dialect = engine.dialect.name
+        self._errors: tuple[type[Exception], ...] = (
+            exc.DBAPIError,
+            exc.TimeoutError,
+            OSError,
+            *driver_errors,
+        )
+
+    @classmethod
+    def from_url(cls, url: str) -> SqlRecordStore:
+        """Build from ``sqlite:///path.db``, ``sqlite:////abs/path.db``, ``sqlite://`` (memory)
+        or ``postgresql://user@host:port/db`` (``postgres://`` too)."""
+        parsed = _parse(url)
+        if parsed.get_backend_name() == "sqlite":
+            return cls(_sqlite_engine(parsed))
+        import asyncpg
+
+        engine = _create_engine(parsed.set(drivername="postgresql+asyncpg"))
+        return cls(engine, driver_errors=(asyncpg.PostgresError, asyncpg.InterfaceError))
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def migrate(self) -> None:
+        async with self._translate("migrate"), self._engine.begin() as conn:
+            await conn.run_sync(_upgrade)
+
+    async def is_current(self) -> bool:
+        """Whether the schema is at the newest migration (False on an empty database)."""
+        heads = set(ScriptDirectory.from_config(_alembic_config()).get_heads())
+        async with self._translate("is_current"), self._engine.connect() as conn:
+            current = await conn.run_sync(_current_heads)
+        return current == heads
+
+    async def ping(self) -> None:
+        async with self._translate("ping"), self._engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    # -- tenants and keys -----------------------------------------------------------------------
+
+    async def ensure_tenant(self, tenant_id: str) -> None:
+        async with self._translate("ensure_tenant"), self._engine.begin() as conn:
+            await self._ensure_tenant(conn, tenant_id)
+
+    async def add_api_key(self, key: ApiKeyRecord) -> None:
+        """Store a key, creating its tenant if needed."""
+        async with self._translate("add_api_key"), self._engine.begin() as conn:
+            await self._ensure_tenant(conn, key.tenant_id)
+            await conn.execute(api_keys.insert().values(key.model_dump()))
+
+    async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        """The key with this hash, of any tenant, revoked or not."""
+        query = api_keys.select().where(api_keys.c.key_hash == key_hash)
+        rows = await self._fetch("find_api_key", query)
+        return ApiKeyRecord.model_validate(rows[0]) if rows else None
+
+    async def list_api_keys(self, tenant_id: str | None = None) -> list[ApiKeyRecord]:
+        """Keys of one tenant, or of all tenants; oldest first."""
+        query = api_keys.select().order_by(api_keys.c.created_at, api_keys.c.id)
+        if tenant_id is not None:
+            query = query.where(api_keys.c.tenant_id == tenant_id)
+        return [ApiKeyRecord.model_validate(row) for row in await self._fetch("list_keys", query)]
+
+    async def revoke_api_key(self, key_id: str) -> bool:
+        """Mark a key revoked (keeping the first revocation time); False if there is no such key."""
+        revoked_at = sa.func.coalesce(
+            api_keys.c.revoked_at, sa.bindparam("now", type_=UTCDateTime())
+        )
+        stmt = api_keys.update().where(api_keys.c.id == key_id).values(revoked_at=revoked_at)
+        async with self._translate("revoke_api_key"), self._engine.begin() as conn:
+            result = await conn.execute(stmt, {"now": datetime.now(UTC)})
+        return result.rowcount > 0
+
+    # -- runs and events ------------------------------------------------------------------------
+
+    async def write_batch(self, runs_: Sequence[RunRecord], events: Sequence[Event]) -> None:
+        """Upsert runs by id (the last one of an id in the batch wins) and insert events,
+        skipping ``(run_id, seq)`` pairs already stored, in one transaction.
+
+        Ephemeral events (``llm.delta``) are never stored. A run id stored under another tenant
+        is left untouched.
+        """
+        run_rows = list({run.id: run.model_dump() for run in runs_}.values())
+        event_rows = [_event_row(e) for e in events if e.type not in EPHEMERAL]
+        if not run_rows and not event_rows:
+            return
+        async with self._translate("write_batch"), self._engine.begin() as conn:
+            if run_rows:
+                await conn.execute(self._upsert_runs(), run_rows)
+            if event_rows:
+                await conn.execute(self._insert_events(), event_rows)
+
+    async def get_run(self, tenant_id: str, run_id: str) -> RunRecord | None:
+        query = runs.select().where(runs.c.tenant_id == tenant_id, runs.c.id == run_id)
+        rows = await self._fetch("get_run", query)
+        return RunRecord.model_validate(rows[0]) if rows else None
+
+    async def list_runs(
+        self,
+        tenant_id: str,
+        *,
+        agent: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[RunRecord]:
+        """Newest first; ``limit`` is clamped to 1..500; ``cursor`` is the last id seen."""
+        limit = min(max(limit, 1), MAX_PAGE)
+        query = runs.select().where(runs.c.tenant_id == tenant_id)
+        if agent is not None:
+            query = query.where(runs.c.agent == agent)
+        if status is not None:
+            query = query.where(runs.c.status == status)
+        if cursor:
+            query = query.where(runs.c.id < cursor)
+        rows = await self._fetch("list_runs", query.order_by(runs.c.id.desc()).limit(limit + 1))
+        items = [RunRecord.model_validate(row) for row in rows[:limit]]
+        return Page(items=items, next_cursor=items[-1].id if len(rows) > limit else None)
+
+    async def list_events(
+        self, tenant_id: str, run_id: str, *, after_seq: int = 0, limit: int = 1000
+    ) -> list[Event]:
+        """In ``seq`` order, those after ``after_seq``; ``limit`` is clamped to 1..10,000."""
+        query = (
+            run_events.select()
+            .where(run_events.c.tenant_id == tenant_id, run_events.c.run_id == run_id)
+            .where(run_events.c.seq > after_seq)
+            .order_by(run_events.c.seq)
+            .limit(min(max(limit, 1), MAX_EVENTS))
+        )
+        return [Event.model_validate(row) for row in await self._fetch("list_events", query)]
+
+    # -- private --------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _translate(self, operation: str) -> AsyncIterator[None]:
+        """Driver and network failures leave as ``StoreError``."""
+        try:
+            yield
+        except self._errors as e:
+            message = f"record store ({self._dialect}) {operation} failed: {_driver_error(e)}"
+            raise StoreError(message, details={"operation": operation}) from e
+
+    async def _fetch(self, operation: str, query: sa.Select[Any]) -> list[dict[str, Any]]:
+        async with self._translate(operation), self._engine.connect() as conn:
+            result = await conn.execute(query)
+            return [dict(row) for row in result.mappings()]
+
+    async def _ensure_tenant(self, conn: AsyncConnection, tenant_id: str) -> None:
+        stmt = self._insert(tenants).on_conflict_do_nothing(index_elements=["id"])
+        await conn.execute(stmt, {"id": tenant_id, "created_at": datetime.now(UTC)})
+
+    def _upsert_runs(self) -> Insert:
+        stmt = self._insert(runs)
+        return stmt.on_conflict_do_update(
+            index_elements=["id"],
+            set_={name: stmt.excluded[name] for name in _UPDATABLE},
+            where=runs.c.tenant_id == stmt.excluded.tenant_id,
+        )
+
+    def _insert_events(self) -> Insert:
+        return self._insert(run_events).on_conflict_do_nothing(index_elements=["run_id", "seq"])
+
+    def _insert(self, table: sa.Table) -> Insert:
+        """The dialect's ``INSERT`` that knows ``ON CONFLICT``."""
+        return postgresql.insert(table) if self._dialect == "postgresql" else sqlite.insert(table)
+
+
+def _driver_error(error: BaseException) -> str:
+    """The name of the driver's own exception, under SQLAlchemy's wrappers (no message: it may
+    carry SQL or data; the full chain stays on ``__cause__`` for the logs)."""
+    orig = getattr(error, "orig", None) or error
+    if type(orig).__module__.startswith("sqlalchemy") and orig.__cause__ is not None:
+        orig = orig.__cause__
+    return type(orig).__name__
+
+
+def _event_row(e: Event) -> dict[str, Any]:
+    return {
+        "run_id": e.run_id,
+        "seq": e.seq,
+        "tenant_id": e.tenant_id,
+        "type": e.type,
+        "ts": e.ts,
+        "agent": e.agent,
+        "session_id": e.session_id,
+        "task_id": e.task_id,
+        "trace_id": e.trace_id,
+        "span_id": e.span_id,
+        "data": e.data,
+    }
+
+
+# -- engines ------------------------------------------------------------------------------------
+
+
+def _parse(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError as e:
+        raise ConfigError(f"invalid record store URL: {url!r}") from e
+    if parsed.drivername not in _SCHEMES:
+        supported = ", ".join(f"{s}://" for s in _SCHEMES)
+        raise ConfigError(f"unsupported record store URL scheme {parsed.drivername!r}: {supported}")
+    return parsed
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _create_engine(url: URL, **kwargs: Any) -> AsyncEngine:
+    return create_async_engine(
+        url, json_serializer=_json_dumps, json_deserializer=orjson.loads, **kwargs
+    )
+
+
+def _sqlite_engine(url: URL) -> AsyncEngine:
+    url = url.set(drivername="sqlite+aiosqlite")
+    database = url.database or ""
+    if database in ("", ":memory:"):
+        engine = _create_engine(url, poolclass=StaticPool)
+    else:
+        try:
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create the folder of {database!r}: {e}") from e
+        engine = _create_engine(url)
+    event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+# -- migrations ---------------------------------------------------------------------------------
+
+
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
+    return cfg
+
+
+def _upgrade(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})"))
+    cfg = _alembic_config()
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, "head")
+
+
+def _current_heads(conn: Connection) -> set[str]:
+    return set(MigrationContext.configure(conn).get_current_heads())

@@ -1,0 +1,45 @@
+"""Agents for the end-to-end tests: each exercises one outcome of a run."""
+
+from __future__ import annotations
+
+import asyncio
+
+import shipyard
+from shipyard import RunContext, agent, tool
+from shipyard.testing import ScriptedModel
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+@agent("sleepy")
+async def sleepy(ctx: RunContext, input: object) -> str:
+    """Takes longer than the run timeout the tests configure."""
+    await asyncio.sleep(30)
+    return "woke up"
+
+
+@agent("crashy")
+async def crashy(ctx: RunContext, input: object) -> str:
+    """An agent with a bug."""
+    raise ValueError("secret internal detail")
+
+
+app = shipyard.App(
+    agents=[
+        shipyard.Agent(name="echo", model="scripted:echo", description="Echoes."),
+        shipyard.Agent(
+            name="calc",
+            model=ScriptedModel(
+                [{"tool_calls": [{"name": "add", "arguments": {"a": 2, "b": 3}}]}, "It is 5."]
+            ),
+            tools=[add],
+        ),
+        shipyard.Agent(name="broken", model=ScriptedModel([{"error": "provider is down"}])),
+        sleepy,
+        crashy,
+    ]
+)

@@ -1,0 +1,92 @@
+"""Start real Shipyard processes for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPYARD = str(Path(sys.executable).with_name("shipyard"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    """A ``shipyard serve`` child process on a free port."""
+
+    home: Path
+    app: str
+    env_extra: dict[str, str] = field(default_factory=dict)
+    admin_key: str = "sk_shp_test_admin_" + os.urandom(8).hex()
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
+        env.update(
+            SHIPYARD_HOME=str(self.home),
+            SHIPYARD_ADMIN_KEY=self.admin_key,
+            SHIPYARD_LOG_LEVEL="warning",
+            PYTHONPATH=str(ROOT),
+        )
+        env.update(self.env_extra)
+        return env
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run a ``shipyard`` command against the same settings as the server."""
+        return subprocess.run(
+            [SHIPYARD, *args], env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+
+    def start(self) -> ServerProcess:
+        self.proc = subprocess.Popen(
+            [SHIPYARD, "serve", "--app", self.app, "--port", str(self.port)],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                _, err = self.proc.communicate()
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{err.decode()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("server did not become healthy within 30 s")
+
+    def stop(self) -> str:
+        """Stop gracefully (SIGTERM), and return what the server wrote on stderr."""
+        if self.proc is None:
+            return ""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        _, err = self.proc.communicate()
+        self.proc = None
+        return err.decode()

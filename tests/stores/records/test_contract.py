@@ -1,0 +1,344 @@
+"""The record store contract: the same assertions on every backend (see conftest ``store``)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shipyard.errors import ConfigError, StoreError
+from shipyard.stores.records.base import ApiKeyRecord, RunRecord
+from shipyard.stores.records.sql import SqlRecordStore
+from shipyard.telemetry.events import Event
+
+T0 = datetime(2025, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+
+
+def run_id(n: int) -> str:
+    """Time-ordered like ``new_id``: a larger ``n`` is a newer run."""
+    return f"run_{n:012x}{secrets.token_hex(8)}"
+
+
+def make_run(rid: str, tenant: str = "t1", **fields: Any) -> RunRecord:
+    values: dict[str, Any] = {"agent": "echo", "status": "running", "created_at": T0}
+    return RunRecord(id=rid, tenant_id=tenant, **(values | fields))
+
+
+def make_event(rid: str, seq: int, tenant: str = "t1", **fields: Any) -> Event:
+    values: dict[str, Any] = {
+        "type": "tool.call",
+        "ts": 1_735_000_000.25 + seq,
+        "agent": "echo",
+        "trace_id": "trace1",
+        "span_id": f"span{seq}",
+        "data": {"seq": seq},
+    }
+    return Event(run_id=rid, seq=seq, tenant_id=tenant, **(values | fields))
+
+
+def make_key(tenant: str, name: str, *, created_at: datetime = T0) -> ApiKeyRecord:
+    secret = secrets.token_hex(16)
+    return ApiKeyRecord(
+        id=f"key_{secrets.token_hex(6)}",
+        tenant_id=tenant,
+        key_hash=hashlib.sha256(secret.encode()).hexdigest(),
+        prefix=secret[:8],
+        scopes=("invoke", "read"),
+        name=name,
+        created_at=created_at,
+    )
+
+
+# -- lifecycle ------------------------------------------------------------------------------------
+
+
+async def test_migrate_is_idempotent_and_keeps_data(store: SqlRecordStore) -> None:
+    run = make_run(run_id(1))
+    await store.write_batch([run], [])
+    await store.migrate()
+    await store.migrate()
+    assert await store.is_current()
+    assert await store.get_run("t1", run.id) == run
+
+
+async def test_fresh_database_is_not_current_until_migrated(tmp_path: Path) -> None:
+    store = SqlRecordStore.from_url(f"sqlite:///{tmp_path / 'fresh.db'}")
+    try:
+        assert not await store.is_current()
+        await store.migrate()
+        assert await store.is_current()
+    finally:
+        await store.close()
+
+
+async def test_ping(store: SqlRecordStore) -> None:
+    await store.ping()
+
+
+@pytest.mark.parametrize("kind", ["postgres", "sqlite"])
+async def test_unreachable_store_raises_store_error(kind: str, tmp_path: Path) -> None:
+    # A file that is not a database fails on the first statement, as a lost server does.
+    # (Not a folder: aiosqlite 0.22 leaks its worker thread when the connection itself fails.)
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database" * 100)
+    url = "postgresql://postgres@127.0.0.1:1/x" if kind == "postgres" else f"sqlite:///{garbage}"
+    store = SqlRecordStore.from_url(url)
+    try:
+        with pytest.raises(StoreError) as info:
+            await store.ping()
+        assert info.value.__cause__ is not None
+    finally:
+        await store.close()
+
+
+# -- URLs -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["mysql://root@localhost/x", "redis://localhost", "not a url"])
+def test_from_url_rejects_unsupported_schemes(url: str) -> None:
+    with pytest.raises(ConfigError):
+        SqlRecordStore.from_url(url)
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql", "postgresql+asyncpg"])
+async def test_from_url_accepts_postgres_spellings(scheme: str) -> None:
+    store = SqlRecordStore.from_url(f"{scheme}://u@db.example:5433/app")
+    try:
+        assert store._engine.url.drivername == "postgresql+asyncpg"
+        assert (store._engine.url.host, store._engine.url.port) == ("db.example", 5433)
+    finally:
+        await store.close()
+
+
+async def test_from_url_sqlite_relative_path_creates_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = SqlRecordStore.from_url("sqlite:///a/b/records.db")
+    try:
+        await store.migrate()
+        assert (tmp_path / "a" / "b" / "records.db").is_file()
+    finally:
+        await store.close()
+
+
+# -- tenants and keys -----------------------------------------------------------------------------
+
+
+async def test_ensure_tenant_is_idempotent(store: SqlRecordStore) -> None:
+    await store.ensure_tenant("t1")
+    await store.ensure_tenant("t1")
+    key = make_key("t1", "after")
+    await store.add_api_key(key)
+    assert await store.list_api_keys("t1") == [key]
+
+
+async def test_api_keys_add_find_list(store: SqlRecordStore) -> None:
+    k1 = make_key("t1", "first", created_at=T0)
+    k2 = make_key("t1", "second", created_at=T0 + timedelta(seconds=1))
+    k3 = make_key("t2", "other")
+    for key in (k2, k1, k3):
+        await store.add_api_key(key)
+
+    assert await store.find_api_key(k2.key_hash) == k2
+    assert await store.find_api_key("0" * 64) is None
+    assert await store.list_api_keys("t1") == [k1, k2]
+    assert await store.list_api_keys("t2") == [k3]
+    assert await store.list_api_keys("nobody") == []
+    assert sorted(k.id for k in await store.list_api_keys()) == sorted([k1.id, k2.id, k3.id])
+
+
+async def test_duplicate_key_hash_is_a_store_error(store: SqlRecordStore) -> None:
+    key = make_key("t1", "one")
+    await store.add_api_key(key)
+    with pytest.raises(StoreError):
+        await store.add_api_key(key.model_copy(update={"id": "key_other"}))
+
+
+async def test_revoke_api_key(store: SqlRecordStore) -> None:
+    key, other = make_key("t1", "doomed"), make_key("t1", "kept")
+    await store.add_api_key(key)
+    await store.add_api_key(other)
+    before = datetime.now(UTC)
+
+    assert await store.revoke_api_key(key.id) is True
+    found = await store.find_api_key(key.key_hash)
+    assert found is not None and found.revoked_at is not None
+    assert found.revoked_at.tzinfo is not None
+    assert before - timedelta(seconds=5) <= found.revoked_at <= datetime.now(UTC)
+    assert found.model_copy(update={"revoked_at": None}) == key
+
+    assert await store.revoke_api_key(key.id) is True  # again: still revoked, same time
+    again = await store.find_api_key(key.key_hash)
+    assert again is not None and again.revoked_at == found.revoked_at
+    assert await store.revoke_api_key("key_unknown") is False
+    assert await store.find_api_key(other.key_hash) == other
+
+
+# -- runs and events ------------------------------------------------------------------------------
+
+
+async def test_write_batch_upserts_runs(store: SqlRecordStore) -> None:
+    rid = run_id(1)
+    await store.write_batch([make_run(rid, input={"text": "hi"})], [])
+    final = make_run(
+        rid,
+        input={"text": "hi"},
+        status="succeeded",
+        output="hello",
+        metadata={"user": "u1"},
+        prompt_tokens=12,
+        completion_tokens=34,
+        cost_usd=0.0125,
+        session_id="ses_1",
+        task_id="task_1",
+        trace_id="trace1",
+        ended_at=T0 + timedelta(seconds=2),
+    )
+    await store.write_batch([final], [])
+    assert await store.get_run("t1", rid) == final
+
+
+async def test_write_batch_keeps_created_at_and_last_write_in_batch_wins(
+    store: SqlRecordStore,
+) -> None:
+    rid = run_id(1)
+    await store.write_batch([make_run(rid)], [])
+    failed = make_run(
+        rid,
+        status="failed",
+        error={"code": "model_error", "message": "boom"},
+        created_at=T0 + timedelta(hours=1),
+    )
+    await store.write_batch([make_run(rid, status="running"), failed], [])
+    stored = await store.get_run("t1", rid)
+    assert stored is not None
+    assert stored.status == "failed" and stored.error == failed.error
+    assert stored.created_at == T0
+
+
+async def test_events_roundtrip_in_seq_order(store: SqlRecordStore) -> None:
+    rid = run_id(1)
+    data: dict[str, Any] = {
+        "text": 'héllo ✓ "quoted" \n',
+        "nested": {"list": [1, 2.5, None, True, {"k": "v"}], "empty": {}},
+        "big": 2**53,
+    }
+    events = [make_event(rid, seq, data=data | {"seq": seq}) for seq in (3, 1, 5, 2, 4)]
+    events.append(make_event(rid, 6, type="run.completed", session_id="s", task_id="t"))
+    await store.write_batch([make_run(rid)], events)
+
+    stored = await store.list_events("t1", rid)
+    assert stored == sorted(events, key=lambda e: e.seq)
+    assert [e.seq for e in await store.list_events("t1", rid, after_seq=2, limit=2)] == [3, 4]
+    assert await store.list_events("t1", rid, after_seq=6) == []
+    assert await store.list_events("t1", "run_missing") == []
+
+
+async def test_retried_batch_is_idempotent(store: SqlRecordStore) -> None:
+    rid = run_id(1)
+    run = make_run(rid)
+    first = [make_event(rid, seq) for seq in (1, 2, 3)]
+    await store.write_batch([run], first)
+    await store.write_batch([run], first)
+    overlapping = [make_event(rid, seq, data={"retry": True}) for seq in (2, 3, 4)]
+    await store.write_batch([run], overlapping)
+
+    stored = await store.list_events("t1", rid)
+    assert [e.seq for e in stored] == [1, 2, 3, 4]
+    assert [e.data for e in stored] == [{"seq": 1}, {"seq": 2}, {"seq": 3}, {"retry": True}]
+
+
+async def test_write_batch_skips_ephemeral_deltas(store: SqlRecordStore) -> None:
+    rid = run_id(1)
+    events = [make_event(rid, 1), make_event(rid, 2, type="llm.delta", data={"text": "x"})]
+    await store.write_batch([], events)
+    await store.write_batch([], [])
+    assert [e.seq for e in await store.list_events("t1", rid)] == [1]
+
+
+async def test_tenant_isolation(store: SqlRecordStore) -> None:
+    rid = run_id(1)
+    run = make_run(rid, tenant="t1", output="secret")
+    await store.write_batch([run], [make_event(rid, 1, tenant="t1")])
+
+    assert await store.get_run("t2", rid) is None
+    assert (await store.list_runs("t2")).items == []
+    assert await store.list_events("t2", rid) == []
+
+    # Another tenant writing the same run id does not take the run over.
+    await store.write_batch([make_run(rid, tenant="t2", output="stolen")], [])
+    assert await store.get_run("t1", rid) == run
+    assert await store.get_run("t2", rid) is None
+
+
+async def test_list_runs_newest_first_with_filters(store: SqlRecordStore) -> None:
+    statuses = ["running", "succeeded", "failed"]
+    runs = [
+        make_run(run_id(n), agent="a" if n % 2 else "b", status=statuses[n % 3]) for n in range(9)
+    ]
+    await store.write_batch(runs[::-1], [])
+    await store.write_batch([make_run(run_id(100), tenant="t2")], [])
+    newest_first = runs[::-1]
+
+    assert (await store.list_runs("t1")).items == newest_first
+    by_agent = (await store.list_runs("t1", agent="a")).items
+    assert by_agent == [r for r in newest_first if r.agent == "a"]
+    by_status = (await store.list_runs("t1", status="failed")).items
+    assert by_status == [r for r in newest_first if r.status == "failed"]
+    both = (await store.list_runs("t1", agent="b", status="running")).items
+    assert both == [r for r in newest_first if r.agent == "b" and r.status == "running"]
+    assert len(both) == 2
+    assert (await store.list_runs("t1", agent="nobody")).items == []
+
+
+async def test_list_runs_pages_each_run_exactly_once(store: SqlRecordStore) -> None:
+    runs = [make_run(run_id(n)) for n in range(10)]
+    await store.write_batch(runs, [])
+
+    seen: list[str] = []
+    page = await store.list_runs("t1", limit=3)
+    sizes = [len(page.items)]
+    seen += [r.id for r in page.items]
+    # A run created between pages shows up on no later page (keyset, not offset).
+    await store.write_batch([make_run(run_id(50))], [])
+    while page.next_cursor is not None:
+        page = await store.list_runs("t1", limit=3, cursor=page.next_cursor)
+        sizes.append(len(page.items))
+        seen += [r.id for r in page.items]
+
+    assert sizes == [3, 3, 3, 1]
+    assert seen == [r.id for r in runs[::-1]]
+
+
+async def test_list_runs_clamps_limit(store: SqlRecordStore) -> None:
+    await store.write_batch([make_run(run_id(n)) for n in range(502)], [])
+    one = await store.list_runs("t1", limit=0)
+    assert len(one.items) == 1 and one.next_cursor == one.items[0].id
+    page = await store.list_runs("t1", limit=10_000)
+    assert len(page.items) == 500 and page.next_cursor is not None
+    rest = await store.list_runs("t1", limit=10_000, cursor=page.next_cursor)
+    assert len(rest.items) == 2 and rest.next_cursor is None
+
+
+async def test_datetimes_come_back_timezone_aware(store: SqlRecordStore) -> None:
+    plus2 = timezone(timedelta(hours=2))
+    created = datetime(2025, 6, 1, 12, 0, 0, 654321, tzinfo=plus2)
+    naive_end = datetime(2025, 6, 1, 10, 0, 5)  # naive values are taken as UTC
+    rid = run_id(1)
+    await store.write_batch([make_run(rid, created_at=created, ended_at=naive_end)], [])
+    key = make_key("t1", "tz", created_at=created)
+    await store.add_api_key(key)
+
+    run = await store.get_run("t1", rid)
+    assert run is not None and run.ended_at is not None
+    assert run.created_at == created and run.created_at.utcoffset() == timedelta(0)
+    assert run.ended_at == naive_end.replace(tzinfo=UTC)
+    assert run.ended_at.tzinfo is not None
+    found = await store.find_api_key(key.key_hash)
+    assert found is not None
+    assert found.created_at == created and found.created_at.tzinfo is not None
