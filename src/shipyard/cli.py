@@ -21,7 +21,8 @@ keys_cli = typer.Typer(no_args_is_help=True, help="Create, list and revoke API k
 cli.add_typer(keys_cli, name="keys")
 
 AppOption = Annotated[
-    str | None, typer.Option("--app", help="The app to serve, module:attribute (default: examples).")
+    str | None,
+    typer.Option("--app", help="The app to serve, module:attribute (default: examples)."),
 ]
 
 
@@ -54,7 +55,9 @@ def serve(
     except ShipyardError as exc:
         typer.secho(f"error: {exc.message}", fg="red", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"Shipyard serving on http://{settings.host}:{settings.port} (docs at /docs)", err=True)
+    typer.echo(
+        f"Shipyard serving on http://{settings.host}:{settings.port} (docs at /docs)", err=True
+    )
     uvicorn.run(
         asgi,
         host=settings.host,
@@ -90,7 +93,9 @@ def invoke(
     text: Annotated[str, typer.Argument(help="The user's message.")],
     local: Annotated[bool, typer.Option("--local", help="Run in this process, no server.")] = False,
     app: AppOption = None,
-    url: Annotated[str | None, typer.Option(help="Server URL (default from SHIPYARD_HOST/PORT).")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="Server URL (default from SHIPYARD_HOST/PORT).")
+    ] = None,
     key: Annotated[
         str | None, typer.Option(envvar="SHIPYARD_API_KEY", help="API key (or SHIPYARD_ADMIN_KEY).")
     ] = None,
@@ -145,14 +150,19 @@ async def _invoke_remote(
 @keys_cli.command("create")
 def keys_create(
     tenant: Annotated[str, typer.Option(help="Tenant the key belongs to.")],
-    scopes: Annotated[str, typer.Option(help="Comma-separated: admin, invoke, read.")] = "invoke,read",
+    scopes: Annotated[
+        str, typer.Option(help="Comma-separated: admin, invoke, read.")
+    ] = "invoke,read",
     name: Annotated[str, typer.Option(help="A label to recognise the key by.")] = "",
 ) -> None:
     """Create a key and print it — the only time it is shown."""
 
     async def go(keys: Any) -> str:
         secret, record = await keys.create(tenant, scopes.split(","), name=name)
-        typer.echo(f"created {record.id} for tenant {tenant} with scopes {','.join(record.scopes)}", err=True)
+        typer.echo(
+            f"created {record.id} for tenant {tenant} with scopes {','.join(record.scopes)}",
+            err=True,
+        )
         return str(secret)
 
     typer.echo(_with_keys(go))
@@ -167,11 +177,15 @@ def keys_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant.
 
     for k in _with_keys(go):
         state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
-        typer.echo(f"{k.id}  {k.tenant_id:<16} {k.prefix}…  {','.join(k.scopes):<18} {state}  {k.name}")
+        typer.echo(
+            f"{k.id}  {k.tenant_id:<16} {k.prefix}…  {','.join(k.scopes):<18} {state}  {k.name}"
+        )
 
 
 @keys_cli.command("revoke")
-def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (from 'keys list').")]) -> None:
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (from 'keys list').")],
+) -> None:
     """Revoke a key; servers stop accepting it within SHIPYARD_KEY_CACHE_S seconds."""
 
     async def go(keys: Any) -> bool:
