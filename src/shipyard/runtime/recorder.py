@@ -108,7 +108,7 @@ class Recorder:
 
 
 def _started(event: Event) -> RunRecord:
-    return RunRecord(
+    return RunRecord.model_construct(
         id=event.run_id,
         tenant_id=event.tenant_id,
         agent=event.agent,
