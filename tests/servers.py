@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -30,9 +31,12 @@ class ServerProcess:
     home: Path
     app: str
     env_extra: dict[str, str] = field(default_factory=dict)
-    admin_key: str = "sk_shp_test_admin_" + os.urandom(8).hex()
+    admin_key: str | None = field(
+        default_factory=lambda: "sk_shp_test_admin_" + os.urandom(8).hex()
+    )
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    _stderr: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -41,12 +45,9 @@ class ServerProcess:
     @property
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
-        env.update(
-            SHIPYARD_HOME=str(self.home),
-            SHIPYARD_ADMIN_KEY=self.admin_key,
-            SHIPYARD_LOG_LEVEL="warning",
-            PYTHONPATH=str(ROOT),
-        )
+        env.update(SHIPYARD_HOME=str(self.home), SHIPYARD_LOG_LEVEL="warning", PYTHONPATH=str(ROOT))
+        if self.admin_key:
+            env["SHIPYARD_ADMIN_KEY"] = self.admin_key
         env.update(self.env_extra)
         return env
 
@@ -57,18 +58,19 @@ class ServerProcess:
         )
 
     def start(self) -> ServerProcess:
+        self._stderr = self._log.open("wb")
         self.proc = subprocess.Popen(
             [SHIPYARD, "serve", "--app", self.app, "--port", str(self.port)],
             env=self.env,
             cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                _, err = self.proc.communicate()
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{err.decode()}")
+                code = self.proc.returncode
+                raise RuntimeError(f"server exited with {code}:\n{self.stop()}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
                     return self
@@ -87,6 +89,17 @@ class ServerProcess:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-        _, err = self.proc.communicate()
         self.proc = None
-        return err.decode()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+        return self.log
+
+    @property
+    def _log(self) -> Path:
+        return self.home / "server.log"
+
+    @property
+    def log(self) -> str:
+        """Everything the server wrote on stderr so far."""
+        return self._log.read_text() if self._log.exists() else ""

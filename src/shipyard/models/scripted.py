@@ -86,7 +86,9 @@ class ScriptedModel:
             for i, word in enumerate(words):
                 yield TextDelta(text=word if i == 0 else " " + word)
         prompt = sum(count_tokens(_text(m)) for m in request.messages)
-        usage = price(self._name, prompt, count_tokens(message.content or "") + len(message.tool_calls))
+        usage = price(
+            self._name, prompt, count_tokens(message.content or "") + len(message.tool_calls)
+        )
         yield ModelResponse(
             message=message,
             usage=usage,

@@ -1,0 +1,92 @@
+"""The ``shipyard`` command: first start, bad settings, invoke against a server and in-process."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.servers import ROOT, SHIPYARD, ServerProcess
+
+KEY = re.compile(r"sk_shp_[A-Za-z0-9_-]{20,}")
+
+
+@pytest.fixture
+def first_start(tmp_path: Path) -> Iterator[ServerProcess]:
+    server = ServerProcess(home=tmp_path, app="examples.assistant:app", admin_key=None)
+    yield server
+    server.stop()
+
+
+def test_first_start_prints_an_admin_key_once(first_start: ServerProcess) -> None:
+    first_start.start()
+    keys = KEY.findall(first_start.log)
+    assert len(keys) == 1
+    reply = httpx.post(
+        f"{first_start.url}/v1/agents/echo/invoke",
+        json={"input": "hi"},
+        headers={"Authorization": f"Bearer {keys[0]}"},
+    )
+    assert reply.status_code == 200 and reply.json()["output"] == "echo: hi"
+    first_start.stop()
+    first_start.start()
+    assert KEY.findall(first_start.log) == []  # the log file was rewritten by the new process
+
+
+def test_invoke_against_a_running_server(first_start: ServerProcess) -> None:
+    first_start.admin_key = "sk_shp_cli_admin_key_for_tests_0000"
+    first_start.start()
+    done = first_start.cli("invoke", "echo", "from the cli", "--url", first_start.url)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "echo: from the cli"
+    assert '"run_id": "run_' in done.stderr
+    refused = first_start.cli(
+        "invoke", "echo", "x", "--url", first_start.url, "--key", "sk_shp_bad"
+    )
+    assert refused.returncode == 2 and "401" in refused.stderr
+
+
+def test_invoke_local_runs_in_process(tmp_path: Path) -> None:
+    server = ServerProcess(home=tmp_path, app="examples.assistant:app")
+    done = server.cli("invoke", "echo", "no server needed", "--local")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "echo: no server needed"
+    missing = server.cli("invoke", "nobody", "x", "--local")
+    assert missing.returncode == 2 and "no agent named 'nobody'" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "complaint"),
+    [
+        ({"SHIPYARD_PORT": "eighty"}, "SHIPYARD_PORT"),
+        ({"SHIPYARD_DATABASE_URL": "mongodb://x"}, "SHIPYARD_DATABASE_URL"),
+        ({"SHIPYARD_APP": "no_such_module:app"}, "cannot import 'no_such_module'"),
+        ({"SHIPYARD_APP": "examples.assistant:assistant"}, "is not a shipyard.App"),
+    ],
+)
+def test_bad_settings_stop_the_start(tmp_path: Path, env: dict[str, str], complaint: str) -> None:
+    server = ServerProcess(home=tmp_path, app="examples.assistant:app", env_extra=env)
+    done = subprocess.run(
+        [SHIPYARD, "serve"], env=server.env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert complaint in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_keys_create_refuses_unknown_scopes(tmp_path: Path) -> None:
+    server = ServerProcess(home=tmp_path, app="examples.assistant:app")
+    done = server.cli("keys", "create", "--tenant", "acme", "--scopes", "invoke,root")
+    assert done.returncode == 2 and "scopes must be some of" in done.stderr
+
+
+def test_migrate_is_idempotent(tmp_path: Path) -> None:
+    server = ServerProcess(home=tmp_path, app="examples.assistant:app")
+    for _ in range(2):
+        done = server.cli("migrate")
+        assert done.returncode == 0 and "up to date" in done.stdout
+    assert (tmp_path / "shipyard.db").exists()

@@ -1,0 +1,380 @@
+"""The ``openai:`` adapter against a real OpenAI-compatible server: llama.cpp serving SmolLM2.
+
+The server runs in a child process for the whole module, with a Hermes-style chat template so
+that llama.cpp renders tools into the prompt and parses ``<tool_call>`` answers. Without tools the
+template renders exactly like SmolLM2's own. Every call uses temperature 0; no test asserts on the
+small model's wording.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import openai
+import pytest
+
+from shipyard.errors import ConfigError, ModelError
+from shipyard.models.base import (
+    AssistantMessage,
+    ModelRequest,
+    ModelResponse,
+    StreamItem,
+    SystemMessage,
+    TextDelta,
+    ToolCall,
+    ToolMessage,
+    ToolSpec,
+    UserMessage,
+)
+from shipyard.models.local import gguf_path
+from shipyard.models.openai import (
+    ChunkAssembler,
+    OpenAIChatModel,
+    chat_request_body,
+    from_reference,
+)
+from shipyard.models.registry import parse_reference
+
+pytestmark = pytest.mark.llamacpp
+
+# SmolLM2's ChatML template plus the Hermes tool format (tools in the system turn, calls inside
+# <tool_call></tool_call>), from which llama.cpp infers its tool-call parser.
+HERMES_TEMPLATE = """\
+{%- set default_system = 'You are a helpful AI assistant named SmolLM, trained by Hugging Face' -%}
+{%- if messages[0]['role'] == 'system' -%}{%- set system = messages[0]['content'] -%}
+{%- else -%}{%- set system = default_system -%}{%- endif -%}
+{{- '<|im_start|>system\\n' + system -}}
+{%- if tools -%}
+{{- '\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\n'
+    'You are provided with function signatures within <tools></tools> XML tags:\\n<tools>' -}}
+{%- for tool in tools -%}{{- '\\n' + (tool | tojson) -}}{%- endfor -%}
+{{- '\\n</tools>\\n\\nFor each function call, return a json object with function name and '
+    'arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n'
+    '{"name": <function-name>, "arguments": <args-json-object>}\\n</tool_call>' -}}
+{%- endif -%}
+{{- '<|im_end|>\\n' -}}
+{%- for message in messages -%}
+{%- if message.role == 'user' or (message.role == 'system' and not loop.first)
+      or (message.role == 'assistant' and not message.tool_calls) -%}
+{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' -}}
+{%- elif message.role == 'assistant' -%}
+{{- '<|im_start|>assistant' -}}
+{%- if message.content -%}{{- '\\n' + message.content -}}{%- endif -%}
+{%- for call in message.tool_calls -%}
+{%- if call.function is defined -%}{%- set call = call.function -%}{%- endif -%}
+{{- '\\n<tool_call>\\n{"name": "' + call.name + '", "arguments": ' + (call.arguments | tojson)
+    + '}\\n</tool_call>' -}}
+{%- endfor -%}
+{{- '<|im_end|>\\n' -}}
+{%- elif message.role == 'tool' -%}
+{%- if loop.index0 == 0 or messages[loop.index0 - 1].role != 'tool' -%}
+{{- '<|im_start|>user' -}}{%- endif -%}
+{{- '\\n<tool_response>\\n' + message.content + '\\n</tool_response>' -}}
+{%- if loop.last or messages[loop.index0 + 1].role != 'tool' -%}{{- '<|im_end|>\\n' -}}{%- endif -%}
+{%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}
+"""
+
+# Runs in the child: serve on any free port, publish the URL atomically, wait to be killed.
+LAUNCHER = """\
+import sys, threading
+from pathlib import Path
+from shipyard.models.local import start_llama_server
+template, url_file = Path(sys.argv[1]), Path(sys.argv[2])
+server = start_llama_server(chat_template=template.read_text())
+url_file.with_suffix(".tmp").write_text(server.base_url)
+url_file.with_suffix(".tmp").rename(url_file)
+threading.Event().wait()
+"""
+
+WEATHER = ToolSpec(
+    name="get_weather",
+    description="Get the weather for a city",
+    parameters={
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+)
+CLOCK = ToolSpec(
+    name="get_time",
+    description="Get the local time in a city",
+    parameters={
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+)
+
+
+def _missing_service(reason: str) -> None:
+    if os.environ.get("SHIPYARD_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason} (SHIPYARD_REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], url_file: Path, log: Path) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"llama.cpp server exited with {proc.returncode}:\n{log.read_text()}")
+        if url_file.exists():
+            base_url = url_file.read_text()
+            health = base_url.removesuffix("/v1") + "/health"
+            try:
+                if httpx.get(health, timeout=2).status_code == 200:
+                    return base_url
+            except httpx.TransportError:
+                pass
+        time.sleep(0.1)
+    pytest.fail(f"llama.cpp server not ready after 60 s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The ``/v1`` base URL of a llama.cpp server in a child process, killed at the end."""
+    try:
+        gguf_path()
+    except ConfigError as exc:
+        _missing_service(str(exc))
+    folder = tmp_path_factory.mktemp("llamacpp")
+    template, url_file, log = folder / "hermes.jinja", folder / "url", folder / "server.log"
+    template.write_text(HERMES_TEMPLATE)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER, str(template), str(url_file)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield _wait_ready(proc, url_file, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+async def model(server_url: str) -> AsyncIterator[OpenAIChatModel]:
+    _, spec, options = parse_reference(f"openai:smollm2?base_url={server_url}&max_retries=0")
+    model = from_reference(spec, options)
+    yield model
+    await model.aclose()
+
+
+async def collect(model: OpenAIChatModel, request: ModelRequest) -> list[StreamItem]:
+    return [item async for item in model.stream(request)]
+
+
+def ask(text: str, **fields: Any) -> ModelRequest:
+    return ModelRequest(messages=(UserMessage(content=text),), temperature=0, **fields)
+
+
+def final(items: list[StreamItem]) -> ModelResponse:
+    responses = [i for i in items if isinstance(i, ModelResponse)]
+    assert len(responses) == 1
+    assert items[-1] is responses[0]
+    return responses[0]
+
+
+async def test_chat_ends_with_one_priced_response(model: OpenAIChatModel) -> None:
+    response = final(await collect(model, ask("Say hello to Ada.", max_tokens=16)))
+
+    assert model.name == "openai:smollm2"
+    assert response.message.role == "assistant"
+    assert response.message.content
+    assert response.message.tool_calls == ()
+    assert response.usage.prompt_tokens > 0
+    assert response.usage.completion_tokens > 0
+    assert response.usage.cost_usd == 0  # no price is registered for openai:smollm2
+    assert response.finish_reason in {"stop", "length"}
+    assert response.model
+
+
+async def test_text_deltas_add_up_to_the_answer(model: OpenAIChatModel) -> None:
+    items = await collect(model, ask("Tell me a short story about a boat.", max_tokens=24))
+
+    deltas = [i.text for i in items if isinstance(i, TextDelta)]
+    assert len(deltas) > 1
+    assert "".join(deltas) == final(items).message.content
+
+
+async def test_response_schema_constrains_the_output(model: OpenAIChatModel) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 20},
+            "color": {"type": "string", "enum": ["red", "green", "blue"]},
+            "age": {"type": "integer", "minimum": 0, "maximum": 120},
+        },
+        "required": ["name", "color", "age"],
+        "additionalProperties": False,
+    }
+    request = ask("Invent a person.", response_schema=schema, max_tokens=100)
+
+    response = final(await collect(model, request))
+
+    assert response.finish_reason == "stop"
+    jsonschema.validate(json.loads(response.message.content or ""), schema)
+
+
+async def test_tools_are_accepted_but_answered_in_text(model: OpenAIChatModel) -> None:
+    """With ``tool_choice`` auto (all a ModelRequest can ask for), SmolLM2 answers in prose."""
+    request = ask("What's the weather in Paris?", tools=(WEATHER, CLOCK), max_tokens=24)
+
+    response = final(await collect(model, request))
+
+    assert response.message.tool_calls == ()
+    assert response.message.content
+
+
+async def test_a_tool_round_trip_is_accepted(model: OpenAIChatModel) -> None:
+    """Assistant tool calls and tool results reach the server in the wire format it parses."""
+    call = ToolCall(id="call_1", name="get_weather", arguments='{"city": "Paris"}')
+    request = ModelRequest(
+        messages=(
+            SystemMessage(content="You answer questions about the weather."),
+            UserMessage(content="What's the weather in Paris?"),
+            AssistantMessage(tool_calls=(call,)),
+            ToolMessage(tool_call_id="call_1", name="get_weather", content='{"sky": "sunny"}'),
+        ),
+        tools=(WEATHER,),
+        temperature=0,
+        max_tokens=16,
+    )
+
+    response = final(await collect(model, request))
+
+    assert response.message.content
+    assert response.usage.prompt_tokens > 0
+
+
+async def test_streamed_tool_calls_are_assembled(server_url: str) -> None:
+    """Tool calls as far as the server makes them for this model.
+
+    llama.cpp only emits tool calls for SmolLM2 with ``tool_choice="required"`` and the answer
+    prefilled with ``<tool_call>``, which ``ModelRequest`` cannot express; so the real stream is
+    requested with the SDK and folded by the adapter's own assembler.
+    """
+    body = chat_request_body(
+        ModelRequest(
+            messages=(
+                UserMessage(content="What's the weather in Paris?"),
+                AssistantMessage(content="<tool_call>\n"),
+            ),
+            tools=(WEATHER, CLOCK),
+            temperature=0,
+            max_tokens=32,
+        ),
+        "smollm2",
+    )
+    assembler = ChunkAssembler()
+    async with openai.AsyncOpenAI(base_url=server_url, api_key="x", max_retries=0) as client:
+        stream = await client.chat.completions.create(
+            **body, tool_choice="required", stream=True, stream_options={"include_usage": True}
+        )
+        async with stream:
+            async for chunk in stream:
+                assembler.feed(chunk)
+
+    response = assembler.response("openai:smollm2")
+
+    calls = response.message.tool_calls
+    assert calls
+    assert all(c.id and c.name in {"get_weather", "get_time"} for c in calls)
+    assert len({c.id for c in calls}) == len(calls)
+    assert isinstance(json.loads(calls[0].arguments), dict)
+    assert response.usage.completion_tokens > 0
+
+
+async def test_a_request_over_the_context_is_a_model_error(model: OpenAIChatModel) -> None:
+    with pytest.raises(ModelError, match="openai:smollm2") as caught:
+        await collect(model, ask("hello " * 3000, max_tokens=4))
+
+    assert isinstance(caught.value.__cause__, openai.OpenAIError)
+
+
+async def test_a_server_failing_mid_stream_is_a_model_error(model: OpenAIChatModel) -> None:
+    """A prefilled tool call under ``tool_choice`` auto: llama.cpp's parser rejects the output
+    after the stream has started (HTTP 200), which the SDK raises while iterating."""
+    request = ModelRequest(
+        messages=(
+            UserMessage(content="What's the weather in Paris?"),
+            AssistantMessage(content="<tool_call>\n"),
+        ),
+        tools=(WEATHER,),
+        temperature=0,
+        max_tokens=16,
+    )
+
+    with pytest.raises(ModelError, match="openai:smollm2") as caught:
+        await collect(model, request)
+
+    assert isinstance(caught.value.__cause__, openai.APIError)
+
+
+async def test_a_closed_port_is_a_model_error() -> None:
+    model = from_reference("smollm2", {"base_url": "http://127.0.0.1:9/v1", "max_retries": "0"})
+    try:
+        with pytest.raises(ModelError, match=r"openai:smollm2.*cannot reach") as caught:
+            await collect(model, ask("hello"))
+    finally:
+        await model.aclose()
+
+    assert isinstance(caught.value.__cause__, openai.APIConnectionError)
+
+
+def test_the_wire_format() -> None:
+    call = ToolCall(id="c1", name="get_weather", arguments='{"city": "Oslo"}')
+    request = ModelRequest(
+        messages=(
+            UserMessage(content="weather?"),
+            AssistantMessage(tool_calls=(call,)),
+            ToolMessage(tool_call_id="c1", name="get_weather", content="rain"),
+        ),
+        tools=(WEATHER,),
+        response_schema={"type": "object"},
+    )
+
+    body = chat_request_body(request, "m")
+
+    assert body["messages"][1] == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+            }
+        ],
+    }
+    assert body["messages"][2] == {"role": "tool", "tool_call_id": "c1", "content": "rain"}
+    assert body["tools"][0]["function"]["parameters"] == WEATHER.parameters
+    assert body["response_format"]["json_schema"] == {
+        "name": "output",
+        "schema": {"type": "object"},
+        "strict": True,
+    }
+    assert "temperature" not in body
+    assert "max_tokens" not in body
+
+
+def test_unknown_options_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="known: api_key_env"):
+        from_reference("gpt-4.1-mini", {"base_url": "http://x", "colour": "blue"})
+    with pytest.raises(ConfigError, match="SHIPYARD_TEST_NO_SUCH_KEY"):
+        from_reference("gpt-4.1-mini", {"api_key_env": "SHIPYARD_TEST_NO_SUCH_KEY"})
