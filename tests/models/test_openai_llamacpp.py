@@ -1,23 +1,15 @@
 """The ``openai:`` adapter against a real OpenAI-compatible server: llama.cpp serving SmolLM2.
 
-The server runs in a child process for the whole module, with a Hermes-style chat template so
-that llama.cpp renders tools into the prompt and parses ``<tool_call>`` answers. Without tools the
-template renders exactly like SmolLM2's own. Every call uses temperature 0; no test asserts on the
-small model's wording.
+The server (``server_url``, from ``conftest.py``) runs in a child process for the whole module.
+Every call uses temperature 0; no test asserts on the small model's wording.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import jsonschema
 import openai
 import pytest
@@ -35,7 +27,6 @@ from shipyard.models.base import (
     ToolSpec,
     UserMessage,
 )
-from shipyard.models.local import gguf_path
 from shipyard.models.openai import (
     ChunkAssembler,
     OpenAIChatModel,
@@ -45,57 +36,6 @@ from shipyard.models.openai import (
 from shipyard.models.registry import parse_reference
 
 pytestmark = pytest.mark.llamacpp
-
-# SmolLM2's ChatML template plus the Hermes tool format (tools in the system turn, calls inside
-# <tool_call></tool_call>), from which llama.cpp infers its tool-call parser.
-HERMES_TEMPLATE = """\
-{%- set default_system = 'You are a helpful AI assistant named SmolLM, trained by Hugging Face' -%}
-{%- if messages[0]['role'] == 'system' -%}{%- set system = messages[0]['content'] -%}
-{%- else -%}{%- set system = default_system -%}{%- endif -%}
-{{- '<|im_start|>system\\n' + system -}}
-{%- if tools -%}
-{{- '\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\n'
-    'You are provided with function signatures within <tools></tools> XML tags:\\n<tools>' -}}
-{%- for tool in tools -%}{{- '\\n' + (tool | tojson) -}}{%- endfor -%}
-{{- '\\n</tools>\\n\\nFor each function call, return a json object with function name and '
-    'arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n'
-    '{"name": <function-name>, "arguments": <args-json-object>}\\n</tool_call>' -}}
-{%- endif -%}
-{{- '<|im_end|>\\n' -}}
-{%- for message in messages -%}
-{%- if message.role == 'user' or (message.role == 'system' and not loop.first)
-      or (message.role == 'assistant' and not message.tool_calls) -%}
-{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' -}}
-{%- elif message.role == 'assistant' -%}
-{{- '<|im_start|>assistant' -}}
-{%- if message.content -%}{{- '\\n' + message.content -}}{%- endif -%}
-{%- for call in message.tool_calls -%}
-{%- if call.function is defined -%}{%- set call = call.function -%}{%- endif -%}
-{{- '\\n<tool_call>\\n{"name": "' + call.name + '", "arguments": ' + (call.arguments | tojson)
-    + '}\\n</tool_call>' -}}
-{%- endfor -%}
-{{- '<|im_end|>\\n' -}}
-{%- elif message.role == 'tool' -%}
-{%- if loop.index0 == 0 or messages[loop.index0 - 1].role != 'tool' -%}
-{{- '<|im_start|>user' -}}{%- endif -%}
-{{- '\\n<tool_response>\\n' + message.content + '\\n</tool_response>' -}}
-{%- if loop.last or messages[loop.index0 + 1].role != 'tool' -%}{{- '<|im_end|>\\n' -}}{%- endif -%}
-{%- endif -%}
-{%- endfor -%}
-{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}
-"""
-
-# Runs in the child: serve on any free port, publish the URL atomically, wait to be killed.
-LAUNCHER = """\
-import sys, threading
-from pathlib import Path
-from shipyard.models.local import start_llama_server
-template, url_file = Path(sys.argv[1]), Path(sys.argv[2])
-server = start_llama_server(chat_template=template.read_text())
-url_file.with_suffix(".tmp").write_text(server.base_url)
-url_file.with_suffix(".tmp").rename(url_file)
-threading.Event().wait()
-"""
 
 WEATHER = ToolSpec(
     name="get_weather",
@@ -115,56 +55,6 @@ CLOCK = ToolSpec(
         "required": ["city"],
     },
 )
-
-
-def _missing_service(reason: str) -> None:
-    if os.environ.get("SHIPYARD_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason} (SHIPYARD_REQUIRE_SERVICES=1)")
-    pytest.skip(reason)
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], url_file: Path, log: Path) -> str:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"llama.cpp server exited with {proc.returncode}:\n{log.read_text()}")
-        if url_file.exists():
-            base_url = url_file.read_text()
-            health = base_url.removesuffix("/v1") + "/health"
-            try:
-                if httpx.get(health, timeout=2).status_code == 200:
-                    return base_url
-            except httpx.TransportError:
-                pass
-        time.sleep(0.1)
-    pytest.fail(f"llama.cpp server not ready after 60 s:\n{log.read_text()}")
-
-
-@pytest.fixture(scope="module")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The ``/v1`` base URL of a llama.cpp server in a child process, killed at the end."""
-    try:
-        gguf_path()
-    except ConfigError as exc:
-        _missing_service(str(exc))
-    folder = tmp_path_factory.mktemp("llamacpp")
-    template, url_file, log = folder / "hermes.jinja", folder / "url", folder / "server.log"
-    template.write_text(HERMES_TEMPLATE)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", LAUNCHER, str(template), str(url_file)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield _wait_ready(proc, url_file, log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture
