@@ -9,9 +9,7 @@ is the last id of the previous page.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,13 +23,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, exc
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from shipyard.errors import ConfigError, StoreError
 from shipyard.stores.records.base import ApiKeyRecord, Page, RunRecord, RunStatus
 from shipyard.stores.records.schema import UTCDateTime, api_keys, run_events, runs, tenants
+from shipyard.stores.records.sqlite_batch import SqliteBatchWriter
 from shipyard.telemetry.events import EPHEMERAL, Event
 
 __all__ = ["SqlRecordStore"]
@@ -55,17 +54,23 @@ class SqlRecordStore:
         engine: AsyncEngine,
         *,
         driver_errors: tuple[type[Exception], ...] = (),
-        batch_engine: Engine | None = None,
+        sqlite_path: str | None = None,
     ):
         self._engine = engine
         self._dialect = engine.dialect.name
         self._upsert_runs_stmt = self._upsert_runs()
         self._insert_events_stmt = self._insert_events()
-        # SQLite: batches go through a synchronous engine on one thread of their own — one thread
-        # hop per batch instead of one per statement, which is most of a small batch's cost.
-        self._batch_engine = batch_engine
-        self._batch_thread = (
-            ThreadPoolExecutor(1, thread_name_prefix="shipyard-records") if batch_engine else None
+        # SQLite files: batches go through the stdlib driver on a thread of their own (one thread
+        # hop per batch instead of one per statement: most of a small batch's cost).
+        self._batches = (
+            SqliteBatchWriter(
+                sqlite_path,
+                engine.dialect,
+                [(self._upsert_runs_stmt, runs), (self._insert_events_stmt, run_events)],
+                _sqlite_pragmas,
+            )
+            if sqlite_path
+            else None
         )
         self._errors: tuple[type[Exception], ...] = (
             exc.DBAPIError,
@@ -80,9 +85,10 @@ class SqlRecordStore:
         or ``postgresql://user@host:port/db`` (``postgres://`` too)."""
         parsed = _parse(url)
         if parsed.get_backend_name() == "sqlite":
-            engine = _sqlite_engine(parsed)
-            memory = (parsed.database or ":memory:") == ":memory:"
-            return cls(engine, batch_engine=None if memory else _sqlite_sync_engine(parsed))
+            database = parsed.database or ":memory:"
+            return cls(
+                _sqlite_engine(parsed), sqlite_path=None if database == ":memory:" else database
+            )
         import asyncpg
 
         engine = _create_engine(parsed.set(drivername="postgresql+asyncpg"))
@@ -107,9 +113,8 @@ class SqlRecordStore:
 
     async def close(self) -> None:
         await self._engine.dispose()
-        if self._batch_engine is not None and self._batch_thread is not None:
-            self._batch_engine.dispose()
-            self._batch_thread.shutdown(wait=True)
+        if self._batches is not None:
+            self._batches.close()
 
     # -- tenants and keys -----------------------------------------------------------------------
 
@@ -160,25 +165,14 @@ class SqlRecordStore:
         if not run_rows and not event_rows:
             return
         async with self._translate("write_batch"):
-            if self._batch_engine is not None:
-                loop = asyncio.get_running_loop()
-                await loop.run_in_executor(
-                    self._batch_thread, self._write_sync, run_rows, event_rows
-                )
+            if self._batches is not None:
+                await self._batches.write(run_rows, event_rows)
                 return
             async with self._engine.begin() as conn:
                 if run_rows:
                     await conn.execute(self._upsert_runs_stmt, run_rows)
                 if event_rows:
                     await conn.execute(self._insert_events_stmt, event_rows)
-
-    def _write_sync(self, run_rows: list[dict[str, Any]], event_rows: list[dict[str, Any]]) -> None:
-        assert self._batch_engine is not None
-        with self._batch_engine.begin() as conn:
-            if run_rows:
-                conn.execute(self._upsert_runs_stmt, run_rows)
-            if event_rows:
-                conn.execute(self._insert_events_stmt, event_rows)
 
     async def get_run(self, tenant_id: str, run_id: str) -> RunRecord | None:
         query = runs.select().where(runs.c.tenant_id == tenant_id, runs.c.id == run_id)
@@ -320,19 +314,11 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
     return engine
 
 
-def _sqlite_sync_engine(url: URL) -> Engine:
-    engine = sa.create_engine(
-        url.set(drivername="sqlite+pysqlite"),
-        json_serializer=_json_dumps,
-        json_deserializer=orjson.loads,
-        pool_size=1,
-        max_overflow=0,
-    )
-    event.listen(engine, "connect", _sqlite_on_connect)
-    return engine
-
-
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    _sqlite_pragmas(dbapi_connection)
+
+
+def _sqlite_pragmas(dbapi_connection: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
