@@ -31,8 +31,8 @@ class Recorder:
         self._events: list[Event] = []
         self._runs: dict[str, RunRecord] = {}
         self._live: dict[str, RunRecord] = {}
-        self._next: asyncio.Future[None] | None = None
-        self._inflight: asyncio.Future[None] | None = None
+        self._waiting: list[asyncio.Future[None]] = []  # for what is pending
+        self._writing: list[asyncio.Future[None]] | None = None  # for the batch being written
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -57,15 +57,16 @@ class Recorder:
     async def durable(self) -> None:
         """Wait until every event taken so far is committed."""
         if self._events or self._runs:
-            if self._next is None:
-                self._next = asyncio.get_running_loop().create_future()
-            waiter = self._next
-        elif self._inflight is not None:
-            waiter = self._inflight
+            waiters = self._waiting
+        elif self._writing is not None:
+            waiters = self._writing
         else:
             return
+        done = asyncio.get_running_loop().create_future()
+        waiters.append(done)
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), self._wait_s)
+            async with asyncio.timeout(self._wait_s):
+                await done
         except TimeoutError as exc:
             raise StoreError(
                 "the run finished but the record store has not confirmed it yet; "
@@ -93,8 +94,8 @@ class Recorder:
     async def _write_pending(self) -> None:
         events, runs = self._events, list(self._runs.values())
         self._events, self._runs = [], {}
-        done = self._next or asyncio.get_running_loop().create_future()
-        self._next, self._inflight = None, done
+        waiters, self._waiting = self._waiting, []
+        self._writing = waiters
         for attempt, delay in enumerate(itertools.chain(_BACKOFF, itertools.repeat(_BACKOFF[-1]))):
             try:
                 await self._store.write_batch(runs, events)
@@ -102,13 +103,14 @@ class Recorder:
             except Exception as exc:  # keep the events and try again; the store may come back
                 log.warning("record write failed, retrying", attempt=attempt + 1, error=repr(exc))
                 await asyncio.sleep(delay)
-        self._inflight = None
-        if not done.done():
-            done.set_result(None)
+        self._writing = None
+        for done in waiters:
+            if not done.done():
+                done.set_result(None)
 
 
 def _started(event: Event) -> RunRecord:
-    return RunRecord.model_construct(
+    return RunRecord(
         id=event.run_id,
         tenant_id=event.tenant_id,
         agent=event.agent,

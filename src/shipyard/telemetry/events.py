@@ -111,10 +111,7 @@ class Emitter:
         if type_ in EPHEMERAL and not self.stream_deltas:
             return _DROPPED
         self._seq += 1
-        # Built from values we made ourselves: construct without re-validating (hot path).
-        event = Event.model_construct(
-            type=type_, seq=self._seq, ts=time.time(), data=data, **self._ids
-        )
+        event = Event(type=type_, seq=self._seq, ts=time.time(), data=data, **self._ids)
         for sink in self._sinks:
             sink(event)
         return event

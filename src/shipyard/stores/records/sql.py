@@ -68,6 +68,7 @@ class SqlRecordStore:
                 engine.dialect,
                 [(self._upsert_runs_stmt, runs), (self._insert_events_stmt, run_events)],
                 _sqlite_pragmas,
+                busy_timeout_ms=SQLITE_BUSY_TIMEOUT_MS,
             )
             if sqlite_path
             else None
