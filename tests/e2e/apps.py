@@ -31,6 +31,7 @@ async def crashy(ctx: RunContext, input: object) -> str:
 app = shipyard.App(
     agents=[
         shipyard.Agent(name="echo", model="scripted:echo", description="Echoes."),
+        shipyard.Agent(name="slow_echo", model="scripted:echo?delay_ms=300"),
         shipyard.Agent(
             name="calc",
             model=ScriptedModel(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,9 +118,26 @@ def test_sse_streams_the_run_events(admin: httpx.Client) -> None:
     assert "llm.delta" not in {e["type"] for e in stored}
 
 
+def test_a_client_that_leaves_an_sse_stream_does_not_cancel_the_run(admin: httpx.Client) -> None:
+    with admin.stream(
+        "POST",
+        "/v1/agents/slow_echo/invoke",
+        json={"input": "finish without me"},
+        headers={"Accept": "text/event-stream"},
+    ) as reply:
+        first = next(line for line in reply.iter_lines() if line.startswith("data: "))
+    run_id = json.loads(first[6:])["run_id"]  # the connection is closed here, mid-run
+    for _ in range(100):
+        run = admin.get(f"/v1/runs/{run_id}").json()
+        if run.get("status") in ("succeeded", "failed"):
+            break
+        time.sleep(0.05)
+    assert run["status"] == "succeeded" and run["output"] == "echo: finish without me"
+
+
 def test_agents_are_listed_with_tool_schemas(admin: httpx.Client) -> None:
     agents = {a["name"]: a for a in admin.get("/v1/agents").json()["agents"]}
-    assert set(agents) == {"echo", "calc", "broken", "sleepy", "crashy"}
+    assert set(agents) == {"echo", "slow_echo", "calc", "broken", "sleepy", "crashy"}
     assert agents["calc"]["tools"][0]["name"] == "add"
     assert agents["calc"]["tools"][0]["parameters"]["required"] == ["a", "b"]
     assert agents["sleepy"]["description"].startswith("Takes longer")
