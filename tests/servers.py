@@ -29,7 +29,7 @@ class ServerProcess:
     """A ``shipyard serve`` child process on a free port."""
 
     home: Path
-    app: str
+    app: str | None
     env_extra: dict[str, str] = field(default_factory=dict)
     admin_key: str | None = field(
         default_factory=lambda: "sk_shp_test_admin_" + os.urandom(8).hex()
@@ -60,7 +60,13 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         self._stderr = self._log.open("wb")
         self.proc = subprocess.Popen(
-            [SHIPYARD, "serve", "--app", self.app, "--port", str(self.port)],
+            [
+                SHIPYARD,
+                "serve",
+                *(["--app", self.app] if self.app else []),
+                "--port",
+                str(self.port),
+            ],
             env=self.env,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,

@@ -43,8 +43,12 @@ class App:
                 raise ConfigError(f"two agents are named {agent.name!r}")
             self.agents[agent.name] = agent
 
-    def asgi(self, settings: Settings | None = None) -> FastAPI:
-        """The ASGI application serving these agents, wired from ``settings``."""
+    def asgi(self, settings: Settings | None = None, *, prepare: bool = True) -> FastAPI:
+        """The ASGI application serving these agents, wired from ``settings``.
+
+        With ``prepare`` the app migrates the store and makes sure an admin key exists when it
+        starts; ``shipyard serve`` does that itself first, to fail with a clean message.
+        """
         from shipyard.api.app import create_app
 
         settings = settings or load_settings()
@@ -52,13 +56,20 @@ class App:
         keys = build_keys(services.records, settings)
 
         async def on_startup() -> None:
-            if settings.migrate_on_start:
-                await services.records.migrate()
-            new_key = await keys.bootstrap(settings.admin_key)
-            if new_key:
-                announce_admin_key(new_key)
+            await prepare_stores(services.records, keys, settings)
 
-        return create_app(services, keys, on_startup=on_startup, title=self.title)
+        return create_app(
+            services, keys, on_startup=on_startup if prepare else None, title=self.title
+        )
+
+
+async def prepare_stores(records: RecordStore, keys: KeyService, settings: Settings) -> None:
+    """Migrate (if configured) and make sure an admin key exists, printing a new one once."""
+    if settings.migrate_on_start:
+        await records.migrate()
+    new_key = await keys.bootstrap(settings.admin_key)
+    if new_key:
+        announce_admin_key(new_key)
 
 
 def open_record_store(url: str) -> RecordStore:

@@ -27,7 +27,11 @@ AppOption = Annotated[
 
 
 def _settings(**overrides: Any) -> Settings:
-    return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    from shipyard.telemetry.logging import configure_logging
+
+    settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    configure_logging(settings.log_level)
+    return settings
 
 
 def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
@@ -46,28 +50,40 @@ def serve(
 ) -> None:
     """Serve the app's agents over HTTP."""
     import uvicorn
+    import uvloop
 
-    from shipyard.app import load_app
+    from shipyard.app import load_app, prepare_stores
 
     try:
         settings = _settings(host=host, port=port, app=app)
-        asgi = load_app(settings.app).asgi(settings)
+        asgi = load_app(settings.app).asgi(settings, prepare=False)
     except ShipyardError as exc:
         typer.secho(f"error: {exc.message}", fg="red", err=True)
         raise typer.Exit(2) from None
-    typer.echo(
-        f"Shipyard serving on http://{settings.host}:{settings.port} (docs at /docs)", err=True
-    )
-    uvicorn.run(
+    config = uvicorn.Config(
         asgi,
         host=settings.host,
         port=settings.port,
-        loop="uvloop",
         http="httptools",
         log_level=settings.log_level,
         access_log=settings.access_log,
         timeout_graceful_shutdown=10,
     )
+
+    async def main() -> None:
+        # The stores are prepared in the server's own loop, before it listens: a store that
+        # cannot be reached stops the start with one clear line, not a lifespan traceback.
+        await prepare_stores(asgi.state.services.records, asgi.state.keys, settings)
+        typer.echo(
+            f"Shipyard serving on http://{settings.host}:{settings.port} (docs at /docs)", err=True
+        )
+        await uvicorn.Server(config).serve()
+
+    try:
+        uvloop.run(main())
+    except ShipyardError as exc:
+        typer.secho(f"error: {exc.message}", fg="red", err=True)
+        raise typer.Exit(2) from None
 
 
 @cli.command()

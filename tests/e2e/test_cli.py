@@ -17,7 +17,7 @@ KEY = re.compile(r"sk_shp_[A-Za-z0-9_-]{20,}")
 
 @pytest.fixture
 def first_start(tmp_path: Path) -> Iterator[ServerProcess]:
-    server = ServerProcess(home=tmp_path, app="examples.assistant:app", admin_key=None)
+    server = ServerProcess(home=tmp_path, app=None, admin_key=None)  # serves the examples
     yield server
     server.stop()
 

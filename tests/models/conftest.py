@@ -1,14 +1,14 @@
-"""A llama.cpp server serving SmolLM2 over HTTP, shared by the adapter tests against it.
+"""A llama.cpp server serving SmolLM2 over HTTP, and the helpers of the adapter tests against it.
 
 The server runs in a child process, started once per test module that asks for ``server_url``,
 with a Hermes-style chat template so that llama.cpp renders tools into the prompt and parses
 ``<tool_call>`` answers. Without tools the template renders exactly like SmolLM2's own. It speaks
-both the Chat Completions (``/v1/chat/completions``) and the Messages (``/v1/messages``) APIs.
+both the Chat Completions (``/v1/chat/completions``) and the Messages (``/v1/messages``) APIs, so
+the ``openai:`` and ``anthropic:`` tests share it, its tools and the helpers that read a stream.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -19,7 +19,40 @@ import httpx
 import pytest
 
 from shipyard.errors import ConfigError
+from shipyard.models.base import ChatModel, ModelRequest, ModelResponse, StreamItem, ToolSpec
 from shipyard.models.local import gguf_path
+from tests.conftest import missing_service
+
+
+def _city_tool(name: str, description: str) -> ToolSpec:
+    return ToolSpec(
+        name=name,
+        description=description,
+        parameters={
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    )
+
+
+# Two tools, so that a test can tell which one the model picked.
+WEATHER = _city_tool("get_weather", "Get the weather for a city")
+CLOCK = _city_tool("get_time", "Get the local time in a city")
+
+
+async def collect(model: ChatModel, request: ModelRequest) -> list[StreamItem]:
+    """Every item ``model`` streams for ``request``, in order."""
+    return [item async for item in model.stream(request)]
+
+
+def final(items: list[StreamItem]) -> ModelResponse:
+    """The one response of a stream, checked to be its last item (the ``ChatModel`` contract)."""
+    responses = [i for i in items if isinstance(i, ModelResponse)]
+    assert len(responses) == 1
+    assert items[-1] is responses[0]
+    return responses[0]
+
 
 # SmolLM2's ChatML template plus the Hermes tool format (tools in the system turn, calls inside
 # <tool_call></tool_call>), from which llama.cpp infers its tool-call parser.
@@ -73,12 +106,6 @@ threading.Event().wait()
 """
 
 
-def _missing_service(reason: str) -> None:
-    if os.environ.get("SHIPYARD_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason} (SHIPYARD_REQUIRE_SERVICES=1)")
-    pytest.skip(reason)
-
-
 def _wait_ready(proc: subprocess.Popen[bytes], url_file: Path, log: Path) -> str:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -106,7 +133,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         gguf_path()
     except ConfigError as exc:
-        _missing_service(str(exc))
+        missing_service(str(exc))
     folder = tmp_path_factory.mktemp("llamacpp")
     template, url_file, log = folder / "hermes.jinja", folder / "url", folder / "server.log"
     template.write_text(HERMES_TEMPLATE)

@@ -25,36 +25,16 @@ from shipyard.models.base import (
     AssistantMessage,
     Message,
     ModelRequest,
-    ModelResponse,
-    StreamItem,
     SystemMessage,
     TextDelta,
     ToolMessage,
-    ToolSpec,
     UserMessage,
 )
 from shipyard.models.registry import parse_reference
+from tests.models.conftest import CLOCK, WEATHER, collect, final
 
 pytestmark = pytest.mark.llamacpp
 
-WEATHER = ToolSpec(
-    name="get_weather",
-    description="Get the weather for a city",
-    parameters={
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-)
-CLOCK = ToolSpec(
-    name="get_time",
-    description="Get the local time in a city",
-    parameters={
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-)
 QUESTION = UserMessage(content="What's the weather in Paris?")
 
 
@@ -72,19 +52,8 @@ async def model(root_url: str) -> AsyncIterator[AnthropicChatModel]:
     await model.aclose()
 
 
-async def collect(model: AnthropicChatModel, request: ModelRequest) -> list[StreamItem]:
-    return [item async for item in model.stream(request)]
-
-
 def ask(*messages: Message, **fields: Any) -> ModelRequest:
     return ModelRequest(messages=messages, temperature=0, **fields)
-
-
-def final(items: list[StreamItem]) -> ModelResponse:
-    responses = [i for i in items if isinstance(i, ModelResponse)]
-    assert len(responses) == 1
-    assert items[-1] is responses[0]
-    return responses[0]
 
 
 async def test_chat_ends_with_one_response(model: AnthropicChatModel) -> None:

@@ -18,13 +18,10 @@ from shipyard.errors import ConfigError, ModelError
 from shipyard.models.base import (
     AssistantMessage,
     ModelRequest,
-    ModelResponse,
-    StreamItem,
     SystemMessage,
     TextDelta,
     ToolCall,
     ToolMessage,
-    ToolSpec,
     UserMessage,
 )
 from shipyard.models.openai import (
@@ -34,27 +31,9 @@ from shipyard.models.openai import (
     from_reference,
 )
 from shipyard.models.registry import parse_reference
+from tests.models.conftest import CLOCK, WEATHER, collect, final
 
 pytestmark = pytest.mark.llamacpp
-
-WEATHER = ToolSpec(
-    name="get_weather",
-    description="Get the weather for a city",
-    parameters={
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-)
-CLOCK = ToolSpec(
-    name="get_time",
-    description="Get the local time in a city",
-    parameters={
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-)
 
 
 @pytest.fixture
@@ -65,19 +44,8 @@ async def model(server_url: str) -> AsyncIterator[OpenAIChatModel]:
     await model.aclose()
 
 
-async def collect(model: OpenAIChatModel, request: ModelRequest) -> list[StreamItem]:
-    return [item async for item in model.stream(request)]
-
-
 def ask(text: str, **fields: Any) -> ModelRequest:
     return ModelRequest(messages=(UserMessage(content=text),), temperature=0, **fields)
-
-
-def final(items: list[StreamItem]) -> ModelResponse:
-    responses = [i for i in items if isinstance(i, ModelResponse)]
-    assert len(responses) == 1
-    assert items[-1] is responses[0]
-    return responses[0]
 
 
 async def test_chat_ends_with_one_priced_response(model: OpenAIChatModel) -> None:

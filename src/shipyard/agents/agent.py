@@ -44,6 +44,7 @@ class Agent:
     description: str = ""
     tool_timeout_s: float | None = None
     temperature: float | None = None
+    max_tokens: int | None = None
     _tools: dict[str, Tool] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

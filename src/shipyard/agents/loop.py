@@ -90,7 +90,10 @@ async def _ask_model(
 ) -> ModelResponse:
     model = resolve_model(agent.model or ctx.default_model)
     request = ModelRequest(
-        messages=tuple(history), tools=agent.tool_specs, temperature=agent.temperature
+        messages=tuple(history),
+        tools=agent.tool_specs,
+        temperature=agent.temperature,
+        max_tokens=agent.max_tokens,
     )
     ctx.emit(
         "llm.request",

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 try:
@@ -25,23 +24,28 @@ try:
 except ImportError as exc:  # pragma: no cover - anthropic is a core dependency today
     raise ImportError("the anthropic: model provider needs the `anthropic` package") from exc
 
-from shipyard.errors import ConfigError, ModelError
+from shipyard.errors import ConfigError
+from shipyard.models._provider import (
+    PLACEHOLDER_API_KEY,
+    SdkErrors,
+    check_options,
+    client_settings,
+    named_api_key,
+    translate_errors,
+)
+from shipyard.models._streaming import PartialCall, StreamAssembly
 from shipyard.models.base import (
     AssistantMessage,
     Message,
     ModelRequest,
-    ModelResponse,
     StreamItem,
     SystemMessage,
     TextDelta,
-    ToolCall,
     ToolMessage,
     ToolSpec,
 )
-from shipyard.models.prices import price
 
 DEFAULT_MAX_TOKENS = 4096
-PLACEHOLDER_API_KEY = "not-needed"
 _OPTIONS = ("api_key_env", "base_url", "max_retries", "max_tokens", "timeout")
 # Stop reasons in the Chat Completions vocabulary, so records read the same for every provider.
 _FINISH = {
@@ -145,22 +149,11 @@ def _prompt_tokens(usage: Any) -> int:
 
 
 @dataclass
-class _ToolUse:
-    id: str
-    name: str
-    json: list[str] = field(default_factory=list)
+class EventAssembler(StreamAssembly):
+    """Folds stream events into one response; :meth:`feed` returns the text each one adds.
 
-
-@dataclass
-class EventAssembler:
-    """Folds stream events into one response; :meth:`feed` returns the text each one adds."""
-
-    model: str = ""
-    finish_reason: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    _text: list[str] = field(default_factory=list)
-    _tools: dict[int, _ToolUse] = field(default_factory=dict)
+    Tool calls arrive as ``tool_use`` blocks keyed by ``index``, their input as JSON pieces.
+    """
 
     def feed(self, event: RawMessageStreamEvent) -> str:
         if event.type == "message_start":
@@ -168,15 +161,15 @@ class EventAssembler:
             self._count(event.message.usage)
         elif event.type == "content_block_start" and event.content_block.type == "tool_use":
             block = event.content_block
-            self._tools[event.index] = _ToolUse(block.id, block.name)
+            self._calls[event.index] = PartialCall(block.id, block.name)
             if block.input:  # normally {} with the JSON streamed after; kept if sent whole
-                self._tools[event.index].json.append(json.dumps(block.input))
+                self._calls[event.index].arguments.append(json.dumps(block.input))
         elif event.type == "content_block_delta":
             if event.delta.type == "text_delta":
                 self._text.append(event.delta.text)
                 return event.delta.text
-            if event.delta.type == "input_json_delta" and event.index in self._tools:
-                self._tools[event.index].json.append(event.delta.partial_json)
+            if event.delta.type == "input_json_delta" and event.index in self._calls:
+                self._calls[event.index].arguments.append(event.delta.partial_json)
         elif event.type == "message_delta":
             reason = event.delta.stop_reason
             self.finish_reason = _FINISH.get(reason, reason) if reason else self.finish_reason
@@ -189,40 +182,24 @@ class EventAssembler:
             self.prompt_tokens = _prompt_tokens(usage)
         self.completion_tokens = usage.output_tokens or self.completion_tokens
 
-    def response(self, model_ref: str) -> ModelResponse:
-        calls = tuple(
-            ToolCall(id=t.id, name=t.name, arguments="".join(t.json) or "{}")
-            for _, t in sorted(self._tools.items())
-        )
-        return ModelResponse(
-            message=AssistantMessage(content="".join(self._text) or None, tool_calls=calls),
-            usage=price(model_ref, self.prompt_tokens, self.completion_tokens),
-            model=self.model,
-            finish_reason=self.finish_reason,
-        )
-
 
 # --- provider and model -------------------------------------------------------------------------
 
 
-@contextmanager
-def _translate_errors(model: str) -> Iterator[None]:
-    """Map the SDK's exceptions to ``ModelError``, naming the model and the HTTP status."""
-    try:
-        yield
-    except anthropic.APIStatusError as exc:
-        error = exc.body.get("error") if isinstance(exc.body, dict) else None
-        detail = error.get("message") if isinstance(error, dict) else None
-        raise ModelError(
-            f"{model}: the server answered HTTP {exc.status_code}: {detail or exc.message}",
-            details={"status": exc.status_code},
-        ) from exc
-    except anthropic.APITimeoutError as exc:
-        raise ModelError(f"{model}: the request timed out") from exc
-    except anthropic.APIConnectionError as exc:
-        raise ModelError(f"{model}: cannot reach the server: {exc.message}") from exc
-    except anthropic.AnthropicError as exc:  # errors inside a stream, bad responses
-        raise ModelError(f"{model}: {exc}") from exc
+def _read_status(exc: anthropic.APIStatusError) -> tuple[int, str, dict[str, Any]]:
+    """The message of an ``{"error": {"message": ...}}`` body, else the SDK's own."""
+    error = exc.body.get("error") if isinstance(exc.body, dict) else None
+    detail = error.get("message") if isinstance(error, dict) else None
+    return exc.status_code, detail or exc.message, {"status": exc.status_code}
+
+
+_ERRORS = SdkErrors(
+    status=anthropic.APIStatusError,
+    timeout=anthropic.APITimeoutError,
+    connection=anthropic.APIConnectionError,
+    base=anthropic.AnthropicError,
+    read_status=_read_status,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,24 +210,13 @@ class AnthropicProvider:
 
     @classmethod
     def from_options(cls, options: dict[str, str]) -> AnthropicProvider:
-        settings: dict[str, Any] = {}
-        key_env = options.get("api_key_env")
-        if key_env:
-            if key_env not in os.environ:
-                raise ConfigError(f"anthropic: api_key_env names {key_env!r}, which is not set")
-            settings["api_key"] = os.environ[key_env]
+        api_key = named_api_key("anthropic", options)
+        settings = client_settings("anthropic", options)
+        if api_key is not None:
+            settings["api_key"] = api_key
         elif not os.environ.get("ANTHROPIC_API_KEY") and not os.environ.get("ANTHROPIC_AUTH_TOKEN"):
             # compatible local servers ignore the key; the real API answers 401
             settings["api_key"] = PLACEHOLDER_API_KEY
-        if options.get("base_url"):
-            settings["base_url"] = options["base_url"]
-        try:
-            if "timeout" in options:
-                settings["timeout"] = float(options["timeout"])
-            if "max_retries" in options:
-                settings["max_retries"] = int(options["max_retries"])
-        except ValueError as exc:
-            raise ConfigError(f"anthropic: timeout and max_retries must be numbers: {exc}") from exc
         return cls(anthropic.AsyncAnthropic(**settings))
 
     async def close(self) -> None:
@@ -274,7 +240,7 @@ class AnthropicChatModel:
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]:
         params = request_params(request, self.model_name, self.max_tokens)
         assembler = EventAssembler()
-        with _translate_errors(self.name):
+        with translate_errors(self.name, _ERRORS):
             events = await self.provider.client.messages.create(**params, stream=True)
             async with events:
                 async for event in events:
@@ -289,9 +255,7 @@ class AnthropicChatModel:
 
 def from_reference(spec: str, options: dict[str, str]) -> AnthropicChatModel:
     """Build ``anthropic:<model>?options`` (see the module docstring)."""
-    unknown = sorted(set(options) - set(_OPTIONS))
-    if unknown:
-        raise ConfigError(f"anthropic: unknown options {unknown}; known: {', '.join(_OPTIONS)}")
+    check_options("anthropic", options, _OPTIONS)
     try:
         max_tokens = int(options.get("max_tokens", DEFAULT_MAX_TOKENS))
     except ValueError as exc:

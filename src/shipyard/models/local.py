@@ -28,6 +28,7 @@ except ImportError as exc:  # pragma: no cover - xllamacpp is a core dependency 
 from openai.types.chat import ChatCompletionChunk
 
 from shipyard.errors import ConfigError, ModelError
+from shipyard.models._provider import check_options
 from shipyard.models.base import ModelRequest, StreamItem, TextDelta
 from shipyard.models.openai import ChunkAssembler, chat_request_body
 
@@ -194,9 +195,7 @@ def from_reference(spec: str, options: dict[str, str]) -> LocalChatModel:
     """Build ``local:smollm2?n_ctx=2048&threads=2``."""
     if spec not in MODELS:
         raise ConfigError(f"unknown local model {spec!r}; known: {', '.join(sorted(MODELS))}")
-    unknown = sorted(set(options) - set(_OPTIONS))
-    if unknown:
-        raise ConfigError(f"local:{spec}: unknown options {unknown}; known: {', '.join(_OPTIONS)}")
+    check_options(f"local:{spec}", options, _OPTIONS)
     try:
         n_ctx = int(options.get("n_ctx", 2048))
         threads = int(options.get("threads", 2))

@@ -13,9 +13,8 @@ answers in the same format, reuses them.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 try:
@@ -24,23 +23,26 @@ try:
 except ImportError as exc:  # pragma: no cover - openai is a core dependency today
     raise ImportError("the openai: model provider needs the `openai` package") from exc
 
-from shipyard.errors import ConfigError, ModelError
+from shipyard.models._provider import (
+    PLACEHOLDER_API_KEY,
+    SdkErrors,
+    check_options,
+    client_settings,
+    named_api_key,
+    translate_errors,
+)
+from shipyard.models._streaming import PartialCall, StreamAssembly
 from shipyard.models.base import (
-    AssistantMessage,
     Message,
     ModelRequest,
-    ModelResponse,
     StreamItem,
     SystemMessage,
     TextDelta,
-    ToolCall,
     ToolMessage,
     ToolSpec,
     UserMessage,
 )
-from shipyard.models.prices import price
 
-PLACEHOLDER_API_KEY = "not-needed"
 _OPTIONS = ("api_key_env", "base_url", "max_retries", "timeout")
 
 
@@ -91,26 +93,11 @@ def chat_request_body(request: ModelRequest, model: str) -> dict[str, Any]:
 
 
 @dataclass
-class _PartialCall:
-    id: str = ""
-    name: str = ""
-    arguments: list[str] = field(default_factory=list)
-
-
-@dataclass
-class ChunkAssembler:
+class ChunkAssembler(StreamAssembly):
     """Folds streamed chunks into one response; :meth:`feed` returns the text each one adds.
 
     Tool calls arrive as deltas keyed by ``index``: id and name first, arguments in pieces.
-    A server that sends no usage is counted as 0 tokens, never estimated.
     """
-
-    model: str = ""
-    finish_reason: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    _text: list[str] = field(default_factory=list)
-    _calls: dict[int, _PartialCall] = field(default_factory=dict)
 
     def feed(self, chunk: ChatCompletionChunk) -> str:
         self.model = chunk.model or self.model
@@ -124,7 +111,9 @@ class ChunkAssembler:
             self.finish_reason = choice.finish_reason or self.finish_reason
             text += choice.delta.content or ""
             for delta in choice.delta.tool_calls or ():
-                call = self._calls.setdefault(delta.index, _PartialCall())
+                call = self._calls.setdefault(
+                    delta.index, PartialCall(default_id=f"call_{delta.index}")
+                )
                 call.id = call.id or delta.id or ""
                 if delta.function is not None:
                     call.name += delta.function.name or ""
@@ -133,44 +122,24 @@ class ChunkAssembler:
             self._text.append(text)
         return text
 
-    def response(self, model_ref: str) -> ModelResponse:
-        calls = tuple(
-            ToolCall(
-                id=call.id or f"call_{index}",
-                name=call.name,
-                arguments="".join(call.arguments) or "{}",
-            )
-            for index, call in sorted(self._calls.items())
-        )
-        return ModelResponse(
-            message=AssistantMessage(content="".join(self._text) or None, tool_calls=calls),
-            usage=price(model_ref, self.prompt_tokens, self.completion_tokens),
-            model=self.model,
-            finish_reason=self.finish_reason,
-        )
-
 
 # --- provider and model -------------------------------------------------------------------------
 
 
-@contextmanager
-def _translate_errors(model: str) -> Iterator[None]:
-    """Map the SDK's exceptions to ``ModelError``, naming the model and the HTTP status."""
-    try:
-        yield
-    except openai.APIStatusError as exc:
-        body = exc.body if isinstance(exc.body, dict) else {}
-        detail = body.get("message") or exc.message
-        raise ModelError(
-            f"{model}: the server answered HTTP {exc.status_code}: {detail}",
-            details={"status": exc.status_code, "type": body.get("type")},
-        ) from exc
-    except openai.APITimeoutError as exc:
-        raise ModelError(f"{model}: the request timed out") from exc
-    except openai.APIConnectionError as exc:
-        raise ModelError(f"{model}: cannot reach the server: {exc.message}") from exc
-    except openai.OpenAIError as exc:  # errors inside a stream, bad responses
-        raise ModelError(f"{model}: {exc}") from exc
+def _read_status(exc: openai.APIStatusError) -> tuple[int, str, dict[str, Any]]:
+    """The message and type of the error body (the SDK unwraps ``{"error": ...}`` itself)."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    detail = body.get("message") or exc.message
+    return exc.status_code, detail, {"status": exc.status_code, "type": body.get("type")}
+
+
+_ERRORS = SdkErrors(
+    status=openai.APIStatusError,
+    timeout=openai.APITimeoutError,
+    connection=openai.APIConnectionError,
+    base=openai.OpenAIError,
+    read_status=_read_status,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,25 +150,12 @@ class OpenAIProvider:
 
     @classmethod
     def from_options(cls, options: dict[str, str]) -> OpenAIProvider:
-        unknown = sorted(set(options) - set(_OPTIONS))
-        if unknown:
-            raise ConfigError(f"openai: unknown options {unknown}; known: {', '.join(_OPTIONS)}")
-        key_env = options.get("api_key_env")
-        if key_env and key_env not in os.environ:
-            raise ConfigError(f"openai: api_key_env names {key_env!r}, which is not set")
-        api_key = os.environ[key_env] if key_env else os.environ.get("OPENAI_API_KEY")
-        try:
-            timeout = float(options["timeout"]) if "timeout" in options else None
-            retries = int(options["max_retries"]) if "max_retries" in options else None
-        except ValueError as exc:
-            raise ConfigError(f"openai: timeout and max_retries must be numbers: {exc}") from exc
-        settings: dict[str, Any] = {"api_key": api_key or PLACEHOLDER_API_KEY}
-        if options.get("base_url"):
-            settings["base_url"] = options["base_url"]
-        if timeout is not None:
-            settings["timeout"] = timeout
-        if retries is not None:
-            settings["max_retries"] = retries
+        check_options("openai", options, _OPTIONS)
+        api_key = named_api_key("openai", options)
+        if api_key is None:
+            api_key = os.environ.get("OPENAI_API_KEY")
+        settings = client_settings("openai", options)
+        settings["api_key"] = api_key or PLACEHOLDER_API_KEY  # local servers ignore the key
         return cls(openai.AsyncOpenAI(**settings))
 
     async def close(self) -> None:
@@ -220,7 +176,7 @@ class OpenAIChatModel:
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]:
         body = chat_request_body(request, self.model_name)
         assembler = ChunkAssembler()
-        with _translate_errors(self.name):
+        with translate_errors(self.name, _ERRORS):
             chunks = await self.provider.client.chat.completions.create(
                 **body, stream=True, stream_options={"include_usage": True}
             )
