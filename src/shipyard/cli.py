@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import sys
@@ -74,6 +75,9 @@ def serve(
         # The stores are prepared in the server's own loop, before it listens: a store that
         # cannot be reached stops the start with one clear line, not a lifespan traceback.
         await prepare_stores(asgi.state.services.records, asgi.state.keys, settings)
+        # Everything imported and built so far lives as long as the process: move it out of the
+        # collector's sight, or each full collection walks ~300k objects (~80 ms pauses, measured).
+        gc.freeze()
         typer.echo(
             f"Shipyard serving on http://{settings.host}:{settings.port} (docs at /docs)", err=True
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,8 @@ class ScriptedModel:
         self._echo = echo
         self._delay = delay_ms / 1000
         self._name = name
-        self.requests: list[ModelRequest] = []
+        # The latest requests, for tests to inspect; bounded, since a server keeps one model.
+        self.requests: deque[ModelRequest] = deque(maxlen=1000)
 
     @property
     def name(self) -> str:

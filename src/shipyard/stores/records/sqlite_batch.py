@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import operator
 import sqlite3
+import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import sqlalchemy as sa
@@ -50,8 +51,17 @@ class _Prepared:
         return values
 
 
+CHECKPOINT_EVERY_S = 1.0
+
+
 class SqliteBatchWriter:
-    """Runs ``(statement, rows)`` pairs in one transaction on a dedicated connection and thread."""
+    """Runs ``(statement, rows)`` pairs in one transaction on a dedicated connection.
+
+    The writer's own connection never checkpoints the WAL (with ``synchronous=NORMAL`` a
+    checkpoint fsyncs the database file, which would stall the event loop for as long as the
+    disk takes). A PASSIVE checkpoint runs on the thread, on a connection of its own, at most
+    every ``CHECKPOINT_EVERY_S``; it never blocks the writer.
+    """
 
     def __init__(
         self,
@@ -67,13 +77,31 @@ class SqliteBatchWriter:
         self._on_connect = on_connect
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="shipyard-records")
         self._conn: sqlite3.Connection | None = None
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpoint: Future[None] | None = None
+        self._last_checkpoint = time.monotonic()
 
     async def write(self, *row_sets: Sequence[Row]) -> None:
         """``row_sets[i]`` goes through ``statements[i]``; all of it commits, or none of it."""
-        if self._conn is not None and self._try_now(row_sets):
+        if self._conn is None or not self._try_now(row_sets):
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._thread, self._write, row_sets, self._busy_timeout_ms)
+        self._maybe_checkpoint()
+
+    def _maybe_checkpoint(self) -> None:
+        now = time.monotonic()
+        if now - self._last_checkpoint < CHECKPOINT_EVERY_S:
             return
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._thread, self._write, row_sets, self._busy_timeout_ms)
+        if self._checkpoint is not None and not self._checkpoint.done():
+            return
+        self._last_checkpoint = now
+        self._checkpoint = self._thread.submit(self._run_checkpoint)
+
+    def _run_checkpoint(self) -> None:
+        if self._checkpointer is None:
+            self._checkpointer = sqlite3.connect(self._path, isolation_level=None)
+            self._on_connect(self._checkpointer)
+        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _try_now(self, row_sets: Sequence[Sequence[Row]]) -> bool:
         try:
@@ -101,14 +129,16 @@ class SqliteBatchWriter:
         if self._conn is None:
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
             self._on_connect(conn)
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
             self._conn = conn
         return self._conn
 
     def close(self) -> None:
         def shut() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            for conn in (self._conn, self._checkpointer):
+                if conn is not None:
+                    conn.close()
+            self._conn = self._checkpointer = None
 
         self._thread.submit(shut).result()
         self._thread.shutdown(wait=True)

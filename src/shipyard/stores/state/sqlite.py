@@ -1,0 +1,245 @@
+"""``SqliteStateStore``: the embedded state store, one SQLite file (or memory) in one process.
+
+Operations are the plain functions of ``sqlite_ops`` on the stdlib driver. Measured on two cores
+(a 200-byte set + get): ~22 µs run on the event loop, ~65-145 µs through a thread hop, ~550 µs
+through aiosqlite (a hop per statement). So an operation runs on the loop when it can — reads
+never wait in WAL mode, and a write is tried with ``busy_timeout = 0``. When another process
+holds the write lock, the operation goes to the store's one thread, on a second connection
+that waits with the busy timeout; until that thread is idle again every later operation
+follows it there, so operations keep their order and each connection has one user at a time.
+
+Expiry: an expired key is absent on read; expired rows are purged at most every
+``purge_interval_s``, before a write (and on the first write after opening).
+
+Pub/sub is in-process (``local_channels``): two processes sharing one file — a server and a
+worker — do not see each other's messages. Use Redis for more than one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from shipyard.errors import ConfigError, StoreError
+from shipyard.stores.state import sqlite_ops as ops
+from shipyard.stores.state.base import Lease, check_items, ttl_ms
+from shipyard.stores.state.local_channels import MAX_QUEUED, LocalChannels
+
+__all__ = ["SqliteStateStore"]
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 5_000
+PURGE_INTERVAL_S = 60.0
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+class SqliteStateStore:
+    """The ``StateStore`` on SQLite; ``path=None`` keeps everything in memory."""
+
+    def __init__(
+        self,
+        path: str | None = None,
+        *,
+        purge_interval_s: float = PURGE_INTERVAL_S,
+        max_queued: int = MAX_QUEUED,
+    ) -> None:
+        self._label = path or ":memory:"
+        self._purge_interval_s = purge_interval_s
+        self._next_purge = 0.0
+        self._channels = LocalChannels(max_queued=max_queued)
+        self._closed = False
+        self._thread: ThreadPoolExecutor | None = None
+        self._last: Future[Any] | None = None
+        try:
+            if path is None:
+                self._conn = ops.connect(":memory:", busy_timeout_ms=0)
+                self._thread_conn = self._conn
+                return
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            self._thread_conn = ops.connect(path, busy_timeout_ms=BUSY_TIMEOUT_MS)
+            self._conn = ops.connect(path, busy_timeout_ms=BUSY_TIMEOUT_MS)
+            self._conn.execute("PRAGMA busy_timeout = 0")
+        except (sqlite3.Error, OSError) as e:
+            raise StoreError(f"cannot open the state store {self._label!r}: {e}") from e
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="shipyard-state")
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        purge_interval_s: float = PURGE_INTERVAL_S,
+        max_queued: int = MAX_QUEUED,
+    ) -> SqliteStateStore:
+        """``sqlite:///relative.db``, ``sqlite:////absolute.db``, or ``sqlite://`` (memory)."""
+        if not url.startswith("sqlite://"):
+            raise ConfigError(f"unsupported state store URL {url!r} for SQLite: sqlite://")
+        rest = url.removeprefix("sqlite://")
+        if rest in ("", "/", "/:memory:"):
+            path = None
+        elif rest.startswith("/") and "?" not in rest:
+            path = rest[1:]
+        else:
+            raise ConfigError(f"invalid SQLite state store URL {url!r}: use sqlite:///path.db")
+        return cls(path, purge_interval_s=purge_interval_s, max_queued=max_queued)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        await self._call("ping", lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        """Close the connections and end every subscription; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._channels.close()
+        self._conn.close()
+        if self._thread is not None:
+            await asyncio.wrap_future(self._thread.submit(self._thread_conn.close))
+            self._thread.shutdown(wait=True)
+
+    async def purge(self) -> int:
+        """Delete expired keys now (writes also do it every ``purge_interval_s``)."""
+        self._next_purge = time.monotonic() + self._purge_interval_s
+        return await self._call("purge", ops.purge)
+
+    # -- values ---------------------------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        return await self._call("get", ops.get, key)
+
+    async def set(self, key: str, value: bytes, *, ttl_s: float) -> None:
+        check_items([value])
+        await self._write("set", ops.set_value, key, value, _seconds(ttl_s))
+
+    async def delete(self, *keys: str) -> int:
+        return await self._write("delete", ops.delete, keys) if keys else 0
+
+    async def expire(self, key: str, ttl_s: float) -> bool:
+        return await self._write("expire", ops.expire, key, _seconds(ttl_s))
+
+    async def ttl(self, key: str) -> float | None:
+        return await self._call("ttl", ops.ttl, key)
+
+    # -- lists ----------------------------------------------------------------------------------
+
+    async def append(self, key: str, *items: bytes, ttl_s: float) -> int:
+        check_items(items)
+        return await self._write("append", ops.append, key, items, _seconds(ttl_s))
+
+    async def range(self, key: str, start: int = 0, end: int = -1) -> list[bytes]:
+        return await self._call("range", ops.range_, key, start, end)
+
+    async def length(self, key: str) -> int:
+        return await self._call("length", ops.length, key)
+
+    # -- atomic ---------------------------------------------------------------------------------
+
+    async def compare_and_set(
+        self, key: str, expected: bytes | None, new: bytes, *, ttl_s: float
+    ) -> bool:
+        check_items([new])
+        return await self._write(
+            "compare_and_set", ops.compare_and_set, key, expected, new, _seconds(ttl_s)
+        )
+
+    async def append_if(
+        self,
+        list_key: str,
+        items: Sequence[bytes],
+        *,
+        guard_key: str,
+        expected: bytes | None,
+        new: bytes,
+        ttl_s: float,
+    ) -> bool:
+        check_items([*items, new])
+        args = (list_key, list(items), guard_key, expected, new, _seconds(ttl_s))
+        return await self._write("append_if", ops.append_if, *args)
+
+    # -- leases ---------------------------------------------------------------------------------
+
+    async def acquire_lease(self, name: str, owner: str, *, ttl_s: float) -> Lease | None:
+        got = await self._write("acquire_lease", ops.acquire_lease, name, owner, _seconds(ttl_s))
+        return None if got is None else Lease(name, owner, token=got[0], expires_at=got[1])
+
+    async def renew_lease(self, lease: Lease, *, ttl_s: float) -> Lease | None:
+        args = (lease.name, lease.owner, lease.token, _seconds(ttl_s))
+        expires_at = await self._write("renew_lease", ops.renew_lease, *args)
+        return None if expires_at is None else Lease(lease.name, lease.owner, lease.token, expires_at)
+
+    async def release_lease(self, lease: Lease) -> bool:
+        args = (lease.name, lease.owner, lease.token)
+        return await self._write("release_lease", ops.release_lease, *args)
+
+    async def lease_is_current(self, lease: Lease) -> bool:
+        args = (lease.name, lease.owner, lease.token)
+        return await self._call("lease_is_current", ops.lease_is_current, *args)
+
+    # -- channels -------------------------------------------------------------------------------
+
+    async def publish(self, channel: str, message: bytes) -> int:
+        """Deliver to this process's subscribers of ``channel``."""
+        self._check_open("publish")
+        check_items([message])
+        return self._channels.publish(channel, message)
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        return self._subscribe(channel)
+
+    @asynccontextmanager
+    async def _subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        self._check_open("subscribe")
+        async with self._channels.subscribe(channel) as messages:
+            yield messages
+
+    # -- private --------------------------------------------------------------------------------
+
+    def _check_open(self, operation: str) -> None:
+        if self._closed:
+            raise StoreError("the state store is closed", details={"operation": operation})
+
+    async def _call(self, operation: str, fn: Callable[..., T], *args: Any) -> T:
+        async with self._translate(operation):
+            return await self._run(fn, *args)
+
+    async def _write(self, operation: str, fn: Callable[..., T], *args: Any) -> T:
+        """A write, preceded by a purge of expired rows when one is due."""
+        async with self._translate(operation):
+            if time.monotonic() >= self._next_purge:
+                self._next_purge = time.monotonic() + self._purge_interval_s
+                await self._run(ops.purge)
+            return await self._run(fn, *args)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """On the loop if the thread is idle and the write lock free, else on the thread."""
+        if self._thread is None or self._last is None or self._last.done():
+            try:
+                return fn(self._conn, *args)
+            except sqlite3.OperationalError as exc:
+                if self._thread is None or exc.sqlite_errorcode not in _BUSY:
+                    raise
+        self._last = self._thread.submit(fn, self._thread_conn, *args)
+        return await asyncio.wrap_future(self._last)
+
+    @asynccontextmanager
+    async def _translate(self, operation: str) -> AsyncIterator[None]:
+        """Driver failures leave as ``StoreError`` (the driver's error stays on ``__cause__``)."""
+        try:
+            yield
+        except (sqlite3.Error, OSError) as e:
+            reason = getattr(e, "sqlite_errorname", None) or type(e).__name__
+            message = f"state store (sqlite {self._label}) {operation} failed: {reason}"
+            raise StoreError(message, details={"operation": operation}) from e
+
+
+def _seconds(ttl_s: float) -> float:
+    return ttl_ms(ttl_s) / 1000

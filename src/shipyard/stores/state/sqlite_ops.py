@@ -1,0 +1,322 @@
+"""The embedded state store's operations: plain functions of a stdlib ``sqlite3`` connection.
+
+Each one is a whole operation — one transaction — so the store can run it on the event loop or
+on its thread alike. Expired keys are absent: reads skip them, writes to a key first drop it if
+it has expired, and ``purge`` deletes them all.
+
+Tables (temporary state: created on open, no migrations)::
+
+    state_keys    key → kind ('value' | 'list'), value, length, expires_at (Unix seconds)
+    state_items   (key, idx) → item; a list's items, idx 0..length-1 (lists are append-only)
+    state_leases  name → token, owner (NULL once released), expires_at, keep_until (the token
+                  counter's own expiry: LEASE_SEQUENCE_TTL_S after the last use)
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import NamedTuple
+
+from shipyard.errors import StoreError
+from shipyard.stores.state.base import LEASE_SEQUENCE_TTL_S
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS state_keys (
+        key TEXT PRIMARY KEY, kind TEXT NOT NULL, value BLOB,
+        length INTEGER NOT NULL DEFAULT 0, expires_at REAL NOT NULL
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS state_keys_expires_at ON state_keys (expires_at)",
+    """CREATE TABLE IF NOT EXISTS state_items (
+        key TEXT NOT NULL, idx INTEGER NOT NULL, item BLOB NOT NULL, PRIMARY KEY (key, idx)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS state_leases (
+        name TEXT PRIMARY KEY, token INTEGER NOT NULL, owner TEXT,
+        expires_at REAL NOT NULL, keep_until REAL NOT NULL
+    ) WITHOUT ROWID""",
+)
+
+_UPSERT_KEY = (
+    "INSERT INTO state_keys (key, kind, value, length, expires_at) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, value = excluded.value, "
+    "length = excluded.length, expires_at = excluded.expires_at"
+)
+
+
+class _Key(NamedTuple):
+    kind: str
+    value: bytes | None
+    length: int
+
+
+def connect(path: str, *, busy_timeout_ms: int) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), WAL, tables created."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        with _write(conn):
+            for statement in SCHEMA:
+                conn.execute(statement)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@contextmanager
+def _write(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextmanager
+def _read(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
+
+
+def _wrong_kind(key: str, kind: str) -> StoreError:
+    wanted = "value" if kind == "list" else "list"
+    return StoreError(f"state key {key!r} holds a {kind}, not a {wanted}")
+
+
+def _live(conn: sqlite3.Connection, key: str, now: float, *, drop: bool = False) -> _Key | None:
+    """The key if it has not expired; an expired one is deleted first when ``drop``."""
+    row = conn.execute(
+        "SELECT kind, value, length, expires_at FROM state_keys WHERE key = ?", (key,)
+    ).fetchone()
+    if row is None:
+        return None
+    if row[3] <= now:
+        if drop:
+            _drop(conn, key)
+        return None
+    return _Key(row[0], row[1], row[2])
+
+
+def _drop(conn: sqlite3.Connection, key: str) -> None:
+    conn.execute("DELETE FROM state_items WHERE key = ?", (key,))
+    conn.execute("DELETE FROM state_keys WHERE key = ?", (key,))
+
+
+def _value(key: str, found: _Key | None) -> bytes | None:
+    if found is None:
+        return None
+    if found.kind != "value":
+        raise _wrong_kind(key, found.kind)
+    return found.value
+
+
+def _put_value(conn: sqlite3.Connection, key: str, value: bytes, expires_at: float) -> None:
+    conn.execute(_UPSERT_KEY, (key, "value", value, 0, expires_at))
+
+
+def _push(
+    conn: sqlite3.Connection, key: str, items: Sequence[bytes], ttl_s: float, now: float
+) -> int:
+    found = _live(conn, key, now, drop=True)
+    if found is not None and found.kind != "list":
+        raise _wrong_kind(key, found.kind)
+    start = found.length if found else 0
+    if found is None and not items:
+        return 0
+    rows = [(key, start + i, item) for i, item in enumerate(items)]
+    conn.executemany("INSERT INTO state_items (key, idx, item) VALUES (?, ?, ?)", rows)
+    conn.execute(_UPSERT_KEY, (key, "list", None, start + len(items), now + ttl_s))
+    return start + len(items)
+
+
+# -- values -------------------------------------------------------------------------------------
+
+
+def get(conn: sqlite3.Connection, key: str) -> bytes | None:
+    return _value(key, _live(conn, key, time.time()))
+
+
+def set_value(conn: sqlite3.Connection, key: str, value: bytes, ttl_s: float) -> None:
+    now = time.time()
+    with _write(conn):
+        row = conn.execute("SELECT kind FROM state_keys WHERE key = ?", (key,)).fetchone()
+        if row is not None and row[0] == "list":
+            conn.execute("DELETE FROM state_items WHERE key = ?", (key,))
+        _put_value(conn, key, value, now + ttl_s)
+
+
+def delete(conn: sqlite3.Connection, keys: Sequence[str]) -> int:
+    now = time.time()
+    with _write(conn):
+        existed = 0
+        for key in dict.fromkeys(keys):
+            existed += _live(conn, key, now) is not None
+            _drop(conn, key)
+    return existed
+
+
+def expire(conn: sqlite3.Connection, key: str, ttl_s: float) -> bool:
+    now = time.time()
+    with _write(conn):
+        if _live(conn, key, now, drop=True) is None:
+            return False
+        conn.execute("UPDATE state_keys SET expires_at = ? WHERE key = ?", (now + ttl_s, key))
+    return True
+
+
+def ttl(conn: sqlite3.Connection, key: str) -> float | None:
+    now = time.time()
+    row = conn.execute("SELECT expires_at FROM state_keys WHERE key = ?", (key,)).fetchone()
+    return None if row is None or row[0] <= now else float(row[0]) - now
+
+
+# -- lists --------------------------------------------------------------------------------------
+
+
+def append(conn: sqlite3.Connection, key: str, items: Sequence[bytes], ttl_s: float) -> int:
+    with _write(conn):
+        return _push(conn, key, items, ttl_s, time.time())
+
+
+def range_(conn: sqlite3.Connection, key: str, start: int, end: int) -> list[bytes]:
+    with _read(conn):
+        found = _live(conn, key, time.time())
+        if found is None:
+            return []
+        if found.kind != "list":
+            raise _wrong_kind(key, found.kind)
+        n = found.length
+        first = max(n + start, 0) if start < 0 else start
+        last = min(n + end if end < 0 else end, n - 1)
+        if first > last:
+            return []
+        rows = conn.execute(
+            "SELECT item FROM state_items WHERE key = ? AND idx BETWEEN ? AND ? ORDER BY idx",
+            (key, first, last),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def length(conn: sqlite3.Connection, key: str) -> int:
+    found = _live(conn, key, time.time())
+    if found is None:
+        return 0
+    if found.kind != "list":
+        raise _wrong_kind(key, found.kind)
+    return found.length
+
+
+# -- atomic -------------------------------------------------------------------------------------
+
+
+def compare_and_set(
+    conn: sqlite3.Connection, key: str, expected: bytes | None, new: bytes, ttl_s: float
+) -> bool:
+    now = time.time()
+    with _write(conn):
+        if _value(key, _live(conn, key, now, drop=True)) != expected:
+            return False
+        _put_value(conn, key, new, now + ttl_s)
+    return True
+
+
+def append_if(
+    conn: sqlite3.Connection,
+    list_key: str,
+    items: Sequence[bytes],
+    guard_key: str,
+    expected: bytes | None,
+    new: bytes,
+    ttl_s: float,
+) -> bool:
+    now = time.time()
+    with _write(conn):
+        if _value(guard_key, _live(conn, guard_key, now, drop=True)) != expected:
+            return False
+        _push(conn, list_key, items, ttl_s, now)
+        _put_value(conn, guard_key, new, now + ttl_s)
+    return True
+
+
+# -- leases -------------------------------------------------------------------------------------
+
+
+def acquire_lease(
+    conn: sqlite3.Connection, name: str, owner: str, ttl_s: float
+) -> tuple[int, float] | None:
+    """``(token, expires_at)``, or None if the lease is held."""
+    now = time.time()
+    with _write(conn):
+        row = conn.execute(
+            "SELECT token, owner, expires_at, keep_until FROM state_leases WHERE name = ?", (name,)
+        ).fetchone()
+        if row is not None and row[1] is not None and row[2] > now:
+            return None
+        token = (row[0] if row is not None and row[3] > now else 0) + 1
+        conn.execute(
+            "INSERT INTO state_leases (name, token, owner, expires_at, keep_until) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET token = excluded.token, "
+            "owner = excluded.owner, expires_at = excluded.expires_at, "
+            "keep_until = excluded.keep_until",
+            (name, token, owner, now + ttl_s, now + LEASE_SEQUENCE_TTL_S),
+        )
+    return token, now + ttl_s
+
+
+def renew_lease(
+    conn: sqlite3.Connection, name: str, owner: str, token: int, ttl_s: float
+) -> float | None:
+    """The new ``expires_at``, or None if the lease was lost."""
+    now = time.time()
+    with _write(conn):
+        cursor = conn.execute(
+            "UPDATE state_leases SET expires_at = ?, keep_until = ? "
+            "WHERE name = ? AND token = ? AND owner = ? AND expires_at > ?",
+            (now + ttl_s, now + LEASE_SEQUENCE_TTL_S, name, token, owner, now),
+        )
+    return now + ttl_s if cursor.rowcount == 1 else None
+
+
+def release_lease(conn: sqlite3.Connection, name: str, owner: str, token: int) -> bool:
+    now = time.time()
+    with _write(conn):
+        cursor = conn.execute(
+            "UPDATE state_leases SET owner = NULL, expires_at = 0 "
+            "WHERE name = ? AND token = ? AND owner = ? AND expires_at > ?",
+            (name, token, owner, now),
+        )
+    return cursor.rowcount == 1
+
+
+def lease_is_current(conn: sqlite3.Connection, name: str, owner: str, token: int) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM state_leases WHERE name = ? AND token = ? AND owner = ? AND expires_at > ?",
+        (name, token, owner, time.time()),
+    ).fetchone()
+    return row is not None
+
+
+# -- housekeeping -------------------------------------------------------------------------------
+
+
+def purge(conn: sqlite3.Connection) -> int:
+    """Delete expired keys (with their items) and forgotten lease counters; keys deleted."""
+    now = time.time()
+    with _write(conn):
+        conn.execute(
+            "DELETE FROM state_items WHERE key IN "
+            "(SELECT key FROM state_keys WHERE kind = 'list' AND expires_at <= ?)",
+            (now,),
+        )
+        deleted = conn.execute("DELETE FROM state_keys WHERE expires_at <= ?", (now,)).rowcount
+        conn.execute("DELETE FROM state_leases WHERE keep_until <= ?", (now,))
+    return deleted
