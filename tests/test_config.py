@@ -81,3 +81,18 @@ def test_unknown_toml_key_is_refused(tmp_path: Path) -> None:
     (tmp_path / "shipyard.toml").write_text("prot = 1\n")
     with pytest.raises(ConfigError, match="SHIPYARD_PROT"):
         load_settings()
+
+
+def test_database_schemes_come_from_the_record_store_factory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shipyard.app
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(database_url="mysql://x/y")
+    for scheme in shipyard.app.RECORD_STORES:
+        assert f"{scheme}://" in caught.value.message
+    # A scheme the factory learns is one the settings accept: there is no second list.
+    stores = {**shipyard.app.RECORD_STORES, "mysql": "somewhere:MySqlRecordStore"}
+    monkeypatch.setattr(shipyard.app, "RECORD_STORES", stores)
+    assert load_settings(database_url="mysql://x/y").database_url == "mysql://x/y"

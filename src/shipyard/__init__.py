@@ -5,6 +5,7 @@ Everything a user imports lives here::
     from shipyard import Agent, App, tool
 """
 
+from shipyard._version import __version__
 from shipyard.agents.agent import Agent, AgentLike, FunctionAgent, agent
 from shipyard.agents.context import RunContext, RunResult
 from shipyard.agents.tool import Tool, tool
@@ -31,8 +32,6 @@ from shipyard.models.base import (
     UserMessage,
 )
 from shipyard.telemetry.events import Event
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Agent",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from shipyard.agents.agent import AgentLike
@@ -23,11 +24,15 @@ if TYPE_CHECKING:
 
 DEFAULT_APP = "examples.assistant:app"
 
-_RECORD_STORES = {
-    "sqlite": "shipyard.stores.records.sql:SqlRecordStore",
-    "postgresql": "shipyard.stores.records.sql:SqlRecordStore",
-    "postgres": "shipyard.stores.records.sql:SqlRecordStore",
-}
+RECORD_STORES: Mapping[str, str] = MappingProxyType(
+    {
+        "sqlite": "shipyard.stores.records.sql:SqlRecordStore",
+        "postgresql": "shipyard.stores.records.sql:SqlRecordStore",
+        "postgres": "shipyard.stores.records.sql:SqlRecordStore",
+    }
+)
+"""URL scheme -> ``module:class`` of the record store; the one list of supported schemes
+(``Settings`` validates ``SHIPYARD_DATABASE_URL`` against it)."""
 
 
 class App:
@@ -72,12 +77,17 @@ async def prepare_stores(records: RecordStore, keys: KeyService, settings: Setti
         announce_admin_key(new_key)
 
 
+def url_scheme(url: str) -> str:
+    """The scheme a backend is chosen by: ``postgresql+asyncpg://…`` gives ``postgresql``."""
+    return url.split(":", 1)[0].split("+", 1)[0]
+
+
 def open_record_store(url: str) -> RecordStore:
-    scheme = url.split(":", 1)[0].split("+", 1)[0]
-    target = _RECORD_STORES.get(scheme)
+    scheme = url_scheme(url)
+    target = RECORD_STORES.get(scheme)
     if target is None:
         raise ConfigError(
-            f"unsupported record store URL scheme {scheme!r}; use one of {sorted(_RECORD_STORES)}"
+            f"unsupported record store URL scheme {scheme!r}; use one of {sorted(RECORD_STORES)}"
         )
     module, _, cls = target.partition(":")
     store: RecordStore = getattr(importlib.import_module(module), cls).from_url(url)

@@ -8,12 +8,16 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from shipyard.config import Settings, load_settings
 from shipyard.errors import ShipyardError
+
+if TYPE_CHECKING:
+    from shipyard.api.keys import KeyService
+    from shipyard.stores.records.base import ApiKeyRecord
 
 T = TypeVar("T")
 
@@ -177,13 +181,13 @@ def keys_create(
 ) -> None:
     """Create a key and print it — the only time it is shown."""
 
-    async def go(keys: Any) -> str:
+    async def go(keys: KeyService) -> str:
         secret, record = await keys.create(tenant, scopes.split(","), name=name)
         typer.echo(
             f"created {record.id} for tenant {tenant} with scopes {','.join(record.scopes)}",
             err=True,
         )
-        return str(secret)
+        return secret
 
     typer.echo(_with_keys(go))
 
@@ -192,8 +196,8 @@ def keys_create(
 def keys_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None) -> None:
     """List keys (never their secrets)."""
 
-    async def go(keys: Any) -> list[Any]:
-        return list(await keys._store.list_api_keys(tenant))
+    async def go(keys: KeyService) -> list[ApiKeyRecord]:
+        return await keys.list(tenant)
 
     for k in _with_keys(go):
         state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
@@ -208,8 +212,8 @@ def keys_revoke(
 ) -> None:
     """Revoke a key; servers stop accepting it within SHIPYARD_KEY_CACHE_S seconds."""
 
-    async def go(keys: Any) -> bool:
-        return bool(await keys._store.revoke_api_key(key_id))
+    async def go(keys: KeyService) -> bool:
+        return await keys.revoke(key_id)
 
     if not _with_keys(go):
         typer.secho(f"error: no key {key_id}", fg="red", err=True)
@@ -217,7 +221,7 @@ def keys_revoke(
     typer.echo(f"revoked {key_id}")
 
 
-def _with_keys(action: Callable[[Any], Awaitable[T]]) -> T:
+def _with_keys(action: Callable[[KeyService], Awaitable[T]]) -> T:
     from shipyard.app import build_keys, open_record_store
 
     async def go() -> T:

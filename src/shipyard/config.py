@@ -72,9 +72,14 @@ class Settings(BaseSettings):
     def _known_scheme(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        scheme = value.split(":", 1)[0].split("+", 1)[0]
-        if scheme not in {"sqlite", "postgresql", "postgres"}:
-            raise ValueError(f"unsupported scheme {scheme!r}; use sqlite:/// or postgresql://")
+        # The composition root's factory is the one list of schemes; imported here, not at the
+        # top, because shipyard.app imports this module.
+        from shipyard.app import RECORD_STORES, url_scheme
+
+        scheme = url_scheme(value)
+        if scheme not in RECORD_STORES:
+            supported = ", ".join(f"{s}://" for s in sorted(RECORD_STORES))
+            raise ValueError(f"unsupported scheme {scheme!r}; use one of {supported}")
         return value
 
     @field_validator("model")

@@ -13,8 +13,10 @@
     ├── RunFailure                     500     run_failed          the run itself failed
     │   ├── ModelError                 502     model_error         provider failed
     │   ├── RunTimeout                 504     run_timeout
+    │   ├── RunCancelled               499     cancelled           shutdown, or the caller left
     │   └── MaxStepsExceeded           500     max_steps_exceeded  (surfaced as a failed run)
     └── StoreError                     503     store_unavailable   a backing store failed
+        └── StoreRejected              500     store_rejected      ...or refused the data
 
 ``ModelRetry`` is control flow: a tool raises it to tell the model to try again. It is not a
 ``ShipyardError`` and never reaches HTTP; the loop turns it into a tool error result.
@@ -89,6 +91,11 @@ class RunTimeout(RunFailure):
     code = "run_timeout"
 
 
+class RunCancelled(RunFailure):
+    status = 499
+    code = "cancelled"
+
+
 class MaxStepsExceeded(RunFailure):
     code = "max_steps_exceeded"
 
@@ -96,6 +103,13 @@ class MaxStepsExceeded(RunFailure):
 class StoreError(ShipyardError):
     status = 503
     code = "store_unavailable"
+
+
+class StoreRejected(StoreError):
+    """The store is up but refuses this data (a constraint, an encoding): retrying won't help."""
+
+    status = 500
+    code = "store_rejected"
 
 
 class ModelRetry(Exception):

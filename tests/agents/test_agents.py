@@ -6,7 +6,7 @@ import pytest
 
 import shipyard
 from shipyard import Agent, RunContext, UserMessage, agent, tool
-from shipyard.errors import ConfigError
+from shipyard.errors import ConfigError, RunFailure
 from shipyard.testing import run_agent
 
 
@@ -31,7 +31,7 @@ async def test_a_function_agent_must_return_text() -> None:
     async def wrong(ctx: RunContext, input: object) -> str:
         return 42  # type: ignore[return-value]
 
-    with pytest.raises(ConfigError, match="returned int, not str"):
+    with pytest.raises(RunFailure, match="returned int, not str"):
         await run_agent(wrong, "x")
 
 
@@ -54,3 +54,31 @@ def test_definitions_are_checked() -> None:
         shipyard.App(agents=[Agent(name="a"), Agent(name="a")])
     with pytest.raises(ConfigError, match="is not an agent"):
         shipyard.App(agents=["not an agent"])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("reference", ["gpt-4.1-mini", "opnai:gpt-4.1-mini", "openai:"])
+def test_a_bad_model_reference_fails_at_definition(reference: str) -> None:
+    with pytest.raises(ConfigError, match=r"agent a: .*model"):
+        Agent(name="a", model=reference)
+
+
+def test_a_good_model_reference_is_accepted_without_building_the_model() -> None:
+    assert Agent(name="a", model="openai:gpt-4.1-mini?temperature=0").model is not None
+
+
+def test_tool_specs_are_built_once() -> None:
+    @tool
+    async def search(query: str) -> str:
+        """Search."""
+        return query
+
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add."""
+        return a + b
+
+    assert search.spec is search.spec
+    assert (search.is_async, add.is_async) == (True, False)
+    assistant = Agent(name="a", tools=[search, add])
+    assert assistant.tool_specs is assistant.tool_specs
+    assert assistant.tool_specs == (search.spec, add.spec)

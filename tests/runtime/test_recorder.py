@@ -121,3 +121,26 @@ async def test_concurrent_runs_share_transactions(tmp_path: Path) -> None:
     await store.close()
     assert len(page.items) == 100
     assert len(batches) < 50, batches
+
+
+@pytest.mark.postgres
+async def test_a_run_the_store_refuses_is_stored_without_its_data_and_blocks_nothing(
+    postgres_url: str,
+) -> None:
+    store = SqlRecordStore.from_url(postgres_url)
+    await store.migrate()
+    recorder = Recorder(store, wait_s=10)
+    await recorder.start()
+    invoker = Invoker(AGENTS, recorder, RunLimits(default_model="scripted:echo"))
+    try:
+        # PostgreSQL text cannot hold NUL: the output "echo: bad\x00input" is refused.
+        bad = await invoker.invoke(tenant_id="t-nul", agent="echo", input="bad\x00input")
+        good = await invoker.invoke(tenant_id="t-nul", agent="echo", input="fine")
+        stored_bad = await store.get_run("t-nul", bad.run_id)
+        stored_good = await store.get_run("t-nul", good.run_id)
+    finally:
+        await recorder.close()
+        await store.close()
+    assert stored_good is not None and stored_good.output == "echo: fine"
+    assert stored_bad is not None and stored_bad.status == "succeeded"
+    assert stored_bad.output is None and "unrecordable" in stored_bad.metadata

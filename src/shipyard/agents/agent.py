@@ -8,8 +8,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from shipyard.agents.context import RunContext, RunInput, RunResult
 from shipyard.agents.tool import Tool, ToolLike, as_tool
-from shipyard.errors import ConfigError
+from shipyard.errors import ConfigError, RunFailure
 from shipyard.models.base import ChatModel, ToolSpec
+from shipyard.models.registry import parse_reference
 
 
 @runtime_checkable
@@ -33,7 +34,8 @@ class Agent:
     """An LLM agent: instructions, a model, tools, and the loop in ``shipyard.agents.loop``.
 
     ``model`` is a reference such as ``"openai:gpt-4.1-mini"`` or a ``ChatModel``; ``None`` uses
-    the server's default (``SHIPYARD_MODEL``).
+    the server's default (``SHIPYARD_MODEL``). A reference is checked here, so a typo fails when
+    the app is defined rather than at the first run. ``tool_specs`` is built once, here too.
     """
 
     name: str
@@ -45,21 +47,24 @@ class Agent:
     tool_timeout_s: float | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    tool_specs: tuple[ToolSpec, ...] = field(init=False, repr=False)
     _tools: dict[str, Tool] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         _check_name(self.name)
         if self.max_steps < 1:
             raise ConfigError(f"agent {self.name}: max_steps must be at least 1")
+        if isinstance(self.model, str):
+            try:
+                parse_reference(self.model)
+            except ConfigError as exc:
+                raise ConfigError(f"agent {self.name}: {exc.message}") from None
         tools = [as_tool(t) for t in self.tools]
         by_name = {t.name: t for t in tools}
         if len(by_name) != len(tools):
             raise ConfigError(f"agent {self.name}: two tools share a name")
         object.__setattr__(self, "_tools", by_name)
-
-    @property
-    def tool_specs(self) -> tuple[ToolSpec, ...]:
-        return tuple(t.spec for t in self._tools.values())
+        object.__setattr__(self, "tool_specs", tuple(t.spec for t in tools))
 
     def get_tool(self, name: str) -> Tool | None:
         return self._tools.get(name)
@@ -88,7 +93,7 @@ class FunctionAgent:
     async def run(self, ctx: RunContext, input: RunInput) -> RunResult:
         output = await self.fn(ctx, input)
         if not isinstance(output, str):
-            raise ConfigError(f"agent {self.name} returned {type(output).__name__}, not str")
+            raise RunFailure(f"agent {self.name} returned {type(output).__name__}, not str")
         return RunResult(output=output, usage=ctx.usage)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, get_type_hints, overload
 
 import docstring_parser
@@ -32,19 +32,26 @@ class ToolResult:
 
 @dataclass(frozen=True, slots=True)
 class Tool:
-    """A callable the model may use. Build one with ``@tool``."""
+    """A callable the model may use. Build one with ``@tool``.
+
+    ``spec`` (the JSON schema shown to the model) and ``is_async`` are worked out once, when the
+    tool is built: the loop reads the spec at every model step and calls tools on the hot path.
+    """
 
     name: str
     description: str
     args_model: type[BaseModel]
     fn: Callable[..., Any]
     timeout_s: float | None = None
+    spec: ToolSpec = field(init=False, repr=False, compare=False)
+    is_async: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def spec(self) -> ToolSpec:
+    def __post_init__(self) -> None:
         schema = self.args_model.model_json_schema()
         schema.pop("title", None)
-        return ToolSpec(name=self.name, description=self.description, parameters=schema)
+        spec = ToolSpec(name=self.name, description=self.description, parameters=schema)
+        object.__setattr__(self, "spec", spec)
+        object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.fn))
 
     async def call(self, arguments: str, *, default_timeout_s: float) -> ToolResult:
         """Validate ``arguments`` (JSON text), run under a timeout, report the outcome."""
@@ -67,7 +74,7 @@ class Tool:
         return ToolResult(True, value if isinstance(value, str) else to_json(value).decode())
 
     async def _invoke(self, kwargs: dict[str, Any]) -> Any:
-        if inspect.iscoroutinefunction(self.fn):
+        if self.is_async:
             return await self.fn(**kwargs)
         return await asyncio.to_thread(self.fn, **kwargs)
 

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from shipyard._version import __version__
 from shipyard.api import errors
 from shipyard.api.keys import KeyService
 from shipyard.api.routes import agents, health, runs
@@ -31,8 +32,6 @@ def create_app(
             yield
         finally:
             await services.close()
-
-    from shipyard import __version__
 
     app = FastAPI(title=title, version=__version__, lifespan=lifespan)
     app.state.services = services

@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import structlog
+
 from shipyard.errors import AuthError, Forbidden, InvalidInput
 from shipyard.stores.records.base import ApiKeyRecord, KeyRecords, Scope
 from shipyard.telemetry.events import new_id
@@ -17,6 +19,8 @@ KEY_PREFIX = "sk_shp_"
 SCOPES: tuple[Scope, ...] = ("admin", "invoke", "read")
 DEFAULT_TENANT = "default"
 _CACHE_MAX = 10_000
+
+log = structlog.get_logger(__name__)
 
 
 def hash_key(secret: str) -> str:
@@ -46,10 +50,17 @@ def parse_scopes(raw: Iterable[str]) -> tuple[Scope, ...]:
 
 
 class KeyService:
+    """Create, verify, list and revoke API keys over a ``KeyRecords`` store.
+
+    Verified keys are trusted for ``cache_s`` seconds. ``revoke`` drops the key from this
+    process's cache at once; other processes stop accepting it within ``cache_s``.
+    """
+
     def __init__(self, store: KeyRecords, *, cache_s: float = 5.0) -> None:
         self._store = store
         self._cache_s = cache_s
-        self._cache: dict[str, tuple[float, Principal]] = {}
+        self._cache: dict[str, tuple[float, Principal]] = {}  # key hash -> (expiry, principal)
+        self._cached_hashes: dict[str, str] = {}  # key id -> key hash, for ``revoke``
 
     async def create(
         self, tenant_id: str, scopes: Iterable[str], *, name: str = "", secret: str | None = None
@@ -67,20 +78,52 @@ class KeyService:
             name=name,
             created_at=datetime.now(UTC),
         )
-        await self._store.ensure_tenant(tenant_id)
-        await self._store.add_api_key(record)
+        await self._store.add_api_key(record)  # creates the tenant if needed
         return secret, record
 
     async def bootstrap(self, admin_key: str | None) -> str | None:
-        """Make sure an admin key exists. Returns a newly generated secret to print once, if any."""
+        """Make sure an admin key exists. Returns a newly generated secret to print once, if any.
+
+        With ``admin_key`` (``SHIPYARD_ADMIN_KEY``): if no stored key has that secret, it is
+        stored as an admin key of tenant ``default``; if one does, it is left exactly as it is.
+        In particular a revoked one **stays revoked** — a restart does not bring back a key an
+        operator revoked — and a ``bootstrap.admin_key_revoked`` warning is logged, since every
+        request made with it will get 401. Nothing is generated in either case; returns None.
+
+        Without ``admin_key``: if the store holds no key at all (revoked ones count), a new admin
+        key of tenant ``default`` is generated and its secret returned; otherwise returns None.
+        """
         if admin_key:
-            if await self._store.find_api_key(hash_key(admin_key)) is None:
+            record = await self._store.find_api_key(hash_key(admin_key))
+            if record is None:
                 await self.create(DEFAULT_TENANT, ["admin"], name="bootstrap", secret=admin_key)
+            elif record.revoked_at is not None:
+                log.warning(
+                    "bootstrap.admin_key_revoked",
+                    key_id=record.id,
+                    revoked_at=record.revoked_at.isoformat(),
+                    hint="SHIPYARD_ADMIN_KEY names a revoked key; requests with it get 401",
+                )
             return None
         if await self._store.list_api_keys():
             return None
         secret, _ = await self.create(DEFAULT_TENANT, ["admin"], name="bootstrap")
         return secret
+
+    async def list(self, tenant_id: str | None = None) -> list[ApiKeyRecord]:
+        """Keys of one tenant, or of every tenant; revoked ones included, oldest first."""
+        return await self._store.list_api_keys(tenant_id)
+
+    async def revoke(self, key_id: str) -> bool:
+        """Revoke a key; False if there is no such key.
+
+        This process stops accepting it at once; others within their ``cache_s``.
+        """
+        revoked = await self._store.revoke_api_key(key_id)
+        digest = self._cached_hashes.pop(key_id, None)
+        if digest is not None:
+            self._cache.pop(digest, None)
+        return revoked
 
     async def verify(self, secret: str) -> Principal:
         digest = hash_key(secret)
@@ -91,9 +134,13 @@ class KeyService:
         record = await self._store.find_api_key(digest)
         if record is None or record.revoked_at is not None:
             self._cache.pop(digest, None)
+            if record is not None:
+                self._cached_hashes.pop(record.id, None)
             raise AuthError("invalid or revoked API key")
         principal = Principal(record.tenant_id, record.id, frozenset(record.scopes))
         if len(self._cache) >= _CACHE_MAX:
             self._cache.clear()
+            self._cached_hashes.clear()
         self._cache[digest] = (now + self._cache_s, principal)
+        self._cached_hashes[record.id] = digest
         return principal

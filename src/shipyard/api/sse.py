@@ -1,15 +1,15 @@
-"""Server-Sent Events: a run's events as they happen, ending with its terminal event."""
+"""Server-Sent Events: a run's events as they happen, its terminal event once it is recorded."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import json
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from starlette.responses import StreamingResponse
 
-from shipyard.errors import ShipyardError
+from shipyard.errors import ShipyardError, StoreError
 from shipyard.telemetry.events import TERMINAL, Event, Sink
 
 _background: set[asyncio.Task[Any]] = set()
@@ -19,16 +19,28 @@ def format_event(event: Event) -> bytes:
     return f"id: {event.seq}\nevent: {event.type}\ndata: {event.model_dump_json()}\n\n".encode()
 
 
+def format_error(error: ShipyardError) -> bytes:
+    return f"event: error\ndata: {json.dumps({'error': error.to_dict()})}\n\n".encode()
+
+
 def stream_run(start: Callable[[Sink], Coroutine[Any, Any, Any]]) -> StreamingResponse:
     """Start a run with a queue as one of its sinks and stream what lands in the queue.
 
     The run is a task of its own: a client that goes away does not cancel it, so the run still
-    finishes and is recorded.
+    finishes and is recorded. The terminal event is sent only once the run's record is durable;
+    if the store cannot confirm it, the stream ends with an ``error`` event instead.
     """
-    queue: asyncio.Queue[Event] = asyncio.Queue()
+    queue: asyncio.Queue[Event | None] = asyncio.Queue()
     task: asyncio.Task[Any] = asyncio.create_task(start(queue.put_nowait))
     _background.add(task)
-    task.add_done_callback(_finished)
+
+    def finished(done: asyncio.Task[Any]) -> None:
+        _background.discard(done)
+        if not done.cancelled():
+            done.exception()  # retrieved here too: the client may have gone
+        queue.put_nowait(None)
+
+    task.add_done_callback(finished)
     return StreamingResponse(
         _frames(queue, task),
         media_type="text/event-stream",
@@ -36,25 +48,17 @@ def stream_run(start: Callable[[Sink], Coroutine[Any, Any, Any]]) -> StreamingRe
     )
 
 
-async def _frames(queue: asyncio.Queue[Event], task: asyncio.Task[Any]) -> AsyncIterator[bytes]:
-    while True:
-        getter = asyncio.ensure_future(queue.get())
-        done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-        if getter in done:
-            event = getter.result()
+async def _frames(
+    queue: asyncio.Queue[Event | None], task: asyncio.Task[Any]
+) -> AsyncIterator[bytes]:
+    terminal: Event | None = None
+    while (event := await queue.get()) is not None:
+        if event.type in TERMINAL:
+            terminal = event  # held back until the record is durable
+        else:
             yield format_event(event)
-            if event.type in TERMINAL:
-                break
-            continue
-        getter.cancel()
-        while not queue.empty():  # the run ended: drain what it emitted
-            yield format_event(queue.get_nowait())
-        break
-    with contextlib.suppress(ShipyardError):
-        await task  # the record is durable before the stream closes
-
-
-def _finished(task: asyncio.Task[Any]) -> None:
-    _background.discard(task)
-    if not task.cancelled():
-        task.exception()  # failures are already in the stream and the records
+    error = None if task.cancelled() else task.exception()
+    if isinstance(error, StoreError):
+        yield format_error(error)
+    elif terminal is not None:
+        yield format_event(terminal)

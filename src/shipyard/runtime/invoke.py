@@ -9,12 +9,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
+
 from shipyard.agents.agent import AgentLike
 from shipyard.agents.context import RunContext, RunInput
-from shipyard.errors import AgentNotFound, RunFailure, RunTimeout, ShipyardError
+from shipyard.errors import (
+    AgentNotFound,
+    RunCancelled,
+    RunFailure,
+    RunTimeout,
+    ShipyardError,
+    StoreError,
+)
 from shipyard.models.base import Usage
 from shipyard.runtime.recorder import Recorder
 from shipyard.telemetry.events import Emitter, Sink, new_id
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +55,7 @@ class Invoker:
         self._agents = agents
         self._recorder = recorder
         self._limits = limits
+        self._inflight: set[asyncio.Task[Any]] = set()
 
     def agent(self, name: str) -> AgentLike:
         found = self._agents.get(name)
@@ -81,30 +93,49 @@ class Invoker:
             tool_timeout_s=self._limits.tool_timeout_s,
             metadata=metadata or {},
         )
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
         try:
             return await self._run(target, ctx, input)
         finally:
+            if task is not None:
+                self._inflight.discard(task)
             await self._recorder.durable()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Let runs in flight finish (at shutdown); cancel those still going after ``timeout_s``.
+
+        A cancelled run is recorded as failed with code ``cancelled``, never left "running".
+        """
+        running = {t for t in self._inflight if t is not asyncio.current_task()}
+        if not running:
+            return
+        _, late = await asyncio.wait(running, timeout=timeout_s)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late, timeout=5)
 
     async def _run(self, target: AgentLike, ctx: RunContext, input: RunInput) -> RunOutcome:
         started = time.perf_counter()
         ctx.emit("run.started", input=_jsonable(input), metadata=ctx.metadata)
+        limit = asyncio.timeout(self._limits.run_timeout_s)
         try:
-            async with asyncio.timeout(self._limits.run_timeout_s):
+            async with limit:
                 result = await target.run(ctx, input)
-        except TimeoutError:
-            error: ShipyardError = RunTimeout(
-                f"run exceeded the {self._limits.run_timeout_s:g}s run timeout"
-            )
-            self._failed(ctx, error, started)
-            raise error from None
-        except ShipyardError as exc:
-            self._failed(ctx, exc, started)
+        except TimeoutError as exc:
+            if not limit.expired():  # a timeout inside the agent (a client's), not ours
+                raise self._failed(ctx, _agent_failure(target.name, exc), started) from exc
+            timeout = RunTimeout(f"run exceeded the {self._limits.run_timeout_s:g}s run timeout")
+            raise self._failed(ctx, timeout, started) from None
+        except asyncio.CancelledError:
+            self._failed(ctx, RunCancelled("the run was cancelled"), started)
             raise
+        except (RunFailure, StoreError) as exc:
+            raise self._failed(ctx, exc, started) from None
         except Exception as exc:
-            error = RunFailure(f"agent {target.name} raised {type(exc).__name__}: {exc}")
-            self._failed(ctx, error, started)
-            raise error from exc
+            raise self._failed(ctx, _agent_failure(target.name, exc), started) from exc
         latency_ms = _ms_since(started)
         ctx.emit(
             "run.completed",
@@ -122,13 +153,23 @@ class Invoker:
         )
 
     @staticmethod
-    def _failed(ctx: RunContext, error: ShipyardError, started: float) -> None:
+    def _failed(ctx: RunContext, error: ShipyardError, started: float) -> ShipyardError:
         ctx.emit(
             "run.failed",
             error=error.to_dict(),
             usage=ctx.usage.model_dump(),
             latency_ms=_ms_since(started),
         )
+        return error
+
+
+def _agent_failure(agent: str, exc: Exception) -> RunFailure:
+    """What the caller learns of an agent's own error: its kind, never its message (which may
+    hold data or secrets); the full error goes to the server log."""
+    if isinstance(exc, ShipyardError):  # our own errors carry messages meant for callers
+        return RunFailure(f"agent {agent} failed: {exc.message}")
+    log.error("agent failed", agent=agent, exc_info=exc)
+    return RunFailure(f"agent {agent} failed ({type(exc).__name__}); see the server log")
 
 
 def _ms_since(started: float) -> float:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from shipyard.errors import StoreError
+from shipyard.errors import StoreError, StoreRejected
 from shipyard.stores.records.base import RunRecord, RunRecords
 from shipyard.telemetry.events import EPHEMERAL, Event
 
@@ -96,17 +96,68 @@ class Recorder:
         self._events, self._runs = [], {}
         waiters, self._waiting = self._waiting, []
         self._writing = waiters
-        for attempt, delay in enumerate(itertools.chain(_BACKOFF, itertools.repeat(_BACKOFF[-1]))):
-            try:
-                await self._store.write_batch(runs, events)
-                break
-            except Exception as exc:  # keep the events and try again; the store may come back
-                log.warning("record write failed, retrying", attempt=attempt + 1, error=repr(exc))
-                await asyncio.sleep(delay)
+        await self._write_until_stored(runs, events)
         self._writing = None
         for done in waiters:
             if not done.done():
                 done.set_result(None)
+
+    async def _write_until_stored(
+        self, runs: list[RunRecord], events: list[Event], *, split: bool = True
+    ) -> None:
+        """Retry while the store is unavailable. A batch refused for what it holds is written
+        run by run (``split``), so one bad run never holds up the others; without ``split``
+        the refusal is raised."""
+        for attempt, delay in enumerate(itertools.chain(_BACKOFF, itertools.repeat(_BACKOFF[-1]))):
+            try:
+                await self._store.write_batch(runs, events)
+                return
+            except Exception as exc:
+                if isinstance(exc, StoreError) and not isinstance(exc, StoreRejected):
+                    # unavailable: keep the events and try again; the store may come back
+                    log.warning("record write failed, retrying", attempt=attempt + 1, err=str(exc))
+                    await asyncio.sleep(delay)
+                    continue
+                if not split:
+                    raise
+                log.exception("record batch refused; writing it run by run", runs=len(runs))
+                await self._write_each(runs, events)
+                return
+
+    async def _write_each(self, runs: list[RunRecord], events: list[Event]) -> None:
+        by_run: dict[str, list[Event]] = {}
+        for event in events:
+            by_run.setdefault(event.run_id, []).append(event)
+        for run in runs:
+            mine = by_run.pop(run.id, [])
+            try:
+                await self._write_until_stored([run], mine, split=False)
+            except Exception:  # what cannot be stored as it is, is stored without its data
+                log.exception("run record refused; storing it without its data", run_id=run.id)
+                await self._write_scrubbed(*_scrubbed(run, mine))
+        for orphans in by_run.values():  # events of runs whose row was written earlier
+            try:
+                await self._write_until_stored([], orphans, split=False)
+            except Exception:
+                log.exception("events refused; storing them without their data")
+                await self._write_scrubbed([], _scrubbed_events(orphans))
+
+    async def _write_scrubbed(self, runs: list[RunRecord], events: list[Event]) -> None:
+        try:
+            await self._write_until_stored(runs, events, split=False)
+        except Exception:  # the store refuses even the bare rows: nothing more can be done
+            log.exception("records dropped", runs=[r.id for r in runs], events=len(events))
+
+
+def _scrubbed(run: RunRecord, events: list[Event]) -> tuple[list[RunRecord], list[Event]]:
+    note = {"unrecordable": "this run's data could not be stored; see the server log"}
+    row = run.model_copy(update={"input": None, "metadata": note, "output": None})
+    return [row], _scrubbed_events(events)
+
+
+def _scrubbed_events(events: list[Event]) -> list[Event]:
+    note = {"unrecordable": "this event's data could not be stored; see the server log"}
+    return [e.model_copy(update={"data": note}) for e in events]
 
 
 def _started(event: Event) -> RunRecord:

@@ -21,6 +21,8 @@ class Services:
     async def start(self) -> None:
         await self.recorder.start()
 
-    async def close(self) -> None:
+    async def close(self, drain_s: float = 10.0) -> None:
+        """Let runs in flight finish (or record them cancelled), flush their records, close."""
+        await self.invoker.drain(drain_s)
         await self.recorder.close()
         await self.records.close()

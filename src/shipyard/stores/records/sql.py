@@ -9,6 +9,8 @@ is the last id of the previous page.
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -27,7 +29,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from shipyard.errors import ConfigError, StoreError
+from shipyard.errors import ConfigError, StoreError, StoreRejected
 from shipyard.stores.records.base import ApiKeyRecord, Page, RunRecord, RunStatus
 from shipyard.stores.records.schema import UTCDateTime, api_keys, run_events, runs, tenants
 from shipyard.stores.records.sqlite_batch import SqliteBatchWriter
@@ -44,6 +46,9 @@ _SCHEMES = ("sqlite", "sqlite+aiosqlite", "postgresql", "postgres", "postgresql+
 _UPDATABLE = [c.name for c in runs.columns if c.name not in ("id", "tenant_id", "created_at")]
 
 Insert = sqlite.Insert | postgresql.Insert
+
+# Errors about the data, not the store's health: the same write would fail again.
+_REFUSALS = (exc.DataError, exc.IntegrityError, sqlite3.DataError, sqlite3.IntegrityError)
 
 
 class SqlRecordStore:
@@ -88,7 +93,9 @@ class SqlRecordStore:
         if parsed.get_backend_name() == "sqlite":
             database = parsed.database or ":memory:"
             return cls(
-                _sqlite_engine(parsed), sqlite_path=None if database == ":memory:" else database
+                _sqlite_engine(parsed),
+                driver_errors=(sqlite3.Error,),
+                sqlite_path=None if database == ":memory:" else database,
             )
         import asyncpg
 
@@ -224,7 +231,8 @@ class SqlRecordStore:
             yield
         except self._errors as e:
             message = f"record store ({self._dialect}) {operation} failed: {_driver_error(e)}"
-            raise StoreError(message, details={"operation": operation}) from e
+            error = StoreRejected if _refused(e) else StoreError
+            raise error(message, details={"operation": operation}) from e
 
     async def _fetch(self, operation: str, query: sa.Select[Any]) -> list[dict[str, Any]]:
         async with self._translate(operation), self._engine.connect() as conn:
@@ -249,6 +257,15 @@ class SqlRecordStore:
     def _insert(self, table: sa.Table) -> Insert:
         """The dialect's ``INSERT`` that knows ``ON CONFLICT``."""
         return postgresql.insert(table) if self._dialect == "postgresql" else sqlite.insert(table)
+
+
+def _refused(error: BaseException) -> bool:
+    """Whether the store refused the data itself (SQLSTATE class 22 data exception or 23
+    integrity violation), so that retrying the same write cannot succeed."""
+    if isinstance(error, _REFUSALS):
+        return True
+    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None) or ""
+    return str(sqlstate)[:2] in ("22", "23")
 
 
 def _driver_error(error: BaseException) -> str:
@@ -291,7 +308,10 @@ def _parse(url: str) -> URL:
 
 
 def _json_dumps(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # integers beyond 64 bits and the like: the slower encoder takes them
+        return json.dumps(value, default=str)
 
 
 def _create_engine(url: URL, **kwargs: Any) -> AsyncEngine:

@@ -107,7 +107,7 @@ class SqliteBatchWriter:
         try:
             self._write(row_sets, 0)
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            if (exc.sqlite_errorcode & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 return False
             raise
         return True
@@ -120,10 +120,11 @@ class SqliteBatchWriter:
             for prepared, rows in zip(self._prepared, row_sets, strict=True):
                 if rows:
                     conn.executemany(prepared.sql, [prepared.values(r) for r in rows])
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # never leave the shared connection inside a transaction
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
