@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml uv.lock
 
 venv: $(STAMP)
 
+# The server migrates the record store when it starts (SHIPYARD_MIGRATE_ON_START).
 run: $(STAMP)
-	$(BIN)/shipyard migrate
 	$(BIN)/shipyard serve
 
 test: $(STAMP)
