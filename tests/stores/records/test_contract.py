@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from shipyard.errors import ConfigError, StoreError
-from shipyard.stores.records.base import ApiKeyRecord, RunRecord
+from shipyard.stores.records.base import ApiKeyRecord, RunRecord, SessionRecord
 from shipyard.stores.records.sql import SqlRecordStore
 from shipyard.telemetry.events import Event
 
@@ -342,3 +342,62 @@ async def test_datetimes_come_back_timezone_aware(store: SqlRecordStore) -> None
     found = await store.find_api_key(key.key_hash)
     assert found is not None
     assert found.created_at == created and found.created_at.tzinfo is not None
+
+
+# -- sessions -------------------------------------------------------------------------------------
+
+
+def make_session(n: int, tenant: str = "t1", agent: str = "echo") -> SessionRecord:
+    return SessionRecord(
+        id=f"ses_{n:012x}{secrets.token_hex(8)}",
+        tenant_id=tenant,
+        agent=agent,
+        metadata={"n": n},
+        ttl_s=60.0,
+        created_at=T0,
+    )
+
+
+async def test_sessions_add_get_delete(store: SqlRecordStore) -> None:
+    session = make_session(1)
+    await store.add_session(session)
+    assert await store.get_session("t1", session.id) == session
+    assert await store.get_session("t2", session.id) is None  # another tenant's
+
+    assert await store.delete_session("t1", session.id) is True
+    deleted = await store.get_session("t1", session.id)
+    assert deleted is not None and deleted.deleted_at is not None
+    assert await store.delete_session("t1", session.id) is True  # keeps the first time
+    again = await store.get_session("t1", session.id)
+    assert again is not None and again.deleted_at == deleted.deleted_at
+    assert await store.delete_session("t2", session.id) is False
+
+
+async def test_list_sessions_pages_newest_first_without_deleted(store: SqlRecordStore) -> None:
+    made = [make_session(n, agent="a" if n % 2 else "b") for n in range(1, 8)]
+    for session in made:
+        await store.add_session(session)
+    await store.add_session(make_session(99, tenant="t2"))
+    await store.delete_session("t1", made[0].id)
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await store.list_sessions("t1", limit=2, cursor=cursor)
+        seen.extend(s.id for s in page.items)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == [s.id for s in reversed(made[1:])]
+    only_a = await store.list_sessions("t1", agent="a")
+    assert [s.id for s in only_a.items] == [made[6].id, made[4].id, made[2].id]
+
+
+async def test_list_runs_by_session(store: SqlRecordStore) -> None:
+    a, b, c = run_id(1), run_id(2), run_id(3)
+    await store.write_batch(
+        [make_run(a, session_id="s1"), make_run(b, session_id="s2"), make_run(c, session_id="s1")],
+        [],
+    )
+    page = await store.list_runs("t1", session_id="s1")
+    assert [r.id for r in page.items] == [c, a]

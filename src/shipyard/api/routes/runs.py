@@ -25,12 +25,18 @@ async def list_runs(
     principal: Reader,
     agent: str | None = None,
     status: RunStatus | None = None,
+    session_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> RunPage:
     """Newest first; pass ``next_cursor`` as ``cursor`` for the next page."""
     page = await request.app.state.services.records.list_runs(
-        principal.tenant_id, agent=agent, status=status, limit=limit, cursor=cursor
+        principal.tenant_id,
+        agent=agent,
+        status=status,
+        session_id=session_id,
+        limit=limit,
+        cursor=cursor,
     )
     return RunPage(runs=page.items, next_cursor=page.next_cursor)
 

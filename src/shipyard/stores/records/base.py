@@ -66,6 +66,21 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = None
 
 
+class SessionRecord(BaseModel):
+    """A session as the records keep it: who, which agent, when. Its turns are runs carrying
+    its id; the live history is in the state store and may expire, this row does not."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    tenant_id: str
+    agent: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    ttl_s: float
+    created_at: datetime
+    deleted_at: datetime | None = None
+
+
 class KeyRecords(Protocol):
     async def ensure_tenant(self, tenant_id: str) -> None: ...
     async def add_api_key(self, key: ApiKeyRecord) -> None: ...
@@ -87,6 +102,7 @@ class RunRecords(Protocol):
         *,
         agent: str | None = None,
         status: RunStatus | None = None,
+        session_id: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page[RunRecord]:
@@ -100,7 +116,30 @@ class RunRecords(Protocol):
         ...
 
 
-class RecordStore(KeyRecords, RunRecords, Protocol):
+class SessionRecords(Protocol):
+    async def add_session(self, session: SessionRecord) -> None: ...
+
+    async def get_session(self, tenant_id: str, session_id: str) -> SessionRecord | None:
+        """The session, deleted or not (``deleted_at`` tells)."""
+        ...
+
+    async def list_sessions(
+        self,
+        tenant_id: str,
+        *,
+        agent: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[SessionRecord]:
+        """Sessions not deleted, newest first."""
+        ...
+
+    async def delete_session(self, tenant_id: str, session_id: str) -> bool:
+        """Mark deleted (the first time only); False if there is no such session."""
+        ...
+
+
+class RecordStore(KeyRecords, RunRecords, SessionRecords, Protocol):
     async def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""
         ...

@@ -112,3 +112,18 @@ run_events = sa.Table(
     sa.Column("span_id", sa.String, nullable=False),
     sa.Column("data", _json(), nullable=False),
 )
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", BinaryString, primary_key=True),
+    sa.Column("tenant_id", sa.String, nullable=False),
+    sa.Column("agent", sa.String, nullable=False),
+    sa.Column("metadata", _json(), nullable=False),
+    sa.Column("ttl_s", sa.Float, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("deleted_at", UTCDateTime, nullable=True),
+    sa.Index("ix_sessions_tenant_id_id", "tenant_id", "id"),
+)
+
+sa.Index("ix_runs_tenant_id_session_id_id", runs.c.tenant_id, runs.c.session_id, runs.c.id)

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import sqlalchemy as sa
@@ -30,8 +30,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import StaticPool
 
 from shipyard.errors import ConfigError, StoreError, StoreRejected
-from shipyard.stores.records.base import ApiKeyRecord, Page, RunRecord, RunStatus
-from shipyard.stores.records.schema import UTCDateTime, api_keys, run_events, runs, tenants
+from shipyard.stores.records.base import (
+    ApiKeyRecord,
+    Page,
+    RunRecord,
+    RunStatus,
+    SessionRecord,
+)
+from shipyard.stores.records.schema import (
+    UTCDateTime,
+    api_keys,
+    run_events,
+    runs,
+    sessions,
+    tenants,
+)
 from shipyard.stores.records.sqlite_batch import SqliteBatchWriter
 from shipyard.telemetry.events import EPHEMERAL, Event
 
@@ -46,6 +59,7 @@ _SCHEMES = ("sqlite", "sqlite+aiosqlite", "postgresql", "postgres", "postgresql+
 _UPDATABLE = [c.name for c in runs.columns if c.name not in ("id", "tenant_id", "created_at")]
 
 Insert = sqlite.Insert | postgresql.Insert
+_Row = TypeVar("_Row", RunRecord, SessionRecord)
 
 # Errors about the data, not the store's health: the same write would fail again.
 _REFUSALS = (exc.DataError, exc.IntegrityError, sqlite3.DataError, sqlite3.IntegrityError)
@@ -193,21 +207,76 @@ class SqlRecordStore:
         *,
         agent: str | None = None,
         status: RunStatus | None = None,
+        session_id: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page[RunRecord]:
         """Newest first; ``limit`` is clamped to 1..500; ``cursor`` is the last id seen."""
-        limit = min(max(limit, 1), MAX_PAGE)
         query = runs.select().where(runs.c.tenant_id == tenant_id)
         if agent is not None:
             query = query.where(runs.c.agent == agent)
         if status is not None:
             query = query.where(runs.c.status == status)
+        if session_id is not None:
+            query = query.where(runs.c.session_id == session_id)
+        return await self._page("list_runs", query, runs.c.id, RunRecord, limit, cursor)
+
+    # -- sessions -------------------------------------------------------------------------------
+
+    async def add_session(self, session: SessionRecord) -> None:
+        async with self._translate("add_session"), self._engine.begin() as conn:
+            await conn.execute(sessions.insert().values(session.model_dump()))
+
+    async def get_session(self, tenant_id: str, session_id: str) -> SessionRecord | None:
+        query = sessions.select().where(
+            sessions.c.tenant_id == tenant_id, sessions.c.id == session_id
+        )
+        rows = await self._fetch("get_session", query)
+        return SessionRecord.model_validate(rows[0]) if rows else None
+
+    async def list_sessions(
+        self,
+        tenant_id: str,
+        *,
+        agent: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[SessionRecord]:
+        query = sessions.select().where(
+            sessions.c.tenant_id == tenant_id, sessions.c.deleted_at.is_(None)
+        )
+        if agent is not None:
+            query = query.where(sessions.c.agent == agent)
+        return await self._page("list_sessions", query, sessions.c.id, SessionRecord, limit, cursor)
+
+    async def delete_session(self, tenant_id: str, session_id: str) -> bool:
+        now = sa.func.coalesce(sessions.c.deleted_at, sa.bindparam("now", type_=UTCDateTime()))
+        stmt = (
+            sessions.update()
+            .where(sessions.c.tenant_id == tenant_id, sessions.c.id == session_id)
+            .values(deleted_at=now)
+        )
+        async with self._translate("delete_session"), self._engine.begin() as conn:
+            result = await conn.execute(stmt, {"now": datetime.now(UTC)})
+        return result.rowcount > 0
+
+    async def _page(
+        self,
+        operation: str,
+        query: sa.Select[Any],
+        key: sa.Column[Any],
+        model: type[_Row],
+        limit: int,
+        cursor: str | None,
+    ) -> Page[_Row]:
+        """Keyset pagination, newest first on a time-ordered id; one extra row tells if more."""
+        limit = min(max(limit, 1), MAX_PAGE)
         if cursor:
-            query = query.where(runs.c.id < cursor)
-        rows = await self._fetch("list_runs", query.order_by(runs.c.id.desc()).limit(limit + 1))
-        items = [RunRecord.model_validate(row) for row in rows[:limit]]
-        return Page(items=items, next_cursor=items[-1].id if len(rows) > limit else None)
+            query = query.where(key < cursor)
+        rows = await self._fetch(operation, query.order_by(key.desc()).limit(limit + 1))
+        items = [model.model_validate(row) for row in rows[:limit]]
+        last = rows[limit - 1][key.name] if len(rows) > limit else None
+        return Page[_Row](items=items, next_cursor=last)
 
     async def list_events(
         self, tenant_id: str, run_id: str, *, after_seq: int = 0, limit: int = 1000
