@@ -7,6 +7,8 @@ never wait in WAL mode, and a write is tried with ``busy_timeout = 0``. When ano
 holds the write lock, the operation goes to the store's one thread, on a second connection
 that waits with the busy timeout; until that thread is idle again every later operation
 follows it there, so operations keep their order and each connection has one user at a time.
+(Known cost: the commit that crosses SQLite's WAL auto-checkpoint threshold, every ~4 MB
+written, checkpoints on the loop.)
 
 Expiry: an expired key is absent on read; expired rows are purged at most every
 ``purge_interval_s``, before a write (and on the first write after opening).
@@ -37,7 +39,7 @@ T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5_000
 PURGE_INTERVAL_S = 60.0
-_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)  # primary codes: compare ``code & 0xFF``
 
 
 class SqliteStateStore:
@@ -174,7 +176,9 @@ class SqliteStateStore:
     async def renew_lease(self, lease: Lease, *, ttl_s: float) -> Lease | None:
         args = (lease.name, lease.owner, lease.token, _seconds(ttl_s))
         expires_at = await self._write("renew_lease", ops.renew_lease, *args)
-        return None if expires_at is None else Lease(lease.name, lease.owner, lease.token, expires_at)
+        return (
+            None if expires_at is None else Lease(lease.name, lease.owner, lease.token, expires_at)
+        )
 
     async def release_lease(self, lease: Lease) -> bool:
         args = (lease.name, lease.owner, lease.token)
@@ -225,7 +229,7 @@ class SqliteStateStore:
             try:
                 return fn(self._conn, *args)
             except sqlite3.OperationalError as exc:
-                if self._thread is None or exc.sqlite_errorcode not in _BUSY:
+                if self._thread is None or (exc.sqlite_errorcode & 0xFF) not in _BUSY:
                     raise
         self._last = self._thread.submit(fn, self._thread_conn, *args)
         return await asyncio.wrap_future(self._last)

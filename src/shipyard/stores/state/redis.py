@@ -1,0 +1,315 @@
+"""``RedisStateStore``: the state store on Redis (``redis.asyncio``), shared by every replica.
+
+Keys live under one prefix (``shipyard:`` by default, see ``_keys``): values and lists under
+``{prefix}k:``, leases under ``{prefix}lease:`` with their token counters under
+``{prefix}lease-seq:``, channels under ``{prefix}ch:``. Multi-key steps are Lua scripts
+(``redis_scripts``), atomic on the server, registered once and reloaded by redis-py after a
+restart (``NOSCRIPT``).
+
+Reconnection: every pool checks a connection before lending it and reconnects one that the
+server closed, so the same store works again once Redis is back. Two pools, because a command
+whose reply was lost (a timeout) may still have run: reads and idempotent writes go through a
+pool that retries on connection errors and timeouts, with exponential backoff; writes that
+must not run twice (appends, compare-and-set, lease acquisition, publish...) go through a pool
+that never resends — a lost reply surfaces as ``StoreError`` rather than as a duplicated
+history item or a false "conflict". Both wait for a free connection rather than fail a burst.
+Subscriptions hold their connection for as long as they last, so they come from a third pool
+and cannot starve commands.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, cast
+
+from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from shipyard.errors import ConfigError, StoreError
+from shipyard.stores.state import redis_scripts as lua
+from shipyard.stores.state.base import LEASE_SEQUENCE_TTL_S, Lease, check_items, ttl_ms
+from shipyard.stores.state.redis_subscription import RedisSubscription
+
+__all__ = ["RedisStateStore"]
+
+_SCHEMES = ("redis", "rediss", "unix")
+_Arg = bytes | str | int
+SOCKET_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 2.0
+HEALTH_CHECK_INTERVAL_S = 10
+RETRIES = 5  # waits 0.05, 0.1, 0.2, 0.4, 0.8 s: rides out a ~1.5 s blip (a restart, a fail-over)
+
+
+class _Keys:
+    """Where each kind of thing lives in the Redis keyspace, under one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def key(self, key: str) -> str:
+        return f"{self.prefix}k:{key}"
+
+    def lease(self, name: str) -> str:
+        return f"{self.prefix}lease:{name}"
+
+    def lease_seq(self, name: str) -> str:
+        return f"{self.prefix}lease-seq:{name}"
+
+    def channel(self, channel: str) -> str:
+        return f"{self.prefix}ch:{channel}"
+
+
+class RedisStateStore:
+    """The ``StateStore`` on Redis; build it with ``from_url``."""
+
+    def __init__(
+        self,
+        retrying: aioredis.Redis,
+        once: aioredis.Redis,
+        subscriber: aioredis.Redis,
+        *,
+        prefix: str,
+        label: str,
+    ) -> None:
+        self._redis = retrying
+        self._once = once
+        self._subscriber = subscriber
+        self._keys = _Keys(prefix)
+        self._label = label
+        self._closed = False
+        self._subscriptions: set[RedisSubscription] = set()
+        self._append = once.register_script(lua.APPEND)
+        self._cas = once.register_script(lua.COMPARE_AND_SET)
+        self._append_if = once.register_script(lua.APPEND_IF)
+        self._acquire = once.register_script(lua.ACQUIRE_LEASE)
+        self._renew = retrying.register_script(lua.RENEW_LEASE)
+        self._release = once.register_script(lua.RELEASE_LEASE)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = "shipyard:",
+        socket_timeout_s: float = SOCKET_TIMEOUT_S,
+        max_connections: int = 50,
+        max_subscriptions: int = 1_000,
+    ) -> RedisStateStore:
+        """``redis://[user:password@]host:port/db``, ``rediss://`` (TLS) or ``unix://path``.
+
+        ``max_connections`` is per command pool (there are two, see the module docstring); a
+        command waits up to ``socket_timeout_s`` for a free connection. Each subscription
+        holds a connection of a third pool, of at most ``max_subscriptions``."""
+        scheme = url.partition("://")[0]
+        if scheme not in _SCHEMES:
+            supported = ", ".join(f"{s}://" for s in _SCHEMES)
+            raise ConfigError(f"unsupported state store URL scheme {scheme!r}: {supported}")
+        options: dict[str, Any] = {
+            "socket_timeout": socket_timeout_s,
+            "socket_connect_timeout": min(CONNECT_TIMEOUT_S, socket_timeout_s),
+            "health_check_interval": HEALTH_CHECK_INTERVAL_S,
+            "max_connections": max_connections,
+            "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        }
+        retry = Retry(ExponentialBackoff(cap=1.0, base=0.025), RETRIES)
+        blocking = aioredis.BlockingConnectionPool
+        try:
+            retrying = blocking.from_url(url, retry=retry, timeout=socket_timeout_s, **options)
+            once = blocking.from_url(
+                url, retry=Retry(NoBackoff(), 0), timeout=socket_timeout_s, **options
+            )
+            subscriber = aioredis.ConnectionPool.from_url(
+                url, retry=retry, **(options | {"max_connections": max_subscriptions})
+            )
+        except ValueError as e:
+            raise ConfigError(f"invalid Redis URL: {e}") from e
+        return cls(
+            aioredis.Redis.from_pool(retrying),
+            aioredis.Redis.from_pool(once),
+            aioredis.Redis.from_pool(subscriber),
+            prefix=prefix,
+            label=_safe_label(retrying),
+        )
+
+    @property
+    def prefix(self) -> str:
+        """The prefix of every key and channel of this store."""
+        return self._keys.prefix
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        async with self._translate("ping"):
+            await self._redis.ping()
+
+    async def close(self) -> None:
+        """End every subscription and close both pools; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for subscription in list(self._subscriptions):
+            await subscription.close()
+        await self._redis.aclose()
+        await self._once.aclose()
+        await self._subscriber.aclose()
+
+    # -- values ---------------------------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        async with self._translate("get"):
+            return cast(bytes | None, await self._redis.get(self._keys.key(key)))
+
+    async def set(self, key: str, value: bytes, *, ttl_s: float) -> None:
+        check_items([value])
+        async with self._translate("set"):
+            await self._redis.set(self._keys.key(key), value, px=ttl_ms(ttl_s))
+
+    async def delete(self, *keys: str) -> int:
+        if not keys:
+            return 0
+        async with self._translate("delete"):
+            return int(await self._once.delete(*(self._keys.key(k) for k in keys)))
+
+    async def expire(self, key: str, ttl_s: float) -> bool:
+        async with self._translate("expire"):
+            return bool(await self._redis.pexpire(self._keys.key(key), ttl_ms(ttl_s)))
+
+    async def ttl(self, key: str) -> float | None:
+        async with self._translate("ttl"):
+            ms = int(await self._redis.pttl(self._keys.key(key)))
+        if ms == -2:
+            return None
+        return float("inf") if ms == -1 else ms / 1000
+
+    # -- lists ----------------------------------------------------------------------------------
+
+    async def append(self, key: str, *items: bytes, ttl_s: float) -> int:
+        check_items(items)
+        args: list[_Arg] = [ttl_ms(ttl_s), *items]
+        async with self._translate("append"):
+            return int(await self._append(keys=[self._keys.key(key)], args=args))
+
+    async def range(self, key: str, start: int = 0, end: int = -1) -> list[bytes]:
+        async with self._translate("range"):
+            return cast(list[bytes], await self._redis.lrange(self._keys.key(key), start, end))
+
+    async def length(self, key: str) -> int:
+        async with self._translate("length"):
+            return int(await self._redis.llen(self._keys.key(key)))
+
+    # -- atomic ---------------------------------------------------------------------------------
+
+    async def compare_and_set(
+        self, key: str, expected: bytes | None, new: bytes, *, ttl_s: float
+    ) -> bool:
+        check_items([new])
+        args: list[_Arg] = [*_expected(expected), new, ttl_ms(ttl_s)]
+        async with self._translate("compare_and_set"):
+            return bool(await self._cas(keys=[self._keys.key(key)], args=args))
+
+    async def append_if(
+        self,
+        list_key: str,
+        items: Sequence[bytes],
+        *,
+        guard_key: str,
+        expected: bytes | None,
+        new: bytes,
+        ttl_s: float,
+    ) -> bool:
+        check_items([*items, new])
+        keys = [self._keys.key(list_key), self._keys.key(guard_key)]
+        args: list[_Arg] = [*_expected(expected), new, ttl_ms(ttl_s), *items]
+        async with self._translate("append_if"):
+            return bool(await self._append_if(keys=keys, args=args))
+
+    # -- leases ---------------------------------------------------------------------------------
+
+    async def acquire_lease(self, name: str, owner: str, *, ttl_s: float) -> Lease | None:
+        keys = [self._keys.lease(name), self._keys.lease_seq(name)]
+        args: list[_Arg] = [owner, ttl_ms(ttl_s), ttl_ms(LEASE_SEQUENCE_TTL_S)]
+        expires_at = time.time() + ttl_s
+        async with self._translate("acquire_lease"):
+            token = await self._acquire(keys=keys, args=args)
+        return None if token is None else Lease(name, owner, int(token), expires_at)
+
+    async def renew_lease(self, lease: Lease, *, ttl_s: float) -> Lease | None:
+        keys = [self._keys.lease(lease.name), self._keys.lease_seq(lease.name)]
+        args: list[_Arg] = [_holder(lease), ttl_ms(ttl_s), ttl_ms(LEASE_SEQUENCE_TTL_S)]
+        expires_at = time.time() + ttl_s
+        async with self._translate("renew_lease"):
+            renewed = await self._renew(keys=keys, args=args)
+        return Lease(lease.name, lease.owner, lease.token, expires_at) if renewed else None
+
+    async def release_lease(self, lease: Lease) -> bool:
+        async with self._translate("release_lease"):
+            released = await self._release(
+                keys=[self._keys.lease(lease.name)], args=[_holder(lease)]
+            )
+        return bool(released)
+
+    async def lease_is_current(self, lease: Lease) -> bool:
+        async with self._translate("lease_is_current"):
+            holder = await self._redis.get(self._keys.lease(lease.name))
+        return holder == _holder(lease).encode()
+
+    # -- channels -------------------------------------------------------------------------------
+
+    async def publish(self, channel: str, message: bytes) -> int:
+        check_items([message])
+        async with self._translate("publish"):
+            return int(await self._once.publish(self._keys.channel(channel), message))
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        return self._subscribe(channel)
+
+    @asynccontextmanager
+    async def _subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        subscription = RedisSubscription(self._subscriber.pubsub(), self._translate)
+        await subscription.open(self._keys.channel(channel))
+        self._subscriptions.add(subscription)
+        try:
+            yield subscription
+        finally:
+            self._subscriptions.discard(subscription)
+            await subscription.close()
+
+    # -- private --------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _translate(self, operation: str) -> AsyncIterator[None]:
+        """Driver and network failures leave as ``StoreError`` (the driver's on ``__cause__``)."""
+        try:
+            yield
+        except (RedisError, OSError) as e:
+            message = f"state store (redis {self._label}) {operation} failed: {_reason(e)}"
+            raise StoreError(message, details={"operation": operation}) from e
+
+
+def _expected(expected: bytes | None) -> list[bytes]:
+    """The ``has_expected, expected`` pair of the scripts' arguments."""
+    return [b"0", b""] if expected is None else [b"1", expected]
+
+
+def _holder(lease: Lease) -> str:
+    return f"{lease.token}:{lease.owner}"
+
+
+def _reason(error: BaseException) -> str:
+    """The driver's error and its message, which for redis-py names no data (keys and values
+    are not echoed back): ``ConnectionError: Error 111 connecting to 127.0.0.1:1``."""
+    return f"{type(error).__name__}: {error}"
+
+
+def _safe_label(pool: aioredis.ConnectionPool) -> str:
+    """``host:port/db`` of the pool, without credentials, for error messages."""
+    kwargs = pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix:{kwargs['path']}"
+    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
