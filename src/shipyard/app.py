@@ -7,7 +7,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shipyard.agents.agent import AgentLike
 from shipyard.config import Settings, load_settings
@@ -15,7 +15,9 @@ from shipyard.errors import ConfigError
 from shipyard.runtime.invoke import Invoker, RunLimits
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.services import Services
+from shipyard.runtime.sessions import SessionService
 from shipyard.stores.records.base import RecordStore
+from shipyard.stores.state.base import StateStore
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -33,6 +35,16 @@ RECORD_STORES: Mapping[str, str] = MappingProxyType(
 )
 """URL scheme -> ``module:class`` of the record store; the one list of supported schemes
 (``Settings`` validates ``SHIPYARD_DATABASE_URL`` against it)."""
+
+STATE_STORES: Mapping[str, str] = MappingProxyType(
+    {
+        "sqlite": "shipyard.stores.state.sqlite:SqliteStateStore",
+        "redis": "shipyard.stores.state.redis:RedisStateStore",
+        "rediss": "shipyard.stores.state.redis:RedisStateStore",
+        "unix": "shipyard.stores.state.redis:RedisStateStore",
+    }
+)
+"""URL scheme -> ``module:class`` of the state store (``SHIPYARD_STATE_URL``)."""
 
 
 class App:
@@ -83,30 +95,51 @@ def url_scheme(url: str) -> str:
 
 
 def open_record_store(url: str) -> RecordStore:
-    scheme = url_scheme(url)
-    target = RECORD_STORES.get(scheme)
-    if target is None:
-        raise ConfigError(
-            f"unsupported record store URL scheme {scheme!r}; use one of {sorted(RECORD_STORES)}"
-        )
-    module, _, cls = target.partition(":")
-    store: RecordStore = getattr(importlib.import_module(module), cls).from_url(url)
+    store: RecordStore = _open("record store", RECORD_STORES, url)
     return store
 
 
+def open_state_store(url: str) -> StateStore:
+    store: StateStore = _open("state store", STATE_STORES, url)
+    return store
+
+
+def _open(role: str, backends: Mapping[str, str], url: str) -> Any:
+    scheme = url_scheme(url)
+    target = backends.get(scheme)
+    if target is None:
+        raise ConfigError(
+            f"unsupported {role} URL scheme {scheme!r}; use one of {sorted(backends)}"
+        )
+    module, _, cls = target.partition(":")
+    return getattr(importlib.import_module(module), cls).from_url(url)
+
+
 def build_services(app: App, settings: Settings) -> Services:
+    settings.home.mkdir(parents=True, exist_ok=True)
     records = open_record_store(settings.resolved_database_url)
+    state = open_state_store(settings.resolved_state_url)
     recorder = Recorder(records, wait_s=settings.record_wait_s)
     limits = RunLimits(
         default_model=settings.resolved_model,
         run_timeout_s=settings.run_timeout_s,
         tool_timeout_s=settings.tool_timeout_s,
     )
+    invoker = Invoker(app.agents, recorder, limits)
+    sessions = SessionService(
+        state,
+        records,
+        invoker,
+        default_ttl_s=settings.session_ttl_s,
+        run_timeout_s=settings.run_timeout_s,
+    )
     return Services(
         agents=app.agents,
         records=records,
         recorder=recorder,
-        invoker=Invoker(app.agents, recorder, limits),
+        invoker=invoker,
+        state=state,
+        sessions=sessions,
     )
 
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -34,6 +34,14 @@ class Settings(BaseSettings):
         None,
         description="Record store URL: sqlite:///path or postgresql://user@host/db. "
         "Default: a SQLite file in the home folder.",
+    )
+    state_url: str | None = Field(
+        None,
+        description="State store URL (session history, leases): sqlite:///path or "
+        "redis://host:6379/0. Default: a SQLite file in the home folder.",
+    )
+    session_ttl_s: float = Field(
+        3600.0, gt=0, le=30 * 86400, description="Default idle time before a session expires."
     )
     model: str | None = Field(
         None,
@@ -67,18 +75,19 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field("info")
     access_log: bool = Field(False, description="Log every HTTP request (uvicorn's access log).")
 
-    @field_validator("database_url")
+    @field_validator("database_url", "state_url")
     @classmethod
-    def _known_scheme(cls, value: str | None) -> str | None:
+    def _known_scheme(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return value
-        # The composition root's factory is the one list of schemes; imported here, not at the
-        # top, because shipyard.app imports this module.
-        from shipyard.app import RECORD_STORES, url_scheme
+        # The composition root's factories are the one list of schemes; imported here, not at
+        # the top, because shipyard.app imports this module.
+        from shipyard.app import RECORD_STORES, STATE_STORES, url_scheme
 
+        backends = RECORD_STORES if info.field_name == "database_url" else STATE_STORES
         scheme = url_scheme(value)
-        if scheme not in RECORD_STORES:
-            supported = ", ".join(f"{s}://" for s in sorted(RECORD_STORES))
+        if scheme not in backends:
+            supported = ", ".join(f"{s}://" for s in sorted(backends))
             raise ValueError(f"unsupported scheme {scheme!r}; use one of {supported}")
         return value
 
@@ -108,6 +117,10 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'shipyard.db'}"
+
+    @property
+    def resolved_state_url(self) -> str:
+        return self.state_url or f"sqlite:///{self.home / 'state.db'}"
 
     @property
     def resolved_model(self) -> str:

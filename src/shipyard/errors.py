@@ -6,7 +6,10 @@
     ├── ConfigError                    500     config_error        misuse: bad settings, bad agent
     ├── NotFound                       404     not_found
     │   ├── AgentNotFound              404     agent_not_found
-    │   └── RunNotFound                404     run_not_found
+    │   ├── RunNotFound                404     run_not_found
+    │   ├── SessionNotFound            404     session_not_found
+    │   └── SessionExpired             404     session_expired
+    ├── SessionBusy                    409     session_busy        a turn is already running
     ├── AuthError                      401     unauthorized
     ├── Forbidden                      403     forbidden
     ├── InvalidInput                   422     invalid_input
@@ -60,6 +63,21 @@ class AgentNotFound(NotFound):
 
 class RunNotFound(NotFound):
     code = "run_not_found"
+
+
+class SessionNotFound(NotFound):
+    code = "session_not_found"
+
+
+class SessionExpired(NotFound):
+    """The session existed but its live state expired; its turns stay in the records."""
+
+    code = "session_expired"
+
+
+class SessionBusy(ShipyardError):
+    status = 409
+    code = "session_busy"
 
 
 class AuthError(ShipyardError):

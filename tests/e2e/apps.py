@@ -22,6 +22,13 @@ async def sleepy(ctx: RunContext, input: object) -> str:
     return "woke up"
 
 
+@agent("historian")
+async def historian(ctx: RunContext, input: object) -> str:
+    """Says how many messages it was given: proves a session turn sees the history."""
+    count = len(input) if isinstance(input, list) else 1
+    return f"{count} messages so far"
+
+
 @agent("crashy")
 async def crashy(ctx: RunContext, input: object) -> str:
     """An agent with a bug."""
@@ -42,5 +49,6 @@ app = shipyard.App(
         shipyard.Agent(name="broken", model=ScriptedModel([{"error": "provider is down"}])),
         sleepy,
         crashy,
+        historian,
     ]
 )

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from shipyard._version import __version__
 from shipyard.api import errors
 from shipyard.api.keys import KeyService
-from shipyard.api.routes import agents, health, runs
+from shipyard.api.routes import agents, health, runs, sessions
 from shipyard.runtime.services import Services
 
 
@@ -40,4 +40,5 @@ def create_app(
     app.include_router(health.router)
     app.include_router(agents.router)
     app.include_router(runs.router)
+    app.include_router(sessions.router)
     return app

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from shipyard.models.base import Message, ToolSpec, Usage
-from shipyard.stores.records.base import RunRecord
+from shipyard.runtime.invoke import RunOutcome
+from shipyard.stores.records.base import RunRecord, SessionRecord
 from shipyard.telemetry.events import Event
 
 
@@ -29,6 +31,65 @@ class InvokeResponse(BaseModel):
     usage: Usage
     trace_id: str
     latency_ms: float
+    session_id: str | None = None
+
+    @classmethod
+    def of(cls, outcome: RunOutcome, session_id: str | None = None) -> InvokeResponse:
+        return cls(
+            run_id=outcome.run_id,
+            agent=outcome.agent,
+            output=outcome.output,
+            usage=outcome.usage,
+            trace_id=outcome.trace_id,
+            latency_ms=outcome.latency_ms,
+            session_id=session_id,
+        )
+
+
+class CreateSession(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agent: str = Field(min_length=1)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    ttl_seconds: float | None = Field(
+        None, gt=0, le=30 * 86400, description="Idle time before it expires (sliding)."
+    )
+
+
+class SessionInfo(BaseModel):
+    id: str
+    agent: str
+    metadata: dict[str, Any]
+    ttl_seconds: float
+    created_at: datetime
+
+    @classmethod
+    def of(cls, record: SessionRecord) -> SessionInfo:
+        return cls(
+            id=record.id,
+            agent=record.agent,
+            metadata=record.metadata,
+            ttl_seconds=record.ttl_s,
+            created_at=record.created_at,
+        )
+
+
+class SessionDetail(SessionInfo):
+    turns: int
+    history: list[Message]
+
+
+class SessionPage(BaseModel):
+    sessions: list[SessionInfo]
+    next_cursor: str | None = None
+
+
+class TurnRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input: str | list[Message] = Field(
+        description="The user's next message, or several messages to add.", min_length=1
+    )
 
 
 class AgentInfo(BaseModel):

@@ -28,7 +28,8 @@ def stream_run(start: Callable[[Sink], Coroutine[Any, Any, Any]]) -> StreamingRe
 
     The run is a task of its own: a client that goes away does not cancel it, so the run still
     finishes and is recorded. The terminal event is sent only once the run's record is durable;
-    if the store cannot confirm it, the stream ends with an ``error`` event instead.
+    if the store cannot confirm it, or the run was refused before it began, the stream ends with
+    an ``error`` event instead.
     """
     queue: asyncio.Queue[Event | None] = asyncio.Queue()
     task: asyncio.Task[Any] = asyncio.create_task(start(queue.put_nowait))
@@ -58,7 +59,7 @@ async def _frames(
         else:
             yield format_event(event)
     error = None if task.cancelled() else task.exception()
-    if isinstance(error, StoreError):
-        yield format_error(error)
+    if isinstance(error, StoreError) or (terminal is None and isinstance(error, ShipyardError)):
+        yield format_error(error)  # unconfirmed, or refused before the run began (busy)
     elif terminal is not None:
         yield format_event(terminal)

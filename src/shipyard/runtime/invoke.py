@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 
 from shipyard.agents.agent import AgentLike
-from shipyard.agents.context import RunContext, RunInput
+from shipyard.agents.context import RunContext, RunInput, RunResult
 from shipyard.errors import (
     AgentNotFound,
     RunCancelled,
@@ -21,7 +21,7 @@ from shipyard.errors import (
     ShipyardError,
     StoreError,
 )
-from shipyard.models.base import Usage
+from shipyard.models.base import AssistantMessage, Message, Usage, UserMessage
 from shipyard.runtime.recorder import Recorder
 from shipyard.telemetry.events import Emitter, Sink, new_id
 
@@ -36,6 +36,9 @@ class RunOutcome:
     usage: Usage
     trace_id: str
     latency_ms: float
+    messages: tuple[Message, ...] = ()
+    """What the run added to the conversation after its input (the answer, tool calls and
+    results); a function agent's answer as one assistant message."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,7 @@ class Invoker:
         sinks: Sequence[Sink] = (),
         stream_deltas: bool = False,
         run_id: str | None = None,
+        session_id: str | None = None,
     ) -> RunOutcome:
         target = self.agent(agent)
         emitter = Emitter(
@@ -83,6 +87,7 @@ class Invoker:
             span_id=os.urandom(8).hex(),
             sinks=[self._recorder.sink, *sinks],
             stream_deltas=stream_deltas,
+            session_id=session_id,
         )
         ctx = RunContext(
             run_id=emitter.run_id,
@@ -150,6 +155,7 @@ class Invoker:
             usage=result.usage,
             trace_id=ctx.emitter.trace_id,
             latency_ms=latency_ms,
+            messages=_added(input, result),
         )
 
     @staticmethod
@@ -170,6 +176,13 @@ def _agent_failure(agent: str, exc: Exception) -> RunFailure:
         return RunFailure(f"agent {agent} failed: {exc.message}")
     log.error("agent failed", agent=agent, exc_info=exc)
     return RunFailure(f"agent {agent} failed ({type(exc).__name__}); see the server log")
+
+
+def _added(input: RunInput, result: RunResult) -> tuple[Message, ...]:
+    messages = result.messages
+    if isinstance(input, str) and messages and isinstance(messages[0], UserMessage):
+        messages = messages[1:]  # the loop counts a text input as its first message
+    return messages or (AssistantMessage(content=result.output),)
 
 
 def _ms_since(started: float) -> float:

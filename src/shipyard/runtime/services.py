@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from shipyard.agents.agent import AgentLike
 from shipyard.runtime.invoke import Invoker
 from shipyard.runtime.recorder import Recorder
+from shipyard.runtime.sessions import SessionService
 from shipyard.stores.records.base import RecordStore
+from shipyard.stores.state.base import StateStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +19,8 @@ class Services:
     records: RecordStore
     recorder: Recorder
     invoker: Invoker
+    state: StateStore
+    sessions: SessionService
 
     async def start(self) -> None:
         await self.recorder.start()
@@ -26,3 +30,4 @@ class Services:
         await self.invoker.drain(drain_s)
         await self.recorder.close()
         await self.records.close()
+        await self.state.close()

@@ -66,11 +66,4 @@ async def invoke(
     outcome = await invoker.invoke(
         tenant_id=principal.tenant_id, agent=agent, input=body.input, metadata=body.metadata
     )
-    return InvokeResponse(
-        run_id=outcome.run_id,
-        agent=outcome.agent,
-        output=outcome.output,
-        usage=outcome.usage,
-        trace_id=outcome.trace_id,
-        latency_ms=outcome.latency_ms,
-    )
+    return InvokeResponse.of(outcome)

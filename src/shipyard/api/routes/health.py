@@ -19,8 +19,10 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", response_model=None)
 async def readyz(request: Request) -> object:
     """The process can serve: its stores answer."""
-    try:
-        await request.app.state.services.records.ping()
-    except ShipyardError as exc:
-        return error_response(503, "not_ready", f"record store: {exc.message}")
-    return {"status": "ready", "checks": {"records": "ok"}}
+    services = request.app.state.services
+    for name, store in (("records", services.records), ("state", services.state)):
+        try:
+            await store.ping()
+        except ShipyardError as exc:
+            return error_response(503, "not_ready", f"{name} store: {exc.message}")
+    return {"status": "ready", "checks": {"records": "ok", "state": "ok"}}

@@ -1,0 +1,98 @@
+"""``/v1/sessions``: conversations that keep their history between turns."""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from shipyard.api.auth import require
+from shipyard.api.keys import Principal
+from shipyard.api.schemas import (
+    CreateSession,
+    ErrorResponse,
+    InvokeResponse,
+    SessionDetail,
+    SessionInfo,
+    SessionPage,
+    TurnRequest,
+)
+from shipyard.api.sse import stream_run
+from shipyard.runtime.invoke import RunOutcome
+from shipyard.runtime.sessions import SessionService
+from shipyard.telemetry.events import Sink
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 502, 503, 504)
+}
+Invoker = Annotated[Principal, Depends(require("invoke"))]
+Reader = Annotated[Principal, Depends(require("read"))]
+
+
+def _sessions(request: Request) -> SessionService:
+    service: SessionService = request.app.state.services.sessions
+    return service
+
+
+@router.post("", response_model=SessionInfo, status_code=201, responses=_ERRORS)
+async def create_session(body: CreateSession, request: Request, principal: Invoker) -> SessionInfo:
+    record = await _sessions(request).create(
+        principal.tenant_id, body.agent, metadata=body.metadata, ttl_s=body.ttl_seconds
+    )
+    return SessionInfo.of(record)
+
+
+@router.get("", response_model=SessionPage, responses=_ERRORS)
+async def list_sessions(
+    request: Request,
+    principal: Reader,
+    agent: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> SessionPage:
+    """The tenant's sessions (expired ones included, deleted ones not), newest first."""
+    page = await _sessions(request).list(
+        principal.tenant_id, agent=agent, limit=limit, cursor=cursor
+    )
+    return SessionPage(
+        sessions=[SessionInfo.of(s) for s in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get("/{session_id}", response_model=SessionDetail, responses=_ERRORS)
+async def get_session(session_id: str, request: Request, principal: Reader) -> SessionDetail:
+    view = await _sessions(request).get(principal.tenant_id, session_id)
+    return SessionDetail(
+        **SessionInfo.of(view.record).model_dump(), turns=view.turns, history=view.history
+    )
+
+
+@router.delete("/{session_id}", status_code=204, responses=_ERRORS)
+async def delete_session(session_id: str, request: Request, principal: Invoker) -> Response:
+    await _sessions(request).delete(principal.tenant_id, session_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{session_id}/turns",
+    response_model=InvokeResponse,
+    responses={**_ERRORS, 200: {"content": {"text/event-stream": {}}}},
+)
+async def turn(
+    session_id: str, body: TurnRequest, request: Request, principal: Invoker
+) -> InvokeResponse | Response:
+    """One turn: answers like invoke (JSON, or SSE with ``Accept: text/event-stream``)."""
+    sessions = _sessions(request)
+    if "text/event-stream" in request.headers.get("accept", ""):
+        await sessions.check(principal.tenant_id, session_id)  # 404s as HTTP, not in-stream
+
+        def start(sink: Sink) -> Coroutine[Any, Any, RunOutcome]:
+            return sessions.turn(
+                principal.tenant_id, session_id, body.input, sinks=[sink], stream_deltas=True
+            )
+
+        return stream_run(start)
+    outcome = await sessions.turn(principal.tenant_id, session_id, body.input)
+    return InvokeResponse.of(outcome, session_id=session_id)
