@@ -7,7 +7,7 @@ Everything a user imports lives here::
 
 from shipyard._version import __version__
 from shipyard.agents.agent import Agent, AgentLike, FunctionAgent, agent
-from shipyard.agents.context import RunContext, RunResult
+from shipyard.agents.context import ContextBudget, RunContext, RunResult
 from shipyard.agents.tool import Tool, tool
 from shipyard.app import App
 from shipyard.config import Settings
@@ -40,6 +40,7 @@ __all__ = [
     "AssistantMessage",
     "ChatModel",
     "ConfigError",
+    "ContextBudget",
     "Event",
     "FunctionAgent",
     "Message",

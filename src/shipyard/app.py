@@ -132,6 +132,7 @@ def build_services(app: App, settings: Settings) -> Services:
         invoker,
         default_ttl_s=settings.session_ttl_s,
         run_timeout_s=settings.run_timeout_s,
+        queue_s=settings.session_queue_s,
     )
     return Services(
         agents=app.agents,

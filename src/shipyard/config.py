@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     session_ttl_s: float = Field(
         3600.0, gt=0, le=30 * 86400, description="Default idle time before a session expires."
     )
+    session_queue_s: float = Field(
+        30.0, gt=0, description="Longest a turn waits for a running one (policy enqueue)."
+    )
     model: str | None = Field(
         None,
         description="Default model for agents that name none, as provider:model. Default: "

@@ -10,6 +10,8 @@
     │   ├── SessionNotFound            404     session_not_found
     │   └── SessionExpired             404     session_expired
     ├── SessionBusy                    409     session_busy        a turn is already running
+    │   └── TurnInterrupted            409     turn_interrupted    a newer turn cancelled it
+    ├── ContextOverflow                422     context_overflow    history beyond the budget
     ├── AuthError                      401     unauthorized
     ├── Forbidden                      403     forbidden
     ├── InvalidInput                   422     invalid_input
@@ -78,6 +80,19 @@ class SessionExpired(NotFound):
 class SessionBusy(ShipyardError):
     status = 409
     code = "session_busy"
+
+
+class TurnInterrupted(SessionBusy):
+    """A newer turn of a session with the ``interrupt`` policy cancelled this one."""
+
+    code = "turn_interrupted"
+
+
+class ContextOverflow(ShipyardError):
+    """The session's history outgrew the agent's context budget under the ``error`` policy."""
+
+    status = 422
+    code = "context_overflow"
 
 
 class AuthError(ShipyardError):

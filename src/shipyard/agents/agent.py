@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from shipyard.agents.context import RunContext, RunInput, RunResult
+from shipyard.agents.context import ContextBudget, RunContext, RunInput, RunResult
 from shipyard.agents.tool import Tool, ToolLike, as_tool
 from shipyard.errors import ConfigError, RunFailure
 from shipyard.models.base import ChatModel, ToolSpec
@@ -25,6 +25,11 @@ class AgentLike(Protocol):
 
     @property
     def tool_specs(self) -> tuple[ToolSpec, ...]: ...
+
+    @property
+    def context_budget(self) -> ContextBudget | None:
+        """Limits the history a session turn sends; None means no limit."""
+        ...
 
     async def run(self, ctx: RunContext, input: RunInput) -> RunResult: ...
 
@@ -47,6 +52,7 @@ class Agent:
     tool_timeout_s: float | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    context_budget: ContextBudget | None = None
     tool_specs: tuple[ToolSpec, ...] = field(init=False, repr=False)
     _tools: dict[str, Tool] = field(init=False, repr=False)
 
@@ -86,6 +92,7 @@ class FunctionAgent:
     fn: AgentFunction
     description: str = ""
     tool_specs: tuple[ToolSpec, ...] = ()
+    context_budget: ContextBudget | None = None
 
     def __post_init__(self) -> None:
         _check_name(self.name)

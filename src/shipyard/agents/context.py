@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from shipyard.models.base import Message, Usage
 from shipyard.telemetry.events import Emitter, EventType
 
 RunInput = str | list[Message]
+
+
+@dataclass(frozen=True, slots=True)
+class ContextBudget:
+    """How much history a session may send the model, and what to do beyond it.
+
+    ``max_tokens`` is estimated (about four characters a token). ``policy``: ``truncate``
+    drops the oldest turns, ``summarize`` has the model write a summary of them (the full
+    text stays in the records, turn by turn), ``error`` refuses the turn (422
+    ``context_overflow``). ``keep_last`` messages are always kept verbatim.
+    """
+
+    max_tokens: int
+    policy: Literal["truncate", "summarize", "error"] = "truncate"
+    keep_last: int = 4
 
 
 @dataclass(slots=True)

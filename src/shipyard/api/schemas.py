@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -54,6 +54,11 @@ class CreateSession(BaseModel):
     ttl_seconds: float | None = Field(
         None, gt=0, le=30 * 86400, description="Idle time before it expires (sliding)."
     )
+    on_busy: Literal["reject", "enqueue", "interrupt"] = Field(
+        "reject",
+        description="What a turn does while another is running: reject it (409), enqueue it "
+        "(wait, bounded by SHIPYARD_SESSION_QUEUE_S), or interrupt the running one.",
+    )
 
 
 class SessionInfo(BaseModel):
@@ -75,6 +80,7 @@ class SessionInfo(BaseModel):
 
 
 class SessionDetail(SessionInfo):
+    on_busy: str
     turns: int
     history: list[Message]
 

@@ -21,7 +21,7 @@ from shipyard.errors import (
     ShipyardError,
     StoreError,
 )
-from shipyard.models.base import AssistantMessage, Message, Usage, UserMessage
+from shipyard.models.base import AssistantMessage, ChatModel, Message, Usage, UserMessage
 from shipyard.runtime.recorder import Recorder
 from shipyard.telemetry.events import Emitter, Sink, new_id
 
@@ -59,6 +59,10 @@ class Invoker:
         self._recorder = recorder
         self._limits = limits
         self._inflight: set[asyncio.Task[Any]] = set()
+
+    def model_for(self, name: str) -> str | ChatModel:
+        """The model an agent's own calls use (its own, else the server default)."""
+        return getattr(self.agent(name), "model", None) or self._limits.default_model
 
     def agent(self, name: str) -> AgentLike:
         found = self._agents.get(name)
@@ -134,8 +138,9 @@ class Invoker:
                 raise self._failed(ctx, _agent_failure(target.name, exc), started) from exc
             timeout = RunTimeout(f"run exceeded the {self._limits.run_timeout_s:g}s run timeout")
             raise self._failed(ctx, timeout, started) from None
-        except asyncio.CancelledError:
-            self._failed(ctx, RunCancelled("the run was cancelled"), started)
+        except asyncio.CancelledError as exc:
+            reason = exc.args[0] if exc.args and isinstance(exc.args[0], str) else None
+            self._failed(ctx, RunCancelled(reason or "the run was cancelled"), started)
             raise
         except (RunFailure, StoreError) as exc:
             raise self._failed(ctx, exc, started) from None

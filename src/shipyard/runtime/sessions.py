@@ -2,51 +2,71 @@
 
 Keys per session (one hash tag, so Redis Cluster keeps them on one node)::
 
-    ses:{id}:meta      the session's tenant, agent, TTL and metadata (JSON)
-    ses:{id}:history   the conversation, one JSON message per item
+    ses:{id}:meta      tenant, agent, TTL and busy policy (JSON)
+    ses:{id}:history   the conversation, one JSON message per item, append-only
     ses:{id}:version   how many turns have been committed
+    ses:{id}:context   where the live context starts in the history, and its summary (JSON)
     ses:{id}:turn      the lease of the turn in progress
+    ses:{id}:control   channel: "interrupt" tells the running turn to stop
 
 A turn:
-1. takes the turn lease (a second turn meanwhile is refused: 409 ``session_busy``);
-2. loads the history and runs the agent on it plus the new input, as a recorded run;
-3. appends the input and everything the run added in one ``append_if`` on the version, so a
+1. takes the turn lease; if another turn holds it, the session's ``on_busy`` policy decides:
+   ``reject`` (409 ``session_busy``), ``enqueue`` (wait for it, up to the queue bound), or
+   ``interrupt`` (tell it to stop — it is recorded as cancelled — then wait);
+2. loads the history; if it outgrows the agent's context budget, compacts it;
+3. runs the agent on it plus the new input, as a recorded run;
+4. appends the input and everything the run added in one ``append_if`` on the version, so a
    failed or interrupted turn leaves no half-written history, and renews the TTL (sliding);
-4. releases the lease.
+5. releases the lease.
 The records keep a row per session and every turn as a run: when the live state expires the
 transcript is still there, and the session answers 404 ``session_expired``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, TypeAdapter
 
 from shipyard.agents.context import RunInput
-from shipyard.errors import SessionBusy, SessionExpired, SessionNotFound
-from shipyard.models.base import Message, UserMessage
+from shipyard.errors import SessionBusy, SessionExpired, SessionNotFound, TurnInterrupted
+from shipyard.models.base import Message, SystemMessage, UserMessage
+from shipyard.runtime.compaction import compact
 from shipyard.runtime.invoke import Invoker, RunOutcome
 from shipyard.stores.records.base import Page, RecordStore, SessionRecord
-from shipyard.stores.state.base import StateStore
-from shipyard.telemetry.events import Sink, new_id
+from shipyard.stores.state.base import Lease, StateStore
+from shipyard.telemetry.events import TERMINAL, Event, Sink, new_id
+
+BusyPolicy = Literal["reject", "enqueue", "interrupt"]
+T = TypeVar("T")
 
 _MESSAGE: TypeAdapter[Message] = TypeAdapter(Message)
 LEASE_MARGIN_S = 30.0
+INTERRUPT = b"interrupt"
 
 
 class _Meta(BaseModel):
     tenant_id: str
     agent: str
     ttl_s: float
+    on_busy: BusyPolicy = "reject"
+
+
+class _Context(BaseModel):
+    start: int = 0
+    summary: SystemMessage | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SessionView:
     record: SessionRecord
+    on_busy: BusyPolicy
     history: list[Message]
     turns: int
 
@@ -55,7 +75,8 @@ class _Keys:
     def __init__(self, session_id: str) -> None:
         base = f"ses:{{{session_id}}}"
         self.meta, self.history = f"{base}:meta", f"{base}:history"
-        self.version, self.turn = f"{base}:version", f"{base}:turn"
+        self.version, self.context = f"{base}:version", f"{base}:context"
+        self.turn, self.control = f"{base}:turn", f"{base}:control"
 
 
 class SessionService:
@@ -67,15 +88,23 @@ class SessionService:
         *,
         default_ttl_s: float,
         run_timeout_s: float,
+        queue_s: float = 30.0,
     ) -> None:
         self._state = state
         self._records = records
         self._invoker = invoker
         self._default_ttl_s = default_ttl_s
         self._lease_s = run_timeout_s + LEASE_MARGIN_S
+        self._queue_s = queue_s
 
     async def create(
-        self, tenant_id: str, agent: str, *, metadata: dict[str, Any], ttl_s: float | None
+        self,
+        tenant_id: str,
+        agent: str,
+        *,
+        metadata: dict[str, Any],
+        ttl_s: float | None,
+        on_busy: BusyPolicy = "reject",
     ) -> SessionRecord:
         target = self._invoker.agent(agent)  # 404 for an unknown agent, before anything is kept
         record = SessionRecord(
@@ -87,21 +116,21 @@ class SessionService:
             created_at=datetime.now(UTC),
         )
         await self._records.add_session(record)
-        meta = _Meta(tenant_id=tenant_id, agent=target.name, ttl_s=record.ttl_s)
-        await self._state.set(
-            _Keys(record.id).meta, meta.model_dump_json().encode(), ttl_s=record.ttl_s
-        )
+        meta = _Meta(tenant_id=tenant_id, agent=target.name, ttl_s=record.ttl_s, on_busy=on_busy)
+        raw = meta.model_dump_json().encode()
+        await self._state.set(_Keys(record.id).meta, raw, ttl_s=record.ttl_s)
         return record
 
     async def get(self, tenant_id: str, session_id: str) -> SessionView:
+        """The session and its whole stored history (compaction only trims what the model sees)."""
         record = await self._record(tenant_id, session_id)
         keys = _Keys(session_id)
-        await self._live(tenant_id, session_id, keys)
+        meta = await self._live(tenant_id, session_id, keys)
         history = [_MESSAGE.validate_json(item) for item in await self._state.range(keys.history)]
         version = await self._state.get(keys.version)
-        return SessionView(record=record, history=history, turns=int(version or 0))
+        return SessionView(record, meta.on_busy, history, int(version or 0))
 
-    async def list(
+    async def listing(
         self, tenant_id: str, *, agent: str | None, limit: int, cursor: str | None
     ) -> Page[SessionRecord]:
         return await self._records.list_sessions(tenant_id, agent=agent, limit=limit, cursor=cursor)
@@ -110,7 +139,7 @@ class SessionService:
         await self._record(tenant_id, session_id)
         keys = _Keys(session_id)
         await self._records.delete_session(tenant_id, session_id)
-        await self._state.delete(keys.meta, keys.history, keys.version)
+        await self._state.delete(keys.meta, keys.history, keys.version, keys.context)
 
     async def check(self, tenant_id: str, session_id: str) -> None:
         """Raise what a turn would raise for a missing, deleted or expired session."""
@@ -128,28 +157,110 @@ class SessionService:
         keys = _Keys(session_id)
         meta = await self._live(tenant_id, session_id, keys)
         run_id = new_id("run")
-        lease = await self._state.acquire_lease(keys.turn, run_id, ttl_s=self._lease_s)
-        if lease is None:
-            raise SessionBusy(f"session {session_id} is running another turn; try again")
+        lease = await self._take_turn(keys, meta, run_id)
         try:
             version = await self._state.get(keys.version)
-            history = [_MESSAGE.validate_json(i) for i in await self._state.range(keys.history)]
             said: list[Message] = (
                 [UserMessage(content=input)] if isinstance(input, str) else list(input)
             )
-            outcome = await self._invoker.invoke(
-                tenant_id=tenant_id,
-                agent=meta.agent,
-                input=[*history, *said],
-                sinks=sinks,
-                stream_deltas=stream_deltas,
-                run_id=run_id,
-                session_id=session_id,
-            )
+            context = await self._context(keys, meta, said)
+
+            async def run(extra: Sequence[Sink] = ()) -> RunOutcome:
+                return await self._invoker.invoke(
+                    tenant_id=tenant_id,
+                    agent=meta.agent,
+                    input=[*context, *said],
+                    sinks=[*sinks, *extra],
+                    stream_deltas=stream_deltas,
+                    run_id=run_id,
+                    session_id=session_id,
+                )
+
+            if meta.on_busy == "interrupt":
+                outcome = await self._interruptible(keys, run)
+            else:
+                outcome = await run()
             await self._commit(keys, meta, version, [*said, *outcome.messages])
             return outcome
         finally:
             await self._state.release_lease(lease)
+
+    # -- one turn at a time ---------------------------------------------------------------------
+
+    async def _take_turn(self, keys: _Keys, meta: _Meta, owner: str) -> Lease:
+        lease = await self._state.acquire_lease(keys.turn, owner, ttl_s=self._lease_s)
+        if lease is not None:
+            return lease
+        if meta.on_busy == "reject":
+            raise SessionBusy("this session is running another turn; try again")
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + self._queue_s, 0.005
+        while loop.time() < deadline:
+            if meta.on_busy == "interrupt":  # again each time: the holder may not listen yet
+                await self._state.publish(keys.control, INTERRUPT)
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            lease = await self._state.acquire_lease(keys.turn, owner, ttl_s=self._lease_s)
+            if lease is not None:
+                return lease
+            delay = min(delay * 2, 0.05)
+        raise SessionBusy(f"waited {self._queue_s:g}s for this session's running turn; try again")
+
+    async def _interruptible(self, keys: _Keys, run: Callable[[Sequence[Sink]], Awaitable[T]]) -> T:
+        """Run until the run ends or a newer turn sends ``interrupt`` on the session's channel
+        (from any replica). An interrupt while the agent works cancels it (the run is recorded
+        as cancelled) and fails this turn; once the run has ended, interrupts are ignored and
+        the turn is kept."""
+        task = asyncio.current_task()
+        assert task is not None
+        interrupted = False
+        ended = False
+
+        def watch_end(event: Event) -> None:
+            nonlocal ended
+            ended = ended or event.type in TERMINAL
+
+        async def watch(messages: AsyncIterator[bytes]) -> None:
+            nonlocal interrupted
+            async for message in messages:
+                if message == INTERRUPT and not ended:
+                    interrupted = True
+                    task.cancel("interrupted by a newer turn")
+                    return
+
+        async with self._state.subscribe(keys.control) as messages:
+            watcher = asyncio.create_task(watch(messages))
+            try:
+                return await run([watch_end])
+            except asyncio.CancelledError:
+                if not interrupted:
+                    raise
+                task.uncancel()
+                raise TurnInterrupted("a newer turn of this session interrupted this one") from None
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+
+    # -- history --------------------------------------------------------------------------------
+
+    async def _context(self, keys: _Keys, meta: _Meta, said: list[Message]) -> list[Message]:
+        """The history the model sees: from the context start, after its summary, compacted to
+        the agent's budget if it outgrew it."""
+        raw = await self._state.get(keys.context)
+        context = _Context.model_validate_json(raw) if raw else _Context()
+        items = await self._state.range(keys.history, context.start)
+        history = [_MESSAGE.validate_json(item) for item in items]
+        budget = self._invoker.agent(meta.agent).context_budget
+        if budget is not None:
+            model = self._invoker.model_for(meta.agent)
+            change = await compact(budget, context.summary, history, said, model=model)
+            if change is not None:
+                context = _Context(start=context.start + change.dropped, summary=change.summary)
+                await self._state.set(
+                    keys.context, context.model_dump_json().encode(), ttl_s=meta.ttl_s
+                )
+                history = history[change.dropped :]
+        return [*([context.summary] if context.summary else []), *history]
 
     async def _commit(
         self, keys: _Keys, meta: _Meta, version: bytes | None, messages: Sequence[Message]
@@ -163,6 +274,7 @@ class SessionService:
         if not written:  # our lease ran out and another turn committed first
             raise SessionBusy("the session changed during this turn; its answer was not kept")
         await self._state.expire(keys.meta, meta.ttl_s)
+        await self._state.expire(keys.context, meta.ttl_s)
 
     async def _live(self, tenant_id: str, session_id: str, keys: _Keys) -> _Meta:
         raw = await self._state.get(keys.meta)

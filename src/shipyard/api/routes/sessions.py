@@ -39,7 +39,11 @@ def _sessions(request: Request) -> SessionService:
 @router.post("", response_model=SessionInfo, status_code=201, responses=_ERRORS)
 async def create_session(body: CreateSession, request: Request, principal: Invoker) -> SessionInfo:
     record = await _sessions(request).create(
-        principal.tenant_id, body.agent, metadata=body.metadata, ttl_s=body.ttl_seconds
+        principal.tenant_id,
+        body.agent,
+        metadata=body.metadata,
+        ttl_s=body.ttl_seconds,
+        on_busy=body.on_busy,
     )
     return SessionInfo.of(record)
 
@@ -53,7 +57,7 @@ async def list_sessions(
     cursor: str | None = None,
 ) -> SessionPage:
     """The tenant's sessions (expired ones included, deleted ones not), newest first."""
-    page = await _sessions(request).list(
+    page = await _sessions(request).listing(
         principal.tenant_id, agent=agent, limit=limit, cursor=cursor
     )
     return SessionPage(
@@ -65,7 +69,10 @@ async def list_sessions(
 async def get_session(session_id: str, request: Request, principal: Reader) -> SessionDetail:
     view = await _sessions(request).get(principal.tenant_id, session_id)
     return SessionDetail(
-        **SessionInfo.of(view.record).model_dump(), turns=view.turns, history=view.history
+        **SessionInfo.of(view.record).model_dump(),
+        on_busy=view.on_busy,
+        turns=view.turns,
+        history=view.history,
     )
 
 

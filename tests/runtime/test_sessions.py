@@ -1,0 +1,180 @@
+"""Session turns under concurrency (each busy policy) and context compaction, on every
+state store backend, with real SQLite records."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from shipyard import Agent, ContextBudget, SystemMessage, UserMessage
+from shipyard.errors import ContextOverflow, SessionBusy, TurnInterrupted
+from shipyard.models.base import AssistantMessage
+from shipyard.runtime.compaction import SUMMARY_PREFIX
+from shipyard.runtime.invoke import Invoker, RunLimits
+from shipyard.runtime.recorder import Recorder
+from shipyard.runtime.sessions import SessionService
+from shipyard.stores.records.sql import SqlRecordStore
+from shipyard.stores.state.base import StateStore
+from shipyard.testing import ScriptedModel
+
+SLOW = ScriptedModel(echo=True, delay_ms=15, name="scripted:slow")
+
+
+def agents(*extra: Agent) -> dict[str, Agent]:
+    found = {a.name: a for a in (Agent(name="slow", model=SLOW), *extra)}
+    return found
+
+
+@pytest.fixture
+async def service(store: StateStore, tmp_path: Path) -> AsyncIterator[SessionService]:
+    yield await make_service(store, tmp_path, agents())
+
+
+async def make_service(
+    store: StateStore, tmp_path: Path, served: dict[str, Agent]
+) -> SessionService:
+    records = SqlRecordStore.from_url(f"sqlite:///{tmp_path / 'records.db'}")
+    await records.migrate()
+    recorder = Recorder(records)
+    await recorder.start()
+    invoker = Invoker(served, recorder, RunLimits(default_model="scripted:echo"))
+    service = SessionService(
+        store, records, invoker, default_ttl_s=60, run_timeout_s=10, queue_s=30
+    )
+    service._test_close = (recorder, records)  # type: ignore[attr-defined]
+    return service
+
+
+async def close(service: SessionService) -> None:
+    recorder, records = service._test_close  # type: ignore[attr-defined]
+    await recorder.close()
+    await records.close()
+
+
+async def fifty_turns(service: SessionService, session: str) -> list[object]:
+    async def one(n: int) -> object:
+        try:
+            return await service.turn("t", session, f"m{n}")
+        except SessionBusy as exc:
+            return exc
+
+    return await asyncio.gather(*(one(n) for n in range(50)))
+
+
+def assert_whole_pairs(history: list, expected_inputs: set[str]) -> None:
+    """Every turn is a user message followed by its own answer: nothing lost, duplicated or
+    interleaved."""
+    assert len(history) == 2 * len(expected_inputs)
+    said = [m.content for m in history[0::2]]
+    answers = [m.content for m in history[1::2]]
+    assert all(isinstance(m, UserMessage) for m in history[0::2])
+    assert all(isinstance(m, AssistantMessage) for m in history[1::2])
+    assert answers == [f"echo: {s}" for s in said]
+    assert Counter(said) == Counter(expected_inputs)
+
+
+async def test_reject_keeps_one_turn_at_a_time(service: SessionService) -> None:
+    try:
+        session = (await service.create("t", "slow", metadata={}, ttl_s=None)).id
+        results = await fifty_turns(service, session)
+        won = {r.output.removeprefix("echo: ") for r in results if not isinstance(r, Exception)}
+        refused = [r for r in results if isinstance(r, SessionBusy)]
+        assert won and refused and len(won) + len(refused) == 50
+        assert all(r.code == "session_busy" for r in refused)
+        view = await service.get("t", session)
+        assert_whole_pairs(view.history, won)
+        assert view.turns == len(won)
+    finally:
+        await close(service)
+
+
+async def test_enqueue_runs_every_turn_in_turn(service: SessionService) -> None:
+    try:
+        session = (await service.create("t", "slow", metadata={}, ttl_s=None, on_busy="enqueue")).id
+        results = await fifty_turns(service, session)
+        assert not [r for r in results if isinstance(r, Exception)]
+        view = await service.get("t", session)
+        assert_whole_pairs(view.history, {f"m{n}" for n in range(50)})
+        assert view.turns == 50
+    finally:
+        await close(service)
+
+
+async def test_interrupt_cancels_the_running_turn(service: SessionService) -> None:
+    try:
+        session = (
+            await service.create("t", "slow", metadata={}, ttl_s=None, on_busy="interrupt")
+        ).id
+        results = await fifty_turns(service, session)
+        won = {r.output.removeprefix("echo: ") for r in results if not isinstance(r, Exception)}
+        interrupted = [r for r in results if isinstance(r, TurnInterrupted)]
+        assert won and interrupted
+        assert len(won) + len([r for r in results if isinstance(r, SessionBusy)]) == 50
+        view = await service.get("t", session)
+        assert_whole_pairs(view.history, won)
+        _, records = service._test_close  # type: ignore[attr-defined]
+        runs = (await records.list_runs("t", session_id=session, limit=500)).items
+        cancelled = [r for r in runs if r.error and r.error["code"] == "cancelled"]
+        assert len(cancelled) == len(interrupted)
+        assert {r.error["message"] for r in cancelled} == {"interrupted by a newer turn"}
+    finally:
+        await close(service)
+
+
+async def test_truncate_drops_the_oldest_turns_from_the_model_only(
+    store: StateStore, tmp_path: Path
+) -> None:
+    model = ScriptedModel(echo=True)
+    budget = ContextBudget(max_tokens=40, policy="truncate")
+    service = await make_service(
+        store, tmp_path, agents(Agent(name="short", model=model, context_budget=budget))
+    )
+    try:
+        session = (await service.create("t", "short", metadata={}, ttl_s=None)).id
+        for n in range(8):
+            await service.turn("t", session, f"message number {n} " + "x" * 40)
+        last = model.requests[-1].messages
+        assert len(last) < 16 and last[-1].content.startswith("message number 7")
+        assert isinstance(last[0], UserMessage)  # cut on a turn boundary
+        assert len((await service.get("t", session)).history) == 16  # stored history is whole
+    finally:
+        await close(service)
+
+
+async def test_summarize_replaces_old_turns_with_a_summary(
+    store: StateStore, tmp_path: Path
+) -> None:
+    model = ScriptedModel(echo=True)
+    budget = ContextBudget(max_tokens=60, policy="summarize", keep_last=2)
+    service = await make_service(
+        store, tmp_path, agents(Agent(name="sum", model=model, context_budget=budget))
+    )
+    try:
+        session = (await service.create("t", "sum", metadata={}, ttl_s=None)).id
+        for n in range(6):
+            await service.turn("t", session, f"fact {n}: " + "y" * 60)
+        last = model.requests[-1].messages
+        assert isinstance(last[0], SystemMessage) and last[0].content.startswith(SUMMARY_PREFIX)
+        assert last[-1].content.startswith("fact 5")
+        assert not any(m.content.startswith("fact 0") for m in last[1:])
+    finally:
+        await close(service)
+
+
+async def test_error_policy_refuses_an_overflowing_turn(store: StateStore, tmp_path: Path) -> None:
+    budget = ContextBudget(max_tokens=30, policy="error")
+    service = await make_service(
+        store, tmp_path, agents(Agent(name="strict", model="scripted:echo", context_budget=budget))
+    )
+    try:
+        session = (await service.create("t", "strict", metadata={}, ttl_s=None)).id
+        await service.turn("t", session, "short")
+        with pytest.raises(ContextOverflow):
+            await service.turn("t", session, "z" * 400)
+        assert len((await service.get("t", session)).history) == 2
+    finally:
+        await close(service)
