@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from shipyard.errors import ConfigError, StoreError
-from shipyard.stores.records.base import ApiKeyRecord, RunRecord, SessionRecord
+from shipyard.stores.records.base import (
+    ApiKeyRecord,
+    RecordStore,
+    RunRecord,
+    SessionRecord,
+    TaskRecord,
+)
 from shipyard.stores.records.sql import SqlRecordStore
 from shipyard.telemetry.events import Event
 
@@ -401,3 +407,82 @@ async def test_list_runs_by_session(store: SqlRecordStore) -> None:
     )
     page = await store.list_runs("t1", session_id="s1")
     assert [r.id for r in page.items] == [c, a]
+
+
+# -- tasks ----------------------------------------------------------------------------------------
+
+
+def make_task(n: int, tenant: str = "t1", key: str | None = None, **fields: Any) -> TaskRecord:
+    values: dict[str, Any] = {
+        "agent": "echo",
+        "status": "queued",
+        "input": {"text": f"task {n}"},
+        "created_at": T0,
+        "updated_at": T0,
+        "idempotency_key": key,
+    }
+    return TaskRecord(
+        id=f"task_{n:012x}{secrets.token_hex(8)}", tenant_id=tenant, **(values | fields)
+    )
+
+
+def test_the_sql_store_is_a_record_store() -> None:
+    store: RecordStore = SqlRecordStore.from_url("sqlite://")  # checked by mypy
+    assert store is not None
+
+
+async def test_tasks_are_idempotent_per_tenant(store: SqlRecordStore) -> None:
+    first, created = await store.create_task(make_task(1, key="k1"))
+    again, created_again = await store.create_task(make_task(2, key="k1"))
+    other, created_other = await store.create_task(make_task(3, tenant="t2", key="k1"))
+    assert created and not created_again and created_other
+    assert again.id == first.id and other.id != first.id
+    no_key_a, _ = await store.create_task(make_task(4))
+    no_key_b, created_b = await store.create_task(make_task(5))
+    assert created_b and no_key_a.id != no_key_b.id
+
+
+async def test_task_transitions_are_conditional_and_recorded(store: SqlRecordStore) -> None:
+    task, _ = await store.create_task(make_task(1))
+    running = await store.transition_task(
+        "t1", task.id, "running", expected=frozenset({"queued"}), attempts=1
+    )
+    assert running is not None and running.status == "running" and running.attempts == 1
+    assert (
+        await store.transition_task("t1", task.id, "running", expected=frozenset({"queued"}))
+        is None
+    )
+    done = await store.transition_task(
+        "t1",
+        task.id,
+        "succeeded",
+        expected=frozenset({"running"}),
+        output="done",
+        detail={"worker": "w1"},
+    )
+    assert done is not None and done.output == "done" and done.updated_at > task.updated_at
+    moves = await store.task_transitions("t1", task.id)
+    assert [m.status for m in moves] == ["queued", "running", "succeeded"]
+    assert moves[-1].detail == {"worker": "w1"}
+    assert all(m.at.tzinfo is not None for m in moves)
+    assert await store.task_transitions("t2", task.id) == []
+    assert (
+        await store.transition_task("t2", task.id, "cancelled", expected=frozenset({"succeeded"}))
+        is None
+    )
+
+
+async def test_list_tasks_filters_and_pages(store: SqlRecordStore) -> None:
+    made = [
+        (await store.create_task(make_task(n, agent="a" if n % 2 else "b")))[0] for n in range(1, 6)
+    ]
+    await store.transition_task("t1", made[0].id, "cancelled", expected=frozenset({"queued"}))
+    queued = await store.list_tasks("t1", status="queued", limit=2)
+    assert [t.id for t in queued.items] == [made[4].id, made[3].id] and queued.next_cursor
+    rest = await store.list_tasks("t1", status="queued", limit=2, cursor=queued.next_cursor)
+    assert [t.id for t in rest.items] == [made[2].id, made[1].id]
+    assert [t.id for t in (await store.list_tasks("t1", agent="b")).items] == [
+        made[3].id,
+        made[1].id,
+    ]
+    assert (await store.list_tasks("t2")).items == []

@@ -16,6 +16,8 @@ from shipyard.telemetry.events import Event
 
 RunStatus = Literal["running", "succeeded", "failed"]
 Scope = Literal["admin", "invoke", "read"]
+TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "dead"]
+FINAL_TASK_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "dead"})
 
 
 class ApiKeyRecord(BaseModel):
@@ -81,6 +83,41 @@ class SessionRecord(BaseModel):
     deleted_at: datetime | None = None
 
 
+class TaskRecord(BaseModel):
+    """A task: what was asked, where it is, and its result once it has one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    tenant_id: str
+    agent: str
+    status: TaskStatus
+    input: Any = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    session_id: str | None = None
+    webhook_url: str | None = None
+    idempotency_key: str | None = None
+    priority: int = 0
+    deadline: datetime | None = None
+    attempts: int = 0
+    run_id: str | None = None
+    output: str | None = None
+    error: dict[str, Any] | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    created_at: datetime
+    updated_at: datetime
+
+
+class TaskTransition(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    status: TaskStatus
+    at: datetime
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
 class KeyRecords(Protocol):
     async def ensure_tenant(self, tenant_id: str) -> None: ...
     async def add_api_key(self, key: ApiKeyRecord) -> None: ...
@@ -139,7 +176,46 @@ class SessionRecords(Protocol):
         ...
 
 
-class RecordStore(KeyRecords, RunRecords, SessionRecords, Protocol):
+class TaskRecords(Protocol):
+    async def create_task(self, task: TaskRecord) -> tuple[TaskRecord, bool]:
+        """Store a queued task and its first transition; with an ``idempotency_key`` already
+        used by the tenant, the existing task instead. ``(task, created)``."""
+        ...
+
+    async def get_task(self, tenant_id: str, task_id: str) -> TaskRecord | None: ...
+
+    async def list_tasks(
+        self,
+        tenant_id: str,
+        *,
+        status: TaskStatus | None = None,
+        agent: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[TaskRecord]:
+        """Newest first."""
+        ...
+
+    async def transition_task(
+        self,
+        tenant_id: str,
+        task_id: str,
+        status: TaskStatus,
+        *,
+        expected: frozenset[str],
+        detail: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> TaskRecord | None:
+        """Move the task to ``status`` (and set ``fields``) only if its status is one of
+        ``expected``, recording the move with a timestamp; None if it was not."""
+        ...
+
+    async def task_transitions(self, tenant_id: str, task_id: str) -> list[TaskTransition]:
+        """Every move, oldest first."""
+        ...
+
+
+class RecordStore(KeyRecords, RunRecords, SessionRecords, TaskRecords, Protocol):
     async def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""
         ...

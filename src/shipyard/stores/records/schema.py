@@ -127,3 +127,41 @@ sessions = sa.Table(
 )
 
 sa.Index("ix_runs_tenant_id_session_id_id", runs.c.tenant_id, runs.c.session_id, runs.c.id)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", BinaryString, primary_key=True),
+    sa.Column("tenant_id", sa.String, nullable=False),
+    sa.Column("agent", sa.String, nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("input", _json(), nullable=True),
+    sa.Column("metadata", _json(), nullable=False),
+    sa.Column("session_id", sa.String, nullable=True),
+    sa.Column("webhook_url", sa.Text, nullable=True),
+    sa.Column("idempotency_key", sa.String, nullable=True),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("deadline", UTCDateTime, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("run_id", sa.String, nullable=True),
+    sa.Column("output", sa.Text, nullable=True),
+    sa.Column("error", _json(), nullable=True),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("completion_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_tasks_tenant_id_id", "tenant_id", "id"),
+    sa.Index("ix_tasks_tenant_id_status_id", "tenant_id", "status", "id"),
+    sa.Index("uq_tasks_tenant_id_idempotency_key", "tenant_id", "idempotency_key", unique=True),
+)
+
+task_transitions = sa.Table(
+    "task_transitions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("task_id", BinaryString, nullable=False, index=True),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("detail", _json(), nullable=False),
+)

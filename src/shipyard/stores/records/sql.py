@@ -9,33 +9,29 @@ is the last id of the previous page.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
-import orjson
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import event, exc
+from sqlalchemy import exc
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shipyard.errors import ConfigError, StoreError, StoreRejected
+from shipyard.errors import StoreError, StoreRejected
+from shipyard.stores.records import engines
 from shipyard.stores.records.base import (
     ApiKeyRecord,
     Page,
     RunRecord,
     RunStatus,
     SessionRecord,
+    TaskRecord,
+    TaskStatus,
+    TaskTransition,
 )
 from shipyard.stores.records.schema import (
     UTCDateTime,
@@ -43,6 +39,8 @@ from shipyard.stores.records.schema import (
     run_events,
     runs,
     sessions,
+    task_transitions,
+    tasks,
     tenants,
 )
 from shipyard.stores.records.sqlite_batch import SqliteBatchWriter
@@ -50,16 +48,12 @@ from shipyard.telemetry.events import EPHEMERAL, Event
 
 __all__ = ["SqlRecordStore"]
 
-MIGRATIONS = Path(__file__).with_name("migrations")
 MAX_PAGE = 500
 MAX_EVENTS = 10_000
-SQLITE_BUSY_TIMEOUT_MS = 5_000
-_PG_MIGRATION_LOCK = 0x5348_4950_5944  # "SHIPYD": one migrator at a time across replicas
-_SCHEMES = ("sqlite", "sqlite+aiosqlite", "postgresql", "postgres", "postgresql+asyncpg")
 _UPDATABLE = [c.name for c in runs.columns if c.name not in ("id", "tenant_id", "created_at")]
 
 Insert = sqlite.Insert | postgresql.Insert
-_Row = TypeVar("_Row", RunRecord, SessionRecord)
+_Row = TypeVar("_Row", RunRecord, SessionRecord, TaskRecord)
 
 # Errors about the data, not the store's health: the same write would fail again.
 _REFUSALS = (exc.DataError, exc.IntegrityError, sqlite3.DataError, sqlite3.IntegrityError)
@@ -86,8 +80,8 @@ class SqlRecordStore:
                 sqlite_path,
                 engine.dialect,
                 [(self._upsert_runs_stmt, runs), (self._insert_events_stmt, run_events)],
-                _sqlite_pragmas,
-                busy_timeout_ms=SQLITE_BUSY_TIMEOUT_MS,
+                engines.sqlite_pragmas,
+                busy_timeout_ms=engines.SQLITE_BUSY_TIMEOUT_MS,
             )
             if sqlite_path
             else None
@@ -103,30 +97,30 @@ class SqlRecordStore:
     def from_url(cls, url: str) -> SqlRecordStore:
         """Build from ``sqlite:///path.db``, ``sqlite:////abs/path.db``, ``sqlite://`` (memory)
         or ``postgresql://user@host:port/db`` (``postgres://`` too)."""
-        parsed = _parse(url)
+        parsed = engines.parse(url)
         if parsed.get_backend_name() == "sqlite":
             database = parsed.database or ":memory:"
             return cls(
-                _sqlite_engine(parsed),
+                engines.sqlite_engine(parsed),
                 driver_errors=(sqlite3.Error,),
                 sqlite_path=None if database == ":memory:" else database,
             )
         import asyncpg
 
-        engine = _create_engine(parsed.set(drivername="postgresql+asyncpg"))
+        engine = engines.create_engine(parsed.set(drivername="postgresql+asyncpg"))
         return cls(engine, driver_errors=(asyncpg.PostgresError, asyncpg.InterfaceError))
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def migrate(self) -> None:
         async with self._translate("migrate"), self._engine.begin() as conn:
-            await conn.run_sync(_upgrade)
+            await conn.run_sync(engines.upgrade)
 
     async def is_current(self) -> bool:
         """Whether the schema is at the newest migration (False on an empty database)."""
-        heads = set(ScriptDirectory.from_config(_alembic_config()).get_heads())
+        heads = set(ScriptDirectory.from_config(engines.alembic_config()).get_heads())
         async with self._translate("is_current"), self._engine.connect() as conn:
-            current = await conn.run_sync(_current_heads)
+            current = await conn.run_sync(engines.current_heads)
         return current == heads
 
     async def ping(self) -> None:
@@ -260,6 +254,95 @@ class SqlRecordStore:
             result = await conn.execute(stmt, {"now": datetime.now(UTC)})
         return result.rowcount > 0
 
+    # -- tasks ----------------------------------------------------------------------------------
+
+    async def create_task(self, task: TaskRecord) -> tuple[TaskRecord, bool]:
+        """Idempotent per tenant on ``idempotency_key``: a second create returns the first."""
+        row = task.model_dump()
+        stmt = self._insert(tasks).values(row)
+        if task.idempotency_key is not None:
+            stmt = stmt.on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
+        async with self._translate("create_task"), self._engine.begin() as conn:
+            created = (await conn.execute(stmt)).rowcount > 0
+            if created:
+                await conn.execute(
+                    task_transitions.insert().values(
+                        task_id=task.id, status=task.status, at=task.created_at, detail={}
+                    )
+                )
+        if created:
+            return task, True
+        existing = await self._fetch(
+            "create_task",
+            tasks.select().where(
+                tasks.c.tenant_id == task.tenant_id,
+                tasks.c.idempotency_key == task.idempotency_key,
+            ),
+        )
+        return TaskRecord.model_validate(existing[0]), False
+
+    async def get_task(self, tenant_id: str, task_id: str) -> TaskRecord | None:
+        query = tasks.select().where(tasks.c.tenant_id == tenant_id, tasks.c.id == task_id)
+        rows = await self._fetch("get_task", query)
+        return TaskRecord.model_validate(rows[0]) if rows else None
+
+    async def list_tasks(
+        self,
+        tenant_id: str,
+        *,
+        status: TaskStatus | None = None,
+        agent: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[TaskRecord]:
+        query = tasks.select().where(tasks.c.tenant_id == tenant_id)
+        if status is not None:
+            query = query.where(tasks.c.status == status)
+        if agent is not None:
+            query = query.where(tasks.c.agent == agent)
+        return await self._page("list_tasks", query, tasks.c.id, TaskRecord, limit, cursor)
+
+    async def transition_task(
+        self,
+        tenant_id: str,
+        task_id: str,
+        status: TaskStatus,
+        *,
+        expected: frozenset[str],
+        detail: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> TaskRecord | None:
+        """A compare-and-set on the status, and the move recorded, in one transaction."""
+        now = datetime.now(UTC)
+        stmt = (
+            tasks.update()
+            .where(
+                tasks.c.tenant_id == tenant_id,
+                tasks.c.id == task_id,
+                tasks.c.status.in_(sorted(expected)),
+            )
+            .values(status=status, updated_at=now, **fields)
+        )
+        async with self._translate("transition_task"), self._engine.begin() as conn:
+            if (await conn.execute(stmt)).rowcount == 0:
+                return None
+            await conn.execute(
+                task_transitions.insert().values(
+                    task_id=task_id, status=status, at=now, detail=detail or {}
+                )
+            )
+        return await self.get_task(tenant_id, task_id)
+
+    async def task_transitions(self, tenant_id: str, task_id: str) -> list[TaskTransition]:
+        if await self.get_task(tenant_id, task_id) is None:
+            return []
+        query = (
+            task_transitions.select()
+            .where(task_transitions.c.task_id == task_id)
+            .order_by(task_transitions.c.id)
+        )
+        return [TaskTransition.model_validate(r) for r in await self._fetch("task_moves", query)]
+
     async def _page(
         self,
         operation: str,
@@ -360,81 +443,3 @@ def _event_row(e: Event) -> dict[str, Any]:
         "span_id": e.span_id,
         "data": e.data,
     }
-
-
-# -- engines ------------------------------------------------------------------------------------
-
-
-def _parse(url: str) -> URL:
-    try:
-        parsed = make_url(url)
-    except exc.ArgumentError as e:
-        raise ConfigError(f"invalid record store URL: {url!r}") from e
-    if parsed.drivername not in _SCHEMES:
-        supported = ", ".join(f"{s}://" for s in _SCHEMES)
-        raise ConfigError(f"unsupported record store URL scheme {parsed.drivername!r}: {supported}")
-    return parsed
-
-
-def _json_dumps(value: Any) -> str:
-    try:
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-    except TypeError:  # integers beyond 64 bits and the like: the slower encoder takes them
-        return json.dumps(value, default=str)
-
-
-def _create_engine(url: URL, **kwargs: Any) -> AsyncEngine:
-    return create_async_engine(
-        url, json_serializer=_json_dumps, json_deserializer=orjson.loads, **kwargs
-    )
-
-
-def _sqlite_engine(url: URL) -> AsyncEngine:
-    url = url.set(drivername="sqlite+aiosqlite")
-    database = url.database or ""
-    if database in ("", ":memory:"):
-        engine = _create_engine(url, poolclass=StaticPool)
-    else:
-        try:
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StoreError(f"cannot create the folder of {database!r}: {e}") from e
-        engine = _create_engine(url)
-    event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
-    return engine
-
-
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    _sqlite_pragmas(dbapi_connection)
-
-
-def _sqlite_pragmas(dbapi_connection: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-    finally:
-        cursor.close()
-
-
-# -- migrations ---------------------------------------------------------------------------------
-
-
-def _alembic_config() -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
-    return cfg
-
-
-def _upgrade(conn: Connection) -> None:
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})"))
-    cfg = _alembic_config()
-    cfg.attributes["connection"] = conn
-    command.upgrade(cfg, "head")
-
-
-def _current_heads(conn: Connection) -> set[str]:
-    return set(MigrationContext.configure(conn).get_current_heads())
