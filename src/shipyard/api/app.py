@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from shipyard._version import __version__
 from shipyard.api import errors
 from shipyard.api.keys import KeyService
-from shipyard.api.routes import agents, health, runs, sessions
+from shipyard.api.routes import agents, health, runs, session_ws, sessions
 from shipyard.runtime.services import Services
 
 
@@ -41,4 +41,5 @@ def create_app(
     app.include_router(agents.router)
     app.include_router(runs.router)
     app.include_router(sessions.router)
+    app.include_router(session_ws.router)
     return app
