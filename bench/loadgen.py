@@ -3,6 +3,8 @@
 N keep-alive connections (asyncio protocols, no stream or HTTP-library overhead), each sending
 one pre-built request, waiting for the full response, then sending it again. After a warm-up that
 is not counted, responses completed during the measured window are counted and timed.
+With `per_slot`, each connection slot cycles through a list of pre-built requests of its own
+instead (e.g. one session per slot, which allows one turn at a time).
 
 Also `fetch()`: a one-off request (health checks, sanity checks) over its own connection.
 """
@@ -14,7 +16,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -163,6 +165,7 @@ class LoadResult:
     server_cpu_s: float | None
     client_cpu_s: float
     system_cpu_s: float | None  # all CPUs of the machine, busy time
+    sent_per_slot: list[int] = field(default_factory=list)  # requests sent, warm-up included
 
     @property
     def other_cpu_s(self) -> float | None:
@@ -225,11 +228,25 @@ def system_busy_seconds() -> float | None:
     return (sum(values) - values[3] - values[4]) / _CLK_TCK
 
 
+class _Requests:
+    """What one slot sends: its requests in turn, across reconnections."""
+
+    def __init__(self, requests: Sequence[bytes]) -> None:
+        if not requests:
+            raise ValueError("a slot needs at least one request")
+        self.requests = requests
+        self.sent = 0
+
+    def next(self) -> bytes:
+        request = self.requests[self.sent % len(self.requests)]
+        self.sent += 1
+        return request
+
+
 class _Run:
     """State shared by the connections of one load run."""
 
-    def __init__(self, request: bytes) -> None:
-        self.request = request
+    def __init__(self) -> None:
         self.running = True
         self.measuring = False
         self.latencies_ns: list[int] = []
@@ -256,8 +273,9 @@ class _Run:
 
 
 class _Client(asyncio.Protocol):
-    def __init__(self, run: _Run) -> None:
+    def __init__(self, run: _Run, requests: _Requests) -> None:
         self.run = run
+        self.requests = requests
         self.buf = bytearray()
         self.transport: asyncio.Transport | None = None
         self.sent_ns = 0
@@ -277,7 +295,7 @@ class _Client(asyncio.Protocol):
             return
         self.inflight = True
         self.sent_ns = time.perf_counter_ns()
-        self.transport.write(self.run.request)
+        self.transport.write(self.requests.next())
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -327,11 +345,11 @@ class _Client(asyncio.Protocol):
             self.closed.set_result(None)
 
 
-async def _slot(run: _Run, host: str, port: int) -> None:
+async def _slot(run: _Run, host: str, port: int, requests: _Requests) -> None:
     loop = asyncio.get_running_loop()
     while run.running:
         try:
-            _, client = await loop.create_connection(lambda: _Client(run), host, port)
+            _, client = await loop.create_connection(lambda: _Client(run, requests), host, port)
         except OSError as exc:
             run.record_error(f"connect: {type(exc).__name__}")
             await asyncio.sleep(0.05)
@@ -349,13 +367,19 @@ async def run_load(
     warmup: float = 1.0,
     cpu_seconds: Callable[[], float | None] | None = None,
     drain_timeout: float = 5.0,
+    per_slot: Sequence[Sequence[bytes]] | None = None,
 ) -> LoadResult:
     """Keep `concurrency` requests in flight for `warmup + duration` seconds; measure `duration`.
 
-    `cpu_seconds` (e.g. the server's CPU time) is sampled at the edges of the measured window.
+    Every slot sends `request`, or with `per_slot` (one list per slot, `concurrency` of them)
+    cycles through its own list. `cpu_seconds` (e.g. the server's CPU time) is sampled at the
+    edges of the measured window.
     """
-    run = _Run(request)
-    slots = [asyncio.create_task(_slot(run, host, port)) for _ in range(concurrency)]
+    if per_slot is not None and len(per_slot) != concurrency:
+        raise ValueError(f"per_slot has {len(per_slot)} lists for concurrency {concurrency}")
+    sources = [_Requests(reqs) for reqs in per_slot or [[request]] * concurrency]
+    run = _Run()
+    slots = [asyncio.create_task(_slot(run, host, port, src)) for src in sources]
     try:
         await asyncio.sleep(warmup)
         cpu0 = cpu_seconds() if cpu_seconds else None
@@ -391,4 +415,5 @@ async def run_load(
         server_cpu_s=server_cpu,
         client_cpu_s=client_cpu,
         system_cpu_s=sys1 - sys0 if sys0 is not None and sys1 is not None else None,
+        sent_per_slot=[src.sent for src in sources],
     )
