@@ -131,7 +131,6 @@ def build_services(app: App, settings: Settings) -> Services:
         records,
         invoker,
         default_ttl_s=settings.session_ttl_s,
-        run_timeout_s=settings.run_timeout_s,
         queue_s=settings.session_queue_s,
     )
     return Services(

@@ -42,9 +42,7 @@ async def make_service(
     recorder = Recorder(records)
     await recorder.start()
     invoker = Invoker(served, recorder, RunLimits(default_model="scripted:echo"))
-    service = SessionService(
-        store, records, invoker, default_ttl_s=60, run_timeout_s=10, queue_s=30
-    )
+    service = SessionService(store, records, invoker, default_ttl_s=60, queue_s=30)
     service._test_close = (recorder, records)  # type: ignore[attr-defined]
     return service
 

@@ -2,10 +2,9 @@
 
 Keys per session (one hash tag, so Redis Cluster keeps them on one node)::
 
-    ses:{id}:meta      tenant, agent, TTL and busy policy (JSON)
+    ses:{id}:meta      tenant, agent, TTL, busy policy, committed turns (the version), and
+                       where the model's context starts in the history with its summary (JSON)
     ses:{id}:history   the conversation, one JSON message per item, append-only
-    ses:{id}:version   how many turns have been committed
-    ses:{id}:context   where the live context starts in the history, and its summary (JSON)
     ses:{id}:turn      the lease of the turn in progress
     ses:{id}:control   channel: "interrupt" tells the running turn to stop
 
@@ -15,8 +14,9 @@ A turn:
    ``interrupt`` (tell it to stop — it is recorded as cancelled — then wait);
 2. loads the history; if it outgrows the agent's context budget, compacts it;
 3. runs the agent on it plus the new input, as a recorded run;
-4. appends the input and everything the run added in one ``append_if`` on the version, so a
-   failed or interrupted turn leaves no half-written history, and renews the TTL (sliding);
+4. appends the input and everything the run added in one ``append_if`` guarded by the meta
+   (which carries the version), so a failed or interrupted turn leaves no half-written history;
+   the same call writes the new meta and renews both TTLs (sliding expiry);
 5. releases the lease.
 The records keep a row per session and every turn as a run: when the live state expires the
 transcript is still there, and the session answers 404 ``session_expired``.
@@ -35,7 +35,13 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, TypeAdapter
 
 from shipyard.agents.context import RunInput
-from shipyard.errors import SessionBusy, SessionExpired, SessionNotFound, TurnInterrupted
+from shipyard.errors import (
+    SessionBusy,
+    SessionExpired,
+    SessionNotFound,
+    StoreError,
+    TurnInterrupted,
+)
 from shipyard.models.base import Message, SystemMessage, UserMessage
 from shipyard.runtime.compaction import compact
 from shipyard.runtime.invoke import Invoker, RunOutcome
@@ -47,7 +53,17 @@ BusyPolicy = Literal["reject", "enqueue", "interrupt"]
 T = TypeVar("T")
 
 _MESSAGE: TypeAdapter[Message] = TypeAdapter(Message)
-LEASE_MARGIN_S = 30.0
+_MESSAGES: TypeAdapter[list[Message]] = TypeAdapter(list[Message])
+
+
+def _decode(items: list[bytes]) -> list[Message]:
+    """A stored history in one parse (one call into pydantic-core, not one per message)."""
+    return _MESSAGES.validate_json(b"[" + b",".join(items) + b"]")
+
+
+LEASE_S = 15.0
+"""A turn's lease lives this long and is renewed every third of it while the turn runs, so the
+lease of a replica that died mid-turn frees its session within this time."""
 INTERRUPT = b"interrupt"
 
 
@@ -56,11 +72,12 @@ class _Meta(BaseModel):
     agent: str
     ttl_s: float
     on_busy: BusyPolicy = "reject"
+    turns: int = 0
+    start: int = 0  # the first history item the model sees (after compaction)
+    summary: SystemMessage | None = None  # stands for the items before ``start``
 
-
-class _Context(BaseModel):
-    start: int = 0
-    summary: SystemMessage | None = None
+    def encode(self) -> bytes:
+        return self.model_dump_json(exclude_defaults=True).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +92,6 @@ class _Keys:
     def __init__(self, session_id: str) -> None:
         base = f"ses:{{{session_id}}}"
         self.meta, self.history = f"{base}:meta", f"{base}:history"
-        self.version, self.context = f"{base}:version", f"{base}:context"
         self.turn, self.control = f"{base}:turn", f"{base}:control"
 
 
@@ -87,14 +103,13 @@ class SessionService:
         invoker: Invoker,
         *,
         default_ttl_s: float,
-        run_timeout_s: float,
         queue_s: float = 30.0,
     ) -> None:
         self._state = state
         self._records = records
         self._invoker = invoker
         self._default_ttl_s = default_ttl_s
-        self._lease_s = run_timeout_s + LEASE_MARGIN_S
+        self._lease_s = LEASE_S
         self._queue_s = queue_s
 
     async def create(
@@ -117,18 +132,16 @@ class SessionService:
         )
         await self._records.add_session(record)
         meta = _Meta(tenant_id=tenant_id, agent=target.name, ttl_s=record.ttl_s, on_busy=on_busy)
-        raw = meta.model_dump_json().encode()
-        await self._state.set(_Keys(record.id).meta, raw, ttl_s=record.ttl_s)
+        await self._state.set(_Keys(record.id).meta, meta.encode(), ttl_s=record.ttl_s)
         return record
 
     async def get(self, tenant_id: str, session_id: str) -> SessionView:
         """The session and its whole stored history (compaction only trims what the model sees)."""
         record = await self._record(tenant_id, session_id)
         keys = _Keys(session_id)
-        meta = await self._live(tenant_id, session_id, keys)
-        history = [_MESSAGE.validate_json(item) for item in await self._state.range(keys.history)]
-        version = await self._state.get(keys.version)
-        return SessionView(record, meta.on_busy, history, int(version or 0))
+        meta, _ = await self._live(tenant_id, session_id, keys)
+        history = _decode(await self._state.range(keys.history))
+        return SessionView(record, meta.on_busy, history, meta.turns)
 
     async def listing(
         self, tenant_id: str, *, agent: str | None, limit: int, cursor: str | None
@@ -139,7 +152,7 @@ class SessionService:
         await self._record(tenant_id, session_id)
         keys = _Keys(session_id)
         await self._records.delete_session(tenant_id, session_id)
-        await self._state.delete(keys.meta, keys.history, keys.version, keys.context)
+        await self._state.delete(keys.meta, keys.history)
 
     async def check(self, tenant_id: str, session_id: str) -> None:
         """Raise what a turn would raise for a missing, deleted or expired session."""
@@ -155,15 +168,18 @@ class SessionService:
         stream_deltas: bool = False,
     ) -> RunOutcome:
         keys = _Keys(session_id)
-        meta = await self._live(tenant_id, session_id, keys)
         run_id = new_id("run")
-        lease = await self._take_turn(keys, meta, run_id)
+        lease = await self._state.acquire_lease(keys.turn, run_id, ttl_s=self._lease_s)
+        if lease is None:  # busy: the session's policy decides (and a 404 comes first)
+            meta, _ = await self._live(tenant_id, session_id, keys)
+            lease = await self._wait_for_turn(keys, meta, run_id)
+        keeper = asyncio.create_task(self._keep(lease))
         try:
-            version = await self._state.get(keys.version)
+            meta, raw = await self._live(tenant_id, session_id, keys)  # as of holding the lease
             said: list[Message] = (
                 [UserMessage(content=input)] if isinstance(input, str) else list(input)
             )
-            context = await self._context(keys, meta, said)
+            meta, context = await self._context(keys, meta, said)
 
             async def run(extra: Sequence[Sink] = ()) -> RunOutcome:
                 return await self._invoker.invoke(
@@ -180,17 +196,29 @@ class SessionService:
                 outcome = await self._interruptible(keys, run)
             else:
                 outcome = await run()
-            await self._commit(keys, meta, version, [*said, *outcome.messages])
+            await self._commit(keys, raw, meta, [*said, *outcome.messages])
             return outcome
         finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
             await self._state.release_lease(lease)
 
     # -- one turn at a time ---------------------------------------------------------------------
 
-    async def _take_turn(self, keys: _Keys, meta: _Meta, owner: str) -> Lease:
-        lease = await self._state.acquire_lease(keys.turn, owner, ttl_s=self._lease_s)
-        if lease is not None:
-            return lease
+    async def _keep(self, lease: Lease) -> None:
+        """Renew the turn's lease while it runs; a lost lease is caught by the commit's guard."""
+        while True:
+            await asyncio.sleep(self._lease_s / 3)
+            try:
+                renewed = await self._state.renew_lease(lease, ttl_s=self._lease_s)
+            except StoreError:
+                continue  # the store may come back before the lease runs out
+            if renewed is None:
+                return
+            lease = renewed
+
+    async def _wait_for_turn(self, keys: _Keys, meta: _Meta, owner: str) -> Lease:
         if meta.on_busy == "reject":
             raise SessionBusy("this session is running another turn; try again")
         loop = asyncio.get_running_loop()
@@ -243,40 +271,34 @@ class SessionService:
 
     # -- history --------------------------------------------------------------------------------
 
-    async def _context(self, keys: _Keys, meta: _Meta, said: list[Message]) -> list[Message]:
+    async def _context(
+        self, keys: _Keys, meta: _Meta, said: list[Message]
+    ) -> tuple[_Meta, list[Message]]:
         """The history the model sees: from the context start, after its summary, compacted to
-        the agent's budget if it outgrew it."""
-        raw = await self._state.get(keys.context)
-        context = _Context.model_validate_json(raw) if raw else _Context()
-        items = await self._state.range(keys.history, context.start)
-        history = [_MESSAGE.validate_json(item) for item in items]
+        the agent's budget if it outgrew it (the new start is committed with the turn)."""
+        history = _decode(await self._state.range(keys.history, meta.start))
         budget = self._invoker.agent(meta.agent).context_budget
         if budget is not None:
             model = self._invoker.model_for(meta.agent)
-            change = await compact(budget, context.summary, history, said, model=model)
+            change = await compact(budget, meta.summary, history, said, model=model)
             if change is not None:
-                context = _Context(start=context.start + change.dropped, summary=change.summary)
-                await self._state.set(
-                    keys.context, context.model_dump_json().encode(), ttl_s=meta.ttl_s
-                )
+                update = {"start": meta.start + change.dropped, "summary": change.summary}
+                meta = meta.model_copy(update=update)
                 history = history[change.dropped :]
-        return [*([context.summary] if context.summary else []), *history]
+        return meta, [*([meta.summary] if meta.summary else []), *history]
 
     async def _commit(
-        self, keys: _Keys, meta: _Meta, version: bytes | None, messages: Sequence[Message]
+        self, keys: _Keys, raw: bytes, meta: _Meta, messages: Sequence[Message]
     ) -> None:
         items = [_MESSAGE.dump_json(m, exclude_none=True) for m in messages]
-        new_version = str(int(version or 0) + 1).encode()
+        new = meta.model_copy(update={"turns": meta.turns + 1}).encode()
         written = await self._state.append_if(
-            keys.history, items, guard_key=keys.version, expected=version, new=new_version,
-            ttl_s=meta.ttl_s,
-        )  # fmt: skip
-        if not written:  # our lease ran out and another turn committed first
+            keys.history, items, guard_key=keys.meta, expected=raw, new=new, ttl_s=meta.ttl_s
+        )
+        if not written:  # deleted meanwhile, or our lease ran out and another turn committed
             raise SessionBusy("the session changed during this turn; its answer was not kept")
-        await self._state.expire(keys.meta, meta.ttl_s)
-        await self._state.expire(keys.context, meta.ttl_s)
 
-    async def _live(self, tenant_id: str, session_id: str, keys: _Keys) -> _Meta:
+    async def _live(self, tenant_id: str, session_id: str, keys: _Keys) -> tuple[_Meta, bytes]:
         raw = await self._state.get(keys.meta)
         if raw is None:
             record = await self._record(tenant_id, session_id)
@@ -287,7 +309,7 @@ class SessionService:
         meta = _Meta.model_validate_json(raw)
         if meta.tenant_id != tenant_id:
             raise SessionNotFound(f"no session {session_id!r}")
-        return meta
+        return meta, raw
 
     async def _record(self, tenant_id: str, session_id: str) -> SessionRecord:
         record = await self._records.get_session(tenant_id, session_id)
