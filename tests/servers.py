@@ -109,3 +109,58 @@ class ServerProcess:
     def log(self) -> str:
         """Everything the server wrote on stderr so far."""
         return self._log.read_text() if self._log.exists() else ""
+
+
+@dataclass
+class WorkerProcess:
+    """A ``shipyard worker`` child process with the same settings as ``server``."""
+
+    server: ServerProcess
+    concurrency: int = 4
+    proc: subprocess.Popen[bytes] | None = None
+    _stderr: IO[bytes] | None = None
+    name: str = field(default_factory=lambda: os.urandom(3).hex())
+
+    @property
+    def log_path(self) -> Path:
+        return self.server.home / f"worker-{self.name}.log"
+
+    def start(self) -> WorkerProcess:
+        self._stderr = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [SHIPYARD, "worker", "--app", self.server.app or "examples.assistant:app",
+             "--concurrency", str(self.concurrency)],
+            env=self.server.env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while "running (" not in self.log_path.read_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start:\n{self.stop()}")
+            time.sleep(0.05)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: the worker dies mid-whatever, as a crash would."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+        self._close()
+
+    def stop(self) -> str:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._close()
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def _close(self) -> None:
+        self.proc = None
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None

@@ -16,6 +16,8 @@ from shipyard.runtime.invoke import Invoker, RunLimits
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.services import Services
 from shipyard.runtime.sessions import SessionService
+from shipyard.runtime.tasks import TaskService
+from shipyard.stores.broker.base import Broker
 from shipyard.stores.records.base import RecordStore
 from shipyard.stores.state.base import StateStore
 
@@ -45,6 +47,15 @@ STATE_STORES: Mapping[str, str] = MappingProxyType(
     }
 )
 """URL scheme -> ``module:class`` of the state store (``SHIPYARD_STATE_URL``)."""
+
+BROKERS: Mapping[str, str] = MappingProxyType(
+    {
+        "sqlite": "shipyard.stores.broker.embedded:EmbeddedBroker",
+        "amqp": "shipyard.stores.broker.rabbitmq:RabbitBroker",
+        "amqps": "shipyard.stores.broker.rabbitmq:RabbitBroker",
+    }
+)
+"""URL scheme -> ``module:class`` of the task broker (``SHIPYARD_BROKER_URL``)."""
 
 
 class App:
@@ -104,6 +115,11 @@ def open_state_store(url: str) -> StateStore:
     return store
 
 
+def open_broker(url: str) -> Broker:
+    broker: Broker = _open("broker", BROKERS, url)
+    return broker
+
+
 def _open(role: str, backends: Mapping[str, str], url: str) -> Any:
     scheme = url_scheme(url)
     target = backends.get(scheme)
@@ -119,6 +135,7 @@ def build_services(app: App, settings: Settings) -> Services:
     settings.home.mkdir(parents=True, exist_ok=True)
     records = open_record_store(settings.resolved_database_url)
     state = open_state_store(settings.resolved_state_url)
+    broker = open_broker(settings.resolved_broker_url)
     recorder = Recorder(records, wait_s=settings.record_wait_s)
     limits = RunLimits(
         default_model=settings.resolved_model,
@@ -140,6 +157,8 @@ def build_services(app: App, settings: Settings) -> Services:
         invoker=invoker,
         state=state,
         sessions=sessions,
+        broker=broker,
+        tasks=TaskService(records, broker, state, invoker),
     )
 
 

@@ -95,6 +95,53 @@ def serve(
 
 
 @cli.command()
+def worker(
+    app: AppOption = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Tasks run at once.")] = 4,
+) -> None:
+    """Run tasks from the broker until SIGTERM/SIGINT (in-flight tasks finish first)."""
+    import signal
+
+    import uvloop
+
+    from shipyard.app import build_keys, build_services, load_app, prepare_stores
+    from shipyard.runtime.worker import Worker
+
+    try:
+        settings = _settings(app=app)
+        services = build_services(load_app(settings.app), settings)
+    except ShipyardError as exc:
+        typer.secho(f"error: {exc.message}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+    async def main() -> None:
+        await prepare_stores(services.records, build_keys(services.records, settings), settings)
+        await services.start()
+        runner = Worker(
+            services,
+            concurrency=concurrency,
+            max_attempts=settings.task_max_attempts,
+            retry_base_s=settings.task_retry_base_s,
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, runner.stop)
+        gc.freeze()
+        typer.echo(f"Shipyard worker {runner.name} running ({concurrency} at once)", err=True)
+        try:
+            await runner.run()
+        finally:
+            await services.close()
+        typer.echo("worker stopped", err=True)
+
+    try:
+        uvloop.run(main())
+    except ShipyardError as exc:
+        typer.secho(f"error: {exc.message}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+@cli.command()
 def migrate() -> None:
     """Bring the record store's schema up to date."""
     from shipyard.app import open_record_store

@@ -40,6 +40,17 @@ class Settings(BaseSettings):
         description="State store URL (session history, leases): sqlite:///path or "
         "redis://host:6379/0. Default: a SQLite file in the home folder.",
     )
+    broker_url: str | None = Field(
+        None,
+        description="Broker URL for tasks: sqlite:///path (embedded) or "
+        "amqp://user:pass@host:5672/. Default: a SQLite file in the home folder.",
+    )
+    task_max_attempts: int = Field(
+        3, ge=1, le=100, description="Runs of a failing task before it goes to the dead letters."
+    )
+    task_retry_base_s: float = Field(
+        1.0, gt=0, description="First retry delay of a failed task; doubles each attempt."
+    )
     session_ttl_s: float = Field(
         3600.0, gt=0, le=30 * 86400, description="Default idle time before a session expires."
     )
@@ -78,16 +89,20 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field("info")
     access_log: bool = Field(False, description="Log every HTTP request (uvicorn's access log).")
 
-    @field_validator("database_url", "state_url")
+    @field_validator("database_url", "state_url", "broker_url")
     @classmethod
     def _known_scheme(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return value
         # The composition root's factories are the one list of schemes; imported here, not at
         # the top, because shipyard.app imports this module.
-        from shipyard.app import RECORD_STORES, STATE_STORES, url_scheme
+        from shipyard.app import BROKERS, RECORD_STORES, STATE_STORES, url_scheme
 
-        backends = RECORD_STORES if info.field_name == "database_url" else STATE_STORES
+        backends = {
+            "database_url": RECORD_STORES,
+            "state_url": STATE_STORES,
+            "broker_url": BROKERS,
+        }[str(info.field_name)]
         scheme = url_scheme(value)
         if scheme not in backends:
             supported = ", ".join(f"{s}://" for s in sorted(backends))
@@ -124,6 +139,10 @@ class Settings(BaseSettings):
     @property
     def resolved_state_url(self) -> str:
         return self.state_url or f"sqlite:///{self.home / 'state.db'}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or f"sqlite:///{self.home / 'broker.db'}"
 
     @property
     def resolved_model(self) -> str:

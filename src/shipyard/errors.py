@@ -9,6 +9,8 @@
     │   ├── RunNotFound                404     run_not_found
     │   ├── SessionNotFound            404     session_not_found
     │   └── SessionExpired             404     session_expired
+    │   └── TaskNotFound               404     task_not_found
+    ├── TaskFinished                   409     task_finished       cancel of a finished task
     ├── SessionBusy                    409     session_busy        a turn is already running
     │   └── TurnInterrupted            409     turn_interrupted    a newer turn cancelled it
     ├── ContextOverflow                422     context_overflow    history beyond the budget
@@ -93,6 +95,17 @@ class ContextOverflow(ShipyardError):
 
     status = 422
     code = "context_overflow"
+
+
+class TaskNotFound(NotFound):
+    code = "task_not_found"
+
+
+class TaskFinished(ShipyardError):
+    """The task already reached a final state: nothing to cancel."""
+
+    status = 409
+    code = "task_finished"
 
 
 class AuthError(ShipyardError):

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field
 
 from shipyard.models.base import Message, ToolSpec, Usage
 from shipyard.runtime.invoke import RunOutcome
-from shipyard.stores.records.base import RunRecord, SessionRecord
+from shipyard.stores.records.base import RunRecord, SessionRecord, TaskRecord, TaskTransition
 from shipyard.telemetry.events import Event
 
 
@@ -125,3 +125,72 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+class SubmitTask(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agent: str = Field(min_length=1)
+    input: str | list[Message] = Field(min_length=1)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    session_id: str | None = Field(None, description="Run the task as a turn of this session.")
+    webhook_url: AnyHttpUrl | None = None
+    idempotency_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="The same key (per tenant) returns the same task.",
+    )
+    priority: int = Field(0, ge=0, le=9, description="Higher runs first among waiting tasks.")
+    deadline: AwareDatetime | None = Field(
+        None, description="A task not started by then fails with deadline_exceeded."
+    )
+
+
+class TaskAccepted(BaseModel):
+    task_id: str
+    status: str
+    links: dict[str, str]
+
+
+class TaskView(BaseModel):
+    id: str
+    agent: str
+    status: str
+    session_id: str | None
+    priority: int
+    attempts: int
+    run_id: str | None
+    output: str | None
+    error: dict[str, Any] | None
+    usage: Usage
+    created_at: datetime
+    updated_at: datetime
+    transitions: list[TaskTransition] | None = None
+
+    @classmethod
+    def of(cls, task: TaskRecord, transitions: list[TaskTransition] | None = None) -> TaskView:
+        return cls(
+            id=task.id,
+            agent=task.agent,
+            status=task.status,
+            session_id=task.session_id,
+            priority=task.priority,
+            attempts=task.attempts,
+            run_id=task.run_id,
+            output=task.output,
+            error=task.error,
+            usage=Usage(
+                prompt_tokens=task.prompt_tokens,
+                completion_tokens=task.completion_tokens,
+                cost_usd=task.cost_usd,
+            ),
+            created_at=task.created_at,
+            updated_at=task.updated_at,
+            transitions=transitions,
+        )
+
+
+class TaskPage(BaseModel):
+    tasks: list[TaskView]
+    next_cursor: str | None = None

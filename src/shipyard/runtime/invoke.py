@@ -81,6 +81,7 @@ class Invoker:
         stream_deltas: bool = False,
         run_id: str | None = None,
         session_id: str | None = None,
+        task_id: str | None = None,
     ) -> RunOutcome:
         target = self.agent(agent)
         emitter = Emitter(
@@ -92,6 +93,7 @@ class Invoker:
             sinks=[self._recorder.sink, *sinks],
             stream_deltas=stream_deltas,
             session_id=session_id,
+            task_id=task_id,
         )
         ctx = RunContext(
             run_id=emitter.run_id,

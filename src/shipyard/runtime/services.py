@@ -9,6 +9,8 @@ from shipyard.agents.agent import AgentLike
 from shipyard.runtime.invoke import Invoker
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.sessions import SessionService
+from shipyard.runtime.tasks import TaskService
+from shipyard.stores.broker.base import Broker
 from shipyard.stores.records.base import RecordStore
 from shipyard.stores.state.base import StateStore
 
@@ -21,6 +23,8 @@ class Services:
     invoker: Invoker
     state: StateStore
     sessions: SessionService
+    broker: Broker
+    tasks: TaskService
 
     async def start(self) -> None:
         await self.recorder.start()
@@ -31,3 +35,4 @@ class Services:
         await self.recorder.close()
         await self.records.close()
         await self.state.close()
+        await self.broker.close()

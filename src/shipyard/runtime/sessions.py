@@ -166,6 +166,7 @@ class SessionService:
         *,
         sinks: Sequence[Sink] = (),
         stream_deltas: bool = False,
+        task_id: str | None = None,
     ) -> RunOutcome:
         keys = _Keys(session_id)
         run_id = new_id("run")
@@ -190,6 +191,7 @@ class SessionService:
                     stream_deltas=stream_deltas,
                     run_id=run_id,
                     session_id=session_id,
+                    task_id=task_id,
                 )
 
             if meta.on_busy == "interrupt":

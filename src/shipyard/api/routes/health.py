@@ -20,9 +20,10 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> object:
     """The process can serve: its stores answer."""
     services = request.app.state.services
-    for name, store in (("records", services.records), ("state", services.state)):
+    stores = (("records", services.records), ("state", services.state), ("broker", services.broker))
+    for name, store in stores:
         try:
             await store.ping()
         except ShipyardError as exc:
             return error_response(503, "not_ready", f"{name} store: {exc.message}")
-    return {"status": "ready", "checks": {"records": "ok", "state": "ok"}}
+    return {"status": "ready", "checks": {name: "ok" for name, _ in stores}}

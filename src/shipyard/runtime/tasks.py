@@ -1,0 +1,176 @@
+"""Event-driven tasks: acknowledged at once, run later by any worker, published when done.
+
+The record store is the truth about a task; the broker only carries "run task X". Every
+status change is a compare-and-set on the record (``transition_task``), so however many
+times the broker delivers a message, a task ends ``succeeded`` at most once:
+
+    queued → running → succeeded | failed | cancelled | dead
+       ↑________|  (a failed attempt that will be retried goes back to queued)
+
+A task with a ``session_id`` is a turn of that session, under its one-turn-at-a-time rule.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from shipyard.agents.context import RunInput
+from shipyard.errors import TaskFinished, TaskNotFound
+from shipyard.runtime.invoke import Invoker
+from shipyard.stores.broker.base import Broker, TaskMessage
+from shipyard.stores.records.base import (
+    FINAL_TASK_STATES,
+    Page,
+    RecordStore,
+    TaskRecord,
+    TaskStatus,
+    TaskTransition,
+)
+from shipyard.stores.state.base import StateStore
+from shipyard.telemetry.events import new_id
+
+TASK_QUEUE = "tasks"
+CANCEL = b"cancel"
+
+
+def control_channel(task_id: str) -> str:
+    return f"task:{{{task_id}}}:control"
+
+
+def cloud_event(task: TaskRecord) -> bytes:
+    """The task's outcome as a CloudEvents 1.0 JSON message (structured mode)."""
+    return orjson.dumps(
+        {
+            "specversion": "1.0",
+            "id": uuid.uuid4().hex,
+            "source": "/shipyard/tasks",
+            "type": f"dev.shipyard.task.{task.status}",
+            "subject": task.id,
+            "time": datetime.now(UTC).isoformat(),
+            "datacontenttype": "application/json",
+            "data": {
+                "task_id": task.id,
+                "tenant_id": task.tenant_id,
+                "agent": task.agent,
+                "status": task.status,
+                "output": task.output,
+                "error": task.error,
+                "run_id": task.run_id,
+                "attempts": task.attempts,
+                "usage": {
+                    "prompt_tokens": task.prompt_tokens,
+                    "completion_tokens": task.completion_tokens,
+                    "cost_usd": task.cost_usd,
+                },
+            },
+        }
+    )
+
+
+def routing_key(task: TaskRecord) -> str:
+    return f"{task.tenant_id}.{task.agent}"
+
+
+class TaskService:
+    """What the API does with tasks: submit, read, list, cancel."""
+
+    def __init__(
+        self, records: RecordStore, broker: Broker, state: StateStore, invoker: Invoker
+    ) -> None:
+        self._records = records
+        self._broker = broker
+        self._state = state
+        self._invoker = invoker
+
+    async def submit(
+        self,
+        tenant_id: str,
+        *,
+        agent: str,
+        input: RunInput,
+        metadata: dict[str, Any],
+        session_id: str | None = None,
+        webhook_url: str | None = None,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        deadline: datetime | None = None,
+    ) -> tuple[TaskRecord, bool]:
+        """Record the task and hand it to the broker; ``(task, created)``. The same idempotency
+        key returns the first task (and hands it to the broker again if it is still queued:
+        the first hand-over may have failed; a duplicate message is harmless)."""
+        target = self._invoker.agent(agent)  # 404 before anything is kept
+        now = datetime.now(UTC)
+        task, created = await self._records.create_task(
+            TaskRecord(
+                id=new_id("task"),
+                tenant_id=tenant_id,
+                agent=target.name,
+                status="queued",
+                input=input
+                if isinstance(input, str)
+                else [m.model_dump(exclude_none=True) for m in input],
+                metadata=metadata,
+                session_id=session_id,
+                webhook_url=webhook_url,
+                idempotency_key=idempotency_key,
+                priority=priority,
+                deadline=deadline,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        if created or task.status == "queued":
+            await self._broker.publish(_message(task), queue=TASK_QUEUE)
+        return task, created
+
+    async def get(self, tenant_id: str, task_id: str) -> TaskRecord:
+        task = await self._records.get_task(tenant_id, task_id)
+        if task is None:
+            raise TaskNotFound(f"no task {task_id!r}")
+        return task
+
+    async def transitions(self, tenant_id: str, task_id: str) -> list[TaskTransition]:
+        await self.get(tenant_id, task_id)
+        return await self._records.task_transitions(tenant_id, task_id)
+
+    async def listing(
+        self,
+        tenant_id: str,
+        *,
+        status: TaskStatus | None,
+        agent: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page[TaskRecord]:
+        return await self._records.list_tasks(
+            tenant_id, status=status, agent=agent, limit=limit, cursor=cursor
+        )
+
+    async def cancel(self, tenant_id: str, task_id: str) -> TaskRecord:
+        """A queued task is cancelled at once; a running one is told to stop (its worker records
+        it cancelled); a finished one answers 409."""
+        task = await self.get(tenant_id, task_id)
+        if task.status in FINAL_TASK_STATES:
+            raise TaskFinished(f"task {task_id} already ended: {task.status}")
+        detail = {"by": "api"}
+        done = await self._records.transition_task(
+            tenant_id, task_id, "cancelled", expected=frozenset({"queued"}), detail=detail
+        )
+        if done is not None:
+            return done
+        await self._state.publish(control_channel(task_id), CANCEL)
+        return await self.get(tenant_id, task_id)
+
+
+def _message(task: TaskRecord) -> TaskMessage:
+    return TaskMessage(
+        task_id=task.id,
+        tenant_id=task.tenant_id,
+        agent=task.agent,
+        body=orjson.dumps({"task_id": task.id}),
+        priority=task.priority,
+    )

@@ -1,0 +1,252 @@
+"""The worker: takes task messages from the broker and runs them, exactly once in the records.
+
+For each delivery:
+1. claim the task (queued → running; running → running only for a redelivery, i.e. a worker
+   died mid-task) — if the claim fails the task is done, cancelled or someone else's: ack;
+2. run it (a session turn if it has a ``session_id``), stoppable by a cancel request;
+3. store the outcome with a compare-and-set from running, so a duplicate run cannot record a
+   second outcome; then publish the result (CloudEvent) and only then ack.
+A failure that may pass (model errors, timeouts, stores) goes back to queued and is retried
+with backoff until ``max_attempts``; then the task is ``dead`` and its message goes to the
+dead letters. A failure that will not pass (unknown agent, bad input) is ``failed`` at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from shipyard.errors import (
+    ModelError,
+    RunCancelled,
+    RunTimeout,
+    ShipyardError,
+    StoreError,
+)
+from shipyard.runtime.invoke import RunOutcome
+from shipyard.runtime.services import Services
+from shipyard.runtime.tasks import CANCEL, TASK_QUEUE, cloud_event, control_channel, routing_key
+from shipyard.stores.broker.base import Delivery, backoff_s
+from shipyard.stores.records.base import TaskRecord
+from shipyard.telemetry.events import TERMINAL, Event
+
+log = structlog.get_logger(__name__)
+
+RETRYABLE = (ModelError, RunTimeout, StoreError)
+
+
+class Worker:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        concurrency: int = 4,
+        max_attempts: int = 3,
+        retry_base_s: float = 1.0,
+        name: str | None = None,
+    ) -> None:
+        self._services = services
+        self._concurrency = concurrency
+        self._max_attempts = max_attempts
+        self._retry_base_s = retry_base_s
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Stop taking new tasks; tasks in flight finish (see ``run``)."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Consume until ``stop``; then let in-flight tasks finish and hand back the rest."""
+        broker = self._services.broker
+        slots = asyncio.Semaphore(self._concurrency)
+        running: set[asyncio.Task[None]] = set()
+        async with broker.consume(TASK_QUEUE, prefetch=self._concurrency) as deliveries:
+            async for delivery in _until(deliveries, self._stopping):
+                await slots.acquire()
+                task = asyncio.create_task(self._handle(delivery))
+                running.add(task)
+
+                def done(finished: asyncio.Task[None]) -> None:
+                    running.discard(finished)
+                    slots.release()
+
+                task.add_done_callback(done)
+            if running:
+                await asyncio.wait(running)
+
+    async def _handle(self, delivery: Delivery) -> None:
+        try:
+            await self._process(delivery)
+        except Exception:  # never lose the delivery: hand it back for another try
+            log.exception("task handling failed", task_id=delivery.message.task_id)
+            with contextlib.suppress(Exception):
+                await delivery.nack(requeue=True)
+
+    async def _process(self, delivery: Delivery) -> None:
+        message = delivery.message
+        records = self._services.records
+        task = await records.get_task(message.tenant_id, message.task_id)
+        if task is None:
+            await delivery.dead("no such task in the records")
+            return
+        claimable = {"queued", "running"} if delivery.redelivered else {"queued"}
+        claimed = await records.transition_task(
+            task.tenant_id,
+            task.id,
+            "running",
+            expected=frozenset(claimable),
+            attempts=message.attempt,
+            detail={"worker": self.name, "attempt": message.attempt},
+        )
+        if claimed is None:  # finished, cancelled, or another worker's: nothing to do
+            await delivery.ack()
+            return
+        if claimed.deadline is not None and claimed.deadline < datetime.now(UTC):
+            error = {"code": "deadline_exceeded", "message": "the task's deadline passed"}
+            await self._finish(delivery, claimed, "failed", error=error)
+            return
+        try:
+            outcome = await self._cancellable(claimed)
+        except RunCancelled:
+            await self._finish(delivery, claimed, "cancelled", error={"code": "cancelled"})
+        except RETRYABLE as exc:
+            await self._failed_attempt(delivery, claimed, exc)
+        except ShipyardError as exc:
+            await self._finish(delivery, claimed, "failed", error=exc.to_dict())
+        else:
+            usage = outcome.usage
+            await self._finish(
+                delivery,
+                claimed,
+                "succeeded",
+                output=outcome.output,
+                run_id=outcome.run_id,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cost_usd=usage.cost_usd,
+            )
+
+    async def _cancellable(self, task: TaskRecord) -> RunOutcome:
+        """Run the task; a cancel request on its channel (from the API) stops the agent."""
+        me = asyncio.current_task()
+        assert me is not None
+        ended = False
+        cancelled = False
+
+        def watch_end(event: Event) -> None:
+            nonlocal ended
+            ended = ended or event.type in TERMINAL
+
+        async def watch(messages: AsyncIterator[bytes]) -> None:
+            nonlocal cancelled
+            async for message in messages:
+                if message == CANCEL and not ended:
+                    cancelled = True
+                    me.cancel("cancelled through the API")
+                    return
+
+        async with self._services.state.subscribe(control_channel(task.id)) as messages:
+            watcher = asyncio.create_task(watch(messages))
+            try:
+                return await self._run(task, watch_end)
+            except asyncio.CancelledError:
+                if not cancelled:
+                    raise
+                me.uncancel()
+                raise RunCancelled("cancelled through the API") from None
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+
+    async def _run(self, task: TaskRecord, watch_end: Any) -> RunOutcome:
+        if task.session_id:
+            return await self._services.sessions.turn(
+                task.tenant_id, task.session_id, task.input, sinks=[watch_end], task_id=task.id
+            )
+        return await self._services.invoker.invoke(
+            tenant_id=task.tenant_id,
+            agent=task.agent,
+            input=task.input,
+            metadata=task.metadata,
+            sinks=[watch_end],
+            task_id=task.id,
+        )
+
+    async def _failed_attempt(
+        self, delivery: Delivery, task: TaskRecord, exc: ShipyardError
+    ) -> None:
+        attempt = delivery.message.attempt
+        if attempt >= self._max_attempts:
+            await self._finish(delivery, task, "dead", error=exc.to_dict(), dead=exc.message)
+            return
+        requeued = await self._services.records.transition_task(
+            task.tenant_id,
+            task.id,
+            "queued",
+            expected=frozenset({"running"}),
+            error=exc.to_dict(),
+            detail={"retry_in_s": backoff_s(attempt, base_s=self._retry_base_s), "error": exc.code},
+        )
+        if requeued is None:
+            await delivery.ack()  # cancelled meanwhile
+            return
+        await delivery.retry(backoff_s(attempt, base_s=self._retry_base_s))
+
+    async def _finish(
+        self,
+        delivery: Delivery,
+        task: TaskRecord,
+        status: Any,
+        *,
+        dead: str | None = None,
+        **fields: Any,
+    ) -> None:
+        final = await self._services.records.transition_task(
+            task.tenant_id,
+            task.id,
+            status,
+            expected=frozenset({"running"}),
+            detail={"worker": self.name},
+            **fields,
+        )
+        if final is not None:
+            await self._services.broker.publish_result(
+                cloud_event(final), routing_key=routing_key(final)
+            )
+        if dead is not None:
+            await delivery.dead(dead)
+        else:
+            await delivery.ack()
+
+
+async def _until(
+    deliveries: AsyncIterator[Delivery], stopping: asyncio.Event
+) -> AsyncIterator[Delivery]:
+    """Deliveries until ``stopping`` is set (a delivery taken meanwhile is handed back)."""
+    stop = asyncio.ensure_future(stopping.wait())
+    try:
+        while True:
+            nxt = asyncio.ensure_future(anext(deliveries))
+            done, _ = await asyncio.wait({nxt, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if nxt in done:
+                try:
+                    yield nxt.result()
+                except StopAsyncIteration:
+                    return
+                continue
+            nxt.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                delivery = await nxt
+                await delivery.nack(requeue=True)
+            return
+    finally:
+        stop.cancel()

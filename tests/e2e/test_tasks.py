@@ -1,0 +1,173 @@
+"""Tasks end to end: a server and separate worker processes, on the embedded broker and on
+RabbitMQ."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import missing_service
+from tests.servers import ServerProcess, WorkerProcess
+
+FINAL = {"succeeded", "failed", "cancelled", "dead"}
+
+
+def client_for(server: ServerProcess) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {server.admin_key}"}
+    return httpx.Client(base_url=server.url, headers=headers, timeout=30)
+
+
+def submit(client: httpx.Client, agent: str, text: str, **body: Any) -> str:
+    reply = client.post("/v1/tasks", json={"agent": agent, "input": text, **body})
+    assert reply.status_code == 202, reply.text
+    assert reply.json()["status"] == "queued"
+    return str(reply.json()["task_id"])
+
+
+def wait_final(client: httpx.Client, task_id: str, seconds: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        task: dict[str, Any] = client.get(f"/v1/tasks/{task_id}").json()
+        if task["status"] in FINAL:
+            return task
+        time.sleep(0.1)
+    raise AssertionError(f"task {task_id} did not finish: {task}")
+
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> Iterator[ServerProcess]:
+    server = ServerProcess(
+        home=tmp_path,
+        app="tests.e2e.apps:app",
+        env_extra={"SHIPYARD_TASK_MAX_ATTEMPTS": "2", "SHIPYARD_TASK_RETRY_BASE_S": "0.1"},
+    ).start()
+    yield server
+    server.stop()
+
+
+def test_a_task_is_acknowledged_then_run_by_a_worker(embedded: ServerProcess) -> None:
+    with client_for(embedded) as client:
+        task_id = submit(client, "calc", "2+3?", metadata={"ticket": 7})
+        assert client.get(f"/v1/tasks/{task_id}").json()["status"] == "queued"  # no worker yet
+        worker = WorkerProcess(embedded).start()
+        try:
+            task = wait_final(client, task_id)
+        finally:
+            worker.stop()
+        assert task["status"] == "succeeded" and task["output"] == "It is 5."
+        assert task["attempts"] == 1 and task["usage"]["prompt_tokens"] > 0
+        assert [t["status"] for t in task["transitions"]] == ["queued", "running", "succeeded"]
+        run = client.get(f"/v1/runs/{task['run_id']}").json()
+        assert run["task_id"] == task_id and run["status"] == "succeeded"
+        listed = client.get("/v1/tasks", params={"status": "succeeded"}).json()["tasks"]
+        assert task_id in [t["id"] for t in listed]
+
+
+def test_idempotency_cancel_and_restart_survival(embedded: ServerProcess) -> None:
+    with client_for(embedded) as client:
+        first = client.post(
+            "/v1/tasks", json={"agent": "echo", "input": "once", "idempotency_key": "k-1"}
+        )
+        again = client.post(
+            "/v1/tasks", json={"agent": "echo", "input": "twice", "idempotency_key": "k-1"}
+        )
+        assert first.json()["task_id"] == again.json()["task_id"]
+        assert again.headers["idempotent-replayed"] == "true"
+
+        doomed = submit(client, "echo", "never runs")
+        cancelled = client.post(f"/v1/tasks/{doomed}/cancel")
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        refused = client.post(f"/v1/tasks/{doomed}/cancel")
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "task_finished"
+        kept = submit(client, "echo", "queued across a restart")
+
+    embedded.stop()  # the embedded broker keeps queued tasks on disk
+    embedded.start()
+    worker = WorkerProcess(embedded).start()
+    try:
+        with client_for(embedded) as client:
+            assert wait_final(client, kept)["output"] == "echo: queued across a restart"
+            assert wait_final(client, first.json()["task_id"])["output"] == "echo: once"
+            assert client.get(f"/v1/tasks/{doomed}").json()["status"] == "cancelled"
+            assert (
+                client.get("/v1/runs", params={"agent": "echo", "limit": 10}).json()["runs"][0][
+                    "input"
+                ]
+                != "never runs"
+            )
+    finally:
+        worker.stop()
+
+
+def test_a_task_that_always_fails_ends_dead(embedded: ServerProcess) -> None:
+    worker = WorkerProcess(embedded).start()
+    try:
+        with client_for(embedded) as client:
+            task = wait_final(client, submit(client, "broken", "x"))
+        assert task["status"] == "dead" and task["attempts"] == 2
+        assert task["error"]["code"] == "model_error"
+        assert [t["status"] for t in task["transitions"]] == [
+            "queued", "running", "queued", "running", "dead",
+        ]  # fmt: skip
+    finally:
+        worker.stop()
+
+
+def test_bad_submissions(embedded: ServerProcess) -> None:
+    with client_for(embedded) as client:
+        unknown = client.post("/v1/tasks", json={"agent": "nobody", "input": "x"})
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "agent_not_found"
+        bad = client.post("/v1/tasks", json={"agent": "echo", "input": "x", "priority": 12})
+        assert bad.status_code == 422 and "priority" in bad.json()["error"]["message"]
+        missing = client.get("/v1/tasks/task_nope")
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "task_not_found"
+
+
+@pytest.fixture
+def rabbit_vhost() -> Iterator[str]:
+    """A RabbitMQ virtual host of this test's own (the shared server is never restarted)."""
+    vhost = f"shipyard-test-{secrets.token_hex(4)}"
+    made = subprocess.run(["rabbitmqctl", "add_vhost", vhost], capture_output=True, timeout=60)
+    if made.returncode != 0:
+        missing_service(f"RabbitMQ unavailable: {made.stderr.decode()[:200]}")
+    subprocess.run(
+        ["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True, timeout=60)
+
+
+@pytest.mark.rabbitmq
+def test_a_worker_killed_mid_task_loses_nothing(tmp_path: Path, rabbit_vhost: str) -> None:
+    server = ServerProcess(
+        home=tmp_path, app="tests.e2e.apps:app", env_extra={"SHIPYARD_BROKER_URL": rabbit_vhost}
+    ).start()
+    first = WorkerProcess(server, concurrency=1).start()
+    second: WorkerProcess | None = None
+    try:
+        with client_for(server) as client:
+            task_id = submit(client, "slow_echo", "survive the crash")
+            deadline = time.monotonic() + 30
+            while client.get(f"/v1/tasks/{task_id}").json()["status"] != "running":
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            first.kill()  # mid-task: the model takes 300 ms
+            second = WorkerProcess(server, concurrency=1).start()
+            task = wait_final(client, task_id)
+        assert task["status"] == "succeeded" and task["output"] == "echo: survive the crash"
+        assert [t["status"] for t in task["transitions"]].count("succeeded") == 1
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+        server.stop()
