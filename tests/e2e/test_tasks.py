@@ -171,3 +171,34 @@ def test_a_worker_killed_mid_task_loses_nothing(tmp_path: Path, rabbit_vhost: st
         if second is not None:
             second.stop()
         server.stop()
+
+
+@pytest.mark.redis
+def test_a_running_task_is_cancelled_through_its_worker(tmp_path: Path) -> None:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
+    except OSError:
+        missing_service("Redis unreachable at 127.0.0.1:6379")
+    server = ServerProcess(
+        home=tmp_path,
+        app="tests.e2e.apps:app",
+        env_extra={"SHIPYARD_STATE_URL": "redis://127.0.0.1:6379/0"},  # channels across processes
+    ).start()
+    worker = WorkerProcess(server, concurrency=1).start()
+    try:
+        with client_for(server) as client:
+            task_id = submit(client, "sleepy", "zzz")
+            deadline = time.monotonic() + 30
+            while client.get(f"/v1/tasks/{task_id}").json()["status"] != "running":
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            assert client.post(f"/v1/tasks/{task_id}/cancel").status_code == 200
+            task = wait_final(client, task_id, seconds=20)
+            assert task["status"] == "cancelled"
+            runs = client.get("/v1/runs", params={"agent": "sleepy"}).json()["runs"]
+            assert runs[0]["error"] == {"code": "cancelled", "message": "cancelled through the API"}
+    finally:
+        worker.stop()
+        server.stop()

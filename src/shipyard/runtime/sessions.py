@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -44,10 +44,11 @@ from shipyard.errors import (
 )
 from shipyard.models.base import Message, SystemMessage, UserMessage
 from shipyard.runtime.compaction import compact
+from shipyard.runtime.control import stoppable
 from shipyard.runtime.invoke import Invoker, RunOutcome
 from shipyard.stores.records.base import Page, RecordStore, SessionRecord
 from shipyard.stores.state.base import Lease, StateStore
-from shipyard.telemetry.events import TERMINAL, Event, Sink, new_id
+from shipyard.telemetry.events import Sink, new_id
 
 BusyPolicy = Literal["reject", "enqueue", "interrupt"]
 T = TypeVar("T")
@@ -195,7 +196,14 @@ class SessionService:
                 )
 
             if meta.on_busy == "interrupt":
-                outcome = await self._interruptible(keys, run)
+                outcome = await stoppable(
+                    self._state,
+                    keys.control,
+                    INTERRUPT,
+                    run,
+                    stopped=lambda: TurnInterrupted("a newer turn of this session interrupted it"),
+                    reason="interrupted by a newer turn",
+                )
             else:
                 outcome = await run()
             await self._commit(keys, raw, meta, [*said, *outcome.messages])
@@ -234,42 +242,6 @@ class SessionService:
                 return lease
             delay = min(delay * 2, 0.05)
         raise SessionBusy(f"waited {self._queue_s:g}s for this session's running turn; try again")
-
-    async def _interruptible(self, keys: _Keys, run: Callable[[Sequence[Sink]], Awaitable[T]]) -> T:
-        """Run until the run ends or a newer turn sends ``interrupt`` on the session's channel
-        (from any replica). An interrupt while the agent works cancels it (the run is recorded
-        as cancelled) and fails this turn; once the run has ended, interrupts are ignored and
-        the turn is kept."""
-        task = asyncio.current_task()
-        assert task is not None
-        interrupted = False
-        ended = False
-
-        def watch_end(event: Event) -> None:
-            nonlocal ended
-            ended = ended or event.type in TERMINAL
-
-        async def watch(messages: AsyncIterator[bytes]) -> None:
-            nonlocal interrupted
-            async for message in messages:
-                if message == INTERRUPT and not ended:
-                    interrupted = True
-                    task.cancel("interrupted by a newer turn")
-                    return
-
-        async with self._state.subscribe(keys.control) as messages:
-            watcher = asyncio.create_task(watch(messages))
-            try:
-                return await run([watch_end])
-            except asyncio.CancelledError:
-                if not interrupted:
-                    raise
-                task.uncancel()
-                raise TurnInterrupted("a newer turn of this session interrupted this one") from None
-            finally:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
 
     # -- history --------------------------------------------------------------------------------
 

@@ -41,6 +41,13 @@ def control_channel(task_id: str) -> str:
     return f"task:{{{task_id}}}:control"
 
 
+def cancel_marker(task_id: str) -> str:
+    return f"task:{{{task_id}}}:cancel"
+
+
+CANCEL_MARKER_TTL_S = 24 * 3600.0
+
+
 def cloud_event(task: TaskRecord) -> bytes:
     """The task's outcome as a CloudEvents 1.0 JSON message (structured mode)."""
     return orjson.dumps(
@@ -162,6 +169,8 @@ class TaskService:
         )
         if done is not None:
             return done
+        # the marker covers a worker that has claimed the task but is not listening yet
+        await self._state.set(cancel_marker(task_id), CANCEL, ttl_s=CANCEL_MARKER_TTL_S)
         await self._state.publish(control_channel(task_id), CANCEL)
         return await self.get(tenant_id, task_id)
 

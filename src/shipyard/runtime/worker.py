@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,12 +30,20 @@ from shipyard.errors import (
     ShipyardError,
     StoreError,
 )
+from shipyard.runtime.control import stoppable
 from shipyard.runtime.invoke import RunOutcome
 from shipyard.runtime.services import Services
-from shipyard.runtime.tasks import CANCEL, TASK_QUEUE, cloud_event, control_channel, routing_key
+from shipyard.runtime.tasks import (
+    CANCEL,
+    TASK_QUEUE,
+    cancel_marker,
+    cloud_event,
+    control_channel,
+    routing_key,
+)
 from shipyard.stores.broker.base import Delivery, backoff_s
 from shipyard.stores.records.base import TaskRecord
-from shipyard.telemetry.events import TERMINAL, Event
+from shipyard.telemetry.events import Sink
 
 log = structlog.get_logger(__name__)
 
@@ -136,48 +144,27 @@ class Worker:
 
     async def _cancellable(self, task: TaskRecord) -> RunOutcome:
         """Run the task; a cancel request on its channel (from the API) stops the agent."""
-        me = asyncio.current_task()
-        assert me is not None
-        ended = False
-        cancelled = False
+        return await stoppable(
+            self._services.state,
+            control_channel(task.id),
+            CANCEL,
+            lambda sinks: self._run(task, sinks),
+            stopped=lambda: RunCancelled("cancelled through the API"),
+            reason="cancelled through the API",
+            marker=cancel_marker(task.id),
+        )
 
-        def watch_end(event: Event) -> None:
-            nonlocal ended
-            ended = ended or event.type in TERMINAL
-
-        async def watch(messages: AsyncIterator[bytes]) -> None:
-            nonlocal cancelled
-            async for message in messages:
-                if message == CANCEL and not ended:
-                    cancelled = True
-                    me.cancel("cancelled through the API")
-                    return
-
-        async with self._services.state.subscribe(control_channel(task.id)) as messages:
-            watcher = asyncio.create_task(watch(messages))
-            try:
-                return await self._run(task, watch_end)
-            except asyncio.CancelledError:
-                if not cancelled:
-                    raise
-                me.uncancel()
-                raise RunCancelled("cancelled through the API") from None
-            finally:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
-
-    async def _run(self, task: TaskRecord, watch_end: Any) -> RunOutcome:
+    async def _run(self, task: TaskRecord, sinks: Sequence[Sink]) -> RunOutcome:
         if task.session_id:
             return await self._services.sessions.turn(
-                task.tenant_id, task.session_id, task.input, sinks=[watch_end], task_id=task.id
+                task.tenant_id, task.session_id, task.input, sinks=sinks, task_id=task.id
             )
         return await self._services.invoker.invoke(
             tenant_id=task.tenant_id,
             agent=task.agent,
             input=task.input,
             metadata=task.metadata,
-            sinks=[watch_end],
+            sinks=sinks,
             task_id=task.id,
         )
 
