@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import secrets
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.services import Services
 from shipyard.runtime.sessions import SessionService
 from shipyard.runtime.tasks import TaskService
+from shipyard.runtime.webhooks import WebhookSender
 from shipyard.stores.broker.base import Broker
 from shipyard.stores.records.base import RecordStore
 from shipyard.stores.state.base import StateStore
@@ -150,6 +152,11 @@ def build_services(app: App, settings: Settings) -> Services:
         default_ttl_s=settings.session_ttl_s,
         queue_s=settings.session_queue_s,
     )
+    webhooks = WebhookSender(
+        webhook_signing_key(settings),
+        attempts=settings.webhook_attempts,
+        base_s=settings.webhook_retry_base_s,
+    )
     return Services(
         agents=app.agents,
         records=records,
@@ -159,7 +166,19 @@ def build_services(app: App, settings: Settings) -> Services:
         sessions=sessions,
         broker=broker,
         tasks=TaskService(records, broker, state, invoker),
+        webhooks=webhooks,
     )
+
+
+def webhook_signing_key(settings: Settings) -> str:
+    """The configured key, or one generated once into the home folder (readable by owner)."""
+    if settings.webhook_signing_key is not None:
+        return settings.webhook_signing_key.get_secret_value()
+    path = settings.home / "webhook.key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 def build_keys(records: RecordStore, settings: Settings) -> KeyService:

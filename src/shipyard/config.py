@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     )
     task_retry_base_s: float = Field(
         1.0, gt=0, description="First retry delay of a failed task; doubles each attempt."
+    )
+    webhook_signing_key: SecretStr | None = Field(
+        None,
+        description="Key the tenants' webhook secrets derive from. Default: generated once "
+        "into the home folder (set it explicitly when several machines run workers).",
+    )
+    webhook_attempts: int = Field(5, ge=1, le=50, description="Deliveries tried per webhook.")
+    webhook_retry_base_s: float = Field(
+        1.0, gt=0, description="First webhook retry delay; doubles each attempt (capped at 60 s)."
     )
     session_ttl_s: float = Field(
         3600.0, gt=0, le=30 * 86400, description="Default idle time before a session expires."

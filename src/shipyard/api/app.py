@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from shipyard._version import __version__
 from shipyard.api import errors
 from shipyard.api.keys import KeyService
-from shipyard.api.routes import agents, health, runs, session_ws, sessions, tasks
+from shipyard.api.routes import agents, health, runs, session_ws, sessions, tasks, webhooks
 from shipyard.runtime.services import Services
 
 
@@ -42,5 +42,6 @@ def create_app(
     app.include_router(runs.router)
     app.include_router(sessions.router)
     app.include_router(tasks.router)
+    app.include_router(webhooks.router)
     app.include_router(session_ws.router)
     return app

@@ -10,6 +10,7 @@ from shipyard.runtime.invoke import Invoker
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.sessions import SessionService
 from shipyard.runtime.tasks import TaskService
+from shipyard.runtime.webhooks import WebhookSender
 from shipyard.stores.broker.base import Broker
 from shipyard.stores.records.base import RecordStore
 from shipyard.stores.state.base import StateStore
@@ -25,6 +26,7 @@ class Services:
     sessions: SessionService
     broker: Broker
     tasks: TaskService
+    webhooks: WebhookSender
 
     async def start(self) -> None:
         await self.recorder.start()
@@ -36,3 +38,4 @@ class Services:
         await self.records.close()
         await self.state.close()
         await self.broker.close()
+        await self.webhooks.close()

@@ -48,12 +48,13 @@ def cancel_marker(task_id: str) -> str:
 CANCEL_MARKER_TTL_S = 24 * 3600.0
 
 
-def cloud_event(task: TaskRecord) -> bytes:
-    """The task's outcome as a CloudEvents 1.0 JSON message (structured mode)."""
-    return orjson.dumps(
+def cloud_event(task: TaskRecord) -> tuple[str, bytes]:
+    """The task's outcome as a CloudEvents 1.0 JSON message (structured mode), with its id."""
+    event_id = uuid.uuid4().hex
+    return event_id, orjson.dumps(
         {
             "specversion": "1.0",
-            "id": uuid.uuid4().hex,
+            "id": event_id,
             "source": "/shipyard/tasks",
             "type": f"dev.shipyard.task.{task.status}",
             "subject": task.id,

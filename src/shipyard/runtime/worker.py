@@ -66,6 +66,7 @@ class Worker:
         self._retry_base_s = retry_base_s
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self._stopping = asyncio.Event()
+        self._deliveries: set[asyncio.Task[bool]] = set()
 
     def stop(self) -> None:
         """Stop taking new tasks; tasks in flight finish (see ``run``)."""
@@ -89,6 +90,8 @@ class Worker:
                 task.add_done_callback(done)
             if running:
                 await asyncio.wait(running)
+        if self._deliveries:  # webhooks still being tried get a bounded grace period
+            await asyncio.wait(self._deliveries, timeout=30)
 
     async def _handle(self, delivery: Delivery) -> None:
         try:
@@ -206,13 +209,25 @@ class Worker:
             **fields,
         )
         if final is not None:
-            await self._services.broker.publish_result(
-                cloud_event(final), routing_key=routing_key(final)
-            )
+            event_id, body = cloud_event(final)
+            await self._services.broker.publish_result(body, routing_key=routing_key(final))
+            if final.webhook_url:
+                self._send_webhook(final, event_id, body)
         if dead is not None:
             await delivery.dead(dead)
         else:
             await delivery.ack()
+
+    def _send_webhook(self, task: TaskRecord, event_id: str, body: bytes) -> None:
+        """In the background: the task is stored and acked whatever the receiver does."""
+        assert task.webhook_url is not None
+        delivery = asyncio.create_task(
+            self._services.webhooks.deliver(
+                task.webhook_url, tenant_id=task.tenant_id, event_id=event_id, body=body
+            )
+        )
+        self._deliveries.add(delivery)
+        delivery.add_done_callback(self._deliveries.discard)
 
 
 async def _until(

@@ -1,0 +1,122 @@
+"""Task results delivered to a caller's URL, signed so the receiver can trust them.
+
+The body is the task's CloudEvent. Headers: ``Webhook-Id`` (the event id, for deduplication),
+``Webhook-Timestamp`` (Unix seconds) and ``Webhook-Signature: v1=<hex>``, the HMAC-SHA256 of
+``"<timestamp>.<body>"`` under the tenant's signing secret. Each tenant's secret is derived
+from the server's signing key (``SHIPYARD_WEBHOOK_SIGNING_KEY``), so every replica computes it
+and nothing per tenant needs storing; a tenant reads its own with ``GET /v1/webhooks/secret``.
+
+Delivery is retried with exponential backoff on network errors, timeouts, 408, 429 and 5xx,
+up to ``attempts``; other 4xx answers are final. Every attempt is logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+
+import httpx
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+log = structlog.get_logger(__name__)
+
+SIGNATURE_HEADER = "Webhook-Signature"
+TIMESTAMP_HEADER = "Webhook-Timestamp"
+ID_HEADER = "Webhook-Id"
+_RETRY_STATUSES = frozenset({408, 425, 429})
+
+
+def tenant_secret(signing_key: str, tenant_id: str) -> str:
+    """The tenant's webhook secret: stable for a signing key, different for every tenant."""
+    return hmac.new(
+        signing_key.encode(), f"webhook:{tenant_id}".encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"v1={digest.hexdigest()}"
+
+
+def verify(
+    secret: str, timestamp: str, body: bytes, signature: str, *, tolerance_s: float = 300
+) -> bool:
+    """What a receiver does: the signature matches and the timestamp is recent (no replays)."""
+    try:
+        ts = int(timestamp)
+    except ValueError:
+        return False
+    if abs(time.time() - ts) > tolerance_s:
+        return False
+    return hmac.compare_digest(sign(secret, ts, body), signature)
+
+
+class _Retryable(Exception):
+    pass
+
+
+class WebhookSender:
+    def __init__(
+        self,
+        signing_key: str,
+        *,
+        attempts: int = 5,
+        base_s: float = 1.0,
+        max_s: float = 60.0,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self._key = signing_key
+        self._attempts = attempts
+        self._wait = wait_exponential(multiplier=base_s, max=max_s)
+        self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
+
+    def secret_for(self, tenant_id: str) -> str:
+        return tenant_secret(self._key, tenant_id)
+
+    async def deliver(self, url: str, *, tenant_id: str, event_id: str, body: bytes) -> bool:
+        """POST until a 2xx answer, a final refusal, or the last attempt; True if delivered."""
+        secret = tenant_secret(self._key, tenant_id)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(_Retryable),
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    number = attempt.retry_state.attempt_number
+                    return await self._post(url, secret, event_id, body, number)
+        except RetryError:
+            log.warning("webhook gave up", url=url, event_id=event_id, attempts=self._attempts)
+        return False
+
+    async def _post(self, url: str, secret: str, event_id: str, body: bytes, number: int) -> bool:
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/cloudevents+json",
+            ID_HEADER: event_id,
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(secret, timestamp, body),
+        }
+        try:
+            reply = await self._client.post(url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            log.info("webhook attempt", url=url, attempt=number, error=type(exc).__name__)
+            raise _Retryable from exc
+        log.info("webhook attempt", url=url, attempt=number, status=reply.status_code)
+        if reply.is_success:
+            return True
+        if reply.status_code >= 500 or reply.status_code in _RETRY_STATUSES:
+            raise _Retryable
+        return False  # the receiver refused it for good
+
+    async def close(self) -> None:
+        await self._client.aclose()
