@@ -256,3 +256,30 @@ def test_the_webhook_is_signed_and_retried(tmp_path: Path) -> None:
     assert event["specversion"] == "1.0" and event["type"] == "dev.shipyard.task.succeeded"
     assert event["data"]["task_id"] == task_id and event["data"]["output"] == "echo: call me back"
     assert log.count("webhook attempt") == 3
+
+
+def test_task_events_stream_and_resume(embedded: ServerProcess) -> None:
+    import json
+
+    with client_for(embedded) as client:
+        task_id = submit(client, "slow_echo", "watch me")
+        worker = WorkerProcess(embedded).start()
+        try:
+            with client.stream("GET", f"/v1/tasks/{task_id}/events") as reply:
+                assert reply.headers["content-type"].startswith("text/event-stream")
+                lines = list(reply.iter_lines())
+        finally:
+            worker.stop()
+        ids = [int(line[4:]) for line in lines if line.startswith("id: ")]
+        kinds = [line[7:] for line in lines if line.startswith("event: ")]
+        assert ids == [1, 2, 3]
+        assert kinds == ["task.queued", "task.running", "task.succeeded"]
+        assert json.loads([x for x in lines if x.startswith("data: ")][-1][6:])["status"] == (
+            "succeeded"
+        )
+        with client.stream(
+            "GET", f"/v1/tasks/{task_id}/events", headers={"Last-Event-ID": "2"}
+        ) as reply:
+            resumed = [x for x in reply.iter_lines() if x.startswith("event: ")]
+        assert resumed == ["event: task.succeeded"]
+        assert client.get("/v1/tasks/task_nope/events").status_code == 404

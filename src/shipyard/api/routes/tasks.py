@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.responses import StreamingResponse
 
 from shipyard.api.auth import require
 from shipyard.api.keys import Principal
 from shipyard.api.schemas import ErrorResponse, SubmitTask, TaskAccepted, TaskPage, TaskView
+from shipyard.errors import InvalidInput
 from shipyard.runtime.tasks import TaskService
-from shipyard.stores.records.base import TaskStatus
+from shipyard.stores.records.base import FINAL_TASK_STATES, TaskStatus
+
+POLL_S = 0.25
+"""How often a task's event stream looks for news (it reads the records, so it works on any
+replica, whichever worker runs the task)."""
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -73,6 +81,42 @@ async def get_task(task_id: str, request: Request, principal: Reader) -> TaskVie
     service = _tasks(request)
     task = await service.get(principal.tenant_id, task_id)
     return TaskView.of(task, await service.transitions(principal.tenant_id, task_id))
+
+
+@router.get(
+    "/{task_id}/events",
+    responses={**_ERRORS, 200: {"content": {"text/event-stream": {}}}},
+    response_model=None,
+)
+async def task_events(task_id: str, request: Request, principal: Reader) -> StreamingResponse:
+    """The task's status changes as Server-Sent Events (``event: task.<status>``, ``id:`` its
+    position), until it ends. Reconnect with ``Last-Event-ID`` to get only what came after."""
+    service = _tasks(request)
+    await service.get(principal.tenant_id, task_id)  # 404 as HTTP, before the stream
+    try:
+        after = int(request.headers.get("last-event-id", "0"))
+    except ValueError:
+        raise InvalidInput("Last-Event-ID must be an integer") from None
+    return StreamingResponse(
+        _task_frames(service, principal.tenant_id, task_id, after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _task_frames(
+    service: TaskService, tenant_id: str, task_id: str, after: int
+) -> AsyncIterator[bytes]:
+    sent = after
+    while True:
+        moves = await service.transitions(tenant_id, task_id)
+        for position, move in enumerate(moves[sent:], start=sent + 1):
+            data = move.model_dump_json()
+            yield f"id: {position}\nevent: task.{move.status}\ndata: {data}\n\n".encode()
+        sent = max(sent, len(moves))
+        if moves and moves[-1].status in FINAL_TASK_STATES:
+            return
+        await asyncio.sleep(POLL_S)
 
 
 @router.post("/{task_id}/cancel", response_model=TaskView, responses=_ERRORS)
