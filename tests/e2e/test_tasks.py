@@ -24,8 +24,10 @@ def client_for(server: ServerProcess) -> httpx.Client:
     return httpx.Client(base_url=server.url, headers=headers, timeout=30)
 
 
-def submit(client: httpx.Client, agent: str, text: str, **body: Any) -> str:
-    reply = client.post("/v1/tasks", json={"agent": agent, "input": text, **body})
+def submit(
+    client: httpx.Client, agent: str, text: str, headers: dict[str, str] | None = None, **body: Any
+) -> str:
+    reply = client.post("/v1/tasks", json={"agent": agent, "input": text, **body}, headers=headers)
     assert reply.status_code == 202, reply.text
     assert reply.json()["status"] == "queued"
     return str(reply.json()["task_id"])
@@ -54,7 +56,9 @@ def embedded(tmp_path: Path) -> Iterator[ServerProcess]:
 
 def test_a_task_is_acknowledged_then_run_by_a_worker(embedded: ServerProcess) -> None:
     with client_for(embedded) as client:
-        task_id = submit(client, "calc", "2+3?", metadata={"ticket": 7})
+        trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+        traceparent = {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+        task_id = submit(client, "calc", "2+3?", headers=traceparent, metadata={"ticket": 7})
         assert client.get(f"/v1/tasks/{task_id}").json()["status"] == "queued"  # no worker yet
         worker = WorkerProcess(embedded).start()
         try:
@@ -66,6 +70,7 @@ def test_a_task_is_acknowledged_then_run_by_a_worker(embedded: ServerProcess) ->
         assert [t["status"] for t in task["transitions"]] == ["queued", "running", "succeeded"]
         run = client.get(f"/v1/runs/{task['run_id']}").json()
         assert run["task_id"] == task_id and run["status"] == "succeeded"
+        assert run["trace_id"] == trace_id  # the caller's trace crossed the broker
         listed = client.get("/v1/tasks", params={"status": "succeeded"}).json()["tasks"]
         assert task_id in [t["id"] for t in listed]
 

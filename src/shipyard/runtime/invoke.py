@@ -82,13 +82,14 @@ class Invoker:
         run_id: str | None = None,
         session_id: str | None = None,
         task_id: str | None = None,
+        trace_id: str | None = None,
     ) -> RunOutcome:
         target = self.agent(agent)
         emitter = Emitter(
             run_id=run_id or new_id("run"),
             tenant_id=tenant_id,
             agent=target.name,
-            trace_id=os.urandom(16).hex(),
+            trace_id=trace_id or os.urandom(16).hex(),
             span_id=os.urandom(8).hex(),
             sinks=[self._recorder.sink, *sinks],
             stream_deltas=stream_deltas,

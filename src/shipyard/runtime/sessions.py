@@ -168,6 +168,7 @@ class SessionService:
         sinks: Sequence[Sink] = (),
         stream_deltas: bool = False,
         task_id: str | None = None,
+        trace_id: str | None = None,
     ) -> RunOutcome:
         keys = _Keys(session_id)
         run_id = new_id("run")
@@ -193,6 +194,7 @@ class SessionService:
                     run_id=run_id,
                     session_id=session_id,
                     task_id=task_id,
+                    trace_id=trace_id,
                 )
 
             if meta.on_busy == "interrupt":

@@ -32,6 +32,7 @@ from shipyard.stores.records.base import (
 )
 from shipyard.stores.state.base import StateStore
 from shipyard.telemetry.events import new_id
+from shipyard.telemetry.tracecontext import TraceParent
 
 TASK_QUEUE = "tasks"
 CANCEL = b"cancel"
@@ -106,6 +107,7 @@ class TaskService:
         idempotency_key: str | None = None,
         priority: int = 0,
         deadline: datetime | None = None,
+        trace: TraceParent | None = None,
     ) -> tuple[TaskRecord, bool]:
         """Record the task and hand it to the broker; ``(task, created)``. The same idempotency
         key returns the first task (and hands it to the broker again if it is still queued:
@@ -132,7 +134,7 @@ class TaskService:
             )
         )
         if created or task.status == "queued":
-            await self._broker.publish(_message(task), queue=TASK_QUEUE)
+            await self._broker.publish(_message(task, trace or TraceParent.new()), queue=TASK_QUEUE)
         return task, created
 
     async def get(self, tenant_id: str, task_id: str) -> TaskRecord:
@@ -176,11 +178,14 @@ class TaskService:
         return await self.get(tenant_id, task_id)
 
 
-def _message(task: TaskRecord) -> TaskMessage:
+def _message(task: TaskRecord, trace: TraceParent) -> TaskMessage:
+    """The tenant and trace context travel in the message's headers (the tenant as the
+    broker's own ``x-shipyard-tenant``)."""
     return TaskMessage(
         task_id=task.id,
         tenant_id=task.tenant_id,
         agent=task.agent,
         body=orjson.dumps({"task_id": task.id}),
         priority=task.priority,
+        headers={"traceparent": trace.header()},
     )

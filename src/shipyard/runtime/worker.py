@@ -44,6 +44,7 @@ from shipyard.runtime.tasks import (
 from shipyard.stores.broker.base import Delivery, backoff_s
 from shipyard.stores.records.base import TaskRecord
 from shipyard.telemetry.events import Sink
+from shipyard.telemetry.tracecontext import TraceParent
 
 log = structlog.get_logger(__name__)
 
@@ -125,7 +126,7 @@ class Worker:
             await self._finish(delivery, claimed, "failed", error=error)
             return
         try:
-            outcome = await self._cancellable(claimed)
+            outcome = await self._cancellable(claimed, message.headers.get("traceparent"))
         except RunCancelled:
             await self._finish(delivery, claimed, "cancelled", error={"code": "cancelled"})
         except RETRYABLE as exc:
@@ -145,22 +146,32 @@ class Worker:
                 cost_usd=usage.cost_usd,
             )
 
-    async def _cancellable(self, task: TaskRecord) -> RunOutcome:
-        """Run the task; a cancel request on its channel (from the API) stops the agent."""
+    async def _cancellable(self, task: TaskRecord, traceparent: str | None) -> RunOutcome:
+        """Run the task (in the trace it was submitted in); a cancel request on its channel
+        (from the API) stops the agent."""
+        parent = TraceParent.parse(traceparent)
+        trace_id = parent.trace_id if parent else None
         return await stoppable(
             self._services.state,
             control_channel(task.id),
             CANCEL,
-            lambda sinks: self._run(task, sinks),
+            lambda sinks: self._run(task, sinks, trace_id),
             stopped=lambda: RunCancelled("cancelled through the API"),
             reason="cancelled through the API",
             marker=cancel_marker(task.id),
         )
 
-    async def _run(self, task: TaskRecord, sinks: Sequence[Sink]) -> RunOutcome:
+    async def _run(
+        self, task: TaskRecord, sinks: Sequence[Sink], trace_id: str | None
+    ) -> RunOutcome:
         if task.session_id:
             return await self._services.sessions.turn(
-                task.tenant_id, task.session_id, task.input, sinks=sinks, task_id=task.id
+                task.tenant_id,
+                task.session_id,
+                task.input,
+                sinks=sinks,
+                task_id=task.id,
+                trace_id=trace_id,
             )
         return await self._services.invoker.invoke(
             tenant_id=task.tenant_id,
@@ -169,6 +180,7 @@ class Worker:
             metadata=task.metadata,
             sinks=sinks,
             task_id=task.id,
+            trace_id=trace_id,
         )
 
     async def _failed_attempt(
