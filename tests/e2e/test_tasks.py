@@ -288,3 +288,19 @@ def test_task_events_stream_and_resume(embedded: ServerProcess) -> None:
             resumed = [x for x in reply.iter_lines() if x.startswith("event: ")]
         assert resumed == ["event: task.succeeded"]
         assert client.get("/v1/tasks/task_nope/events").status_code == 404
+
+
+def test_sigterm_lets_the_running_task_finish(embedded: ServerProcess) -> None:
+    worker = WorkerProcess(embedded, concurrency=1).start()
+    with client_for(embedded) as client:
+        task_id = submit(client, "slow_echo", "finish me first")
+        deadline = time.monotonic() + 30
+        while client.get(f"/v1/tasks/{task_id}").json()["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        proc = worker.proc
+        assert proc is not None
+        log = worker.stop()  # SIGTERM while the task runs (its model takes 300 ms)
+        assert proc.returncode == 0 and "worker stopped" in log
+        task = client.get(f"/v1/tasks/{task_id}").json()
+        assert task["status"] == "succeeded" and task["output"] == "echo: finish me first"
