@@ -49,6 +49,7 @@ from shipyard.telemetry.tracecontext import TraceParent
 log = structlog.get_logger(__name__)
 
 RETRYABLE = (ModelError, RunTimeout, StoreError)
+HANDBACK_PAUSE_S = 1.0
 
 
 class Worker:
@@ -99,6 +100,7 @@ class Worker:
             await self._process(delivery)
         except Exception:  # never lose the delivery: hand it back for another try
             log.exception("task handling failed", task_id=delivery.message.task_id)
+            await asyncio.sleep(HANDBACK_PAUSE_S)  # a store that is down stays down a while
             with contextlib.suppress(Exception):
                 await delivery.nack(requeue=True)
 
