@@ -107,21 +107,20 @@ class Worker:
     async def _process(self, delivery: Delivery) -> None:
         message = delivery.message
         records = self._services.records
-        task = await records.get_task(message.tenant_id, message.task_id)
-        if task is None:
-            await delivery.dead("no such task in the records")
-            return
         claimable = {"queued", "running"} if delivery.redelivered else {"queued"}
         claimed = await records.transition_task(
-            task.tenant_id,
-            task.id,
+            message.tenant_id,
+            message.task_id,
             "running",
             expected=frozenset(claimable),
             attempts=message.attempt,
             detail={"worker": self.name, "attempt": message.attempt},
         )
-        if claimed is None:  # finished, cancelled, or another worker's: nothing to do
-            await delivery.ack()
+        if claimed is None:  # finished, cancelled, another worker's — or unknown
+            if await records.get_task(message.tenant_id, message.task_id) is None:
+                await delivery.dead("no such task in the records")
+            else:
+                await delivery.ack()
             return
         if claimed.deadline is not None and claimed.deadline < datetime.now(UTC):
             error = {"code": "deadline_exceeded", "message": "the task's deadline passed"}

@@ -322,16 +322,18 @@ class SqlRecordStore:
                 tasks.c.status.in_(sorted(expected)),
             )
             .values(status=status, updated_at=now, **fields)
+            .returning(*tasks.c)
         )
         async with self._translate("transition_task"), self._engine.begin() as conn:
-            if (await conn.execute(stmt)).rowcount == 0:
+            row = (await conn.execute(stmt)).mappings().first()
+            if row is None:
                 return None
             await conn.execute(
                 task_transitions.insert().values(
                     task_id=task_id, status=status, at=now, detail=detail or {}
                 )
             )
-        return await self.get_task(tenant_id, task_id)
+        return TaskRecord.model_validate(dict(row))
 
     async def task_transitions(self, tenant_id: str, task_id: str) -> list[TaskTransition]:
         if await self.get_task(tenant_id, task_id) is None:
