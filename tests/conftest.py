@@ -11,6 +11,14 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
+from shipyard.telemetry.logging import configure_logging
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests log as the processes do (``shipyard`` configures this at start)."""
+    configure_logging("warning")
+
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "SHIPYARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
