@@ -19,10 +19,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+from shipyard.stores import _sqlite
+from shipyard.stores._sqlite import transaction
 from shipyard.stores.broker.base import TaskMessage
 
 SCHEMA = (
@@ -67,34 +68,12 @@ class Claim(NamedTuple):
 def connect(path: str, *, busy_timeout_ms: int) -> sqlite3.Connection:
     """Autocommit (transactions are explicit), WAL, every commit synced: a publish that returned
     survives a crash of the process and of the machine."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    try:
-        conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
-        with _write(conn):
-            for statement in SCHEMA:
-                conn.execute(statement)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-@contextmanager
-def _write(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+    return _sqlite.connect(path, busy_timeout_ms=busy_timeout_ms, synchronous="FULL", schema=SCHEMA)
 
 
 def insert(conn: sqlite3.Connection, queue: str, message: TaskMessage) -> None:
     now = time.time()
-    with _write(conn):
+    with transaction(conn):
         conn.execute(
             "INSERT INTO broker_messages (queue, task_id, tenant_id, agent, body, headers, "
             "priority, attempts, available_at, state, created_at) "
@@ -118,7 +97,7 @@ def claim(conn: sqlite3.Connection, queue: str, limit: int, lease_s: float) -> C
     """Lease up to ``limit`` available messages of ``queue``, highest priority then oldest first
     (expired leases count as available)."""
     now = time.time()
-    with _write(conn):
+    with transaction(conn):
         conn.execute(
             "UPDATE broker_messages SET state = 'queued', lease_expires_at = NULL "
             "WHERE queue = ? AND state = 'leased' AND lease_expires_at <= ?",
@@ -144,7 +123,7 @@ def claim(conn: sqlite3.Connection, queue: str, limit: int, lease_s: float) -> C
 
 
 def ack(conn: sqlite3.Connection, id_: int, token: int) -> bool:
-    with _write(conn):
+    with transaction(conn):
         cursor = conn.execute(
             "DELETE FROM broker_messages WHERE id = ? AND deliveries = ? AND state = 'leased'",
             (id_, token),
@@ -159,7 +138,7 @@ def requeue(conn: sqlite3.Connection, id_: int, token: int) -> bool:
 
 def release(conn: sqlite3.Connection, leases: Sequence[tuple[int, int]]) -> int:
     """Hand leased messages back (a consumer leaving); how many were still leased."""
-    with _write(conn):
+    with transaction(conn):
         cursor = conn.executemany(
             "UPDATE broker_messages SET state = 'queued', lease_expires_at = NULL "
             "WHERE id = ? AND deliveries = ? AND state = 'leased'",
@@ -169,7 +148,7 @@ def release(conn: sqlite3.Connection, leases: Sequence[tuple[int, int]]) -> int:
 
 
 def retry(conn: sqlite3.Connection, id_: int, token: int, delay_s: float) -> bool:
-    with _write(conn):
+    with transaction(conn):
         cursor = conn.execute(
             "UPDATE broker_messages SET state = 'queued', lease_expires_at = NULL, "
             "deliveries = 0, attempts = attempts + 1, available_at = ? "
@@ -180,7 +159,7 @@ def retry(conn: sqlite3.Connection, id_: int, token: int, delay_s: float) -> boo
 
 
 def dead(conn: sqlite3.Connection, id_: int, token: int, reason: str) -> bool:
-    with _write(conn):
+    with transaction(conn):
         cursor = conn.execute(
             "UPDATE broker_messages SET state = 'dead', lease_expires_at = NULL, "
             "dead_reason = ? WHERE id = ? AND deliveries = ? AND state = 'leased'",
@@ -191,7 +170,7 @@ def dead(conn: sqlite3.Connection, id_: int, token: int, reason: str) -> bool:
 
 def renew(conn: sqlite3.Connection, leases: Sequence[tuple[int, int]], lease_s: float) -> None:
     until = time.time() + lease_s
-    with _write(conn):
+    with transaction(conn):
         conn.executemany(
             "UPDATE broker_messages SET lease_expires_at = ? "
             "WHERE id = ? AND deliveries = ? AND state = 'leased'",

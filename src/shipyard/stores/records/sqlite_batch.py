@@ -26,6 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.dml import Insert
 
+from shipyard.stores._sqlite import transaction
+
 Row = Mapping[str, Any]
 
 
@@ -115,16 +117,10 @@ class SqliteBatchWriter:
     def _write(self, row_sets: Sequence[Sequence[Row]], busy_timeout_ms: int) -> None:
         conn = self._connection()
         conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             for prepared, rows in zip(self._prepared, row_sets, strict=True):
                 if rows:
                     conn.executemany(prepared.sql, [prepared.values(r) for r in rows])
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:  # never leave the shared connection inside a transaction
-                conn.execute("ROLLBACK")
-            raise
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from typing import NamedTuple
 
 from shipyard.errors import StoreError
+from shipyard.stores import _sqlite
+from shipyard.stores._sqlite import transaction
 from shipyard.stores.state.base import LEASE_SEQUENCE_TTL_S
 
 SCHEMA = (
@@ -53,29 +55,9 @@ class _Key(NamedTuple):
 
 def connect(path: str, *, busy_timeout_ms: int) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), WAL, tables created."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    try:
-        conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        with _write(conn):
-            for statement in SCHEMA:
-                conn.execute(statement)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-@contextmanager
-def _write(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+    return _sqlite.connect(
+        path, busy_timeout_ms=busy_timeout_ms, synchronous="NORMAL", schema=SCHEMA
+    )
 
 
 @contextmanager
@@ -147,7 +129,7 @@ def get(conn: sqlite3.Connection, key: str) -> bytes | None:
 
 def set_value(conn: sqlite3.Connection, key: str, value: bytes, ttl_s: float) -> None:
     now = time.time()
-    with _write(conn):
+    with transaction(conn):
         row = conn.execute("SELECT kind FROM state_keys WHERE key = ?", (key,)).fetchone()
         if row is not None and row[0] == "list":
             conn.execute("DELETE FROM state_items WHERE key = ?", (key,))
@@ -156,7 +138,7 @@ def set_value(conn: sqlite3.Connection, key: str, value: bytes, ttl_s: float) ->
 
 def delete(conn: sqlite3.Connection, keys: Sequence[str]) -> int:
     now = time.time()
-    with _write(conn):
+    with transaction(conn):
         existed = 0
         for key in dict.fromkeys(keys):
             existed += _live(conn, key, now) is not None
@@ -166,7 +148,7 @@ def delete(conn: sqlite3.Connection, keys: Sequence[str]) -> int:
 
 def expire(conn: sqlite3.Connection, key: str, ttl_s: float) -> bool:
     now = time.time()
-    with _write(conn):
+    with transaction(conn):
         if _live(conn, key, now, drop=True) is None:
             return False
         conn.execute("UPDATE state_keys SET expires_at = ? WHERE key = ?", (now + ttl_s, key))
@@ -183,7 +165,7 @@ def ttl(conn: sqlite3.Connection, key: str) -> float | None:
 
 
 def append(conn: sqlite3.Connection, key: str, items: Sequence[bytes], ttl_s: float) -> int:
-    with _write(conn):
+    with transaction(conn):
         return _push(conn, key, items, ttl_s, time.time())
 
 
@@ -222,7 +204,7 @@ def compare_and_set(
     conn: sqlite3.Connection, key: str, expected: bytes | None, new: bytes, ttl_s: float
 ) -> bool:
     now = time.time()
-    with _write(conn):
+    with transaction(conn):
         if _value(key, _live(conn, key, now, drop=True)) != expected:
             return False
         _put_value(conn, key, new, now + ttl_s)
@@ -239,7 +221,7 @@ def append_if(
     ttl_s: float,
 ) -> bool:
     now = time.time()
-    with _write(conn):
+    with transaction(conn):
         if _value(guard_key, _live(conn, guard_key, now, drop=True)) != expected:
             return False
         _push(conn, list_key, items, ttl_s, now)
@@ -255,7 +237,7 @@ def acquire_lease(
 ) -> tuple[int, float] | None:
     """``(token, expires_at)``, or None if the lease is held."""
     now = time.time()
-    with _write(conn):
+    with transaction(conn):
         row = conn.execute(
             "SELECT token, owner, expires_at, keep_until FROM state_leases WHERE name = ?", (name,)
         ).fetchone()
@@ -277,7 +259,7 @@ def renew_lease(
 ) -> float | None:
     """The new ``expires_at``, or None if the lease was lost."""
     now = time.time()
-    with _write(conn):
+    with transaction(conn):
         cursor = conn.execute(
             "UPDATE state_leases SET expires_at = ?, keep_until = ? "
             "WHERE name = ? AND token = ? AND owner = ? AND expires_at > ?",
@@ -288,7 +270,7 @@ def renew_lease(
 
 def release_lease(conn: sqlite3.Connection, name: str, owner: str, token: int) -> bool:
     now = time.time()
-    with _write(conn):
+    with transaction(conn):
         cursor = conn.execute(
             "UPDATE state_leases SET owner = NULL, expires_at = 0 "
             "WHERE name = ? AND token = ? AND owner = ? AND expires_at > ?",
@@ -311,7 +293,7 @@ def lease_is_current(conn: sqlite3.Connection, name: str, owner: str, token: int
 def purge(conn: sqlite3.Connection) -> int:
     """Delete expired keys (with their items) and forgotten lease counters; keys deleted."""
     now = time.time()
-    with _write(conn):
+    with transaction(conn):
         conn.execute(
             "DELETE FROM state_items WHERE key IN "
             "(SELECT key FROM state_keys WHERE kind = 'list' AND expires_at <= ?)",
