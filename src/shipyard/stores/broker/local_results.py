@@ -8,59 +8,24 @@ are not stored: with nobody subscribed they are gone, as on a topic exchange wit
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from shipyard.errors import StoreError
+from shipyard.stores._subscription import Subscription
 from shipyard.stores.broker.base import ResultEvent, topic_matches
 
 MAX_QUEUED = 10_000
 
 
-class _End:
-    def __init__(self, error: StoreError | None) -> None:
-        self.error = error
-
-
-class ResultSubscription:
+class ResultSubscription(Subscription[ResultEvent]):
     """An async iterator of the results matching one pattern."""
 
     def __init__(self, pattern: str, max_queued: int) -> None:
+        super().__init__("a results subscriber", "results", max_queued)
         self.pattern = pattern
-        self._queue: asyncio.Queue[ResultEvent | _End] = asyncio.Queue(max_queued + 1)
-        self._max_queued = max_queued
-        self._ended = False
 
-    def offer(self, result: ResultEvent) -> None:
-        if self._ended or not topic_matches(self.pattern, result.routing_key):
-            return
-        if self._queue.qsize() >= self._max_queued:
-            self.end(StoreError(f"a results subscriber fell {self._max_queued} results behind"))
-            return
-        self._queue.put_nowait(result)
-
-    def end(self, error: StoreError | None = None) -> None:
-        """Stop after the queued results (at once, with ``error``, if given)."""
-        if self._ended:
-            return
-        self._ended = True
-        if error is not None:
-            while not self._queue.empty():
-                self._queue.get_nowait()
-        self._queue.put_nowait(_End(error))
-
-    def __aiter__(self) -> ResultSubscription:
-        return self
-
-    async def __anext__(self) -> ResultEvent:
-        item = await self._queue.get()
-        if isinstance(item, _End):
-            self._queue.put_nowait(item)  # stay ended for the next call
-            if item.error is not None:
-                raise item.error
-            raise StopAsyncIteration
-        return item
+    def offer(self, result: ResultEvent) -> bool:
+        return topic_matches(self.pattern, result.routing_key) and super().offer(result)
 
 
 class LocalResults:

@@ -9,64 +9,20 @@ its output buffer limit: its iteration raises ``StoreError`` rather than silentl
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from shipyard.errors import StoreError
+from shipyard.stores._subscription import Subscription
 
 MAX_QUEUED = 10_000
 
 
-class _End:
-    def __init__(self, error: StoreError | None) -> None:
-        self.error = error
-
-
-class LocalSubscription:
+class LocalSubscription(Subscription[bytes]):
     """An async iterator of one channel's messages."""
 
     def __init__(self, channel: str, max_queued: int) -> None:
+        super().__init__(f"subscriber of {channel!r}", "messages", max_queued)
         self.channel = channel
-        self._queue: asyncio.Queue[bytes | _End] = asyncio.Queue(max_queued + 1)
-        self._max_queued = max_queued
-        self._ended: _End | None = None
-
-    def offer(self, message: bytes) -> bool:
-        """Queue a message; False (and the subscription ends) if the subscriber is too slow."""
-        if self._ended is not None:
-            return False
-        if self._queue.qsize() >= self._max_queued:
-            overflow = StoreError(
-                f"subscriber of {self.channel!r} fell {self._max_queued} messages behind",
-                details={"operation": "subscribe"},
-            )
-            self.end(overflow)
-            return False
-        self._queue.put_nowait(message)
-        return True
-
-    def end(self, error: StoreError | None = None) -> None:
-        """Stop the iteration after the queued messages (at once, with ``error``, if given)."""
-        if self._ended is not None:
-            return
-        self._ended = _End(error)
-        if error is not None:
-            while not self._queue.empty():
-                self._queue.get_nowait()
-        self._queue.put_nowait(self._ended)
-
-    def __aiter__(self) -> LocalSubscription:
-        return self
-
-    async def __anext__(self) -> bytes:
-        item = await self._queue.get()
-        if isinstance(item, _End):
-            self._queue.put_nowait(item)  # stay ended for the next call
-            if item.error is not None:
-                raise item.error
-            raise StopAsyncIteration
-        return item
 
 
 class LocalChannels:
