@@ -22,6 +22,7 @@ from shipyard.runtime.webhooks import WebhookSender
 from shipyard.stores.broker.base import Broker
 from shipyard.stores.records.base import RecordStore
 from shipyard.stores.state.base import StateStore
+from shipyard.telemetry.observability import Observability
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -139,12 +140,13 @@ def build_services(app: App, settings: Settings) -> Services:
     state = open_state_store(settings.resolved_state_url)
     broker = open_broker(settings.resolved_broker_url)
     recorder = Recorder(records, wait_s=settings.record_wait_s)
+    observability = build_observability(settings, records)
     limits = RunLimits(
         default_model=settings.resolved_model,
         run_timeout_s=settings.run_timeout_s,
         tool_timeout_s=settings.tool_timeout_s,
     )
-    invoker = Invoker(app.agents, recorder, limits)
+    invoker = Invoker(app.agents, recorder, limits, observers=observability.sinks)
     sessions = SessionService(
         state,
         records,
@@ -167,6 +169,20 @@ def build_services(app: App, settings: Settings) -> Services:
         broker=broker,
         tasks=TaskService(records, broker, state, invoker),
         webhooks=webhooks,
+        observability=observability,
+    )
+
+
+def build_observability(settings: Settings, records: RecordStore) -> Observability:
+    """The log, metric and trace sinks the settings turn on."""
+    from shipyard.telemetry.eventlog import EventLog
+    from shipyard.telemetry.metrics import Metrics
+    from shipyard.telemetry.tracing import Tracing
+
+    return Observability(
+        eventlog=EventLog(bodies=settings.log_level == "debug") if settings.log_events else None,
+        metrics=Metrics() if settings.metrics else None,
+        tracing=Tracing() if settings.tracing else None,
     )
 
 

@@ -95,7 +95,33 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a verified API key is trusted before it is looked up again.",
     )
-    log_level: Literal["debug", "info", "warning", "error"] = Field("info")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info",
+        description="Process log level. At debug, run event records include message bodies "
+        "(inputs, outputs, tool arguments), after the redaction hook.",
+    )
+    log_format: Literal["console", "json"] = Field(
+        "console", description="Readable lines for development, or one JSON object per line."
+    )
+    log_events: bool = Field(
+        True, description="One log record per run event (model call, tool call, outcome...)."
+    )
+    metrics: bool = Field(True, description="Prometheus metrics at GET /metrics.")
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Also serve metrics on this port without auth (workers: their only "
+        "metrics endpoint).",
+    )
+    tracing: bool = Field(
+        True,
+        description="OpenTelemetry spans per run, model call and tool call; exported over OTLP "
+        "when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set (standard OTEL_* variables).",
+    )
+    trace_store: bool = Field(
+        True, description="Keep spans in the record store too (GET /v1/traces/{trace_id})."
+    )
     access_log: bool = Field(False, description="Log every HTTP request (uvicorn's access log).")
 
     @field_validator("database_url", "state_url", "broker_url")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from shipyard.models.base import Message, Usage
-from shipyard.telemetry.events import Emitter, EventType
+from shipyard.telemetry.events import Emitter, EventType, Step
 
 RunInput = str | list[Message]
 
@@ -39,8 +39,12 @@ class RunContext:
     metadata: dict[str, Any] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
 
-    def emit(self, type_: EventType, **data: Any) -> None:
-        self.emitter.emit(type_, **data)
+    def emit(self, type_: EventType, /, span_id: str | None = None, **data: Any) -> None:
+        self.emitter.emit(type_, span_id, **data)
+
+    def step(self, span_id: str) -> Step:
+        """This run at one of its steps: the parent of child runs started there."""
+        return Step(self.run_id, self.tenant_id, self.emitter.trace_id, span_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from shipyard.models.base import (
     UserMessage,
 )
 from shipyard.models.registry import resolve_model
+from shipyard.telemetry.events import current_step, new_span_id
 
 if TYPE_CHECKING:
     from shipyard.agents.agent import Agent
@@ -95,8 +96,10 @@ async def _ask_model(
         temperature=agent.temperature,
         max_tokens=agent.max_tokens,
     )
+    span = new_span_id()
     ctx.emit(
         "llm.request",
+        span,
         model=model.name,
         step=step_no,
         messages=len(history),
@@ -107,7 +110,7 @@ async def _ask_model(
     try:
         async for item in model.stream(request):
             if isinstance(item, TextDelta):
-                ctx.emit("llm.delta", text=item.text)
+                ctx.emit("llm.delta", span, text=item.text)
             else:
                 final = item
     except ShipyardError:
@@ -119,6 +122,7 @@ async def _ask_model(
     ctx.usage = ctx.usage + final.usage
     ctx.emit(
         "llm.response",
+        span,
         model=model.name,
         step=step_no,
         content=final.message.content,
@@ -143,7 +147,8 @@ async def _run_tools(
 
 
 async def _run_tool(agent: Agent, ctx: RunContext, call: ToolCall) -> ToolResult:
-    ctx.emit("tool.call", id=call.id, name=call.name, arguments=call.arguments)
+    span = new_span_id()
+    ctx.emit("tool.call", span, id=call.id, name=call.name, arguments=call.arguments)
     started = time.perf_counter()
     tool = agent.get_tool(call.name)
     if tool is None:
@@ -152,6 +157,8 @@ async def _run_tool(agent: Agent, ctx: RunContext, call: ToolCall) -> ToolResult
             False, f"unknown tool {call.name!r}; available: {known}", "unknown_tool"
         )
     else:
+        # runs inside its own gather task: the step is this tool's alone
+        current_step.set(ctx.step(span))
         result = await tool.call(
             call.arguments, default_timeout_s=agent.tool_timeout_s or ctx.tool_timeout_s
         )
@@ -159,6 +166,7 @@ async def _run_tool(agent: Agent, ctx: RunContext, call: ToolCall) -> ToolResult
     if result.ok:
         ctx.emit(
             "tool.result",
+            span,
             id=call.id,
             name=call.name,
             ok=True,
@@ -168,6 +176,7 @@ async def _run_tool(agent: Agent, ctx: RunContext, call: ToolCall) -> ToolResult
     else:
         ctx.emit(
             "tool.result",
+            span,
             id=call.id,
             name=call.name,
             ok=False,

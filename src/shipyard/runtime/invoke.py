@@ -23,7 +23,8 @@ from shipyard.errors import (
 )
 from shipyard.models.base import AssistantMessage, ChatModel, Message, Usage, UserMessage
 from shipyard.runtime.recorder import Recorder
-from shipyard.telemetry.events import Emitter, Sink, new_id
+from shipyard.telemetry.events import Emitter, Sink, current_step, new_id, new_span_id
+from shipyard.telemetry.tracecontext import TraceParent
 
 log = structlog.get_logger(__name__)
 
@@ -53,11 +54,17 @@ class Invoker:
     answers only after the run's record is durable."""
 
     def __init__(
-        self, agents: Mapping[str, AgentLike], recorder: Recorder, limits: RunLimits
+        self,
+        agents: Mapping[str, AgentLike],
+        recorder: Recorder,
+        limits: RunLimits,
+        observers: Sequence[Sink] = (),
     ) -> None:
+        """``observers`` see every event of every run (logs, metrics, traces)."""
         self._agents = agents
         self._recorder = recorder
         self._limits = limits
+        self._sinks = [recorder.sink, *observers]
         self._inflight: set[asyncio.Task[Any]] = set()
 
     def model_for(self, name: str) -> str | ChatModel:
@@ -82,16 +89,24 @@ class Invoker:
         run_id: str | None = None,
         session_id: str | None = None,
         task_id: str | None = None,
-        trace_id: str | None = None,
+        parent: TraceParent | None = None,
+        parent_run_id: str | None = None,
     ) -> RunOutcome:
+        """``parent``: the caller's span (``traceparent``). Called from inside another run (an
+        agent's tool), the run is that run's child: same trace, parented to the calling step."""
         target = self.agent(agent)
+        step = current_step.get()
+        if parent is None and step is not None and step.tenant_id == tenant_id:
+            parent = TraceParent(step.trace_id, step.span_id)
+            parent_run_id = parent_run_id or step.run_id
         emitter = Emitter(
             run_id=run_id or new_id("run"),
             tenant_id=tenant_id,
             agent=target.name,
-            trace_id=trace_id or os.urandom(16).hex(),
-            span_id=os.urandom(8).hex(),
-            sinks=[self._recorder.sink, *sinks],
+            trace_id=parent.trace_id if parent else os.urandom(16).hex(),
+            span_id=new_span_id(),
+            parent_span_id=parent.span_id if parent else None,
+            sinks=[*self._sinks, *sinks],
             stream_deltas=stream_deltas,
             session_id=session_id,
             task_id=task_id,
@@ -109,7 +124,7 @@ class Invoker:
         if task is not None:
             self._inflight.add(task)
         try:
-            return await self._run(target, ctx, input)
+            return await self._run(target, ctx, input, parent_run_id)
         finally:
             if task is not None:
                 self._inflight.discard(task)
@@ -129,10 +144,14 @@ class Invoker:
         if late:
             await asyncio.wait(late, timeout=5)
 
-    async def _run(self, target: AgentLike, ctx: RunContext, input: RunInput) -> RunOutcome:
+    async def _run(
+        self, target: AgentLike, ctx: RunContext, input: RunInput, parent_run_id: str | None
+    ) -> RunOutcome:
         started = time.perf_counter()
-        ctx.emit("run.started", input=_jsonable(input), metadata=ctx.metadata)
+        lineage = {"parent_run_id": parent_run_id} if parent_run_id else {}
+        ctx.emit("run.started", input=_jsonable(input), metadata=ctx.metadata, **lineage)
         limit = asyncio.timeout(self._limits.run_timeout_s)
+        step = current_step.set(ctx.step(ctx.emitter.span_id))  # a function agent's children
         try:
             async with limit:
                 result = await target.run(ctx, input)
@@ -149,6 +168,8 @@ class Invoker:
             raise self._failed(ctx, exc, started) from None
         except Exception as exc:
             raise self._failed(ctx, _agent_failure(target.name, exc), started) from exc
+        finally:
+            current_step.reset(step)
         latency_ms = _ms_since(started)
         ctx.emit(
             "run.completed",

@@ -172,6 +172,7 @@ def _started(event: Event) -> RunRecord:
         task_id=event.task_id,
         trace_id=event.trace_id,
         created_at=datetime.fromtimestamp(event.ts, UTC),
+        parent_run_id=event.data.get("parent_run_id"),
     )
 
 

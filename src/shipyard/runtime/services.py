@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shipyard.agents.agent import AgentLike
 from shipyard.runtime.invoke import Invoker
@@ -14,6 +14,7 @@ from shipyard.runtime.webhooks import WebhookSender
 from shipyard.stores.broker.base import Broker
 from shipyard.stores.records.base import RecordStore
 from shipyard.stores.state.base import StateStore
+from shipyard.telemetry.observability import Observability
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,14 +28,17 @@ class Services:
     broker: Broker
     tasks: TaskService
     webhooks: WebhookSender
+    observability: Observability = field(default_factory=Observability)
 
     async def start(self) -> None:
         await self.recorder.start()
+        await self.observability.start()
 
     async def close(self, drain_s: float = 10.0) -> None:
         """Let runs in flight finish (or record them cancelled), flush their records, close."""
         await self.invoker.drain(drain_s)
         await self.recorder.close()
+        await self.observability.close()
         await self.records.close()
         await self.state.close()
         await self.broker.close()

@@ -49,6 +49,7 @@ from shipyard.runtime.invoke import Invoker, RunOutcome
 from shipyard.stores.records.base import Page, RecordStore, SessionRecord
 from shipyard.stores.state.base import Lease, StateStore
 from shipyard.telemetry.events import Sink, new_id
+from shipyard.telemetry.tracecontext import TraceParent
 
 BusyPolicy = Literal["reject", "enqueue", "interrupt"]
 T = TypeVar("T")
@@ -168,7 +169,7 @@ class SessionService:
         sinks: Sequence[Sink] = (),
         stream_deltas: bool = False,
         task_id: str | None = None,
-        trace_id: str | None = None,
+        parent: TraceParent | None = None,
     ) -> RunOutcome:
         keys = _Keys(session_id)
         run_id = new_id("run")
@@ -194,7 +195,7 @@ class SessionService:
                     run_id=run_id,
                     session_id=session_id,
                     task_id=task_id,
-                    trace_id=trace_id,
+                    parent=parent,
                 )
 
             if meta.on_busy == "interrupt":

@@ -151,19 +151,18 @@ class Worker:
         """Run the task (in the trace it was submitted in); a cancel request on its channel
         (from the API) stops the agent."""
         parent = TraceParent.parse(traceparent)
-        trace_id = parent.trace_id if parent else None
         return await stoppable(
             self._services.state,
             control_channel(task.id),
             CANCEL,
-            lambda sinks: self._run(task, sinks, trace_id),
+            lambda sinks: self._run(task, sinks, parent),
             stopped=lambda: RunCancelled("cancelled through the API"),
             reason="cancelled through the API",
             marker=cancel_marker(task.id),
         )
 
     async def _run(
-        self, task: TaskRecord, sinks: Sequence[Sink], trace_id: str | None
+        self, task: TaskRecord, sinks: Sequence[Sink], parent: TraceParent | None
     ) -> RunOutcome:
         if task.session_id:
             return await self._services.sessions.turn(
@@ -172,7 +171,7 @@ class Worker:
                 task.input,
                 sinks=sinks,
                 task_id=task.id,
-                trace_id=trace_id,
+                parent=parent,
             )
         return await self._services.invoker.invoke(
             tenant_id=task.tenant_id,
@@ -181,7 +180,7 @@ class Worker:
             metadata=task.metadata,
             sinks=sinks,
             task_id=task.id,
-            trace_id=trace_id,
+            parent=parent,
         )
 
     async def _failed_attempt(

@@ -3,7 +3,7 @@
 Kinds and their ``data``:
 
 =================  =====================================================================
-``run.started``    ``input`` (text or messages), ``metadata``
+``run.started``    ``input`` (text or messages), ``metadata``, ``parent_run_id`` (a child run)
 ``llm.request``    ``model``, ``step``, ``messages`` (count), ``tools`` (count)
 ``llm.delta``      ``text`` — streamed only, never stored
 ``llm.response``   ``model``, ``step``, ``content``, ``tool_calls``, ``prompt_tokens``,
@@ -14,6 +14,10 @@ Kinds and their ``data``:
 ``run.completed``  ``output``, ``usage``, ``latency_ms``
 ``run.failed``     ``error`` (``code``, ``message``), ``usage``, ``latency_ms``
 =================  =====================================================================
+
+Spans: ``run.*`` events carry the run's span (its parent is the caller's span, from
+``traceparent`` or the agent that called this one); ``llm.*`` and ``tool.*`` events carry their
+own step's span, whose parent is the run's span.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,11 +62,31 @@ class Event(BaseModel):
     task_id: str | None = None
     trace_id: str
     span_id: str
+    parent_span_id: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
 
 
 Sink = Callable[[Event], None]
 """A subscriber. It must not block: queue the event and return."""
+
+
+def new_span_id() -> str:
+    return os.urandom(8).hex()
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """Where code runs inside a run: what a child run started from here (an agent a tool
+    calls, a task it submits) takes as its parent run and parent span."""
+
+    run_id: str
+    tenant_id: str
+    trace_id: str
+    span_id: str
+
+
+current_step: ContextVar[Step | None] = ContextVar("shipyard_current_step", default=None)
+"""Set by the agent loop around each tool call (asyncio copies it into tasks the tool starts)."""
 
 
 def new_id(prefix: str) -> str:
@@ -73,6 +99,8 @@ class Emitter:
 
     __slots__ = ("_ids", "_seq", "_sinks", "stream_deltas")
 
+    # the run's own span, and the caller's span it hangs under
+
     def __init__(
         self,
         *,
@@ -81,6 +109,7 @@ class Emitter:
         agent: str,
         trace_id: str,
         span_id: str,
+        parent_span_id: str | None = None,
         session_id: str | None = None,
         task_id: str | None = None,
         sinks: list[Sink] | None = None,
@@ -92,6 +121,7 @@ class Emitter:
             "agent": agent,
             "trace_id": trace_id,
             "span_id": span_id,
+            "parent_span_id": parent_span_id,
             "session_id": session_id,
             "task_id": task_id,
         }
@@ -107,11 +137,24 @@ class Emitter:
     def trace_id(self) -> str:
         return str(self._ids["trace_id"])
 
-    def emit(self, type_: EventType, **data: Any) -> Event:
+    @property
+    def span_id(self) -> str:
+        return str(self._ids["span_id"])
+
+    @property
+    def tenant_id(self) -> str:
+        return str(self._ids["tenant_id"])
+
+    def emit(self, type_: EventType, /, span_id: str | None = None, **data: Any) -> Event:
+        """``span_id``: the step's own span (model and tool calls); default the run's."""
         if type_ in EPHEMERAL and not self.stream_deltas:
             return _DROPPED
         self._seq += 1
-        event = Event(type=type_, seq=self._seq, ts=time.time(), data=data, **self._ids)
+        if span_id is None:
+            event = Event(type=type_, seq=self._seq, ts=time.time(), data=data, **self._ids)
+        else:
+            ids = {**self._ids, "span_id": span_id, "parent_span_id": self._ids["span_id"]}
+            event = Event(type=type_, seq=self._seq, ts=time.time(), data=data, **ids)
         for sink in self._sinks:
             sink(event)
         return event

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from shipyard.api.auth import require
 from shipyard.api.keys import Principal
+from shipyard.api.propagation import traceparent
 from shipyard.api.schemas import AgentInfo, AgentList, ErrorResponse, InvokeRequest, InvokeResponse
 from shipyard.api.sse import stream_run
 from shipyard.runtime.invoke import Invoker, RunOutcome
@@ -50,6 +51,7 @@ async def invoke(
     """Run the agent once. With ``Accept: text/event-stream`` the run streams its events."""
     invoker: Invoker = request.app.state.services.invoker
     invoker.agent(agent)  # 404 before anything starts
+    parent = traceparent(request)
     if "text/event-stream" in request.headers.get("accept", ""):
 
         def start(sink: Sink) -> Coroutine[Any, Any, RunOutcome]:
@@ -60,10 +62,15 @@ async def invoke(
                 metadata=body.metadata,
                 sinks=[sink],
                 stream_deltas=True,
+                parent=parent,
             )
 
         return stream_run(start)
     outcome = await invoker.invoke(
-        tenant_id=principal.tenant_id, agent=agent, input=body.input, metadata=body.metadata
+        tenant_id=principal.tenant_id,
+        agent=agent,
+        input=body.input,
+        metadata=body.metadata,
+        parent=parent,
     )
     return InvokeResponse.of(outcome)

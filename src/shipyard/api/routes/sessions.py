@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from shipyard.api.auth import require
 from shipyard.api.keys import Principal
+from shipyard.api.propagation import traceparent
 from shipyard.api.schemas import (
     CreateSession,
     ErrorResponse,
@@ -92,14 +93,20 @@ async def turn(
 ) -> InvokeResponse | Response:
     """One turn: answers like invoke (JSON, or SSE with ``Accept: text/event-stream``)."""
     sessions = _sessions(request)
+    parent = traceparent(request)
     if "text/event-stream" in request.headers.get("accept", ""):
         await sessions.check(principal.tenant_id, session_id)  # 404s as HTTP, not in-stream
 
         def start(sink: Sink) -> Coroutine[Any, Any, RunOutcome]:
             return sessions.turn(
-                principal.tenant_id, session_id, body.input, sinks=[sink], stream_deltas=True
+                principal.tenant_id,
+                session_id,
+                body.input,
+                sinks=[sink],
+                stream_deltas=True,
+                parent=parent,
             )
 
         return stream_run(start)
-    outcome = await sessions.turn(principal.tenant_id, session_id, body.input)
+    outcome = await sessions.turn(principal.tenant_id, session_id, body.input, parent=parent)
     return InvokeResponse.of(outcome, session_id=session_id)

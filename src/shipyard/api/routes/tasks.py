@@ -11,11 +11,11 @@ from starlette.responses import StreamingResponse
 
 from shipyard.api.auth import require
 from shipyard.api.keys import Principal
+from shipyard.api.propagation import traceparent
 from shipyard.api.schemas import ErrorResponse, SubmitTask, TaskAccepted, TaskPage, TaskView
 from shipyard.errors import InvalidInput
 from shipyard.runtime.tasks import TaskService
 from shipyard.stores.records.base import FINAL_TASK_STATES, TaskStatus
-from shipyard.telemetry.tracecontext import TraceParent
 
 POLL_S = 0.25
 """How often a task's event stream looks for news (it reads the records, so it works on any
@@ -50,7 +50,7 @@ async def submit_task(
         idempotency_key=body.idempotency_key,
         priority=body.priority,
         deadline=body.deadline,
-        trace=TraceParent.parse(request.headers.get("traceparent")),
+        trace=traceparent(request),
     )
     if not created:
         response.headers["Idempotent-Replayed"] = "true"

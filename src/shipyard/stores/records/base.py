@@ -56,6 +56,8 @@ class RunRecord(BaseModel):
     trace_id: str | None = None
     created_at: datetime
     ended_at: datetime | None = None
+    parent_run_id: str | None = None
+    """The run whose agent started this one (an agent called as a tool or a task)."""
 
 
 T = TypeVar("T")

@@ -92,6 +92,7 @@ runs = sa.Table(
     sa.Column("trace_id", sa.String, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("ended_at", UTCDateTime, nullable=True),
+    sa.Column("parent_run_id", sa.String, nullable=True),
     sa.Index("ix_runs_tenant_id_id", "tenant_id", "id"),
     sa.Index("ix_runs_tenant_id_agent_id", "tenant_id", "agent", "id"),
     sa.Index("ix_runs_tenant_id_status_id", "tenant_id", "status", "id"),
@@ -111,6 +112,7 @@ run_events = sa.Table(
     sa.Column("trace_id", sa.String, nullable=False),
     sa.Column("span_id", sa.String, nullable=False),
     sa.Column("data", _json(), nullable=False),
+    sa.Column("parent_span_id", sa.String, nullable=True),
 )
 
 sessions = sa.Table(
@@ -127,6 +129,27 @@ sessions = sa.Table(
 )
 
 sa.Index("ix_runs_tenant_id_session_id_id", runs.c.tenant_id, runs.c.session_id, runs.c.id)
+sa.Index("ix_runs_parent_run_id", runs.c.parent_run_id)
+
+spans = sa.Table(
+    "spans",
+    metadata,
+    sa.Column("trace_id", sa.String, primary_key=True),
+    sa.Column("span_id", sa.String, primary_key=True),
+    sa.Column("parent_span_id", sa.String, nullable=True),
+    sa.Column("tenant_id", sa.String, nullable=True),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("service", sa.String, nullable=False),
+    sa.Column("start_ns", sa.BigInteger, nullable=False),
+    sa.Column("end_ns", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("status_message", sa.Text, nullable=True),
+    sa.Column("attributes", _json(), nullable=False),
+    sa.Column("events", _json(), nullable=False),
+)
+"""Finished OpenTelemetry spans (the embedded trace view); ``tenant_id`` from the span's
+``shipyard.tenant_id`` attribute, null for spans outside any tenant's run."""
 
 tasks = sa.Table(
     "tasks",

@@ -443,5 +443,6 @@ def _event_row(e: Event) -> dict[str, Any]:
         "task_id": e.task_id,
         "trace_id": e.trace_id,
         "span_id": e.span_id,
+        "parent_span_id": e.parent_span_id,
         "data": e.data,
     }

@@ -1,0 +1,37 @@
+"""What watches the runs: the event sinks (logs, metrics, traces) and their background parts.
+
+Built by the composition root from the settings; every part is optional, so a process with
+observability off pays nothing for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from shipyard.telemetry.events import Sink
+
+if TYPE_CHECKING:
+    from shipyard.telemetry.eventlog import EventLog
+    from shipyard.telemetry.metrics import Metrics
+    from shipyard.telemetry.tracing import Tracing
+
+
+@dataclass(slots=True)
+class Observability:
+    eventlog: EventLog | None = None
+    metrics: Metrics | None = None
+    tracing: Tracing | None = None
+    sinks: list[Sink] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sinks = [p.sink for p in (self.eventlog, self.metrics, self.tracing) if p]
+
+    async def start(self) -> None:
+        if self.tracing is not None:
+            await self.tracing.start()
+
+    async def close(self) -> None:
+        """Flush what is buffered (spans); called before the record store closes."""
+        if self.tracing is not None:
+            await self.tracing.close()
