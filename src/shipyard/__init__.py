@@ -7,7 +7,14 @@ Everything a user imports lives here::
 
 from shipyard._version import __version__
 from shipyard.agents.agent import Agent, AgentLike, FunctionAgent, agent
-from shipyard.agents.context import ContextBudget, RunContext, RunResult
+from shipyard.agents.context import ContextBudget, RunContext, RunInput, RunResult
+from shipyard.agents.delegate import (
+    DelegatedTask,
+    agent_tool,
+    call_agent,
+    submit_task,
+    task_tool,
+)
 from shipyard.agents.tool import Tool, tool
 from shipyard.app import App
 from shipyard.config import Settings
@@ -41,6 +48,7 @@ __all__ = [
     "ChatModel",
     "ConfigError",
     "ContextBudget",
+    "DelegatedTask",
     "Event",
     "FunctionAgent",
     "Message",
@@ -49,6 +57,7 @@ __all__ = [
     "ModelResponse",
     "ModelRetry",
     "RunContext",
+    "RunInput",
     "RunResult",
     "RunTimeout",
     "Settings",
@@ -62,5 +71,9 @@ __all__ = [
     "UserMessage",
     "__version__",
     "agent",
+    "agent_tool",
+    "call_agent",
+    "submit_task",
+    "task_tool",
     "tool",
 ]

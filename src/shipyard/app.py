@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from shipyard.agents.agent import AgentLike
 from shipyard.config import Settings, load_settings
 from shipyard.errors import ConfigError
+from shipyard.runtime.delegation import Delegation
 from shipyard.runtime.invoke import Invoker, RunLimits
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.services import Services
@@ -159,6 +160,8 @@ def build_services(app: App, settings: Settings) -> Services:
         attempts=settings.webhook_attempts,
         base_s=settings.webhook_retry_base_s,
     )
+    tasks = TaskService(records, broker, state, invoker)
+    invoker.calls = Delegation(invoker, tasks)
     return Services(
         agents=app.agents,
         records=records,
@@ -167,7 +170,7 @@ def build_services(app: App, settings: Settings) -> Services:
         state=state,
         sessions=sessions,
         broker=broker,
-        tasks=TaskService(records, broker, state, invoker),
+        tasks=tasks,
         webhooks=webhooks,
         observability=observability,
     )

@@ -13,6 +13,7 @@ import structlog
 
 from shipyard.agents.agent import AgentLike
 from shipyard.agents.context import RunContext, RunInput, RunResult
+from shipyard.agents.delegate import AgentCalls, current_calls
 from shipyard.errors import (
     AgentNotFound,
     RunCancelled,
@@ -65,6 +66,8 @@ class Invoker:
         self._recorder = recorder
         self._limits = limits
         self._sinks = [recorder.sink, *observers]
+        self.calls: AgentCalls | None = None
+        """How this invoker's runs reach other agents (set by the composition root)."""
         self._inflight: set[asyncio.Task[Any]] = set()
 
     def model_for(self, name: str) -> str | ChatModel:
@@ -152,6 +155,7 @@ class Invoker:
         ctx.emit("run.started", input=_jsonable(input), metadata=ctx.metadata, **lineage)
         limit = asyncio.timeout(self._limits.run_timeout_s)
         step = current_step.set(ctx.step(ctx.emitter.span_id))  # a function agent's children
+        calls = current_calls.set(self.calls)
         try:
             async with limit:
                 result = await target.run(ctx, input)
@@ -170,6 +174,7 @@ class Invoker:
             raise self._failed(ctx, _agent_failure(target.name, exc), started) from exc
         finally:
             current_step.reset(step)
+            current_calls.reset(calls)
         latency_ms = _ms_since(started)
         ctx.emit(
             "run.completed",

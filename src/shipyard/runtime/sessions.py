@@ -170,6 +170,7 @@ class SessionService:
         stream_deltas: bool = False,
         task_id: str | None = None,
         parent: TraceParent | None = None,
+        parent_run_id: str | None = None,
     ) -> RunOutcome:
         keys = _Keys(session_id)
         run_id = new_id("run")
@@ -196,6 +197,7 @@ class SessionService:
                     session_id=session_id,
                     task_id=task_id,
                     parent=parent,
+                    parent_run_id=parent_run_id,
                 )
 
             if meta.on_busy == "interrupt":

@@ -108,10 +108,13 @@ class TaskService:
         priority: int = 0,
         deadline: datetime | None = None,
         trace: TraceParent | None = None,
+        parent_run_id: str | None = None,
     ) -> tuple[TaskRecord, bool]:
         """Record the task and hand it to the broker; ``(task, created)``. The same idempotency
         key returns the first task (and hands it to the broker again if it is still queued:
-        the first hand-over may have failed; a duplicate message is harmless)."""
+        the first hand-over may have failed; a duplicate message is harmless).
+        ``parent_run_id``: the run of the agent that handed the task over; the task's run is
+        recorded as its child."""
         target = self._invoker.agent(agent)  # 404 before anything is kept
         now = datetime.now(UTC)
         task, created = await self._records.create_task(
@@ -134,7 +137,8 @@ class TaskService:
             )
         )
         if created or task.status == "queued":
-            await self._broker.publish(_message(task, trace or TraceParent.new()), queue=TASK_QUEUE)
+            message = _message(task, trace or TraceParent.new(), parent_run_id)
+            await self._broker.publish(message, queue=TASK_QUEUE)
         return task, created
 
     async def get(self, tenant_id: str, task_id: str) -> TaskRecord:
@@ -178,14 +182,20 @@ class TaskService:
         return await self.get(tenant_id, task_id)
 
 
-def _message(task: TaskRecord, trace: TraceParent) -> TaskMessage:
+PARENT_RUN_HEADER = "shipyard-parent-run"
+
+
+def _message(task: TaskRecord, trace: TraceParent, parent_run_id: str | None) -> TaskMessage:
     """The tenant and trace context travel in the message's headers (the tenant as the
-    broker's own ``x-shipyard-tenant``)."""
+    broker's own ``x-shipyard-tenant``), and the run that handed the task over."""
+    headers = {"traceparent": trace.header()}
+    if parent_run_id:
+        headers[PARENT_RUN_HEADER] = parent_run_id
     return TaskMessage(
         task_id=task.id,
         tenant_id=task.tenant_id,
         agent=task.agent,
         body=orjson.dumps({"task_id": task.id}),
         priority=task.priority,
-        headers={"traceparent": trace.header()},
+        headers=headers,
     )

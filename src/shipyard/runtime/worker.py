@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +35,7 @@ from shipyard.runtime.invoke import RunOutcome
 from shipyard.runtime.services import Services
 from shipyard.runtime.tasks import (
     CANCEL,
+    PARENT_RUN_HEADER,
     TASK_QUEUE,
     cancel_marker,
     cloud_event,
@@ -127,7 +128,7 @@ class Worker:
             await self._finish(delivery, claimed, "failed", error=error)
             return
         try:
-            outcome = await self._cancellable(claimed, message.headers.get("traceparent"))
+            outcome = await self._cancellable(claimed, message.headers)
         except RunCancelled:
             await self._finish(delivery, claimed, "cancelled", error={"code": "cancelled"})
         except RETRYABLE as exc:
@@ -147,22 +148,27 @@ class Worker:
                 cost_usd=usage.cost_usd,
             )
 
-    async def _cancellable(self, task: TaskRecord, traceparent: str | None) -> RunOutcome:
+    async def _cancellable(self, task: TaskRecord, headers: Mapping[str, str]) -> RunOutcome:
         """Run the task (in the trace it was submitted in); a cancel request on its channel
         (from the API) stops the agent."""
-        parent = TraceParent.parse(traceparent)
+        parent = TraceParent.parse(headers.get("traceparent"))
+        parent_run_id = headers.get(PARENT_RUN_HEADER)
         return await stoppable(
             self._services.state,
             control_channel(task.id),
             CANCEL,
-            lambda sinks: self._run(task, sinks, parent),
+            lambda sinks: self._run(task, sinks, parent, parent_run_id),
             stopped=lambda: RunCancelled("cancelled through the API"),
             reason="cancelled through the API",
             marker=cancel_marker(task.id),
         )
 
     async def _run(
-        self, task: TaskRecord, sinks: Sequence[Sink], parent: TraceParent | None
+        self,
+        task: TaskRecord,
+        sinks: Sequence[Sink],
+        parent: TraceParent | None,
+        parent_run_id: str | None,
     ) -> RunOutcome:
         if task.session_id:
             return await self._services.sessions.turn(
@@ -172,6 +178,7 @@ class Worker:
                 sinks=sinks,
                 task_id=task.id,
                 parent=parent,
+                parent_run_id=parent_run_id,
             )
         return await self._services.invoker.invoke(
             tenant_id=task.tenant_id,
@@ -181,6 +188,7 @@ class Worker:
             sinks=sinks,
             task_id=task.id,
             parent=parent,
+            parent_run_id=parent_run_id,
         )
 
     async def _failed_attempt(
