@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import invoke, sessions, tasks
+from bench import invoke, observability, sessions, tasks
 from bench.common import BenchConfig, BenchFn, BenchResult, format_table, progress
 
 # Later benchmarks (sessions, tasks): one module each, one line here.
@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, BenchFn] = {
     "invoke": invoke.run,
     "sessions": sessions.run,
     "tasks": tasks.run,
+    "observability": observability.run,
 }
 
 

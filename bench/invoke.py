@@ -56,11 +56,19 @@ def _uvicorn_bare(port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def make_target(name: str, port: int, home: Path, config: BenchConfig) -> Target:
+def make_target(
+    name: str,
+    port: int,
+    home: Path,
+    config: BenchConfig,
+    env_extra: dict[str, str] | None = None,
+) -> Target:
+    """``bare`` (FastAPI alone) or a Shipyard server; ``env_extra`` adds settings (the
+    observability benchmark names its own Shipyard targets)."""
     key = "sk_bench_" + secrets.token_hex(16)
     if name == "bare" or config.fake_shipyard:
         return Target(name, ServerSpec(name, _uvicorn_bare(port)), key, records=False)
-    if name != "shipyard":
+    if name != "shipyard" and env_extra is None:
         raise BenchError(f"unknown target {name!r} (expected shipyard or bare)")
     argv = [
         bin_path("shipyard"), "serve", "--app", "bench.apps:shipyard_app",
@@ -70,6 +78,7 @@ def make_target(name: str, port: int, home: Path, config: BenchConfig) -> Target
         "SHIPYARD_HOME": str(home),
         "SHIPYARD_ADMIN_KEY": key,
         "SHIPYARD_LOG_LEVEL": "warning",
+        **(env_extra or {}),
     }
     return Target(name, ServerSpec(name, argv, env), key, records=True)
 
@@ -151,13 +160,18 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} ms"
 
 
-async def _bench_target(name: str, config: BenchConfig, result: BenchResult) -> bool:
+async def bench_target(
+    name: str,
+    config: BenchConfig,
+    result: BenchResult,
+    env_extra: dict[str, str] | None = None,
+) -> bool:
     """Measure one target into `result`; True when its runs were verifiably recorded."""
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-", ignore_cleanup_errors=True) as tmp:
         home = Path(tmp) / "home"
         home.mkdir()
         port = free_port()
-        target = make_target(name, port, home, config)
+        target = make_target(name, port, home, config, env_extra)
         progress(f"starting {name} server on port {port} …")
         async with running_server(target.spec, port, Path(tmp), config.startup_timeout) as server:
             progress(f"{name} server up (pid {server.pid})")
@@ -241,7 +255,7 @@ async def run(config: BenchConfig) -> BenchResult:
     recorded: dict[str, bool] = {}
     for name in config.targets:
         try:
-            recorded[name] = await _bench_target(name, config, result)
+            recorded[name] = await bench_target(name, config, result)
         except BenchError as exc:
             progress(f"{name}: FAILED: {exc}")
             result.failures.append(f"{name}: {exc}")
