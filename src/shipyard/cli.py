@@ -35,7 +35,7 @@ def _settings(**overrides: Any) -> Settings:
     from shipyard.telemetry.logging import configure_logging
 
     settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return settings
 
 
@@ -107,6 +107,7 @@ def worker(
     from shipyard.app import build_keys, build_services, load_app, prepare_stores
     from shipyard.runtime.worker import Worker
 
+    os.environ.setdefault("OTEL_SERVICE_NAME", "shipyard-worker")  # the traces' service.name
     try:
         settings = _settings(app=app)
         services = build_services(load_app(settings.app), settings)
@@ -116,7 +117,7 @@ def worker(
 
     async def main() -> None:
         await prepare_stores(services.records, build_keys(services.records, settings), settings)
-        await services.start()
+        await services.start()  # a worker's metrics are on SHIPYARD_METRICS_PORT only
         runner = Worker(
             services,
             concurrency=concurrency,

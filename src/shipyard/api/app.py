@@ -11,6 +11,9 @@ from shipyard._version import __version__
 from shipyard.api import errors
 from shipyard.api.keys import KeyService
 from shipyard.api.routes import agents, health, runs, session_ws, sessions, tasks, webhooks
+from shipyard.api.routes import traces as traces_routes
+from shipyard.api.routes.metrics import MetricsMiddleware
+from shipyard.api.routes.metrics import router as metrics_router
 from shipyard.runtime.services import Services
 
 
@@ -37,9 +40,13 @@ def create_app(
     app.state.services = services
     app.state.keys = keys
     errors.install(app)
+    if services.observability.metrics is not None:
+        app.add_middleware(MetricsMiddleware, metrics=services.observability.metrics)
     app.include_router(health.router)
+    app.include_router(metrics_router)
     app.include_router(agents.router)
     app.include_router(runs.router)
+    app.include_router(traces_routes.router)
     app.include_router(sessions.router)
     app.include_router(tasks.router)
     app.include_router(webhooks.router)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from shipyard.errors import (
 from shipyard.models.base import AssistantMessage, ChatModel, Message, Usage, UserMessage
 from shipyard.runtime.recorder import Recorder
 from shipyard.telemetry.events import Emitter, Sink, current_step, new_id, new_span_id
-from shipyard.telemetry.tracecontext import TraceParent
+from shipyard.telemetry.tracecontext import TraceParent, new_trace_id
 
 log = structlog.get_logger(__name__)
 
@@ -106,7 +105,7 @@ class Invoker:
             run_id=run_id or new_id("run"),
             tenant_id=tenant_id,
             agent=target.name,
-            trace_id=parent.trace_id if parent else os.urandom(16).hex(),
+            trace_id=parent.trace_id if parent else new_trace_id(),
             span_id=new_span_id(),
             parent_span_id=parent.span_id if parent else None,
             sinks=[*self._sinks, *sinks],

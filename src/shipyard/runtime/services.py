@@ -32,7 +32,10 @@ class Services:
 
     async def start(self) -> None:
         await self.recorder.start()
-        await self.observability.start()
+        sessions = self.sessions
+        await self.observability.start(
+            queues=self.broker, active_sessions=lambda: sessions.active_turns
+        )
 
     async def close(self, drain_s: float = 10.0) -> None:
         """Let runs in flight finish (or record them cancelled), flush their records, close."""

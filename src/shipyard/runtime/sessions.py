@@ -113,6 +113,9 @@ class SessionService:
         self._default_ttl_s = default_ttl_s
         self._lease_s = LEASE_S
         self._queue_s = queue_s
+        self.active_turns = 0
+        """Turns running in this process (holding their session's lease): the active sessions
+        metric. One turn per session at a time, so the sum over processes counts sessions."""
 
     async def create(
         self,
@@ -179,6 +182,7 @@ class SessionService:
             meta, _ = await self._live(tenant_id, session_id, keys)
             lease = await self._wait_for_turn(keys, meta, run_id)
         keeper = asyncio.create_task(self._keep(lease))
+        self.active_turns += 1
         try:
             meta, raw = await self._live(tenant_id, session_id, keys)  # as of holding the lease
             said: list[Message] = (
@@ -214,6 +218,7 @@ class SessionService:
             await self._commit(keys, raw, meta, [*said, *outcome.messages])
             return outcome
         finally:
+            self.active_turns -= 1
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper

@@ -7,7 +7,8 @@ from the server's signing key (``SHIPYARD_WEBHOOK_SIGNING_KEY``), so every repli
 and nothing per tenant needs storing; a tenant reads its own with ``GET /v1/webhooks/secret``.
 
 Delivery is retried with exponential backoff on network errors, timeouts, 408, 429 and 5xx,
-up to ``attempts``; other 4xx answers are final. Every attempt is logged.
+up to ``attempts``; other 4xx answers are final. Every attempt is logged. Given the task's
+``traceparent``, each attempt carries it, so the receiver's work joins the task's trace.
 """
 
 from __future__ import annotations
@@ -81,7 +82,15 @@ class WebhookSender:
     def secret_for(self, tenant_id: str) -> str:
         return tenant_secret(self._key, tenant_id)
 
-    async def deliver(self, url: str, *, tenant_id: str, event_id: str, body: bytes) -> bool:
+    async def deliver(
+        self,
+        url: str,
+        *,
+        tenant_id: str,
+        event_id: str,
+        body: bytes,
+        traceparent: str | None = None,
+    ) -> bool:
         """POST until a 2xx answer, a final refusal, or the last attempt; True if delivered."""
         secret = tenant_secret(self._key, tenant_id)
         retrying = AsyncRetrying(
@@ -93,12 +102,20 @@ class WebhookSender:
             async for attempt in retrying:
                 with attempt:
                     number = attempt.retry_state.attempt_number
-                    return await self._post(url, secret, event_id, body, number)
+                    return await self._post(url, secret, event_id, body, number, traceparent)
         except RetryError:
             log.warning("webhook gave up", url=url, event_id=event_id, attempts=self._attempts)
         return False
 
-    async def _post(self, url: str, secret: str, event_id: str, body: bytes, number: int) -> bool:
+    async def _post(
+        self,
+        url: str,
+        secret: str,
+        event_id: str,
+        body: bytes,
+        number: int,
+        traceparent: str | None,
+    ) -> bool:
         timestamp = int(time.time())
         headers = {
             "Content-Type": "application/cloudevents+json",
@@ -106,6 +123,8 @@ class WebhookSender:
             TIMESTAMP_HEADER: str(timestamp),
             SIGNATURE_HEADER: sign(secret, timestamp, body),
         }
+        if traceparent:
+            headers["traceparent"] = traceparent
         try:
             reply = await self._client.post(url, content=body, headers=headers)
         except httpx.HTTPError as exc:

@@ -9,6 +9,8 @@ For each delivery:
 A failure that may pass (model errors, timeouts, stores) goes back to queued and is retried
 with backoff until ``max_attempts``; then the task is ``dead`` and its message goes to the
 dead letters. A failure that will not pass (unknown agent, bad input) is ``failed`` at once.
+With metrics on, the worker counts the lag of each task's first claim, its final status and
+its retries.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self._stopping = asyncio.Event()
         self._deliveries: set[asyncio.Task[bool]] = set()
+        self._metrics = services.observability.metrics
 
     def stop(self) -> None:
         """Stop taking new tasks; tasks in flight finish (see ``run``)."""
@@ -123,6 +126,9 @@ class Worker:
             else:
                 await delivery.ack()
             return
+        if self._metrics is not None and message.attempt == 1 and not delivery.redelivered:
+            lag_s = (datetime.now(UTC) - claimed.created_at).total_seconds()
+            self._metrics.task_claimed(claimed.agent, lag_s)
         if claimed.deadline is not None and claimed.deadline < datetime.now(UTC):
             error = {"code": "deadline_exceeded", "message": "the task's deadline passed"}
             await self._finish(delivery, claimed, "failed", error=error)
@@ -209,6 +215,8 @@ class Worker:
         if requeued is None:
             await delivery.ack()  # cancelled meanwhile
             return
+        if self._metrics is not None:
+            self._metrics.task_retried(task.agent)
         await delivery.retry(backoff_s(attempt, base_s=self._retry_base_s))
 
     async def _finish(
@@ -229,21 +237,30 @@ class Worker:
             **fields,
         )
         if final is not None:
+            if self._metrics is not None:
+                self._metrics.task_finished(final.agent, final.status)
             event_id, body = cloud_event(final)
             await self._services.broker.publish_result(body, routing_key=routing_key(final))
             if final.webhook_url:
-                self._send_webhook(final, event_id, body)
+                self._send_webhook(final, event_id, body, delivery.message.headers)
         if dead is not None:
             await delivery.dead(dead)
         else:
             await delivery.ack()
 
-    def _send_webhook(self, task: TaskRecord, event_id: str, body: bytes) -> None:
-        """In the background: the task is stored and acked whatever the receiver does."""
+    def _send_webhook(
+        self, task: TaskRecord, event_id: str, body: bytes, headers: Mapping[str, str]
+    ) -> None:
+        """In the background: the task is stored and acked whatever the receiver does. The
+        receiver gets the task's trace context."""
         assert task.webhook_url is not None
         delivery = asyncio.create_task(
             self._services.webhooks.deliver(
-                task.webhook_url, tenant_id=task.tenant_id, event_id=event_id, body=body
+                task.webhook_url,
+                tenant_id=task.tenant_id,
+                event_id=event_id,
+                body=body,
+                traceparent=headers.get("traceparent"),
             )
         )
         self._deliveries.add(delivery)

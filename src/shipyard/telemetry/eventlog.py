@@ -1,13 +1,191 @@
-"""One structured log record per run event (placeholder: filled in by the observability work)."""
+"""One structured log record per run event (``SHIPYARD_LOG_EVENTS``).
+
+Each record is named after its event (``event="llm.response"``), comes from the logger
+``shipyard.events``, and carries the run's ids — ``run_id``, ``seq``, ``tenant_id``, ``agent``,
+``trace_id``, ``span_id``, and ``parent_span_id``, ``session_id``, ``task_id`` when set — and the
+event's facts (model, tokens, cost, latency, tool name, outcome; see ``_KINDS``).
+``llm.delta`` (streamed tokens) is never logged. ``run.failed`` and ``guard.flag`` log at
+warning, the rest at info.
+
+Message bodies — run input and output, model content and tool calls, tool arguments, output
+and error text, run metadata — are logged only when the log is built with ``bodies=True`` (the
+composition root does at ``SHIPYARD_LOG_LEVEL=debug``), and only what the redaction hook
+(:func:`set_redactor`) lets through.
+
+The sink runs on the hot path, for every event of every run: the levels that are on and what
+each kind logs are decided once, when the log is built (after ``configure_logging``).
+"""
 
 from __future__ import annotations
 
-from shipyard.telemetry.events import Event
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import structlog
+
+from shipyard.telemetry.events import Event, EventType
+
+LOGGER = "shipyard.events"
+
+Redactor = Callable[[Event, dict[str, Any]], dict[str, Any]]
+"""Gets an event and its body fields (log key -> value); returns the fields that may be logged.
+
+The dict is the hook's to change, but its values are the event's own (other sinks read them):
+replace a value rather than change it in place.
+"""
+
+_redactor: Redactor | None = None
+
+
+def set_redactor(redactor: Redactor | None) -> Redactor | None:
+    """Install the hook every logged body passes through (``None``: bodies pass unchanged).
+
+    Returns the hook it replaces, to put back later. The hook applies to logs already built.
+    If it raises, the record is logged without its bodies.
+    """
+    global _redactor
+    previous, _redactor = _redactor, redactor
+    return previous
+
+
+_Fields = tuple[tuple[str, str, str | None], ...]
+"""(log key, data key, key inside the data value or ``None``) for each field a kind logs."""
+
+
+def _fields(*specs: str) -> _Fields:
+    """``"key"``, ``"log_key=data_key"`` or ``"log_key=data_key.inner_key"``."""
+    parsed = []
+    for spec in specs:
+        key, _, source = spec.partition("=")
+        source = source or key
+        outer, _, inner = source.partition(".")
+        parsed.append((key, outer, inner or None))
+    return tuple(parsed)
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    level: int
+    facts: _Fields
+    bodies: _Fields = ()
+
+
+_INFO, _WARNING = logging.INFO, logging.WARNING
+
+_KINDS: Mapping[EventType, _Kind] = MappingProxyType(
+    {
+        "run.started": _Kind(_INFO, _fields("parent_run_id"), _fields("input", "metadata")),
+        "llm.request": _Kind(_INFO, _fields("model", "step", "messages", "tools")),
+        "llm.response": _Kind(
+            _INFO,
+            _fields(
+                "model",
+                "step",
+                "prompt_tokens",
+                "completion_tokens",
+                "cost_usd",
+                "latency_ms",
+                "finish_reason",
+            ),
+            _fields("content", "tool_calls"),
+        ),
+        "tool.call": _Kind(_INFO, _fields("tool=name", "tool_call_id=id"), _fields("arguments")),
+        "tool.result": _Kind(
+            _INFO,
+            _fields("tool=name", "tool_call_id=id", "ok", "error_kind", "latency_ms"),
+            _fields("output", "error_message=error"),
+        ),
+        "guard.flag": _Kind(_WARNING, _fields("guard", "action", "reason")),
+        "run.completed": _Kind(_INFO, _fields("usage", "latency_ms"), _fields("output")),
+        "run.failed": _Kind(
+            _WARNING,
+            _fields("error_code=error.code", "error_message=error.message", "usage", "latency_ms"),
+        ),
+    }
+)
+"""What each kind logs. Fields not named here are never logged; ``llm.delta`` is absent."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    log: Callable[..., Any]
+    facts: _Fields
+    bodies: _Fields
 
 
 class EventLog:
+    """The event stream's log sink: ``sink`` writes one record per event."""
+
+    __slots__ = ("_plans",)
+
     def __init__(self, *, bodies: bool = False) -> None:
-        self._bodies = bodies
+        """``bodies``: log message bodies (after the redaction hook). Reads the logging
+        configuration as it is now: configure logging first."""
+        log = structlog.get_logger(LOGGER).bind(logger=LOGGER)
+        self._plans: dict[str, _Plan] = {
+            kind: _Plan(
+                log.warning if spec.level == _WARNING else log.info,
+                spec.facts,
+                spec.bodies if bodies else (),
+            )
+            for kind, spec in _KINDS.items()
+            if log.is_enabled_for(spec.level)
+        }
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any record is written at the configured level."""
+        return bool(self._plans)
 
     def sink(self, event: Event) -> None:
-        return None
+        plan = self._plans.get(event.type)
+        if plan is None:  # llm.delta, or a level that is off
+            return
+        fields: dict[str, Any] = {
+            "run_id": event.run_id,
+            "seq": event.seq,
+            "tenant_id": event.tenant_id,
+            "agent": event.agent,
+            "trace_id": event.trace_id,
+            "span_id": event.span_id,
+        }
+        if event.parent_span_id is not None:
+            fields["parent_span_id"] = event.parent_span_id
+        if event.session_id is not None:
+            fields["session_id"] = event.session_id
+        if event.task_id is not None:
+            fields["task_id"] = event.task_id
+        data = event.data
+        _pick(plan.facts, data, fields)
+        if plan.bodies:
+            body: dict[str, Any] = {}
+            _pick(plan.bodies, data, body)
+            if body:
+                fields.update(_redacted(event, body))
+        plan.log(event.type, **fields)
+
+
+def _pick(spec: _Fields, data: dict[str, Any], into: dict[str, Any]) -> None:
+    for key, outer, inner in spec:
+        if outer in data:
+            value = data[outer]
+            if inner is None:
+                into[key] = value
+            elif isinstance(value, dict) and inner in value:
+                into[key] = value[inner]
+
+
+def _redacted(event: Event, body: dict[str, Any]) -> dict[str, Any]:
+    redactor = _redactor
+    if redactor is None:
+        return body
+    try:
+        redacted = redactor(event, body)
+        if not isinstance(redacted, dict):
+            raise TypeError(f"the redaction hook returned {type(redacted).__name__}, not a dict")
+    except Exception as exc:  # fail closed: a broken hook must neither leak bodies nor fail runs
+        return {"redaction_error": type(exc).__name__}
+    return redacted

@@ -1,10 +1,337 @@
-"""Prometheus metrics from the event stream (placeholder: filled in by the observability work)."""
+"""Prometheus metrics: the event stream, the HTTP surface, the worker and a few sampled gauges.
+
+``Metrics`` owns its own ``CollectorRegistry`` (never the global one), so several in one
+process — tests, an app and its worker — do not collide. What feeds it:
+
+- ``sink`` — every run's events (``llm.response``, ``tool.result``, ``guard.flag``,
+  ``run.completed`` / ``run.failed``; the other kinds are skipped at the first comparison);
+- ``http_request`` / ``websocket_opened`` / ``websocket_closed`` — the API's ASGI middleware;
+- ``task_claimed`` / ``task_finished`` / ``task_retried`` — the worker;
+- ``start`` — a background sampler of queue depths, and ``shipyard_active_sessions`` read at
+  scrape time; with a ``port``, an unauthenticated exposition server (a thread).
+
+Labels are bounded sets only: agent, model and tool names come from the configured code
+(a tool name the model made up is ``unknown``), tenants from the tenants table, error codes
+and statuses from fixed lists. Never a run, session, task or key id.
+
+The sink runs on every run's hot path: each labelled child is looked up once and then kept
+in a dict keyed by its label values.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol
+
+import structlog
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+    start_http_server,
+)
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
 from shipyard.telemetry.events import Event
+
+log = structlog.get_logger(__name__)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+SAMPLE_S = 5.0
+"""How often the queue depths are sampled (not at scrape time: a scrape must stay cheap)."""
+UNKNOWN_TOOL = "unknown"
+
+_RUN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_MODEL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_TOOL_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_LAG_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class QueueDepth(Protocol):
+    """What the sampler reads: the broker's ``QueueStats.depth``."""
+
+    async def depth(self, queue: str = ...) -> int: ...
+
+
+def execution_model(event: Event) -> str:
+    """``task`` (through the broker, a session's turn included), ``session`` or ``stateless``."""
+    if event.task_id is not None:
+        return "task"
+    return "stateless" if event.session_id is None else "session"
 
 
 class Metrics:
+    """The process's metrics; ``render`` gives the Prometheus text exposition."""
+
+    def __init__(self, *, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.port, self.host = port, host
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self._define_runs()
+        self._define_surface()
+        self._children: dict[tuple[Any, ...], Any] = {}
+        self._sampler: asyncio.Task[None] | None = None
+        self._server: Any = None
+
+    def _define_runs(self) -> None:
+        reg = self.registry
+        self.runs = Counter(
+            "shipyard_runs", "Finished runs.", ["agent", "execution", "outcome"], registry=reg
+        )
+        self.run_seconds = Histogram(
+            "shipyard_run_duration_seconds", "Run latency.", ["agent", "execution"],
+            buckets=_RUN_BUCKETS, registry=reg,
+        )  # fmt: skip
+        self.run_errors = Counter(
+            "shipyard_run_errors", "Failed runs by error code.", ["agent", "code"], registry=reg
+        )
+        self.tokens = Counter(
+            "shipyard_llm_tokens", "Model tokens; type is prompt or completion.",
+            ["model", "agent", "tenant", "type"], registry=reg,
+        )  # fmt: skip
+        self.cost = Counter(
+            "shipyard_llm_cost_usd", "Model spend in US dollars.", ["model", "agent", "tenant"],
+            registry=reg,
+        )  # fmt: skip
+        self.model_seconds = Histogram(
+            "shipyard_llm_request_duration_seconds", "Model call latency.", ["model"],
+            buckets=_MODEL_BUCKETS, registry=reg,
+        )  # fmt: skip
+        self.tool_seconds = Histogram(
+            "shipyard_tool_duration_seconds", "Tool call latency.", ["agent", "tool"],
+            buckets=_TOOL_BUCKETS, registry=reg,
+        )  # fmt: skip
+        self.tool_errors = Counter(
+            "shipyard_tool_errors", "Failed tool calls; kind is the tool error's kind.",
+            ["agent", "tool", "kind"], registry=reg,
+        )  # fmt: skip
+        self.guard_flags = Counter(
+            "shipyard_guard_flags", "Guard findings.", ["guard", "action"], registry=reg
+        )
+
+    def _define_surface(self) -> None:
+        reg = self.registry
+        self.http_requests = Counter(
+            "shipyard_http_requests", "HTTP requests; route is the matched route's template.",
+            ["method", "route", "status"], registry=reg,
+        )  # fmt: skip
+        self.http_seconds = Histogram(
+            "shipyard_http_request_duration_seconds",
+            "HTTP latency, until the last byte of the response (streams included).",
+            ["method", "route", "status"], buckets=_HTTP_BUCKETS, registry=reg,
+        )  # fmt: skip
+        self.websockets = Gauge(
+            "shipyard_websocket_connections", "Open (accepted) WebSocket connections.",
+            registry=reg,
+        )  # fmt: skip
+        self.active_sessions = Gauge(
+            "shipyard_active_sessions", "Sessions with a turn running in this process.",
+            registry=reg,
+        )  # fmt: skip
+        self.queue_depth = Gauge(
+            "shipyard_queue_depth", f"Messages waiting in a broker queue (sampled every "
+            f"{SAMPLE_S:g}s).", ["queue"], registry=reg,
+        )  # fmt: skip
+        self.task_lag = Histogram(
+            "shipyard_task_lag_seconds", "From a task's creation to its first claim by a worker.",
+            ["agent"], buckets=_LAG_BUCKETS, registry=reg,
+        )  # fmt: skip
+        self.tasks = Counter(
+            "shipyard_tasks_finished", "Tasks that reached a final status, by this worker.",
+            ["agent", "status"], registry=reg,
+        )  # fmt: skip
+        self.task_retries = Counter(
+            "shipyard_task_retries", "Failed task attempts queued again.", ["agent"], registry=reg
+        )
+
+    # -- the event sink (hot path) ------------------------------------------------------------
+
     def sink(self, event: Event) -> None:
-        return None
+        kind = event.type
+        if kind == "llm.response":
+            self._model_call(event)
+        elif kind == "tool.result":
+            self._tool_result(event)
+        elif kind == "run.completed" or kind == "run.failed":
+            self._run_ended(event)
+        elif kind == "guard.flag":
+            self._guard_flag(event)
+
+    def _run_ended(self, event: Event) -> None:
+        ok = event.type == "run.completed"
+        key = ("run", event.agent, event.task_id is None, event.session_id is None, ok)
+        children = self._children.get(key)
+        if children is None:
+            execution = execution_model(event)
+            outcome = "succeeded" if ok else "failed"
+            children = self._children[key] = (
+                self.runs.labels(event.agent, execution, outcome),
+                self.run_seconds.labels(event.agent, execution),
+            )
+        data = event.data
+        children[0].inc()
+        children[1].observe(data.get("latency_ms", 0.0) / 1000)
+        if not ok:
+            code = (data.get("error") or {}).get("code") or "unknown"
+            self._child(self.run_errors, ("run_error", event.agent, code)).inc()
+
+    def _model_call(self, event: Event) -> None:
+        data = event.data
+        model = data.get("model") or "unknown"
+        key = ("llm", model, event.agent, event.tenant_id)
+        children = self._children.get(key)
+        if children is None:
+            agent, tenant = event.agent, event.tenant_id
+            children = self._children[key] = (
+                self.tokens.labels(model, agent, tenant, "prompt"),
+                self.tokens.labels(model, agent, tenant, "completion"),
+                self.cost.labels(model, agent, tenant),
+                self.model_seconds.labels(model),
+            )
+        prompt, completion, cost, seconds = children
+        prompt.inc(data.get("prompt_tokens") or 0)
+        completion.inc(data.get("completion_tokens") or 0)
+        cost.inc(data.get("cost_usd") or 0.0)
+        seconds.observe(data.get("latency_ms", 0.0) / 1000)
+
+    def _tool_result(self, event: Event) -> None:
+        data = event.data
+        kind = data.get("error_kind")
+        tool = UNKNOWN_TOOL if kind == "unknown_tool" else data.get("name") or UNKNOWN_TOOL
+        self._child(self.tool_seconds, ("tool", event.agent, tool)).observe(
+            data.get("latency_ms", 0.0) / 1000
+        )
+        if not data.get("ok", True):
+            key = ("tool_error", event.agent, tool, kind or "error")
+            self._child(self.tool_errors, key).inc()
+
+    def _guard_flag(self, event: Event) -> None:
+        data = event.data
+        key = ("guard", data.get("guard") or "unknown", data.get("action") or "unknown")
+        self._child(self.guard_flags, key).inc()
+
+    def _child(self, metric: Any, key: tuple[str, ...]) -> Any:
+        """The child of ``metric`` for ``key[1:]`` (``key[0]`` names the metric in the cache)."""
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*key[1:])
+        return child
+
+    # -- the HTTP surface -----------------------------------------------------------------------
+
+    def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        if method not in _METHODS:  # before the cache: made-up methods must not grow it
+            method = "other"
+        key = ("http", method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            labels = (method, route, str(status))
+            children = self._children[key] = (
+                self.http_requests.labels(*labels),
+                self.http_seconds.labels(*labels),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def websocket_opened(self) -> None:
+        self.websockets.inc()
+
+    def websocket_closed(self) -> None:
+        self.websockets.dec()
+
+    # -- tasks (the worker) ---------------------------------------------------------------------
+
+    def task_claimed(self, agent: str, lag_s: float) -> None:
+        self._child(self.task_lag, ("task_lag", agent)).observe(max(lag_s, 0.0))
+
+    def task_finished(self, agent: str, status: str) -> None:
+        self._child(self.tasks, ("task", agent, status)).inc()
+
+    def task_retried(self, agent: str) -> None:
+        self._child(self.task_retries, ("task_retry", agent)).inc()
+
+    # -- exposition -----------------------------------------------------------------------------
+
+    def render(self, tenant: str | None = None) -> bytes:
+        """The text exposition; with ``tenant``, series labelled with another tenant are left
+        out (a tenant's key sees its own usage and the process-wide series)."""
+        if tenant is None:
+            return generate_latest(self.registry)
+        return generate_latest(_OneTenant(self.registry, tenant))
+
+    async def start(
+        self,
+        *,
+        queues: QueueDepth | None = None,
+        names: Sequence[str] = ("tasks",),
+        active_sessions: Callable[[], float] | None = None,
+        sample_s: float = SAMPLE_S,
+    ) -> None:
+        """Sample ``queues``' depth of ``names`` every ``sample_s``; read ``active_sessions``
+        at scrape time; serve the exposition on ``port`` if one is set."""
+        if active_sessions is not None:
+            self.active_sessions.set_function(active_sessions)
+        if queues is not None and self._sampler is None:
+            self._sampler = asyncio.create_task(self._sample(queues, names, sample_s))
+        if self.port is not None and self._server is None:
+            self._server, _ = start_http_server(self.port, self.host, registry=self.registry)
+            log.info("metrics exposed", url=f"http://{self.host}:{self.port}/metrics")
+
+    async def close(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampler
+            self._sampler = None
+        if self._server is not None:
+            server, self._server = self._server, None
+            await asyncio.to_thread(server.shutdown)
+            server.server_close()
+
+    async def _sample(self, queues: QueueDepth, names: Sequence[str], every_s: float) -> None:
+        gauges = {name: self.queue_depth.labels(name) for name in names}
+        failing = False
+        while True:
+            try:
+                for name, gauge in gauges.items():
+                    gauge.set(await queues.depth(name))
+            except Exception as exc:  # the broker may come back; the sampler must not die
+                if not failing:
+                    log.warning("queue depth unavailable", error=str(exc))
+                failing = True
+            else:
+                failing = False
+            await asyncio.sleep(every_s)
+
+
+class _OneTenant(Collector):
+    """The registry's families without the samples of other tenants."""
+
+    def __init__(self, registry: CollectorRegistry, tenant: str) -> None:
+        self._registry = registry
+        self._tenant = tenant
+
+    def collect(self) -> Iterable[Metric]:
+        return self._filter(self._registry.collect())
+
+    def _filter(self, families: Iterable[Metric]) -> Iterator[Metric]:
+        tenant = self._tenant
+        for family in families:
+            kept = [s for s in family.samples if s.labels.get("tenant", tenant) == tenant]
+            if len(kept) == len(family.samples):
+                yield family
+            elif kept:
+                copy = Metric(family.name, family.documentation, family.type, family.unit)
+                copy.samples = kept
+                yield copy

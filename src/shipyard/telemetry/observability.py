@@ -6,6 +6,7 @@ observability off pays nothing for it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,7 @@ from shipyard.telemetry.events import Sink
 
 if TYPE_CHECKING:
     from shipyard.telemetry.eventlog import EventLog
-    from shipyard.telemetry.metrics import Metrics
+    from shipyard.telemetry.metrics import Metrics, QueueDepth
     from shipyard.telemetry.tracing import Tracing
 
 
@@ -27,11 +28,21 @@ class Observability:
     def __post_init__(self) -> None:
         self.sinks = [p.sink for p in (self.eventlog, self.metrics, self.tracing) if p]
 
-    async def start(self) -> None:
+    async def start(
+        self,
+        *,
+        queues: QueueDepth | None = None,
+        active_sessions: Callable[[], float] | None = None,
+    ) -> None:
+        """``queues`` and ``active_sessions`` feed the sampled gauges (queue depth, sessions)."""
         if self.tracing is not None:
             await self.tracing.start()
+        if self.metrics is not None:
+            await self.metrics.start(queues=queues, active_sessions=active_sessions)
 
     async def close(self) -> None:
-        """Flush what is buffered (spans); called before the record store closes."""
+        """Stop the samplers, flush what is buffered (spans); before the record store closes."""
+        if self.metrics is not None:
+            await self.metrics.close()
         if self.tracing is not None:
             await self.tracing.close()

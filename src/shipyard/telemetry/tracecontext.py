@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
@@ -32,4 +33,11 @@ class TraceParent:
 
     @classmethod
     def new(cls) -> TraceParent:
-        return cls(trace_id=os.urandom(16).hex(), span_id=os.urandom(8).hex())
+        return cls(trace_id=new_trace_id(), span_id=os.urandom(8).hex())
+
+
+def new_trace_id() -> str:
+    """48 bits of milliseconds, then 80 random bits: unique as the spec asks, and time-ordered,
+    so stored spans are appended to the end of the trace index instead of a random page (with
+    random ids, inserts slowed 2-5x as the spans table grew)."""
+    return f"{time.time_ns() // 1_000_000 & 0xFFFFFFFFFFFF:012x}{os.urandom(10).hex()}"

@@ -1,6 +1,7 @@
 """The record store: durable rows for tenants, API keys, runs and run events.
 
-Two narrow protocols — keys and runs — that one backend implements together as ``RecordStore``.
+Narrow protocols — keys, runs, sessions, tasks, spans — that one backend implements together as
+``RecordStore``.
 Every read takes a ``tenant_id``: a row of another tenant is simply not found.
 """
 
@@ -13,6 +14,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from shipyard.telemetry.events import Event
+from shipyard.telemetry.spans import SpanRow
 
 RunStatus = Literal["running", "succeeded", "failed"]
 Scope = Literal["admin", "invoke", "read"]
@@ -217,7 +219,18 @@ class TaskRecords(Protocol):
         ...
 
 
-class RecordStore(KeyRecords, RunRecords, SessionRecords, TaskRecords, Protocol):
+class SpanRecords(Protocol):
+    async def write_spans(self, rows: Sequence[SpanRow]) -> None:
+        """Insert spans in one transaction; a ``(trace_id, span_id)`` already stored is kept as
+        it is (idempotent on retry)."""
+        ...
+
+    async def get_trace(self, tenant_id: str, trace_id: str) -> list[SpanRow]:
+        """The tenant's spans of a trace, by start time; empty if it has none."""
+        ...
+
+
+class RecordStore(KeyRecords, RunRecords, SessionRecords, TaskRecords, SpanRecords, Protocol):
     async def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""
         ...

@@ -43,6 +43,7 @@ from shipyard.stores.records.schema import (
     tasks,
     tenants,
 )
+from shipyard.stores.records.sql_spans import SqlSpanRecords
 from shipyard.stores.records.sqlite_batch import SqliteBatchWriter
 from shipyard.telemetry.events import EPHEMERAL, Event
 
@@ -59,8 +60,9 @@ _Row = TypeVar("_Row", RunRecord, SessionRecord, TaskRecord)
 _REFUSALS = (exc.DataError, exc.IntegrityError, sqlite3.DataError, sqlite3.IntegrityError)
 
 
-class SqlRecordStore:
-    """The ``RecordStore`` on an async SQLAlchemy engine (``aiosqlite`` or ``asyncpg``)."""
+class SqlRecordStore(SqlSpanRecords):
+    """The ``RecordStore`` on an async SQLAlchemy engine (``aiosqlite`` or ``asyncpg``); spans
+    come from ``SqlSpanRecords``."""
 
     def __init__(
         self,
@@ -86,6 +88,7 @@ class SqlRecordStore:
             if sqlite_path
             else None
         )
+        self._init_spans(sqlite_path)
         self._errors: tuple[type[Exception], ...] = (
             exc.DBAPIError,
             exc.TimeoutError,
@@ -131,6 +134,7 @@ class SqlRecordStore:
         await self._engine.dispose()
         if self._batches is not None:
             self._batches.close()
+        self._close_spans()
 
     # -- tenants and keys -----------------------------------------------------------------------
 

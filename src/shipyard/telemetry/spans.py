@@ -1,0 +1,36 @@
+"""The stored form of a finished span: what the trace sink hands the record store.
+
+A telemetry type the record store persists, as it persists ``Event``; it lives here so the
+store imports telemetry, never the other way round.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+__all__ = ["SpanRow"]
+
+
+class SpanRow(TypedDict):
+    """A finished span as the record store keeps it (the embedded trace view).
+
+    Ids are lowercase hex (32 digits for the trace, 16 for spans); times are Unix nanoseconds;
+    ``kind`` is internal, server, client, producer or consumer; ``status`` unset, ok or error;
+    ``tenant_id`` comes from the span's ``shipyard.tenant_id`` (None outside any run); each of
+    ``events`` is ``{name, time_ns, attributes}``. A typed dict rather than a model: spans are
+    written by the thousand a second, and a dict goes to the driver as it is.
+    """
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    tenant_id: str | None
+    name: str
+    kind: str
+    service: str
+    start_ns: int
+    end_ns: int
+    status: str
+    status_message: str | None
+    attributes: dict[str, Any]
+    events: list[dict[str, Any]]

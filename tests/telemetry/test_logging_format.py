@@ -1,0 +1,78 @@
+"""The two log formats: readable console lines and one JSON object per line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import structlog
+
+from shipyard.errors import ConfigError
+from shipyard.telemetry.logging import configure_logging
+from tests.telemetry.conftest import LogBuffer
+
+
+def fail_and_log() -> None:
+    log = structlog.get_logger("test").bind()
+    log.debug("not shown")
+    log.info("hello", count=1, path=Path("/srv/data"), tags={1: "one"})
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("it failed", run_id="run_1")
+
+
+def test_json_lines_hold_an_iso_utc_timestamp_the_level_and_a_formatted_traceback(
+    log_to: Callable[..., LogBuffer],
+) -> None:
+    logs = log_to("info", "json")
+    fail_and_log()
+
+    hello, failed = logs.records()  # every line parses; debug is below the level
+    assert {k: hello[k] for k in ("event", "level", "count", "tags")} == {
+        "event": "hello",
+        "level": "info",
+        "count": 1,
+        "tags": {"1": "one"},
+    }
+    assert "/srv/data" in hello["path"]  # what JSON cannot hold is written as its repr
+    stamp = datetime.fromisoformat(hello["timestamp"])
+    assert hello["timestamp"].endswith("Z") and stamp.utcoffset() == timedelta(0)
+    assert abs(datetime.now(UTC) - stamp) < timedelta(minutes=5)
+    assert (failed["event"], failed["level"], failed["run_id"]) == ("it failed", "error", "run_1")
+    assert failed["exception"].startswith("Traceback (most recent call last):")
+    assert failed["exception"].rstrip().endswith("ValueError: boom")
+
+
+def test_console_lines_are_readable_with_a_plain_traceback(
+    log_to: Callable[..., LogBuffer],
+) -> None:
+    logs = log_to("info", "console")
+    fail_and_log()
+
+    text = logs.stream.getvalue()
+    first = text.splitlines()[0]
+    assert "[info     ] hello" in first and "count=1" in first
+    assert not first.startswith("{")
+    assert "not shown" not in text
+    assert "[error    ] it failed" in text and "run_id=run_1" in text
+    assert "Traceback (most recent call last):" in text and "ValueError: boom" in text
+
+
+def test_an_unknown_format_or_level_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="console"):
+        configure_logging("info", "xml")
+    with pytest.raises(ConfigError, match="warning"):
+        configure_logging("verbose", "json")
+
+
+def test_a_json_line_is_one_line_even_with_newlines_in_values(
+    log_to: Callable[..., LogBuffer],
+) -> None:
+    logs = log_to("info", "json")
+    structlog.get_logger().bind().info("multi\nline", text="a\nb")
+
+    [record] = logs.records()
+    assert (record["event"], record["text"]) == ("multi\nline", "a\nb")
