@@ -4,13 +4,20 @@
 ``json``: one JSON object per line (orjson), with an ISO 8601 UTC ``timestamp``, the ``level``,
 the ``event`` and an ``exception`` string holding the formatted traceback, for production.
 
+Records are buffered and written every ``FLUSH_S`` (warnings and errors at once): a process
+killed with SIGKILL loses at most the last ``FLUSH_S`` of info records.
+
 Run events reach the log through :class:`shipyard.telemetry.eventlog.EventLog`.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import sys
+import threading
+import time
 from typing import Any, TextIO
 
 import orjson
@@ -59,9 +66,84 @@ def configure_logging(
             *renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.WriteLoggerFactory(stream or sys.stderr),
+        logger_factory=_BufferedLoggerFactory(stream or _buffered_stderr()),
         cache_logger_on_first_use=True,
     )
+
+
+FLUSH_S = 0.1
+"""Longest an info record waits in the buffer; warnings and errors are written at once."""
+
+_lock = threading.Lock()
+_streams: list[TextIO] = []  # the stream records go to now (one flusher serves it)
+
+
+class _BufferedLogger:
+    """Writes records into a block-buffered stream, flushed every ``FLUSH_S`` and at once for
+    warnings and errors: one write syscall per batch instead of one per record (structlog's
+    WriteLogger flushes every record: ~40% of a record's cost, at four records per run)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def msg(self, message: str) -> None:
+        with _lock:
+            self._stream.write(message + "\n")
+
+    def urgent(self, message: str) -> None:
+        with _lock:
+            self._stream.write(message + "\n")
+            self._stream.flush()
+
+    log = debug = info = msg
+    warn = warning = err = error = critical = exception = fatal = failure = urgent
+
+
+class _BufferedLoggerFactory:
+    def __init__(self, stream: TextIO) -> None:
+        self._logger = _BufferedLogger(stream)
+        with _lock:
+            _streams[:] = [stream]
+        _start_flusher()
+
+    def __call__(self, *args: Any) -> _BufferedLogger:
+        return self._logger
+
+
+def _buffered_stderr() -> TextIO:
+    """stderr's file, block-buffered (``sys.stderr`` itself is line-buffered)."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by something without a file
+        return sys.stderr
+    return open(
+        fd, "w", buffering=1 << 16, encoding="utf-8", errors="backslashreplace", closefd=False
+    )
+
+
+def flush() -> None:
+    with _lock:
+        for stream in _streams:
+            with contextlib.suppress(ValueError, OSError):
+                stream.flush()
+
+
+_flusher: threading.Thread | None = None
+
+
+def _start_flusher() -> None:
+    global _flusher
+    if _flusher is not None:
+        return
+
+    def run() -> None:
+        while True:
+            time.sleep(FLUSH_S)
+            flush()
+
+    _flusher = threading.Thread(target=run, name="shipyard-log-flush", daemon=True)
+    _flusher.start()
+    atexit.register(flush)
 
 
 def _dumps(value: Any, **kwargs: Any) -> str:
