@@ -23,7 +23,6 @@ ON = {
     "SHIPYARD_LOG_EVENTS": "true",
     "SHIPYARD_METRICS": "true",
     "SHIPYARD_TRACING": "true",
-    "SHIPYARD_TRACE_STORE": "true",
 }
 TARGETS = {"obs-off": OFF, "obs-on": ON}
 

@@ -180,18 +180,14 @@ def build_observability(settings: Settings, records: RecordStore) -> Observabili
     """The log, metric and trace sinks the settings turn on."""
     from shipyard.telemetry.eventlog import EventLog
     from shipyard.telemetry.metrics import Metrics
-    from shipyard.telemetry.tracing import SpanStore, Tracing
+    from shipyard.telemetry.tracing import Tracing
 
     return Observability(
         eventlog=EventLog(bodies=settings.log_level == "debug") if settings.log_events else None,
         metrics=Metrics(port=settings.metrics_port, host=settings.host)
         if settings.metrics
         else None,
-        tracing=(
-            Tracing(store=SpanStore(records) if settings.trace_store else None)
-            if settings.tracing
-            else None
-        ),
+        tracing=Tracing() if settings.tracing else None,
     )
 
 

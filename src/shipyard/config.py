@@ -116,11 +116,9 @@ class Settings(BaseSettings):
     )
     tracing: bool = Field(
         True,
-        description="OpenTelemetry spans per run, model call and tool call; exported over OTLP "
-        "when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set (standard OTEL_* variables).",
-    )
-    trace_store: bool = Field(
-        True, description="Keep spans in the record store too (GET /v1/traces/{trace_id})."
+        description="OpenTelemetry spans per run, model call and tool call, exported over OTLP "
+        "when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set (standard OTEL_* variables). "
+        "GET /v1/traces/{trace_id} reads traces from the stored run events either way.",
     )
     access_log: bool = Field(False, description="Log every HTTP request (uvicorn's access log).")
 

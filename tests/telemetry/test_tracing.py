@@ -16,11 +16,9 @@ from shipyard.app import App, build_services
 from shipyard.config import load_settings
 from shipyard.errors import ModelError
 from shipyard.runtime.services import Services
-from shipyard.stores.records.sql import SqlRecordStore
 from shipyard.telemetry.events import Event
 from shipyard.telemetry.exporters import otlp_wanted
 from shipyard.telemetry.spans import SpanRow
-from shipyard.telemetry.spanstore import SpanStore
 from shipyard.telemetry.tracecontext import TraceParent
 from shipyard.telemetry.tracing import Tracing
 from shipyard.testing import ScriptedModel
@@ -72,14 +70,9 @@ async def svc(tmp_path: Path) -> AsyncIterator[Services]:
         await services.close()
 
 
-def tracing_of(svc: Services) -> Tracing:
-    tracing = svc.observability.tracing
-    assert tracing is not None and tracing.store is not None
-    return tracing
-
-
 async def stored(svc: Services, trace_id: str) -> list[SpanRow]:
-    assert await tracing_of(svc).store.flush()  # type: ignore[union-attr]
+    """The trace as the record store shows it (from the stored events)."""
+    await svc.recorder.durable()
     return await svc.records.get_trace(TENANT, trace_id)
 
 
@@ -264,43 +257,21 @@ async def test_the_sdk_processors_get_the_same_spans_as_the_store(
         assert span.instrumentation_scope.name == "shipyard"
 
 
-async def test_spans_wait_out_a_store_outage_and_the_oldest_go_beyond_capacity(
-    svc: Services, tmp_path: Path
+async def test_tracing_can_be_turned_off_and_costs_nothing_without_an_exporter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A store without its tables fails every write (as a store that is down does) until it is
-    migrated; meanwhile the buffer keeps the newest spans, up to its capacity."""
-    outcomes = [
-        await svc.invoker.invoke(tenant_id=TENANT, agent="flagged", input=str(i)) for i in range(3)
-    ]
-    events = [e for o in outcomes for e in await events_of(svc, o.run_id)]
-    later = SqlRecordStore.from_url(f"sqlite:///{tmp_path / 'later.db'}")
-    store = SpanStore(later, capacity=2)
-    tracing = Tracing(store=store)
-    try:
-        for event in events:
-            tracing.sink(event)
-        assert not await store.flush()  # no tables yet: kept for the next flush
-        assert (store.pending, store.dropped) == (2, 1)
-        await later.migrate()
-        assert await store.flush()
-        assert (store.pending, store.written) == (0, 2)
-        kept = [await later.get_trace(TENANT, o.trace_id) for o in outcomes]
-        assert [len(spans) for spans in kept] == [0, 1, 1]  # the oldest run's span was dropped
-    finally:
-        await tracing.close()
-        await later.close()
-
-
-async def test_the_trace_store_and_tracing_can_be_turned_off(tmp_path: Path) -> None:
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                 "OTEL_TRACES_EXPORTER"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
     off = build_services(App(), load_settings(home=tmp_path, tracing=False))
-    no_store = build_services(App(), load_settings(home=tmp_path, trace_store=False))
+    on = build_services(App(), load_settings(home=tmp_path))
     try:
         assert off.observability.tracing is None
-        assert no_store.observability.tracing is not None
-        assert no_store.observability.tracing.store is None
+        assert on.observability.tracing is not None
+        assert not on.observability.tracing.enabled  # spans go nowhere: the sink returns at once
     finally:
         await off.records.close()
-        await no_store.records.close()
+        await on.records.close()
 
 
 async def test_the_standard_variables_choose_the_exporter(
@@ -320,15 +291,12 @@ async def test_the_standard_variables_choose_the_exporter(
 
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
     monkeypatch.setenv("OTEL_SERVICE_NAME", "billing")
-    records = SqlRecordStore.from_url("sqlite://")
-    try:
-        named = Tracing(store=SpanStore(records), service="ignored")
-        assert named.resource.attributes["service.name"] == named.service == "billing"
-        assert named.enabled and named.processors == ()
-        monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
-        assert not Tracing(store=SpanStore(records)).enabled
-    finally:
-        await records.close()
+    named = Tracing(collect=[].append, service="ignored")
+    assert named.resource.attributes["service.name"] == named.service == "billing"
+    assert named.enabled and named.processors == ()
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    assert not Tracing().enabled  # the exporter is off
 
 
 async def test_a_broken_event_never_fails_the_run() -> None:

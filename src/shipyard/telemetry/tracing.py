@@ -22,22 +22,27 @@ span event. A step still open when its run ends (a model call that raised) ends 
 A span's ids are exactly its events' ids, so logs, stored events and traces agree and a child
 started in another process (a task's worker, an agent calling another) hangs under the right
 span. So spans are not made with ``Tracer.start_span``, which draws ids of its own: an open
-span is a small record here; when it ends, its row goes to the record store's buffer
-(``SpanStore``) and, only when OpenTelemetry span processors are configured (the OTLP
-exporter's), the SDK's ``ReadableSpan`` is built with those ids and handed to them. Measured
-for a run with one model call: ~7 µs in the sink with the store and no exporter, ~13 µs with
-an SDK processor too, against ~35 µs through ``start_span``; the sink runs on every event.
+span is a small record here; when it ends, it goes to ``collect`` (if given) and, when
+OpenTelemetry span processors are configured (the OTLP exporter's), the SDK's
+``ReadableSpan`` is built with those ids and handed to them. With neither, the sink does
+nothing. Measured for a run with one model call: ~13 µs with an SDK processor, against ~35 µs
+through ``start_span``.
+
+The record store keeps no spans of its own: the stored run events carry every id and fact a
+span needs, and ``spans_of`` replays a trace's events through this same mapping when
+``GET /v1/traces/{id}`` asks (writing spans too cost ~60 µs a run on SQLite: a quarter of a
+stateless run).
 
 Export follows the standard variables (see ``exporters``); ``OTEL_SERVICE_NAME`` and
-``OTEL_RESOURCE_ATTRIBUTES`` make the resource; ``OTEL_SDK_DISABLED=true`` turns tracing off,
-the store included.
+``OTEL_RESOURCE_ATTRIBUTES`` make the resource; ``OTEL_SDK_DISABLED=true`` turns the export
+off.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,11 +57,10 @@ from shipyard._version import __version__
 from shipyard.telemetry.events import Event
 from shipyard.telemetry.exporters import otlp_processor, otlp_wanted, shutdown
 from shipyard.telemetry.spans import SpanRow
-from shipyard.telemetry.spanstore import SpanStore
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["SERVICE", "SpanStore", "Tracing"]
+__all__ = ["SERVICE", "Tracing", "spans_of"]
 
 SERVICE = "shipyard"
 MAX_OPEN = 50_000
@@ -88,27 +92,29 @@ class _Open:
 
 
 class Tracing:
-    """The trace sink: spans from events, to the record store and the span processors (the
-    OTLP exporter's, when the standard variables ask for it)."""
+    """The trace sink: spans from events, to the span processors (the OTLP exporter's, when
+    the standard variables ask for it) and to ``collect``."""
 
     def __init__(
         self,
         *,
-        store: SpanStore | None = None,
+        collect: Callable[[SpanRow], None] | None = None,
         service: str = SERVICE,
         processors: Sequence[SpanProcessor] = (),
+        export: bool = True,
     ) -> None:
-        """``store``: keep spans in the record store too (``SHIPYARD_TRACE_STORE``).
+        """``collect``: gets each finished span as a row (``spans_of``).
         ``service``: the ``service.name`` unless ``OTEL_SERVICE_NAME`` says otherwise.
-        ``processors``: more OpenTelemetry span processors (tests, other exporters)."""
+        ``processors``: more OpenTelemetry span processors (tests, other exporters).
+        ``export``: add the OTLP exporter when the standard variables ask for it."""
         enabled = os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() != "true"
         self.resource = Resource.create(
             {"service.name": os.environ.get("OTEL_SERVICE_NAME") or service}
         )
         self.service = str(self.resource.attributes["service.name"])
-        self.store = store if enabled else None
+        self._collect = collect
         self._processors: list[SpanProcessor] = list(processors) if enabled else []
-        if enabled and otlp_wanted():
+        if enabled and export and otlp_wanted():
             self._processors.append(otlp_processor())
         self._scope = InstrumentationScope("shipyard", __version__)
         self._open: dict[str, _Open] = {}
@@ -121,22 +127,19 @@ class Tracing:
 
     @property
     def enabled(self) -> bool:
-        """Whether spans go anywhere (off under ``OTEL_SDK_DISABLED=true``)."""
-        return self.store is not None or bool(self._processors)
+        """Whether spans go anywhere (no exporter, or ``OTEL_SDK_DISABLED=true``: nowhere)."""
+        return self._collect is not None or bool(self._processors)
 
     async def start(self) -> None:
-        if self.store is not None:
-            await self.store.start()
+        return None
 
     async def close(self) -> None:
-        """Flush the store, then the processors (in a thread: an export may take seconds)."""
-        if self.store is not None:
-            await self.store.close()
+        """Flush the processors (in a thread: an export may take seconds)."""
         if self._processors:
             await asyncio.to_thread(shutdown, self._processors)
 
     def sink(self, event: Event) -> None:
-        if self.store is None and not self._processors:
+        if self._collect is None and not self._processors:
             return
         try:
             self._on(event)
@@ -233,8 +236,8 @@ class Tracing:
     def _finish(self, span: _Open, end_ns: int, error: str | None) -> None:
         """``error``: the status message of a failed span (None: status unset)."""
         end_ns = max(end_ns, span.start_ns)
-        if self.store is not None:
-            self.store.add(
+        if self._collect is not None:
+            self._collect(
                 SpanRow(
                     trace_id=span.trace_id,
                     span_id=span.span_id,
@@ -288,6 +291,23 @@ class Tracing:
 
 
 # -- attributes -----------------------------------------------------------------------------------
+
+
+def spans_of(events: Sequence[Event]) -> list[SpanRow]:
+    """The finished spans of stored events (the record store's trace view), by start time.
+
+    A run still going has no span yet; its finished model and tool calls do.
+    """
+    rows: list[SpanRow] = []
+    replay = Tracing(collect=rows.append, export=False)
+    for event in events:
+        replay.sink(event)
+    for row in rows:  # as JSON holds them (the SDK takes sequences as tuples)
+        row["attributes"] = {
+            k: list(v) if isinstance(v, tuple) else v for k, v in row["attributes"].items()
+        }
+    rows.sort(key=lambda row: (row["start_ns"], row["span_id"]))
+    return rows
 
 
 def _run_attributes(e: Event) -> dict[str, Any]:

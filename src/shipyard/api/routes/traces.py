@@ -1,4 +1,4 @@
-"""``/v1/traces``: a trace's spans as the record store keeps them (``SHIPYARD_TRACE_STORE``).
+"""``/v1/traces``: a trace's spans, read back from its runs' stored events.
 
 Only the caller's tenant's spans: a trace that crossed tenants shows each tenant its own part,
 and a trace with none of the caller's spans is not found.

@@ -220,13 +220,13 @@ class TaskRecords(Protocol):
 
 
 class SpanRecords(Protocol):
-    async def write_spans(self, rows: Sequence[SpanRow]) -> None:
-        """Insert spans in one transaction; a ``(trace_id, span_id)`` already stored is kept as
-        it is (idempotent on retry)."""
-        ...
-
     async def get_trace(self, tenant_id: str, trace_id: str) -> list[SpanRow]:
-        """The tenant's spans of a trace, by start time; empty if it has none."""
+        """The tenant's finished spans of a trace, by start time; empty if it has none.
+
+        Spans are not written separately: they are the stored run events of the trace's runs,
+        read back through the trace sink's own mapping (``telemetry.tracing.spans_of``), so
+        keeping them costs the runs nothing.
+        """
         ...
 
 

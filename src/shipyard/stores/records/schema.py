@@ -130,26 +130,8 @@ sessions = sa.Table(
 
 sa.Index("ix_runs_tenant_id_session_id_id", runs.c.tenant_id, runs.c.session_id, runs.c.id)
 sa.Index("ix_runs_parent_run_id", runs.c.parent_run_id)
+sa.Index("ix_runs_tenant_id_trace_id", runs.c.tenant_id, runs.c.trace_id)
 
-spans = sa.Table(
-    "spans",
-    metadata,
-    sa.Column("trace_id", sa.String, primary_key=True),
-    sa.Column("span_id", sa.String, primary_key=True),
-    sa.Column("parent_span_id", sa.String, nullable=True),
-    sa.Column("tenant_id", sa.String, nullable=True),
-    sa.Column("name", sa.String, nullable=False),
-    sa.Column("kind", sa.String, nullable=False),
-    sa.Column("service", sa.String, nullable=False),
-    sa.Column("start_ns", sa.BigInteger, nullable=False),
-    sa.Column("end_ns", sa.BigInteger, nullable=False),
-    sa.Column("status", sa.String, nullable=False),
-    sa.Column("status_message", sa.Text, nullable=True),
-    sa.Column("attributes", _json(), nullable=False),
-    sa.Column("events", _json(), nullable=False),
-)
-"""Finished OpenTelemetry spans (the embedded trace view); ``tenant_id`` from the span's
-``shipyard.tenant_id`` attribute, null for spans outside any tenant's run."""
 
 tasks = sa.Table(
     "tasks",

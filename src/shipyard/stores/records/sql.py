@@ -43,9 +43,9 @@ from shipyard.stores.records.schema import (
     tasks,
     tenants,
 )
-from shipyard.stores.records.sql_spans import SqlSpanRecords
 from shipyard.stores.records.sqlite_batch import SqliteBatchWriter
 from shipyard.telemetry.events import EPHEMERAL, Event
+from shipyard.telemetry.spans import SpanRow
 
 __all__ = ["SqlRecordStore"]
 
@@ -57,12 +57,14 @@ Insert = sqlite.Insert | postgresql.Insert
 _Row = TypeVar("_Row", RunRecord, SessionRecord, TaskRecord)
 
 # Errors about the data, not the store's health: the same write would fail again.
+MAX_TRACE_RUNS = 1000
+"""The most runs one trace read covers."""
+
 _REFUSALS = (exc.DataError, exc.IntegrityError, sqlite3.DataError, sqlite3.IntegrityError)
 
 
-class SqlRecordStore(SqlSpanRecords):
-    """The ``RecordStore`` on an async SQLAlchemy engine (``aiosqlite`` or ``asyncpg``); spans
-    come from ``SqlSpanRecords``."""
+class SqlRecordStore:
+    """The ``RecordStore`` on an async SQLAlchemy engine (``aiosqlite`` or ``asyncpg``)."""
 
     def __init__(
         self,
@@ -88,7 +90,6 @@ class SqlRecordStore(SqlSpanRecords):
             if sqlite_path
             else None
         )
-        self._init_spans(sqlite_path)
         self._errors: tuple[type[Exception], ...] = (
             exc.DBAPIError,
             exc.TimeoutError,
@@ -134,7 +135,6 @@ class SqlRecordStore(SqlSpanRecords):
         await self._engine.dispose()
         if self._batches is not None:
             self._batches.close()
-        self._close_spans()
 
     # -- tenants and keys -----------------------------------------------------------------------
 
@@ -366,6 +366,20 @@ class SqlRecordStore(SqlSpanRecords):
         items = [model.model_validate(row) for row in rows[:limit]]
         last = rows[limit - 1][key.name] if len(rows) > limit else None
         return Page[_Row](items=items, next_cursor=last)
+
+    async def get_trace(self, tenant_id: str, trace_id: str) -> list[SpanRow]:
+        from shipyard.telemetry.tracing import spans_of  # the OpenTelemetry SDK: only here
+
+        in_trace = sa.select(runs.c.id).where(
+            runs.c.tenant_id == tenant_id, runs.c.trace_id == trace_id
+        )
+        query = (
+            run_events.select()
+            .where(run_events.c.run_id.in_(in_trace.limit(MAX_TRACE_RUNS).scalar_subquery()))
+            .order_by(run_events.c.run_id, run_events.c.seq)
+        )
+        rows = await self._fetch("get_trace", query)
+        return spans_of([Event.model_validate(row) for row in rows])
 
     async def list_events(
         self, tenant_id: str, run_id: str, *, after_seq: int = 0, limit: int = 1000
