@@ -38,6 +38,7 @@ from shipyard.models.base import (
     Usage,
     UserMessage,
 )
+from shipyard.telemetry.eventlog import Redactor, set_redactor
 from shipyard.telemetry.events import Event
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "ModelRequest",
     "ModelResponse",
     "ModelRetry",
+    "Redactor",
     "RunContext",
     "RunInput",
     "RunResult",
@@ -73,6 +75,7 @@ __all__ = [
     "agent",
     "agent_tool",
     "call_agent",
+    "set_redactor",
     "submit_task",
     "task_tool",
     "tool",

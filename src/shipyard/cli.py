@@ -6,6 +6,7 @@ import asyncio
 import gc
 import json
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -72,6 +73,7 @@ def serve(
         http="httptools",
         log_level=settings.log_level,
         access_log=settings.access_log,
+        log_config=None,  # uvicorn's records go through our logging (JSON or console)
         timeout_graceful_shutdown=10,
     )
 
@@ -87,6 +89,10 @@ def serve(
         )
         await uvicorn.Server(config).serve()
 
+    from shipyard.telemetry.logging import flush_before_signals
+
+    flush_before_signals(signal.SIGTERM, signal.SIGINT)
+
     try:
         uvloop.run(main())
     except ShipyardError as exc:
@@ -100,7 +106,6 @@ def worker(
     concurrency: Annotated[int, typer.Option(min=1, help="Tasks run at once.")] = 4,
 ) -> None:
     """Run tasks from the broker until SIGTERM/SIGINT (in-flight tasks finish first)."""
-    import signal
 
     import uvloop
 

@@ -34,8 +34,11 @@ def test_a_json_server_logs_one_line_per_event_of_each_run(tmp_path: Path) -> No
     for line in log.splitlines():
         if line.startswith("{"):
             records.append(json.loads(line))  # every JSON line parses
-        else:  # what is not JSON is not ours (uvicorn's own lines, the start banner)
-            assert "run_id" not in line and "shipyard.events" not in line, line
+        else:  # only the human banners are not JSON (serving on..., the first admin key)
+            assert "run_id" not in line and "Uvicorn" not in line, line
+    uvicorn = [r["event"] for r in records if r.get("logger") == "uvicorn.error"]
+    assert any(e.startswith("Uvicorn running on") for e in uvicorn), uvicorn  # routed to JSON
+    assert "Finished server process" in " ".join(uvicorn)  # flushed on the way out
     events = [r for r in records if r.get("logger") == "shipyard.events"]
 
     run = reply.json()

@@ -29,6 +29,7 @@ from shipyard.models.base import (
 )
 from shipyard.models.registry import resolve_model
 from shipyard.telemetry.events import current_step, new_span_id
+from shipyard.telemetry.tracecontext import TraceParent
 
 if TYPE_CHECKING:
     from shipyard.agents.agent import Agent
@@ -90,13 +91,14 @@ async def _ask_model(
     agent: Agent, ctx: RunContext, history: list[Message], step_no: int
 ) -> ModelResponse:
     model = resolve_model(agent.model or ctx.default_model)
+    span = new_span_id()
     request = ModelRequest(
         messages=tuple(history),
         tools=agent.tool_specs,
         temperature=agent.temperature,
         max_tokens=agent.max_tokens,
+        traceparent=TraceParent(ctx.emitter.trace_id, span).header(),
     )
-    span = new_span_id()
     ctx.emit(
         "llm.request",
         span,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from shipyard.errors import ConfigError, ModelError
+from shipyard.models.base import ModelRequest
 
 # Sent when no key is configured: compatible local servers ignore it, real APIs answer 401.
 PLACEHOLDER_API_KEY = "not-needed"
@@ -92,3 +93,8 @@ def translate_errors(model: str, sdk: SdkErrors[StatusError]) -> Iterator[None]:
         raise ModelError(f"{model}: cannot reach the server: {exc}") from exc
     except sdk.base as exc:  # errors inside a stream, bad responses
         raise ModelError(f"{model}: {exc}") from exc
+
+
+def trace_headers(request: ModelRequest) -> dict[str, str] | None:
+    """The ``traceparent`` header of a model call (None: the SDK adds nothing)."""
+    return {"traceparent": request.traceparent} if request.traceparent else None

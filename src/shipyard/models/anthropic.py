@@ -31,6 +31,7 @@ from shipyard.models._provider import (
     check_options,
     client_settings,
     named_api_key,
+    trace_headers,
     translate_errors,
 )
 from shipyard.models._streaming import PartialCall, StreamAssembly
@@ -241,7 +242,9 @@ class AnthropicChatModel:
         params = request_params(request, self.model_name, self.max_tokens)
         assembler = EventAssembler()
         with translate_errors(self.name, _ERRORS):
-            events = await self.provider.client.messages.create(**params, stream=True)
+            events = await self.provider.client.messages.create(
+                **params, stream=True, extra_headers=trace_headers(request)
+            )
             async with events:
                 async for event in events:
                     text = assembler.feed(event)

@@ -80,6 +80,9 @@ class ModelRequest(_Msg):
     response_schema: dict[str, Any] | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    traceparent: str | None = None
+    """W3C trace context of this model call's span; HTTP providers send it as a header, so a
+    model server that traces joins the run's trace."""
 
 
 class TextDelta(_Msg):

@@ -29,6 +29,7 @@ from shipyard.models._provider import (
     check_options,
     client_settings,
     named_api_key,
+    trace_headers,
     translate_errors,
 )
 from shipyard.models._streaming import PartialCall, StreamAssembly
@@ -178,7 +179,10 @@ class OpenAIChatModel:
         assembler = ChunkAssembler()
         with translate_errors(self.name, _ERRORS):
             chunks = await self.provider.client.chat.completions.create(
-                **body, stream=True, stream_options={"include_usage": True}
+                **body,
+                stream=True,
+                stream_options={"include_usage": True},
+                extra_headers=trace_headers(request),
             )
             async with chunks:
                 async for chunk in chunks:

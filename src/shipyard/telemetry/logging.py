@@ -15,9 +15,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import signal
 import sys
 import threading
 import time
+from types import FrameType
 from typing import Any, TextIO
 
 import orjson
@@ -59,16 +61,55 @@ def configure_logging(
         ]
     else:
         raise ConfigError(f"unknown log format {format!r}; use 'console' or 'json'")
+    stamp: list[Processor] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    factory = _BufferedLoggerFactory(stream or _buffered_stderr())
     structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            *renderer,
-        ],
+        processors=[*stamp, *renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=_BufferedLoggerFactory(stream or _buffered_stderr()),
+        logger_factory=factory,
         cache_logger_on_first_use=True,
     )
+    _route_stdlib(factory(), _LEVELS[level], stamp, renderer)
+
+
+class _StdlibHandler(logging.Handler):
+    """Records of libraries that log through ``logging`` (uvicorn, aio-pika...), rendered like
+    ours and written to the same buffered stream."""
+
+    def __init__(self, out: _BufferedLogger, formatter: logging.Formatter) -> None:
+        super().__init__()
+        self._out = out
+        self.setFormatter(formatter)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        if record.levelno >= logging.WARNING:
+            self._out.urgent(line)
+        else:
+            self._out.msg(line)
+
+
+def _route_stdlib(
+    out: _BufferedLogger, level: int, stamp: list[Processor], renderer: list[Processor]
+) -> None:
+    """Send the root logger's records through our renderer (replacing the handler a previous
+    call installed; handlers others installed, such as pytest's, stay). Libraries speak at
+    warning and above (alembic's info lines are noise); uvicorn sets its own loggers' level."""
+    formatter = structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *stamp],
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h, _StdlibHandler)]
+    root.addHandler(_StdlibHandler(out, formatter))
+    root.setLevel(max(level, logging.WARNING))
 
 
 FLUSH_S = 0.1
@@ -126,6 +167,28 @@ def flush() -> None:
         for stream in _streams:
             with contextlib.suppress(ValueError, OSError):
                 stream.flush()
+
+
+def flush_before_signals(*signals: signal.Signals) -> None:
+    """Flush the log when one of ``signals`` ends the process, then let it act as before.
+
+    For uvicorn: after a graceful shutdown it puts back the handlers it found and raises the
+    signal again, so the process ends by the signal and ``atexit`` never runs.
+    """
+    for sig in signals:
+        previous = signal.getsignal(sig)
+
+        def handler(
+            signum: int, frame: FrameType | None, previous: Any = previous, sig: Any = sig
+        ) -> None:
+            flush()
+            if callable(previous):
+                previous(signum, frame)
+            else:
+                signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+                signal.raise_signal(sig)
+
+        signal.signal(sig, handler)
 
 
 _flusher: threading.Thread | None = None
