@@ -9,8 +9,10 @@ is the last id of the previous page.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -33,6 +35,7 @@ from shipyard.stores.records.base import (
     TaskStatus,
     TaskTransition,
 )
+from shipyard.stores.records.group_commit import GroupCommit
 from shipyard.stores.records.schema import (
     UTCDateTime,
     api_keys,
@@ -55,6 +58,7 @@ _UPDATABLE = [c.name for c in runs.columns if c.name not in ("id", "tenant_id", 
 
 Insert = sqlite.Insert | postgresql.Insert
 _Row = TypeVar("_Row", RunRecord, SessionRecord, TaskRecord)
+_T = TypeVar("_T")
 
 # Errors about the data, not the store's health: the same write would fail again.
 MAX_TRACE_RUNS = 1000
@@ -76,6 +80,12 @@ class SqlRecordStore:
         self._engine = engine
         self._dialect = engine.dialect.name
         self._upsert_runs_stmt = self._upsert_runs()
+        self._insert_task_stmt = self._insert(tasks)
+        self._insert_once_stmt = self._insert(tasks).on_conflict_do_nothing(
+            index_elements=["tenant_id", "idempotency_key"]
+        )
+        self._insert_move_stmt = task_transitions.insert()
+        self._transitions: dict[tuple[str, ...], sa.Update] = {}
         self._insert_events_stmt = self._insert_events()
         # SQLite files: batches go through the stdlib driver on a thread of their own (one thread
         # hop per batch instead of one per statement: most of a small batch's cost).
@@ -90,6 +100,12 @@ class SqlRecordStore:
             if sqlite_path
             else None
         )
+        # SQLite has one writer at a time: the process's own writes queue here, not in SQLite
+        self._write_lock: asyncio.Lock | contextlib.nullcontext[None] = contextlib.nullcontext()
+        self._group: GroupCommit | None = None
+        if self._dialect == "sqlite":
+            self._write_lock = asyncio.Lock()
+            self._group = GroupCommit(self._engine.begin, self._write_lock)
         self._errors: tuple[type[Exception], ...] = (
             exc.DBAPIError,
             exc.TimeoutError,
@@ -117,8 +133,10 @@ class SqlRecordStore:
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def migrate(self) -> None:
-        async with self._translate("migrate"), self._engine.begin() as conn:
+        async def work(conn: AsyncConnection) -> None:
             await conn.run_sync(engines.upgrade)
+
+        await self._write("migrate", work)
 
     async def is_current(self) -> bool:
         """Whether the schema is at the newest migration (False on an empty database)."""
@@ -139,14 +157,16 @@ class SqlRecordStore:
     # -- tenants and keys -----------------------------------------------------------------------
 
     async def ensure_tenant(self, tenant_id: str) -> None:
-        async with self._translate("ensure_tenant"), self._engine.begin() as conn:
-            await self._ensure_tenant(conn, tenant_id)
+        await self._write("ensure_tenant", lambda conn: self._ensure_tenant(conn, tenant_id))
 
     async def add_api_key(self, key: ApiKeyRecord) -> None:
         """Store a key, creating its tenant if needed."""
-        async with self._translate("add_api_key"), self._engine.begin() as conn:
+
+        async def work(conn: AsyncConnection) -> None:
             await self._ensure_tenant(conn, key.tenant_id)
             await conn.execute(api_keys.insert().values(key.model_dump()))
+
+        await self._write("add_api_key", work)
 
     async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
         """The key with this hash, of any tenant, revoked or not."""
@@ -167,8 +187,9 @@ class SqlRecordStore:
             api_keys.c.revoked_at, sa.bindparam("now", type_=UTCDateTime())
         )
         stmt = api_keys.update().where(api_keys.c.id == key_id).values(revoked_at=revoked_at)
-        async with self._translate("revoke_api_key"), self._engine.begin() as conn:
-            result = await conn.execute(stmt, {"now": datetime.now(UTC)})
+        result = await self._write(
+            "revoke_api_key", lambda conn: conn.execute(stmt, {"now": datetime.now(UTC)})
+        )
         return result.rowcount > 0
 
     # -- runs and events ------------------------------------------------------------------------
@@ -184,15 +205,18 @@ class SqlRecordStore:
         event_rows = [_event_row(e) for e in events if e.type not in EPHEMERAL]
         if not run_rows and not event_rows:
             return
-        async with self._translate("write_batch"):
-            if self._batches is not None:
+        if self._batches is not None:
+            async with self._translate("write_batch"), self._write_lock:
                 await self._batches.write(run_rows, event_rows)
-                return
-            async with self._engine.begin() as conn:
-                if run_rows:
-                    await conn.execute(self._upsert_runs_stmt, run_rows)
-                if event_rows:
-                    await conn.execute(self._insert_events_stmt, event_rows)
+            return
+
+        async def work(conn: AsyncConnection) -> None:
+            if run_rows:
+                await conn.execute(self._upsert_runs_stmt, run_rows)
+            if event_rows:
+                await conn.execute(self._insert_events_stmt, event_rows)
+
+        await self._write("write_batch", work)
 
     async def get_run(self, tenant_id: str, run_id: str) -> RunRecord | None:
         query = runs.select().where(runs.c.tenant_id == tenant_id, runs.c.id == run_id)
@@ -222,8 +246,8 @@ class SqlRecordStore:
     # -- sessions -------------------------------------------------------------------------------
 
     async def add_session(self, session: SessionRecord) -> None:
-        async with self._translate("add_session"), self._engine.begin() as conn:
-            await conn.execute(sessions.insert().values(session.model_dump()))
+        stmt = sessions.insert().values(session.model_dump())
+        await self._write("add_session", lambda conn: conn.execute(stmt))
 
     async def get_session(self, tenant_id: str, session_id: str) -> SessionRecord | None:
         query = sessions.select().where(
@@ -254,8 +278,9 @@ class SqlRecordStore:
             .where(sessions.c.tenant_id == tenant_id, sessions.c.id == session_id)
             .values(deleted_at=now)
         )
-        async with self._translate("delete_session"), self._engine.begin() as conn:
-            result = await conn.execute(stmt, {"now": datetime.now(UTC)})
+        result = await self._write(
+            "delete_session", lambda conn: conn.execute(stmt, {"now": datetime.now(UTC)})
+        )
         return result.rowcount > 0
 
     # -- tasks ----------------------------------------------------------------------------------
@@ -263,18 +288,16 @@ class SqlRecordStore:
     async def create_task(self, task: TaskRecord) -> tuple[TaskRecord, bool]:
         """Idempotent per tenant on ``idempotency_key``: a second create returns the first."""
         row = task.model_dump()
-        stmt = self._insert(tasks).values(row)
-        if task.idempotency_key is not None:
-            stmt = stmt.on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
-        async with self._translate("create_task"), self._engine.begin() as conn:
-            created = (await conn.execute(stmt)).rowcount > 0
-            if created:
-                await conn.execute(
-                    task_transitions.insert().values(
-                        task_id=task.id, status=task.status, at=task.created_at, detail={}
-                    )
-                )
-        if created:
+        stmt = self._insert_task_stmt if task.idempotency_key is None else self._insert_once_stmt
+        move = {"task_id": task.id, "status": task.status, "at": task.created_at, "detail": {}}
+
+        async def work(conn: AsyncConnection) -> bool:
+            if (await conn.execute(stmt, row)).rowcount == 0:
+                return False
+            await conn.execute(self._insert_move_stmt, move)
+            return True
+
+        if await self._write("create_task", work):
             return task, True
         existing = await self._fetch(
             "create_task",
@@ -318,26 +341,25 @@ class SqlRecordStore:
     ) -> TaskRecord | None:
         """A compare-and-set on the status, and the move recorded, in one transaction."""
         now = datetime.now(UTC)
-        stmt = (
-            tasks.update()
-            .where(
-                tasks.c.tenant_id == tenant_id,
-                tasks.c.id == task_id,
-                tasks.c.status.in_(sorted(expected)),
-            )
-            .values(status=status, updated_at=now, **fields)
-            .returning(*tasks.c)
-        )
-        async with self._translate("transition_task"), self._engine.begin() as conn:
-            row = (await conn.execute(stmt)).mappings().first()
+        stmt = self._transition_stmt(tuple(sorted(fields)))
+        params = {
+            "w_tenant_id": tenant_id,
+            "w_id": task_id,
+            "w_expected": sorted(expected),
+            "v_status": status,
+            "v_updated_at": now,
+            **{f"v_{name}": value for name, value in fields.items()},
+        }
+        move = {"task_id": task_id, "status": status, "at": now, "detail": detail or {}}
+
+        async def work(conn: AsyncConnection) -> TaskRecord | None:
+            row = (await conn.execute(stmt, params)).mappings().first()
             if row is None:
                 return None
-            await conn.execute(
-                task_transitions.insert().values(
-                    task_id=task_id, status=status, at=now, detail=detail or {}
-                )
-            )
-        return TaskRecord.model_validate(dict(row))
+            await conn.execute(self._insert_move_stmt, move)
+            return TaskRecord.model_validate(dict(row))
+
+        return await self._write("transition_task", work)
 
     async def task_transitions(self, tenant_id: str, task_id: str) -> list[TaskTransition]:
         if await self.get_task(tenant_id, task_id) is None:
@@ -406,6 +428,15 @@ class SqlRecordStore:
             error = StoreRejected if _refused(e) else StoreError
             raise error(message, details={"operation": operation}) from e
 
+    async def _write(self, operation: str, work: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+        """``work`` in a write transaction: on SQLite together with the process's other writes
+        of the moment (``GroupCommit``), elsewhere in one of its own."""
+        async with self._translate(operation):
+            if self._group is not None:
+                return await self._group.run(work)
+            async with self._engine.begin() as conn:
+                return await work(conn)
+
     async def _fetch(self, operation: str, query: sa.Select[Any]) -> list[dict[str, Any]]:
         async with self._translate(operation), self._engine.connect() as conn:
             result = await conn.execute(query)
@@ -414,6 +445,26 @@ class SqlRecordStore:
     async def _ensure_tenant(self, conn: AsyncConnection, tenant_id: str) -> None:
         stmt = self._insert(tenants).on_conflict_do_nothing(index_elements=["id"])
         await conn.execute(stmt, {"id": tenant_id, "created_at": datetime.now(UTC)})
+
+    def _transition_stmt(self, fields: tuple[str, ...]) -> sa.Update:
+        """The compare-and-set of a task's status that also sets ``fields``: built once per set
+        of fields, with bound parameters, so SQLAlchemy compiles it once (building a statement
+        per call cost more than running it)."""
+        stmt = self._transitions.get(fields)
+        if stmt is None:
+            columns = ("status", "updated_at", *fields)
+            stmt = (
+                tasks.update()
+                .where(
+                    tasks.c.tenant_id == sa.bindparam("w_tenant_id"),
+                    tasks.c.id == sa.bindparam("w_id"),
+                    tasks.c.status.in_(sa.bindparam("w_expected", expanding=True)),
+                )
+                .values({c: sa.bindparam(f"v_{c}", type_=tasks.c[c].type) for c in columns})
+                .returning(*tasks.c)
+            )
+            self._transitions[fields] = stmt
+        return stmt
 
     def _upsert_runs(self) -> Insert:
         stmt = self._insert(runs)
