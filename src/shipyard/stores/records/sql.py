@@ -35,7 +35,7 @@ from shipyard.stores.records.base import (
     TaskStatus,
     TaskTransition,
 )
-from shipyard.stores.records.group_commit import GroupCommit
+from shipyard.stores.records.group_commit import GroupCommit, LoopFirst
 from shipyard.stores.records.schema import (
     UTCDateTime,
     api_keys,
@@ -103,9 +103,11 @@ class SqlRecordStore:
         # SQLite has one writer at a time: the process's own writes queue here, not in SQLite
         self._write_lock: asyncio.Lock | contextlib.nullcontext[None] = contextlib.nullcontext()
         self._group: GroupCommit | None = None
+        self._loop_first = LoopFirst(sqlite_path, engine) if sqlite_path else None
         if self._dialect == "sqlite":
             self._write_lock = asyncio.Lock()
-            self._group = GroupCommit(self._engine.begin, self._write_lock)
+            begin = self._loop_first.begin if self._loop_first else self._engine.begin
+            self._group = GroupCommit(begin, self._write_lock)
         self._errors: tuple[type[Exception], ...] = (
             exc.DBAPIError,
             exc.TimeoutError,
@@ -153,6 +155,8 @@ class SqlRecordStore:
         await self._engine.dispose()
         if self._batches is not None:
             self._batches.close()
+        if self._loop_first is not None:
+            self._loop_first.close()
 
     # -- tenants and keys -----------------------------------------------------------------------
 
