@@ -13,6 +13,7 @@ write's error (a constraint, bad data) is its alone and the others still commit.
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -21,7 +22,7 @@ from typing import Any, TypeVar, cast
 import orjson
 import sqlalchemy as sa
 from sqlalchemy import event, exc
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import StaticPool
 
 from shipyard.stores.records import engines
@@ -102,9 +103,7 @@ def _settle(
 
 
 class LoopFirst:
-    """Write transactions for a SQLite file: on the event loop through the stdlib driver when
-    the write lock is free at once, else through the async engine (a thread that waits with the
-    busy timeout).
+    """Write transactions for a SQLite file, on the event loop through the stdlib driver.
 
     Through aiosqlite every statement is a hop to its thread and back (a self-pipe wake-up of the
     loop); measured on ``POST /v1/tasks``, half the server's samples were there. In WAL mode with
@@ -113,8 +112,7 @@ class LoopFirst:
     statements and types are SQLAlchemy's, through a synchronous engine on the same file.
     """
 
-    def __init__(self, path: str, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, path: str) -> None:
         self._sync = sa.create_engine(
             f"sqlite:///{path}",
             poolclass=StaticPool,
@@ -127,11 +125,7 @@ class LoopFirst:
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
-        conn = self._locked_now()
-        if conn is None:
-            async with self._engine.begin() as waiting:
-                yield waiting
-            return
+        conn = await self._lock_file()
         try:
             yield cast(AsyncConnection, _OnLoop(conn))
         except BaseException:
@@ -141,6 +135,18 @@ class LoopFirst:
             conn.commit()
         finally:
             conn.close()
+
+    async def _lock_file(self) -> sa.Connection:
+        """The file's write lock, tried every ~1 ms while another process holds it (SQLite's
+        busy handler sleeps up to 100 ms between tries: with a server and workers sharing the
+        file, most of the wait was sleep while the lock was free)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + engines.SQLITE_BUSY_TIMEOUT_MS / 1000
+        while (conn := self._locked_now()) is None:
+            if loop.time() > deadline:
+                raise sqlite3.OperationalError("database is locked")
+            await asyncio.sleep(random.uniform(0.0005, 0.0015))
+        return conn
 
     def _locked_now(self) -> sa.Connection | None:
         conn = self._sync.connect()

@@ -103,7 +103,7 @@ class SqlRecordStore:
         # SQLite has one writer at a time: the process's own writes queue here, not in SQLite
         self._write_lock: asyncio.Lock | contextlib.nullcontext[None] = contextlib.nullcontext()
         self._group: GroupCommit | None = None
-        self._loop_first = LoopFirst(sqlite_path, engine) if sqlite_path else None
+        self._loop_first = LoopFirst(sqlite_path) if sqlite_path else None
         if self._dialect == "sqlite":
             self._write_lock = asyncio.Lock()
             begin = self._loop_first.begin if self._loop_first else self._engine.begin

@@ -4,9 +4,8 @@ Recording is on the hot path of every run. Through the async engine a small batc
 hop per statement. Measured on two cores, even one hop per batch costs more than it saves: the
 writer thread and the event loop fight over the GIL, and throughput drops by ~15%. In WAL mode
 with ``synchronous=NORMAL`` a commit is a write to the log, not an fsync, so a batch is written
-right on the loop — provided the write lock is free at once. When another process holds it
-(a CLI command, a second server), the batch goes to a thread that waits for the lock with the
-busy timeout, so the loop never blocks on a lock.
+right on the loop, and the loop never blocks on the lock: while another process holds it (a
+worker, a CLI command, a second server), it is tried again about every millisecond.
 
 The SQL text and value conversions (JSON, UTC datetimes) come from the same SQLAlchemy statements
 and column types as everywhere else, so what is written is exactly what the async engine reads.
@@ -16,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import operator
+import random
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -84,10 +84,18 @@ class SqliteBatchWriter:
         self._last_checkpoint = time.monotonic()
 
     async def write(self, *row_sets: Sequence[Row]) -> None:
-        """``row_sets[i]`` goes through ``statements[i]``; all of it commits, or none of it."""
-        if self._conn is None or not self._try_now(row_sets):
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._thread, self._write, row_sets, self._busy_timeout_ms)
+        """``row_sets[i]`` goes through ``statements[i]``; all of it commits, or none of it.
+
+        While another process holds the write lock, the lock is tried again every ~1 ms from the
+        loop (SQLite's busy handler, on a thread, slept up to 100 ms between tries: with a server
+        and workers on one file, most of the wait was sleep while the lock was free).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._busy_timeout_ms / 1000
+        while not self._try_now(row_sets):
+            if loop.time() > deadline:
+                raise sqlite3.OperationalError("database is locked")
+            await asyncio.sleep(random.uniform(0.0005, 0.0015))
         self._maybe_checkpoint()
 
     def _maybe_checkpoint(self) -> None:
@@ -107,16 +115,15 @@ class SqliteBatchWriter:
 
     def _try_now(self, row_sets: Sequence[Sequence[Row]]) -> bool:
         try:
-            self._write(row_sets, 0)
+            self._write(row_sets)
         except sqlite3.OperationalError as exc:
             if (exc.sqlite_errorcode & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 return False
             raise
         return True
 
-    def _write(self, row_sets: Sequence[Sequence[Row]], busy_timeout_ms: int) -> None:
+    def _write(self, row_sets: Sequence[Sequence[Row]]) -> None:
         conn = self._connection()
-        conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
         with transaction(conn):
             for prepared, rows in zip(self._prepared, row_sets, strict=True):
                 if rows:
@@ -126,6 +133,7 @@ class SqliteBatchWriter:
         if self._conn is None:
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
             self._on_connect(conn)
+            conn.execute("PRAGMA busy_timeout = 0")  # never wait on the loop (see ``write``)
             conn.execute("PRAGMA wal_autocheckpoint = 0")
             self._conn = conn
         return self._conn
