@@ -128,6 +128,7 @@ def worker(
             concurrency=concurrency,
             max_attempts=settings.task_max_attempts,
             retry_base_s=settings.task_retry_base_s,
+            heartbeat_s=settings.worker_heartbeat_s,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     task_retry_base_s: float = Field(
         1.0, gt=0, description="First retry delay of a failed task; doubles each attempt."
     )
+    worker_heartbeat_s: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="How often a worker records that it is alive (GET /v1/workers); a worker "
+        "not heard from for three intervals is shown stale.",
+    )
     webhook_signing_key: SecretStr | None = Field(
         None,
         description="Key the tenants' webhook secrets derive from. Default: generated once "

@@ -10,7 +10,16 @@ from fastapi import FastAPI
 from shipyard._version import __version__
 from shipyard.api import errors
 from shipyard.api.keys import KeyService
-from shipyard.api.routes import agents, health, runs, session_ws, sessions, tasks, webhooks
+from shipyard.api.routes import (
+    agents,
+    health,
+    runs,
+    session_ws,
+    sessions,
+    tasks,
+    webhooks,
+    workers,
+)
 from shipyard.api.routes import traces as traces_routes
 from shipyard.api.routes.metrics import MetricsMiddleware
 from shipyard.api.routes.metrics import router as metrics_router
@@ -50,5 +59,6 @@ def create_app(
     app.include_router(sessions.router)
     app.include_router(tasks.router)
     app.include_router(webhooks.router)
+    app.include_router(workers.router)
     app.include_router(session_ws.router)
     return app

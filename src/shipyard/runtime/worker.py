@@ -44,8 +44,8 @@ from shipyard.runtime.tasks import (
     control_channel,
     routing_key,
 )
-from shipyard.stores.broker.base import Delivery, backoff_s
-from shipyard.stores.records.base import TaskRecord
+from shipyard.stores.broker.base import Broker, Delivery, backoff_s
+from shipyard.stores.records.base import TaskRecord, WorkerRecord
 from shipyard.telemetry.events import Sink
 from shipyard.telemetry.tracecontext import TraceParent
 
@@ -64,7 +64,9 @@ class Worker:
         max_attempts: int = 3,
         retry_base_s: float = 1.0,
         name: str | None = None,
+        heartbeat_s: float = 5.0,
     ) -> None:
+        """``heartbeat_s``: how often the worker records that it is alive (``GET /v1/workers``)."""
         self._services = services
         self._concurrency = concurrency
         self._max_attempts = max_attempts
@@ -73,6 +75,11 @@ class Worker:
         self._stopping = asyncio.Event()
         self._deliveries: set[asyncio.Task[bool]] = set()
         self._metrics = services.observability.metrics
+        self._heartbeat_s = heartbeat_s
+        self._running = 0
+        self._succeeded = 0
+        self._failed = 0
+        self._started_at = datetime.now(UTC)
 
     def stop(self) -> None:
         """Stop taking new tasks; tasks in flight finish (see ``run``)."""
@@ -83,6 +90,19 @@ class Worker:
         broker = self._services.broker
         slots = asyncio.Semaphore(self._concurrency)
         running: set[asyncio.Task[None]] = set()
+        beating = asyncio.create_task(self._beat())
+        try:
+            await self._consume(broker, slots, running)
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+            with contextlib.suppress(Exception):  # the last beat says it stopped
+                await self._heartbeat(stopped=True)
+
+    async def _consume(
+        self, broker: Broker, slots: asyncio.Semaphore, running: set[asyncio.Task[None]]
+    ) -> None:
         async with broker.consume(TASK_QUEUE, prefetch=self._concurrency) as deliveries:
             async for delivery in _until(deliveries, self._stopping):
                 await slots.acquire()
@@ -99,7 +119,36 @@ class Worker:
         if self._deliveries:  # webhooks still being tried get a bounded grace period
             await asyncio.wait(self._deliveries, timeout=30)
 
+    async def _beat(self) -> None:
+        """A heartbeat every ``heartbeat_s`` while the worker runs; a store that is down only
+        delays it (the worker's own work does not depend on it)."""
+        while True:
+            try:
+                await self._heartbeat()
+            except Exception as exc:
+                log.warning("worker heartbeat failed", worker=self.name, error=str(exc))
+            await asyncio.sleep(self._heartbeat_s)
+
+    async def _heartbeat(self, *, stopped: bool = False) -> None:
+        now = datetime.now(UTC)
+        await self._services.records.heartbeat(
+            WorkerRecord(
+                name=self.name,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                concurrency=self._concurrency,
+                running=self._running,
+                succeeded=self._succeeded,
+                failed=self._failed,
+                heartbeat_s=self._heartbeat_s,
+                started_at=self._started_at,
+                last_seen=now,
+                stopped_at=now if stopped else None,
+            )
+        )
+
     async def _handle(self, delivery: Delivery) -> None:
+        self._running += 1
         try:
             await self._process(delivery)
         except Exception:  # never lose the delivery: hand it back for another try
@@ -107,6 +156,8 @@ class Worker:
             await asyncio.sleep(HANDBACK_PAUSE_S)  # a store that is down stays down a while
             with contextlib.suppress(Exception):
                 await delivery.nack(requeue=True)
+        finally:
+            self._running -= 1
 
     async def _process(self, delivery: Delivery) -> None:
         message = delivery.message
@@ -237,6 +288,10 @@ class Worker:
             **fields,
         )
         if final is not None:
+            if final.status == "succeeded":
+                self._succeeded += 1
+            elif final.status in ("failed", "dead"):
+                self._failed += 1
             if self._metrics is not None:
                 self._metrics.task_finished(final.agent, final.status)
             event_id, body = cloud_event(final)

@@ -9,7 +9,7 @@ import pytest
 
 from shipyard.stores.records.sql import SqlRecordStore
 
-TABLES = "run_events, runs, sessions, task_transitions, tasks, api_keys, tenants"
+TABLES = "run_events, runs, sessions, task_transitions, tasks, api_keys, tenants, workers"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

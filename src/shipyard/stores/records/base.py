@@ -219,6 +219,34 @@ class TaskRecords(Protocol):
         ...
 
 
+class WorkerRecord(BaseModel):
+    """A task worker as its last heartbeat reported it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    host: str
+    pid: int
+    concurrency: int
+    running: int = Field(description="Tasks in flight at the last heartbeat.")
+    succeeded: int = 0
+    failed: int = Field(0, description="Tasks that ended failed or dead on this worker.")
+    heartbeat_s: float = Field(description="The worker's heartbeat interval.")
+    started_at: datetime
+    last_seen: datetime
+    stopped_at: datetime | None = None
+
+
+class WorkerRecords(Protocol):
+    async def heartbeat(self, worker: WorkerRecord) -> None:
+        """Upsert the worker's row (by name)."""
+        ...
+
+    async def list_workers(self, *, since: datetime | None = None) -> list[WorkerRecord]:
+        """Workers seen at or after ``since`` (all without it), most recently seen first."""
+        ...
+
+
 class SpanRecords(Protocol):
     async def get_trace(self, tenant_id: str, trace_id: str) -> list[SpanRow]:
         """The tenant's finished spans of a trace, by start time; empty if it has none.
@@ -230,7 +258,9 @@ class SpanRecords(Protocol):
         ...
 
 
-class RecordStore(KeyRecords, RunRecords, SessionRecords, TaskRecords, SpanRecords, Protocol):
+class RecordStore(
+    KeyRecords, RunRecords, SessionRecords, TaskRecords, SpanRecords, WorkerRecords, Protocol
+):
     async def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""
         ...

@@ -170,3 +170,20 @@ task_transitions = sa.Table(
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("detail", _json(), nullable=False),
 )
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("host", sa.String, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("concurrency", sa.Integer, nullable=False),
+    sa.Column("running", sa.Integer, nullable=False),
+    sa.Column("succeeded", sa.Integer, nullable=False),
+    sa.Column("failed", sa.Integer, nullable=False),
+    sa.Column("heartbeat_s", sa.Float, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen", UTCDateTime, nullable=False),
+    sa.Column("stopped_at", UTCDateTime, nullable=True),
+)
+"""Task workers as their heartbeats report them (not per tenant: workers serve all tenants)."""

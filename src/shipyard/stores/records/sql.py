@@ -34,6 +34,7 @@ from shipyard.stores.records.base import (
     TaskRecord,
     TaskStatus,
     TaskTransition,
+    WorkerRecord,
 )
 from shipyard.stores.records.group_commit import GroupCommit, LoopFirst
 from shipyard.stores.records.schema import (
@@ -45,6 +46,7 @@ from shipyard.stores.records.schema import (
     task_transitions,
     tasks,
     tenants,
+    workers,
 )
 from shipyard.stores.records.sqlite_batch import SqliteBatchWriter
 from shipyard.telemetry.events import EPHEMERAL, Event
@@ -85,6 +87,11 @@ class SqlRecordStore:
             index_elements=["tenant_id", "idempotency_key"]
         )
         self._insert_move_stmt = task_transitions.insert()
+        upsert = self._insert(workers)
+        self._upsert_worker_stmt = upsert.on_conflict_do_update(
+            index_elements=["name"],
+            set_={c.name: upsert.excluded[c.name] for c in workers.c if c.name != "name"},
+        )
         self._transitions: dict[tuple[str, ...], sa.Update] = {}
         self._insert_events_stmt = self._insert_events()
         # SQLite files: batches go through the stdlib driver on a thread of their own (one thread
@@ -392,6 +399,20 @@ class SqlRecordStore:
         items = [model.model_validate(row) for row in rows[:limit]]
         last = rows[limit - 1][key.name] if len(rows) > limit else None
         return Page[_Row](items=items, next_cursor=last)
+
+    # -- workers --------------------------------------------------------------------------------
+
+    async def heartbeat(self, worker: WorkerRecord) -> None:
+        row = worker.model_dump()
+        await self._write("heartbeat", lambda conn: conn.execute(self._upsert_worker_stmt, row))
+
+    async def list_workers(self, *, since: datetime | None = None) -> list[WorkerRecord]:
+        query = workers.select().order_by(workers.c.last_seen.desc(), workers.c.name)
+        if since is not None:
+            query = query.where(workers.c.last_seen >= since)
+        return [WorkerRecord.model_validate(r) for r in await self._fetch("list_workers", query)]
+
+    # -- traces ---------------------------------------------------------------------------------
 
     async def get_trace(self, tenant_id: str, trace_id: str) -> list[SpanRow]:
         from shipyard.telemetry.tracing import spans_of  # the OpenTelemetry SDK: only here

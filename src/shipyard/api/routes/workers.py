@@ -1,0 +1,57 @@
+"""``/v1/workers``: the task workers and their heartbeats (admin keys only: workers serve every
+tenant)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from shipyard.api.auth import require
+from shipyard.api.keys import Principal
+from shipyard.api.schemas import ErrorResponse
+from shipyard.stores.records.base import WorkerRecord
+
+router = APIRouter(prefix="/v1/workers", tags=["workers"])
+_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorResponse} for code in (401, 403, 422)
+}
+Admin = Annotated[Principal, Depends(require("admin"))]
+
+STALE_AFTER = 3
+"""Heartbeats missed before a worker is shown ``stale`` (killed, hung or cut off)."""
+
+
+class WorkerView(WorkerRecord):
+    state: Literal["alive", "stale", "stopped"] = Field(
+        description="stopped: it said so on its way out; stale: no heartbeat for "
+        f"{STALE_AFTER} intervals; alive otherwise."
+    )
+
+
+class WorkerList(BaseModel):
+    workers: list[WorkerView]
+
+
+def state_of(worker: WorkerRecord, now: datetime) -> Literal["alive", "stale", "stopped"]:
+    if worker.stopped_at is not None:
+        return "stopped"
+    if now - worker.last_seen > timedelta(seconds=STALE_AFTER * worker.heartbeat_s):
+        return "stale"
+    return "alive"
+
+
+@router.get("", response_model=WorkerList, responses=_ERRORS)
+async def list_workers(
+    request: Request,
+    principal: Admin,
+    seen_within_s: Annotated[float, Query(gt=0, description="Only workers seen this recently.")]
+    | None = None,
+) -> WorkerList:
+    """Most recently seen first."""
+    now = datetime.now(UTC)
+    since = now - timedelta(seconds=seen_within_s) if seen_within_s else None
+    found = await request.app.state.services.records.list_workers(since=since)
+    return WorkerList(workers=[WorkerView(**w.model_dump(), state=state_of(w, now)) for w in found])
