@@ -40,6 +40,7 @@ class Services:
     async def close(self, drain_s: float = 10.0) -> None:
         """Let runs in flight finish (or record them cancelled), flush their records, close."""
         await self.invoker.drain(drain_s)
+        await self.tasks.close()
         await self.recorder.close()
         await self.observability.close()
         await self.records.close()

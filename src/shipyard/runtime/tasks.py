@@ -12,14 +12,17 @@ A task with a ``session_id`` is a turn of that session, under its one-turn-at-a-
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import structlog
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from shipyard.agents.context import RunInput
-from shipyard.errors import TaskFinished, TaskNotFound
+from shipyard.errors import StoreError, TaskFinished, TaskNotFound
 from shipyard.runtime.invoke import Invoker
 from shipyard.stores.broker.base import Broker, TaskMessage
 from shipyard.stores.records.base import (
@@ -34,7 +37,11 @@ from shipyard.stores.state.base import StateStore
 from shipyard.telemetry.events import new_id
 from shipyard.telemetry.tracecontext import TraceParent
 
+log = structlog.get_logger(__name__)
+
 TASK_QUEUE = "tasks"
+HANDOVER_RETRY_S = 600.0
+"""How long a task the broker did not take is offered to it again in the background."""
 CANCEL = b"cancel"
 
 
@@ -94,6 +101,8 @@ class TaskService:
         self._broker = broker
         self._state = state
         self._invoker = invoker
+        self._handovers: dict[str, asyncio.Task[None]] = {}
+        self.handover_retry_s = HANDOVER_RETRY_S
 
     async def submit(
         self,
@@ -138,8 +147,58 @@ class TaskService:
         )
         if created or task.status == "queued":
             message = _message(task, trace or TraceParent.new(), parent_run_id)
-            await self._broker.publish(message, queue=TASK_QUEUE)
+            try:
+                await self._broker.publish(message, queue=TASK_QUEUE)
+            except StoreError:
+                self._hand_over_later(task, message)
+                raise
         return task, created
+
+    def _hand_over_later(self, task: TaskRecord, message: TaskMessage) -> None:
+        """The broker refused or could not be reached: the caller hears 503, and the recorded
+        task is handed over again in the background (backing off, for ``handover_retry_s``)
+        until the broker takes it or the task is no longer queued. A resubmission with the same
+        idempotency key tries at once as well; a second message is harmless (the claim is a
+        compare-and-set)."""
+        if task.id in self._handovers:
+            return
+        handover = asyncio.create_task(self._hand_over(task, message))
+        self._handovers[task.id] = handover
+        handover.add_done_callback(lambda _: self._handovers.pop(task.id, None))
+
+    async def _hand_over(self, task: TaskRecord, message: TaskMessage) -> None:
+        log.warning("task hand-over failed; retrying in the background", task_id=task.id)
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(StoreError),
+                wait=wait_exponential(multiplier=0.5, max=30),
+                stop=stop_after_delay(self.handover_retry_s),
+                reraise=True,
+            ):
+                with attempt:
+                    current = await self._records.get_task(task.tenant_id, task.id)
+                    if current is None or current.status != "queued":
+                        return
+                    await self._broker.publish(message, queue=TASK_QUEUE)
+            log.info("task handed over after a failure", task_id=task.id)
+        except StoreError as exc:
+            log.error(
+                "task hand-over gave up; it stays queued until resubmitted with its "
+                "idempotency key",
+                task_id=task.id,
+                error=exc.message,
+            )
+
+    @property
+    def pending_handovers(self) -> int:
+        return len(self._handovers)
+
+    async def close(self) -> None:
+        """Stop background hand-overs (their tasks stay queued in the records)."""
+        for handover in list(self._handovers.values()):
+            handover.cancel()
+        if self._handovers:
+            await asyncio.wait(list(self._handovers.values()), timeout=5)
 
     async def get(self, tenant_id: str, task_id: str) -> TaskRecord:
         task = await self._records.get_task(tenant_id, task_id)
