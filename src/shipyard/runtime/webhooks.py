@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from typing import Literal
 
 import httpx
 import structlog
@@ -76,6 +77,8 @@ class WebhookSender:
     ) -> None:
         self._key = signing_key
         self._attempts = attempts
+        self._base_s = base_s
+        self._max_s = max_s
         self._wait = wait_exponential(multiplier=base_s, max=max_s)
         self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
 
@@ -106,6 +109,33 @@ class WebhookSender:
         except RetryError:
             log.warning("webhook gave up", url=url, event_id=event_id, attempts=self._attempts)
         return False
+
+    async def attempt(
+        self,
+        url: str,
+        *,
+        tenant_id: str,
+        event_id: str,
+        body: bytes,
+        number: int,
+        traceparent: str | None = None,
+    ) -> Literal["delivered", "retry", "refused"]:
+        """One delivery attempt (the outbox schedules the next): ``retry`` on network errors,
+        timeouts, 408/425/429 and 5xx; ``refused`` on other 4xx."""
+        secret = tenant_secret(self._key, tenant_id)
+        try:
+            ok = await self._post(url, secret, event_id, body, number, traceparent)
+        except _Retryable:
+            return "retry"
+        return "delivered" if ok else "refused"
+
+    def backoff_s(self, attempts: int) -> float:
+        """The pause after ``attempts`` failed attempts (exponential, capped)."""
+        return float(min(self._base_s * 2 ** max(attempts - 1, 0), self._max_s))
+
+    @property
+    def attempts(self) -> int:
+        return self._attempts
 
     async def _post(
         self,

@@ -5,12 +5,13 @@ For each delivery:
    died mid-task) — if the claim fails the task is done, cancelled or someone else's: ack;
 2. run it (a session turn if it has a ``session_id``), stoppable by a cancel request;
 3. store the outcome with a compare-and-set from running, so a duplicate run cannot record a
-   second outcome; then publish the result (CloudEvent) and only then ack.
+   second outcome; then publish the result (CloudEvent), put its webhook in the outbox
+   (``runtime/outbox``, delivered by any worker) and only then ack.
 A failure that may pass (model errors, timeouts, stores) goes back to queued and is retried
 with backoff until ``max_attempts``; then the task is ``dead`` and its message goes to the
 dead letters. A failure that will not pass (unknown agent, bad input) is ``failed`` at once.
 With metrics on, the worker counts the lag of each task's first claim, its final status and
-its retries.
+its retries. Every ``heartbeat_s`` it records itself in the record store (``GET /v1/workers``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from shipyard.errors import (
 )
 from shipyard.runtime.control import stoppable
 from shipyard.runtime.invoke import RunOutcome
+from shipyard.runtime.outbox import WebhookOutbox
 from shipyard.runtime.services import Services
 from shipyard.runtime.tasks import (
     CANCEL,
@@ -45,7 +47,12 @@ from shipyard.runtime.tasks import (
     routing_key,
 )
 from shipyard.stores.broker.base import Broker, Delivery, backoff_s
-from shipyard.stores.records.base import TaskRecord, WorkerRecord
+from shipyard.stores.records.base import (
+    FINAL_TASK_STATES,
+    TaskRecord,
+    WebhookDelivery,
+    WorkerRecord,
+)
 from shipyard.telemetry.events import Sink
 from shipyard.telemetry.tracecontext import TraceParent
 
@@ -73,7 +80,7 @@ class Worker:
         self._retry_base_s = retry_base_s
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self._stopping = asyncio.Event()
-        self._deliveries: set[asyncio.Task[bool]] = set()
+        self._outbox = WebhookOutbox(services.records, services.webhooks)
         self._metrics = services.observability.metrics
         self._heartbeat_s = heartbeat_s
         self._running = 0
@@ -91,9 +98,13 @@ class Worker:
         slots = asyncio.Semaphore(self._concurrency)
         running: set[asyncio.Task[None]] = set()
         beating = asyncio.create_task(self._beat())
+        delivering = asyncio.create_task(self._outbox.run())
         try:
             await self._consume(broker, slots, running)
         finally:
+            self._outbox.stop()  # an attempt under way finishes; the rest wait in the outbox
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(delivering, 30)
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
@@ -116,8 +127,6 @@ class Worker:
                 task.add_done_callback(done)
             if running:
                 await asyncio.wait(running)
-        if self._deliveries:  # webhooks still being tried get a bounded grace period
-            await asyncio.wait(self._deliveries, timeout=30)
 
     async def _beat(self) -> None:
         """A heartbeat every ``heartbeat_s`` while the worker runs; a store that is down only
@@ -172,10 +181,14 @@ class Worker:
             detail={"worker": self.name, "attempt": message.attempt},
         )
         if claimed is None:  # finished, cancelled, another worker's — or unknown
-            if await records.get_task(message.tenant_id, message.task_id) is None:
+            current = await records.get_task(message.tenant_id, message.task_id)
+            if current is None:
                 await delivery.dead("no such task in the records")
-            else:
-                await delivery.ack()
+                return
+            if current.status in FINAL_TASK_STATES and current.webhook_url:
+                # a worker that stored the outcome may have died before the outbox had it
+                await self._queue_webhook(current, *cloud_event(current), message.headers)
+            await delivery.ack()
             return
         if self._metrics is not None and message.attempt == 1 and not delivery.redelivered:
             lag_s = (datetime.now(UTC) - claimed.created_at).total_seconds()
@@ -297,29 +310,33 @@ class Worker:
             event_id, body = cloud_event(final)
             await self._services.broker.publish_result(body, routing_key=routing_key(final))
             if final.webhook_url:
-                self._send_webhook(final, event_id, body, delivery.message.headers)
+                await self._queue_webhook(final, event_id, body, delivery.message.headers)
         if dead is not None:
             await delivery.dead(dead)
         else:
             await delivery.ack()
 
-    def _send_webhook(
+    async def _queue_webhook(
         self, task: TaskRecord, event_id: str, body: bytes, headers: Mapping[str, str]
     ) -> None:
-        """In the background: the task is stored and acked whatever the receiver does. The
-        receiver gets the task's trace context."""
+        """Into the outbox (before the message is acked), then delivered by any worker's
+        outbox; the receiver gets the task's trace context."""
         assert task.webhook_url is not None
-        delivery = asyncio.create_task(
-            self._services.webhooks.deliver(
-                task.webhook_url,
+        now = datetime.now(UTC)
+        await self._services.records.add_webhook(
+            WebhookDelivery(
+                task_id=task.id,
                 tenant_id=task.tenant_id,
+                url=task.webhook_url,
                 event_id=event_id,
-                body=body,
+                body=body.decode(),
                 traceparent=headers.get("traceparent"),
+                next_at=now,
+                created_at=now,
+                updated_at=now,
             )
         )
-        self._deliveries.add(delivery)
-        delivery.add_done_callback(self._deliveries.discard)
+        self._outbox.wake()
 
 
 async def _until(

@@ -9,7 +9,12 @@ import pytest
 
 from shipyard.stores.records.sql import SqlRecordStore
 
-TABLES = "run_events, runs, sessions, task_transitions, tasks, api_keys, tenants, workers"
+TABLES = ", ".join(
+    [
+        *("run_events", "runs", "sessions", "task_transitions", "tasks", "api_keys"),
+        *("tenants", "workers", "webhook_deliveries"),
+    ]
+)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

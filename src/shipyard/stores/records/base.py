@@ -247,6 +247,54 @@ class WorkerRecords(Protocol):
         ...
 
 
+WebhookStatus = Literal["pending", "delivered", "failed"]
+
+
+class WebhookDelivery(BaseModel):
+    """A task's webhook in the outbox: kept until delivered or given up, so a worker that dies
+    while retrying it loses nothing (another worker carries on)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: str
+    tenant_id: str
+    url: str
+    event_id: str
+    body: str
+    traceparent: str | None = None
+    status: WebhookStatus = "pending"
+    attempts: int = 0
+    next_at: datetime
+    lease_until: datetime | None = None
+    last_error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookRecords(Protocol):
+    async def add_webhook(self, delivery: WebhookDelivery) -> bool:
+        """Put a delivery in the outbox; False (and nothing changed) if the task has one."""
+        ...
+
+    async def claim_webhooks(
+        self, now: datetime, *, lease_s: float, limit: int
+    ) -> list[WebhookDelivery]:
+        """Pending deliveries due by ``now`` and not leased, each leased to the caller for
+        ``lease_s`` with its attempt counted (a compare-and-set: two claimers never share one)."""
+        ...
+
+    async def settle_webhook(
+        self,
+        task_id: str,
+        *,
+        status: WebhookStatus,
+        next_at: datetime,
+        error: str | None = None,
+    ) -> None:
+        """Record an attempt's outcome and release the lease."""
+        ...
+
+
 class SpanRecords(Protocol):
     async def get_trace(self, tenant_id: str, trace_id: str) -> list[SpanRow]:
         """The tenant's finished spans of a trace, by start time; empty if it has none.
@@ -259,7 +307,14 @@ class SpanRecords(Protocol):
 
 
 class RecordStore(
-    KeyRecords, RunRecords, SessionRecords, TaskRecords, SpanRecords, WorkerRecords, Protocol
+    KeyRecords,
+    RunRecords,
+    SessionRecords,
+    TaskRecords,
+    SpanRecords,
+    WorkerRecords,
+    WebhookRecords,
+    Protocol,
 ):
     async def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""

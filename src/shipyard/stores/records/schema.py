@@ -187,3 +187,23 @@ workers = sa.Table(
     sa.Column("stopped_at", UTCDateTime, nullable=True),
 )
 """Task workers as their heartbeats report them (not per tenant: workers serve all tenants)."""
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("task_id", sa.String, primary_key=True),
+    sa.Column("tenant_id", sa.String, nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("event_id", sa.String, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("traceparent", sa.String, nullable=True),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_at", UTCDateTime, nullable=False),
+    sa.Column("lease_until", UTCDateTime, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_webhook_deliveries_status_next_at", "status", "next_at"),
+)
+"""The webhook outbox: one delivery per task outcome, made by whichever worker claims it."""

@@ -14,7 +14,7 @@ import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -34,6 +34,8 @@ from shipyard.stores.records.base import (
     TaskRecord,
     TaskStatus,
     TaskTransition,
+    WebhookDelivery,
+    WebhookStatus,
     WorkerRecord,
 )
 from shipyard.stores.records.group_commit import GroupCommit, LoopFirst
@@ -46,6 +48,7 @@ from shipyard.stores.records.schema import (
     task_transitions,
     tasks,
     tenants,
+    webhook_deliveries,
     workers,
 )
 from shipyard.stores.records.sqlite_batch import SqliteBatchWriter
@@ -411,6 +414,63 @@ class SqlRecordStore:
         if since is not None:
             query = query.where(workers.c.last_seen >= since)
         return [WorkerRecord.model_validate(r) for r in await self._fetch("list_workers", query)]
+
+    # -- webhook outbox -------------------------------------------------------------------------
+
+    async def add_webhook(self, delivery: WebhookDelivery) -> bool:
+        stmt = self._insert(webhook_deliveries).on_conflict_do_nothing(index_elements=["task_id"])
+        row = delivery.model_dump()
+        result = await self._write("add_webhook", lambda conn: conn.execute(stmt, row))
+        return bool(result.rowcount)
+
+    async def claim_webhooks(
+        self, now: datetime, *, lease_s: float, limit: int
+    ) -> list[WebhookDelivery]:
+        w = webhook_deliveries
+        free = sa.or_(w.c.lease_until.is_(None), w.c.lease_until < now)
+        due = sa.and_(w.c.status == "pending", w.c.next_at <= now, free)
+        query = sa.select(w.c.task_id).where(due).order_by(w.c.next_at).limit(limit)
+        candidates = [row["task_id"] for row in await self._fetch("claim_webhooks", query)]
+        if not candidates:
+            return []
+        lease = now + timedelta(seconds=lease_s)
+        claim = (
+            w.update()
+            .where(w.c.task_id == sa.bindparam("t"), due)
+            .values(lease_until=lease, attempts=w.c.attempts + 1, updated_at=now)
+            .returning(*w.c)
+        )
+
+        async def work(conn: AsyncConnection) -> list[WebhookDelivery]:
+            claimed = []
+            for task_id in candidates:
+                row = (await conn.execute(claim, {"t": task_id})).mappings().first()
+                if row is not None:
+                    claimed.append(WebhookDelivery.model_validate(dict(row)))
+            return claimed
+
+        return await self._write("claim_webhooks", work)
+
+    async def settle_webhook(
+        self,
+        task_id: str,
+        *,
+        status: WebhookStatus,
+        next_at: datetime,
+        error: str | None = None,
+    ) -> None:
+        stmt = (
+            webhook_deliveries.update()
+            .where(webhook_deliveries.c.task_id == task_id)
+            .values(
+                status=status,
+                next_at=next_at,
+                lease_until=None,
+                last_error=error,
+                updated_at=datetime.now(UTC),
+            )
+        )
+        await self._write("settle_webhook", lambda conn: conn.execute(stmt))
 
     # -- traces ---------------------------------------------------------------------------------
 

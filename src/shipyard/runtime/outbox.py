@@ -1,0 +1,98 @@
+"""The webhook outbox: task outcomes wait in the record store until their webhook is delivered
+or given up, and any worker delivers them.
+
+A worker puts the delivery in the outbox before it acks the task's message (and puts it there
+again, idempotently, if the message comes back after a crash), so neither a worker killed while
+a receiver is down nor one killed before its first attempt loses a webhook: another worker's
+outbox claims it when it is due. An attempt holds a lease on the delivery (a compare-and-set),
+so two workers never send the same attempt; a worker that dies mid-attempt leaves the lease to
+run out. Backoff and attempts are the webhook settings' (``SHIPYARD_WEBHOOK_*``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from shipyard.runtime.webhooks import WebhookSender
+from shipyard.stores.records.base import RecordStore, WebhookDelivery, WebhookStatus
+
+log = structlog.get_logger(__name__)
+
+POLL_S = 0.5
+"""How often the outbox looks for due deliveries when nothing wakes it."""
+BATCH = 32
+LEASE_MARGIN_S = 15.0
+"""A lease lasts the sender's timeout plus this."""
+
+
+class WebhookOutbox:
+    def __init__(
+        self, records: RecordStore, sender: WebhookSender, *, timeout_s: float = 10.0
+    ) -> None:
+        self._records = records
+        self._sender = sender
+        self._lease_s = timeout_s + LEASE_MARGIN_S
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    def wake(self) -> None:
+        """Look now (a delivery was just added)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Deliver what is due until ``stop``; a store that is down only delays deliveries."""
+        while not self._stopping.is_set():
+            try:
+                claimed = await self._records.claim_webhooks(
+                    datetime.now(UTC), lease_s=self._lease_s, limit=BATCH
+                )
+            except Exception as exc:
+                log.warning("webhook outbox cannot read the store", error=str(exc))
+                claimed = []
+            if claimed:
+                await asyncio.gather(*(self._attempt(d) for d in claimed))
+                continue  # more may be due
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_S)
+
+    async def _attempt(self, delivery: WebhookDelivery) -> None:
+        outcome = await self._sender.attempt(
+            delivery.url,
+            tenant_id=delivery.tenant_id,
+            event_id=delivery.event_id,
+            body=delivery.body.encode(),
+            number=delivery.attempts,
+            traceparent=delivery.traceparent,
+        )
+        now = datetime.now(UTC)
+        status: WebhookStatus
+        if outcome == "delivered":
+            status, next_at, error = "delivered", now, None
+        elif outcome == "refused" or delivery.attempts >= self._sender.attempts:
+            status, next_at, error = "failed", now, outcome
+            log.warning(
+                "webhook gave up",
+                url=delivery.url,
+                event_id=delivery.event_id,
+                attempts=delivery.attempts,
+                outcome=outcome,
+            )
+        else:
+            status = "pending"
+            next_at = now + timedelta(seconds=self._sender.backoff_s(delivery.attempts))
+            error = "retry"
+        try:
+            await self._records.settle_webhook(
+                delivery.task_id, status=status, next_at=next_at, error=error
+            )
+        except Exception as exc:  # the lease runs out and the attempt is made again
+            log.warning("webhook outcome not stored", task_id=delivery.task_id, error=str(exc))
