@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import missing_service
+from tests.e2e.webhook_receiver import WebhookReceiver
 from tests.servers import ServerProcess, WorkerProcess
 
 FINAL = {"succeeded", "failed", "cancelled", "dead"}
@@ -210,27 +211,9 @@ def test_a_running_task_is_cancelled_through_its_worker(tmp_path: Path) -> None:
 
 
 def test_the_webhook_is_signed_and_retried(tmp_path: Path) -> None:
-    import hashlib
-    import hmac
     import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    received: list[tuple[int, dict[str, str], bytes]] = []
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # fails twice, then accepts
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            status = 500 if len(received) < 2 else 204
-            received.append((status, dict(self.headers), body))
-            self.send_response(status)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    receiver = WebhookReceiver(lambda n: 500 if n < 2 else 204)  # fails twice, then accepts
     server = ServerProcess(
         home=tmp_path,
         app="tests.e2e.apps:app",
@@ -239,25 +222,17 @@ def test_the_webhook_is_signed_and_retried(tmp_path: Path) -> None:
     worker = WorkerProcess(server).start()
     try:
         with client_for(server) as client:
-            url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
-            task_id = submit(client, "echo", "call me back", webhook_url=url)
+            task_id = submit(client, "echo", "call me back", webhook_url=receiver.url)
             assert wait_final(client, task_id)["status"] == "succeeded"
             secret = client.get("/v1/webhooks/secret").json()["secret"]
-        deadline = time.monotonic() + 20
-        while len(received) < 3:
-            assert time.monotonic() < deadline, received
-            time.sleep(0.05)
+        receiver.wait_for(3)
     finally:
         log = worker.stop()
         server.stop()
-        receiver.shutdown()
-        receiver.server_close()
-    assert [status for status, _, _ in received] == [500, 500, 204]
-    for _, headers, body in received:
-        timestamp = headers["Webhook-Timestamp"]
-        expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-        assert headers["Webhook-Signature"] == f"v1={expected.hexdigest()}"
-    event = json.loads(received[-1][2])
+        receiver.close()
+    assert [status for status, _, _ in receiver.received] == [500, 500, 204]
+    receiver.check_signatures(secret)
+    event = json.loads(receiver.received[-1][2])
     assert event["specversion"] == "1.0" and event["type"] == "dev.shipyard.task.succeeded"
     assert event["data"]["task_id"] == task_id and event["data"]["output"] == "echo: call me back"
     assert log.count("webhook attempt") == 3
