@@ -1,13 +1,18 @@
 """Group commit for the record store's small write transactions (tasks, sessions, keys).
 
-SQLite has one writer at a time per file, and a process's pooled connections racing for it
-meet SQLite's busy handler, which sleeps up to 100 ms between tries: under load most of the
-wait was sleep while the lock was free. Here the writes of one process queue on the loop; while
-one transaction runs, the next ones gather, and they then run together in one transaction —
-one lock acquisition and one commit for many task moves.
+The writes of one process queue on the loop; while one transaction runs, the next ones gather,
+and they then run together in one transaction: one commit (and on SQLite one lock acquisition)
+for many task moves.
+
+- PostgreSQL: every small transaction is four round trips and a WAL flush at commit; with a
+  server and workers each running a dozen at once, PostgreSQL spent a core on them (end to end
+  with two workers: 178 tasks/s; with group commit: 418).
+- SQLite has one writer at a time per file, and a process's pooled connections racing for it
+  meet SQLite's busy handler, which sleeps up to 100 ms between tries: under load most of the
+  wait was sleep while the lock was free.
 
 If the shared transaction fails, each write runs again in a transaction of its own, so one
-write's error (a constraint, bad data) is its alone and the others still commit.
+write's error (a constraint, bad data, a deadlock) is its alone and the others still commit.
 """
 
 from __future__ import annotations

@@ -110,14 +110,16 @@ class SqlRecordStore:
             if sqlite_path
             else None
         )
-        # SQLite has one writer at a time: the process's own writes queue here, not in SQLite
+        # Small write transactions are group-committed (see group_commit). SQLite has one writer
+        # at a time: the process's own writes (the run batches too) queue on ``_write_lock``.
         self._write_lock: asyncio.Lock | contextlib.nullcontext[None] = contextlib.nullcontext()
-        self._group: GroupCommit | None = None
         self._loop_first = LoopFirst(sqlite_path) if sqlite_path else None
         if self._dialect == "sqlite":
             self._write_lock = asyncio.Lock()
             begin = self._loop_first.begin if self._loop_first else self._engine.begin
             self._group = GroupCommit(begin, self._write_lock)
+        else:
+            self._group = GroupCommit(self._engine.begin, asyncio.Lock())
         self._errors: tuple[type[Exception], ...] = (
             exc.DBAPIError,
             exc.TimeoutError,
@@ -514,13 +516,10 @@ class SqlRecordStore:
             raise error(message, details={"operation": operation}) from e
 
     async def _write(self, operation: str, work: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
-        """``work`` in a write transaction: on SQLite together with the process's other writes
-        of the moment (``GroupCommit``), elsewhere in one of its own."""
+        """``work`` in a write transaction, together with the process's other writes of the
+        moment (``GroupCommit``)."""
         async with self._translate(operation):
-            if self._group is not None:
-                return await self._group.run(work)
-            async with self._engine.begin() as conn:
-                return await work(conn)
+            return await self._group.run(work)
 
     async def _fetch(self, operation: str, query: sa.Select[Any]) -> list[dict[str, Any]]:
         async with self._translate(operation), self._engine.connect() as conn:
