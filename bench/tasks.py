@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from bench.common import BenchConfig, BenchError, BenchResult, Column, Row, progress
 from bench.invoke import BUSY_PCT
@@ -175,6 +176,10 @@ async def stack(
     env = {"SHIPYARD_HOME": str(home), "SHIPYARD_ADMIN_KEY": key, "SHIPYARD_LOG_LEVEL": "warning"}
     if broker_url is not None:
         env["SHIPYARD_BROKER_URL"] = broker_url
+    if DATABASE_URL and name.startswith("e2e"):
+        env["SHIPYARD_DATABASE_URL"] = DATABASE_URL
+        with contextlib.suppress(Exception):  # a fresh database has no tables yet
+            await _pg("TRUNCATE tasks, task_transitions, runs, run_events, webhook_deliveries")
     argv = [bin_path("shipyard"), "serve", "--app", APP, "--host", HOST, "--port", str(port)]
     spec = ServerSpec(f"shipyard-{name}", argv, env)
     progress(f"  starting shipyard ({name}) on port {port} …")
@@ -367,7 +372,25 @@ def _records(home: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{home / 'shipyard.db'}?mode=ro", uri=True, timeout=5)
 
 
-def count_succeeded(home: Path) -> int:
+DATABASE_URL = os.environ.get("SHIPYARD_BENCH_DATABASE_URL")
+"""Run the end-to-end points with this record store (PostgreSQL; emptied first) instead of a
+SQLite file in the home folder."""
+
+
+async def _pg(sql: str, *args: object) -> list[Any]:
+    import asyncpg
+
+    assert DATABASE_URL is not None
+    conn = await asyncpg.connect(DATABASE_URL.replace("+asyncpg", ""))
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
+async def count_succeeded(home: Path) -> int:
+    if DATABASE_URL:
+        return int((await _pg("SELECT COUNT(*) FROM tasks WHERE status = 'succeeded'"))[0][0])
     try:
         with contextlib.closing(_records(home)) as db:
             row = db.execute("SELECT COUNT(*) FROM tasks WHERE status = 'succeeded'").fetchone()
@@ -385,8 +408,10 @@ class Tally:
     worker_span_s: float | None  # first "running" to last "succeeded"
 
 
-def tally(home: Path, skip: str) -> Tally:
+async def tally(home: Path, skip: str) -> Tally:
     """What the records say about every task but ``skip`` (the sanity check's)."""
+    if DATABASE_URL:
+        return await _pg_tally(skip)
     with contextlib.closing(_records(home)) as db:
         tasks, succeeded = db.execute(
             "SELECT COUNT(*), COALESCE(SUM(status = 'succeeded'), 0) FROM tasks WHERE id != ?",
@@ -409,14 +434,32 @@ def tally(home: Path, skip: str) -> Tally:
     )
 
 
+async def _pg_tally(skip: str) -> Tally:
+    [(tasks, succeeded)] = await _pg(
+        "SELECT COUNT(*), COUNT(*) FILTER (WHERE status = 'succeeded') FROM tasks WHERE id != $1",
+        skip,
+    )
+    moves = "FROM task_transitions WHERE task_id != $1"
+    counts = dict(await _pg(f"SELECT status, COUNT(*) {moves} GROUP BY status", skip))
+    [(start,)] = await _pg(f"SELECT MIN(at) {moves} AND status = 'running'", skip)
+    [(end,)] = await _pg(f"SELECT MAX(at) {moves} AND status = 'succeeded'", skip)
+    return Tally(
+        tasks=int(tasks),
+        succeeded=int(succeeded),
+        extra_successes=int(counts.get("succeeded", 0)) - int(succeeded),
+        redeliveries=int(counts.get("running", 0)) - int(tasks),
+        worker_span_s=(end - start).total_seconds() if start and end else None,
+    )
+
+
 async def _wait_succeeded(ship: Stack, want: int, within_s: float) -> int:
     """Poll the records until ``want`` tasks succeeded or ``within_s`` passed; the count."""
     deadline = time.monotonic() + within_s
-    done = count_succeeded(ship.home)
+    done = await count_succeeded(ship.home)
     while done < want and time.monotonic() < deadline:
         ship.server.check_alive()
         await asyncio.sleep(0.02)
-        done = count_succeeded(ship.home)
+        done = await count_succeeded(ship.home)
     return done
 
 
@@ -448,7 +491,7 @@ async def _throughput_point(workers: int, config: BenchConfig, tmp: Path) -> Row
         srv1, wrk1 = ship.cpu_seconds()
         sys1 = system_busy_seconds()
         gen = time.process_time() - gen0
-        counted = tally(ship.home, ship.first_task)
+        counted = await tally(ship.home, ship.first_task)
     server_cpu = srv1 - srv0 if srv0 is not None and srv1 is not None else None
     other = None
     if sys0 is not None and sys1 is not None and server_cpu is not None:
@@ -557,7 +600,8 @@ async def run(config: BenchConfig) -> BenchResult:
     result.summary.append(
         f"ack rows: no worker running; e2e rows: {TASKS:,} tasks over {SUBMIT_CONCURRENCY} "
         f"connections, workers x {WORKER_CONCURRENCY}, RabbitMQ's CPU counts as other CPU%; "
-        f"{os.cpu_count()} CPUs for server, workers, RabbitMQ and load generator"
+        f"{os.cpu_count()} CPUs for server, workers, RabbitMQ and load generator; e2e records "
+        f"on {'PostgreSQL (its CPU counts as other CPU%)' if DATABASE_URL else 'a SQLite file'}"
     )
     result.summary.extend(verdicts(result.rows))
     return result
