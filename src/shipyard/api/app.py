@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import structlog
 from fastapi import FastAPI
 
 from shipyard._version import __version__
@@ -23,7 +24,10 @@ from shipyard.api.routes import (
 from shipyard.api.routes import traces as traces_routes
 from shipyard.api.routes.metrics import MetricsMiddleware
 from shipyard.api.routes.metrics import router as metrics_router
+from shipyard.errors import StoreError
 from shipyard.runtime.services import Services
+
+log = structlog.get_logger(__name__)
 
 
 def create_app(
@@ -40,6 +44,10 @@ def create_app(
         if on_startup is not None:
             await on_startup()
         await services.start()
+        try:  # tasks whose hand-over to the broker was pending when a server stopped
+            await services.tasks.resume_handovers()
+        except StoreError as exc:
+            log.warning("cannot resume pending task hand-overs", error=exc.message)
         try:
             yield
         finally:

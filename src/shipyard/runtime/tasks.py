@@ -13,6 +13,7 @@ A task with a ``session_id`` is a turn of that session, under its one-turn-at-a-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -154,20 +155,34 @@ class TaskService:
                 raise
         return task, created
 
-    def _hand_over_later(self, task: TaskRecord, message: TaskMessage) -> None:
+    def _hand_over_later(
+        self, task: TaskRecord, message: TaskMessage, *, noted: bool = False
+    ) -> None:
         """The broker refused or could not be reached: the caller hears 503, and the recorded
         task is handed over again in the background (backing off, for ``handover_retry_s``)
         until the broker takes it or the task is no longer queued. A resubmission with the same
         idempotency key tries at once as well; a second message is harmless (the claim is a
-        compare-and-set)."""
+        compare-and-set). The task is marked ``handover_pending`` in the records meanwhile, so a
+        server restarted before the broker took it offers it again (``resume_handovers``)."""
         if task.id in self._handovers:
             return
-        handover = asyncio.create_task(self._hand_over(task, message))
+        handover = asyncio.create_task(self._hand_over(task, message, noted))
         self._handovers[task.id] = handover
         handover.add_done_callback(lambda _: self._handovers.pop(task.id, None))
 
-    async def _hand_over(self, task: TaskRecord, message: TaskMessage) -> None:
-        log.warning("task hand-over failed; retrying in the background", task_id=task.id)
+    async def resume_handovers(self) -> int:
+        """Offer the broker again the tasks whose hand-over was still pending when a server
+        stopped (at start; their trace context is new). How many."""
+        pending = await self._records.pending_handovers()
+        for task in pending:
+            self._hand_over_later(task, _message(task, TraceParent.new(), None), noted=True)
+        return len(pending)
+
+    async def _hand_over(self, task: TaskRecord, message: TaskMessage, noted: bool) -> None:
+        log.warning("task hand-over pending; retrying in the background", task_id=task.id)
+        if not noted:  # so that a server restarted meanwhile offers it again
+            with contextlib.suppress(StoreError):
+                await self._records.mark_handover(task.tenant_id, task.id, pending=True)
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(StoreError),
@@ -177,9 +192,9 @@ class TaskService:
             ):
                 with attempt:
                     current = await self._records.get_task(task.tenant_id, task.id)
-                    if current is None or current.status != "queued":
-                        return
-                    await self._broker.publish(message, queue=TASK_QUEUE)
+                    if current is not None and current.status == "queued":
+                        await self._broker.publish(message, queue=TASK_QUEUE)
+            await self._records.mark_handover(task.tenant_id, task.id, pending=False)
             log.info("task handed over after a failure", task_id=task.id)
         except StoreError as exc:
             log.error(

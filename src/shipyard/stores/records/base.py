@@ -112,6 +112,8 @@ class TaskRecord(BaseModel):
     cost_usd: float = 0.0
     created_at: datetime
     updated_at: datetime
+    handover_pending: bool = False
+    """The broker did not take the task's message yet (it is offered again)."""
 
 
 class TaskTransition(BaseModel):
@@ -181,6 +183,14 @@ class SessionRecords(Protocol):
 
 
 class TaskRecords(Protocol):
+    async def mark_handover(self, tenant_id: str, task_id: str, *, pending: bool) -> None:
+        """Note whether the task's message still has to be handed to the broker."""
+        ...
+
+    async def pending_handovers(self, *, limit: int = 1000) -> list[TaskRecord]:
+        """Queued tasks of any tenant whose hand-over to the broker is still pending."""
+        ...
+
     async def create_task(self, task: TaskRecord) -> tuple[TaskRecord, bool]:
         """Store a queued task and its first transition; with an ``idempotency_key`` already
         used by the tenant, the existing task instead. ``(task, created)``."""

@@ -156,9 +156,11 @@ tasks = sa.Table(
     sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("handover_pending", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_tasks_tenant_id_id", "tenant_id", "id"),
     sa.Index("ix_tasks_tenant_id_status_id", "tenant_id", "status", "id"),
     sa.Index("uq_tasks_tenant_id_idempotency_key", "tenant_id", "idempotency_key", unique=True),
+    sa.Index("ix_tasks_handover_pending", "handover_pending"),
 )
 
 task_transitions = sa.Table(

@@ -324,6 +324,24 @@ class SqlRecordStore:
         )
         return TaskRecord.model_validate(existing[0]), False
 
+    async def mark_handover(self, tenant_id: str, task_id: str, *, pending: bool) -> None:
+        stmt = (
+            tasks.update()
+            .where(tasks.c.tenant_id == tenant_id, tasks.c.id == task_id)
+            .values(handover_pending=pending)
+        )
+        await self._write("mark_handover", lambda conn: conn.execute(stmt))
+
+    async def pending_handovers(self, *, limit: int = 1000) -> list[TaskRecord]:
+        query = (
+            tasks.select()
+            .where(tasks.c.handover_pending.is_(True), tasks.c.status == "queued")
+            .order_by(tasks.c.id)
+            .limit(limit)
+        )
+        rows = await self._fetch("pending_handovers", query)
+        return [TaskRecord.model_validate(r) for r in rows]
+
     async def get_task(self, tenant_id: str, task_id: str) -> TaskRecord | None:
         query = tasks.select().where(tasks.c.tenant_id == tenant_id, tasks.c.id == task_id)
         rows = await self._fetch("get_task", query)
