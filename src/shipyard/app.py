@@ -141,7 +141,7 @@ def build_services(app: App, settings: Settings) -> Services:
     state = open_state_store(settings.resolved_state_url)
     broker = open_broker(settings.resolved_broker_url)
     recorder = Recorder(records, wait_s=settings.record_wait_s)
-    observability = build_observability(settings, records)
+    observability = build_observability(settings)
     limits = RunLimits(
         default_model=settings.resolved_model,
         run_timeout_s=settings.run_timeout_s,
@@ -176,7 +176,7 @@ def build_services(app: App, settings: Settings) -> Services:
     )
 
 
-def build_observability(settings: Settings, records: RecordStore) -> Observability:
+def build_observability(settings: Settings) -> Observability:
     """The log, metric and trace sinks the settings turn on."""
     from shipyard.telemetry.eventlog import EventLog
     from shipyard.telemetry.metrics import Metrics

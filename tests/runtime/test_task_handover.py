@@ -98,7 +98,7 @@ async def test_a_refused_task_is_handed_over_when_the_broker_takes_it_again(
         await asyncio.sleep(1)  # policies apply asynchronously
         with pytest.raises(StoreError):
             await services.tasks.submit("default", agent="echo", input="refused", metadata={})
-        assert services.tasks.pending_handovers == 1
+        assert services.tasks.handovers_in_flight == 1
         [refused] = [
             t
             for t in (await services.tasks.listing(
@@ -110,6 +110,6 @@ async def test_a_refused_task_is_handed_over_when_the_broker_takes_it_again(
         policy(rabbit_vhost, "clear_policy", "full")
         task = await _wait_succeeded(services, refused.id)
         assert task.status == "succeeded" and task.output == "echo: refused"
-        assert services.tasks.pending_handovers == 0
+        assert services.tasks.handovers_in_flight == 0
     finally:
         await services.close()

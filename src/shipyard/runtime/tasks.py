@@ -205,7 +205,8 @@ class TaskService:
             )
 
     @property
-    def pending_handovers(self) -> int:
+    def handovers_in_flight(self) -> int:
+        """Background hand-overs of this process still trying."""
         return len(self._handovers)
 
     async def close(self) -> None:

@@ -35,8 +35,6 @@ class Observability:
         active_sessions: Callable[[], float] | None = None,
     ) -> None:
         """``queues`` and ``active_sessions`` feed the sampled gauges (queue depth, sessions)."""
-        if self.tracing is not None:
-            await self.tracing.start()
         if self.metrics is not None:
             await self.metrics.start(queues=queues, active_sessions=active_sessions)
 

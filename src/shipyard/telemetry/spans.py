@@ -1,7 +1,7 @@
-"""The stored form of a finished span: what the trace sink hands the record store.
+"""A finished span as plain data: what the trace sink collects and ``GET /v1/traces`` shows.
 
-A telemetry type the record store persists, as it persists ``Event``; it lives here so the
-store imports telemetry, never the other way round.
+The record store rebuilds these from stored events (``telemetry.tracing.spans_of``); the type
+lives here so the store imports telemetry, never the other way round.
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ __all__ = ["SpanRow"]
 
 
 class SpanRow(TypedDict):
-    """A finished span as the record store keeps it (the embedded trace view).
+    """A finished span as the embedded trace view shows it.
 
     Ids are lowercase hex (32 digits for the trace, 16 for spans); times are Unix nanoseconds;
     ``kind`` is internal, server, client, producer or consumer; ``status`` unset, ok or error;
     ``tenant_id`` comes from the span's ``shipyard.tenant_id`` (None outside any run); each of
-    ``events`` is ``{name, time_ns, attributes}``. A typed dict rather than a model: spans are
-    written by the thousand a second, and a dict goes to the driver as it is.
+    ``events`` is ``{name, time_ns, attributes}``.
     """
 
     trace_id: str

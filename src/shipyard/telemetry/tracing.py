@@ -130,9 +130,6 @@ class Tracing:
         """Whether spans go anywhere (no exporter, or ``OTEL_SDK_DISABLED=true``: nowhere)."""
         return self._collect is not None or bool(self._processors)
 
-    async def start(self) -> None:
-        return None
-
     async def close(self) -> None:
         """Flush the processors (in a thread: an export may take seconds)."""
         if self._processors:

@@ -10,7 +10,6 @@ is the last id of the previous page.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -110,16 +109,12 @@ class SqlRecordStore:
             if sqlite_path
             else None
         )
-        # Small write transactions are group-committed (see group_commit). SQLite has one writer
-        # at a time: the process's own writes (the run batches too) queue on ``_write_lock``.
-        self._write_lock: asyncio.Lock | contextlib.nullcontext[None] = contextlib.nullcontext()
+        # Small write transactions are group-committed (see group_commit); the process's writes,
+        # the SQLite run batches too, take turns on ``_write_lock`` (SQLite has one writer).
+        self._write_lock = asyncio.Lock()
         self._loop_first = LoopFirst(sqlite_path) if sqlite_path else None
-        if self._dialect == "sqlite":
-            self._write_lock = asyncio.Lock()
-            begin = self._loop_first.begin if self._loop_first else self._engine.begin
-            self._group = GroupCommit(begin, self._write_lock)
-        else:
-            self._group = GroupCommit(self._engine.begin, asyncio.Lock())
+        begin = self._loop_first.begin if self._loop_first else self._engine.begin
+        self._group = GroupCommit(begin, self._write_lock)
         self._errors: tuple[type[Exception], ...] = (
             exc.DBAPIError,
             exc.TimeoutError,
