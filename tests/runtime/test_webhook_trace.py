@@ -50,10 +50,12 @@ async def test_the_traceparent_travels_with_the_signed_delivery(
     caller = TraceParent.new()
     try:
         body = b'{"id": "1"}'
-        assert await sender.deliver(
-            url, tenant_id="acme", event_id="1", body=body, traceparent=caller.header()
+        traced_attempt = await sender.attempt(
+            url, tenant_id="acme", event_id="1", body=body, number=1, traceparent=caller.header()
         )
-        assert await sender.deliver(url, tenant_id="acme", event_id="2", body=body)
+        assert traced_attempt == "delivered"
+        plain = await sender.attempt(url, tenant_id="acme", event_id="2", body=body, number=1)
+        assert plain == "delivered"
     finally:
         await sender.close()
     traced, untraced = received

@@ -30,12 +30,10 @@ LEASE_MARGIN_S = 15.0
 
 
 class WebhookOutbox:
-    def __init__(
-        self, records: RecordStore, sender: WebhookSender, *, timeout_s: float = 10.0
-    ) -> None:
+    def __init__(self, records: RecordStore, sender: WebhookSender) -> None:
         self._records = records
         self._sender = sender
-        self._lease_s = timeout_s + LEASE_MARGIN_S
+        self._lease_s = sender.timeout_s + LEASE_MARGIN_S
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
 

@@ -6,8 +6,9 @@ The body is the task's CloudEvent. Headers: ``Webhook-Id`` (the event id, for de
 from the server's signing key (``SHIPYARD_WEBHOOK_SIGNING_KEY``), so every replica computes it
 and nothing per tenant needs storing; a tenant reads its own with ``GET /v1/webhooks/secret``.
 
-Delivery is retried with exponential backoff on network errors, timeouts, 408, 429 and 5xx,
-up to ``attempts``; other 4xx answers are final. Every attempt is logged. Given the task's
+The sender makes one attempt at a time; the outbox (``runtime/outbox``) retries with
+exponential backoff on network errors, timeouts, 408, 425, 429 and 5xx, up to ``attempts``;
+other 4xx answers are final. Every attempt is logged. Given the task's
 ``traceparent``, each attempt carries it, so the receiver's work joins the task's trace.
 """
 
@@ -20,13 +21,6 @@ from typing import Literal
 
 import httpx
 import structlog
-from tenacity import (
-    AsyncRetrying,
-    RetryError,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-)
 
 log = structlog.get_logger(__name__)
 
@@ -61,10 +55,6 @@ def verify(
     return hmac.compare_digest(sign(secret, ts, body), signature)
 
 
-class _Retryable(Exception):
-    pass
-
-
 class WebhookSender:
     def __init__(
         self,
@@ -79,36 +69,11 @@ class WebhookSender:
         self._attempts = attempts
         self._base_s = base_s
         self._max_s = max_s
-        self._wait = wait_exponential(multiplier=base_s, max=max_s)
+        self.timeout_s = timeout_s
         self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
 
     def secret_for(self, tenant_id: str) -> str:
         return tenant_secret(self._key, tenant_id)
-
-    async def deliver(
-        self,
-        url: str,
-        *,
-        tenant_id: str,
-        event_id: str,
-        body: bytes,
-        traceparent: str | None = None,
-    ) -> bool:
-        """POST until a 2xx answer, a final refusal, or the last attempt; True if delivered."""
-        secret = tenant_secret(self._key, tenant_id)
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._attempts),
-            wait=self._wait,
-            retry=retry_if_exception_type(_Retryable),
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    number = attempt.retry_state.attempt_number
-                    return await self._post(url, secret, event_id, body, number, traceparent)
-        except RetryError:
-            log.warning("webhook gave up", url=url, event_id=event_id, attempts=self._attempts)
-        return False
 
     async def attempt(
         self,
@@ -120,14 +85,28 @@ class WebhookSender:
         number: int,
         traceparent: str | None = None,
     ) -> Literal["delivered", "retry", "refused"]:
-        """One delivery attempt (the outbox schedules the next): ``retry`` on network errors,
-        timeouts, 408/425/429 and 5xx; ``refused`` on other 4xx."""
-        secret = tenant_secret(self._key, tenant_id)
+        """One delivery attempt, logged (the outbox schedules the next): ``retry`` on network
+        errors, timeouts, 408/425/429 and 5xx; ``refused`` on other 4xx."""
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/cloudevents+json",
+            ID_HEADER: event_id,
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(tenant_secret(self._key, tenant_id), timestamp, body),
+        }
+        if traceparent:
+            headers["traceparent"] = traceparent
         try:
-            ok = await self._post(url, secret, event_id, body, number, traceparent)
-        except _Retryable:
+            reply = await self._client.post(url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            log.info("webhook attempt", url=url, attempt=number, error=type(exc).__name__)
             return "retry"
-        return "delivered" if ok else "refused"
+        log.info("webhook attempt", url=url, attempt=number, status=reply.status_code)
+        if reply.is_success:
+            return "delivered"
+        if reply.status_code >= 500 or reply.status_code in _RETRY_STATUSES:
+            return "retry"
+        return "refused"  # the receiver refused it for good
 
     def backoff_s(self, attempts: int) -> float:
         """The pause after ``attempts`` failed attempts (exponential, capped)."""
@@ -136,36 +115,6 @@ class WebhookSender:
     @property
     def attempts(self) -> int:
         return self._attempts
-
-    async def _post(
-        self,
-        url: str,
-        secret: str,
-        event_id: str,
-        body: bytes,
-        number: int,
-        traceparent: str | None,
-    ) -> bool:
-        timestamp = int(time.time())
-        headers = {
-            "Content-Type": "application/cloudevents+json",
-            ID_HEADER: event_id,
-            TIMESTAMP_HEADER: str(timestamp),
-            SIGNATURE_HEADER: sign(secret, timestamp, body),
-        }
-        if traceparent:
-            headers["traceparent"] = traceparent
-        try:
-            reply = await self._client.post(url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            log.info("webhook attempt", url=url, attempt=number, error=type(exc).__name__)
-            raise _Retryable from exc
-        log.info("webhook attempt", url=url, attempt=number, status=reply.status_code)
-        if reply.is_success:
-            return True
-        if reply.status_code >= 500 or reply.status_code in _RETRY_STATUSES:
-            raise _Retryable
-        return False  # the receiver refused it for good
 
     async def close(self) -> None:
         await self._client.aclose()
