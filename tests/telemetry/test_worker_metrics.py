@@ -6,16 +6,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
+from tests.e2e.test_tasks import wait_final
 from tests.servers import ServerProcess, WorkerProcess, free_port
 from tests.telemetry.scrape import Scrape, parse
 
 SETTINGS = {"SHIPYARD_TASK_MAX_ATTEMPTS": "2", "SHIPYARD_TASK_RETRY_BASE_S": "0.1"}
-FINAL = {"succeeded", "failed", "cancelled", "dead"}
 
 
 @pytest.fixture
@@ -28,16 +27,6 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
 
 def metrics_at(port: str) -> Scrape:
     return parse(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10))
-
-
-def wait_final(client: httpx.Client, task_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        task: dict[str, Any] = client.get(f"/v1/tasks/{task_id}").json()
-        if task["status"] in FINAL:
-            return task
-        time.sleep(0.1)
-    raise AssertionError(f"task {task_id} did not finish")
 
 
 def test_a_worker_exposes_task_metrics_on_its_port(server: ServerProcess) -> None:
