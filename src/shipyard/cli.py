@@ -40,9 +40,12 @@ def _settings(**overrides: Any) -> Settings:
     return settings
 
 
-def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
+def _run(coro_fn: Callable[[], Awaitable[T]], runner: Callable[[Any], Any] = asyncio.run) -> T:
+    """Run ``coro_fn`` (with ``runner``: ``uvloop.run`` for the long-lived processes); a
+    ``ShipyardError`` becomes one red line and exit code 2."""
     try:
-        return asyncio.run(coro_fn())  # type: ignore[arg-type]
+        result: T = runner(coro_fn())
+        return result
     except ShipyardError as exc:
         typer.secho(f"error: {exc.message}", fg="red", err=True)
         raise typer.Exit(2) from None
@@ -93,11 +96,7 @@ def serve(
 
     flush_before_signals(signal.SIGTERM, signal.SIGINT)
 
-    try:
-        uvloop.run(main())
-    except ShipyardError as exc:
-        typer.secho(f"error: {exc.message}", fg="red", err=True)
-        raise typer.Exit(2) from None
+    _run(main, uvloop.run)
 
 
 @cli.command()
@@ -141,11 +140,7 @@ def worker(
             await services.close()
         typer.echo("worker stopped", err=True)
 
-    try:
-        uvloop.run(main())
-    except ShipyardError as exc:
-        typer.secho(f"error: {exc.message}", fg="red", err=True)
-        raise typer.Exit(2) from None
+    _run(main, uvloop.run)
 
 
 @cli.command()
