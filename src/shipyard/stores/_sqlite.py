@@ -6,10 +6,14 @@ write lock up front, so a transaction never fails half way for want of it), in W
 
 from __future__ import annotations
 
+import asyncio
+import random
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Literal
+from typing import Literal, TypeVar
+
+T = TypeVar("T")
 
 
 def connect(
@@ -46,3 +50,25 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def is_locked(error: BaseException | None) -> bool:
+    """SQLite's "database is locked": another connection holds the write lock."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+async def when_unlocked(attempt: Callable[[], T | None], timeout_s: float) -> T:
+    """``attempt()`` (which returns None while another process holds the write lock) tried
+    again every ~1 ms from the loop, for up to ``timeout_s``.
+
+    SQLite's own busy handler sleeps up to 100 ms between tries: with a server and workers
+    sharing one file, most of the wait was sleep while the lock was free.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while (result := attempt()) is None:
+        if loop.time() > deadline:
+            raise sqlite3.OperationalError("database is locked")
+        await asyncio.sleep(random.uniform(0.0005, 0.0015))
+    return result

@@ -18,8 +18,6 @@ write's error (a constraint, bad data, a deadlock) is its alone and the others s
 from __future__ import annotations
 
 import asyncio
-import random
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar, cast
@@ -30,6 +28,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import StaticPool
 
+from shipyard.stores._sqlite import is_locked, when_unlocked
 from shipyard.stores.records import engines
 
 T = TypeVar("T")
@@ -142,16 +141,8 @@ class LoopFirst:
             conn.close()
 
     async def _lock_file(self) -> sa.Connection:
-        """The file's write lock, tried every ~1 ms while another process holds it (SQLite's
-        busy handler sleeps up to 100 ms between tries: with a server and workers sharing the
-        file, most of the wait was sleep while the lock was free)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + engines.SQLITE_BUSY_TIMEOUT_MS / 1000
-        while (conn := self._locked_now()) is None:
-            if loop.time() > deadline:
-                raise sqlite3.OperationalError("database is locked")
-            await asyncio.sleep(random.uniform(0.0005, 0.0015))
-        return conn
+        """The file's write lock (see ``when_unlocked``), on a connection in its transaction."""
+        return await when_unlocked(self._locked_now, engines.SQLITE_BUSY_TIMEOUT_MS / 1000)
 
     def _locked_now(self) -> sa.Connection | None:
         conn = self._sync.connect()
@@ -159,8 +150,7 @@ class LoopFirst:
             conn.begin()
         except exc.OperationalError as error:
             conn.close()
-            code = getattr(error.orig, "sqlite_errorcode", 0) & 0xFF
-            if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            if is_locked(error.orig):
                 return None
             raise
         except BaseException:

@@ -13,9 +13,7 @@ and column types as everywhere else, so what is written is exactly what the asyn
 
 from __future__ import annotations
 
-import asyncio
 import operator
-import random
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.dml import Insert
 
-from shipyard.stores._sqlite import transaction
+from shipyard.stores._sqlite import is_locked, transaction, when_unlocked
 
 Row = Mapping[str, Any]
 
@@ -85,17 +83,8 @@ class SqliteBatchWriter:
 
     async def write(self, *row_sets: Sequence[Row]) -> None:
         """``row_sets[i]`` goes through ``statements[i]``; all of it commits, or none of it.
-
-        While another process holds the write lock, the lock is tried again every ~1 ms from the
-        loop (SQLite's busy handler, on a thread, slept up to 100 ms between tries: with a server
-        and workers on one file, most of the wait was sleep while the lock was free).
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._busy_timeout_ms / 1000
-        while not self._try_now(row_sets):
-            if loop.time() > deadline:
-                raise sqlite3.OperationalError("database is locked")
-            await asyncio.sleep(random.uniform(0.0005, 0.0015))
+        While another process holds the write lock, see ``when_unlocked``."""
+        await when_unlocked(lambda: self._try_now(row_sets), self._busy_timeout_ms / 1000)
         self._maybe_checkpoint()
 
     def _maybe_checkpoint(self) -> None:
@@ -113,12 +102,13 @@ class SqliteBatchWriter:
             self._on_connect(self._checkpointer)
         self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
-    def _try_now(self, row_sets: Sequence[Sequence[Row]]) -> bool:
+    def _try_now(self, row_sets: Sequence[Sequence[Row]]) -> bool | None:
+        """True once written; None while the lock is held elsewhere."""
         try:
             self._write(row_sets)
         except sqlite3.OperationalError as exc:
-            if (exc.sqlite_errorcode & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                return False
+            if is_locked(exc):
+                return None
             raise
         return True
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from shipyard.errors import ConfigError, StoreError
+from shipyard.stores._sqlite import is_locked
 from shipyard.stores.state import sqlite_ops as ops
 from shipyard.stores.state.base import Lease, check_items, ttl_ms
 from shipyard.stores.state.local_channels import MAX_QUEUED, LocalChannels
@@ -39,7 +40,6 @@ T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5_000
 PURGE_INTERVAL_S = 60.0
-_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)  # primary codes: compare ``code & 0xFF``
 
 
 class SqliteStateStore:
@@ -229,7 +229,7 @@ class SqliteStateStore:
             try:
                 return fn(self._conn, *args)
             except sqlite3.OperationalError as exc:
-                if self._thread is None or (exc.sqlite_errorcode & 0xFF) not in _BUSY:
+                if self._thread is None or not is_locked(exc):
                     raise
         self._last = self._thread.submit(fn, self._thread_conn, *args)
         return await asyncio.wrap_future(self._last)
