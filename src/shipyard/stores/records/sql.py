@@ -94,7 +94,7 @@ class SqlRecordStore:
             index_elements=["name"],
             set_={c.name: upsert.excluded[c.name] for c in workers.c if c.name != "name"},
         )
-        self._transitions: dict[tuple[str, ...], sa.Update] = {}
+        self._transitions: dict[tuple[tuple[str, ...], tuple[str, ...]], sa.Update] = {}
         self._insert_events_stmt = self._insert_events()
         # SQLite files: batches go through the stdlib driver on a thread of their own (one thread
         # hop per batch instead of one per statement: most of a small batch's cost).
@@ -370,11 +370,10 @@ class SqlRecordStore:
     ) -> TaskRecord | None:
         """A compare-and-set on the status, and the move recorded, in one transaction."""
         now = datetime.now(UTC)
-        stmt = self._transition_stmt(tuple(sorted(fields)))
+        stmt = self._transition_stmt(tuple(sorted(fields)), tuple(sorted(expected)))
         params = {
             "w_tenant_id": tenant_id,
             "w_id": task_id,
-            "w_expected": sorted(expected),
             "v_status": status,
             "v_updated_at": now,
             **{f"v_{name}": value for name, value in fields.items()},
@@ -543,11 +542,12 @@ class SqlRecordStore:
         stmt = self._insert(tenants).on_conflict_do_nothing(index_elements=["id"])
         await conn.execute(stmt, {"id": tenant_id, "created_at": datetime.now(UTC)})
 
-    def _transition_stmt(self, fields: tuple[str, ...]) -> sa.Update:
-        """The compare-and-set of a task's status that also sets ``fields``: built once per set
-        of fields, with bound parameters, so SQLAlchemy compiles it once (building a statement
-        per call cost more than running it)."""
-        stmt = self._transitions.get(fields)
+    def _transition_stmt(self, fields: tuple[str, ...], expected: tuple[str, ...]) -> sa.Update:
+        """The compare-and-set of a task's status from one of ``expected`` that also sets
+        ``fields``: built once per combination, with bound parameters, so SQLAlchemy compiles it
+        once (building a statement per call cost more than running it; ``IN`` would be an
+        expanding parameter, rendered again on every call)."""
+        stmt = self._transitions.get((fields, expected))
         if stmt is None:
             columns = ("status", "updated_at", *fields)
             stmt = (
@@ -555,12 +555,12 @@ class SqlRecordStore:
                 .where(
                     tasks.c.tenant_id == sa.bindparam("w_tenant_id"),
                     tasks.c.id == sa.bindparam("w_id"),
-                    tasks.c.status.in_(sa.bindparam("w_expected", expanding=True)),
+                    sa.or_(*(tasks.c.status == status for status in expected)),
                 )
                 .values({c: sa.bindparam(f"v_{c}", type_=tasks.c[c].type) for c in columns})
                 .returning(*tasks.c)
             )
-            self._transitions[fields] = stmt
+            self._transitions[(fields, expected)] = stmt
         return stmt
 
     def _upsert_runs(self) -> Insert:
