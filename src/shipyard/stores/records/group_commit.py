@@ -18,7 +18,7 @@ write's error (a constraint, bad data, a deadlock) is its alone and the others s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar, cast
 
@@ -30,6 +30,7 @@ from sqlalchemy.pool import StaticPool
 
 from shipyard.stores._sqlite import is_locked, when_unlocked
 from shipyard.stores.records import engines
+from shipyard.stores.records.sqlite_prepared import Prepared
 
 T = TypeVar("T")
 Work = Callable[[AsyncConnection], Awaitable[Any]]
@@ -113,7 +114,8 @@ class LoopFirst:
     loop); measured on ``POST /v1/tasks``, half the server's samples were there. In WAL mode with
     ``synchronous=NORMAL`` a commit is a write to the log, not an fsync, so a transaction whose
     ``BEGIN IMMEDIATE`` got the lock runs right on the loop, as the run batch writer does. The
-    statements and types are SQLAlchemy's, through a synchronous engine on the same file.
+    statements and types are SQLAlchemy's, through a synchronous engine on the same file; the
+    hot ones, registered with ``prepare``, run on the stdlib driver directly (``Prepared``).
     """
 
     def __init__(self, path: str) -> None:
@@ -126,12 +128,19 @@ class LoopFirst:
         )
         event.listen(self._sync, "connect", _on_connect)
         event.listen(self._sync, "begin", _begin_immediate)
+        self._prepared: dict[int, tuple[Any, Prepared]] = {}
+
+    def prepare(self, statement: Any, **options: Any) -> None:
+        """Run ``statement`` (given one set of parameters) on the stdlib driver from now on;
+        ``options`` as for ``Prepared``."""
+        prepared = Prepared(statement, self._sync.dialect, **options)
+        self._prepared[id(statement)] = (statement, prepared)
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         conn = await self._lock_file()
         try:
-            yield cast(AsyncConnection, _OnLoop(conn))
+            yield cast(AsyncConnection, _OnLoop(conn, self._prepared))
         except BaseException:
             conn.rollback()
             raise
@@ -165,10 +174,14 @@ class LoopFirst:
 class _OnLoop:
     """A synchronous connection behind the two methods the store's writes use."""
 
-    def __init__(self, conn: sa.Connection) -> None:
+    def __init__(self, conn: sa.Connection, prepared: dict[int, tuple[Any, Prepared]]) -> None:
         self._conn = conn
+        self._prepared = prepared
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        found = self._prepared.get(id(statement))
+        if found is not None and isinstance(parameters, Mapping):
+            return found[1].execute(self._conn.connection.dbapi_connection, parameters)
         return self._conn.execute(statement, parameters)
 
     async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:

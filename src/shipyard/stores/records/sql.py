@@ -102,7 +102,7 @@ class SqlRecordStore:
             SqliteBatchWriter(
                 sqlite_path,
                 engine.dialect,
-                [(self._upsert_runs_stmt, runs), (self._insert_events_stmt, run_events)],
+                [self._upsert_runs_stmt, self._insert_events_stmt],
                 engines.sqlite_pragmas,
                 busy_timeout_ms=engines.SQLITE_BUSY_TIMEOUT_MS,
             )
@@ -113,6 +113,11 @@ class SqlRecordStore:
         # the SQLite run batches too, take turns on ``_write_lock`` (SQLite has one writer).
         self._write_lock = asyncio.Lock()
         self._loop_first = LoopFirst(sqlite_path) if sqlite_path else None
+        if self._loop_first is not None:
+            moves = ("task_id", "status", "at", "detail")
+            self._loop_first.prepare(self._insert_move_stmt, keys=moves)
+            for stmt in (self._insert_task_stmt, self._insert_once_stmt):
+                self._loop_first.prepare(stmt, keys=TaskRecord.model_fields)
         begin = self._loop_first.begin if self._loop_first else self._engine.begin
         self._group = GroupCommit(begin, self._write_lock)
         self._errors: tuple[type[Exception], ...] = (
@@ -561,6 +566,9 @@ class SqlRecordStore:
                 .returning(*tasks.c)
             )
             self._transitions[(fields, expected)] = stmt
+            if self._loop_first is not None:
+                keys = ["w_tenant_id", "w_id", *(f"v_{c}" for c in columns)]
+                self._loop_first.prepare(stmt, keys=keys, returning=list(tasks.c))
         return stmt
 
     def _upsert_runs(self) -> Insert:

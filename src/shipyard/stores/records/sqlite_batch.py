@@ -7,48 +7,24 @@ with ``synchronous=NORMAL`` a commit is a write to the log, not an fsync, so a b
 right on the loop, and the loop never blocks on the lock: while another process holds it (a
 worker, a CLI command, a second server), it is tried again about every millisecond.
 
-The SQL text and value conversions (JSON, UTC datetimes) come from the same SQLAlchemy statements
-and column types as everywhere else, so what is written is exactly what the async engine reads.
+The statements are SQLAlchemy's, compiled once for the driver (``sqlite_prepared``).
 """
 
 from __future__ import annotations
 
-import operator
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.dml import Insert
 
 from shipyard.stores._sqlite import is_locked, transaction, when_unlocked
+from shipyard.stores.records.sqlite_prepared import Prepared
 
 Row = Mapping[str, Any]
-
-
-class _Prepared:
-    """An INSERT compiled once: its SQL, and a function turning a row dict into driver values."""
-
-    def __init__(self, stmt: Insert, table: sa.Table, dialect: Dialect) -> None:
-        compiled = stmt.compile(dialect=dialect)
-        self.sql = compiled.string
-        names = list(compiled.positiontup or ())
-        self._get = operator.itemgetter(*names)
-        self._convert = [
-            (i, proc)
-            for i, name in enumerate(names)
-            if (proc := table.c[name].type.bind_processor(dialect)) is not None
-        ]
-
-    def values(self, row: Row) -> list[Any]:
-        """Rows carry every column (``None`` where empty)."""
-        values = list(self._get(row))
-        for i, proc in self._convert:
-            values[i] = proc(values[i])
-        return values
 
 
 CHECKPOINT_EVERY_S = 1.0
@@ -67,13 +43,13 @@ class SqliteBatchWriter:
         self,
         path: str,
         dialect: Dialect,
-        statements: Sequence[tuple[Insert, sa.Table]],
+        statements: Sequence[Insert],
         on_connect: Callable[[sqlite3.Connection], None],
         busy_timeout_ms: int = 5_000,
     ) -> None:
         self._busy_timeout_ms = busy_timeout_ms
         self._path = path
-        self._prepared = [_Prepared(stmt, table, dialect) for stmt, table in statements]
+        self._prepared = [Prepared(stmt, dialect) for stmt in statements]
         self._on_connect = on_connect
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="shipyard-records")
         self._conn: sqlite3.Connection | None = None
