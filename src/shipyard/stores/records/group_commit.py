@@ -1,8 +1,8 @@
-"""Group commit for the record store's small write transactions (tasks, sessions, keys).
+"""Group commit for the record store's write transactions (runs, tasks, sessions, keys).
 
 The writes of one process queue on the loop; while one transaction runs, the next ones gather,
 and they then run together in one transaction: one commit (and on SQLite one lock acquisition)
-for many task moves.
+for many task moves and run batches.
 
 - PostgreSQL: every small transaction is four round trips and a WAL flush at commit; with a
   server and workers each running a dozen at once, PostgreSQL spent a core on them (end to end
@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar, cast
 
@@ -38,18 +40,14 @@ Work = Callable[[AsyncConnection], Awaitable[Any]]
 
 MAX_BATCH = 256
 """Writes in one shared transaction at most."""
+CHECKPOINT_EVERY_S = 1.0
+"""How often a SQLite file's WAL is checkpointed (PASSIVE, off the loop) at most."""
 
 
 class GroupCommit:
-    def __init__(
-        self,
-        begin: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
-        lock: asyncio.Lock,
-    ) -> None:
-        """``begin`` opens a write transaction; ``lock`` is held while one runs (the store's
-        other writer, the run batch writer, takes it too)."""
+    def __init__(self, begin: Callable[[], AbstractAsyncContextManager[AsyncConnection]]) -> None:
+        """``begin`` opens a write transaction; one runs at a time (one drainer)."""
         self._begin = begin
-        self._lock = lock
         self._pending: list[tuple[Work, asyncio.Future[Any]]] = []
         self._drainer: asyncio.Task[None] | None = None
 
@@ -66,15 +64,14 @@ class GroupCommit:
         try:
             while self._pending:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                async with self._lock:
-                    try:
-                        results = await self._together(batch)
-                    except Exception as exc:
-                        if len(batch) == 1:
-                            _settle(batch[0][1], error=exc)
-                        else:
-                            await self._one_by_one(batch)
-                        continue
+                try:
+                    results = await self._together(batch)
+                except Exception as exc:
+                    if len(batch) == 1:
+                        _settle(batch[0][1], error=exc)
+                    else:
+                        await self._one_by_one(batch)
+                    continue
                 for (_, future), result in zip(batch, results, strict=True):
                     _settle(future, result)
         except BaseException as exc:  # cancelled (the loop is closing): nobody waits forever
@@ -117,6 +114,11 @@ class LoopFirst:
     ``BEGIN IMMEDIATE`` got the lock runs right on the loop, as the run batch writer does. The
     statements and types are SQLAlchemy's, through a synchronous engine on the same file; the
     hot ones, registered with ``prepare``, run on the stdlib driver directly (``Prepared``).
+
+    The writer's connection never checkpoints the WAL (with ``synchronous=NORMAL`` a checkpoint
+    fsyncs the database file, which would stall the loop for as long as the disk takes): after a
+    commit, a PASSIVE checkpoint runs on a thread, on a connection of its own, at most every
+    ``CHECKPOINT_EVERY_S``; it never blocks the writer.
     """
 
     def __init__(self, path: str) -> None:
@@ -130,6 +132,11 @@ class LoopFirst:
         event.listen(self._sync, "connect", _on_connect)
         self._prepared: dict[int, tuple[Any, Prepared]] = {}
         self._conn: sa.Connection | None = None
+        self._path = path
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="shipyard-checkpoint")
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpoint: Future[None] | None = None
+        self._last_checkpoint = time.monotonic()
 
     def prepare(self, statement: Any, **options: Any) -> None:
         """Run ``statement`` (given one set of parameters) on the stdlib driver from now on;
@@ -144,6 +151,7 @@ class LoopFirst:
         try:
             yield cast(AsyncConnection, _OnLoop(conn, self._prepared))
             transaction.commit()
+            self._maybe_checkpoint()
         except BaseException:
             if transaction.is_active:
                 transaction.rollback()
@@ -169,11 +177,34 @@ class LoopFirst:
             raise
         return self._conn
 
+    def _maybe_checkpoint(self) -> None:
+        now = time.monotonic()
+        if now - self._last_checkpoint < CHECKPOINT_EVERY_S:
+            return
+        if self._checkpoint is not None and not self._checkpoint.done():
+            return
+        self._last_checkpoint = now
+        self._checkpoint = self._thread.submit(self._run_checkpoint)
+
+    def _run_checkpoint(self) -> None:
+        if self._checkpointer is None:
+            self._checkpointer = sqlite3.connect(self._path, isolation_level=None)
+            engines.sqlite_pragmas(self._checkpointer)
+        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
         self._sync.dispose()
+
+        def shut() -> None:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
+
+        self._thread.submit(shut).result()
+        self._thread.shutdown(wait=True)
 
 
 class _OnLoop:
@@ -185,9 +216,12 @@ class _OnLoop:
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
         found = self._prepared.get(id(statement))
-        if found is not None and isinstance(parameters, Mapping):
-            return found[1].execute(self._conn.connection.dbapi_connection, parameters)
-        return self._conn.execute(statement, parameters)
+        if found is None:
+            return self._conn.execute(statement, parameters)
+        driver = self._conn.connection.dbapi_connection
+        if isinstance(parameters, Mapping):
+            return found[1].execute(driver, parameters)
+        return found[1].executemany(driver, parameters)
 
     async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         return fn(self._conn, *args)
@@ -195,4 +229,5 @@ class _OnLoop:
 
 def _on_connect(dbapi_connection: Any, _record: Any) -> None:
     engines.sqlite_pragmas(dbapi_connection, busy_timeout_ms=0)  # never wait on the loop
+    dbapi_connection.execute("PRAGMA wal_autocheckpoint = 0")  # see LoopFirst
     dbapi_connection.isolation_level = None  # transactions are ours: BEGIN IMMEDIATE

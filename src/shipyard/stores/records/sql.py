@@ -9,7 +9,6 @@ is the last id of the previous page.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -50,7 +49,6 @@ from shipyard.stores.records.schema import (
     webhook_deliveries,
     workers,
 )
-from shipyard.stores.records.sqlite_batch import SqliteBatchWriter
 from shipyard.telemetry.events import EPHEMERAL, Event
 from shipyard.telemetry.spans import SpanRow
 
@@ -96,30 +94,19 @@ class SqlRecordStore:
         )
         self._transitions: dict[tuple[tuple[str, ...], tuple[str, ...]], sa.Update] = {}
         self._insert_events_stmt = self._insert_events()
-        # SQLite files: batches go through the stdlib driver on a thread of their own (one thread
-        # hop per batch instead of one per statement: most of a small batch's cost).
-        self._batches = (
-            SqliteBatchWriter(
-                sqlite_path,
-                engine.dialect,
-                [self._upsert_runs_stmt, self._insert_events_stmt],
-                engines.sqlite_pragmas,
-                busy_timeout_ms=engines.SQLITE_BUSY_TIMEOUT_MS,
-            )
-            if sqlite_path
-            else None
-        )
-        # Small write transactions are group-committed (see group_commit); the process's writes,
-        # the SQLite run batches too, take turns on ``_write_lock`` (SQLite has one writer).
-        self._write_lock = asyncio.Lock()
+        # Every write is group-committed (see group_commit): the process's writes of the moment,
+        # run batches and task moves alike, share one transaction. On a SQLite file they run on
+        # the loop, the hot ones as statements compiled once for the driver.
         self._loop_first = LoopFirst(sqlite_path) if sqlite_path else None
         if self._loop_first is not None:
+            for stmt in (self._upsert_runs_stmt, self._insert_events_stmt):
+                self._loop_first.prepare(stmt)  # run and event rows carry every column
             moves = ("task_id", "status", "at", "detail")
             self._loop_first.prepare(self._insert_move_stmt, keys=moves)
             for stmt in (self._insert_task_stmt, self._insert_once_stmt):
                 self._loop_first.prepare(stmt, keys=TaskRecord.model_fields)
         begin = self._loop_first.begin if self._loop_first else self._engine.begin
-        self._group = GroupCommit(begin, self._write_lock)
+        self._group = GroupCommit(begin)
         self._errors: tuple[type[Exception], ...] = (
             exc.DBAPIError,
             exc.TimeoutError,
@@ -165,8 +152,6 @@ class SqlRecordStore:
 
     async def close(self) -> None:
         await self._engine.dispose()
-        if self._batches is not None:
-            self._batches.close()
         if self._loop_first is not None:
             self._loop_first.close()
 
@@ -220,10 +205,6 @@ class SqlRecordStore:
         run_rows = list({run.id: run.model_dump() for run in runs_}.values())
         event_rows = [_event_row(e) for e in events if e.type not in EPHEMERAL]
         if not run_rows and not event_rows:
-            return
-        if self._batches is not None:
-            async with self._translate("write_batch"), self._write_lock:
-                await self._batches.write(run_rows, event_rows)
             return
 
         async def work(conn: AsyncConnection) -> None:

@@ -90,6 +90,11 @@ class Prepared:
         ]
         return PreparedResult(len(rows), rows)
 
+    def executemany(self, conn: Any, rows: Sequence[Params]) -> PreparedResult:
+        """Many rows (no results)."""
+        cursor = conn.executemany(self.sql, [self.values(row) for row in rows])
+        return PreparedResult(cursor.rowcount, [])
+
 
 class PreparedResult:
     """The part of SQLAlchemy's result the store's writes use."""
