@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from shipyard.errors import ConfigError
+from shipyard.stores.broker.base import TaskMessage
 from shipyard.stores.broker.embedded import EmbeddedBroker
 from tests.stores.broker.test_contract import assert_nothing, receive, task
 
@@ -35,6 +38,28 @@ async def test_messages_live_in_broker_messages(tmp_path: Path) -> None:
         ).fetchone()
     conn.close()
     assert row == ("tasks", "task-1", "acme", 2, 1, "queued")
+
+
+async def test_concurrent_publishes_share_commits_and_all_land(tmp_path: Path) -> None:
+    broker = open_broker(tmp_path / "b.db")
+    commits = 0
+    batch = broker._batch
+
+    @contextlib.asynccontextmanager
+    async def counted() -> AsyncIterator[list[tuple[str, TaskMessage]]]:
+        nonlocal commits
+        commits += 1
+        async with batch() as messages:
+            yield messages
+
+    broker._publishes._begin = counted  # count the transactions, keep the real ones
+    await asyncio.gather(*(broker.publish(task(n)) for n in range(50)))
+    await broker.close()
+    with sqlite3.connect(tmp_path / "b.db") as conn:
+        ids = [r[0] for r in conn.execute("SELECT task_id FROM broker_messages ORDER BY id")]
+    conn.close()
+    assert ids == [f"task-{n}" for n in range(50)]  # every one, in order
+    assert commits < 50  # and fewer transactions than publishes
 
 
 async def test_queued_delayed_and_dead_messages_survive_a_restart(tmp_path: Path) -> None:

@@ -7,7 +7,9 @@ the renewals stop and the messages become available again ``lease_s`` later; a c
 leaves (or a broker that closes) hands its unsettled deliveries back at once.
 
 Threading: every SQLite call runs on the broker's one thread, on one connection, in order.
-Commits are synced (``synchronous = FULL``, an fsync per publish or settle) and another process
+Commits are synced (``synchronous = FULL``, an fsync per commit); the publishes of the moment
+share one commit (``GroupCommit``: at 8 concurrent submits, one fsync per publish capped the
+server at ~1,300 acknowledgements/s here). Another process
 on the same file may hold the write lock for up to the busy timeout; either would stall the
 event loop, so neither runs on it. A thread hop costs ~0.1 ms, well under the fsync.
 
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from shipyard.errors import ConfigError, StoreError
+from shipyard.stores._group_commit import GroupCommit
 from shipyard.stores.broker import embedded_ops as ops
 from shipyard.stores.broker.base import (
     DEFAULT_QUEUE,
@@ -71,6 +74,7 @@ class EmbeddedBroker:
         self._results = LocalResults()
         self._renewer: asyncio.Task[None] | None = None
         self._closed = False
+        self._publishes: GroupCommit[list[tuple[str, TaskMessage]]] = GroupCommit(self._batch)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="shipyard-broker")
         try:
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -118,8 +122,22 @@ class EmbeddedBroker:
     # -- tasks ----------------------------------------------------------------------------------
 
     async def publish(self, message: TaskMessage, *, queue: str = DEFAULT_QUEUE) -> None:
-        await self._call("publish", ops.insert, check_queue(queue), message)
+        queue = check_queue(queue)
+        self._check_open("publish")
+
+        async def add(batch: list[tuple[str, TaskMessage]]) -> None:
+            batch.append((queue, message))
+
+        await self._publishes.run(add)
         self._notify()
+
+    @asynccontextmanager
+    async def _batch(self) -> AsyncIterator[list[tuple[str, TaskMessage]]]:
+        """The publishes of one group commit, inserted in one transaction on the thread."""
+        batch: list[tuple[str, TaskMessage]] = []
+        yield batch
+        if batch:
+            await self._call("publish", ops.insert, batch)
 
     def consume(
         self, queue: str = DEFAULT_QUEUE, *, prefetch: int

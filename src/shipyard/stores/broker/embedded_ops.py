@@ -71,25 +71,29 @@ def connect(path: str, *, busy_timeout_ms: int) -> sqlite3.Connection:
     return _sqlite.connect(path, busy_timeout_ms=busy_timeout_ms, synchronous="FULL", schema=SCHEMA)
 
 
-def insert(conn: sqlite3.Connection, queue: str, message: TaskMessage) -> None:
+def insert(conn: sqlite3.Connection, messages: Sequence[tuple[str, TaskMessage]]) -> None:
+    """``(queue, message)`` pairs, in one transaction."""
     now = time.time()
     with transaction(conn):
-        conn.execute(
+        conn.executemany(
             "INSERT INTO broker_messages (queue, task_id, tenant_id, agent, body, headers, "
             "priority, attempts, available_at, state, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
-            (
-                queue,
-                message.task_id,
-                message.tenant_id,
-                message.agent,
-                message.body,
-                json.dumps(dict(message.headers)),
-                message.priority,
-                message.attempt,
-                now,
-                now,
-            ),
+            [
+                (
+                    queue,
+                    message.task_id,
+                    message.tenant_id,
+                    message.agent,
+                    message.body,
+                    json.dumps(dict(message.headers)),
+                    message.priority,
+                    message.attempt,
+                    now,
+                    now,
+                )
+                for queue, message in messages
+            ],
         )
 
 

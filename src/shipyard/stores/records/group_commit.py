@@ -1,8 +1,5 @@
-"""Group commit for the record store's write transactions (runs, tasks, sessions, keys).
-
-The writes of one process queue on the loop; while one transaction runs, the next ones gather,
-and they then run together in one transaction: one commit (and on SQLite one lock acquisition)
-for many task moves and run batches.
+"""Write transactions of the record store: group-committed (``stores._group_commit``), and on
+a SQLite file run on the event loop (``LoopFirst``).
 
 - PostgreSQL: every small transaction is four round trips and a WAL flush at commit; with a
   server and workers each running a dozen at once, PostgreSQL spent a core on them (end to end
@@ -10,19 +7,15 @@ for many task moves and run batches.
 - SQLite has one writer at a time per file, and a process's pooled connections racing for it
   meet SQLite's busy handler, which sleeps up to 100 ms between tries: under load most of the
   wait was sleep while the lock was free.
-
-If the shared transaction fails, each write runs again in a transaction of its own, so one
-write's error (a constraint, bad data, a deadlock) is its alone and the others still commit.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar, cast
 
 import orjson
@@ -36,73 +29,9 @@ from shipyard.stores.records import engines
 from shipyard.stores.records.sqlite_prepared import Prepared
 
 T = TypeVar("T")
-Work = Callable[[AsyncConnection], Awaitable[Any]]
 
-MAX_BATCH = 256
-"""Writes in one shared transaction at most."""
 CHECKPOINT_EVERY_S = 1.0
 """How often a SQLite file's WAL is checkpointed (PASSIVE, off the loop) at most."""
-
-
-class GroupCommit:
-    def __init__(self, begin: Callable[[], AbstractAsyncContextManager[AsyncConnection]]) -> None:
-        """``begin`` opens a write transaction; one runs at a time (one drainer)."""
-        self._begin = begin
-        self._pending: list[tuple[Work, asyncio.Future[Any]]] = []
-        self._drainer: asyncio.Task[None] | None = None
-
-    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """``work``'s result once its transaction has committed (or its error)."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((work, future))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.create_task(self._drain())
-        return await asyncio.shield(future)
-
-    async def _drain(self) -> None:
-        batch: list[tuple[Work, asyncio.Future[Any]]] = []
-        try:
-            while self._pending:
-                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                try:
-                    results = await self._together(batch)
-                except Exception as exc:
-                    if len(batch) == 1:
-                        _settle(batch[0][1], error=exc)
-                    else:
-                        await self._one_by_one(batch)
-                    continue
-                for (_, future), result in zip(batch, results, strict=True):
-                    _settle(future, result)
-        except BaseException as exc:  # cancelled (the loop is closing): nobody waits forever
-            for _, future in [*batch, *self._pending]:
-                _settle(future, error=exc)
-            raise
-
-    async def _together(self, batch: list[tuple[Work, asyncio.Future[Any]]]) -> list[Any]:
-        async with self._begin() as conn:
-            return [await work(conn) for work, _ in batch]
-
-    async def _one_by_one(self, batch: list[tuple[Work, asyncio.Future[Any]]]) -> None:
-        for work, future in batch:
-            try:
-                async with self._begin() as conn:
-                    result = await work(conn)
-            except Exception as exc:
-                _settle(future, error=exc)
-            else:
-                _settle(future, result)
-
-
-def _settle(
-    future: asyncio.Future[Any], result: Any = None, error: BaseException | None = None
-) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
 
 
 class LoopFirst:

@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shipyard.errors import StoreError, StoreRejected
+from shipyard.stores._group_commit import GroupCommit
 from shipyard.stores.records import engines
 from shipyard.stores.records.base import (
     ApiKeyRecord,
@@ -36,7 +37,7 @@ from shipyard.stores.records.base import (
     WebhookStatus,
     WorkerRecord,
 )
-from shipyard.stores.records.group_commit import GroupCommit, LoopFirst
+from shipyard.stores.records.group_commit import LoopFirst
 from shipyard.stores.records.schema import (
     UTCDateTime,
     api_keys,
