@@ -26,6 +26,24 @@ def test_defaults_are_embedded() -> None:
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
 
 
+def test_retention_defaults_are_the_workers_and_can_be_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from inspect import signature
+
+    from shipyard.runtime.worker import Worker
+
+    settings = load_settings()
+    assert (settings.webhook_retention_s, settings.worker_retention_s) == (7 * 86400, 86400)
+    defaults = signature(Worker).parameters
+    assert defaults["webhook_retention_s"].default == settings.webhook_retention_s
+    assert defaults["worker_retention_s"].default == settings.worker_retention_s
+    monkeypatch.setenv("SHIPYARD_WEBHOOK_RETENTION_S", "3600")
+    monkeypatch.setenv("SHIPYARD_WORKER_RETENTION_S", "600.5")
+    settings = load_settings()
+    assert (settings.webhook_retention_s, settings.worker_retention_s) == (3600, 600.5)
+
+
 def test_openai_key_makes_openai_the_default_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     assert load_settings().resolved_model == "openai:gpt-4.1-mini"
@@ -67,6 +85,8 @@ def test_config_file_can_be_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         ("SHIPYARD_MODEL", "nosuch:model", "SHIPYARD_MODEL"),
         ("SHIPYARD_RUN_TIMEOUT_S", "-1", "SHIPYARD_RUN_TIMEOUT_S"),
         ("SHIPYARD_LOG_LEVEL", "loud", "SHIPYARD_LOG_LEVEL"),
+        ("SHIPYARD_WEBHOOK_RETENTION_S", "0", "SHIPYARD_WEBHOOK_RETENTION_S"),
+        ("SHIPYARD_WORKER_RETENTION_S", "-5", "SHIPYARD_WORKER_RETENTION_S"),
     ],
 )
 def test_bad_settings_name_the_variable(

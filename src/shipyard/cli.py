@@ -128,6 +128,8 @@ def worker(
             max_attempts=settings.task_max_attempts,
             retry_base_s=settings.task_retry_base_s,
             heartbeat_s=settings.worker_heartbeat_s,
+            worker_retention_s=settings.worker_retention_s,
+            webhook_retention_s=settings.webhook_retention_s,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
         description="How often a worker records that it is alive (GET /v1/workers); a worker "
         "not heard from for three intervals is shown stale.",
     )
+    worker_retention_s: float = Field(
+        86400.0,
+        gt=0,
+        description="How long a worker's row stays after its last heartbeat (stopped workers and "
+        "workers that died without saying so); then the workers delete it.",
+    )
     webhook_signing_key: SecretStr | None = Field(
         None,
         description="Key the tenants' webhook secrets derive from. Default: generated once "
@@ -66,6 +72,12 @@ class Settings(BaseSettings):
     webhook_attempts: int = Field(5, ge=1, le=50, description="Deliveries tried per webhook.")
     webhook_retry_base_s: float = Field(
         1.0, gt=0, description="First webhook retry delay; doubles each attempt (capped at 60 s)."
+    )
+    webhook_retention_s: float = Field(
+        7 * 86400.0,
+        gt=0,
+        description="How long a delivered or failed webhook stays in the outbox after its last "
+        "attempt; then the workers delete it (pending ones are never deleted).",
     )
     session_ttl_s: float = Field(
         3600.0, gt=0, le=30 * 86400, description="Default idle time before a session expires."

@@ -7,12 +7,17 @@ a receiver is down nor one killed before its first attempt loses a webhook: anot
 outbox claims it when it is due. An attempt holds a lease on the delivery (a compare-and-set),
 so two workers never send the same attempt; a worker that dies mid-attempt leaves the lease to
 run out. Backoff and attempts are the webhook settings' (``SHIPYARD_WEBHOOK_*``).
+
+Settled deliveries (delivered or given up) are kept for ``retention_s`` after their last
+attempt (``SHIPYARD_WEBHOOK_RETENTION_S``), then deleted by whichever outbox prunes first; each
+outbox prunes at most every ``prune_every_s``. Pending deliveries are never deleted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -27,13 +32,28 @@ POLL_S = 0.5
 BATCH = 32
 LEASE_MARGIN_S = 15.0
 """A lease lasts the sender's timeout plus this."""
+RETENTION_S = 7 * 86400.0
+"""How long a settled delivery is kept by default (``SHIPYARD_WEBHOOK_RETENTION_S``)."""
+PRUNE_EVERY_S = 60.0
+"""How often a worker process deletes the record rows past their retention, at most."""
 
 
 class WebhookOutbox:
-    def __init__(self, records: RecordStore, sender: WebhookSender) -> None:
+    def __init__(
+        self,
+        records: RecordStore,
+        sender: WebhookSender,
+        *,
+        retention_s: float = RETENTION_S,
+        prune_every_s: float = PRUNE_EVERY_S,
+    ) -> None:
+        """``retention_s``: how long a settled delivery is kept after its last attempt."""
         self._records = records
         self._sender = sender
         self._lease_s = sender.timeout_s + LEASE_MARGIN_S
+        self._retention_s = retention_s
+        self._prune_every_s = prune_every_s
+        self._pruned_at: float | None = None
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
 
@@ -48,6 +68,7 @@ class WebhookOutbox:
     async def run(self) -> None:
         """Deliver what is due until ``stop``; a store that is down only delays deliveries."""
         while not self._stopping.is_set():
+            await self._prune()
             try:
                 claimed = await self._records.claim_webhooks(
                     datetime.now(UTC), lease_s=self._lease_s, limit=BATCH
@@ -61,6 +82,22 @@ class WebhookOutbox:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_S)
+
+    async def _prune(self) -> None:
+        """Delete the settled deliveries past the retention (the first time the outbox looks,
+        then at most every ``prune_every_s``); a store that is down only delays it."""
+        now = time.monotonic()
+        if self._pruned_at is not None and now - self._pruned_at < self._prune_every_s:
+            return
+        self._pruned_at = now
+        cutoff = datetime.now(UTC) - timedelta(seconds=self._retention_s)
+        try:
+            deleted = await self._records.prune_webhooks(settled_before=cutoff)
+        except Exception as exc:
+            log.warning("webhook outbox cannot prune the store", error=str(exc))
+            return
+        if deleted:
+            log.debug("webhook outbox pruned", deleted=deleted)
 
     async def _attempt(self, delivery: WebhookDelivery) -> None:
         outcome = await self._sender.attempt(

@@ -11,7 +11,9 @@ A failure that may pass (model errors, timeouts, stores) goes back to queued and
 with backoff until ``max_attempts``; then the task is ``dead`` and its message goes to the
 dead letters. A failure that will not pass (unknown agent, bad input) is ``failed`` at once.
 With metrics on, the worker counts the lag of each task's first claim, its final status and
-its retries. Every ``heartbeat_s`` it records itself in the record store (``GET /v1/workers``).
+its retries. Every ``heartbeat_s`` it records itself in the record store (``GET /v1/workers``),
+and at most every ``prune_every_s`` it deletes the rows of workers not seen for
+``worker_retention_s`` (``SHIPYARD_WORKER_RETENTION_S``): stopped ones and ones that died.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -35,7 +38,7 @@ from shipyard.errors import (
 )
 from shipyard.runtime.control import stoppable
 from shipyard.runtime.invoke import RunOutcome
-from shipyard.runtime.outbox import WebhookOutbox
+from shipyard.runtime.outbox import PRUNE_EVERY_S, RETENTION_S, WebhookOutbox
 from shipyard.runtime.services import Services
 from shipyard.runtime.tasks import (
     CANCEL,
@@ -60,6 +63,8 @@ log = structlog.get_logger(__name__)
 
 RETRYABLE = (ModelError, RunTimeout, StoreError)
 HANDBACK_PAUSE_S = 1.0
+WORKER_RETENTION_S = 86400.0
+"""How long a worker's row is kept after its last heartbeat by default."""
 
 
 class Worker:
@@ -72,17 +77,30 @@ class Worker:
         retry_base_s: float = 1.0,
         name: str | None = None,
         heartbeat_s: float = 5.0,
+        worker_retention_s: float = WORKER_RETENTION_S,
+        webhook_retention_s: float = RETENTION_S,
+        prune_every_s: float = PRUNE_EVERY_S,
     ) -> None:
-        """``heartbeat_s``: how often the worker records that it is alive (``GET /v1/workers``)."""
+        """``heartbeat_s``: how often the worker records that it is alive (``GET /v1/workers``).
+        Worker rows not seen for ``worker_retention_s`` and webhooks settled for
+        ``webhook_retention_s`` are deleted, at most every ``prune_every_s``."""
         self._services = services
         self._concurrency = concurrency
         self._max_attempts = max_attempts
         self._retry_base_s = retry_base_s
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self._stopping = asyncio.Event()
-        self._outbox = WebhookOutbox(services.records, services.webhooks)
+        self._outbox = WebhookOutbox(
+            services.records,
+            services.webhooks,
+            retention_s=webhook_retention_s,
+            prune_every_s=prune_every_s,
+        )
         self._metrics = services.observability.metrics
         self._heartbeat_s = heartbeat_s
+        self._worker_retention_s = worker_retention_s
+        self._prune_every_s = prune_every_s
+        self._pruned_at: float | None = None
         self._running = 0
         self._succeeded = 0
         self._failed = 0
@@ -129,14 +147,32 @@ class Worker:
                 await asyncio.wait(running)
 
     async def _beat(self) -> None:
-        """A heartbeat every ``heartbeat_s`` while the worker runs; a store that is down only
-        delays it (the worker's own work does not depend on it)."""
+        """A heartbeat every ``heartbeat_s`` while the worker runs, and the pruning of old
+        workers' rows; a store that is down only delays them (the worker's own work does not
+        depend on them)."""
         while True:
             try:
                 await self._heartbeat()
             except Exception as exc:
                 log.warning("worker heartbeat failed", worker=self.name, error=str(exc))
+            await self._prune()
             await asyncio.sleep(self._heartbeat_s)
+
+    async def _prune(self) -> None:
+        """Delete the rows of workers not seen for ``worker_retention_s`` (at the first beat,
+        then at most every ``prune_every_s``)."""
+        now = time.monotonic()
+        if self._pruned_at is not None and now - self._pruned_at < self._prune_every_s:
+            return
+        self._pruned_at = now
+        cutoff = datetime.now(UTC) - timedelta(seconds=self._worker_retention_s)
+        try:
+            deleted = await self._services.records.prune_workers(seen_before=cutoff)
+        except Exception as exc:
+            log.warning("worker rows not pruned", worker=self.name, error=str(exc))
+            return
+        if deleted:
+            log.debug("worker rows pruned", worker=self.name, deleted=deleted)
 
     async def _heartbeat(self, *, stopped: bool = False) -> None:
         now = datetime.now(UTC)

@@ -42,3 +42,21 @@ async def test_a_stopped_worker_and_the_since_filter(store: SqlRecordStore) -> N
     await store.heartbeat(beat("gone", T0 + timedelta(minutes=5), stopped_at=T0))
     recent = await store.list_workers(since=T0 + timedelta(minutes=1))
     assert [(w.name, w.stopped_at) for w in recent] == [("gone", T0)]
+
+
+async def test_pruning_deletes_only_the_workers_seen_before_the_cutoff(
+    store: SqlRecordStore,
+) -> None:
+    cutoff = T0 + timedelta(hours=1)
+    await store.heartbeat(beat("stopped", T0, stopped_at=T0))
+    await store.heartbeat(beat("died", T0 + timedelta(minutes=59)))  # never said it stopped
+    await store.heartbeat(beat("at-cutoff", cutoff))
+    await store.heartbeat(beat("alive", cutoff + timedelta(seconds=5)))
+    await store.heartbeat(beat("stopped-lately", cutoff + timedelta(minutes=1), stopped_at=cutoff))
+    assert await store.prune_workers(seen_before=cutoff) == 2
+    assert [w.name for w in await store.list_workers()] == [
+        "stopped-lately",
+        "alive",
+        "at-cutoff",
+    ]
+    assert await store.prune_workers(seen_before=cutoff) == 0

@@ -50,7 +50,8 @@ async def list_workers(
     seen_within_s: Annotated[float, Query(gt=0, description="Only workers seen this recently.")]
     | None = None,
 ) -> WorkerList:
-    """Most recently seen first."""
+    """Most recently seen first; a worker not seen for ``SHIPYARD_WORKER_RETENTION_S`` (a day
+    by default) is no longer listed."""
     now = datetime.now(UTC)
     since = now - timedelta(seconds=seen_within_s) if seen_within_s else None
     found = await request.app.state.services.records.list_workers(since=since)

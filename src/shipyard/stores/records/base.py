@@ -256,6 +256,10 @@ class WorkerRecords(Protocol):
         """Workers seen at or after ``since`` (all without it), most recently seen first."""
         ...
 
+    async def prune_workers(self, *, seen_before: datetime) -> int:
+        """Delete the workers last seen before ``seen_before``; how many were deleted."""
+        ...
+
 
 WebhookStatus = Literal["pending", "delivered", "failed"]
 
@@ -302,6 +306,11 @@ class WebhookRecords(Protocol):
         error: str | None = None,
     ) -> None:
         """Record an attempt's outcome and release the lease."""
+        ...
+
+    async def prune_webhooks(self, *, settled_before: datetime) -> int:
+        """Delete the delivered and failed deliveries last updated before ``settled_before``
+        (pending ones stay, however old); how many were deleted."""
         ...
 
 

@@ -57,6 +57,9 @@ __all__ = ["SqlRecordStore"]
 
 MAX_PAGE = 500
 MAX_EVENTS = 10_000
+PRUNE_BATCH = 1000
+"""Outbox rows one pruning transaction deletes at most: a backlog (the first prune of a full
+outbox) goes in several, so the other writes of the moment are not held up behind it."""
 _UPDATABLE = [c.name for c in runs.columns if c.name not in ("id", "tenant_id", "created_at")]
 
 Insert = sqlite.Insert | postgresql.Insert
@@ -416,6 +419,11 @@ class SqlRecordStore:
             query = query.where(workers.c.last_seen >= since)
         return [WorkerRecord.model_validate(r) for r in await self._fetch("list_workers", query)]
 
+    async def prune_workers(self, *, seen_before: datetime) -> int:
+        stmt = workers.delete().where(workers.c.last_seen < seen_before)
+        result = await self._write("prune_workers", lambda conn: conn.execute(stmt))
+        return result.rowcount
+
     # -- webhook outbox -------------------------------------------------------------------------
 
     async def add_webhook(self, delivery: WebhookDelivery) -> bool:
@@ -472,6 +480,20 @@ class SqlRecordStore:
             )
         )
         await self._write("settle_webhook", lambda conn: conn.execute(stmt))
+
+    async def prune_webhooks(self, *, settled_before: datetime) -> int:
+        """In transactions of at most ``PRUNE_BATCH`` rows."""
+        w = webhook_deliveries
+        settled = sa.and_(w.c.status.in_(("delivered", "failed")), w.c.updated_at < settled_before)
+        batch = sa.select(w.c.task_id).where(settled).limit(PRUNE_BATCH)
+        # the condition again on the deleted rows: one that changed meanwhile is not taken
+        stmt = w.delete().where(w.c.task_id.in_(batch), settled)
+        deleted = 0
+        while True:
+            result = await self._write("prune_webhooks", lambda conn: conn.execute(stmt))
+            deleted += result.rowcount
+            if result.rowcount < PRUNE_BATCH:
+                return deleted
 
     # -- traces ---------------------------------------------------------------------------------
 
