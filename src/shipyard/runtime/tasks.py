@@ -57,9 +57,17 @@ def cancel_marker(task_id: str) -> str:
 CANCEL_MARKER_TTL_S = 24 * 3600.0
 
 
+_OUTCOMES = uuid.UUID("5f0c4a63-1d2e-4c43-9a57-6b1f0e8d2c11")
+"""The namespace of outcome event ids."""
+
+
 def cloud_event(task: TaskRecord) -> tuple[str, bytes]:
-    """The task's outcome as a CloudEvents 1.0 JSON message (structured mode), with its id."""
-    event_id = uuid.uuid4().hex
+    """The task's outcome as a CloudEvents 1.0 JSON message (structured mode), with its id.
+
+    A task reaches one final status once, so the id is derived from the task and that status,
+    and the time is the move's: an outcome published again (after a worker died between storing
+    and publishing it) is the same event, byte for byte, for subscribers to deduplicate."""
+    event_id = uuid.uuid5(_OUTCOMES, f"{task.id}/{task.status}").hex
     return event_id, orjson.dumps(
         {
             "specversion": "1.0",
@@ -67,7 +75,7 @@ def cloud_event(task: TaskRecord) -> tuple[str, bytes]:
             "source": "/shipyard/tasks",
             "type": f"dev.shipyard.task.{task.status}",
             "subject": task.id,
-            "time": datetime.now(UTC).isoformat(),
+            "time": task.updated_at.isoformat(),
             "datacontenttype": "application/json",
             "data": {
                 "task_id": task.id,

@@ -2,7 +2,9 @@
 
 For each delivery:
 1. claim the task (queued → running; running → running only for a redelivery, i.e. a worker
-   died mid-task) — if the claim fails the task is done, cancelled or someone else's: ack;
+   died mid-task) — if the claim fails the task is done, cancelled or someone else's: a
+   finished task's outcome is published again (a worker may have died before publishing it;
+   the event is the same, see ``cloud_event``), then ack;
 2. run it (a session turn if it has a ``session_id``), stoppable by a cancel request;
 3. store the outcome with a compare-and-set from running, so a duplicate run cannot record a
    second outcome; then publish the result (CloudEvent), put its webhook in the outbox
@@ -221,9 +223,11 @@ class Worker:
             if current is None:
                 await delivery.dead("no such task in the records")
                 return
-            if current.status in FINAL_TASK_STATES and current.webhook_url:
-                # a worker that stored the outcome may have died before the outbox had it
-                await self._queue_webhook(current, *cloud_event(current), message.headers)
+            if current.status in FINAL_TASK_STATES:
+                # a worker that stored the outcome may have died before publishing it, or the
+                # API cancelled the task while it was queued: the outcome goes out (again: the
+                # same event, which subscribers and receivers deduplicate by its id)
+                await self._publish_outcome(current, message.headers)
             await delivery.ack()
             return
         if self._metrics is not None and message.attempt == 1 and not delivery.redelivered:
@@ -343,14 +347,19 @@ class Worker:
                 self._failed += 1
             if self._metrics is not None:
                 self._metrics.task_finished(final.agent, final.status)
-            event_id, body = cloud_event(final)
-            await self._services.broker.publish_result(body, routing_key=routing_key(final))
-            if final.webhook_url:
-                await self._queue_webhook(final, event_id, body, delivery.message.headers)
+            await self._publish_outcome(final, delivery.message.headers)
         if dead is not None:
             await delivery.dead(dead)
         else:
             await delivery.ack()
+
+    async def _publish_outcome(self, task: TaskRecord, headers: Mapping[str, str]) -> None:
+        """The outcome on the results exchange and, if the task has one, into the webhook
+        outbox — both before the message is acked."""
+        event_id, body = cloud_event(task)
+        await self._services.broker.publish_result(body, routing_key=routing_key(task))
+        if task.webhook_url:
+            await self._queue_webhook(task, event_id, body, headers)
 
     async def _queue_webhook(
         self, task: TaskRecord, event_id: str, body: bytes, headers: Mapping[str, str]
