@@ -7,6 +7,10 @@
    the clock runs from the first submission until the records hold every task `succeeded`
    (counted in the SQLite records file, read-only). The rate the workers alone sustained — first
    `running` to last `succeeded` transition — is shown beside it.
+3. CPU per task, steadier than rates on a machine whose cores are all busy: `DRAIN_TASKS` tasks
+   submitted (8 connections) with no worker running, then one worker drains the queue alone;
+   the server's CPU per submit and the worker's CPU per task (RabbitMQ's and the load
+   generator's own work are not in either). Every row shows the CPU per task of its processes.
 
 RabbitMQ: every server gets a virtual host of the bench's own, created and deleted with
 `rabbitmqctl` (the shared node is never restarted); without RabbitMQ those rows are skipped.
@@ -29,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -58,6 +62,7 @@ TASKS = int(os.environ.get("SHIPYARD_BENCH_TASKS", "3000"))
 SUBMIT_CONCURRENCY = 32
 WORKER_CONCURRENCY = 32
 WORKER_COUNTS = (1, 2)
+DRAIN_TASKS = int(os.environ.get("SHIPYARD_BENCH_DRAIN_TASKS", "3000"))
 DRAIN_TIMEOUT_S = 60.0
 RABBITMQ_URL = os.environ.get("SHIPYARD_BENCH_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672")
 RABBITMQCTL = os.environ.get("SHIPYARD_BENCH_RABBITMQCTL", "rabbitmqctl")
@@ -77,6 +82,8 @@ COLUMNS = [
     Column("server_cpu_pct", "srv CPU%", "{:.0f}"),
     Column("worker_cpu_pct", "wrk CPU%", "{:.0f}"),
     Column("other_cpu_pct", "other CPU%", "{:.0f}"),
+    Column("server_us", "srv µs/task", "{:,.0f}"),
+    Column("worker_us", "wrk µs/task", "{:,.0f}"),
     Column("errors", "errors"),
 ]
 
@@ -296,6 +303,10 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[max(1, -(-len(ordered) * q // 100)) - 1]  # nearest rank
 
 
+def _per_task_us(cpu: float | None, tasks: int) -> float | None:
+    return None if cpu is None or tasks <= 0 else round(cpu / tasks * 1e6)
+
+
 def _pct(cpu: float | None, elapsed: float) -> float | None:
     return None if cpu is None or elapsed <= 0 else round(cpu * 100 / elapsed, 1)
 
@@ -341,6 +352,7 @@ async def _ack_point(ship: Stack, broker: str, c: int, config: BenchConfig) -> R
         "p99_ms": round(_percentile(ms, 99) or 0, 3),
         "server_cpu_pct": _pct(server_cpu, elapsed),
         "other_cpu_pct": _pct(other, elapsed),
+        "server_us": _per_task_us(server_cpu, len(ms)),
         "errors": sum(load.errors.values()),
     }
     progress(
@@ -357,12 +369,20 @@ def _ack_points(config: BenchConfig) -> tuple[int, ...]:
     return chosen or config.concurrencies
 
 
-async def _bench_ack(broker: str, config: BenchConfig, result: BenchResult, tmp: Path) -> None:
+async def _bench_ack(broker: str, config: BenchConfig, tmp: Path) -> list[Row]:
     async with contextlib.AsyncExitStack() as stack_:
         url = await stack_.enter_async_context(rabbit_vhost()) if broker == "rabbitmq" else None
         ship = await stack_.enter_async_context(stack(f"ack-{broker}", url, config, tmp))
-        for c in _ack_points(config):
-            result.rows.append(await _ack_point(ship, broker, c, config))
+        return [await _ack_point(ship, broker, c, config) for c in _ack_points(config)]
+
+
+def _one(point: Callable[..., Awaitable[Row]], *args: Any) -> Callable[[], Awaitable[list[Row]]]:
+    """A point that measures one row, as a maker of a list of rows."""
+
+    async def measure() -> list[Row]:
+        return [await point(*args)]
+
+    return measure
 
 
 # --- 2. end-to-end throughput -------------------------------------------------------------------
@@ -512,6 +532,8 @@ async def _throughput_point(workers: int, config: BenchConfig, tmp: Path) -> Row
         "server_cpu_pct": _pct(server_cpu, elapsed),
         "worker_cpu_pct": _pct(wrk1 - wrk0, elapsed),
         "other_cpu_pct": _pct(other, elapsed),
+        "server_us": _per_task_us(server_cpu, acked),
+        "worker_us": _per_task_us(wrk1 - wrk0, done - 1),
         "errors": sum(load.errors.values()),
         "extra_successes": counted.extra_successes,
         "redeliveries": counted.redeliveries,
@@ -530,6 +552,46 @@ async def _throughput_point(workers: int, config: BenchConfig, tmp: Path) -> Row
         )
     if counted.extra_successes:
         raise BenchError(f"{counted.extra_successes} tasks recorded 'succeeded' more than once")
+    return row
+
+
+# --- 3. CPU per task ------------------------------------------------------------------------------
+
+
+async def _drain_point(config: BenchConfig, tmp: Path) -> Row:
+    async with rabbit_vhost() as url, stack("drain", url, config, tmp) as ship:
+        progress(f"  drain rabbitmq: submitting {DRAIN_TASKS:,} with no worker …")
+        request = build_request("POST", HOST, ship.server.port, PATH, ship.headers, BODY)
+        load = Load(measuring=True, limit=DRAIN_TASKS)
+        srv0, _ = ship.cpu_seconds()
+        await asyncio.gather(*(_slot(ship.server.port, request, load) for _ in range(8)))
+        srv1, _ = ship.cpu_seconds()
+        acked = len(load.latencies_ns)
+        progress(f"  drain rabbitmq: one worker drains {acked + 1:,} …")
+        await start_worker(ship, WORKER_CONCURRENCY, config.startup_timeout)
+        _, wrk0 = ship.cpu_seconds()
+        t0 = time.monotonic()
+        done = await _wait_succeeded(ship, acked + 1, DRAIN_TIMEOUT_S)
+        elapsed = time.monotonic() - t0
+        _, wrk1 = ship.cpu_seconds()
+    if done < acked + 1:
+        raise BenchError(f"drain: only {done:,} of {acked + 1:,} tasks succeeded")
+    server_cpu = srv1 - srv0 if srv0 is not None and srv1 is not None else None
+    row: Row = {
+        "kind": "drain",
+        "broker": "rabbitmq",
+        "concurrency": 8,
+        "workers": 1,
+        "rate": round(done / elapsed, 1),
+        "worker_cpu_pct": _pct(wrk1 - wrk0, elapsed),
+        "server_us": _per_task_us(server_cpu, acked),
+        "worker_us": _per_task_us(wrk1 - wrk0, done),
+        "errors": sum(load.errors.values()),
+    }
+    progress(
+        f"  drain: server {row['server_us'] or 0:,.0f} µs CPU per submit; one worker "
+        f"{row['worker_us']:,.0f} µs CPU per task, {row['rate']:,.0f} tasks/s"
+    )
     return row
 
 
@@ -579,20 +641,22 @@ async def run(config: BenchConfig) -> BenchResult:
         result.summary.append(f"skipped: RabbitMQ unavailable ({missing})")
     with tempfile.TemporaryDirectory(prefix="bench-tasks-", ignore_cleanup_errors=True) as t:
         tmp = Path(t)
-        for broker in ("embedded", "rabbitmq"):
-            if broker == "rabbitmq" and missing:
-                continue
+        points: list[tuple[str, Callable[[], Awaitable[list[Row]]]]] = [
+            ("ack embedded", lambda: _bench_ack("embedded", config, tmp)),
+        ]
+        if not missing:
+            points.append(("ack rabbitmq", lambda: _bench_ack("rabbitmq", config, tmp)))
+            for workers in WORKER_COUNTS:
+                points.append(
+                    (f"e2e {workers} worker(s)", _one(_throughput_point, workers, config, tmp))
+                )
+            points.append(("drain", _one(_drain_point, config, tmp)))
+        for label, measure in points:
             try:
-                await _bench_ack(broker, config, result, tmp)
+                result.rows.extend(await measure())
             except (BenchError, OSError, TimeoutError) as exc:
-                progress(f"ack {broker}: FAILED: {exc}")
-                result.failures.append(f"ack {broker}: {exc}")
-        for workers in WORKER_COUNTS if not missing else ():
-            try:
-                result.rows.append(await _throughput_point(workers, config, tmp))
-            except (BenchError, OSError, TimeoutError) as exc:
-                progress(f"e2e {workers} worker(s): FAILED: {exc}")
-                result.failures.append(f"e2e {workers} worker(s): {exc}")
+                progress(f"{label}: FAILED: {exc}")
+                result.failures.append(f"{label}: {exc}")
     noisy = [r for r in result.rows if r["kind"] == "ack" and (r["other_cpu_pct"] or 0) > BUSY_PCT]
     if noisy:
         points = ", ".join(f"{r['broker']} c={r['concurrency']}" for r in noisy)
@@ -600,6 +664,8 @@ async def run(config: BenchConfig) -> BenchResult:
     result.summary.append(
         f"ack rows: no worker running; e2e rows: {TASKS:,} tasks over {SUBMIT_CONCURRENCY} "
         f"connections, workers x {WORKER_CONCURRENCY}, RabbitMQ's CPU counts as other CPU%; "
+        f"drain row: {DRAIN_TASKS:,} queued tasks, then one worker alone (µs/task: CPU per "
+        f"task of the server and of the workers); "
         f"{os.cpu_count()} CPUs for server, workers, RabbitMQ and load generator; e2e records "
         f"on {'PostgreSQL (its CPU counts as other CPU%)' if DATABASE_URL else 'a SQLite file'}"
     )
