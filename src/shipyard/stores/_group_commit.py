@@ -39,6 +39,11 @@ class GroupCommit(Generic[C]):
             self._drainer = asyncio.create_task(self._drain())
         return await asyncio.shield(future)
 
+    async def idle(self) -> None:
+        """Until every write queued so far has its answer (for a clean close)."""
+        while self._drainer is not None and not self._drainer.done():
+            await asyncio.wait({self._drainer})
+
     async def _drain(self) -> None:
         batch: list[_Entry[C]] = []
         try:

@@ -62,6 +62,19 @@ async def test_concurrent_publishes_share_commits_and_all_land(tmp_path: Path) -
     assert commits < 50  # and fewer transactions than publishes
 
 
+async def test_close_writes_the_publishes_it_had_accepted(tmp_path: Path) -> None:
+    broker = open_broker(tmp_path / "b.db")
+    publishes = [asyncio.create_task(broker.publish(task(n))) for n in range(20)]
+    await asyncio.sleep(0)  # the first batch is on its way; the rest wait for the next
+    await broker.close()
+    results = await asyncio.gather(*publishes, return_exceptions=True)
+    assert results == [None] * 20  # none failed for the close...
+    with sqlite3.connect(tmp_path / "b.db") as conn:
+        ids = [r[0] for r in conn.execute("SELECT task_id FROM broker_messages ORDER BY id")]
+    conn.close()
+    assert ids == [f"task-{n}" for n in range(20)]  # ...and every one is stored
+
+
 async def test_queued_delayed_and_dead_messages_survive_a_restart(tmp_path: Path) -> None:
     broker = open_broker(tmp_path / "b.db")
     for n, priority in ((1, 0), (2, 9), (3, 0), (4, 0)):

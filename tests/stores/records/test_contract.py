@@ -470,6 +470,9 @@ async def test_task_transitions_are_conditional_and_recorded(store: SqlRecordSto
         await store.transition_task("t2", task.id, "cancelled", expected=frozenset({"succeeded"}))
         is None
     )
+    # expecting no status at all matches nothing (not everything)
+    assert await store.transition_task("t1", task.id, "dead", expected=frozenset()) is None
+    assert (await store.get_task("t1", task.id)).status == "succeeded"  # type: ignore[union-attr]
 
 
 async def test_list_tasks_filters_and_pages(store: SqlRecordStore) -> None:

@@ -108,6 +108,7 @@ class EmbeddedBroker:
         if self._closed:
             return
         self._closed = True
+        await self._publishes.idle()  # publishes already accepted are written, not failed
         self._notify()
         self._results.close()
         if self._renewer is not None:
@@ -136,8 +137,8 @@ class EmbeddedBroker:
         """The publishes of one group commit, inserted in one transaction on the thread."""
         batch: list[tuple[str, TaskMessage]] = []
         yield batch
-        if batch:
-            await self._call("publish", ops.insert, batch)
+        if batch:  # accepted before a close began: written (``close`` waits for it)
+            await self._run("publish", ops.insert, batch)
 
     def consume(
         self, queue: str = DEFAULT_QUEUE, *, prefetch: int

@@ -11,6 +11,7 @@ a SQLite file run on the event loop (``LoopFirst``).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -66,6 +67,7 @@ class LoopFirst:
         self._checkpointer: sqlite3.Connection | None = None
         self._checkpoint: Future[None] | None = None
         self._last_checkpoint = time.monotonic()
+        self._closed = False
 
     def prepare(self, statement: Any, **options: Any) -> None:
         """Run ``statement`` (given one set of parameters) on the stdlib driver from now on;
@@ -76,18 +78,14 @@ class LoopFirst:
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         conn = await self._lock_file()
-        transaction = conn.begin()  # SQLAlchemy's bookkeeping: pysqlite sends nothing for it
         try:
+            transaction = conn.begin()  # SQLAlchemy's bookkeeping: pysqlite sends nothing for it
             yield cast(AsyncConnection, _OnLoop(conn, self._prepared))
             transaction.commit()
-            self._maybe_checkpoint()
         except BaseException:
-            if transaction.is_active:
-                transaction.rollback()
-            raw = conn.connection.dbapi_connection
-            if raw is not None and raw.in_transaction:  # a failed COMMIT: never left open
-                raw.execute("ROLLBACK")
+            _reset(conn)  # whatever failed, COMMIT included: nothing stays open, no lock held
             raise
+        self._maybe_checkpoint()
 
     async def _lock_file(self) -> sa.Connection:
         """The file's write lock (see ``when_unlocked``), on a connection in its transaction."""
@@ -96,10 +94,12 @@ class LoopFirst:
     def _locked_now(self) -> sa.Connection | None:
         """``BEGIN IMMEDIATE`` straight on the driver (tried every ~1 ms under contention: through
         SQLAlchemy, a checkout and an execution each time)."""
+        if self._closed:
+            raise sqlite3.ProgrammingError("the record store is closed")
         if self._conn is None or self._conn.invalidated or self._conn.closed:
             self._conn = self._sync.connect()
         try:
-            self._conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+            _driver(self._conn).execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as error:
             if is_locked(error):
                 return None
@@ -107,13 +107,15 @@ class LoopFirst:
         return self._conn
 
     def _maybe_checkpoint(self) -> None:
+        """After a commit; never fails the write that triggered it."""
         now = time.monotonic()
         if now - self._last_checkpoint < CHECKPOINT_EVERY_S:
             return
         if self._checkpoint is not None and not self._checkpoint.done():
             return
         self._last_checkpoint = now
-        self._checkpoint = self._thread.submit(self._run_checkpoint)
+        with contextlib.suppress(RuntimeError):  # the store is closing
+            self._checkpoint = self._thread.submit(self._run_checkpoint)
 
     def _run_checkpoint(self) -> None:
         if self._checkpointer is None:
@@ -122,6 +124,7 @@ class LoopFirst:
         self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
+        self._closed = True
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -136,6 +139,22 @@ class LoopFirst:
         self._thread.shutdown(wait=True)
 
 
+def _driver(conn: sa.Connection) -> Any:
+    """The stdlib ``sqlite3.Connection`` under ``conn``."""
+    return conn.connection.dbapi_connection
+
+
+def _reset(conn: sa.Connection) -> None:
+    """Out of any transaction, in SQLAlchemy's books and on the driver. After a failed COMMIT
+    SQLAlchemy keeps the transaction, inactive, until a rollback; the driver may still hold
+    the file's write lock."""
+    with contextlib.suppress(Exception):
+        conn.rollback()
+    with contextlib.suppress(Exception):
+        if _driver(conn).in_transaction:
+            _driver(conn).execute("ROLLBACK")
+
+
 class _OnLoop:
     """A synchronous connection behind the two methods the store's writes use."""
 
@@ -147,7 +166,7 @@ class _OnLoop:
         found = self._prepared.get(id(statement))
         if found is None:
             return self._conn.execute(statement, parameters)
-        driver = self._conn.connection.dbapi_connection
+        driver = _driver(self._conn)
         if isinstance(parameters, Mapping):
             return found[1].execute(driver, parameters)
         return found[1].executemany(driver, parameters)

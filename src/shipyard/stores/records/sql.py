@@ -564,7 +564,7 @@ class SqlRecordStore:
                 .where(
                     tasks.c.tenant_id == sa.bindparam("w_tenant_id"),
                     tasks.c.id == sa.bindparam("w_id"),
-                    sa.or_(*(tasks.c.status == status for status in expected)),
+                    sa.or_(sa.false(), *(tasks.c.status == status for status in expected)),
                 )
                 .values({c: sa.bindparam(f"v_{c}", type_=tasks.c[c].type) for c in columns})
                 .returning(*tasks.c)
