@@ -250,18 +250,37 @@ def test_task_events_stream_and_resume(embedded: ServerProcess) -> None:
                 lines = list(reply.iter_lines())
         finally:
             worker.stop()
-        ids = [int(line[4:]) for line in lines if line.startswith("id: ")]
+        ids = [line[4:] for line in lines if line.startswith("id: ")]
         kinds = [line[7:] for line in lines if line.startswith("event: ")]
-        assert ids == [1, 2, 3]
-        assert kinds == ["task.queued", "task.running", "task.succeeded"]
-        assert json.loads([x for x in lines if x.startswith("data: ")][-1][6:])["status"] == (
-            "succeeded"
-        )
-        with client.stream(
-            "GET", f"/v1/tasks/{task_id}/events", headers={"Last-Event-ID": "2"}
-        ) as reply:
-            resumed = [x for x in reply.iter_lines() if x.startswith("event: ")]
-        assert resumed == ["event: task.succeeded"]
+        data = [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
+        # the status changes, and between running and succeeded the steps of the run
+        assert kinds == [
+            "task.queued",
+            "task.running",
+            "run.started",
+            "llm.request",
+            "llm.response",
+            "run.completed",
+            "task.succeeded",
+        ]
+        assert ids == ["1", "2", "2.1", "2.2", "2.3", "2.4", "3"]
+        run_id = data[1]["detail"]["run_id"]  # the running change names its run
+        assert {d["run_id"] for d in data[2:6]} == {run_id}
+        assert client.get(f"/v1/tasks/{task_id}").json()["run_id"] == run_id
+        assert data[-1]["status"] == "succeeded"
+
+        def resumed(last_event_id: str) -> list[str]:
+            with client.stream(
+                "GET", f"/v1/tasks/{task_id}/events", headers={"Last-Event-ID": last_event_id}
+            ) as reply:
+                return [x[4:] for x in reply.iter_lines() if x.startswith("id: ")]
+
+        assert resumed("2") == ["2.1", "2.2", "2.3", "2.4", "3"]
+        assert resumed("2.2") == ["2.3", "2.4", "3"]
+        assert resumed("2.4") == ["3"]
+        for bad in ("x", "2.y", "-1"):
+            reply = client.get(f"/v1/tasks/{task_id}/events", headers={"Last-Event-ID": bad})
+            assert reply.status_code == 422, bad
         assert client.get("/v1/tasks/task_nope/events").status_code == 404
 
 

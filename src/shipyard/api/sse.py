@@ -15,8 +15,10 @@ from shipyard.telemetry.events import TERMINAL, Event, Sink
 _background: set[asyncio.Task[Any]] = set()
 
 
-def format_event(event: Event) -> bytes:
-    return f"id: {event.seq}\nevent: {event.type}\ndata: {event.model_dump_json()}\n\n".encode()
+def format_event(event: Event, event_id: str | None = None) -> bytes:
+    """A frame; its ``id`` is the event's ``seq`` unless given."""
+    ident = str(event.seq) if event_id is None else event_id
+    return f"id: {ident}\nevent: {event.type}\ndata: {event.model_dump_json()}\n\n".encode()
 
 
 def format_error(error: ShipyardError) -> bytes:

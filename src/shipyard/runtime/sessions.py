@@ -174,9 +174,12 @@ class SessionService:
         task_id: str | None = None,
         parent: TraceParent | None = None,
         parent_run_id: str | None = None,
+        run_id: str | None = None,
     ) -> RunOutcome:
+        """``run_id``: the turn's run id, when the caller has already named it (a task's
+        attempt records it before the run starts)."""
         keys = _Keys(session_id)
-        run_id = new_id("run")
+        run_id = run_id or new_id("run")
         lease = await self._state.acquire_lease(keys.turn, run_id, ttl_s=self._lease_s)
         if lease is None:  # busy: the session's policy decides (and a 404 comes first)
             meta, _ = await self._live(tenant_id, session_id, keys)

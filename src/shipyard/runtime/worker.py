@@ -58,7 +58,7 @@ from shipyard.stores.records.base import (
     WebhookDelivery,
     WorkerRecord,
 )
-from shipyard.telemetry.events import Sink
+from shipyard.telemetry.events import Sink, new_id
 from shipyard.telemetry.tracecontext import TraceParent
 
 log = structlog.get_logger(__name__)
@@ -210,13 +210,14 @@ class Worker:
         message = delivery.message
         records = self._services.records
         claimable = {"queued", "running"} if delivery.redelivered else {"queued"}
+        run_id = new_id("run")  # named now, so the move says which run this attempt is
         claimed = await records.transition_task(
             message.tenant_id,
             message.task_id,
             "running",
             expected=frozenset(claimable),
             attempts=message.attempt,
-            detail={"worker": self.name, "attempt": message.attempt},
+            detail={"worker": self.name, "attempt": message.attempt, "run_id": run_id},
         )
         if claimed is None:  # finished, cancelled, another worker's — or unknown
             current = await records.get_task(message.tenant_id, message.task_id)
@@ -238,7 +239,7 @@ class Worker:
             await self._finish(delivery, claimed, "failed", error=error)
             return
         try:
-            outcome = await self._cancellable(claimed, message.headers)
+            outcome = await self._cancellable(claimed, run_id, message.headers)
         except RunCancelled:
             await self._finish(delivery, claimed, "cancelled", error={"code": "cancelled"})
         except RETRYABLE as exc:
@@ -258,7 +259,9 @@ class Worker:
                 cost_usd=usage.cost_usd,
             )
 
-    async def _cancellable(self, task: TaskRecord, headers: Mapping[str, str]) -> RunOutcome:
+    async def _cancellable(
+        self, task: TaskRecord, run_id: str, headers: Mapping[str, str]
+    ) -> RunOutcome:
         """Run the task (in the trace it was submitted in); a cancel request on its channel
         (from the API) stops the agent."""
         parent = TraceParent.parse(headers.get("traceparent"))
@@ -267,7 +270,7 @@ class Worker:
             self._services.state,
             control_channel(task.id),
             CANCEL,
-            lambda sinks: self._run(task, sinks, parent, parent_run_id),
+            lambda sinks: self._run(task, run_id, sinks, parent, parent_run_id),
             stopped=lambda: RunCancelled("cancelled through the API"),
             reason="cancelled through the API",
             marker=cancel_marker(task.id),
@@ -276,6 +279,7 @@ class Worker:
     async def _run(
         self,
         task: TaskRecord,
+        run_id: str,
         sinks: Sequence[Sink],
         parent: TraceParent | None,
         parent_run_id: str | None,
@@ -289,6 +293,7 @@ class Worker:
                 task_id=task.id,
                 parent=parent,
                 parent_run_id=parent_run_id,
+                run_id=run_id,
             )
         return await self._services.invoker.invoke(
             tenant_id=task.tenant_id,
@@ -299,6 +304,7 @@ class Worker:
             task_id=task.id,
             parent=parent,
             parent_run_id=parent_run_id,
+            run_id=run_id,
         )
 
     async def _failed_attempt(

@@ -13,13 +13,14 @@ from shipyard.api.auth import require
 from shipyard.api.keys import Principal
 from shipyard.api.propagation import traceparent
 from shipyard.api.schemas import ErrorResponse, SubmitTask, TaskAccepted, TaskPage, TaskView
+from shipyard.api.sse import format_event
 from shipyard.errors import InvalidInput
 from shipyard.runtime.tasks import TaskService
-from shipyard.stores.records.base import FINAL_TASK_STATES, TaskStatus
+from shipyard.stores.records.base import FINAL_TASK_STATES, RunRecords, TaskStatus, TaskTransition
 
 POLL_S = 0.25
-"""How often a task's event stream looks for news (it reads the records, so it works on any
-replica, whichever worker runs the task)."""
+"""How often a task's event stream looks for news in the records."""
+EVENTS_PAGE = 1000
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -91,34 +92,72 @@ async def get_task(task_id: str, request: Request, principal: Reader) -> TaskVie
     response_model=None,
 )
 async def task_events(task_id: str, request: Request, principal: Reader) -> StreamingResponse:
-    """The task's status changes as Server-Sent Events (``event: task.<status>``, ``id:`` its
-    position), until it ends. Reconnect with ``Last-Event-ID`` to get only what came after."""
+    """The task's status changes (``event: task.<status>``, ``id:`` the change's position) and,
+    after each ``task.running``, the events of the run that attempt started (``event:`` the
+    event's type, ``id: <position>.<seq>``), as Server-Sent Events until the task ends.
+    Reconnect with ``Last-Event-ID`` to get only what came after."""
     service = _tasks(request)
     await service.get(principal.tenant_id, task_id)  # 404 as HTTP, before the stream
-    try:
-        after = int(request.headers.get("last-event-id", "0"))
-    except ValueError:
-        raise InvalidInput("Last-Event-ID must be an integer") from None
+    after = _resume_point(request.headers.get("last-event-id"))
+    records = request.app.state.services.records
     return StreamingResponse(
-        _task_frames(service, principal.tenant_id, task_id, after),
+        _task_frames(service, records, principal.tenant_id, task_id, after),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
+def _resume_point(last_event_id: str | None) -> tuple[int, int]:
+    """``(position, seq)`` of the last frame the client has: ``"3"`` is the third change,
+    ``"3.2"`` the second event of the run it started."""
+    if not last_event_id:
+        return 0, 0
+    position, _, seq = last_event_id.partition(".")
+    try:
+        point = int(position), int(seq or 0)
+    except ValueError:
+        raise InvalidInput("Last-Event-ID must be <position> or <position>.<seq>") from None
+    if min(point) < 0:
+        raise InvalidInput("Last-Event-ID must not be negative")
+    return point
+
+
 async def _task_frames(
-    service: TaskService, tenant_id: str, task_id: str, after: int
+    service: TaskService,
+    records: RunRecords,
+    tenant_id: str,
+    task_id: str,
+    after: tuple[int, int],
 ) -> AsyncIterator[bytes]:
-    sent = after
+    """Polls the records, so it works on any replica, whichever worker runs the task. A run's
+    events are stored before the task's next change is, so once that change is seen, the run's
+    events read after it are complete."""
+    position, seq = after
     while True:
         moves = await service.transitions(tenant_id, task_id)
-        for position, move in enumerate(moves[sent:], start=sent + 1):
+        run_id = _run_of(moves[position - 1]) if 0 < position <= len(moves) else None
+        while run_id is not None:
+            events = await records.list_events(tenant_id, run_id, after_seq=seq, limit=EVENTS_PAGE)
+            for event in events:
+                yield format_event(event, f"{position}.{event.seq}")
+                seq = event.seq
+            if len(events) < EVENTS_PAGE:
+                break
+        if position < len(moves):
+            position, seq = position + 1, 0
+            move = moves[position - 1]
             data = move.model_dump_json()
             yield f"id: {position}\nevent: task.{move.status}\ndata: {data}\n\n".encode()
-        sent = max(sent, len(moves))
+            continue
         if moves and moves[-1].status in FINAL_TASK_STATES:
             return
         await asyncio.sleep(POLL_S)
+
+
+def _run_of(move: TaskTransition) -> str | None:
+    """The run an attempt started (its ``running`` change says which)."""
+    run_id = move.detail.get("run_id") if move.status == "running" else None
+    return run_id if isinstance(run_id, str) else None
 
 
 @router.post("/{task_id}/cancel", response_model=TaskView, responses=_ERRORS)
