@@ -51,6 +51,8 @@ def delivery(task_id: str, **fields: object) -> WebhookDelivery:
         "created_at": LONG_AGO,
         "updated_at": LONG_AGO,
     }
+    if fields.get("status") in ("delivered", "failed"):  # settled: next_at is when it settled
+        values["next_at"] = fields.get("updated_at", values["updated_at"])
     return WebhookDelivery.model_validate({"task_id": task_id, **values, **fields})
 
 

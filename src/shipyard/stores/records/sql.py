@@ -482,9 +482,15 @@ class SqlRecordStore:
         await self._write("settle_webhook", lambda conn: conn.execute(stmt))
 
     async def prune_webhooks(self, *, settled_before: datetime) -> int:
-        """In transactions of at most ``PRUNE_BATCH`` rows."""
+        """In transactions of at most ``PRUNE_BATCH`` rows. A settled delivery's ``next_at`` is
+        when it settled (``settle_webhook``), so the ``(status, next_at)`` index finds them
+        without a scan of every settled row."""
         w = webhook_deliveries
-        settled = sa.and_(w.c.status.in_(("delivered", "failed")), w.c.updated_at < settled_before)
+        settled = sa.and_(
+            w.c.status.in_(("delivered", "failed")),
+            w.c.next_at < settled_before,
+            w.c.updated_at < settled_before,
+        )
         batch = sa.select(w.c.task_id).where(settled).limit(PRUNE_BATCH)
         # the condition again on the deleted rows: one that changed meanwhile is not taken
         stmt = w.delete().where(w.c.task_id.in_(batch), settled)
