@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from shipyard.agents.agent import AgentLike
 from shipyard.config import Settings, load_settings
 from shipyard.errors import ConfigError
+from shipyard.runtime.control import Control
 from shipyard.runtime.delegation import Delegation
 from shipyard.runtime.invoke import Invoker, RunLimits
 from shipyard.runtime.recorder import Recorder
@@ -148,19 +149,21 @@ def build_services(app: App, settings: Settings) -> Services:
         tool_timeout_s=settings.tool_timeout_s,
     )
     invoker = Invoker(app.agents, recorder, limits, observers=observability.sinks)
+    control = Control(state)  # one subscription per process, for every run's stop word
     sessions = SessionService(
         state,
         records,
         invoker,
         default_ttl_s=settings.session_ttl_s,
         queue_s=settings.session_queue_s,
+        control=control,
     )
     webhooks = WebhookSender(
         webhook_signing_key(settings),
         attempts=settings.webhook_attempts,
         base_s=settings.webhook_retry_base_s,
     )
-    tasks = TaskService(records, broker, state, invoker)
+    tasks = TaskService(records, broker, state, invoker, control)
     invoker.calls = Delegation(invoker, tasks)
     return Services(
         agents=app.agents,
@@ -172,6 +175,7 @@ def build_services(app: App, settings: Settings) -> Services:
         broker=broker,
         tasks=tasks,
         webhooks=webhooks,
+        control=control,
         observability=observability,
     )
 

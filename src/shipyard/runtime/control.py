@@ -1,28 +1,107 @@
-"""Stopping a run from anywhere: a word on a state-store channel cancels the agent.
+"""Stopping a run from anywhere: a word on the state store's control channel cancels the agent.
 
 Sessions use it for ``interrupt`` (a newer turn stops the running one) and tasks for cancel
 (the API stops a running task): both may be on another replica, so the word travels through
 the state store. A word that arrives after the run ended is ignored, so a finished run is never
 turned into a stopped one.
+
+Each process subscribes once (``Control``) to one channel, and a word names its target (a task,
+a session); the runs of the process that watch that target hear it. A subscription per run cost
+a pub/sub connection and two round trips on Redis for every task and turn (measured draining
+4,000 tasks with the state on Redis: 2.4 ms of worker CPU per task, against 1.3 ms on SQLite).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TypeVar
 
-from shipyard.errors import ShipyardError
+import structlog
+
+from shipyard.errors import ShipyardError, StoreError
 from shipyard.stores.state.base import StateStore
 from shipyard.telemetry.events import TERMINAL, Event, Sink
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
+
+CHANNEL = "control"
+"""The state store channel every process listens on; a message is ``<target>\\n<word>``."""
+RESUBSCRIBE_S = 1.0
+"""The pause before listening again after the subscription was lost."""
+
+Listener = Callable[[bytes], None]
+
+
+class Control:
+    """This process's one subscription to the control channel, shared by its runs."""
+
+    def __init__(self, state: StateStore) -> None:
+        self.state = state
+        self._listeners: dict[str, set[Listener]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[None] | None = None
+
+    async def send(self, target: str, word: bytes) -> None:
+        """Tell ``target``'s runs ``word``, in whatever process they run."""
+        await self.state.publish(CHANNEL, target.encode() + b"\n" + word)
+
+    async def listening(self) -> None:
+        """Subscribed (the first time, once the subscription is in place; a store that cannot
+        subscribe raises ``StoreError`` here and the next call tries again)."""
+        if self._task is None or self._task.done():
+            self._ready = asyncio.get_running_loop().create_future()
+            self._task = asyncio.create_task(self._listen(self._ready))
+        assert self._ready is not None
+        await asyncio.shield(self._ready)
+
+    @contextlib.contextmanager
+    def watch(self, target: str, listener: Listener) -> Iterator[None]:
+        """``listener(word)`` for every word sent to ``target`` while the block runs."""
+        self._listeners.setdefault(target, set()).add(listener)
+        try:
+            yield
+        finally:
+            listeners = self._listeners.get(target)
+            if listeners is not None:
+                listeners.discard(listener)
+                if not listeners:
+                    del self._listeners[target]
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StoreError):
+                await self._task
+            self._task = None
+
+    async def _listen(self, ready: asyncio.Future[None]) -> None:
+        while True:
+            try:
+                async with self.state.subscribe(CHANNEL) as messages:
+                    if not ready.done():
+                        ready.set_result(None)
+                    async for message in messages:
+                        self._deliver(message)
+                return  # the store closed
+            except StoreError as exc:
+                if not ready.done():  # never subscribed: the caller hears it
+                    ready.set_exception(exc)
+                    return
+                log.warning("control channel lost; subscribing again", error=str(exc))
+            await asyncio.sleep(RESUBSCRIBE_S)
+
+    def _deliver(self, message: bytes) -> None:
+        target, _, word = message.partition(b"\n")
+        for listener in list(self._listeners.get(target.decode(errors="replace"), ())):
+            listener(word)
 
 
 async def stoppable(
-    state: StateStore,
-    channel: str,
+    control: Control,
+    target: str,
     word: bytes,
     run: Callable[[Sequence[Sink]], Awaitable[T]],
     *,
@@ -30,11 +109,11 @@ async def stoppable(
     reason: str,
     marker: str | None = None,
 ) -> T:
-    """``run(extra_sinks)`` until it ends or ``word`` arrives on ``channel``; then the run is
+    """``run(extra_sinks)`` until it ends or ``word`` is sent to ``target``; then the run is
     cancelled with ``reason`` (its record says so) and ``stopped()`` is raised instead.
 
-    A word published before the subscription was in place is lost; for requests that must not
-    be (a cancel), the requester also sets the key ``marker``, checked once subscribed."""
+    A word sent while this process was not subscribed is lost; for requests that must not be
+    (a cancel), the requester also sets the key ``marker``, checked once watching."""
     task = asyncio.current_task()
     assert task is not None
     ended = False
@@ -44,26 +123,20 @@ async def stoppable(
         nonlocal ended
         ended = ended or event.type in TERMINAL
 
-    async def watch(messages: AsyncIterator[bytes]) -> None:
+    def hear(heard: bytes) -> None:
         nonlocal cancelled
-        async for message in messages:
-            if message == word and not ended:
-                cancelled = True
-                task.cancel(reason)
-                return
+        if heard == word and not ended and not cancelled:
+            cancelled = True
+            task.cancel(reason)
 
-    async with state.subscribe(channel) as messages:
-        if marker is not None and await state.get(marker) is not None:
-            raise stopped()
-        watcher = asyncio.create_task(watch(messages))
+    await control.listening()
+    with control.watch(target, hear):
         try:
+            if marker is not None and await control.state.get(marker) is not None:
+                raise stopped()
             return await run([watch_end])
         except asyncio.CancelledError:
             if not cancelled:
                 raise
             task.uncancel()
             raise stopped() from None
-        finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shipyard.agents.agent import AgentLike
+from shipyard.runtime.control import Control
 from shipyard.runtime.invoke import Invoker
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.sessions import SessionService
@@ -28,6 +29,7 @@ class Services:
     broker: Broker
     tasks: TaskService
     webhooks: WebhookSender
+    control: Control
     observability: Observability = field(default_factory=Observability)
 
     async def start(self) -> None:
@@ -44,6 +46,7 @@ class Services:
         await self.recorder.close()
         await self.observability.close()
         await self.records.close()
+        await self.control.close()
         await self.state.close()
         await self.broker.close()
         await self.webhooks.close()

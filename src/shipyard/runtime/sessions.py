@@ -44,7 +44,7 @@ from shipyard.errors import (
 )
 from shipyard.models.base import Message, SystemMessage, UserMessage
 from shipyard.runtime.compaction import compact
-from shipyard.runtime.control import stoppable
+from shipyard.runtime.control import Control, stoppable
 from shipyard.runtime.invoke import Invoker, RunOutcome
 from shipyard.stores.records.base import Page, RecordStore, SessionRecord
 from shipyard.stores.state.base import Lease, StateStore
@@ -106,8 +106,12 @@ class SessionService:
         *,
         default_ttl_s: float,
         queue_s: float = 30.0,
+        control: Control | None = None,
     ) -> None:
+        """``control``: the process's control channel (one is made for this service alone if
+        not given)."""
         self._state = state
+        self._control = control or Control(state)
         self._records = records
         self._invoker = invoker
         self._default_ttl_s = default_ttl_s
@@ -209,7 +213,7 @@ class SessionService:
 
             if meta.on_busy == "interrupt":
                 outcome = await stoppable(
-                    self._state,
+                    self._control,
                     keys.control,
                     INTERRUPT,
                     run,
@@ -248,7 +252,7 @@ class SessionService:
         deadline, delay = loop.time() + self._queue_s, 0.005
         while loop.time() < deadline:
             if meta.on_busy == "interrupt":  # again each time: the holder may not listen yet
-                await self._state.publish(keys.control, INTERRUPT)
+                await self._control.send(keys.control, INTERRUPT)
             await asyncio.sleep(delay * (0.5 + random.random()))
             lease = await self._state.acquire_lease(keys.turn, owner, ttl_s=self._lease_s)
             if lease is not None:

@@ -24,6 +24,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from shipyard.agents.context import RunInput
 from shipyard.errors import StoreError, TaskFinished, TaskNotFound
+from shipyard.runtime.control import Control
 from shipyard.runtime.invoke import Invoker
 from shipyard.stores.broker.base import Broker, TaskMessage
 from shipyard.stores.records.base import (
@@ -104,11 +105,19 @@ class TaskService:
     """What the API does with tasks: submit, read, list, cancel."""
 
     def __init__(
-        self, records: RecordStore, broker: Broker, state: StateStore, invoker: Invoker
+        self,
+        records: RecordStore,
+        broker: Broker,
+        state: StateStore,
+        invoker: Invoker,
+        control: Control | None = None,
     ) -> None:
+        """``control``: the process's control channel (one is made for this service alone if
+        not given)."""
         self._records = records
         self._broker = broker
         self._state = state
+        self._control = control or Control(state)
         self._invoker = invoker
         self._handovers: dict[str, asyncio.Task[None]] = {}
         self.handover_retry_s = HANDOVER_RETRY_S
@@ -261,7 +270,7 @@ class TaskService:
             return done
         # the marker covers a worker that has claimed the task but is not listening yet
         await self._state.set(cancel_marker(task_id), CANCEL, ttl_s=CANCEL_MARKER_TTL_S)
-        await self._state.publish(control_channel(task_id), CANCEL)
+        await self._control.send(control_channel(task_id), CANCEL)
         return await self.get(tenant_id, task_id)
 
 

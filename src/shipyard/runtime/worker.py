@@ -267,7 +267,7 @@ class Worker:
         parent = TraceParent.parse(headers.get("traceparent"))
         parent_run_id = headers.get(PARENT_RUN_HEADER)
         return await stoppable(
-            self._services.state,
+            self._services.control,
             control_channel(task.id),
             CANCEL,
             lambda sinks: self._run(task, run_id, sinks, parent, parent_run_id),
