@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 Row = dict[str, Any]
+
+REDIS_URL = os.environ.get("SHIPYARD_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+"""The Redis the state-store points use (sessions, and tasks' cancel channel)."""
+
+
+def redis_unreachable(url: str = REDIS_URL) -> str | None:
+    """Why Redis at ``url`` cannot be used, or None."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 1):
+            return None
+    except OSError as exc:
+        return f"Redis unreachable at {url}: {exc}"
 
 
 class BenchError(Exception):

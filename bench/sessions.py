@@ -17,14 +17,20 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 import secrets
-import socket
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from bench.common import BenchConfig, BenchError, BenchResult, Column, Row, progress
+from bench.common import (
+    REDIS_URL,
+    BenchConfig,
+    BenchError,
+    BenchResult,
+    Column,
+    Row,
+    progress,
+    redis_unreachable,
+)
 from bench.invoke import BODY as INVOKE_BODY
 from bench.invoke import BUSY_PCT, EXPECTED_OUTPUT
 from bench.invoke import PATH as INVOKE_PATH
@@ -40,7 +46,6 @@ PREFILL_CONCURRENCY = 16
 SESSION_TTL_S = 900  # the bench's sessions leave Redis on their own
 CONCURRENCIES = (1, 8)  # the points; other --concurrency values are used only if neither
 BACKENDS = ("sqlite", "redis")
-REDIS_URL = os.environ.get("SHIPYARD_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 TARGET_P50_DELTA_MS = 1.5
 SAMPLE = 10  # sessions whose history is checked after each point
 
@@ -108,15 +113,6 @@ class _Shipyard:
                 return await self.new_session()
 
         return list(await asyncio.gather(*(one() for _ in range(count))))
-
-
-def _redis_reachable(url: str) -> str | None:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or HOST, parts.port or 6379), timeout=1):
-            return None
-    except OSError as exc:
-        return f"Redis unreachable at {url}: {exc}"
 
 
 def _spec(backend: str, port: int, home: Path, key: str) -> ServerSpec:
@@ -202,7 +198,7 @@ async def _verify(ship: _Shipyard, pools: list[list[str]], sent: list[int]) -> l
 
 
 async def _bench_backend(backend: str, config: BenchConfig, result: BenchResult) -> None:
-    if backend == "redis" and (reason := _redis_reachable(REDIS_URL)):
+    if backend == "redis" and (reason := redis_unreachable(REDIS_URL)):
         raise BenchError(reason)
     prefix = f"bench-sessions-{backend}-"
     with tempfile.TemporaryDirectory(prefix=prefix, ignore_cleanup_errors=True) as t:

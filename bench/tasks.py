@@ -10,7 +10,9 @@
 3. CPU per task, steadier than rates on a machine whose cores are all busy: `DRAIN_TASKS` tasks
    submitted (8 connections) with no worker running, then one worker drains the queue alone;
    the server's CPU per submit and the worker's CPU per task (RabbitMQ's and the load
-   generator's own work are not in either). Every row shows the CPU per task of its processes.
+   generator's own work are not in either); once with the embedded state store, once with the
+   state on Redis (as a deployment of several processes has it). Every row shows the CPU per
+   task of its processes.
 
 RabbitMQ: every server gets a virtual host of the bench's own, created and deleted with
 `rabbitmqctl` (the shared node is never restarted); without RabbitMQ those rows are skipped.
@@ -39,7 +41,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import BenchConfig, BenchError, BenchResult, Column, Row, progress
+from bench.common import (
+    REDIS_URL,
+    BenchConfig,
+    BenchError,
+    BenchResult,
+    Column,
+    Row,
+    progress,
+    redis_unreachable,
+)
 from bench.invoke import BUSY_PCT
 from bench.loadgen import build_request, fetch, parse_head, system_busy_seconds
 from bench.servers import (
@@ -175,12 +186,17 @@ def _kill_leftover_workers() -> None:
 
 @contextlib.asynccontextmanager
 async def stack(
-    name: str, broker_url: str | None, config: BenchConfig, workdir: Path
+    name: str,
+    broker_url: str | None,
+    config: BenchConfig,
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
 ) -> AsyncIterator[Stack]:
     home = workdir / f"home-{name}"
     home.mkdir()
     port, key = free_port(), "sk_bench_" + secrets.token_hex(16)
     env = {"SHIPYARD_HOME": str(home), "SHIPYARD_ADMIN_KEY": key, "SHIPYARD_LOG_LEVEL": "warning"}
+    env.update(extra_env or {})
     if broker_url is not None:
         env["SHIPYARD_BROKER_URL"] = broker_url
     if DATABASE_URL and name.startswith("e2e"):
@@ -558,16 +574,20 @@ async def _throughput_point(workers: int, config: BenchConfig, tmp: Path) -> Row
 # --- 3. CPU per task ------------------------------------------------------------------------------
 
 
-async def _drain_point(config: BenchConfig, tmp: Path) -> Row:
-    async with rabbit_vhost() as url, stack("drain", url, config, tmp) as ship:
-        progress(f"  drain rabbitmq: submitting {DRAIN_TASKS:,} with no worker …")
+async def _drain_point(config: BenchConfig, tmp: Path, state: str) -> Row:
+    """``state``: ``embedded``, or ``redis`` (the state store of a deployment with several
+    processes, where a task's cancel word travels)."""
+    name = "drain" if state == "embedded" else f"drain-{state}"
+    state_env = {"SHIPYARD_STATE_URL": REDIS_URL} if state == "redis" else {}
+    async with rabbit_vhost() as url, stack(name, url, config, tmp, state_env) as ship:
+        progress(f"  {name} rabbitmq: submitting {DRAIN_TASKS:,} with no worker …")
         request = build_request("POST", HOST, ship.server.port, PATH, ship.headers, BODY)
         load = Load(measuring=True, limit=DRAIN_TASKS)
         srv0, _ = ship.cpu_seconds()
         await asyncio.gather(*(_slot(ship.server.port, request, load) for _ in range(8)))
         srv1, _ = ship.cpu_seconds()
         acked = len(load.latencies_ns)
-        progress(f"  drain rabbitmq: one worker drains {acked + 1:,} …")
+        progress(f"  {name} rabbitmq: one worker drains {acked + 1:,} …")
         await start_worker(ship, WORKER_CONCURRENCY, config.startup_timeout)
         _, wrk0 = ship.cpu_seconds()
         t0 = time.monotonic()
@@ -579,7 +599,7 @@ async def _drain_point(config: BenchConfig, tmp: Path) -> Row:
     server_cpu = srv1 - srv0 if srv0 is not None and srv1 is not None else None
     row: Row = {
         "kind": "drain",
-        "broker": "rabbitmq",
+        "broker": "rabbitmq" if state == "embedded" else f"rabbitmq, {state} state",
         "concurrency": 8,
         "workers": 1,
         "rate": round(done / elapsed, 1),
@@ -589,7 +609,7 @@ async def _drain_point(config: BenchConfig, tmp: Path) -> Row:
         "errors": sum(load.errors.values()),
     }
     progress(
-        f"  drain: server {row['server_us'] or 0:,.0f} µs CPU per submit; one worker "
+        f"  {name}: server {row['server_us'] or 0:,.0f} µs CPU per submit; one worker "
         f"{row['worker_us']:,.0f} µs CPU per task, {row['rate']:,.0f} tasks/s"
     )
     return row
@@ -650,7 +670,9 @@ async def run(config: BenchConfig) -> BenchResult:
                 points.append(
                     (f"e2e {workers} worker(s)", _one(_throughput_point, workers, config, tmp))
                 )
-            points.append(("drain", _one(_drain_point, config, tmp)))
+            points.append(("drain", _one(_drain_point, config, tmp, "embedded")))
+            if redis_unreachable() is None:
+                points.append(("drain redis", _one(_drain_point, config, tmp, "redis")))
         for label, measure in points:
             try:
                 result.rows.extend(await measure())
@@ -664,8 +686,9 @@ async def run(config: BenchConfig) -> BenchResult:
     result.summary.append(
         f"ack rows: no worker running; e2e rows: {TASKS:,} tasks over {SUBMIT_CONCURRENCY} "
         f"connections, workers x {WORKER_CONCURRENCY}, RabbitMQ's CPU counts as other CPU%; "
-        f"drain row: {DRAIN_TASKS:,} queued tasks, then one worker alone (µs/task: CPU per "
-        f"task of the server and of the workers); "
+        f"drain rows: {DRAIN_TASKS:,} queued tasks, then one worker alone, with the embedded "
+        f"state store and with the state on Redis (µs/task: CPU per task of the server and of "
+        f"the workers); "
         f"{os.cpu_count()} CPUs for server, workers, RabbitMQ and load generator; e2e records "
         f"on {'PostgreSQL (its CPU counts as other CPU%)' if DATABASE_URL else 'a SQLite file'}"
     )
