@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -38,6 +39,39 @@ PRUNE_EVERY_S = 60.0
 """How often a worker process deletes the record rows past their retention, at most."""
 
 
+class Retention:
+    """Deletes rows past their retention through ``prune(cutoff)``: the first time it is asked,
+    then at most every ``every_s``; a store that is down only delays it."""
+
+    def __init__(
+        self,
+        rows: str,
+        prune: Callable[[datetime], Awaitable[int]],
+        *,
+        keep_s: float,
+        every_s: float,
+    ) -> None:
+        self._rows = rows
+        self._prune = prune
+        self._keep_s = keep_s
+        self._every_s = every_s
+        self._at: float | None = None
+
+    async def maybe(self) -> None:
+        now = time.monotonic()
+        if self._at is not None and now - self._at < self._every_s:
+            return
+        self._at = now
+        cutoff = datetime.now(UTC) - timedelta(seconds=self._keep_s)
+        try:
+            deleted = await self._prune(cutoff)
+        except Exception as exc:
+            log.warning("rows past their retention not pruned", rows=self._rows, error=str(exc))
+            return
+        if deleted:
+            log.debug("rows past their retention pruned", rows=self._rows, deleted=deleted)
+
+
 class WebhookOutbox:
     def __init__(
         self,
@@ -51,9 +85,12 @@ class WebhookOutbox:
         self._records = records
         self._sender = sender
         self._lease_s = sender.timeout_s + LEASE_MARGIN_S
-        self._retention_s = retention_s
-        self._prune_every_s = prune_every_s
-        self._pruned_at: float | None = None
+        self._retention = Retention(
+            "settled webhook deliveries",
+            lambda cutoff: records.prune_webhooks(settled_before=cutoff),
+            keep_s=retention_s,
+            every_s=prune_every_s,
+        )
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
 
@@ -68,7 +105,7 @@ class WebhookOutbox:
     async def run(self) -> None:
         """Deliver what is due until ``stop``; a store that is down only delays deliveries."""
         while not self._stopping.is_set():
-            await self._prune()
+            await self._retention.maybe()
             try:
                 claimed = await self._records.claim_webhooks(
                     datetime.now(UTC), lease_s=self._lease_s, limit=BATCH
@@ -82,22 +119,6 @@ class WebhookOutbox:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_S)
-
-    async def _prune(self) -> None:
-        """Delete the settled deliveries past the retention (the first time the outbox looks,
-        then at most every ``prune_every_s``); a store that is down only delays it."""
-        now = time.monotonic()
-        if self._pruned_at is not None and now - self._pruned_at < self._prune_every_s:
-            return
-        self._pruned_at = now
-        cutoff = datetime.now(UTC) - timedelta(seconds=self._retention_s)
-        try:
-            deleted = await self._records.prune_webhooks(settled_before=cutoff)
-        except Exception as exc:
-            log.warning("webhook outbox cannot prune the store", error=str(exc))
-            return
-        if deleted:
-            log.debug("webhook outbox pruned", deleted=deleted)
 
     async def _attempt(self, delivery: WebhookDelivery) -> None:
         outcome = await self._sender.attempt(

@@ -24,9 +24,8 @@ import asyncio
 import contextlib
 import os
 import socket
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -40,7 +39,7 @@ from shipyard.errors import (
 )
 from shipyard.runtime.control import stoppable
 from shipyard.runtime.invoke import RunOutcome
-from shipyard.runtime.outbox import PRUNE_EVERY_S, RETENTION_S, WebhookOutbox
+from shipyard.runtime.outbox import PRUNE_EVERY_S, RETENTION_S, Retention, WebhookOutbox
 from shipyard.runtime.services import Services
 from shipyard.runtime.tasks import (
     CANCEL,
@@ -100,9 +99,12 @@ class Worker:
         )
         self._metrics = services.observability.metrics
         self._heartbeat_s = heartbeat_s
-        self._worker_retention_s = worker_retention_s
-        self._prune_every_s = prune_every_s
-        self._pruned_at: float | None = None
+        self._retention = Retention(
+            "workers not seen",
+            lambda cutoff: services.records.prune_workers(seen_before=cutoff),
+            keep_s=worker_retention_s,
+            every_s=prune_every_s,
+        )
         self._running = 0
         self._succeeded = 0
         self._failed = 0
@@ -157,24 +159,8 @@ class Worker:
                 await self._heartbeat()
             except Exception as exc:
                 log.warning("worker heartbeat failed", worker=self.name, error=str(exc))
-            await self._prune()
+            await self._retention.maybe()
             await asyncio.sleep(self._heartbeat_s)
-
-    async def _prune(self) -> None:
-        """Delete the rows of workers not seen for ``worker_retention_s`` (at the first beat,
-        then at most every ``prune_every_s``)."""
-        now = time.monotonic()
-        if self._pruned_at is not None and now - self._pruned_at < self._prune_every_s:
-            return
-        self._pruned_at = now
-        cutoff = datetime.now(UTC) - timedelta(seconds=self._worker_retention_s)
-        try:
-            deleted = await self._services.records.prune_workers(seen_before=cutoff)
-        except Exception as exc:
-            log.warning("worker rows not pruned", worker=self.name, error=str(exc))
-            return
-        if deleted:
-            log.debug("worker rows pruned", worker=self.name, deleted=deleted)
 
     async def _heartbeat(self, *, stopped: bool = False) -> None:
         now = datetime.now(UTC)
