@@ -1,6 +1,6 @@
 """Stop words through the control channel, on the real Redis: one subscription per process
 however many runs watch, a word reaches only its target's runs, a word after the run ended
-changes nothing, and the marker covers a word sent before the run watched."""
+changes nothing, and a word heard before the run started means it never starts."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from shipyard.errors import ShipyardError
-from shipyard.runtime.control import Control, stoppable
+from shipyard.runtime.control import Control
 from shipyard.stores.state.redis import RedisStateStore
 from shipyard.telemetry.events import Event, Sink
 from tests.stores.state.conftest import REDIS_URL, delete_prefix, redis_store
@@ -58,14 +58,12 @@ async def test_many_runs_share_one_subscription_and_a_word_reaches_only_its_targ
     release = asyncio.Event()
 
     async def watched(n: int) -> str:
-        return await stoppable(
-            control,
-            f"task:{n}",
-            b"cancel",
-            run_until(release),  # type: ignore[arg-type]
-            stopped=lambda: Stopped("stopped"),
-            reason="cancelled",
-        )
+        async with control.stopper(f"task:{n}", b"cancel") as stopper:
+            return await stopper.run(
+                run_until(release),  # type: ignore[arg-type]
+                stopped=lambda: Stopped("stopped"),
+                reason="cancelled",
+            )
 
     runs = [asyncio.create_task(watched(n)) for n in range(20)]
     await asyncio.sleep(0.2)
@@ -90,11 +88,10 @@ async def test_many_runs_share_one_subscription_and_a_word_reaches_only_its_targ
     await other.close()
 
 
-async def test_the_marker_stops_a_run_whose_word_came_before_it_watched(
+async def test_a_word_heard_before_the_run_starts_means_it_never_starts(
     store: RedisStateStore,
 ) -> None:
-    control = Control(store)
-    await store.set("cancel:task:1", b"cancel", ttl_s=60)
+    control, api = Control(store), Control(store)
     ran = False
 
     async def run(sinks: Sequence[Sink]) -> str:
@@ -102,15 +99,11 @@ async def test_the_marker_stops_a_run_whose_word_came_before_it_watched(
         ran = True
         return "done"
 
-    with pytest.raises(Stopped):
-        await stoppable(
-            control,
-            "task:1",
-            b"cancel",
-            run,
-            stopped=lambda: Stopped("stopped"),
-            reason="cancelled",
-            marker="cancel:task:1",
-        )
+    async with control.stopper("task:1", b"cancel") as stopper:
+        await api.send("task:1", b"cancel")  # while the worker is still claiming, say
+        await asyncio.sleep(0.2)
+        with pytest.raises(Stopped):
+            await stopper.run(run, stopped=lambda: Stopped("stopped"), reason="cancelled")
     assert not ran
     await control.close()
+    await api.close()

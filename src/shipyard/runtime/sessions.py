@@ -44,7 +44,7 @@ from shipyard.errors import (
 )
 from shipyard.models.base import Message, SystemMessage, UserMessage
 from shipyard.runtime.compaction import compact
-from shipyard.runtime.control import Control, stoppable
+from shipyard.runtime.control import Control
 from shipyard.runtime.invoke import Invoker, RunOutcome
 from shipyard.stores.records.base import Page, RecordStore, SessionRecord
 from shipyard.stores.state.base import Lease, StateStore
@@ -212,14 +212,14 @@ class SessionService:
                 )
 
             if meta.on_busy == "interrupt":
-                outcome = await stoppable(
-                    self._control,
-                    keys.control,
-                    INTERRUPT,
-                    run,
-                    stopped=lambda: TurnInterrupted("a newer turn of this session interrupted it"),
-                    reason="interrupted by a newer turn",
-                )
+                async with self._control.stopper(keys.control, INTERRUPT) as stopper:
+                    outcome = await stopper.run(
+                        run,
+                        stopped=lambda: TurnInterrupted(
+                            "a newer turn of this session interrupted it"
+                        ),
+                        reason="interrupted by a newer turn",
+                    )
             else:
                 outcome = await run()
             await self._commit(keys, raw, meta, [*said, *outcome.messages])

@@ -51,13 +51,6 @@ def control_channel(task_id: str) -> str:
     return f"task:{{{task_id}}}:control"
 
 
-def cancel_marker(task_id: str) -> str:
-    return f"task:{{{task_id}}}:cancel"
-
-
-CANCEL_MARKER_TTL_S = 24 * 3600.0
-
-
 _OUTCOMES = uuid.UUID("5f0c4a63-1d2e-4c43-9a57-6b1f0e8d2c11")
 """The namespace of outcome event ids."""
 
@@ -268,8 +261,7 @@ class TaskService:
         )
         if done is not None:
             return done
-        # the marker covers a worker that has claimed the task but is not listening yet
-        await self._state.set(cancel_marker(task_id), CANCEL, ttl_s=CANCEL_MARKER_TTL_S)
+        # its worker listens from before its claim (see runtime/control)
         await self._control.send(control_channel(task_id), CANCEL)
         return await self.get(tenant_id, task_id)
 

@@ -5,7 +5,8 @@ For each delivery:
    died mid-task) — if the claim fails the task is done, cancelled or someone else's: a
    finished task's outcome is published again (a worker may have died before publishing it;
    the event is the same, see ``cloud_event``), then ack;
-2. run it (a session turn if it has a ``session_id``), stoppable by a cancel request;
+2. run it (a session turn if it has a ``session_id``), stoppable by a cancel request (heard
+   from before the claim, see ``runtime/control``);
 3. store the outcome with a compare-and-set from running, so a duplicate run cannot record a
    second outcome; then publish the result (CloudEvent), put its webhook in the outbox
    (``runtime/outbox``, delivered by any worker) and only then ack.
@@ -37,7 +38,7 @@ from shipyard.errors import (
     ShipyardError,
     StoreError,
 )
-from shipyard.runtime.control import stoppable
+from shipyard.runtime.control import Stopper
 from shipyard.runtime.invoke import RunOutcome
 from shipyard.runtime.outbox import PRUNE_EVERY_S, RETENTION_S, Retention, WebhookOutbox
 from shipyard.runtime.services import Services
@@ -45,7 +46,6 @@ from shipyard.runtime.tasks import (
     CANCEL,
     PARENT_RUN_HEADER,
     TASK_QUEUE,
-    cancel_marker,
     cloud_event,
     control_channel,
     routing_key,
@@ -194,6 +194,14 @@ class Worker:
 
     async def _process(self, delivery: Delivery) -> None:
         message = delivery.message
+        # watching for a cancel from before the claim: a cancel sent once the task is seen
+        # running is heard, even before the run starts (then it never starts)
+        control = self._services.control
+        async with control.stopper(control_channel(message.task_id), CANCEL) as stopper:
+            await self._claim_and_run(delivery, stopper)
+
+    async def _claim_and_run(self, delivery: Delivery, stopper: Stopper) -> None:
+        message = delivery.message
         records = self._services.records
         claimable = {"queued", "running"} if delivery.redelivered else {"queued"}
         run_id = new_id("run")  # named now, so the move says which run this attempt is
@@ -225,7 +233,7 @@ class Worker:
             await self._finish(delivery, claimed, "failed", error=error)
             return
         try:
-            outcome = await self._cancellable(claimed, run_id, message.headers)
+            outcome = await self._cancellable(claimed, run_id, stopper, message.headers)
         except RunCancelled:
             await self._finish(delivery, claimed, "cancelled", error={"code": "cancelled"})
         except RETRYABLE as exc:
@@ -246,20 +254,16 @@ class Worker:
             )
 
     async def _cancellable(
-        self, task: TaskRecord, run_id: str, headers: Mapping[str, str]
+        self, task: TaskRecord, run_id: str, stopper: Stopper, headers: Mapping[str, str]
     ) -> RunOutcome:
-        """Run the task (in the trace it was submitted in); a cancel request on its channel
-        (from the API) stops the agent."""
+        """Run the task (in the trace it was submitted in); a cancel request (from the API)
+        stops the agent."""
         parent = TraceParent.parse(headers.get("traceparent"))
         parent_run_id = headers.get(PARENT_RUN_HEADER)
-        return await stoppable(
-            self._services.control,
-            control_channel(task.id),
-            CANCEL,
+        return await stopper.run(
             lambda sinks: self._run(task, run_id, sinks, parent, parent_run_id),
             stopped=lambda: RunCancelled("cancelled through the API"),
             reason="cancelled through the API",
-            marker=cancel_marker(task.id),
         )
 
     async def _run(
