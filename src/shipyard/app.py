@@ -163,7 +163,7 @@ def build_services(app: App, settings: Settings) -> Services:
         attempts=settings.webhook_attempts,
         base_s=settings.webhook_retry_base_s,
     )
-    tasks = TaskService(records, broker, state, invoker, control)
+    tasks = TaskService(records, broker, invoker, control)
     invoker.calls = Delegation(invoker, tasks)
     return Services(
         agents=app.agents,

@@ -35,7 +35,6 @@ from shipyard.stores.records.base import (
     TaskStatus,
     TaskTransition,
 )
-from shipyard.stores.state.base import StateStore
 from shipyard.telemetry.events import new_id
 from shipyard.telemetry.tracecontext import TraceParent
 
@@ -98,19 +97,12 @@ class TaskService:
     """What the API does with tasks: submit, read, list, cancel."""
 
     def __init__(
-        self,
-        records: RecordStore,
-        broker: Broker,
-        state: StateStore,
-        invoker: Invoker,
-        control: Control | None = None,
+        self, records: RecordStore, broker: Broker, invoker: Invoker, control: Control
     ) -> None:
-        """``control``: the process's control channel (one is made for this service alone if
-        not given)."""
+        """``control``: the process's control channel (a cancel reaches the task's worker)."""
         self._records = records
         self._broker = broker
-        self._state = state
-        self._control = control or Control(state)
+        self._control = control
         self._invoker = invoker
         self._handovers: dict[str, asyncio.Task[None]] = {}
         self.handover_retry_s = HANDOVER_RETRY_S
