@@ -40,7 +40,8 @@ from shipyard.errors import (
 )
 from shipyard.runtime.control import Stopper
 from shipyard.runtime.invoke import RunOutcome
-from shipyard.runtime.outbox import PRUNE_EVERY_S, RETENTION_S, Retention, WebhookOutbox
+from shipyard.runtime.outbox import RETENTION_S, WebhookOutbox
+from shipyard.runtime.retention import PRUNE_EVERY_S, Retention
 from shipyard.runtime.services import Services
 from shipyard.runtime.tasks import (
     CANCEL,
