@@ -41,9 +41,10 @@ class LoopFirst:
     Through aiosqlite every statement is a hop to its thread and back (a self-pipe wake-up of the
     loop); measured on ``POST /v1/tasks``, half the server's samples were there. In WAL mode with
     ``synchronous=NORMAL`` a commit is a write to the log, not an fsync, so a transaction whose
-    ``BEGIN IMMEDIATE`` got the lock runs right on the loop, as the run batch writer does. The
-    statements and types are SQLAlchemy's, through a synchronous engine on the same file; the
-    hot ones, registered with ``prepare``, run on the stdlib driver directly (``Prepared``).
+    ``BEGIN IMMEDIATE`` got the lock runs right on the loop (a writer thread lost more to GIL
+    contention than it saved on two cores). The statements and types are SQLAlchemy's, through
+    a synchronous engine on the same file; the hot ones, registered with ``prepare``, run on
+    the stdlib driver directly (``Prepared``).
 
     The writer's connection never checkpoints the WAL (with ``synchronous=NORMAL`` a checkpoint
     fsyncs the database file, which would stall the loop for as long as the disk takes): after a
