@@ -110,8 +110,8 @@ def url_scheme(url: str) -> str:
     return url.split(":", 1)[0].split("+", 1)[0]
 
 
-def open_record_store(url: str) -> RecordStore:
-    store: RecordStore = _open("record store", RECORD_STORES, url)
+def open_record_store(url: str, *, commit_delay_s: float | None = None) -> RecordStore:
+    store: RecordStore = _open("record store", RECORD_STORES, url, commit_delay_s=commit_delay_s)
     return store
 
 
@@ -125,7 +125,7 @@ def open_broker(url: str) -> Broker:
     return broker
 
 
-def _open(role: str, backends: Mapping[str, str], url: str) -> Any:
+def _open(role: str, backends: Mapping[str, str], url: str, **options: Any) -> Any:
     scheme = url_scheme(url)
     target = backends.get(scheme)
     if target is None:
@@ -133,12 +133,14 @@ def _open(role: str, backends: Mapping[str, str], url: str) -> Any:
             f"unsupported {role} URL scheme {scheme!r}; use one of {sorted(backends)}"
         )
     module, _, cls = target.partition(":")
-    return getattr(importlib.import_module(module), cls).from_url(url)
+    return getattr(importlib.import_module(module), cls).from_url(url, **options)
 
 
 def build_services(app: App, settings: Settings) -> Services:
     settings.home.mkdir(parents=True, exist_ok=True)
-    records = open_record_store(settings.resolved_database_url)
+    records = open_record_store(
+        settings.resolved_database_url, commit_delay_s=settings.record_commit_delay_s
+    )
     state = open_state_store(settings.resolved_state_url)
     broker = open_broker(settings.resolved_broker_url)
     recorder = Recorder(records, wait_s=settings.record_wait_s)

@@ -60,6 +60,13 @@ MAX_EVENTS = 10_000
 PRUNE_BATCH = 1000
 """Outbox rows one pruning transaction deletes at most: a backlog (the first prune of a full
 outbox) goes in several, so the other writes of the moment are not held up behind it."""
+SQLITE_COMMIT_DELAY_S = 0.002
+"""The default commit delay on a SQLite file. Its transactions run on the loop, so no write
+joins one while it runs; a busy process committed 2-3 writes at a time. With 2 ms, measured
+(README): a worker draining a backlog spent ~25% less CPU per task, the server ~20% less per
+submitted task at 8 connections, ``invoke`` at 8 and 32 connections +10% runs/s; one caller at a
+time is not delayed. On PostgreSQL a transaction waits on the network, and the writes that come
+meanwhile join the next one: a delay there saved no worker CPU, so none by default."""
 _UPDATABLE = [c.name for c in runs.columns if c.name not in ("id", "tenant_id", "created_at")]
 
 Insert = sqlite.Insert | postgresql.Insert
@@ -82,7 +89,10 @@ class SqlRecordStore:
         *,
         driver_errors: tuple[type[Exception], ...] = (),
         sqlite_path: str | None = None,
+        commit_delay_s: float | None = None,
     ):
+        """``commit_delay_s``: see ``stores._group_commit``; ``None`` is the backend's default
+        (``SQLITE_COMMIT_DELAY_S`` on a SQLite file, none on PostgreSQL)."""
         self._engine = engine
         self._dialect = engine.dialect.name
         self._upsert_runs_stmt = self._upsert_runs()
@@ -110,7 +120,9 @@ class SqlRecordStore:
             for stmt in (self._insert_task_stmt, self._insert_once_stmt):
                 self._loop_first.prepare(stmt, keys=TaskRecord.model_fields)
         begin = self._loop_first.begin if self._loop_first else self._engine.begin
-        self._group = GroupCommit(begin)
+        if commit_delay_s is None:
+            commit_delay_s = SQLITE_COMMIT_DELAY_S if self._loop_first else 0.0
+        self._group = GroupCommit(begin, delay_s=commit_delay_s)
         self._errors: tuple[type[Exception], ...] = (
             exc.DBAPIError,
             exc.TimeoutError,
@@ -119,7 +131,7 @@ class SqlRecordStore:
         )
 
     @classmethod
-    def from_url(cls, url: str) -> SqlRecordStore:
+    def from_url(cls, url: str, *, commit_delay_s: float | None = None) -> SqlRecordStore:
         """Build from ``sqlite:///path.db``, ``sqlite:////abs/path.db``, ``sqlite://`` (memory)
         or ``postgresql://user@host:port/db`` (``postgres://`` too)."""
         parsed = engines.parse(url)
@@ -129,11 +141,16 @@ class SqlRecordStore:
                 engines.sqlite_engine(parsed),
                 driver_errors=(sqlite3.Error,),
                 sqlite_path=None if database == ":memory:" else database,
+                commit_delay_s=commit_delay_s,
             )
         import asyncpg
 
         engine = engines.create_engine(parsed.set(drivername="postgresql+asyncpg"))
-        return cls(engine, driver_errors=(asyncpg.PostgresError, asyncpg.InterfaceError))
+        return cls(
+            engine,
+            driver_errors=(asyncpg.PostgresError, asyncpg.InterfaceError),
+            commit_delay_s=commit_delay_s,
+        )
 
     # -- lifecycle ------------------------------------------------------------------------------
 
