@@ -113,10 +113,10 @@ class Settings(BaseSettings):
         None,
         ge=0,
         le=1,
-        description="Group commit of the record store: a transaction about to start while "
-        "other writes already wait first waits this long for more to join it (a lone write "
-        "never waits). Trades that much latency under load for less CPU per write. Unset: "
-        "0.002 on a SQLite file, 0 on PostgreSQL.",
+        description="Group commit of the record store: before a transaction starts, its "
+        "writes wait for more while the process is busy with other work, at most this long "
+        "(an idle process does not wait). Less CPU per write under load. Unset: 0.002 on a "
+        "SQLite file, 0 on PostgreSQL.",
     )
     key_cache_s: float = Field(
         5.0,

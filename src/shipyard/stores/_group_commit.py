@@ -6,17 +6,21 @@ go through it.
 If the shared transaction fails, each write runs again in a transaction of its own, so one
 write's error (a constraint, bad data, a deadlock) is its alone and the others still commit.
 
-A commit delay (PostgreSQL's ``commit_delay`` and ``commit_siblings``, on the loop): when a
-transaction is about to start with at least ``siblings`` writes already waiting, more are coming,
-so it waits ``delay_s`` first and takes those too. A lone write goes at once, so a quiet process's
-latency is unchanged; a busy one spends less per write. Measured on a SQLite file, whose
-transactions run on the loop so that nothing joins one while it runs: with two workers end to
-end, a worker committed 2.6 writes at a time, and 4.5 with a 2 ms delay.
+A commit delay (after PostgreSQL's ``commit_delay``, on the loop): before a transaction starts,
+the writes wait loop turn by loop turn for more, while the loop is busy with other work (which
+may write too), ``delay_s`` at most. A turn that finds nothing else to run ends the wait, so a
+quiet process is not delayed, nor are clients who all wait in the batch already. Measured on a
+SQLite file, whose transactions run on the loop so that nothing joins one while it runs, with a
+2 ms delay: draining a backlog, a worker committed 2.6 writes at a time before and spent ~30%
+less CPU per task after; acknowledging tasks at 8 connections, the server ~15% less per task.
+A plain 2 ms sleep instead cost 28% of those acknowledgements per second: the 8 writers were all
+in the batch already, and the loop idled through the delay.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Generic, TypeVar
@@ -28,6 +32,8 @@ _Entry = tuple[Callable[[C], Awaitable[Any]], asyncio.Future[Any]]
 
 MAX_BATCH = 256
 """Writes in one shared transaction at most."""
+IDLE_TURN_S = 20e-6
+"""A loop turn shorter than this ran nothing else (an idle one takes ~1 µs; any callback more)."""
 
 
 class GroupCommit(Generic[C]):
@@ -36,16 +42,14 @@ class GroupCommit(Generic[C]):
         begin: Callable[[], AbstractAsyncContextManager[C]],
         *,
         delay_s: float = 0.0,
-        siblings: int = 2,
     ) -> None:
         """``begin`` opens a write transaction (committed when its context exits without an
-        error) and gives what the writes run on; one runs at a time (one drainer). ``delay_s``
-        and ``siblings``: the commit delay (module docstring)."""
-        if delay_s < 0 or siblings < 1:
-            raise ValueError("delay_s must be >= 0 and siblings >= 1")
+        error) and gives what the writes run on; one runs at a time (one drainer). ``delay_s``:
+        the commit delay (module docstring)."""
+        if delay_s < 0:
+            raise ValueError("delay_s must be >= 0")
         self._begin = begin
         self._delay_s = delay_s
-        self._siblings = siblings
         self._pending: list[_Entry[C]] = []
         self._drainer: asyncio.Task[None] | None = None
 
@@ -66,8 +70,8 @@ class GroupCommit(Generic[C]):
         batch: list[_Entry[C]] = []
         try:
             while self._pending:
-                if self._delay_s and len(self._pending) >= self._siblings:
-                    await asyncio.sleep(self._delay_s)
+                if self._delay_s:
+                    await self._gather()
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                 try:
                     results = await self._together(batch)
@@ -83,6 +87,17 @@ class GroupCommit(Generic[C]):
             for _, future in [*batch, *self._pending]:
                 _settle(future, error=exc)
             raise
+
+    async def _gather(self) -> None:
+        """Loop turn by loop turn while other work runs (it may write too), ``delay_s`` at
+        most; at once when a turn finds nothing else to do."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._delay_s
+        while len(self._pending) < MAX_BATCH:
+            began = time.perf_counter()
+            await asyncio.sleep(0)
+            if time.perf_counter() - began < IDLE_TURN_S or loop.time() >= deadline:
+                return
 
     async def _together(self, batch: list[_Entry[C]]) -> list[Any]:
         async with self._begin() as conn:
