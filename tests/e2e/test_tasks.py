@@ -154,6 +154,48 @@ def rabbit_vhost() -> Iterator[str]:
 
 
 @pytest.mark.rabbitmq
+def test_a_server_killed_before_the_broker_took_a_task_loses_nothing(
+    tmp_path: Path, rabbit_vhost: str
+) -> None:
+    """202 once recorded, though the broker refuses; kill -9 before it ever took the task; the
+    next server hands it over."""
+    env = {"SHIPYARD_BROKER_URL": rabbit_vhost}
+    server = ServerProcess(home=tmp_path, app="tests.e2e.apps:app", env_extra=env).start()
+    vhost = rabbit_vhost.rsplit("/", 1)[1]
+    refuse = ["-p", vhost, "full", ".*", '{"max-length": 0, "overflow": "reject-publish"}']
+    worker: WorkerProcess | None = None
+    try:
+        with client_for(server) as client:  # (the policy's max-length drops this one)
+            submit(client, "echo", "the queue exists")
+        time.sleep(1)  # the broker took it, into the queue the policy will make refuse
+        rabbitmqctl("set_policy", *refuse, "--apply-to", "queues")
+        time.sleep(1)  # policies apply asynchronously
+        with client_for(server) as client:
+            task_id = submit(client, "echo", "stranded")
+            time.sleep(0.3)  # the broker refuses it meanwhile
+            assert server.proc is not None
+            server.proc.kill()  # no chance to hand anything over
+        server.stop()
+        rabbitmqctl("clear_policy", "-p", vhost, "full")
+        server = ServerProcess(
+            home=tmp_path, app="tests.e2e.apps:app", env_extra=env, admin_key=server.admin_key
+        ).start()
+        worker = WorkerProcess(server, concurrency=2).start()
+        with client_for(server) as client:
+            task = wait_final(client, task_id)
+            assert task["status"] == "succeeded" and task["output"] == "echo: stranded"
+    finally:
+        if worker is not None:
+            worker.stop()
+        server.stop()
+
+
+def rabbitmqctl(*args: str) -> None:
+    done = subprocess.run(["rabbitmqctl", *args], capture_output=True, timeout=60, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.rabbitmq
 def test_a_worker_killed_mid_task_loses_nothing(tmp_path: Path, rabbit_vhost: str) -> None:
     server = ServerProcess(
         home=tmp_path, app="tests.e2e.apps:app", env_extra={"SHIPYARD_BROKER_URL": rabbit_vhost}

@@ -1,21 +1,27 @@
-"""A task the broker refuses is not lost: the caller hears 503 (StoreError) and the recorded task
-is handed over again in the background once the broker takes messages again (real RabbitMQ,
-refusing through a reject-publish policy on the vhost)."""
+"""The hand-over of recorded tasks to the broker (runtime/handover): the caller is answered once
+the task is recorded, whatever the broker does; a task the broker refuses is handed over when it
+takes messages again, by this process or, after a restart, by the next (real RabbitMQ, refusing
+through a reject-publish policy on the vhost; the embedded broker where no refusal is needed)."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import subprocess
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 import shipyard
 from shipyard.app import build_services
-from shipyard.config import load_settings
-from shipyard.errors import StoreError
+from shipyard.config import Settings, load_settings
+from shipyard.runtime.handover import Handover
 from shipyard.runtime.services import Services
+from shipyard.runtime.tasks import TASK_QUEUE
 from shipyard.runtime.worker import Worker
+from shipyard.stores.broker.base import TaskMessage
 from shipyard.stores.records.base import TaskRecord
 from tests.e2e.test_tasks import rabbit_vhost
 
@@ -36,6 +42,23 @@ def policy(vhost_url: str, *args: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
+async def refuse_everything(services: Services, vhost_url: str) -> None:
+    # the queue exists, then refuses every message
+    await services.tasks.submit("default", agent="echo", input="warm-up", metadata={})
+    await until(lambda: services.tasks.handovers_in_flight == 0)
+    policy(vhost_url, "set_policy", "full", ".*", REJECT, "--apply-to", "queues")
+    await asyncio.sleep(1)  # policies apply asynchronously
+
+
+async def until(condition: Callable[[], Awaitable[bool] | bool], within_s: float = 30.0) -> None:
+    for _ in range(int(within_s / 0.02)):
+        met = condition()
+        if await met if inspect.isawaitable(met) else met:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not within {within_s} s")
+
+
 async def _wait_succeeded(services: Services, task_id: str) -> TaskRecord:
     worker = Worker(services, concurrency=2)
     running = asyncio.create_task(worker.run())
@@ -52,6 +75,33 @@ async def _wait_succeeded(services: Services, task_id: str) -> TaskRecord:
 
 
 @pytest.mark.rabbitmq
+async def test_a_refused_task_is_acknowledged_and_handed_over_when_the_broker_takes_it(
+    tmp_path: Path, rabbit_vhost: str
+) -> None:
+    settings = load_settings(home=tmp_path, broker_url=rabbit_vhost, log_events=False)
+    services = build_services(APP, settings)
+    await services.records.migrate()
+    await services.start()
+    try:
+        await refuse_everything(services, rabbit_vhost)
+        refused, created = await services.tasks.submit(
+            "default", agent="echo", input="refused", metadata={}
+        )
+        assert created and refused.status == "queued"  # the caller's answer: recorded, queued
+        await asyncio.sleep(0.5)  # the broker refuses it meanwhile, more than once
+        assert services.tasks.handovers_in_flight == 1
+        assert (await services.tasks.get("default", refused.id)).handover_pending
+
+        policy(rabbit_vhost, "clear_policy", "full")
+        task = await _wait_succeeded(services, refused.id)
+        assert task.status == "succeeded" and task.output == "echo: refused"
+        assert services.tasks.handovers_in_flight == 0
+        assert not task.handover_pending and await services.records.pending_handovers() == []
+    finally:
+        await services.close()
+
+
+@pytest.mark.rabbitmq
 async def test_a_pending_hand_over_survives_a_server_restart(
     tmp_path: Path, rabbit_vhost: str
 ) -> None:
@@ -60,16 +110,14 @@ async def test_a_pending_hand_over_survives_a_server_restart(
     await first.records.migrate()
     await first.start()
     try:
-        await first.tasks.submit("default", agent="echo", input="warm-up", metadata={})
-        policy(rabbit_vhost, "set_policy", "full", ".*", REJECT, "--apply-to", "queues")
-        await asyncio.sleep(1)
-        with pytest.raises(StoreError):
-            await first.tasks.submit("default", agent="echo", input="stranded", metadata={})
-        await asyncio.sleep(0.2)  # the background hand-over notes it in the records
-        [stranded] = await first.records.pending_handovers()
-        assert stranded.input == "stranded" and stranded.handover_pending
+        await refuse_everything(first, rabbit_vhost)
+        stranded, _ = await first.tasks.submit(
+            "default", agent="echo", input="stranded", metadata={}
+        )
     finally:
         await first.close()  # the server stops before the broker takes the task
+    [pending] = await _pending(settings)
+    assert pending.id == stranded.id and pending.handover_pending
 
     policy(rabbit_vhost, "clear_policy", "full")
     second = build_services(APP, settings)
@@ -83,33 +131,71 @@ async def test_a_pending_hand_over_survives_a_server_restart(
         await second.close()
 
 
-@pytest.mark.rabbitmq
-async def test_a_refused_task_is_handed_over_when_the_broker_takes_it_again(
-    tmp_path: Path, rabbit_vhost: str
-) -> None:
-    settings = load_settings(home=tmp_path, broker_url=rabbit_vhost, log_events=False)
+async def _none_pending(services: Services) -> bool:
+    return await services.records.pending_handovers() == []
+
+
+async def _pending(settings: Settings) -> list[TaskRecord]:
     services = build_services(APP, settings)
+    try:
+        return await services.records.pending_handovers()
+    finally:
+        await services.close()
+
+
+async def test_a_task_taken_by_the_broker_is_no_longer_pending(tmp_path: Path) -> None:
+    services = build_services(APP, load_settings(home=tmp_path, log_events=False))
     await services.records.migrate()
     await services.start()
     try:
-        # the queue exists, then refuses every message
-        await services.tasks.submit("default", agent="echo", input="warm-up", metadata={})
-        policy(rabbit_vhost, "set_policy", "full", ".*", REJECT, "--apply-to", "queues")
-        await asyncio.sleep(1)  # policies apply asynchronously
-        with pytest.raises(StoreError):
-            await services.tasks.submit("default", agent="echo", input="refused", metadata={})
-        assert services.tasks.handovers_in_flight == 1
-        [refused] = [
-            t
-            for t in (await services.tasks.listing(
-                "default", status="queued", agent="echo", limit=10, cursor=None
-            )).items
-            if t.input == "refused"
-        ]  # fmt: skip
-
-        policy(rabbit_vhost, "clear_policy", "full")
-        task = await _wait_succeeded(services, refused.id)
-        assert task.status == "succeeded" and task.output == "echo: refused"
-        assert services.tasks.handovers_in_flight == 0
+        tasks = [
+            (await services.tasks.submit("default", agent="echo", input=f"t{n}", metadata={}))[0]
+            for n in range(5)
+        ]
+        assert all(t.handover_pending for t in tasks)  # recorded before the broker had it
+        await until(lambda: services.tasks.handovers_in_flight == 0)
+        assert await services.records.pending_handovers() == []
+        for t in tasks:
+            assert not (await services.tasks.get("default", t.id)).handover_pending
     finally:
+        await services.close()
+
+
+async def test_the_sweep_offers_what_a_dead_server_left_pending(tmp_path: Path) -> None:
+    """A server that died for good never resumes its tasks: another server's sweep offers the
+    ones still pending after ``sweep_s``."""
+    services = build_services(APP, load_settings(home=tmp_path, log_events=False))
+    await services.records.migrate()
+    await services.start()
+    handover = Handover(
+        services.records,
+        services.broker,
+        TASK_QUEUE,
+        lambda task: TaskMessage(
+            task_id=task.id, tenant_id=task.tenant_id, agent=task.agent, body=b"{}"
+        ),
+        sweep_s=0.3,
+    )
+    try:
+        assert await handover.resume() == 0
+        now = datetime.now(UTC)
+        orphan = TaskRecord(  # what the dead server recorded and never handed over
+            id="task_orphan",
+            tenant_id="default",
+            agent="echo",
+            status="queued",
+            input="orphan",
+            metadata={},
+            created_at=now,
+            updated_at=now,
+            handover_pending=True,
+        )
+        await services.records.create_task(orphan)
+        await until(lambda: _none_pending(services))
+        async with services.broker.consume(TASK_QUEUE, prefetch=1) as deliveries:
+            delivery = await asyncio.wait_for(anext(deliveries), 10)
+            assert delivery.message.task_id == "task_orphan"
+            await delivery.ack()
+    finally:
+        await handover.close()
         await services.close()

@@ -12,19 +12,17 @@ A task with a ``session_id`` is a turn of that session, under its one-turn-at-a-
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import structlog
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from shipyard.agents.context import RunInput
-from shipyard.errors import StoreError, TaskFinished, TaskNotFound
+from shipyard.errors import TaskFinished, TaskNotFound
 from shipyard.runtime.control import Control
+from shipyard.runtime.handover import Handover
 from shipyard.runtime.invoke import Invoker
 from shipyard.stores.broker.base import Broker, TaskMessage
 from shipyard.stores.records.base import (
@@ -41,8 +39,6 @@ from shipyard.telemetry.tracecontext import TraceParent
 log = structlog.get_logger(__name__)
 
 TASK_QUEUE = "tasks"
-HANDOVER_RETRY_S = 600.0
-"""How long a task the broker did not take is offered to it again in the background."""
 CANCEL = b"cancel"
 
 
@@ -101,11 +97,11 @@ class TaskService:
     ) -> None:
         """``control``: the process's control channel (a cancel reaches the task's worker)."""
         self._records = records
-        self._broker = broker
         self._control = control
         self._invoker = invoker
-        self._handovers: dict[str, asyncio.Task[None]] = {}
-        self.handover_retry_s = HANDOVER_RETRY_S
+        self._handover = Handover(
+            records, broker, TASK_QUEUE, lambda task: _message(task, TraceParent.new(), None)
+        )
 
     async def submit(
         self,
@@ -122,11 +118,10 @@ class TaskService:
         trace: TraceParent | None = None,
         parent_run_id: str | None = None,
     ) -> tuple[TaskRecord, bool]:
-        """Record the task and hand it to the broker; ``(task, created)``. The same idempotency
-        key returns the first task (and hands it to the broker again if it is still queued:
-        the first hand-over may have failed; a duplicate message is harmless).
-        ``parent_run_id``: the run of the agent that handed the task over; the task's run is
-        recorded as its child."""
+        """Record the task, then hand it to the broker in the background (``runtime.handover``:
+        recorded, it is not lost); ``(task, created)``. The same idempotency key returns the
+        first task. ``parent_run_id``: the run of the agent that handed the task over; the
+        task's run is recorded as its child."""
         target = self._invoker.agent(agent)  # 404 before anything is kept
         now = datetime.now(UTC)
         task, created = await self._records.create_task(
@@ -146,77 +141,26 @@ class TaskService:
                 deadline=deadline,
                 created_at=now,
                 updated_at=now,
+                handover_pending=True,
             )
         )
-        if created or task.status == "queued":
-            message = _message(task, trace or TraceParent.new(), parent_run_id)
-            try:
-                await self._broker.publish(message, queue=TASK_QUEUE)
-            except StoreError:
-                self._hand_over_later(task, message)
-                raise
+        if created or (task.status == "queued" and task.handover_pending):
+            self._handover.offer(_message(task, trace or TraceParent.new(), parent_run_id))
         return task, created
 
-    def _hand_over_later(
-        self, task: TaskRecord, message: TaskMessage, *, noted: bool = False
-    ) -> None:
-        """The broker refused or could not be reached: the caller hears 503, and the recorded
-        task is handed over again in the background (backing off, for ``handover_retry_s``)
-        until the broker takes it or the task is no longer queued. A resubmission with the same
-        idempotency key tries at once as well; a second message is harmless (the claim is a
-        compare-and-set). The task is marked ``handover_pending`` in the records meanwhile, so a
-        server restarted before the broker took it offers it again (``resume_handovers``)."""
-        if task.id in self._handovers:
-            return
-        handover = asyncio.create_task(self._hand_over(task, message, noted))
-        self._handovers[task.id] = handover
-        handover.add_done_callback(lambda _: self._handovers.pop(task.id, None))
-
     async def resume_handovers(self) -> int:
-        """Offer the broker again the tasks whose hand-over was still pending when a server
-        stopped (at start; their trace context is new). How many."""
-        pending = await self._records.pending_handovers()
-        for task in pending:
-            self._hand_over_later(task, _message(task, TraceParent.new(), None), noted=True)
-        return len(pending)
-
-    async def _hand_over(self, task: TaskRecord, message: TaskMessage, noted: bool) -> None:
-        log.warning("task hand-over pending; retrying in the background", task_id=task.id)
-        if not noted:  # so that a server restarted meanwhile offers it again
-            with contextlib.suppress(StoreError):
-                await self._records.mark_handover(task.tenant_id, task.id, pending=True)
-        try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(StoreError),
-                wait=wait_exponential(multiplier=0.5, max=30),
-                stop=stop_after_delay(self.handover_retry_s),
-                reraise=True,
-            ):
-                with attempt:
-                    current = await self._records.get_task(task.tenant_id, task.id)
-                    if current is not None and current.status == "queued":
-                        await self._broker.publish(message, queue=TASK_QUEUE)
-            await self._records.mark_handover(task.tenant_id, task.id, pending=False)
-            log.info("task handed over after a failure", task_id=task.id)
-        except StoreError as exc:
-            log.error(
-                "task hand-over gave up; it stays queued until resubmitted with its "
-                "idempotency key",
-                task_id=task.id,
-                error=exc.message,
-            )
+        """Offer the broker the tasks whose hand-over was still pending when a server stopped
+        (at start: their trace context is new), then sweep for them periodically; how many."""
+        return await self._handover.resume()
 
     @property
     def handovers_in_flight(self) -> int:
-        """Background hand-overs of this process still trying."""
-        return len(self._handovers)
+        """Tasks this process has recorded but the broker has not taken yet."""
+        return self._handover.pending
 
     async def close(self) -> None:
-        """Stop background hand-overs (their tasks stay queued in the records)."""
-        for handover in list(self._handovers.values()):
-            handover.cancel()
-        if self._handovers:
-            await asyncio.wait(list(self._handovers.values()), timeout=5)
+        """Hand over what waits, for a few seconds; the rest stays pending in the records."""
+        await self._handover.close()
 
     async def get(self, tenant_id: str, task_id: str) -> TaskRecord:
         task = await self._records.get_task(tenant_id, task_id)

@@ -442,6 +442,28 @@ async def test_tasks_are_idempotent_per_tenant(store: SqlRecordStore) -> None:
     assert created_b and no_key_a.id != no_key_b.id
 
 
+async def test_pending_handovers_until_handed_over(store: SqlRecordStore) -> None:
+    later = T0 + timedelta(minutes=1)
+    pending = [
+        (await store.create_task(make_task(n, handover_pending=True, created_at=at)))[0]
+        for n, at in ((1, T0), (2, T0), (3, later), (4, later))
+    ]
+    await store.create_task(make_task(5))  # handed over already: never pending
+    await store.transition_task(  # pending, but no longer queued: nothing to hand over
+        "t1", pending[3].id, "cancelled", expected=frozenset({"queued"})
+    )
+    ids = [t.id for t in pending]
+    assert [t.id for t in await store.pending_handovers()] == ids[:3]
+    assert [t.id for t in await store.pending_handovers(limit=2)] == ids[:2]
+    assert [t.id for t in await store.pending_handovers(after_id=ids[1])] == ids[2:3]
+    assert [t.id for t in await store.pending_handovers(created_before=later)] == ids[:2]
+    await store.handed_over([ids[0], ids[2], "task_unknown"])
+    await store.handed_over([])
+    assert [t.id for t in await store.pending_handovers()] == [ids[1]]
+    first = await store.get_task("t1", ids[0])
+    assert first is not None and not first.handover_pending
+
+
 async def test_task_transitions_are_conditional_and_recorded(store: SqlRecordStore) -> None:
     task, _ = await store.create_task(make_task(1))
     running = await store.transition_task(

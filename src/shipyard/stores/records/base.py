@@ -113,7 +113,7 @@ class TaskRecord(BaseModel):
     created_at: datetime
     updated_at: datetime
     handover_pending: bool = False
-    """The broker did not take the task's message yet (it is offered again)."""
+    """The broker has not taken the task's message yet (``runtime.handover``)."""
 
 
 class TaskTransition(BaseModel):
@@ -183,12 +183,19 @@ class SessionRecords(Protocol):
 
 
 class TaskRecords(Protocol):
-    async def mark_handover(self, tenant_id: str, task_id: str, *, pending: bool) -> None:
-        """Note whether the task's message still has to be handed to the broker."""
+    async def handed_over(self, task_ids: Sequence[str]) -> None:
+        """The broker took these tasks' messages: their ``handover_pending`` is cleared."""
         ...
 
-    async def pending_handovers(self, *, limit: int = 1000) -> list[TaskRecord]:
-        """Queued tasks of any tenant whose hand-over to the broker is still pending."""
+    async def pending_handovers(
+        self,
+        *,
+        created_before: datetime | None = None,
+        after_id: str | None = None,
+        limit: int = 1000,
+    ) -> list[TaskRecord]:
+        """Queued tasks of any tenant whose hand-over to the broker is still pending (created
+        before ``created_before``, if given), by id, from after ``after_id``."""
         ...
 
     async def create_task(self, task: TaskRecord) -> tuple[TaskRecord, bool]:

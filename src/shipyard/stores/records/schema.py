@@ -160,7 +160,11 @@ tasks = sa.Table(
     sa.Index("ix_tasks_tenant_id_id", "tenant_id", "id"),
     sa.Index("ix_tasks_tenant_id_status_id", "tenant_id", "status", "id"),
     sa.Index("uq_tasks_tenant_id_idempotency_key", "tenant_id", "idempotency_key", unique=True),
-    sa.Index("ix_tasks_handover_pending", "handover_pending"),
+)
+
+_pending = tasks.c.handover_pending.is_(True)
+sa.Index(  # holds only the tasks not yet handed over: few at any time (0008)
+    "ix_tasks_handover_pending", tasks.c.id, sqlite_where=_pending, postgresql_where=_pending
 )
 
 task_transitions = sa.Table(

@@ -61,12 +61,10 @@ PRUNE_BATCH = 1000
 """Outbox rows one pruning transaction deletes at most: a backlog (the first prune of a full
 outbox) goes in several, so the other writes of the moment are not held up behind it."""
 SQLITE_COMMIT_DELAY_S = 0.002
-"""The default commit delay on a SQLite file. Its transactions run on the loop, so no write
-joins one while it runs; a busy process committed 2-3 writes at a time. With 2 ms, measured
-(README): a worker draining a backlog spent ~25% less CPU per task, the server ~20% less per
-submitted task at 8 connections, ``invoke`` at 8 and 32 connections +10% runs/s; one caller at a
-time is not delayed. On PostgreSQL a transaction waits on the network, and the writes that come
-meanwhile join the next one: a delay there saved no worker CPU, so none by default."""
+"""The default commit delay (``stores._group_commit``) on a SQLite file, whose transactions run
+on the loop, so that no write joins one while it runs. On PostgreSQL a transaction waits on the
+network and the writes that come meanwhile join the next one: a delay there saved no worker
+CPU, so none by default."""
 _UPDATABLE = [c.name for c in runs.columns if c.name not in ("id", "tenant_id", "created_at")]
 
 Insert = sqlite.Insert | postgresql.Insert
@@ -326,21 +324,33 @@ class SqlRecordStore:
         )
         return TaskRecord.model_validate(existing[0]), False
 
-    async def mark_handover(self, tenant_id: str, task_id: str, *, pending: bool) -> None:
+    async def handed_over(self, task_ids: Sequence[str]) -> None:
+        if not task_ids:
+            return
         stmt = (
             tasks.update()
-            .where(tasks.c.tenant_id == tenant_id, tasks.c.id == task_id)
-            .values(handover_pending=pending)
+            .where(tasks.c.id.in_(list(task_ids)), tasks.c.handover_pending.is_(True))
+            .values(handover_pending=False)
         )
-        await self._write("mark_handover", lambda conn: conn.execute(stmt))
+        await self._write("handed_over", lambda conn: conn.execute(stmt))
 
-    async def pending_handovers(self, *, limit: int = 1000) -> list[TaskRecord]:
+    async def pending_handovers(
+        self,
+        *,
+        created_before: datetime | None = None,
+        after_id: str | None = None,
+        limit: int = 1000,
+    ) -> list[TaskRecord]:
         query = (
             tasks.select()
             .where(tasks.c.handover_pending.is_(True), tasks.c.status == "queued")
             .order_by(tasks.c.id)
             .limit(limit)
         )
+        if created_before is not None:
+            query = query.where(tasks.c.created_at < created_before)
+        if after_id is not None:
+            query = query.where(tasks.c.id > after_id)
         rows = await self._fetch("pending_handovers", query)
         return [TaskRecord.model_validate(r) for r in rows]
 
