@@ -138,18 +138,40 @@ class Worker:
         self, broker: Broker, slots: asyncio.Semaphore, running: set[asyncio.Task[None]]
     ) -> None:
         async with broker.consume(TASK_QUEUE, prefetch=self._concurrency) as deliveries:
-            async for delivery in _until(deliveries, self._stopping):
-                await slots.acquire()
-                task = asyncio.create_task(self._handle(delivery))
-                running.add(task)
-
-                def done(finished: asyncio.Task[None]) -> None:
-                    running.discard(finished)
-                    slots.release()
-
-                task.add_done_callback(done)
+            taking = asyncio.create_task(self._take(deliveries, slots, running))
+            stop = asyncio.create_task(self._stopping.wait())
+            try:
+                await asyncio.wait({taking, stop}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
+                taking.cancel()  # a delivery taken meanwhile is handed back (``_take``)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await taking  # its error (the broker's), if it ended on one
             if running:
                 await asyncio.wait(running)
+
+    async def _take(
+        self,
+        deliveries: AsyncIterator[Delivery],
+        slots: asyncio.Semaphore,
+        running: set[asyncio.Task[None]],
+    ) -> None:
+        """Deliveries into tasks, ``concurrency`` at a time, until cancelled (``stop``)."""
+        async for delivery in deliveries:
+            try:
+                await slots.acquire()
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await delivery.nack(requeue=True)
+                raise
+            task = asyncio.create_task(self._handle(delivery))
+            running.add(task)
+
+            def done(finished: asyncio.Task[None]) -> None:
+                running.discard(finished)
+                slots.release()
+
+            task.add_done_callback(done)
 
     async def _beat(self) -> None:
         """A heartbeat every ``heartbeat_s`` while the worker runs, and the pruning of old
@@ -379,27 +401,3 @@ class Worker:
             )
         )
         self._outbox.wake()
-
-
-async def _until(
-    deliveries: AsyncIterator[Delivery], stopping: asyncio.Event
-) -> AsyncIterator[Delivery]:
-    """Deliveries until ``stopping`` is set (a delivery taken meanwhile is handed back)."""
-    stop = asyncio.ensure_future(stopping.wait())
-    try:
-        while True:
-            nxt = asyncio.ensure_future(anext(deliveries))
-            done, _ = await asyncio.wait({nxt, stop}, return_when=asyncio.FIRST_COMPLETED)
-            if nxt in done:
-                try:
-                    yield nxt.result()
-                except StopAsyncIteration:
-                    return
-                continue
-            nxt.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                delivery = await nxt
-                await delivery.nack(requeue=True)
-            return
-    finally:
-        stop.cancel()
