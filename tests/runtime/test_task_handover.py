@@ -6,9 +6,10 @@ through a reject-publish policy on the vhost; the embedded broker where no refus
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import subprocess
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -74,15 +75,24 @@ async def _wait_succeeded(services: Services, task_id: str) -> TaskRecord:
         await asyncio.wait_for(running, 30)
 
 
+@contextlib.asynccontextmanager
+async def started(settings: Settings) -> AsyncIterator[Services]:
+    """A process's services, as a server has them (migrated, started), closed after."""
+    services = build_services(APP, settings)
+    await services.records.migrate()
+    await services.start()
+    try:
+        yield services
+    finally:
+        await services.close()
+
+
 @pytest.mark.rabbitmq
 async def test_a_refused_task_is_acknowledged_and_handed_over_when_the_broker_takes_it(
     tmp_path: Path, rabbit_vhost: str
 ) -> None:
     settings = load_settings(home=tmp_path, broker_url=rabbit_vhost, log_events=False)
-    services = build_services(APP, settings)
-    await services.records.migrate()
-    await services.start()
-    try:
+    async with started(settings) as services:
         await refuse_everything(services, rabbit_vhost)
         refused, created = await services.tasks.submit(
             "default", agent="echo", input="refused", metadata={}
@@ -97,8 +107,6 @@ async def test_a_refused_task_is_acknowledged_and_handed_over_when_the_broker_ta
         assert task.status == "succeeded" and task.output == "echo: refused"
         assert services.tasks.handovers_in_flight == 0
         assert not task.handover_pending and await services.records.pending_handovers() == []
-    finally:
-        await services.close()
 
 
 @pytest.mark.rabbitmq
@@ -106,29 +114,20 @@ async def test_a_pending_hand_over_survives_a_server_restart(
     tmp_path: Path, rabbit_vhost: str
 ) -> None:
     settings = load_settings(home=tmp_path, broker_url=rabbit_vhost, log_events=False)
-    first = build_services(APP, settings)
-    await first.records.migrate()
-    await first.start()
-    try:
+    async with started(settings) as first:  # it stops before the broker takes the task
         await refuse_everything(first, rabbit_vhost)
         stranded, _ = await first.tasks.submit(
             "default", agent="echo", input="stranded", metadata={}
         )
-    finally:
-        await first.close()  # the server stops before the broker takes the task
     [pending] = await _pending(settings)
     assert pending.id == stranded.id and pending.handover_pending
 
     policy(rabbit_vhost, "clear_policy", "full")
-    second = build_services(APP, settings)
-    await second.start()
-    try:
+    async with started(settings) as second:
         assert await second.tasks.resume_handovers() == 1
         task = await _wait_succeeded(second, stranded.id)
         assert task.status == "succeeded" and task.output == "echo: stranded"
         assert not task.handover_pending and await second.records.pending_handovers() == []
-    finally:
-        await second.close()
 
 
 async def _none_pending(services: Services) -> bool:
@@ -144,10 +143,7 @@ async def _pending(settings: Settings) -> list[TaskRecord]:
 
 
 async def test_a_task_taken_by_the_broker_is_no_longer_pending(tmp_path: Path) -> None:
-    services = build_services(APP, load_settings(home=tmp_path, log_events=False))
-    await services.records.migrate()
-    await services.start()
-    try:
+    async with started(load_settings(home=tmp_path, log_events=False)) as services:
         tasks = [
             (await services.tasks.submit("default", agent="echo", input=f"t{n}", metadata={}))[0]
             for n in range(5)
@@ -157,16 +153,16 @@ async def test_a_task_taken_by_the_broker_is_no_longer_pending(tmp_path: Path) -
         assert await services.records.pending_handovers() == []
         for t in tasks:
             assert not (await services.tasks.get("default", t.id)).handover_pending
-    finally:
-        await services.close()
 
 
 async def test_the_sweep_offers_what_a_dead_server_left_pending(tmp_path: Path) -> None:
     """A server that died for good never resumes its tasks: another server's sweep offers the
     ones still pending after ``sweep_s``."""
-    services = build_services(APP, load_settings(home=tmp_path, log_events=False))
-    await services.records.migrate()
-    await services.start()
+    async with started(load_settings(home=tmp_path, log_events=False)) as services:
+        await _sweep_finds_the_orphan(services)
+
+
+async def _sweep_finds_the_orphan(services: Services) -> None:
     handover = Handover(
         services.records,
         services.broker,
@@ -198,4 +194,3 @@ async def test_the_sweep_offers_what_a_dead_server_left_pending(tmp_path: Path) 
             await delivery.ack()
     finally:
         await handover.close()
-        await services.close()
