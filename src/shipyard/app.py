@@ -165,7 +165,9 @@ def build_services(app: App, settings: Settings) -> Services:
         attempts=settings.webhook_attempts,
         base_s=settings.webhook_retry_base_s,
     )
-    tasks = TaskService(records, broker, invoker, control)
+    tasks = TaskService(
+        records, broker, invoker, control, handover_sweep_s=settings.task_handover_sweep_s
+    )
     invoker.calls = Delegation(invoker, tasks)
     return Services(
         agents=app.agents,

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     task_max_attempts: int = Field(
         3, ge=1, le=100, description="Runs of a failing task before it goes to the dead letters."
     )
+    task_handover_sweep_s: float = Field(
+        30.0,
+        gt=0,
+        description="Each server takes over, this often, the recorded tasks whose hand-over to "
+        "the broker nobody has said it is doing for this long (their process died); also how "
+        "long after a crash a restarted server takes over the tasks it had not handed over.",
+    )
     task_retry_base_s: float = Field(
         1.0, gt=0, description="First retry delay of a failed task; doubles each attempt."
     )

@@ -20,7 +20,7 @@ from shipyard.app import build_services
 from shipyard.config import Settings, load_settings
 from shipyard.runtime.handover import Handover
 from shipyard.runtime.services import Services
-from shipyard.runtime.tasks import TASK_QUEUE
+from shipyard.runtime.tasks import TASK_QUEUE, _taken_over
 from shipyard.runtime.worker import Worker
 from shipyard.stores.broker.base import TaskMessage
 from shipyard.stores.records.base import TaskRecord
@@ -113,7 +113,9 @@ async def test_a_refused_task_is_acknowledged_and_handed_over_when_the_broker_ta
 async def test_a_pending_hand_over_survives_a_server_restart(
     tmp_path: Path, rabbit_vhost: str
 ) -> None:
-    settings = load_settings(home=tmp_path, broker_url=rabbit_vhost, log_events=False)
+    settings = load_settings(
+        home=tmp_path, broker_url=rabbit_vhost, log_events=False, task_handover_sweep_s=0.5
+    )
     async with started(settings) as first:  # it stops before the broker takes the task
         await refuse_everything(first, rabbit_vhost)
         stranded, _ = await first.tasks.submit(
@@ -123,11 +125,51 @@ async def test_a_pending_hand_over_survives_a_server_restart(
     assert pending.id == stranded.id and pending.handover_pending
 
     policy(rabbit_vhost, "clear_policy", "full")
+    await asyncio.sleep(0.6)  # nobody has said for task_handover_sweep_s that it is on it
     async with started(settings) as second:
         assert await second.tasks.resume_handovers() == 1
         task = await _wait_succeeded(second, stranded.id)
         assert task.status == "succeeded" and task.output == "echo: stranded"
+        assert task.attempts == 1  # the taken-over message is the first run's
         assert not task.handover_pending and await second.records.pending_handovers() == []
+
+
+@pytest.mark.rabbitmq
+async def test_a_refused_task_holds_back_no_other(tmp_path: Path, rabbit_vhost: str) -> None:
+    settings = load_settings(home=tmp_path, broker_url=rabbit_vhost, log_events=False)
+    async with started(settings) as services:
+        await refuse_everything(services, rabbit_vhost)
+        await services.tasks.submit("default", agent="echo", input="refused", metadata={})
+        await asyncio.sleep(6.5)  # refused 7 times: the next try is ~6.4 s away
+        policy(rabbit_vhost, "clear_policy", "full")
+        await asyncio.sleep(1)  # policies apply asynchronously
+        taken, _ = await services.tasks.submit("default", agent="echo", input="taken", metadata={})
+        await until(lambda: _handed_over(services, taken.id), within_s=3)  # not after the pause
+
+
+async def test_the_claim_clears_the_flag_a_failed_note_left(tmp_path: Path) -> None:
+    """The broker took the message but the note said nothing (the process died first): the
+    worker's claim clears the flag, so no sweep offers the task again."""
+    async with started(load_settings(home=tmp_path, log_events=False)) as services:
+        now = datetime.now(UTC)
+        task = TaskRecord(
+            id="task_unnoted",
+            tenant_id="default",
+            agent="echo",
+            status="queued",
+            input="unnoted",
+            created_at=now,
+            updated_at=now,
+            handover_pending=True,
+        )
+        await services.records.create_task(task)
+        await services.broker.publish(_taken_over(task), queue=TASK_QUEUE)
+        done = await _wait_succeeded(services, task.id)
+        assert done.status == "succeeded" and not done.handover_pending
+
+
+async def _handed_over(services: Services, task_id: str) -> bool:
+    return not (await services.tasks.get("default", task_id)).handover_pending
 
 
 async def _none_pending(services: Services) -> bool:

@@ -24,7 +24,6 @@ from shipyard.api.routes import (
 from shipyard.api.routes import traces as traces_routes
 from shipyard.api.routes.metrics import MetricsMiddleware
 from shipyard.api.routes.metrics import router as metrics_router
-from shipyard.errors import StoreError
 from shipyard.runtime.services import Services
 
 log = structlog.get_logger(__name__)
@@ -46,8 +45,8 @@ def create_app(
         await services.start()
         try:  # tasks whose hand-over to the broker was pending when a server stopped
             await services.tasks.resume_handovers()
-        except StoreError as exc:
-            log.warning("cannot resume pending task hand-overs", error=exc.message)
+        except Exception as exc:  # the sweep goes on and tries again: the server starts
+            log.warning("cannot resume pending task hand-overs", error=str(exc))
         try:
             yield
         finally:

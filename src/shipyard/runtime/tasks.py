@@ -22,7 +22,7 @@ import structlog
 from shipyard.agents.context import RunInput
 from shipyard.errors import TaskFinished, TaskNotFound
 from shipyard.runtime.control import Control
-from shipyard.runtime.handover import Handover
+from shipyard.runtime.handover import SWEEP_S, Handover
 from shipyard.runtime.invoke import Invoker
 from shipyard.stores.broker.base import Broker, TaskMessage
 from shipyard.stores.records.base import (
@@ -93,14 +93,21 @@ class TaskService:
     """What the API does with tasks: submit, read, list, cancel."""
 
     def __init__(
-        self, records: RecordStore, broker: Broker, invoker: Invoker, control: Control
+        self,
+        records: RecordStore,
+        broker: Broker,
+        invoker: Invoker,
+        control: Control,
+        *,
+        handover_sweep_s: float = SWEEP_S,
     ) -> None:
-        """``control``: the process's control channel (a cancel reaches the task's worker)."""
+        """``control``: the process's control channel (a cancel reaches the task's worker);
+        ``handover_sweep_s``: see ``runtime.handover``."""
         self._records = records
         self._control = control
         self._invoker = invoker
         self._handover = Handover(
-            records, broker, TASK_QUEUE, lambda task: _message(task, TraceParent.new(), None)
+            records, broker, TASK_QUEUE, _taken_over, sweep_s=handover_sweep_s
         )
 
     async def submit(
@@ -149,8 +156,8 @@ class TaskService:
         return task, created
 
     async def resume_handovers(self) -> int:
-        """Offer the broker the tasks whose hand-over was still pending when a server stopped
-        (at start: their trace context is new), then sweep for them periodically; how many."""
+        """Take over the tasks whose hand-over nobody is doing (a server starting: the process
+        that recorded them stopped), then sweep for them periodically; how many."""
         return await self._handover.resume()
 
     @property
@@ -205,7 +212,16 @@ class TaskService:
 PARENT_RUN_HEADER = "shipyard-parent-run"
 
 
-def _message(task: TaskRecord, trace: TraceParent, parent_run_id: str | None) -> TaskMessage:
+def _taken_over(task: TaskRecord) -> TaskMessage:
+    """The message of a task a sweep took over: the next attempt (one may have run, if the note
+    that the broker took the first message failed); the trace context and the parent run that
+    went with the first are not recorded, so it starts a new trace."""
+    return _message(task, TraceParent.new(), None, attempt=task.attempts + 1)
+
+
+def _message(
+    task: TaskRecord, trace: TraceParent, parent_run_id: str | None, *, attempt: int = 1
+) -> TaskMessage:
     """The tenant and trace context travel in the message's headers (the tenant as the
     broker's own ``x-shipyard-tenant``), and the run that handed the task over."""
     headers = {"traceparent": trace.header()}
@@ -217,5 +233,6 @@ def _message(task: TaskRecord, trace: TraceParent, parent_run_id: str | None) ->
         agent=task.agent,
         body=orjson.dumps({"task_id": task.id}),
         priority=task.priority,
+        attempt=attempt,
         headers=headers,
     )

@@ -234,6 +234,7 @@ class Worker:
             "running",
             expected=frozenset(claimable),
             attempts=message.attempt,
+            handover_pending=False,  # the broker has it: no sweep offers it again
             detail={"worker": self.name, "attempt": message.attempt, "run_id": run_id},
         )
         if claimed is None:  # finished, cancelled, another worker's — or unknown

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta, timezone
@@ -443,25 +444,75 @@ async def test_tasks_are_idempotent_per_tenant(store: SqlRecordStore) -> None:
 
 
 async def test_pending_handovers_until_handed_over(store: SqlRecordStore) -> None:
-    later = T0 + timedelta(minutes=1)
     pending = [
-        (await store.create_task(make_task(n, handover_pending=True, created_at=at)))[0]
-        for n, at in ((1, T0), (2, T0), (3, later), (4, later))
+        (await store.create_task(make_task(n, handover_pending=True)))[0] for n in range(1, 5)
     ]
     await store.create_task(make_task(5))  # handed over already: never pending
-    await store.transition_task(  # pending, but no longer queued: nothing to hand over
+    await store.transition_task(  # cancelled while pending: its outcome still has to go out
         "t1", pending[3].id, "cancelled", expected=frozenset({"queued"})
     )
     ids = [t.id for t in pending]
-    assert [t.id for t in await store.pending_handovers()] == ids[:3]
+    assert [t.id for t in await store.pending_handovers()] == ids
     assert [t.id for t in await store.pending_handovers(limit=2)] == ids[:2]
-    assert [t.id for t in await store.pending_handovers(after_id=ids[1])] == ids[2:3]
-    assert [t.id for t in await store.pending_handovers(created_before=later)] == ids[:2]
+    assert [t.id for t in await store.pending_handovers(after_id=ids[1])] == ids[2:]
     await store.handed_over([ids[0], ids[2], "task_unknown"])
     await store.handed_over([])
-    assert [t.id for t in await store.pending_handovers()] == [ids[1]]
+    assert [t.id for t in await store.pending_handovers()] == [ids[1], ids[3]]
     first = await store.get_task("t1", ids[0])
     assert first is not None and not first.handover_pending
+
+
+async def test_a_claim_can_clear_the_hand_over(store: SqlRecordStore) -> None:
+    task, _ = await store.create_task(make_task(1, handover_pending=True))
+    claimed = await store.transition_task(
+        "t1", task.id, "running", expected=frozenset({"queued"}), handover_pending=False
+    )
+    assert claimed is not None and not claimed.handover_pending
+    assert await store.pending_handovers() == []
+
+
+async def test_many_hand_overs_are_noted_at_once(store: SqlRecordStore) -> None:
+    tasks_ = [make_task(n, handover_pending=True) for n in range(2500)]
+    for task in tasks_:
+        await store.create_task(task)
+    ids = [t.id for t in tasks_]
+    await store.offering(ids + [f"task_unknown_{n}" for n in range(35_000)])
+    assert all(t.handover_at is not None for t in await store.pending_handovers(limit=3000))
+    await store.handed_over(ids + [f"task_unknown_{n}" for n in range(35_000)])
+    assert await store.pending_handovers() == []
+
+
+async def test_stale_hand_overs_are_taken_over_once(
+    store: SqlRecordStore, backend_url: str
+) -> None:
+    now = datetime.now(UTC)
+    old, recent = now - timedelta(minutes=5), now - timedelta(seconds=5)
+    stranded = [
+        (await store.create_task(make_task(n, handover_pending=True, created_at=old)))[0]
+        for n in range(1, 4)
+    ]
+    offered = (await store.create_task(make_task(4, handover_pending=True, created_at=old)))[0]
+    fresh = (await store.create_task(make_task(5, handover_pending=True, created_at=now)))[0]
+    await store.create_task(make_task(6, created_at=old))  # handed over
+    await store.offering([offered.id])  # a live process is still on it
+    await store.transition_task(  # stranded and cancelled: still taken (its outcome goes out)
+        "t1", stranded[2].id, "cancelled", expected=frozenset({"queued"})
+    )
+    other = SqlRecordStore.from_url(backend_url)  # another server on the same records
+    try:
+        first, second = await asyncio.gather(
+            store.take_stale_handovers(stale_before=recent, limit=2),
+            other.take_stale_handovers(stale_before=recent, limit=2),
+        )
+    finally:
+        await other.close()
+    taken = sorted(t.id for t in first + second)
+    assert taken == sorted(t.id for t in stranded)  # each once, by one taker
+    assert all(t.handover_at is not None and t.handover_at >= now for t in first + second)
+    assert await store.take_stale_handovers(stale_before=recent) == []  # marked: not again
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    again = await store.take_stale_handovers(stale_before=later)  # none said it since
+    assert sorted(t.id for t in again) == sorted([*taken, offered.id, fresh.id])
 
 
 async def test_task_transitions_are_conditional_and_recorded(store: SqlRecordStore) -> None:

@@ -114,6 +114,9 @@ class TaskRecord(BaseModel):
     updated_at: datetime
     handover_pending: bool = False
     """The broker has not taken the task's message yet (``runtime.handover``)."""
+    handover_at: datetime | None = None
+    """When a process still trying to hand the task over last said so, or a sweep took it over
+    (``None``: since it was created)."""
 
 
 class TaskTransition(BaseModel):
@@ -187,15 +190,24 @@ class TaskRecords(Protocol):
         """The broker took these tasks' messages: their ``handover_pending`` is cleared."""
         ...
 
-    async def pending_handovers(
-        self,
-        *,
-        created_before: datetime | None = None,
-        after_id: str | None = None,
-        limit: int = 1000,
+    async def offering(self, task_ids: Sequence[str]) -> None:
+        """This process is still trying to hand these tasks over (their ``handover_at`` is
+        now): no sweep takes them over meanwhile."""
+        ...
+
+    async def take_stale_handovers(
+        self, *, stale_before: datetime, limit: int = 1000
     ) -> list[TaskRecord]:
-        """Queued tasks of any tenant whose hand-over to the broker is still pending (created
-        before ``created_before``, if given), by id, from after ``after_id``."""
+        """Tasks of any tenant and status still pending hand-over that no process has said it
+        is handing over since ``stale_before`` (nor since it was created), oldest first; each is
+        marked offered now, so that one taker takes it (concurrent takers get other tasks)."""
+        ...
+
+    async def pending_handovers(
+        self, *, after_id: str | None = None, limit: int = 1000
+    ) -> list[TaskRecord]:
+        """Tasks of any tenant and status whose hand-over to the broker is still pending, by id,
+        from after ``after_id``."""
         ...
 
     async def create_task(self, task: TaskRecord) -> tuple[TaskRecord, bool]:

@@ -325,30 +325,61 @@ class SqlRecordStore:
         return TaskRecord.model_validate(existing[0]), False
 
     async def handed_over(self, task_ids: Sequence[str]) -> None:
-        if not task_ids:
+        await self._mark_handovers("handed_over", task_ids, handover_pending=False)
+
+    async def offering(self, task_ids: Sequence[str]) -> None:
+        await self._mark_handovers("offering", task_ids, handover_at=datetime.now(UTC))
+
+    async def _mark_handovers(self, operation: str, task_ids: Sequence[str], **values: Any) -> None:
+        """On the pending ones of ``task_ids``, in one transaction (in chunks: PostgreSQL's
+        driver takes 32,767 parameters a statement at most)."""
+        chunks = [list(task_ids[i : i + PRUNE_BATCH]) for i in range(0, len(task_ids), PRUNE_BATCH)]
+        if not chunks:
             return
+        pending = tasks.c.handover_pending.is_(True)
+
+        async def work(conn: AsyncConnection) -> None:
+            for chunk in chunks:
+                stmt = tasks.update().where(tasks.c.id.in_(chunk), pending).values(**values)
+                await conn.execute(stmt)
+
+        await self._write(operation, work)
+
+    async def take_stale_handovers(
+        self, *, stale_before: datetime, limit: int = 1000
+    ) -> list[TaskRecord]:
+        stale = (
+            sa.select(tasks.c.id)
+            .where(
+                tasks.c.handover_pending.is_(True),
+                sa.func.coalesce(tasks.c.handover_at, tasks.c.created_at) < stale_before,
+            )
+            .order_by(tasks.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # PostgreSQL; a SQLite writer is alone anyway
+        )
         stmt = (
             tasks.update()
-            .where(tasks.c.id.in_(list(task_ids)), tasks.c.handover_pending.is_(True))
-            .values(handover_pending=False)
+            .where(tasks.c.id.in_(stale.scalar_subquery()))
+            .values(handover_at=datetime.now(UTC))
+            .returning(*tasks.c)
         )
-        await self._write("handed_over", lambda conn: conn.execute(stmt))
+
+        async def work(conn: AsyncConnection) -> list[TaskRecord]:
+            rows = (await conn.execute(stmt)).mappings().all()
+            return sorted((TaskRecord.model_validate(dict(r)) for r in rows), key=lambda t: t.id)
+
+        return await self._write("take_stale_handovers", work)
 
     async def pending_handovers(
-        self,
-        *,
-        created_before: datetime | None = None,
-        after_id: str | None = None,
-        limit: int = 1000,
+        self, *, after_id: str | None = None, limit: int = 1000
     ) -> list[TaskRecord]:
         query = (
             tasks.select()
-            .where(tasks.c.handover_pending.is_(True), tasks.c.status == "queued")
+            .where(tasks.c.handover_pending.is_(True))
             .order_by(tasks.c.id)
             .limit(limit)
         )
-        if created_before is not None:
-            query = query.where(tasks.c.created_at < created_before)
         if after_id is not None:
             query = query.where(tasks.c.id > after_id)
         rows = await self._fetch("pending_handovers", query)
