@@ -212,6 +212,16 @@ class TaskService:
 PARENT_RUN_HEADER = "shipyard-parent-run"
 
 
+def offer_of(message: TaskMessage) -> str | None:
+    """The id of this message (each hand-over of a task is a message of its own; a retry carries
+    its first's); None for a message from before offers had ids, or not one of ours."""
+    try:
+        offer = orjson.loads(message.body).get("offer")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return offer if isinstance(offer, str) else None
+
+
 def _taken_over(task: TaskRecord) -> TaskMessage:
     """The message of a task a sweep took over: the next attempt (one may have run, if the note
     that the broker took the first message failed); the trace context and the parent run that
@@ -231,7 +241,7 @@ def _message(
         task_id=task.id,
         tenant_id=task.tenant_id,
         agent=task.agent,
-        body=orjson.dumps({"task_id": task.id}),
+        body=orjson.dumps({"task_id": task.id, "offer": uuid.uuid4().hex}),
         priority=task.priority,
         attempt=attempt,
         headers=headers,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -49,6 +50,7 @@ from shipyard.runtime.tasks import (
     TASK_QUEUE,
     cloud_event,
     control_channel,
+    offer_of,
     routing_key,
 )
 from shipyard.stores.broker.base import Broker, Delivery, backoff_s
@@ -226,17 +228,8 @@ class Worker:
     async def _claim_and_run(self, delivery: Delivery, stopper: Stopper) -> None:
         message = delivery.message
         records = self._services.records
-        claimable = {"queued", "running"} if delivery.redelivered else {"queued"}
         run_id = new_id("run")  # named now, so the move says which run this attempt is
-        claimed = await records.transition_task(
-            message.tenant_id,
-            message.task_id,
-            "running",
-            expected=frozenset(claimable),
-            attempts=message.attempt,
-            handover_pending=False,  # the broker has it: no sweep offers it again
-            detail={"worker": self.name, "attempt": message.attempt, "run_id": run_id},
-        )
+        claimed = await self._claim(delivery, run_id)
         if claimed is None:  # finished, cancelled, another worker's — or unknown
             current = await records.get_task(message.tenant_id, message.task_id)
             if current is None:
@@ -276,6 +269,26 @@ class Worker:
                 completion_tokens=usage.completion_tokens,
                 cost_usd=usage.cost_usd,
             )
+
+    async def _claim(self, delivery: Delivery, run_id: str) -> TaskRecord | None:
+        message = delivery.message
+        offer = offer_of(message)
+        claim = functools.partial(
+            self._services.records.transition_task,
+            message.tenant_id,
+            message.task_id,
+            "running",
+            attempts=message.attempt,
+            offer=offer,
+            handover_pending=False,  # the broker has it: no sweep offers it again
+            detail={"worker": self.name, "attempt": message.attempt, "run_id": run_id},
+        )
+        claimed = await claim(expected=frozenset({"queued"}))
+        if claimed is None and delivery.redelivered:
+            # its worker died mid-run: this message takes the run over; a duplicate of the task
+            # (another message, as a second hand-over makes) does not
+            claimed = await claim(expected=frozenset({"running"}), from_offer=offer)
+        return claimed
 
     async def _cancellable(
         self, task: TaskRecord, run_id: str, stopper: Stopper, headers: Mapping[str, str]

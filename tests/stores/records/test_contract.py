@@ -471,6 +471,24 @@ async def test_a_claim_can_clear_the_hand_over(store: SqlRecordStore) -> None:
     assert await store.pending_handovers() == []
 
 
+async def test_a_run_is_taken_over_only_from_its_offer(store: SqlRecordStore) -> None:
+    task, _ = await store.create_task(make_task(1))
+    running = frozenset({"running"})
+    await store.transition_task("t1", task.id, "running", expected=frozenset({"queued"}))
+    took = await store.transition_task(  # a run from before offers: any offer takes it over
+        "t1", task.id, "running", expected=running, from_offer="o1", offer="o1"
+    )
+    assert took is not None and took.offer == "o1"
+    other = await store.transition_task(  # a duplicate's offer does not
+        "t1", task.id, "running", expected=running, from_offer="o2", offer="o2"
+    )
+    assert other is None
+    same = await store.transition_task(
+        "t1", task.id, "running", expected=running, from_offer="o1", offer="o1"
+    )
+    assert same is not None and same.offer == "o1"
+
+
 async def test_many_hand_overs_are_noted_at_once(store: SqlRecordStore) -> None:
     tasks_ = [make_task(n, handover_pending=True) for n in range(2500)]
     for task in tasks_:

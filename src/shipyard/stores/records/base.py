@@ -117,6 +117,8 @@ class TaskRecord(BaseModel):
     handover_at: datetime | None = None
     """When a process still trying to hand the task over last said so, or a sweep took it over
     (``None``: since it was created)."""
+    offer: str | None = None
+    """The id of the message whose delivery started the task's current (or last) run."""
 
 
 class TaskTransition(BaseModel):
@@ -236,11 +238,13 @@ class TaskRecords(Protocol):
         status: TaskStatus,
         *,
         expected: frozenset[str],
+        from_offer: str | None = None,
         detail: dict[str, Any] | None = None,
         **fields: Any,
     ) -> TaskRecord | None:
         """Move the task to ``status`` (and set ``fields``) only if its status is one of
-        ``expected``, recording the move with a timestamp; None if it was not."""
+        ``expected`` (and, with ``from_offer``, its ``offer`` is that one or unset), recording the
+        move with a timestamp; None if it was not."""
         ...
 
     async def task_transitions(self, tenant_id: str, task_id: str) -> list[TaskTransition]:

@@ -158,6 +158,7 @@ tasks = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("handover_pending", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("handover_at", UTCDateTime, nullable=True),
+    sa.Column("offer", sa.String, nullable=True),
     sa.Index("ix_tasks_tenant_id_id", "tenant_id", "id"),
     sa.Index("ix_tasks_tenant_id_status_id", "tenant_id", "status", "id"),
     sa.Index("uq_tasks_tenant_id_idempotency_key", "tenant_id", "idempotency_key", unique=True),

@@ -104,7 +104,7 @@ class SqlRecordStore:
             index_elements=["name"],
             set_={c.name: upsert.excluded[c.name] for c in workers.c if c.name != "name"},
         )
-        self._transitions: dict[tuple[tuple[str, ...], tuple[str, ...]], sa.Update] = {}
+        self._transitions: dict[tuple[tuple[str, ...], tuple[str, ...], bool], sa.Update] = {}
         self._insert_events_stmt = self._insert_events()
         # Every write is group-committed (see group_commit): the process's writes of the moment,
         # run batches and task moves alike, share one transaction. On a SQLite file they run on
@@ -413,12 +413,15 @@ class SqlRecordStore:
         status: TaskStatus,
         *,
         expected: frozenset[str],
+        from_offer: str | None = None,
         detail: dict[str, Any] | None = None,
         **fields: Any,
     ) -> TaskRecord | None:
         """A compare-and-set on the status, and the move recorded, in one transaction."""
         now = datetime.now(UTC)
-        stmt = self._transition_stmt(tuple(sorted(fields)), tuple(sorted(expected)))
+        stmt = self._transition_stmt(
+            tuple(sorted(fields)), tuple(sorted(expected)), from_offer is not None
+        )
         params = {
             "w_tenant_id": tenant_id,
             "w_id": task_id,
@@ -426,6 +429,8 @@ class SqlRecordStore:
             "v_updated_at": now,
             **{f"v_{name}": value for name, value in fields.items()},
         }
+        if from_offer is not None:
+            params["w_offer"] = from_offer
         move = {"task_id": task_id, "status": status, "at": now, "detail": detail or {}}
 
         async def work(conn: AsyncConnection) -> TaskRecord | None:
@@ -615,27 +620,37 @@ class SqlRecordStore:
         stmt = self._insert(tenants).on_conflict_do_nothing(index_elements=["id"])
         await conn.execute(stmt, {"id": tenant_id, "created_at": datetime.now(UTC)})
 
-    def _transition_stmt(self, fields: tuple[str, ...], expected: tuple[str, ...]) -> sa.Update:
-        """The compare-and-set of a task's status from one of ``expected`` that also sets
-        ``fields``: built once per combination, with bound parameters, so SQLAlchemy compiles it
-        once (building a statement per call cost more than running it; ``IN`` would be an
-        expanding parameter, rendered again on every call)."""
-        stmt = self._transitions.get((fields, expected))
+    def _transition_stmt(
+        self, fields: tuple[str, ...], expected: tuple[str, ...], from_offer: bool
+    ) -> sa.Update:
+        """The compare-and-set of a task's status from one of ``expected`` (and, with
+        ``from_offer``, from its offer or none) that also sets ``fields``: built once per
+        combination, with bound parameters, so SQLAlchemy compiles it once (building a statement
+        per call cost more than running it; ``IN`` would be an expanding parameter, rendered
+        again on every call)."""
+        key = (fields, expected, from_offer)
+        stmt = self._transitions.get(key)
         if stmt is None:
             columns = ("status", "updated_at", *fields)
+            where = [
+                tasks.c.tenant_id == sa.bindparam("w_tenant_id"),
+                tasks.c.id == sa.bindparam("w_id"),
+                sa.or_(sa.false(), *(tasks.c.status == status for status in expected)),
+            ]
+            if from_offer:
+                offer = sa.bindparam("w_offer", type_=tasks.c.offer.type)
+                where.append(sa.or_(tasks.c.offer.is_(None), tasks.c.offer == offer))
             stmt = (
                 tasks.update()
-                .where(
-                    tasks.c.tenant_id == sa.bindparam("w_tenant_id"),
-                    tasks.c.id == sa.bindparam("w_id"),
-                    sa.or_(sa.false(), *(tasks.c.status == status for status in expected)),
-                )
+                .where(*where)
                 .values({c: sa.bindparam(f"v_{c}", type_=tasks.c[c].type) for c in columns})
                 .returning(*tasks.c)
             )
-            self._transitions[(fields, expected)] = stmt
+            self._transitions[key] = stmt
             if self._loop_first is not None:
                 keys = ["w_tenant_id", "w_id", *(f"v_{c}" for c in columns)]
+                if from_offer:
+                    keys.append("w_offer")
                 self._loop_first.prepare(stmt, keys=keys, returning=list(tasks.c))
         return stmt
 
