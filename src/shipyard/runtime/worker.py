@@ -147,10 +147,12 @@ class Worker:
             finally:
                 stop.cancel()
                 taking.cancel()  # a delivery taken meanwhile is handed back (``_take``)
-                with contextlib.suppress(asyncio.CancelledError):
-                    await taking  # its error (the broker's), if it ended on one
-            if running:
-                await asyncio.wait(running)
+                try:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await taking  # its error (the broker's), if it ended on one
+                finally:  # the tasks in flight end before their channel closes, error or not
+                    if running:
+                        await asyncio.wait(running)
 
     async def _take(
         self,
