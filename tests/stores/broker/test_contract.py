@@ -100,6 +100,35 @@ async def test_settling_twice_is_an_error(broker: Broker) -> None:
             await delivery.nack(requeue=True)
 
 
+async def test_acks_in_any_order_settle_exactly_their_deliveries(broker: Broker) -> None:
+    """Acks of one moment settle those deliveries only (RabbitMQ sends them together: never
+    one an unfinished delivery before them), and one behind an unsettled one frees its slot."""
+    for n in range(1, 6):
+        await broker.publish(task(n))
+    async with broker.consume(prefetch=4) as deliveries:
+        first, second, third, fourth = [await receive(deliveries) for _ in range(4)]
+        await asyncio.gather(second.ack(), third.ack())  # behind the unsettled first
+        fifth = await receive(deliveries)  # their slots are free
+        await asyncio.gather(fourth.ack(), fifth.ack(), first.nack(requeue=True))
+        again = await receive(deliveries)
+        assert again.message == first.message  # not settled by the others' acks
+        await again.ack()
+        await assert_nothing(deliveries)
+    assert await broker.depth() == 0
+
+
+async def test_many_acks_at_once_all_settle(broker: Broker) -> None:
+    for n in range(40):
+        await broker.publish(task(n))
+    async with broker.consume(prefetch=40) as deliveries:
+        taken = [await receive(deliveries) for _ in range(40)]
+        await asyncio.gather(*(d.ack() for d in reversed(taken)))
+        await assert_nothing(deliveries)
+    async with broker.consume(prefetch=40) as deliveries:  # nothing comes back either
+        await assert_nothing(deliveries)
+    assert await broker.depth() == 0
+
+
 # -- nothing lost when a consumer goes away -----------------------------------------------------
 
 
