@@ -9,11 +9,12 @@ from pathlib import Path
 
 import shipyard
 from shipyard import RunContext, agent
-from shipyard.app import build_services
 from shipyard.config import load_settings
+from shipyard.runtime.services import Services
 from shipyard.runtime.tasks import TASK_QUEUE, _message
 from shipyard.runtime.worker import Worker
 from shipyard.telemetry.tracecontext import TraceParent
+from tests.runtime.test_task_handover import started
 
 STARTS: list[str] = []
 
@@ -26,11 +27,12 @@ async def slow(ctx: RunContext, input: object) -> str:
 
 
 async def test_a_redelivered_duplicate_does_not_take_a_running_task(tmp_path: Path) -> None:
-    services = build_services(
-        shipyard.App(agents=[slow]), load_settings(home=tmp_path, log_events=False)
-    )
-    await services.records.migrate()
-    await services.start()
+    settings = load_settings(home=tmp_path, log_events=False)
+    async with started(settings, shipyard.App(agents=[slow])) as services:
+        await _run_with_a_duplicate(services)
+
+
+async def _run_with_a_duplicate(services: Services) -> None:
     first = Worker(services, concurrency=1)
     second = Worker(services, concurrency=1)
     runs = [asyncio.create_task(first.run())]
@@ -59,4 +61,3 @@ async def test_a_redelivered_duplicate_does_not_take_a_running_task(tmp_path: Pa
         first.stop()
         second.stop()
         await asyncio.gather(*runs)
-        await services.close()

@@ -76,9 +76,9 @@ async def _wait_succeeded(services: Services, task_id: str) -> TaskRecord:
 
 
 @contextlib.asynccontextmanager
-async def started(settings: Settings) -> AsyncIterator[Services]:
+async def started(settings: Settings, app: shipyard.App = APP) -> AsyncIterator[Services]:
     """A process's services, as a server has them (migrated, started), closed after."""
-    services = build_services(APP, settings)
+    services = build_services(app, settings)
     await services.records.migrate()
     await services.start()
     try:

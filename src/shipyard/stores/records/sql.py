@@ -60,6 +60,9 @@ MAX_EVENTS = 10_000
 PRUNE_BATCH = 1000
 """Outbox rows one pruning transaction deletes at most: a backlog (the first prune of a full
 outbox) goes in several, so the other writes of the moment are not held up behind it."""
+IDS_PER_STATEMENT = 1000
+"""Task ids one ``IN`` list carries at most (PostgreSQL's driver takes 32,767 parameters a
+statement)."""
 SQLITE_COMMIT_DELAY_S = 0.002
 """The default commit delay (``stores._group_commit``) on a SQLite file, whose transactions run
 on the loop, so that no write joins one while it runs. On PostgreSQL a transaction waits on the
@@ -331,9 +334,10 @@ class SqlRecordStore:
         await self._mark_handovers("offering", task_ids, handover_at=datetime.now(UTC))
 
     async def _mark_handovers(self, operation: str, task_ids: Sequence[str], **values: Any) -> None:
-        """On the pending ones of ``task_ids``, in one transaction (in chunks: PostgreSQL's
-        driver takes 32,767 parameters a statement at most)."""
-        chunks = [list(task_ids[i : i + PRUNE_BATCH]) for i in range(0, len(task_ids), PRUNE_BATCH)]
+        """On the pending ones of ``task_ids``, in one transaction (``IDS_PER_STATEMENT`` a
+        statement)."""
+        step = IDS_PER_STATEMENT
+        chunks = [list(task_ids[i : i + step]) for i in range(0, len(task_ids), step)]
         if not chunks:
             return
         pending = tasks.c.handover_pending.is_(True)
