@@ -112,7 +112,9 @@ async def test_the_sender_connects_only_to_checked_addresses(
     (``2130706433``) that lands on a loopback receiver is denied, not delivered, and final."""
     port, paths = receiver
     sender = WebhookSender("k" * 32, attempts=3)
-    allowed = WebhookSender("k" * 32, attempts=3, policy=EgressPolicy.from_setting(f"127.0.0.1:{port}"))
+    allowed = WebhookSender(
+        "k" * 32, attempts=3, policy=EgressPolicy.from_setting(f"127.0.0.1:{port}")
+    )
     try:
         for url in (f"http://localhost:{port}/a", f"http://2130706433:{port}/b"):
             outcome = await sender.attempt(url, tenant_id="t", event_id="1", body=b"{}", number=1)
