@@ -21,12 +21,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shipyard.api.auth import PRINCIPAL, bearer_secret
 from shipyard.api.errors import error_response
 from shipyard.api.keys import KeyService
-from shipyard.errors import AuthError, PayloadTooLarge, RequestTimeout, ShipyardError
+from shipyard.errors import PayloadTooLarge, RequestTimeout, ShipyardError
+
+log = structlog.get_logger(__name__)
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
 PUBLIC_PREFIXES = ("/docs", "/redoc")
@@ -36,10 +39,16 @@ def is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
-async def refuse(scope: Scope, receive: Receive, send: Send, error: ShipyardError) -> None:
-    """Answer ``error`` and close the connection (the request's body stays unread)."""
+async def refuse(
+    scope: Scope, receive: Receive, send: Send, error: ShipyardError, *, close: bool = True
+) -> None:
+    """Answer ``error``; with ``close``, close the connection too (the rest of the request's
+    body is never read)."""
+    if error.status >= 500:
+        log.warning("request failed", path=scope["path"], code=error.code, error=error.message)
     response = error_response(error.status, error.code, error.message, error.details)
-    response.headers["Connection"] = "close"
+    if close:
+        response.headers["Connection"] = "close"
     await response(scope, receive, send)
 
 
@@ -59,10 +68,18 @@ class Authenticate:
                 break
         try:
             scope[PRINCIPAL] = await self.keys.verify(bearer_secret(header))
-        except AuthError as exc:
-            await refuse(scope, receive, send, exc)
+        except ShipyardError as exc:  # 401; or 503 when the key store does not answer
+            await refuse(scope, receive, send, exc, close=has_body(scope))
             return
         await self.app(scope, receive, send)
+
+
+def has_body(scope: Scope) -> bool:
+    """The request announces a body (which a refusal leaves unread)."""
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
 
 
 def content_length(scope: Scope) -> int | None:
