@@ -3,9 +3,10 @@
 Both act before the app reads a byte of the body, so a stranger's or an oversized upload costs
 the server a few kilobytes of socket buffer, not the upload:
 
-1. :class:`Authenticate` — every HTTP route but the public ones (health, the API docs) needs a
-   live key in ``Authorization: Bearer <key>``; without one the answer is 401 at once, the
-   body unread. The principal is kept in the scope for the routes' scope checks
+1. :class:`Authenticate` — the API (``/v1/...`` and ``/metrics``) needs a live key in
+   ``Authorization: Bearer <key>``; without one the answer is 401 at once, the body unread.
+   The rest (health, the API docs and their assets, unknown paths) passes through: none of it
+   reads a body. The principal is kept in the scope for the routes' scope checks
    (``auth.require``), so a request verifies its key once. WebSockets authenticate in their
    route (they also take ``?access_token=``).
 2. :class:`BodyLimit` — a ``Content-Length`` over ``max_bytes`` gets 413 ``payload_too_large``
@@ -31,12 +32,13 @@ from shipyard.errors import PayloadTooLarge, RequestTimeout, ShipyardError
 
 log = structlog.get_logger(__name__)
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
-PUBLIC_PREFIXES = ("/docs", "/redoc")
+API_PREFIX = "/v1/"
+API_PATHS = frozenset({"/metrics"})
 
 
-def is_public(path: str) -> bool:
-    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+def is_api(path: str) -> bool:
+    """The routes that need a key (the others are public: health, docs)."""
+    return path.startswith(API_PREFIX) or path in API_PATHS
 
 
 async def refuse(
@@ -58,7 +60,7 @@ class Authenticate:
         self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_public(scope["path"]):
+        if scope["type"] != "http" or not is_api(scope["path"]):
             await self.app(scope, receive, send)
             return
         header = None
