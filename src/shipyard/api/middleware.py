@@ -112,9 +112,9 @@ class BodyLimit:
         try:
             await self.app(scope, body.receive, body.send)
         except Exception:
-            if body.error is None:
-                raise  # not ours: the error middleware outside answers it
-        if body.error is not None and not body.answered:
+            if body.error is None or body.started:
+                raise  # not ours, or too late to answer: the error middleware outside acts
+        if body.error is not None and not body.answered and not body.started:
             body.answered = True
             await refuse(scope, receive, send, body.error)
 
@@ -140,6 +140,7 @@ class _Body:
     received: int = 0
     complete: bool = False
     error: ShipyardError | None = None
+    started: bool = False  # the app's response began before the body failed
     answered: bool = False
     deadline: float = 0.0
 
@@ -171,7 +172,8 @@ class _Body:
         return message
 
     async def send(self, message: Message) -> None:
-        if self.error is None:
+        if self.error is None or self.started:
+            self.started = self.started or message["type"] == "http.response.start"
             await self._send(message)
         elif not self.answered and message["type"] == "http.response.start":
             self.answered = True  # the app's own answer to the failed read is dropped
