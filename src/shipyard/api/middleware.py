@@ -108,6 +108,9 @@ class BodyLimit:
         if length is not None and length > self.max_bytes:
             await refuse(scope, receive, send, self._too_large())
             return
+        if not has_body(scope):  # nothing to count or wait for
+            await self.app(scope, receive, send)
+            return
         body = _Body(self, scope, receive, send)
         try:
             await self.app(scope, body.receive, body.send)
