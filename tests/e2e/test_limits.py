@@ -143,6 +143,12 @@ def test_half_sent_headers_are_cut_off(server: ServerProcess) -> None:
     with raw(server) as sock:  # a connection that says nothing at all
         status, _, _ = read_reply(sock)
         assert status == 408 and closed_by_server(sock)
+    with raw(server) as sock:  # the second request of a kept-alive connection
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        assert read_reply(sock)[0] == 200
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+        status, _, _ = read_reply(sock)
+        assert status == 408 and closed_by_server(sock)
 
 
 def test_a_half_sent_body_is_cut_off(server: ServerProcess) -> None:
