@@ -106,7 +106,7 @@ class BodyLimit:
             return
         length = content_length(scope)
         if length is not None and length > self.max_bytes:
-            await refuse(scope, receive, send, self._too_large())
+            await refuse(scope, receive, send, self.too_large())
             return
         if not has_body(scope):  # nothing to count or wait for
             await self.app(scope, receive, send)
@@ -121,7 +121,7 @@ class BodyLimit:
             body.answered = True
             await refuse(scope, receive, send, body.error)
 
-    def _too_large(self) -> PayloadTooLarge:
+    def too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(
             f"the request body is over {self.max_bytes} bytes (SHIPYARD_MAX_BODY_BYTES)",
             details={"max_bytes": self.max_bytes},
@@ -169,7 +169,7 @@ class _Body:
             return message
         self.received += len(message.get("body", b""))
         if self.received > self.limit.max_bytes:
-            self.error = self.limit._too_large()
+            self.error = self.limit.too_large()
             raise self.error
         self.complete = not message.get("more_body", False)
         return message
