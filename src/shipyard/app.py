@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from shipyard.agents.agent import AgentLike
 from shipyard.config import Settings, load_settings
 from shipyard.errors import ConfigError
+from shipyard.guard.egress import EgressPolicy
 from shipyard.runtime.control import Control
 from shipyard.runtime.delegation import Delegation
 from shipyard.runtime.invoke import Invoker, RunLimits
@@ -92,7 +93,12 @@ class App:
             await prepare_stores(services.records, keys, settings)
 
         return create_app(
-            services, keys, on_startup=on_startup if prepare else None, title=self.title
+            services,
+            keys,
+            on_startup=on_startup if prepare else None,
+            title=self.title,
+            max_body_bytes=settings.max_body_bytes,
+            request_timeout_s=settings.request_timeout_s,
         )
 
 
@@ -102,7 +108,7 @@ async def prepare_stores(records: RecordStore, keys: KeyService, settings: Setti
         await records.migrate()
     new_key = await keys.bootstrap(settings.admin_key)
     if new_key:
-        announce_admin_key(new_key)
+        announce_admin_key(new_key, settings.operator_tenant)
 
 
 def url_scheme(url: str) -> str:
@@ -164,6 +170,7 @@ def build_services(app: App, settings: Settings) -> Services:
         webhook_signing_key(settings),
         attempts=settings.webhook_attempts,
         base_s=settings.webhook_retry_base_s,
+        policy=EgressPolicy.from_setting(settings.webhook_allow),
     )
     tasks = TaskService(
         records, broker, invoker, control, handover_sweep_s=settings.task_handover_sweep_s
@@ -213,13 +220,16 @@ def webhook_signing_key(settings: Settings) -> str:
 def build_keys(records: RecordStore, settings: Settings) -> KeyService:
     from shipyard.api.keys import KeyService
 
-    return KeyService(records, cache_s=settings.key_cache_s)
+    return KeyService(
+        records, cache_s=settings.key_cache_s, operator_tenant=settings.operator_tenant
+    )
 
 
-def announce_admin_key(secret: str) -> None:
+def announce_admin_key(secret: str, tenant: str = "default") -> None:
     line = "=" * 72
     print(
-        f"\n{line}\nCreated the first admin key (tenant 'default'). It is shown only once:\n\n"
+        f"\n{line}\nCreated the first admin key (tenant '{tenant}', the operator's). "
+        "It is shown only once:\n\n"
         f"    {secret}\n\nUse it as 'Authorization: Bearer <key>'; create more with "
         f"'shipyard keys create'.\n{line}\n",
         file=sys.stderr,

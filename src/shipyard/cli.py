@@ -61,6 +61,7 @@ def serve(
     import uvicorn
     import uvloop
 
+    from shipyard.api.protocol import headers_deadline_protocol
     from shipyard.app import load_app, prepare_stores
 
     try:
@@ -73,7 +74,8 @@ def serve(
         asgi,
         host=settings.host,
         port=settings.port,
-        http="httptools",
+        http=headers_deadline_protocol(settings.request_timeout_s),  # httptools, headers timed
+        ws_max_size=settings.max_body_bytes,  # a WebSocket message is bounded like a body
         log_level=settings.log_level,
         access_log=settings.access_log,
         log_config=None,  # uvicorn's records go through our logging (JSON or console)

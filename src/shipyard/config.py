@@ -98,7 +98,32 @@ class Settings(BaseSettings):
         "openai:gpt-4.1-mini when OPENAI_API_KEY is set, else local:smollm2.",
     )
     admin_key: str | None = Field(
-        None, description="Bootstrap admin key for tenant 'default' (for automation)."
+        None, description="Bootstrap admin key of the operator's tenant (for automation)."
+    )
+    operator_tenant: str = Field(
+        "default",
+        min_length=1,
+        description="The operator's tenant: its admin keys act across tenants (the workers "
+        "list, every tenant's metrics); another tenant's admin key acts only within its tenant.",
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="Largest request body (and WebSocket message); a larger one gets 413 "
+        "payload_too_large before it is read.",
+    )
+    request_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Longest a client may take to send a request's headers, and then its body; "
+        "past it the connection is closed (the body's with 408 request_timeout).",
+    )
+    webhook_allow: str = Field(
+        "",
+        description="Webhook targets allowed despite the egress policy (which refuses private, "
+        "loopback, link-local, unique-local, multicast, reserved and metadata addresses): "
+        "comma-separated host names, IP addresses, CIDR ranges, each optionally with :port, "
+        "e.g. 'hooks.internal,10.1.0.0/16,127.0.0.1:9000'.",
     )
     host: str = Field("127.0.0.1", description="Address the server listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port the server listens on.")
@@ -175,6 +200,14 @@ class Settings(BaseSettings):
         if scheme not in backends:
             supported = ", ".join(f"{s}://" for s in sorted(backends))
             raise ValueError(f"unsupported scheme {scheme!r}; use one of {supported}")
+        return value
+
+    @field_validator("webhook_allow")
+    @classmethod
+    def _allow_list(cls, value: str) -> str:
+        from shipyard.guard.egress import parse_allow
+
+        parse_allow(value)  # raises ValueError naming the bad entry
         return value
 
     @field_validator("model")

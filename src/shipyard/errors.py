@@ -17,6 +17,9 @@
     ├── AuthError                      401     unauthorized
     ├── Forbidden                      403     forbidden
     ├── InvalidInput                   422     invalid_input
+    │   └── EgressDenied               422     egress_denied       a URL aims at a denied address
+    ├── PayloadTooLarge                413     payload_too_large   body over SHIPYARD_MAX_BODY_BYTES
+    ├── RequestTimeout                 408     request_timeout     body not received in time
     ├── RunFailure                     500     run_failed          the run itself failed
     │   ├── ModelError                 502     model_error         provider failed
     │   ├── RunTimeout                 504     run_timeout
@@ -121,6 +124,23 @@ class Forbidden(ShipyardError):
 class InvalidInput(ShipyardError):
     status = 422
     code = "invalid_input"
+
+
+class EgressDenied(InvalidInput):
+    """A URL the caller gave aims at an address the egress policy refuses (private, loopback,
+    link-local, metadata...), or carries credentials."""
+
+    code = "egress_denied"
+
+
+class PayloadTooLarge(ShipyardError):
+    status = 413
+    code = "payload_too_large"
+
+
+class RequestTimeout(ShipyardError):
+    status = 408
+    code = "request_timeout"
 
 
 class RunFailure(ShipyardError):

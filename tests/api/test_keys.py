@@ -107,3 +107,15 @@ async def test_bootstrap_generates_a_key_only_into_an_empty_store(store: SqlReco
     [record] = await keys.list()
     await keys.revoke(record.id)
     assert await keys.bootstrap(None) is None  # a revoked key still counts
+
+
+async def test_only_the_operator_tenants_admin_keys_are_the_operator(store: SqlRecordStore) -> None:
+    keys = KeyService(store, operator_tenant="ops")
+    generated = await keys.bootstrap(None)  # the first key: the operator's
+    assert generated is not None
+    first = await keys.verify(generated)
+    assert first.tenant_id == "ops" and first.operator
+    ops_reader, _ = await keys.create("ops", ["read"])
+    tenant_admin, _ = await keys.create(DEFAULT_TENANT, ["admin"])
+    assert not (await keys.verify(ops_reader)).operator  # operator means admin, too
+    assert not (await keys.verify(tenant_admin)).operator  # 'default' is not special here

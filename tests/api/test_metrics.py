@@ -206,6 +206,23 @@ def test_a_tenant_key_sees_its_own_usage_only(server: ServerProcess, admin: http
     assert mine["shipyard_runs_total", {"agent": "echo"}] > 0  # process-wide series stay
 
 
+def test_a_tenant_admin_is_no_operator(server: ServerProcess, admin: httpx.Client) -> None:
+    """The admin scope spans one tenant; only the operator's (tenant ``default``) admin keys
+    read what spans tenants: every tenant's metrics and the workers."""
+    assert invoke(admin, "echo").status_code == 200
+    with client(server, key(server, "globex", "admin")) as globex:
+        assert invoke(globex, "echo").status_code == 200  # admin covers invoke in its tenant
+        mine = scrape(globex)
+        workers = globex.get("/v1/workers")
+    tokens = "shipyard_llm_tokens_total"
+    assert {ls["tenant"] for ls in mine.labels(tokens)} == {"globex"}
+    assert workers.status_code == 403, workers.text
+    assert workers.json()["error"]["code"] == "forbidden"
+    everything = scrape(admin)
+    assert {"globex", "default"} <= {ls["tenant"] for ls in everything.labels(tokens)}
+    assert admin.get("/v1/workers").status_code == 200
+
+
 def gauge_is(name: str, value: float) -> Callable[[Scrape], bool]:
     return lambda s: s[name, {}] == value
 

@@ -259,7 +259,11 @@ def test_the_webhook_is_signed_and_retried(tmp_path: Path) -> None:
     server = ServerProcess(
         home=tmp_path,
         app="tests.e2e.apps:app",
-        env_extra={"SHIPYARD_WEBHOOK_RETRY_BASE_S": "0.05", "SHIPYARD_LOG_LEVEL": "info"},
+        env_extra={
+            "SHIPYARD_WEBHOOK_RETRY_BASE_S": "0.05",
+            "SHIPYARD_LOG_LEVEL": "info",
+            "SHIPYARD_WEBHOOK_ALLOW": receiver.allow,
+        },
     ).start()
     worker = WorkerProcess(server).start()
     try:

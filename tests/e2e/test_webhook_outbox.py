@@ -16,7 +16,7 @@ def test_a_worker_killed_between_attempts_loses_no_webhook(tmp_path: Path) -> No
     server = ServerProcess(
         home=tmp_path,
         app="tests.e2e.apps:app",
-        env_extra={"SHIPYARD_WEBHOOK_RETRY_BASE_S": "2"},
+        env_extra={"SHIPYARD_WEBHOOK_RETRY_BASE_S": "2", "SHIPYARD_WEBHOOK_ALLOW": receiver.allow},
     ).start()
     first = WorkerProcess(server).start()
     second: WorkerProcess | None = None

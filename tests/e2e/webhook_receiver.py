@@ -35,6 +35,12 @@ class WebhookReceiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
 
+    @property
+    def allow(self) -> str:
+        """The ``SHIPYARD_WEBHOOK_ALLOW`` entry that lets deliveries reach this receiver (the
+        egress policy refuses loopback addresses otherwise)."""
+        return f"127.0.0.1:{self._server.server_address[1]}"
+
     def wait_for(self, count: int, seconds: float = 20) -> None:
         deadline = time.monotonic() + seconds
         while len(self.received) < count:

@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from shipyard.guard.egress import EgressPolicy
 from shipyard.runtime.webhooks import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -46,7 +47,7 @@ async def test_the_traceparent_travels_with_the_signed_delivery(
     receiver: tuple[str, list[dict[str, str]]],
 ) -> None:
     url, received = receiver
-    sender = WebhookSender("k" * 32, attempts=1)
+    sender = WebhookSender("k" * 32, attempts=1, policy=EgressPolicy.from_setting("127.0.0.1"))
     caller = TraceParent.new()
     try:
         body = b'{"id": "1"}'

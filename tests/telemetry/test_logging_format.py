@@ -76,3 +76,25 @@ def test_a_json_line_is_one_line_even_with_newlines_in_values(
 
     [record] = logs.records()
     assert (record["event"], record["text"]) == ("multi\nline", "a\nb")
+
+
+def test_a_librarys_record_never_carries_a_key(log_to: Callable[..., LogBuffer]) -> None:
+    """uvicorn's access and "[accepted]" lines hold the full path: its ``access_token`` query
+    value, and any API key, are written as ``***``."""
+    import logging
+
+    from shipyard.telemetry.logging import flush
+
+    logs = log_to("info", "json")
+    key = "sk_shp_" + "A1b2-C3d4_" * 4
+    access = logging.getLogger("uvicorn.access")
+    access.warning(
+        '%s - "%s %s HTTP/%s" %d', "1.2.3.4:5", "GET", f"/x?access_token={key}&a=1", "1.1", 200
+    )
+    logging.getLogger("uvicorn.error").warning("bearer %s seen", key)
+    flush()
+    text = "\n".join(logs.lines())
+    assert key not in text and key[len("sk_shp_") :] not in text
+    first, second = logs.records()
+    assert "/x?access_token=***&a=1" in first["event"]
+    assert second["event"] == "bearer sk_shp_*** seen"

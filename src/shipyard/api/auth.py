@@ -1,4 +1,8 @@
-"""Bearer-key authentication and scope checks, shared by the HTTP routes and the WebSockets."""
+"""Bearer-key authentication and scope checks, shared by the HTTP routes and the WebSockets.
+
+An HTTP request is authenticated once, by the ``Authenticate`` middleware (``api/middleware``),
+before its body is read; the routes' dependencies check the principal it left in the scope.
+"""
 
 from __future__ import annotations
 
@@ -28,11 +32,34 @@ async def authenticate(keys: KeyService, secret: str, scope: Scope) -> Principal
     return principal
 
 
+PRINCIPAL = "shipyard.principal"
+"""The ASGI scope key under which the ``Authenticate`` middleware leaves the caller."""
+
+
+async def caller(request: Request) -> Principal:
+    """The caller the middleware authenticated (or, outside it, the request's bearer key)."""
+    found = request.scope.get(PRINCIPAL)
+    if isinstance(found, Principal):
+        return found
+    secret = bearer_secret(request.headers.get("authorization"))
+    principal: Principal = await request.app.state.keys.verify(secret)
+    return principal
+
+
 def require(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
     """A dependency that authenticates the caller and checks ``scope``."""
 
     async def dependency(request: Request) -> Principal:
-        secret = bearer_secret(request.headers.get("authorization"))
-        return await authenticate(request.app.state.keys, secret, scope)
+        principal = await caller(request)
+        principal.require(scope)
+        return principal
 
     return dependency
+
+
+async def require_operator(request: Request) -> Principal:
+    """A dependency for what spans tenants (the workers, every tenant's metrics): an admin key
+    of the operator's tenant (``SHIPYARD_OPERATOR_TENANT``)."""
+    principal = await caller(request)
+    principal.require_operator()
+    return principal

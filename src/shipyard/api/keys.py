@@ -30,15 +30,28 @@ def hash_key(secret: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: a tenant and what its key may do."""
+    """Who is calling: a tenant and what its key may do.
+
+    ``admin`` covers every scope within the key's tenant. ``operator`` is an admin key of the
+    operator's tenant (``SHIPYARD_OPERATOR_TENANT``, default ``default``): only it may act
+    across tenants.
+    """
 
     tenant_id: str
     key_id: str
     scopes: frozenset[str]
+    operator: bool = False
 
     def require(self, scope: Scope) -> None:
         if scope not in self.scopes and "admin" not in self.scopes:
             raise Forbidden(f"this key lacks the {scope!r} scope")
+
+    def require_operator(self) -> None:
+        if not self.operator:
+            raise Forbidden(
+                "only the operator's admin keys may do this (it spans tenants); a tenant's "
+                "admin key acts within its own tenant"
+            )
 
 
 def parse_scopes(raw: Iterable[str]) -> tuple[Scope, ...]:
@@ -56,8 +69,12 @@ class KeyService:
     process's cache at once; other processes stop accepting it within ``cache_s``.
     """
 
-    def __init__(self, store: KeyRecords, *, cache_s: float = 5.0) -> None:
+    def __init__(
+        self, store: KeyRecords, *, cache_s: float = 5.0, operator_tenant: str = DEFAULT_TENANT
+    ) -> None:
+        """``operator_tenant``: the tenant whose admin keys act across tenants."""
         self._store = store
+        self._operator_tenant = operator_tenant
         self._cache_s = cache_s
         self._cache: dict[str, tuple[float, Principal]] = {}  # key hash -> (expiry, principal)
         self._cached_hashes: dict[str, str] = {}  # key id -> key hash, for ``revoke``
@@ -85,18 +102,21 @@ class KeyService:
         """Make sure an admin key exists. Returns a newly generated secret to print once, if any.
 
         With ``admin_key`` (``SHIPYARD_ADMIN_KEY``): if no stored key has that secret, it is
-        stored as an admin key of tenant ``default``; if one does, it is left exactly as it is.
-        In particular a revoked one **stays revoked** — a restart does not bring back a key an
+        stored as an admin key of the operator's tenant (``SHIPYARD_OPERATOR_TENANT``, default
+        ``default``); if one does, it is left exactly as it is. In particular a revoked one
+        **stays revoked** — a restart does not bring back a key an
         operator revoked — and a ``bootstrap.admin_key_revoked`` warning is logged, since every
         request made with it will get 401. Nothing is generated in either case; returns None.
 
         Without ``admin_key``: if the store holds no key at all (revoked ones count), a new admin
-        key of tenant ``default`` is generated and its secret returned; otherwise returns None.
+        key of the operator's tenant is generated and its secret returned; otherwise returns None.
         """
         if admin_key:
             record = await self._store.find_api_key(hash_key(admin_key))
             if record is None:
-                await self.create(DEFAULT_TENANT, ["admin"], name="bootstrap", secret=admin_key)
+                await self.create(
+                    self._operator_tenant, ["admin"], name="bootstrap", secret=admin_key
+                )
             elif record.revoked_at is not None:
                 log.warning(
                     "bootstrap.admin_key_revoked",
@@ -107,7 +127,7 @@ class KeyService:
             return None
         if await self._store.list_api_keys():
             return None
-        secret, _ = await self.create(DEFAULT_TENANT, ["admin"], name="bootstrap")
+        secret, _ = await self.create(self._operator_tenant, ["admin"], name="bootstrap")
         return secret
 
     async def list(self, tenant_id: str | None = None) -> list[ApiKeyRecord]:
@@ -137,7 +157,9 @@ class KeyService:
             if record is not None:
                 self._cached_hashes.pop(record.id, None)
             raise AuthError("invalid or revoked API key")
-        principal = Principal(record.tenant_id, record.id, frozenset(record.scopes))
+        scopes = frozenset(record.scopes)
+        operator = record.tenant_id == self._operator_tenant and "admin" in scopes
+        principal = Principal(record.tenant_id, record.id, scopes, operator)
         if len(self._cache) >= _CACHE_MAX:
             self._cache.clear()
             self._cached_hashes.clear()

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
+from shipyard.guard.egress import redact_url
 from shipyard.runtime.retention import PRUNE_EVERY_S, Retention
 from shipyard.runtime.webhooks import WebhookSender
 from shipyard.stores.records.base import RecordStore, WebhookDelivery, WebhookStatus
@@ -97,11 +98,11 @@ class WebhookOutbox:
         status: WebhookStatus
         if outcome == "delivered":
             status, next_at, error = "delivered", now, None
-        elif outcome == "refused" or delivery.attempts >= self._sender.attempts:
+        elif outcome in ("refused", "denied") or delivery.attempts >= self._sender.attempts:
             status, next_at, error = "failed", now, outcome
             log.warning(
                 "webhook gave up",
-                url=delivery.url,
+                url=redact_url(delivery.url),
                 event_id=delivery.event_id,
                 attempts=delivery.attempts,
                 outcome=outcome,

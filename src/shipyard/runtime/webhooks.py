@@ -8,7 +8,9 @@ and nothing per tenant needs storing; a tenant reads its own with ``GET /v1/webh
 
 The sender makes one attempt at a time; the outbox (``runtime/outbox``) retries with
 exponential backoff on network errors, timeouts, 408, 425, 429 and 5xx, up to ``attempts``;
-other 4xx answers are final. Every attempt is logged. Given the task's
+other 4xx answers are final. A target the egress policy (``guard/egress``) refuses when the
+connection is made (after DNS resolution) is final too: ``denied``. Every attempt is logged,
+with the URL's credentials and query left out. Given the task's
 ``traceparent``, each attempt carries it, so the receiver's work joins the task's trace.
 """
 
@@ -22,12 +24,16 @@ from typing import Literal
 import httpx
 import structlog
 
+from shipyard.errors import EgressDenied
+from shipyard.guard.egress import EgressPolicy, guarded_transport, redact_url
+
 log = structlog.get_logger(__name__)
 
 SIGNATURE_HEADER = "Webhook-Signature"
 TIMESTAMP_HEADER = "Webhook-Timestamp"
 ID_HEADER = "Webhook-Id"
 _RETRY_STATUSES = frozenset({408, 425, 429})
+Outcome = Literal["delivered", "retry", "refused", "denied"]
 
 
 def tenant_secret(signing_key: str, tenant_id: str) -> str:
@@ -64,13 +70,21 @@ class WebhookSender:
         base_s: float = 1.0,
         max_s: float = 60.0,
         timeout_s: float = 10.0,
+        policy: EgressPolicy | None = None,
     ) -> None:
+        """``policy``: where deliveries may connect (default: public addresses only)."""
         self._key = signing_key
+        self.policy = policy or EgressPolicy()
         self._attempts = attempts
         self._base_s = base_s
         self._max_s = max_s
         self.timeout_s = timeout_s
-        self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
+        self._client = httpx.AsyncClient(
+            timeout=timeout_s,
+            follow_redirects=False,
+            transport=guarded_transport(self.policy),
+            trust_env=False,
+        )
 
     def secret_for(self, tenant_id: str) -> str:
         return tenant_secret(self._key, tenant_id)
@@ -84,9 +98,10 @@ class WebhookSender:
         body: bytes,
         number: int,
         traceparent: str | None = None,
-    ) -> Literal["delivered", "retry", "refused"]:
+    ) -> Outcome:
         """One delivery attempt, logged (the outbox schedules the next): ``retry`` on network
-        errors, timeouts, 408/425/429 and 5xx; ``refused`` on other 4xx."""
+        errors, timeouts, 408/425/429 and 5xx; ``refused`` on other 4xx; ``denied`` when the
+        egress policy refuses the target."""
         timestamp = int(time.time())
         headers = {
             "Content-Type": "application/cloudevents+json",
@@ -96,12 +111,16 @@ class WebhookSender:
         }
         if traceparent:
             headers["traceparent"] = traceparent
+        shown = redact_url(url)
         try:
             reply = await self._client.post(url, content=body, headers=headers)
+        except EgressDenied as exc:
+            log.warning("webhook denied", url=shown, attempt=number, reason=exc.message)
+            return "denied"
         except httpx.HTTPError as exc:
-            log.info("webhook attempt", url=url, attempt=number, error=type(exc).__name__)
+            log.info("webhook attempt", url=shown, attempt=number, error=type(exc).__name__)
             return "retry"
-        log.info("webhook attempt", url=url, attempt=number, status=reply.status_code)
+        log.info("webhook attempt", url=shown, attempt=number, status=reply.status_code)
         if reply.is_success:
             return "delivered"
         if reply.status_code >= 500 or reply.status_code in _RETRY_STATUSES:

@@ -8,6 +8,10 @@ Records are buffered and written every ``FLUSH_S`` (warnings and errors at once)
 killed with SIGKILL loses at most the last ``FLUSH_S`` of info records.
 
 Run events reach the log through :class:`shipyard.telemetry.eventlog.EventLog`.
+
+Credentials never reach the log from a library's records: an ``access_token=`` query value (a
+browser's WebSocket key, in uvicorn's "[accepted]" and access lines) and anything shaped like an
+API key (``sk_shp_...``) are replaced by ``***``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import re
 import signal
 import sys
 import threading
@@ -75,14 +80,34 @@ def configure_logging(
     _route_stdlib(factory(), _LEVELS[level], stamp, renderer)
 
 
+_CREDENTIAL = re.compile(r"(?i)(access_token=)[^&\s\"']+|sk_shp_[A-Za-z0-9_\-]+")
+
+
+def redact_credentials(text: str) -> str:
+    """``text`` with ``access_token=`` values and API keys replaced by ``***``."""
+    return _CREDENTIAL.sub(lambda m: f"{m.group(1)}***" if m.group(1) else "sk_shp_***", text)
+
+
+class RedactCredentials(logging.Filter):
+    """Rewrites a record whose message holds a credential (its arguments are merged in)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_credentials(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
 class _StdlibHandler(logging.Handler):
     """Records of libraries that log through ``logging`` (uvicorn, aio-pika...), rendered like
-    ours and written to the same buffered stream."""
+    ours, credentials redacted, and written to the same buffered stream."""
 
     def __init__(self, out: _BufferedLogger, formatter: logging.Formatter) -> None:
         super().__init__()
         self._out = out
         self.setFormatter(formatter)
+        self.addFilter(RedactCredentials())
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -1,8 +1,9 @@
 """``GET /metrics`` (Prometheus text format, scope ``read``) and the ASGI middleware that
 measures the HTTP surface.
 
-A key with the ``admin`` scope sees every series; a tenant's ``read`` key sees the
-process-wide series and its own tenant's (the token and cost counters are per tenant).
+The operator's admin key sees every series; any other key with ``read`` (a tenant's admin key
+included) sees the process-wide series and its own tenant's (the token and cost counters are
+per tenant).
 With ``SHIPYARD_METRICS_PORT`` the same exposition is also served without auth on that port.
 """
 
@@ -40,7 +41,7 @@ async def metrics(
     found: Metrics | None = request.app.state.services.observability.metrics
     if found is None:
         raise NotFound("metrics are off in this process (SHIPYARD_METRICS=false)")
-    tenant = None if "admin" in principal.scopes else principal.tenant_id
+    tenant = None if principal.operator else principal.tenant_id
     return Response(found.render(tenant), media_type=CONTENT_TYPE)
 
 

@@ -41,13 +41,16 @@ async def submit_task(
 ) -> TaskAccepted:
     """Queue a task; answers before any agent work starts. With an ``idempotency_key`` already
     used by this tenant, answers the first task (header ``Idempotent-Replayed: true``)."""
+    webhook_url = str(body.webhook_url) if body.webhook_url else None
+    if webhook_url is not None:  # 422 egress_denied for an internal target
+        await request.app.state.services.webhooks.policy.check_url(webhook_url, field="webhook_url")
     task, created = await _tasks(request).submit(
         principal.tenant_id,
         agent=body.agent,
         input=body.input,
         metadata=body.metadata,
         session_id=body.session_id,
-        webhook_url=str(body.webhook_url) if body.webhook_url else None,
+        webhook_url=webhook_url,
         idempotency_key=body.idempotency_key,
         priority=body.priority,
         deadline=body.deadline,

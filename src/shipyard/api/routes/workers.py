@@ -1,5 +1,5 @@
-"""``/v1/workers``: the task workers and their heartbeats (admin keys only: workers serve every
-tenant)."""
+"""``/v1/workers``: the task workers and their heartbeats (the operator's admin keys only:
+workers serve every tenant)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from shipyard.api.auth import require
+from shipyard.api.auth import require_operator
 from shipyard.api.keys import Principal
 from shipyard.api.schemas import ErrorResponse
 from shipyard.stores.records.base import WorkerRecord
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/workers", tags=["workers"])
 _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 422)
 }
-Admin = Annotated[Principal, Depends(require("admin"))]
+Operator = Annotated[Principal, Depends(require_operator)]
 
 STALE_AFTER = 3
 """Heartbeats missed before a worker is shown ``stale`` (killed, hung or cut off)."""
@@ -46,7 +46,7 @@ def state_of(worker: WorkerRecord, now: datetime) -> Literal["alive", "stale", "
 @router.get("", response_model=WorkerList, responses=_ERRORS)
 async def list_workers(
     request: Request,
-    principal: Admin,
+    principal: Operator,
     seen_within_s: Annotated[float, Query(gt=0, description="Only workers seen this recently.")]
     | None = None,
 ) -> WorkerList:
