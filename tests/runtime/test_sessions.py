@@ -19,7 +19,10 @@ from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.sessions import SessionService
 from shipyard.stores.records.sql import SqlRecordStore
 from shipyard.stores.state.base import StateStore
+from shipyard.stores.state.redis import RedisStateStore
+from shipyard.stores.state.sqlite import SqliteStateStore
 from shipyard.testing import ScriptedModel
+from tests.stores.state.conftest import REDIS_URL
 
 SLOW = ScriptedModel(echo=True, delay_ms=15, name="scripted:slow")
 
@@ -100,6 +103,45 @@ async def test_enqueue_runs_every_turn_in_turn(service: SessionService) -> None:
         assert view.turns == 50
     finally:
         await close(service)
+
+
+def replica_of(store: StateStore, tmp_path: Path) -> StateStore:
+    """A second connection to the same state, as another replica (another process) has: on
+    SQLite another store on the fixture's file, whose channels do not reach this one's."""
+    if isinstance(store, RedisStateStore):
+        return RedisStateStore.from_url(REDIS_URL, prefix=store.prefix)
+    assert isinstance(store, SqliteStateStore)
+    return SqliteStateStore.from_url(f"sqlite:///{tmp_path}/state.db")
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+async def test_enqueued_turns_run_in_the_order_they_arrived(
+    store: StateStore, tmp_path: Path, replicas: int
+) -> None:
+    """Five turns 0.3 s apart on an agent that takes a second: four of them wait together,
+    and the history keeps their arrival order — with the turns alternating between two
+    replicas too."""
+    slowest = ScriptedModel(echo=True, delay_ms=1000, name="scripted:slowest")
+    first = await make_service(store, tmp_path, agents(Agent(name="slowest", model=slowest)))
+    _, records = first._test_close  # type: ignore[attr-defined]
+    other = replica_of(store, tmp_path) if replicas == 2 else store
+    second = SessionService(other, records, first._invoker, default_ttl_s=60, queue_s=30)
+    try:
+        session = (
+            await first.create("t", "slowest", metadata={}, ttl_s=None, on_busy="enqueue")
+        ).id
+        turns = []
+        for n in range(5):
+            service = (first, second)[n % 2] if replicas == 2 else first
+            turns.append(asyncio.create_task(service.turn("t", session, f"t{n}")))
+            await asyncio.sleep(0.3)
+        await asyncio.gather(*turns)
+        history = (await first.get("t", session)).history
+        assert [m.content for m in history[0::2]] == [f"t{n}" for n in range(5)]
+    finally:
+        await close(first)
+        if other is not store:
+            await other.close()
 
 
 async def test_interrupt_cancels_the_running_turn(service: SessionService) -> None:
