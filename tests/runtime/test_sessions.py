@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shipyard import Agent, ContextBudget, SystemMessage, UserMessage
-from shipyard.errors import ContextOverflow, SessionBusy, TurnInterrupted
+from shipyard.errors import ContextOverflow, SessionBusy, StoreError, TurnInterrupted
 from shipyard.models.base import AssistantMessage
 from shipyard.runtime.compaction import SUMMARY_PREFIX
 from shipyard.runtime.invoke import Invoker, RunLimits
@@ -22,6 +22,7 @@ from shipyard.stores.state.base import StateStore
 from shipyard.stores.state.redis import RedisStateStore
 from shipyard.stores.state.sqlite import SqliteStateStore
 from shipyard.testing import ScriptedModel
+from tests.servers import free_port
 from tests.stores.state.conftest import REDIS_URL
 
 SLOW = ScriptedModel(echo=True, delay_ms=15, name="scripted:slow")
@@ -218,3 +219,18 @@ async def test_error_policy_refuses_an_overflowing_turn(store: StateStore, tmp_p
         assert len((await service.get("t", session)).history) == 2
     finally:
         await close(service)
+
+
+async def test_a_session_the_state_store_cannot_keep_is_not_listed(tmp_path: Path) -> None:
+    """Redis down (a real Redis URL on a port nobody listens on): creation fails, and leaves no
+    session row behind."""
+    down = RedisStateStore.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_timeout_s=0.5)
+    service = await make_service(down, tmp_path, agents())
+    try:
+        with pytest.raises(StoreError):
+            await service.create("t", "slow", metadata={}, ttl_s=None)
+        page = await service.listing("t", agent=None, limit=50, cursor=None)
+        assert page.items == []
+    finally:
+        await close(service)
+        await down.close()

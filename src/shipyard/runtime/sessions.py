@@ -149,9 +149,19 @@ class SessionService:
             ttl_s=ttl_s or self._default_ttl_s,
             created_at=datetime.now(UTC),
         )
-        await self._records.add_session(record)
+        # The live state first: a state store that is down fails the creation before the
+        # records keep a row for it (which the list would show). If the records fail, the state
+        # is taken back; what a failed take-back leaves is unreachable (its id was never given
+        # out) and expires with its TTL.
+        keys = _Keys(record.id)
         meta = _Meta(tenant_id=tenant_id, agent=target.name, ttl_s=record.ttl_s, on_busy=on_busy)
-        await self._state.set(_Keys(record.id).meta, meta.encode(), ttl_s=record.ttl_s)
+        await self._state.set(keys.meta, meta.encode(), ttl_s=record.ttl_s)
+        try:
+            await self._records.add_session(record)
+        except BaseException:
+            with contextlib.suppress(StoreError):
+                await self._state.delete(keys.meta)
+            raise
         return record
 
     async def get(self, tenant_id: str, session_id: str) -> SessionView:
