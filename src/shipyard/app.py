@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import secrets
 import sys
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from shipyard.agents.agent import AgentLike
 from shipyard.config import Settings, load_settings
-from shipyard.errors import ConfigError
+from shipyard.errors import ConfigError, StoreError
 from shipyard.runtime.control import Control
 from shipyard.runtime.delegation import Delegation
 from shipyard.runtime.invoke import Invoker, RunLimits
@@ -89,6 +90,7 @@ class App:
         keys = build_keys(services.records, settings)
 
         async def on_startup() -> None:
+            await check_stores(services, settings)
             await prepare_stores(services.records, keys, settings)
 
         return create_app(
@@ -103,6 +105,36 @@ async def prepare_stores(records: RecordStore, keys: KeyService, settings: Setti
     new_key = await keys.bootstrap(settings.admin_key)
     if new_key:
         announce_admin_key(new_key)
+
+
+async def check_stores(services: Services, settings: Settings) -> None:
+    """Ping every configured store — records, state, broker — in that order; the first that
+    does not answer stops the start with a ``StoreError`` whose message is one line naming the
+    store and its URL (without its password)."""
+    stores = (
+        ("record store", services.records, settings.resolved_database_url),
+        ("state store", services.state, settings.resolved_state_url),
+        ("broker", services.broker, settings.resolved_broker_url),
+    )
+    for role, store, url in stores:
+        try:
+            await store.ping()
+        except StoreError as exc:
+            reason = " ".join(exc.message.split())
+            raise StoreError(f"cannot reach the {role} at {redact_url(url)}: {reason}") from exc
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***``: fit for messages and logs."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url.rpartition("@")[2]
+    if password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def url_scheme(url: str) -> str:
