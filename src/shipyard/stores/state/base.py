@@ -28,9 +28,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 LEASE_SEQUENCE_TTL_S = 30 * 24 * 3600.0
-"""How long a lease name's token counter (and its queue's ticket counter) outlives its last use.
-A name unused for longer starts again at 1: a fenced resource must not keep tokens longer than
-this."""
+"""How long a lease name's token counter outlives its last acquisition. A name unused for longer
+starts again at 1: a fenced resource must not keep tokens longer than this."""
+QUEUE_SEQUENCE_TTL_S = 24 * 3600.0
+"""How long a lease queue's ticket counter outlives the last ticket it handed out; no waiter may
+wait longer than this (its ticket would no longer be in order)."""
 
 
 @dataclass(frozen=True, slots=True)

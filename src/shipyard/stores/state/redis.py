@@ -34,7 +34,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shipyard.errors import ConfigError, StoreError
 from shipyard.stores.state import redis_scripts as lua
-from shipyard.stores.state.base import LEASE_SEQUENCE_TTL_S, Lease, check_items, ttl_ms
+from shipyard.stores.state.base import (
+    LEASE_SEQUENCE_TTL_S,
+    QUEUE_SEQUENCE_TTL_S,
+    Lease,
+    check_items,
+    ttl_ms,
+)
 from shipyard.stores.state.redis_subscription import RedisSubscription
 
 __all__ = ["RedisStateStore"]
@@ -273,7 +279,7 @@ class RedisStateStore:
 
     async def join_queue(self, name: str, *, ticket_ttl_s: float) -> int:
         keys = [self._keys.queue(name), self._keys.queue_seq(name)]
-        args: list[_Arg] = [ttl_ms(ticket_ttl_s), ttl_ms(LEASE_SEQUENCE_TTL_S)]
+        args: list[_Arg] = [ttl_ms(ticket_ttl_s), ttl_ms(QUEUE_SEQUENCE_TTL_S)]
         async with self._translate("join_queue"):
             return int(await self._join(keys=keys, args=args))
 

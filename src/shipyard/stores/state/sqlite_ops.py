@@ -11,7 +11,7 @@ Tables (temporary state: created on open, no migrations)::
     state_leases  name → token, owner (NULL once released), expires_at, keep_until (the token
                   counter's own expiry: LEASE_SEQUENCE_TTL_S after the last use)
     state_queue   (name, ticket) → expires_at: the live tickets waiting for a lease
-    state_queue_seq  name → last ticket handed out, keep_until (as for the lease tokens)
+    state_queue_seq  name → last ticket handed out, keep_until (QUEUE_SEQUENCE_TTL_S after)
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import NamedTuple
 from shipyard.errors import StoreError
 from shipyard.stores import _sqlite
 from shipyard.stores._sqlite import transaction
-from shipyard.stores.state.base import LEASE_SEQUENCE_TTL_S
+from shipyard.stores.state.base import LEASE_SEQUENCE_TTL_S, QUEUE_SEQUENCE_TTL_S
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS state_keys (
@@ -319,7 +319,7 @@ def join_queue(conn: sqlite3.Connection, name: str, ticket_ttl_s: float) -> int:
         ticket = (row[0] if row is not None and row[1] > now else 0) + 1
         conn.execute(
             "INSERT OR REPLACE INTO state_queue_seq (name, last, keep_until) VALUES (?, ?, ?)",
-            (name, ticket, now + LEASE_SEQUENCE_TTL_S),
+            (name, ticket, now + QUEUE_SEQUENCE_TTL_S),
         )
         conn.execute(_PUT_TICKET, (name, ticket, now + ticket_ttl_s))
     return ticket
