@@ -277,9 +277,8 @@ class SessionService:
         loop = asyncio.get_running_loop()
         deadline, delay = loop.time() + self._queue_s, 0.005
         while loop.time() < deadline:
-            await self._control.send(
-                keys.control, INTERRUPT
-            )  # again: the holder may not listen yet
+            # again each time: the holder may not listen yet
+            await self._control.send(keys.control, INTERRUPT)
             await asyncio.sleep(delay * (0.5 + random.random()))
             lease = await self._state.acquire_lease(keys.turn, owner, ttl_s=self._lease_s)
             if lease is not None:
