@@ -145,6 +145,39 @@ async def test_enqueued_turns_run_in_the_order_they_arrived(
             await other.close()
 
 
+async def test_a_queued_turn_that_gives_up_leaves_the_line(
+    store: StateStore, tmp_path: Path
+) -> None:
+    """One waiter reaches the queue bound, one is cancelled (its client left): both give their
+    tickets back at once (taken 1 and 2 on a new session), and the turn behind them runs."""
+    slowest = ScriptedModel(echo=True, delay_ms=1000, name="scripted:slowest")
+    first = await make_service(store, tmp_path, agents(Agent(name="slowest", model=slowest)))
+    _, records = first._test_close  # type: ignore[attr-defined]
+    impatient = SessionService(store, records, first._invoker, default_ttl_s=60, queue_s=0.3)
+    try:
+        session = (
+            await first.create("t", "slowest", metadata={}, ttl_s=None, on_busy="enqueue")
+        ).id
+        running = asyncio.create_task(first.turn("t", session, "t0"))
+        await asyncio.sleep(0.2)
+        with pytest.raises(SessionBusy, match=r"waited 0\.3s"):
+            await impatient.turn("t", session, "t1")
+        cancelled = asyncio.create_task(first.turn("t", session, "t2"))
+        last = asyncio.create_task(first.turn("t", session, "t3"))
+        await asyncio.sleep(0.2)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        turn_lease = f"ses:{{{session}}}:turn"
+        assert not await store.leave_queue(turn_lease, 1)  # already left
+        assert not await store.leave_queue(turn_lease, 2)
+        await asyncio.gather(running, last)
+        history = (await first.get("t", session)).history
+        assert [m.content for m in history[0::2]] == ["t0", "t3"]
+    finally:
+        await close(first)
+
+
 async def test_interrupt_cancels_the_running_turn(service: SessionService) -> None:
     try:
         session = (
