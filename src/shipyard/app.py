@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from shipyard.agents.agent import AgentLike
 from shipyard.config import Settings, load_settings
-from shipyard.errors import ConfigError
-from shipyard.guard.egress import EgressPolicy
+from shipyard.errors import ConfigError, StoreError
+from shipyard.guard.egress import EgressPolicy, redact_url
 from shipyard.runtime.control import Control
 from shipyard.runtime.delegation import Delegation
 from shipyard.runtime.invoke import Invoker, RunLimits
@@ -90,6 +90,7 @@ class App:
         keys = build_keys(services.records, settings)
 
         async def on_startup() -> None:
+            await check_stores(services, settings)
             await prepare_stores(services.records, keys, settings)
 
         return create_app(
@@ -109,6 +110,23 @@ async def prepare_stores(records: RecordStore, keys: KeyService, settings: Setti
     new_key = await keys.bootstrap(settings.admin_key)
     if new_key:
         announce_admin_key(new_key, settings.operator_tenant)
+
+
+async def check_stores(services: Services, settings: Settings) -> None:
+    """Ping every configured store — records, state, broker — in that order; the first that
+    does not answer stops the start with a ``StoreError`` whose message is one line naming the
+    store and its URL (without its password)."""
+    stores = (
+        ("record store", services.records, settings.resolved_database_url),
+        ("state store", services.state, settings.resolved_state_url),
+        ("broker", services.broker, settings.resolved_broker_url),
+    )
+    for role, store, url in stores:
+        try:
+            await store.ping()
+        except StoreError as exc:
+            reason = " ".join(exc.message.split())
+            raise StoreError(f"cannot reach the {role} at {redact_url(url)}: {reason}") from exc
 
 
 def url_scheme(url: str) -> str:

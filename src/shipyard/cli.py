@@ -62,7 +62,7 @@ def serve(
     import uvloop
 
     from shipyard.api.protocol import headers_deadline_protocol
-    from shipyard.app import load_app, prepare_stores
+    from shipyard.app import check_stores, load_app, prepare_stores
 
     try:
         settings = _settings(host=host, port=port, app=app)
@@ -83,8 +83,9 @@ def serve(
     )
 
     async def main() -> None:
-        # The stores are prepared in the server's own loop, before it listens: a store that
-        # cannot be reached stops the start with one clear line, not a lifespan traceback.
+        # The stores are checked and prepared in the server's own loop, before it listens: a
+        # store that cannot be reached stops the start with one clear line, not a traceback.
+        await check_stores(asgi.state.services, settings)
         await prepare_stores(asgi.state.services.records, asgi.state.keys, settings)
         # Everything imported and built so far lives as long as the process: move it out of the
         # collector's sight, or each full collection walks ~300k objects (~80 ms pauses, measured).
@@ -110,7 +111,7 @@ def worker(
 
     import uvloop
 
-    from shipyard.app import build_keys, build_services, load_app, prepare_stores
+    from shipyard.app import build_keys, build_services, check_stores, load_app, prepare_stores
     from shipyard.runtime.worker import Worker
 
     os.environ.setdefault("OTEL_SERVICE_NAME", "shipyard-worker")  # the traces' service.name
@@ -122,6 +123,7 @@ def worker(
         raise typer.Exit(2) from None
 
     async def main() -> None:
+        await check_stores(services, settings)  # as serve: one line naming the store, exit 2
         await prepare_stores(services.records, build_keys(services.records, settings), settings)
         await services.start()  # a worker's metrics are on SHIPYARD_METRICS_PORT only
         runner = Worker(

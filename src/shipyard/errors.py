@@ -4,6 +4,7 @@
 
     ShipyardError                      status  code
     ├── ConfigError                    500     config_error        misuse: bad settings, bad agent
+    │   └── InvalidEvent               500     config_error        ctx.emit() of a bad type or data
     ├── NotFound                       404     not_found
     │   ├── AgentNotFound              404     agent_not_found
     │   ├── RunNotFound                404     run_not_found
@@ -57,6 +58,11 @@ class ShipyardError(Exception):
 
 class ConfigError(ShipyardError):
     code = "config_error"
+
+
+class InvalidEvent(ConfigError, ValueError):
+    """An event an agent tried to emit that the event schema does not allow; raised by
+    ``ctx.emit`` in the agent's own code (also a ``ValueError``)."""
 
 
 class NotFound(ShipyardError):

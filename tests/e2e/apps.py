@@ -39,6 +39,7 @@ app = shipyard.App(
     agents=[
         shipyard.Agent(name="echo", model="scripted:echo", description="Echoes."),
         shipyard.Agent(name="slow_echo", model="scripted:echo?delay_ms=300"),
+        shipyard.Agent(name="slower_echo", model="scripted:echo?delay_ms=1000"),
         shipyard.Agent(
             name="calc",
             model=ScriptedModel(

@@ -136,7 +136,16 @@ def test_a_client_that_leaves_an_sse_stream_does_not_cancel_the_run(admin: httpx
 
 def test_agents_are_listed_with_tool_schemas(admin: httpx.Client) -> None:
     agents = {a["name"]: a for a in admin.get("/v1/agents").json()["agents"]}
-    assert set(agents) == {"echo", "slow_echo", "calc", "broken", "sleepy", "crashy", "historian"}
+    assert set(agents) == {
+        "echo",
+        "slow_echo",
+        "slower_echo",
+        "calc",
+        "broken",
+        "sleepy",
+        "crashy",
+        "historian",
+    }
     assert agents["calc"]["tools"][0]["name"] == "add"
     assert agents["calc"]["tools"][0]["parameters"]["required"] == ["a", "b"]
     assert agents["sleepy"]["description"].startswith("Takes longer")

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import ROOT, SHIPYARD, ServerProcess
+from tests.servers import ROOT, SHIPYARD, ServerProcess, free_port
 
 KEY = re.compile(r"sk_shp_[A-Za-z0-9_-]{20,}")
 
@@ -76,6 +76,42 @@ def test_bad_settings_stop_the_start(tmp_path: Path, env: dict[str, str], compla
     assert done.returncode == 2
     assert complaint in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        (
+            {"SHIPYARD_DATABASE_URL": "postgresql://postgres:s3cret@127.0.0.1:{port}/shipyard"},
+            "cannot reach the record store at postgresql://postgres:***@127.0.0.1:{port}/shipyard",
+        ),
+        (
+            {"SHIPYARD_STATE_URL": "redis://:s3cret@127.0.0.1:{port}/0"},
+            "cannot reach the state store at redis://:***@127.0.0.1:{port}/0",
+        ),
+        (
+            {"SHIPYARD_BROKER_URL": "amqp://guest:s3cret@127.0.0.1:5672/no-such-vhost"},
+            "cannot reach the broker at amqp://guest:***@127.0.0.1:5672/no-such-vhost",
+        ),
+    ],
+    ids=["records", "state", "broker"],
+)
+def test_an_unreachable_store_stops_the_start(
+    tmp_path: Path, command: str, env: dict[str, str], line: str
+) -> None:
+    """Every configured store is checked before serving: one line naming the store and its URL
+    (without the password), exit code 2. Unused ports; a RabbitMQ vhost that does not exist."""
+    port = str(free_port())
+    env = {k: v.replace("{port}", port) for k, v in env.items()}
+    server = ServerProcess(home=tmp_path, app="examples.assistant:app", env_extra=env)
+    done = subprocess.run(
+        [SHIPYARD, command], env=server.env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    errors = [x for x in done.stderr.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {line.replace('{port}', port)}: ")
+    assert "s3cret" not in done.stderr and "Traceback" not in done.stderr
 
 
 def test_keys_create_refuses_unknown_scopes(tmp_path: Path) -> None:

@@ -100,6 +100,26 @@ def test_a_second_turn_meanwhile_is_refused(client: httpx.Client, server: Server
     assert [m["content"] for m in history] == ["first", "echo: first"]
 
 
+def test_enqueued_turns_are_kept_in_the_order_they_arrived(client: httpx.Client) -> None:
+    """Five turns 0.3 s apart on an agent that takes a second: four wait together, and each
+    runs in its turn (the waiters' backoff used to let the newest win: t0, t4, t1, t3, t2)."""
+    session = new_session(client, "slower_echo", on_busy="enqueue")
+    replies: dict[int, httpx.Response] = {}
+
+    def send(n: int) -> None:
+        replies[n] = turn(client, session, f"t{n}")
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(5)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.3)
+    for thread in threads:
+        thread.join()
+    assert [replies[n].status_code for n in range(5)] == [200] * 5
+    history = client.get(f"/v1/sessions/{session}").json()["history"]
+    assert [m["content"] for m in history[0::2]] == [f"t{n}" for n in range(5)]
+
+
 def test_a_failed_turn_leaves_no_history(client: httpx.Client) -> None:
     session = new_session(client, "broken")
     assert turn(client, session, "x").status_code == 502

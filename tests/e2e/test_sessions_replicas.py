@@ -389,3 +389,19 @@ def check_history(got: list[tuple[str, str]], sent: list[tuple[str, int]]) -> No
     status = dict(sent)
     assert all(status[text] != 409 for text in said), said
     assert [t for t, s in sent if s == 200] == [t for t in said if status[t] == 200], (sent, said)
+
+
+def test_a_session_created_while_redis_is_down_is_not_listed(
+    tmp_path: Path, private_redis: PrivateRedis
+) -> None:
+    server = start_server(tmp_path, {"SHIPYARD_STATE_URL": private_redis.url})
+    headers = {"Authorization": f"Bearer {server.admin_key}"}
+    try:
+        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+            private_redis.kill()
+            refused = client.post("/v1/sessions", json={"agent": "echo"})
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"]["code"] == "store_unavailable"
+            assert client.get("/v1/sessions").json()["sessions"] == []
+    finally:
+        server.stop()

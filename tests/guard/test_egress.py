@@ -79,7 +79,7 @@ def test_a_bad_allowlist_entry_is_a_config_error(entry: str) -> None:
 
 def test_urls_are_logged_without_credentials() -> None:
     shown = redact_url("https://user:s3cret@example.com:8443/hook?token=abc")
-    assert shown == "https://example.com:8443/hook?…"
+    assert shown == "https://user:***@example.com:8443/hook?…"
 
 
 @pytest.fixture

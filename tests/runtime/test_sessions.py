@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shipyard import Agent, ContextBudget, SystemMessage, UserMessage
-from shipyard.errors import ContextOverflow, SessionBusy, TurnInterrupted
+from shipyard.errors import ContextOverflow, SessionBusy, StoreError, TurnInterrupted
 from shipyard.models.base import AssistantMessage
 from shipyard.runtime.compaction import SUMMARY_PREFIX
 from shipyard.runtime.invoke import Invoker, RunLimits
@@ -19,7 +19,11 @@ from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.sessions import SessionService
 from shipyard.stores.records.sql import SqlRecordStore
 from shipyard.stores.state.base import StateStore
+from shipyard.stores.state.redis import RedisStateStore
+from shipyard.stores.state.sqlite import SqliteStateStore
 from shipyard.testing import ScriptedModel
+from tests.servers import free_port
+from tests.stores.state.conftest import REDIS_URL
 
 SLOW = ScriptedModel(echo=True, delay_ms=15, name="scripted:slow")
 
@@ -102,6 +106,78 @@ async def test_enqueue_runs_every_turn_in_turn(service: SessionService) -> None:
         await close(service)
 
 
+def replica_of(store: StateStore, tmp_path: Path) -> StateStore:
+    """A second connection to the same state, as another replica (another process) has: on
+    SQLite another store on the fixture's file, whose channels do not reach this one's."""
+    if isinstance(store, RedisStateStore):
+        return RedisStateStore.from_url(REDIS_URL, prefix=store.prefix)
+    assert isinstance(store, SqliteStateStore)
+    return SqliteStateStore.from_url(f"sqlite:///{tmp_path}/state.db")
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+async def test_enqueued_turns_run_in_the_order_they_arrived(
+    store: StateStore, tmp_path: Path, replicas: int
+) -> None:
+    """Five turns 0.3 s apart on an agent that takes a second: four of them wait together,
+    and the history keeps their arrival order — with the turns alternating between two
+    replicas too."""
+    slowest = ScriptedModel(echo=True, delay_ms=1000, name="scripted:slowest")
+    first = await make_service(store, tmp_path, agents(Agent(name="slowest", model=slowest)))
+    _, records = first._test_close  # type: ignore[attr-defined]
+    other = replica_of(store, tmp_path) if replicas == 2 else store
+    second = SessionService(other, records, first._invoker, default_ttl_s=60, queue_s=30)
+    try:
+        session = (
+            await first.create("t", "slowest", metadata={}, ttl_s=None, on_busy="enqueue")
+        ).id
+        turns = []
+        for n in range(5):
+            service = (first, second)[n % 2] if replicas == 2 else first
+            turns.append(asyncio.create_task(service.turn("t", session, f"t{n}")))
+            await asyncio.sleep(0.3)
+        await asyncio.gather(*turns)
+        history = (await first.get("t", session)).history
+        assert [m.content for m in history[0::2]] == [f"t{n}" for n in range(5)]
+    finally:
+        await close(first)
+        if other is not store:
+            await other.close()
+
+
+async def test_a_queued_turn_that_gives_up_leaves_the_line(
+    store: StateStore, tmp_path: Path
+) -> None:
+    """One waiter reaches the queue bound, one is cancelled (its client left): both give their
+    tickets back at once (taken 1 and 2 on a new session), and the turn behind them runs."""
+    slowest = ScriptedModel(echo=True, delay_ms=1000, name="scripted:slowest")
+    first = await make_service(store, tmp_path, agents(Agent(name="slowest", model=slowest)))
+    _, records = first._test_close  # type: ignore[attr-defined]
+    impatient = SessionService(store, records, first._invoker, default_ttl_s=60, queue_s=0.3)
+    try:
+        session = (
+            await first.create("t", "slowest", metadata={}, ttl_s=None, on_busy="enqueue")
+        ).id
+        running = asyncio.create_task(first.turn("t", session, "t0"))
+        await asyncio.sleep(0.2)
+        with pytest.raises(SessionBusy, match=r"waited 0\.3s"):
+            await impatient.turn("t", session, "t1")
+        cancelled = asyncio.create_task(first.turn("t", session, "t2"))
+        last = asyncio.create_task(first.turn("t", session, "t3"))
+        await asyncio.sleep(0.2)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        turn_lease = f"ses:{{{session}}}:turn"
+        assert not await store.leave_queue(turn_lease, 1)  # already left
+        assert not await store.leave_queue(turn_lease, 2)
+        await asyncio.gather(running, last)
+        history = (await first.get("t", session)).history
+        assert [m.content for m in history[0::2]] == ["t0", "t3"]
+    finally:
+        await close(first)
+
+
 async def test_interrupt_cancels_the_running_turn(service: SessionService) -> None:
     try:
         session = (
@@ -176,3 +252,18 @@ async def test_error_policy_refuses_an_overflowing_turn(store: StateStore, tmp_p
         assert len((await service.get("t", session)).history) == 2
     finally:
         await close(service)
+
+
+async def test_a_session_the_state_store_cannot_keep_is_not_listed(tmp_path: Path) -> None:
+    """Redis down (a real Redis URL on a port nobody listens on): creation fails, and leaves no
+    session row behind."""
+    down = RedisStateStore.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_timeout_s=0.5)
+    service = await make_service(down, tmp_path, agents())
+    try:
+        with pytest.raises(StoreError):
+            await service.create("t", "slow", metadata={}, ttl_s=None)
+        page = await service.listing("t", agent=None, limit=50, cursor=None)
+        assert page.items == []
+    finally:
+        await close(service)
+        await down.close()

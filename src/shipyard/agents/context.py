@@ -39,7 +39,11 @@ class RunContext:
     metadata: dict[str, Any] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
 
-    def emit(self, type_: EventType, /, span_id: str | None = None, **data: Any) -> None:
+    def emit(self, type_: EventType | str, /, span_id: str | None = None, **data: Any) -> None:
+        """Add an event to the run's stream: one of Shipyard's kinds, or one of your own with a
+        namespaced type (``ctx.emit("app.progress", done=3)``) and JSON data. A type or data
+        the event schema does not allow raises ``InvalidEvent`` (a ``ValueError``) here, and
+        the run's stream is left as it was."""
         self.emitter.emit(type_, span_id, **data)
 
     def step(self, span_id: str) -> Step:

@@ -204,9 +204,17 @@ async def _resolve(host: str, port: int, limit_s: float | None) -> list[IPAddres
 
 
 def redact_url(url: str) -> str:
-    """``url`` fit for a log: no credentials, no query or fragment values."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
+    """``url`` fit for a log or a message: its password shown as ``***``, no query or
+    fragment values."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL one can take apart: keep only what follows credentials
+        return url.rpartition("@")[2]
+    userinfo, _, host = parts.netloc.rpartition("@")
+    if userinfo:  # a user name alone may be a token: only one beside a password is shown
+        userinfo = f"{parts.username or ''}:***" if password is not None else "***"
+    netloc = f"{userinfo}@{host}" if userinfo else host
     query = "?…" if parts.query else ""
     return f"{parts.scheme}://{netloc}{parts.path}{query}"
 

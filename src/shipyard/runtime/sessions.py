@@ -5,13 +5,16 @@ Keys per session (one hash tag, so Redis Cluster keeps them on one node)::
     ses:{id}:meta      tenant, agent, TTL, busy policy, committed turns (the version), and
                        where the model's context starts in the history with its summary (JSON)
     ses:{id}:history   the conversation, one JSON message per item, append-only
-    ses:{id}:turn      the lease of the turn in progress
-    ses:{id}:control   channel: "interrupt" tells the running turn to stop
+    ses:{id}:turn      the lease of the turn in progress, and the queue of turns waiting for it
+    ses:{id}:control   control target: "interrupt" tells the running turn to stop, "next" wakes
+                       the queued turns when the lease is given up
 
 A turn:
-1. takes the turn lease; if another turn holds it, the session's ``on_busy`` policy decides:
-   ``reject`` (409 ``session_busy``), ``enqueue`` (wait for it, up to the queue bound), or
-   ``interrupt`` (tell it to stop — it is recorded as cancelled — then wait);
+1. takes the turn lease; if another turn holds it (or turns wait in line for it), the session's
+   ``on_busy`` policy decides: ``reject`` (409 ``session_busy``), ``enqueue`` (take a ticket in
+   the lease's queue and wait, up to the queue bound: queued turns run in the order they
+   arrived, whichever replica they arrived at), or ``interrupt`` (tell it to stop — it is
+   recorded as cancelled — then wait);
 2. loads the history; if it outgrows the agent's context budget, compacts it;
 3. runs the agent on it plus the new input, as a recorded run;
 4. appends the input and everything the run added in one ``append_if`` guarded by the meta
@@ -67,6 +70,13 @@ LEASE_S = 15.0
 """A turn's lease lives this long and is renewed every third of it while the turn runs, so the
 lease of a replica that died mid-turn frees its session within this time."""
 INTERRUPT = b"interrupt"
+NEXT = b"next"
+TICKET_TTL_S = 5.0
+"""A queued turn's place in line lives this long unless its waiter refreshes it (every
+``POLL_S``), so a waiter that died holds the line up for this long at most."""
+POLL_S = 0.2
+"""A queued turn asks again this often even when nobody wakes it (a wake-up is lost, or comes
+from another process of an embedded setup, whose channels do not cross processes)."""
 
 
 class _Meta(BaseModel):
@@ -139,9 +149,19 @@ class SessionService:
             ttl_s=ttl_s or self._default_ttl_s,
             created_at=datetime.now(UTC),
         )
-        await self._records.add_session(record)
+        # The live state first: a state store that is down fails the creation before the
+        # records keep a row for it (which the list would show). If the records fail, the state
+        # is taken back; what a failed take-back leaves is unreachable (its id was never given
+        # out) and expires with its TTL.
+        keys = _Keys(record.id)
         meta = _Meta(tenant_id=tenant_id, agent=target.name, ttl_s=record.ttl_s, on_busy=on_busy)
-        await self._state.set(_Keys(record.id).meta, meta.encode(), ttl_s=record.ttl_s)
+        await self._state.set(keys.meta, meta.encode(), ttl_s=record.ttl_s)
+        try:
+            await self._records.add_session(record)
+        except BaseException:
+            with contextlib.suppress(StoreError):
+                await self._state.delete(keys.meta)
+            raise
         return record
 
     async def get(self, tenant_id: str, session_id: str) -> SessionView:
@@ -190,8 +210,10 @@ class SessionService:
             lease = await self._wait_for_turn(keys, meta, run_id)
         keeper = asyncio.create_task(self._keep(lease))
         self.active_turns += 1
+        policy: BusyPolicy = "reject"
         try:
             meta, raw = await self._live(tenant_id, session_id, keys)  # as of holding the lease
+            policy = meta.on_busy
             said: list[Message] = (
                 [UserMessage(content=input)] if isinstance(input, str) else list(input)
             )
@@ -230,6 +252,8 @@ class SessionService:
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
             await self._state.release_lease(lease)
+            if policy == "enqueue":  # the next turn in line need not wait for its next poll
+                await self._wake(keys)
 
     # -- one turn at a time ---------------------------------------------------------------------
 
@@ -248,17 +272,60 @@ class SessionService:
     async def _wait_for_turn(self, keys: _Keys, meta: _Meta, owner: str) -> Lease:
         if meta.on_busy == "reject":
             raise SessionBusy("this session is running another turn; try again")
+        if meta.on_busy == "enqueue":
+            return await self._queue(keys, owner)
         loop = asyncio.get_running_loop()
         deadline, delay = loop.time() + self._queue_s, 0.005
         while loop.time() < deadline:
-            if meta.on_busy == "interrupt":  # again each time: the holder may not listen yet
-                await self._control.send(keys.control, INTERRUPT)
+            # again each time: the holder may not listen yet
+            await self._control.send(keys.control, INTERRUPT)
             await asyncio.sleep(delay * (0.5 + random.random()))
             lease = await self._state.acquire_lease(keys.turn, owner, ttl_s=self._lease_s)
             if lease is not None:
                 return lease
             delay = min(delay * 2, 0.05)
-        raise SessionBusy(f"waited {self._queue_s:g}s for this session's running turn; try again")
+        raise self._waited_too_long()
+
+    async def _queue(self, keys: _Keys, owner: str) -> Lease:
+        """Wait in the lease's queue, first come first served, woken by "next" (and asking
+        again every ``POLL_S`` regardless); a waiter that gives up — the queue bound, or its
+        caller gone — leaves the line and wakes the others."""
+        await self._control.listening()
+        woken = asyncio.Event()
+
+        def hear(word: bytes) -> None:
+            if word == NEXT:
+                woken.set()
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._queue_s
+        with self._control.watch(keys.control, hear):
+            ticket = await self._state.join_queue(keys.turn, ticket_ttl_s=TICKET_TTL_S)
+            try:
+                while True:
+                    woken.clear()
+                    lease = await self._state.acquire_lease_in_turn(
+                        keys.turn, owner, ticket, ttl_s=self._lease_s, ticket_ttl_s=TICKET_TTL_S
+                    )
+                    if lease is not None:
+                        return lease
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        raise self._waited_too_long()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(woken.wait(), min(POLL_S, left))
+            except BaseException:
+                with contextlib.suppress(StoreError):
+                    await self._state.leave_queue(keys.turn, ticket)
+                    await self._wake(keys)
+                raise
+
+    async def _wake(self, keys: _Keys) -> None:
+        with contextlib.suppress(StoreError):  # they ask again within POLL_S anyway
+            await self._control.send(keys.control, NEXT)
+
+    def _waited_too_long(self) -> SessionBusy:
+        return SessionBusy(f"waited {self._queue_s:g}s for this session's running turn; try again")
 
     # -- history --------------------------------------------------------------------------------
 

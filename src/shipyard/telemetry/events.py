@@ -15,6 +15,13 @@ Kinds and their ``data``:
 ``run.failed``     ``error`` (``code``, ``message``), ``usage``, ``latency_ms``
 =================  =====================================================================
 
+An agent adds its own kinds with ``ctx.emit("app.progress", done=3, of=10)``: a custom type is
+namespaced — lower-case words joined by dots, at least two, such as ``app.progress`` or
+``acme.search.hit`` — outside Shipyard's own namespaces (``RESERVED_NAMESPACES``), and its
+``data`` must serialise to JSON. ``emit`` checks both when it is called and raises there
+(``shipyard.errors.InvalidEvent``, a ``ValueError``), before the event takes a sequence
+number: a refused event leaves no gap in ``seq``.
+
 Spans: ``run.*`` events carry the run's span (its parent is the caller's span, from
 ``traceparent`` or the agent that called this one); ``llm.*`` and ``tool.*`` events carry their
 own step's span, whose parent is the run's span.
@@ -23,13 +30,17 @@ own step's span, whose parent is the run's span.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticSerializationError, to_json
+
+from shipyard.errors import InvalidEvent
 
 EventType = Literal[
     "run.started",
@@ -43,6 +54,41 @@ EventType = Literal[
     "run.failed",
 ]
 
+BUILTIN_TYPES: frozenset[str] = frozenset(get_args(EventType))
+RESERVED_NAMESPACES: frozenset[str] = frozenset(
+    {"run", "llm", "tool", "guard", "task", "session", "shipyard"}
+)
+"""The first word of Shipyard's own event types, present and future: no custom type uses them."""
+CUSTOM_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
+CUSTOM_TYPE_MAX = 100
+_CUSTOM_TYPE = re.compile(CUSTOM_TYPE_PATTERN)
+
+
+def check_custom_type(type_: str) -> str:
+    """``type_`` if it is a valid custom event type, else ``InvalidEvent`` saying why."""
+    if not isinstance(type_, str):
+        raise InvalidEvent(f"an event type is a string, not {type(type_).__name__}")
+    if len(type_) > CUSTOM_TYPE_MAX or not _CUSTOM_TYPE.match(type_):
+        raise InvalidEvent(
+            f"custom event type {type_[:CUSTOM_TYPE_MAX]!r} must be namespaced: lower-case words "
+            f"joined by dots, such as 'app.progress' (at most {CUSTOM_TYPE_MAX} characters)"
+        )
+    if type_.partition(".")[0] in RESERVED_NAMESPACES:
+        reserved = ", ".join(f"'{n}.'" for n in sorted(RESERVED_NAMESPACES))
+        raise InvalidEvent(
+            f"event type {type_!r} is in a namespace of Shipyard's own ({reserved}); "
+            "use your own, such as 'app.'"
+        )
+    return type_
+
+
+CustomEventType = Annotated[
+    str,
+    StringConstraints(pattern=CUSTOM_TYPE_PATTERN, max_length=CUSTOM_TYPE_MAX),
+    AfterValidator(check_custom_type),
+]
+"""An agent's own event kind (see the module docstring)."""
+
 TERMINAL: frozenset[str] = frozenset({"run.completed", "run.failed"})
 EPHEMERAL: frozenset[str] = frozenset({"llm.delta"})
 
@@ -52,7 +98,7 @@ class Event(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    type: EventType
+    type: EventType | CustomEventType = Field(union_mode="left_to_right")
     run_id: str
     seq: int
     ts: float = Field(description="Unix time in seconds.")
@@ -145,19 +191,33 @@ class Emitter:
     def tenant_id(self) -> str:
         return str(self._ids["tenant_id"])
 
-    def emit(self, type_: EventType, /, span_id: str | None = None, **data: Any) -> Event:
-        """``span_id``: the step's own span (model and tool calls); default the run's."""
-        if type_ in EPHEMERAL and not self.stream_deltas:
+    def emit(self, type_: str, /, span_id: str | None = None, **data: Any) -> Event:
+        """``span_id``: the step's own span (model and tool calls); default the run's. A custom
+        ``type_`` is checked first (``InvalidEvent``), and takes no ``seq`` if refused."""
+        if type_ not in BUILTIN_TYPES:
+            _check_custom(type_, data)
+        elif type_ in EPHEMERAL and not self.stream_deltas:
             return _DROPPED
-        self._seq += 1
+        seq = self._seq + 1
         if span_id is None:
-            event = Event(type=type_, seq=self._seq, ts=time.time(), data=data, **self._ids)
+            event = Event(type=type_, seq=seq, ts=time.time(), data=data, **self._ids)
         else:
             ids = {**self._ids, "span_id": span_id, "parent_span_id": self._ids["span_id"]}
-            event = Event(type=type_, seq=self._seq, ts=time.time(), data=data, **ids)
+            event = Event(type=type_, seq=seq, ts=time.time(), data=data, **ids)
+        self._seq = seq
         for sink in self._sinks:
             sink(event)
         return event
+
+
+def _check_custom(type_: str, data: dict[str, Any]) -> None:
+    check_custom_type(type_)
+    try:
+        to_json(data)  # as every sink will: the SSE stream, the records, the log
+    except PydanticSerializationError as exc:
+        raise InvalidEvent(
+            f"the data of event {type_!r} does not serialise to JSON: {exc}"
+        ) from None
 
 
 _DROPPED = Event.model_construct(

@@ -324,6 +324,119 @@ async def test_concurrent_acquisitions_have_one_winner(store: StateStore) -> Non
     assert sum(lease is not None for lease in leases) == 1
 
 
+# -- lease queues -------------------------------------------------------------------------------
+
+
+async def test_tickets_increase_in_the_order_they_are_taken(store: StateStore) -> None:
+    tickets = [await store.join_queue("job", ticket_ttl_s=LONG) for _ in range(5)]
+    assert tickets == sorted(set(tickets))
+    other = await store.join_queue("other-job", ticket_ttl_s=LONG)
+    assert other >= 1
+
+
+async def test_a_queued_lease_goes_to_the_waiters_in_the_order_they_joined(
+    store: StateStore,
+) -> None:
+    holder = await store.acquire_lease("job", "holder", ttl_s=LONG)
+    assert holder is not None
+    owners = ["w1", "w2", "w3"]
+    tickets = {owner: await store.join_queue("job", ticket_ttl_s=LONG) for owner in owners}
+    assert await store.release_lease(holder)
+    assert await store.acquire_lease("job", "newcomer", ttl_s=LONG) is None  # no jumping in
+    served = []
+    while len(served) < len(owners):
+        for owner in reversed(owners):  # the later waiters ask first: they still wait
+            if owner in served:
+                continue
+            lease = await store.acquire_lease_in_turn(
+                "job", owner, tickets[owner], ttl_s=LONG, ticket_ttl_s=LONG
+            )
+            if lease is not None:
+                served.append(owner)
+                assert await store.acquire_lease("job", "newcomer", ttl_s=LONG) is None
+                assert await store.release_lease(lease)
+    assert served == owners
+    assert await store.acquire_lease("job", "newcomer", ttl_s=LONG) is not None  # queue empty
+
+
+async def test_the_head_of_the_queue_waits_for_the_holder(store: StateStore) -> None:
+    holder = await store.acquire_lease("job", "holder", ttl_s=LONG)
+    assert holder is not None
+    ticket = await store.join_queue("job", ticket_ttl_s=LONG)
+    assert (
+        await store.acquire_lease_in_turn("job", "w", ticket, ttl_s=LONG, ticket_ttl_s=LONG) is None
+    )
+    await store.release_lease(holder)
+    lease = await store.acquire_lease_in_turn("job", "w", ticket, ttl_s=LONG, ticket_ttl_s=LONG)
+    assert lease is not None and lease.token > holder.token and lease.owner == "w"
+    assert await store.lease_is_current(lease)
+
+
+async def test_a_waiter_that_leaves_or_stops_refreshing_blocks_nobody(store: StateStore) -> None:
+    gone = await store.join_queue("job", ticket_ttl_s=LONG)
+    crashed = await store.join_queue("job", ticket_ttl_s=SHORT)
+    waiting = await store.join_queue("job", ticket_ttl_s=LONG)
+    assert await store.leave_queue("job", gone)
+    assert not await store.leave_queue("job", gone)
+    assert (
+        await store.acquire_lease_in_turn("job", "w", waiting, ttl_s=LONG, ticket_ttl_s=LONG)
+        is None
+    )
+    await asyncio.sleep(WAIT)  # the crashed waiter's ticket expires
+    lease = await store.acquire_lease_in_turn("job", "w", waiting, ttl_s=LONG, ticket_ttl_s=LONG)
+    assert lease is not None
+    assert not await store.leave_queue("job", crashed)
+
+
+async def test_expired_tickets_do_not_hold_back_a_newcomer(store: StateStore) -> None:
+    await store.join_queue("job", ticket_ttl_s=SHORT)
+    assert await store.acquire_lease("job", "newcomer", ttl_s=LONG) is None
+    await asyncio.sleep(WAIT)
+    assert await store.acquire_lease("job", "newcomer", ttl_s=LONG) is not None
+
+
+async def test_refreshing_keeps_a_ticket_and_a_late_one_keeps_its_place(store: StateStore) -> None:
+    first = await store.join_queue("job", ticket_ttl_s=SHORT)
+    second = await store.join_queue("job", ticket_ttl_s=LONG)
+    holder = await store.acquire_lease("holder-job", "h", ttl_s=LONG)  # another name: no effect
+    assert holder is not None
+    assert (
+        await store.acquire_lease_in_turn("job", "w2", second, ttl_s=LONG, ticket_ttl_s=LONG)
+        is None
+    )
+    await asyncio.sleep(WAIT)  # the first ticket expired: its waiter was paused, not gone
+    refreshed = await store.acquire_lease_in_turn("job", "w1", first, ttl_s=LONG, ticket_ttl_s=LONG)
+    assert refreshed is not None  # back in its place, at the head, and the lease was free
+    await store.release_lease(refreshed)
+    assert (
+        await store.acquire_lease_in_turn("job", "w2", second, ttl_s=LONG, ticket_ttl_s=LONG)
+        is not None
+    )
+
+
+async def test_waiters_racing_are_served_one_at_a_time_in_order(store: StateStore) -> None:
+    holder = await store.acquire_lease("job", "holder", ttl_s=LONG)
+    assert holder is not None
+    tickets = [await store.join_queue("job", ticket_ttl_s=LONG) for _ in range(10)]
+    await store.release_lease(holder)
+    served: list[int] = []
+
+    async def wait(ticket: int) -> None:
+        while True:
+            lease = await store.acquire_lease_in_turn(
+                "job", f"w{ticket}", ticket, ttl_s=LONG, ticket_ttl_s=LONG
+            )
+            if lease is not None:
+                served.append(ticket)
+                await asyncio.sleep(0.01)
+                assert await store.release_lease(lease)
+                return
+            await asyncio.sleep(0.005)
+
+    await asyncio.gather(*(wait(t) for t in reversed(tickets)))
+    assert served == tickets
+
+
 # -- channels -----------------------------------------------------------------------------------
 
 

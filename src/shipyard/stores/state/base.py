@@ -1,7 +1,7 @@
 """The state store: temporary state that every replica shares — session history, locks, events.
 
 Every key has a time to live; nothing lives forever. A key holds either a value or a list, as on
-Redis: using one as the other raises ``StoreError``. Five narrow protocols, which one backend
+Redis: using one as the other raises ``StoreError``. Six narrow protocols, which one backend
 implements together as ``StateStore``:
 
 - ``Values`` — bytes under a key, with a TTL that ``expire`` renews (sliding expiry);
@@ -10,6 +10,9 @@ implements together as ``StateStore``:
   session's version and bumping it, all or nothing;
 - ``Leases`` — one holder at a time per name, with a fencing token that grows on every
   acquisition, so a holder that lost its lease (a pause longer than the TTL) can be told apart;
+- ``LeaseQueues`` — a line of waiters in front of a lease, served in the order they joined: a
+  waiter holds a ticket that it refreshes while it waits, and a ticket not refreshed within
+  its TTL (a waiter that crashed) drops out, so nobody blocks the line for long;
 - ``Channels`` — publish/subscribe of live events, at most once: a subscriber gets what is
   published while it is subscribed and nothing else.
 
@@ -27,6 +30,9 @@ from typing import Protocol
 LEASE_SEQUENCE_TTL_S = 30 * 24 * 3600.0
 """How long a lease name's token counter outlives its last acquisition. A name unused for longer
 starts again at 1: a fenced resource must not keep tokens longer than this."""
+QUEUE_SEQUENCE_TTL_S = 24 * 3600.0
+"""How long a lease queue's ticket counter outlives the last ticket it handed out; no waiter may
+wait longer than this (its ticket would no longer be in order)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +111,9 @@ class Atomic(Protocol):
 
 class Leases(Protocol):
     async def acquire_lease(self, name: str, owner: str, *, ttl_s: float) -> Lease | None:
-        """Take the lease if nobody holds it (an expired lease is free); None if it is held —
-        by anyone, ``owner`` included: a holder renews, it does not acquire again."""
+        """Take the lease if nobody holds it (an expired lease is free) and nobody waits in its
+        queue (``LeaseQueues``: a newcomer does not pass the waiters); None otherwise — held by
+        anyone, ``owner`` included: a holder renews, it does not acquire again."""
         ...
 
     async def renew_lease(self, lease: Lease, *, ttl_s: float) -> Lease | None:
@@ -120,6 +127,33 @@ class Leases(Protocol):
 
     async def lease_is_current(self, lease: Lease) -> bool:
         """Whether ``lease`` (owner and token) still holds its name."""
+        ...
+
+
+class LeaseQueues(Protocol):
+    """Waiters for a lease, served first come, first served.
+
+    ``join_queue`` hands out tickets in increasing order (per name). The lease goes only to the
+    lowest live ticket, through ``acquire_lease_in_turn``, which also refreshes the caller's
+    ticket when it is not its turn yet. A ticket expires ``ticket_ttl_s`` after it was last
+    refreshed; an expired ticket no longer holds anyone back. A waiter that gives up leaves
+    with ``leave_queue``.
+    """
+
+    async def join_queue(self, name: str, *, ticket_ttl_s: float) -> int:
+        """A new ticket in ``name``'s queue, after every ticket handed out before it."""
+        ...
+
+    async def acquire_lease_in_turn(
+        self, name: str, owner: str, ticket: int, *, ttl_s: float, ticket_ttl_s: float
+    ) -> Lease | None:
+        """Take the lease if it is free and ``ticket`` is the lowest live ticket of the queue
+        (the ticket then leaves the queue); otherwise refresh the ticket — putting it back in
+        its place if it had expired — and return None."""
+        ...
+
+    async def leave_queue(self, name: str, ticket: int) -> bool:
+        """Drop ``ticket`` from the queue; False if it was not (or no longer) in it."""
         ...
 
 
@@ -139,7 +173,7 @@ class Channels(Protocol):
         ...
 
 
-class StateStore(Values, Lists, Atomic, Leases, Channels, Protocol):
+class StateStore(Values, Lists, Atomic, Leases, LeaseQueues, Channels, Protocol):
     async def ping(self) -> None:
         """Raise ``StoreError`` unless the store answers."""
         ...

@@ -2,7 +2,8 @@
 
 Keys live under one prefix (``shipyard:`` by default, see ``_keys``): values and lists under
 ``{prefix}k:``, leases under ``{prefix}lease:`` with their token counters under
-``{prefix}lease-seq:``, channels under ``{prefix}ch:``. Multi-key steps are Lua scripts
+``{prefix}lease-seq:``, their queues under ``{prefix}lease-queue:`` with the ticket counters
+under ``{prefix}lease-queue-seq:``, channels under ``{prefix}ch:``. Multi-key steps are Lua scripts
 (``redis_scripts``), atomic on the server, registered once and reloaded by redis-py after a
 restart (``NOSCRIPT``).
 
@@ -33,7 +34,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shipyard.errors import ConfigError, StoreError
 from shipyard.stores.state import redis_scripts as lua
-from shipyard.stores.state.base import LEASE_SEQUENCE_TTL_S, Lease, check_items, ttl_ms
+from shipyard.stores.state.base import (
+    LEASE_SEQUENCE_TTL_S,
+    QUEUE_SEQUENCE_TTL_S,
+    Lease,
+    check_items,
+    ttl_ms,
+)
 from shipyard.stores.state.redis_subscription import RedisSubscription
 
 __all__ = ["RedisStateStore"]
@@ -60,6 +67,12 @@ class _Keys:
 
     def lease_seq(self, name: str) -> str:
         return f"{self.prefix}lease-seq:{name}"
+
+    def queue(self, name: str) -> str:
+        return f"{self.prefix}lease-queue:{name}"
+
+    def queue_seq(self, name: str) -> str:
+        return f"{self.prefix}lease-queue-seq:{name}"
 
     def channel(self, channel: str) -> str:
         return f"{self.prefix}ch:{channel}"
@@ -90,6 +103,9 @@ class RedisStateStore:
         self._acquire = once.register_script(lua.ACQUIRE_LEASE)
         self._renew = retrying.register_script(lua.RENEW_LEASE)
         self._release = once.register_script(lua.RELEASE_LEASE)
+        self._join = once.register_script(lua.JOIN_QUEUE)
+        self._acquire_in_turn = once.register_script(lua.ACQUIRE_LEASE_IN_TURN)
+        self._leave = retrying.register_script(lua.LEAVE_QUEUE)
 
     @classmethod
     def from_url(
@@ -232,7 +248,7 @@ class RedisStateStore:
     # -- leases ---------------------------------------------------------------------------------
 
     async def acquire_lease(self, name: str, owner: str, *, ttl_s: float) -> Lease | None:
-        keys = [self._keys.lease(name), self._keys.lease_seq(name)]
+        keys = [self._keys.lease(name), self._keys.lease_seq(name), self._keys.queue(name)]
         args: list[_Arg] = [owner, ttl_ms(ttl_s), ttl_ms(LEASE_SEQUENCE_TTL_S)]
         expires_at = time.time() + ttl_s
         async with self._translate("acquire_lease"):
@@ -258,6 +274,35 @@ class RedisStateStore:
         async with self._translate("lease_is_current"):
             holder = await self._redis.get(self._keys.lease(lease.name))
         return holder == _holder(lease).encode()
+
+    # -- lease queues ---------------------------------------------------------------------------
+
+    async def join_queue(self, name: str, *, ticket_ttl_s: float) -> int:
+        keys = [self._keys.queue(name), self._keys.queue_seq(name)]
+        args: list[_Arg] = [ttl_ms(ticket_ttl_s), ttl_ms(QUEUE_SEQUENCE_TTL_S)]
+        async with self._translate("join_queue"):
+            return int(await self._join(keys=keys, args=args))
+
+    async def acquire_lease_in_turn(
+        self, name: str, owner: str, ticket: int, *, ttl_s: float, ticket_ttl_s: float
+    ) -> Lease | None:
+        keys = [self._keys.lease(name), self._keys.lease_seq(name), self._keys.queue(name)]
+        args: list[_Arg] = [
+            owner,
+            ttl_ms(ttl_s),
+            ttl_ms(LEASE_SEQUENCE_TTL_S),
+            ticket,
+            ttl_ms(ticket_ttl_s),
+        ]
+        expires_at = time.time() + ttl_s
+        async with self._translate("acquire_lease_in_turn"):
+            token = await self._acquire_in_turn(keys=keys, args=args)
+        return None if token is None else Lease(name, owner, int(token), expires_at)
+
+    async def leave_queue(self, name: str, ticket: int) -> bool:
+        async with self._translate("leave_queue"):
+            left = await self._leave(keys=[self._keys.queue(name)], args=[ticket])
+        return bool(left)
 
     # -- channels -------------------------------------------------------------------------------
 

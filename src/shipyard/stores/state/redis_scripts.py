@@ -2,7 +2,12 @@
 
 Conventions: TTLs are milliseconds; an expected value is the pair ``has_expected`` ("1"/"0"),
 ``expected``; a lease's stored value is ``"{token}:{owner}"``. A script checks everything before
-its first write, so a failing check (or a ``WRONGTYPE`` error) leaves nothing half done.
+its first write, so a failing check (or a ``WRONGTYPE`` error) leaves nothing half done (dropping
+expired tickets from a queue's head aside: that changes nothing anyone can see).
+
+A lease's queue is a sorted set: score the ticket, member ``"{ticket}:{expires_ms}"``, expiry
+measured on the server's clock (``TIME``), so replicas with skewed clocks agree. Expired tickets
+are dropped when they reach the head; the key's own TTL outlives its newest ticket.
 """
 
 from __future__ import annotations
@@ -53,14 +58,93 @@ return 1
 """
 )
 
-ACQUIRE_LEASE = """
--- KEYS: lease, token counter; ARGV: owner, ttl_ms, counter_ttl_ms
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local token = redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-redis.call('SET', KEYS[1], token .. ':' .. ARGV[1], 'PX', ARGV[2])
-return token
+_QUEUE = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function expiry(member)
+  return tonumber(string.match(member, ':(%d+)$'))
+end
+
+-- the lowest live ticket of the queue (expired ones at its head are dropped), or nil
+local function head(queue, now)
+  while true do
+    local first = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
+    if #first == 0 then return nil end
+    if expiry(first[1]) > now then return tonumber(first[2]) end
+    redis.call('ZREM', queue, first[1])
+  end
+end
+
+local function put_ticket(queue, ticket, now, ttl_ms)
+  redis.call('ZADD', queue, ticket, string.format('%d:%d', ticket, now + ttl_ms))
+  if redis.call('PTTL', queue) < ttl_ms then redis.call('PEXPIRE', queue, ttl_ms) end
+end
+
+-- drop a ticket from the queue; whether it was live
+local function drop_ticket(queue, ticket, now)
+  local live = false
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', queue, ticket, ticket)) do
+    live = live or expiry(member) > now
+    redis.call('ZREM', queue, member)
+  end
+  return live
+end
+
+local function take_lease(lease, counter, owner, ttl_ms, counter_ttl_ms)
+  local token = redis.call('INCR', counter)
+  redis.call('PEXPIRE', counter, counter_ttl_ms)
+  redis.call('SET', lease, token .. ':' .. owner, 'PX', ttl_ms)
+  return token
+end
 """
+
+ACQUIRE_LEASE = (
+    _QUEUE
+    + """
+-- KEYS: lease, token counter, queue; ARGV: owner, ttl_ms, counter_ttl_ms
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+if redis.call('EXISTS', KEYS[3]) == 1 and head(KEYS[3], now_ms()) then return false end
+return take_lease(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+"""
+)
+
+JOIN_QUEUE = (
+    _QUEUE
+    + """
+-- KEYS: queue, ticket counter; ARGV: ticket_ttl_ms, counter_ttl_ms
+local ticket = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+put_ticket(KEYS[1], ticket, now_ms(), tonumber(ARGV[1]))
+return ticket
+"""
+)
+
+ACQUIRE_LEASE_IN_TURN = (
+    _QUEUE
+    + """
+-- KEYS: lease, token counter, queue; ARGV: owner, ttl_ms, counter_ttl_ms, ticket, ticket_ttl_ms
+local now, ticket = now_ms(), tonumber(ARGV[4])
+drop_ticket(KEYS[3], ticket, now)
+local first = head(KEYS[3], now)
+if (first == nil or first > ticket) and redis.call('EXISTS', KEYS[1]) == 0 then
+  return take_lease(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+end
+put_ticket(KEYS[3], ticket, now, tonumber(ARGV[5]))
+return false
+"""
+)
+
+LEAVE_QUEUE = (
+    _QUEUE
+    + """
+-- KEYS: queue; ARGV: ticket
+if drop_ticket(KEYS[1], tonumber(ARGV[1]), now_ms()) then return 1 end
+return 0
+"""
+)
 
 RENEW_LEASE = """
 -- KEYS: lease, token counter; ARGV: holder, ttl_ms, counter_ttl_ms

@@ -188,6 +188,21 @@ class SqliteStateStore:
         args = (lease.name, lease.owner, lease.token)
         return await self._call("lease_is_current", ops.lease_is_current, *args)
 
+    # -- lease queues ---------------------------------------------------------------------------
+
+    async def join_queue(self, name: str, *, ticket_ttl_s: float) -> int:
+        return await self._write("join_queue", ops.join_queue, name, _seconds(ticket_ttl_s))
+
+    async def acquire_lease_in_turn(
+        self, name: str, owner: str, ticket: int, *, ttl_s: float, ticket_ttl_s: float
+    ) -> Lease | None:
+        args = (name, owner, ticket, _seconds(ttl_s), _seconds(ticket_ttl_s))
+        got = await self._write("acquire_lease_in_turn", ops.acquire_lease_in_turn, *args)
+        return None if got is None else Lease(name, owner, token=got[0], expires_at=got[1])
+
+    async def leave_queue(self, name: str, ticket: int) -> bool:
+        return await self._write("leave_queue", ops.leave_queue, name, ticket)
+
     # -- channels -------------------------------------------------------------------------------
 
     async def publish(self, channel: str, message: bytes) -> int:

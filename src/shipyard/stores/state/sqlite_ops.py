@@ -10,6 +10,8 @@ Tables (temporary state: created on open, no migrations)::
     state_items   (key, idx) → item; a list's items, idx 0..length-1 (lists are append-only)
     state_leases  name → token, owner (NULL once released), expires_at, keep_until (the token
                   counter's own expiry: LEASE_SEQUENCE_TTL_S after the last use)
+    state_queue   (name, ticket) → expires_at: the live tickets waiting for a lease
+    state_queue_seq  name → last ticket handed out, keep_until (QUEUE_SEQUENCE_TTL_S after)
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import NamedTuple
 from shipyard.errors import StoreError
 from shipyard.stores import _sqlite
 from shipyard.stores._sqlite import transaction
-from shipyard.stores.state.base import LEASE_SEQUENCE_TTL_S
+from shipyard.stores.state.base import LEASE_SEQUENCE_TTL_S, QUEUE_SEQUENCE_TTL_S
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS state_keys (
@@ -37,6 +39,13 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS state_leases (
         name TEXT PRIMARY KEY, token INTEGER NOT NULL, owner TEXT,
         expires_at REAL NOT NULL, keep_until REAL NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS state_queue (
+        name TEXT NOT NULL, ticket INTEGER NOT NULL, expires_at REAL NOT NULL,
+        PRIMARY KEY (name, ticket)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS state_queue_seq (
+        name TEXT PRIMARY KEY, last INTEGER NOT NULL, keep_until REAL NOT NULL
     ) WITHOUT ROWID""",
 )
 
@@ -235,22 +244,31 @@ def append_if(
 def acquire_lease(
     conn: sqlite3.Connection, name: str, owner: str, ttl_s: float
 ) -> tuple[int, float] | None:
-    """``(token, expires_at)``, or None if the lease is held."""
+    """``(token, expires_at)``, or None if the lease is held or tickets wait for it."""
     now = time.time()
     with transaction(conn):
-        row = conn.execute(
-            "SELECT token, owner, expires_at, keep_until FROM state_leases WHERE name = ?", (name,)
+        queued = conn.execute(
+            "SELECT 1 FROM state_queue WHERE name = ? AND expires_at > ? LIMIT 1", (name, now)
         ).fetchone()
-        if row is not None and row[1] is not None and row[2] > now:
-            return None
-        token = (row[0] if row is not None and row[3] > now else 0) + 1
-        conn.execute(
-            "INSERT INTO state_leases (name, token, owner, expires_at, keep_until) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET token = excluded.token, "
-            "owner = excluded.owner, expires_at = excluded.expires_at, "
-            "keep_until = excluded.keep_until",
-            (name, token, owner, now + ttl_s, now + LEASE_SEQUENCE_TTL_S),
-        )
+        return None if queued is not None else _take_lease(conn, name, owner, ttl_s, now)
+
+
+def _take_lease(
+    conn: sqlite3.Connection, name: str, owner: str, ttl_s: float, now: float
+) -> tuple[int, float] | None:
+    row = conn.execute(
+        "SELECT token, owner, expires_at, keep_until FROM state_leases WHERE name = ?", (name,)
+    ).fetchone()
+    if row is not None and row[1] is not None and row[2] > now:
+        return None
+    token = (row[0] if row is not None and row[3] > now else 0) + 1
+    conn.execute(
+        "INSERT INTO state_leases (name, token, owner, expires_at, keep_until) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET token = excluded.token, "
+        "owner = excluded.owner, expires_at = excluded.expires_at, "
+        "keep_until = excluded.keep_until",
+        (name, token, owner, now + ttl_s, now + LEASE_SEQUENCE_TTL_S),
+    )
     return token, now + ttl_s
 
 
@@ -287,6 +305,54 @@ def lease_is_current(conn: sqlite3.Connection, name: str, owner: str, token: int
     return row is not None
 
 
+# -- lease queues -------------------------------------------------------------------------------
+
+_PUT_TICKET = "INSERT OR REPLACE INTO state_queue (name, ticket, expires_at) VALUES (?, ?, ?)"
+
+
+def join_queue(conn: sqlite3.Connection, name: str, ticket_ttl_s: float) -> int:
+    now = time.time()
+    with transaction(conn):
+        row = conn.execute(
+            "SELECT last, keep_until FROM state_queue_seq WHERE name = ?", (name,)
+        ).fetchone()
+        ticket = (row[0] if row is not None and row[1] > now else 0) + 1
+        conn.execute(
+            "INSERT OR REPLACE INTO state_queue_seq (name, last, keep_until) VALUES (?, ?, ?)",
+            (name, ticket, now + QUEUE_SEQUENCE_TTL_S),
+        )
+        conn.execute(_PUT_TICKET, (name, ticket, now + ticket_ttl_s))
+    return ticket
+
+
+def acquire_lease_in_turn(
+    conn: sqlite3.Connection, name: str, owner: str, ticket: int, ttl_s: float, ticket_ttl_s: float
+) -> tuple[int, float] | None:
+    """``(token, expires_at)`` if ``ticket`` heads the queue and the lease was free; else None,
+    with the ticket refreshed (or put back in its place)."""
+    now = time.time()
+    with transaction(conn):
+        conn.execute("DELETE FROM state_queue WHERE name = ? AND expires_at <= ?", (name, now))
+        conn.execute(_PUT_TICKET, (name, ticket, now + ticket_ttl_s))
+        head = conn.execute(
+            "SELECT min(ticket) FROM state_queue WHERE name = ?", (name,)
+        ).fetchone()[0]
+        got = _take_lease(conn, name, owner, ttl_s, now) if head == ticket else None
+        if got is not None:
+            conn.execute("DELETE FROM state_queue WHERE name = ? AND ticket = ?", (name, ticket))
+    return got
+
+
+def leave_queue(conn: sqlite3.Connection, name: str, ticket: int) -> bool:
+    now = time.time()
+    with transaction(conn):
+        cursor = conn.execute(
+            "DELETE FROM state_queue WHERE name = ? AND ticket = ? AND expires_at > ?",
+            (name, ticket, now),
+        )
+    return cursor.rowcount == 1
+
+
 # -- housekeeping -------------------------------------------------------------------------------
 
 
@@ -301,4 +367,6 @@ def purge(conn: sqlite3.Connection) -> int:
         )
         deleted = conn.execute("DELETE FROM state_keys WHERE expires_at <= ?", (now,)).rowcount
         conn.execute("DELETE FROM state_leases WHERE keep_until <= ?", (now,))
+        conn.execute("DELETE FROM state_queue WHERE expires_at <= ?", (now,))
+        conn.execute("DELETE FROM state_queue_seq WHERE keep_until <= ?", (now,))
     return deleted
