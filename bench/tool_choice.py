@@ -59,7 +59,8 @@ async def main(model_ref: str, native: bool) -> float:
     elapsed = time.perf_counter() - started
     accuracy = right / len(cases)
     label = f"{model_ref} (native tools)" if native else model_ref
-    print(f"{label}: {right}/{len(cases)} right ({accuracy:.0%}), {elapsed / len(cases):.2f} s a step")
+    per_step = elapsed / len(cases)
+    print(f"{label}: {right}/{len(cases)} right ({accuracy:.0%}), {per_step:.2f} s a step")
     return accuracy
 
 

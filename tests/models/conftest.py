@@ -2,9 +2,10 @@
 
 The server runs in a child process, started once per test module that asks for ``server_url``,
 with the Hermes-style chat template that ``local:`` models use (``CHATML_TOOLS_TEMPLATE``), so
-that llama.cpp renders tools into the prompt and parses ``<tool_call>`` answers. Without tools the template renders exactly like SmolLM2's own. It speaks
-both the Chat Completions (``/v1/chat/completions``) and the Messages (``/v1/messages``) APIs, so
-the ``openai:`` and ``anthropic:`` tests share it, its tools and the helpers that read a stream.
+that llama.cpp renders tools into the prompt and parses ``<tool_call>`` answers. Without tools
+the template renders exactly like SmolLM2's own. It speaks both the Chat Completions
+(``/v1/chat/completions``) and the Messages (``/v1/messages``) APIs, so the ``openai:`` and
+``anthropic:`` tests share it, its tools and the helpers that read a stream.
 """
 
 from __future__ import annotations
