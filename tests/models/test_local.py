@@ -250,3 +250,11 @@ async def test_after_a_tool_result_the_model_answers_in_text(model: local.LocalC
     assert isinstance(response, ModelResponse)
     assert response.message.tool_calls == ()
     assert response.message.content
+
+
+def test_the_pick_has_room_for_a_long_tool_name() -> None:
+    """A name tokenised a character a token still fits: a pick cut short would drop the tool."""
+    long_name = CLOCK.model_copy(update={"name": "x" * 60})
+    body = pick_body(tool_request("hi").model_copy(update={"tools": (CALCULATOR, long_name)}))
+
+    assert body["max_tokens"] >= 60 + len('{"tool": ""}')

@@ -25,8 +25,8 @@ from shipyard.models.base import Message, ModelRequest, SystemMessage, ToolSpec,
 from shipyard.models.openai import wire_message
 
 NO_TOOL = "none"
-PICK_MAX_TOKENS = 24
-"""Enough for ``{"tool": "<the longest name>"}`` with a tokenizer's whitespace."""
+_PICK_OVERHEAD_TOKENS = 16
+"""``{"tool": ""}`` and its whitespace; the name itself takes at most a token a character."""
 
 # SmolLM2's ChatML template plus the Hermes tool format (tools in the system turn, calls inside
 # <tool_call></tool_call>), so that a conversation holding earlier tool calls and results renders.
@@ -107,7 +107,8 @@ def pick_body(request: ModelRequest) -> dict[str, Any]:
         "required": ["tool"],
         "additionalProperties": False,
     }
-    return _constrained(system, rest, schema) | {"max_tokens": PICK_MAX_TOKENS}
+    longest = max(len(name) for name in [*names, NO_TOOL])
+    return _constrained(system, rest, schema) | {"max_tokens": _PICK_OVERHEAD_TOKENS + longest}
 
 
 def picked(content: str | None, tools: tuple[ToolSpec, ...]) -> ToolSpec | None:
