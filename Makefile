@@ -1,41 +1,60 @@
 # Shipyard — two commands: `make run` and `make test`.
-PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
-STAMP  := $(VENV)/.synced
+RUN_STAMP := $(VENV)/.synced-run
+DEV_STAMP := $(VENV)/.synced-dev
 
-.PHONY: run test bench lint fmt services clean
+# The first Python 3.11 or newer on PATH (or PYTHON=/path/to/python). Only the first environment
+# build needs it: the variable is recursive, so make looks only when that recipe runs.
+PYTHON_CANDIDATES := python3.13 python3.12 python3.11 python3
+PYTHON ?= $(firstword $(foreach p,$(PYTHON_CANDIDATES),$(shell command -v $(p) >/dev/null 2>&1 \
+	&& $(p) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo $(p))))
+NO_PYTHON := no Python 3.11 or newer found (tried $(PYTHON_CANDIDATES)); install one, or run \
+	make PYTHON=/path/to/python3.11-or-newer
 
-# The environment is rebuilt only when the lock file, pyproject or this file changes. Packages are
-# byte-compiled at install: with PYTHONDONTWRITEBYTECODE set (as on our CI machines) every process
-# would otherwise compile them again at import (~0.5 s per server, worker and CLI start).
-$(STAMP): pyproject.toml uv.lock Makefile
-	@echo "==> creating the environment in $(VENV) (first time only, ~1 min)"
+.PHONY: run test venv bench lint fmt services clean
+
+# Two environments in one folder: `run` syncs without the development tools, `test` (and bench,
+# lint, fmt) with them. Both syncs are --inexact, so one never uninstalls what the other added:
+# switching between `make run` and `make test` costs one no-op sync, never a reinstall. Each is
+# redone only when the lock file, pyproject or this file changes. Packages are byte-compiled at
+# install: with PYTHONDONTWRITEBYTECODE set (as on our CI machines) every process would otherwise
+# compile them again at import (~0.5 s per server, worker and CLI start).
+$(BIN)/uv:
+	@echo "==> creating the environment in $(VENV) with $(or $(PYTHON),$(error $(NO_PYTHON))) (first time only, ~1 min)"
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "error: $(PYTHON) is older than 3.11" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@test -x $(BIN)/uv || $(BIN)/pip install --quiet --progress-bar off uv==$(UV_VERSION)
-	@UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --inexact --compile-bytecode
-	@touch $(STAMP)
+	@$(BIN)/pip install --quiet --progress-bar off uv==$(UV_VERSION)
 
-venv: $(STAMP)
+$(RUN_STAMP): pyproject.toml uv.lock Makefile | $(BIN)/uv
+	@UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --no-dev --inexact --compile-bytecode
+	@touch $@
+
+$(DEV_STAMP): pyproject.toml uv.lock Makefile | $(BIN)/uv
+	@UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --inexact --compile-bytecode
+	@touch $@
+
+venv: $(DEV_STAMP)
 
 # The server migrates the record store when it starts (SHIPYARD_MIGRATE_ON_START).
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/shipyard serve
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	@scripts/services.sh
 	SHIPYARD_REQUIRE_SERVICES=$${SHIPYARD_REQUIRE_SERVICES:-1} $(BIN)/pytest -q $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 
-fmt: $(STAMP)
+fmt: $(DEV_STAMP)
 	$(BIN)/ruff format src tests bench examples
 	$(BIN)/ruff check --fix src tests bench examples
 

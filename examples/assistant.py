@@ -97,7 +97,6 @@ assistant = shipyard.Agent(
     ),
     tools=[calculator, current_time, notes],
     max_steps=6,
-    max_tokens=512,
 )
 
 echo = shipyard.Agent(

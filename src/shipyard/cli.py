@@ -18,13 +18,43 @@ from shipyard.errors import ShipyardError
 
 if TYPE_CHECKING:
     from shipyard.api.keys import KeyService
-    from shipyard.stores.records.base import ApiKeyRecord
+    from shipyard.stores.records.base import ApiKeyRecord, Migration
 
 T = TypeVar("T")
 
-cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-keys_cli = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
+# Help texts are plain text (the docstrings' reST would show its markup); rich markup is off so
+# that brackets in a help text print as written.
+cli = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    help="Shipyard serves AI agents: serve, worker, invoke, keys, migrate.",
+)
+keys_cli = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Create, list and revoke API keys."
+)
 cli.add_typer(keys_cli, name="keys")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from shipyard._version import __version__
+
+        typer.echo(f"shipyard {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Shipyard serves AI agents: serve, worker, invoke, keys, migrate."""
+
 
 AppOption = Annotated[
     str | None,
@@ -93,6 +123,7 @@ def serve(
         typer.echo(
             f"Shipyard serving on http://{settings.host}:{settings.port} (docs at /docs)", err=True
         )
+        typer.echo(default_model_line(settings), err=True)
         await uvicorn.Server(config).serve()
 
     from shipyard.telemetry.logging import flush_before_signals
@@ -158,10 +189,12 @@ def migrate() -> None:
         settings = _settings()
         store = open_record_store(settings.resolved_database_url)
         try:
-            await store.migrate()
+            done = await store.migrate()
         finally:
             await store.close()
-        typer.echo(f"record store is up to date ({_redact(settings.resolved_database_url)})")
+        typer.echo(
+            f"record store: {_migration_line(done)} ({_redact(settings.resolved_database_url)})"
+        )
 
     _run(go)
 
@@ -289,6 +322,24 @@ def _with_keys(action: Callable[[KeyService], Awaitable[T]]) -> T:
             await store.close()
 
     return _run(go)
+
+
+def _migration_line(done: Migration) -> str:
+    if done.before is None:
+        return f"created the schema at revision {done.after}"
+    if done.before == done.after:
+        return f"already at revision {done.after}"
+    return f"migrated from revision {done.before} to {done.after}"
+
+
+def default_model_line(settings: Settings) -> str:
+    """The banner's line that says which model serves agents that name none, and why."""
+    model = settings.resolved_model
+    if settings.model:
+        return f"default model: {model} (SHIPYARD_MODEL)"
+    if model.startswith("local:"):
+        return f"default model: {model} (offline, small; set SHIPYARD_MODEL or OPENAI_API_KEY)"
+    return f"default model: {model} (OPENAI_API_KEY is set; SHIPYARD_MODEL overrides)"
 
 
 def _redact(url: str) -> str:

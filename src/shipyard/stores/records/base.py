@@ -22,6 +22,16 @@ TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "d
 FINAL_TASK_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "dead"})
 
 
+class Migration(BaseModel):
+    """What :meth:`RecordStore.migrate` did: the schema's revision before (``None``: there was no
+    schema) and after."""
+
+    model_config = ConfigDict(frozen=True)
+
+    before: str | None
+    after: str
+
+
 class ApiKeyRecord(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -358,8 +368,8 @@ class RecordStore(
     WebhookRecords,
     Protocol,
 ):
-    async def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision."""
+    async def migrate(self) -> Migration:
+        """Bring the schema to the newest Alembic revision; say from which one."""
         ...
 
     async def ping(self) -> None:

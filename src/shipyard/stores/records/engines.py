@@ -87,12 +87,20 @@ def alembic_config() -> Config:
     return cfg
 
 
-def upgrade(conn: Connection) -> None:
+def upgrade(conn: Connection) -> tuple[str | None, str]:
+    """Upgrade to the newest revision; the revisions before (``None``: no schema) and after."""
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})"))
+    before = _revision(conn)
     cfg = alembic_config()
     cfg.attributes["connection"] = conn
     command.upgrade(cfg, "head")
+    return before, _revision(conn) or "base"
+
+
+def _revision(conn: Connection) -> str | None:
+    heads = current_heads(conn)
+    return ",".join(sorted(heads)) if heads else None
 
 
 def current_heads(conn: Connection) -> set[str]:

@@ -26,6 +26,7 @@ from shipyard.stores._group_commit import GroupCommit
 from shipyard.stores.records import engines
 from shipyard.stores.records.base import (
     ApiKeyRecord,
+    Migration,
     Page,
     RunRecord,
     RunStatus,
@@ -155,11 +156,12 @@ class SqlRecordStore:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    async def migrate(self) -> None:
-        async def work(conn: AsyncConnection) -> None:
-            await conn.run_sync(engines.upgrade)
+    async def migrate(self) -> Migration:
+        async def work(conn: AsyncConnection) -> Migration:
+            before, after = await conn.run_sync(engines.upgrade)
+            return Migration(before=before, after=after)
 
-        await self._write("migrate", work)
+        return await self._write("migrate", work)
 
     async def is_current(self) -> bool:
         """Whether the schema is at the newest migration (False on an empty database)."""
