@@ -18,11 +18,13 @@ from typing import Any
 
 import orjson
 import structlog
+from pydantic import TypeAdapter, ValidationError
 
 from shipyard.agents.context import RunInput
-from shipyard.errors import TaskFinished, TaskNotFound
+from shipyard.errors import InvalidInput, TaskFinished, TaskNotFound
 from shipyard.runtime.control import Control
 from shipyard.runtime.handover import SWEEP_S, Handover
+from shipyard.models.base import Message
 from shipyard.runtime.invoke import Invoker
 from shipyard.stores.broker.base import Broker, TaskMessage
 from shipyard.stores.records.base import (
@@ -83,6 +85,24 @@ def cloud_event(task: TaskRecord) -> tuple[str, bytes]:
             },
         }
     )
+
+
+_MESSAGES: TypeAdapter[list[Message]] = TypeAdapter(list[Message])
+
+
+def task_input(task: TaskRecord) -> RunInput:
+    """The task's input as an agent takes it: text, or the list of messages (stored as JSON,
+    rebuilt into ``Message`` models). Stored input that is neither raises ``InvalidInput``."""
+    stored = task.input
+    if isinstance(stored, str):
+        return stored
+    try:
+        return _MESSAGES.validate_python(stored)
+    except ValidationError as exc:
+        raise InvalidInput(
+            f"task {task.id}: its stored input is neither text nor a list of messages",
+            details={"errors": exc.error_count()},
+        ) from None
 
 
 def routing_key(task: TaskRecord) -> str:
