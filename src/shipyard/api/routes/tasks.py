@@ -164,5 +164,6 @@ def _run_of(move: TaskTransition) -> str | None:
 async def cancel_task(task_id: str, request: Request, principal: Invoker) -> TaskView:
     """A queued task is cancelled at once; a running one is asked to stop (its status turns
     ``cancelled`` when its worker has stopped it); a finished one answers 409."""
-    task = await _tasks(request).cancel(principal.tenant_id, task_id)
-    return TaskView.of(task)
+    service = _tasks(request)
+    task = await service.cancel(principal.tenant_id, task_id)
+    return TaskView.of(task, await service.transitions(principal.tenant_id, task_id))

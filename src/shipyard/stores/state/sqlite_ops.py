@@ -10,6 +10,9 @@ Tables (temporary state: created on open, no migrations)::
     state_items   (key, idx) → item; a list's items, idx 0..length-1 (lists are append-only)
     state_leases  name → token, owner (NULL once released), expires_at, keep_until (the token
                   counter's own expiry: LEASE_SEQUENCE_TTL_S after the last use)
+    state_messages id (growing) → channel, message, origin (the publishing store), at: what was
+                  published, for the other processes on the file (``sqlite_channels``); kept
+                  MESSAGE_KEEP_S
 """
 
 from __future__ import annotations
@@ -38,7 +41,14 @@ SCHEMA = (
         name TEXT PRIMARY KEY, token INTEGER NOT NULL, owner TEXT,
         expires_at REAL NOT NULL, keep_until REAL NOT NULL
     ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS state_messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, message BLOB NOT NULL,
+        origin TEXT NOT NULL, at REAL NOT NULL
+    )""",
 )
+MESSAGE_KEEP_S = 60.0
+"""How long a published message stays in ``state_messages``: far longer than any poll takes."""
+MESSAGES_PER_READ = 1000
 
 _UPSERT_KEY = (
     "INSERT INTO state_keys (key, kind, value, length, expires_at) VALUES (?, ?, ?, ?, ?) "
@@ -301,4 +311,33 @@ def purge(conn: sqlite3.Connection) -> int:
         )
         deleted = conn.execute("DELETE FROM state_keys WHERE expires_at <= ?", (now,)).rowcount
         conn.execute("DELETE FROM state_leases WHERE keep_until <= ?", (now,))
+        conn.execute("DELETE FROM state_messages WHERE at <= ?", (now - MESSAGE_KEEP_S,))
     return deleted
+
+
+# -- messages (pub/sub across processes) ---------------------------------------------------------
+
+
+def publish(conn: sqlite3.Connection, channel: str, message: bytes, origin: str) -> int:
+    """Record a published message; its id."""
+    with transaction(conn):
+        cursor = conn.execute(
+            "INSERT INTO state_messages (channel, message, origin, at) VALUES (?, ?, ?, ?)",
+            (channel, message, origin, time.time()),
+        )
+    return int(cursor.lastrowid or 0)
+
+
+def last_message(conn: sqlite3.Connection) -> int:
+    """The id of the newest message (0 if none): a subscriber from now on gets those after it."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'state_messages'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def messages_after(conn: sqlite3.Connection, after: int) -> list[tuple[int, str, bytes, str]]:
+    """``(id, channel, message, origin)`` of the messages after ``after``, oldest first."""
+    rows = conn.execute(
+        "SELECT id, channel, message, origin FROM state_messages WHERE id > ? ORDER BY id LIMIT ?",
+        (after, MESSAGES_PER_READ),
+    ).fetchall()
+    return [(int(i), str(c), bytes(m), str(o)) for i, c, m, o in rows]
