@@ -78,7 +78,13 @@ _T = TypeVar("_T")
 MAX_TRACE_RUNS = 1000
 """The most runs one trace read covers."""
 
-_REFUSALS = (exc.DataError, exc.IntegrityError, sqlite3.DataError, sqlite3.IntegrityError)
+_REFUSALS = (
+    exc.DataError,
+    exc.IntegrityError,
+    sqlite3.DataError,
+    sqlite3.IntegrityError,
+    UnicodeEncodeError,  # a lone surrogate, which the stdlib driver cannot encode
+)
 
 
 class SqlRecordStore:
@@ -128,6 +134,7 @@ class SqlRecordStore:
             exc.DBAPIError,
             exc.TimeoutError,
             OSError,
+            UnicodeEncodeError,
             *driver_errors,
         )
 
