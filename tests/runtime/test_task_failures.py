@@ -89,7 +89,7 @@ async def test_a_nul_the_store_refuses_ends_the_task_without_running_it_again(
             outcome = json.loads((await asyncio.wait_for(anext(events), 10)).event)
         assert task.status == "failed" and task.error is not None
         assert task.error["code"] == "output_unstorable" and task.output is None
-        assert task.attempts == 1 and RUNS == [task.run_id]
+        assert task.attempts == 1 and [task.run_id] == RUNS
         assert outcome["data"]["run_id"] == task.run_id
         run = await services.records.get_run("default", RUNS[0])
         assert run is not None and run.task_id == task.id

@@ -22,9 +22,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from shipyard.agents.context import RunInput
 from shipyard.errors import InvalidInput, TaskFinished, TaskNotFound
+from shipyard.models.base import Message
 from shipyard.runtime.control import Control
 from shipyard.runtime.handover import SWEEP_S, Handover
-from shipyard.models.base import Message
 from shipyard.runtime.invoke import Invoker
 from shipyard.stores.broker.base import Broker, TaskMessage
 from shipyard.stores.records.base import (
