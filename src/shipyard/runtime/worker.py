@@ -2,17 +2,22 @@
 
 For each delivery:
 1. claim the task (queued → running; running → running only for a redelivery, i.e. a worker
-   died mid-task) — if the claim fails the task is done, cancelled or someone else's: a
-   finished task's outcome is published again (a worker may have died before publishing it;
-   the event is the same, see ``cloud_event``), then ack;
-2. run it (a session turn if it has a ``session_id``), stoppable by a cancel request (heard
-   from before the claim, see ``runtime/control``);
-3. store the outcome with a compare-and-set from running, so a duplicate run cannot record a
-   second outcome; then publish the result (CloudEvent), put its webhook in the outbox
-   (``runtime/outbox``, delivered by any worker) and only then ack.
-A failure that may pass (model errors, timeouts, stores) goes back to queued and is retried
-with backoff until ``max_attempts``; then the task is ``dead`` and its message goes to the
-dead letters. A failure that will not pass (unknown agent, bad input) is ``failed`` at once.
+   died mid-task), counting the attempt: every delivery that claims the task counts, a
+   redelivery after a crash included — if the claim fails the task is done, cancelled or someone
+   else's: a finished task's outcome is published again (a worker may have died before
+   publishing it; the event is the same, see ``cloud_event``), then ack;
+2. run it (a session turn if it has a ``session_id``; its input rebuilt by ``task_input``),
+   stoppable by a cancel request (heard from before the claim, see ``runtime/control``);
+3. store the outcome and publish it (``runtime/outcomes``), and only then ack.
+A failure that may pass (model errors, timeouts, a store down during the run) goes back to
+queued (where a cancel takes it at once) and is retried with backoff until the task has had
+``max_attempts``; then the task is ``dead`` and its message goes to the dead letters. So does
+any failure the worker does not classify (an unexpected exception), and a task delivered more
+than ``max_attempts`` times (its workers died). A failure that will not pass (unknown agent,
+input that cannot be decoded, an agent's own error) is ``failed`` at once. An outcome the store
+refuses for its data is stored without it, never retried: an agent never runs again for a run
+that finished. Failed, dead and cancelled outcomes name their run (``run_id``) once it started.
+A store down around the run (claim, outcome) hands the message back after a pause.
 With metrics on, the worker counts the lag of each task's first claim, its final status and
 its retries. Every ``heartbeat_s`` it records itself in the record store (``GET /v1/workers``),
 and at most every ``prune_every_s`` it deletes the rows of workers not seen for
@@ -45,16 +50,15 @@ from shipyard.errors import (
 from shipyard.runtime.control import Stopper
 from shipyard.runtime.invoke import RunOutcome
 from shipyard.runtime.outbox import RETENTION_S, WebhookOutbox
+from shipyard.runtime.outcomes import Outcomes
 from shipyard.runtime.retention import PRUNE_EVERY_S, Retention
 from shipyard.runtime.services import Services
 from shipyard.runtime.tasks import (
     CANCEL,
     PARENT_RUN_HEADER,
     TASK_QUEUE,
-    cloud_event,
     control_channel,
     offer_of,
-    routing_key,
     task_input,
 )
 from shipyard.stores.broker.base import Broker, Delivery, backoff_s
@@ -62,7 +66,6 @@ from shipyard.stores.records.base import (
     FINAL_TASK_STATES,
     TaskRecord,
     TaskStatus,
-    WebhookDelivery,
     WorkerRecord,
 )
 from shipyard.telemetry.events import Event, Sink, new_id
@@ -72,13 +75,6 @@ log = structlog.get_logger(__name__)
 
 RETRYABLE = (ModelError, RunTimeout, StoreError)
 """Failures that may pass: the attempt is retried (a ``StoreRejected`` is not among them)."""
-UNSTORABLE = {
-    "code": "output_unstorable",
-    "message": "the run finished but the store refused its outcome (it holds data the store "
-    "cannot keep); see the run and the worker log",
-}
-_PLAIN_FIELDS = frozenset({"run_id", "prompt_tokens", "completion_tokens", "cost_usd"})
-"""What of an outcome any store can keep (ids and numbers)."""
 HANDBACK_PAUSE_S = 1.0
 WORKER_RETENTION_S = 86400.0
 """How long a worker's row is kept after its last heartbeat by default."""
@@ -134,6 +130,7 @@ class Worker:
             retention_s=webhook_retention_s,
             prune_every_s=prune_every_s,
         )
+        self._outcomes = Outcomes(services.records, services.broker, self._outbox, self.name)
         self._metrics = services.observability.metrics
         self._heartbeat_s = heartbeat_s
         self._retention = Retention(
@@ -320,7 +317,7 @@ class Worker:
             # a worker that stored the outcome may have died before publishing it, or the
             # API cancelled the task while it was queued: the outcome goes out (again: the
             # same event, which subscribers and receivers deduplicate by its id)
-            await self._publish_outcome(current, message.headers)
+            await self._outcomes.publish(current, message.headers)
         await delivery.ack()
 
     async def _attempt(
@@ -483,7 +480,7 @@ class Worker:
         dead: str | None = None,
         **fields: Any,
     ) -> None:
-        final = await self._store_outcome(task, status, fields)
+        final = await self._outcomes.store(task, status, fields)
         if final is not None:
             if final.status == "succeeded":
                 self._succeeded += 1
@@ -491,60 +488,8 @@ class Worker:
                 self._failed += 1
             if self._metrics is not None:
                 self._metrics.task_finished(final.agent, final.status)
-            await self._publish_outcome(final, delivery.message.headers)
+            await self._outcomes.publish(final, delivery.message.headers)
         if dead is not None:
             await delivery.dead(dead)
         else:
             await delivery.ack()
-
-    async def _store_outcome(
-        self, task: TaskRecord, status: TaskStatus, fields: dict[str, Any]
-    ) -> TaskRecord | None:
-        """The outcome, from running (None if the task was no longer running). An outcome the
-        store refuses for its data (a NUL in the output on PostgreSQL...) is stored without it:
-        ``failed`` with ``output_unstorable``, the run's id and usage kept — never retried,
-        which would run the agent again for a run that already finished."""
-        move = functools.partial(
-            self._services.records.transition_task,
-            task.tenant_id,
-            task.id,
-            expected=frozenset({"running"}),
-            detail={"worker": self.name},
-        )
-        try:
-            return await move(status, **fields)
-        except StoreRejected:
-            log.exception("task outcome refused by the store; storing it without its data")
-        kept = {name: value for name, value in fields.items() if name in _PLAIN_FIELDS}
-        final = "failed" if status == "succeeded" else status
-        return await move(final, error=UNSTORABLE, **kept)
-
-    async def _publish_outcome(self, task: TaskRecord, headers: Mapping[str, str]) -> None:
-        """The outcome on the results exchange and, if the task has one, into the webhook
-        outbox — both before the message is acked."""
-        event_id, body = cloud_event(task)
-        await self._services.broker.publish_result(body, routing_key=routing_key(task))
-        if task.webhook_url:
-            await self._queue_webhook(task, event_id, body, headers)
-
-    async def _queue_webhook(
-        self, task: TaskRecord, event_id: str, body: bytes, headers: Mapping[str, str]
-    ) -> None:
-        """Into the outbox (before the message is acked), then delivered by any worker's
-        outbox; the receiver gets the task's trace context."""
-        assert task.webhook_url is not None
-        now = datetime.now(UTC)
-        await self._services.records.add_webhook(
-            WebhookDelivery(
-                task_id=task.id,
-                tenant_id=task.tenant_id,
-                url=task.webhook_url,
-                event_id=event_id,
-                body=body.decode(),
-                traceparent=headers.get("traceparent"),
-                next_at=now,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        self._outbox.wake()
