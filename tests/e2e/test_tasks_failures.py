@@ -133,3 +133,33 @@ def test_a_failed_task_and_a_failed_invoke_name_their_run(tmp_path: Path) -> Non
     finally:
         worker.stop()
         server.stop()
+
+
+@pytest.mark.rabbitmq
+def test_a_cancel_outlives_the_worker_that_heard_it(tmp_path: Path, rabbit_vhost: str) -> None:
+    """Cancelled while running, its worker killed before it could stop it: the worker that
+    takes the run over cancels it instead of running the agent again."""
+    server = ServerProcess(
+        home=tmp_path, app=APP, env_extra={"SHIPYARD_BROKER_URL": rabbit_vhost}
+    ).start()
+    first = WorkerProcess(server, concurrency=1).start()
+    second: WorkerProcess | None = None
+    try:
+        with client_for(server) as client:
+            task_id = submit(client, "sleepy", "zzz")
+            wait_running(client, task_id)
+            first.kill()
+            reply = client.post(f"/v1/tasks/{task_id}/cancel")
+            assert reply.status_code == 200 and reply.json()["status"] == "running"
+            asked = reply.json()["transitions"][-1]
+            assert asked["detail"]["cancel"] == "requested"  # says what it did
+            second = WorkerProcess(server, concurrency=1).start()
+            task = wait_final(client, task_id, seconds=20)
+            assert task["status"] == "cancelled" and task["attempts"] == 2
+            runs = client.get("/v1/runs", params={"agent": "sleepy"}).json()["runs"]
+            assert len(runs) <= 1  # the agent did not run again (the first run, if recorded)
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+        server.stop()

@@ -57,6 +57,7 @@ from shipyard.runtime.tasks import (
     CANCEL,
     PARENT_RUN_HEADER,
     TASK_QUEUE,
+    cancel_requested,
     control_channel,
     offer_of,
     task_input,
@@ -324,16 +325,7 @@ class Worker:
         self, delivery: Delivery, claimed: TaskRecord, run_id: str, stopper: Stopper
     ) -> None:
         """One run of a claimed task, to an outcome or a retry."""
-        if claimed.attempts > self._max_attempts:  # delivered again and again: workers died
-            error = {
-                "code": "attempts_exhausted",
-                "message": f"delivered {claimed.attempts} times without an outcome",
-            }
-            await self._finish(delivery, claimed, "dead", error=error, dead=error["message"])
-            return
-        if claimed.deadline is not None and claimed.deadline < datetime.now(UTC):
-            error = {"code": "deadline_exceeded", "message": "the task's deadline passed"}
-            await self._finish(delivery, claimed, "failed", error=error)
+        if await self._ended_before_run(delivery, claimed):
             return
         try:
             input = task_input(claimed)
@@ -365,6 +357,29 @@ class Worker:
                 completion_tokens=usage.completion_tokens,
                 cost_usd=usage.cost_usd,
             )
+
+    async def _ended_before_run(self, delivery: Delivery, claimed: TaskRecord) -> bool:
+        """Whether the claimed task ends without running: delivered more than ``max_attempts``
+        times (its workers died), cancelled while its previous worker ran it (a redelivery
+        after a crash), or past its deadline."""
+        if claimed.attempts > self._max_attempts:
+            error = {
+                "code": "attempts_exhausted",
+                "message": f"delivered {claimed.attempts} times without an outcome",
+            }
+            await self._finish(delivery, claimed, "dead", error=error, dead=error["message"])
+            return True
+        if delivery.redelivered:  # (not the hot path: one read for a redelivery only)
+            moves = await self._services.records.task_transitions(claimed.tenant_id, claimed.id)
+            if cancel_requested(moves):
+                error = {"code": "cancelled", "message": "cancelled through the API"}
+                await self._finish(delivery, claimed, "cancelled", error=error)
+                return True
+        if claimed.deadline is not None and claimed.deadline < datetime.now(UTC):
+            error = {"code": "deadline_exceeded", "message": "the task's deadline passed"}
+            await self._finish(delivery, claimed, "failed", error=error)
+            return True
+        return False
 
     async def _claim(self, delivery: Delivery, run_id: str) -> TaskRecord | None:
         """queued → running, counting the attempt; a redelivered message also takes over the
