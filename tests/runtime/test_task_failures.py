@@ -21,9 +21,9 @@ from shipyard import RunContext, agent
 from shipyard.config import load_settings
 from shipyard.errors import TaskFinished
 from shipyard.runtime.services import Services
-from shipyard.runtime.tasks import TASK_QUEUE, _message
+from shipyard.runtime.tasks import TASK_QUEUE, _message, offer_of
 from shipyard.runtime.worker import Worker
-from shipyard.stores.records.base import FINAL_TASK_STATES, TaskRecord
+from shipyard.stores.records.base import FINAL_TASK_STATES, RunRecord, TaskRecord
 from shipyard.telemetry.events import new_id
 from shipyard.telemetry.tracecontext import TraceParent
 from tests.runtime.test_retention import running
@@ -143,3 +143,59 @@ async def test_a_row_nobody_can_read_is_retried_then_dead_lettered(
     assert letter.message.task_id == broken and letter.message.attempt == 3
     assert "internal_error" in letter.reason
     assert await services.broker.depth(TASK_QUEUE) == 0
+
+
+async def test_a_run_that_finished_before_its_worker_died_is_not_run_again(
+    embedded: Services,
+) -> None:
+    """The worker stored the run's record and died before the task's outcome: the worker that
+    takes the message over ends the task with that run's outcome, without running the agent."""
+    services = embedded
+    RUNS.clear()
+    now = datetime.now(UTC)
+    task, _ = await services.records.create_task(
+        TaskRecord(
+            id=new_id("task"),
+            tenant_id="default",
+            agent="repeat",
+            status="queued",
+            input="hi",
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    message = _message(task, TraceParent.new(), None)
+    run_id = new_id("run")
+    claimed = await services.records.transition_task(  # as the worker that died claimed it
+        "default",
+        task.id,
+        "running",
+        expected=frozenset({"queued"}),
+        count_attempt=True,
+        offer=offer_of(message),
+        detail={"worker": "gone", "run_id": run_id},
+    )
+    assert claimed is not None
+    done = RunRecord(
+        id=run_id,
+        tenant_id="default",
+        agent="repeat",
+        status="succeeded",
+        input="hi",
+        output="got hi, earlier",
+        prompt_tokens=3,
+        task_id=task.id,
+        created_at=now,
+        ended_at=now,
+    )
+    await services.records.write_batch([done], [])
+    await services.broker.publish(message, queue=TASK_QUEUE)
+    async with services.broker.consume(TASK_QUEUE, prefetch=1) as deliveries:
+        await asyncio.wait_for(
+            anext(deliveries), 5
+        )  # left unsettled: redelivered, as after a crash
+    async with running(Worker(services)):
+        ended = await final(services, task.id)
+    assert ended.status == "succeeded" and ended.output == "got hi, earlier"
+    assert ended.run_id == run_id and ended.prompt_tokens == 3 and ended.attempts == 2
+    assert RUNS == []

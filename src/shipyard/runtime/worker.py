@@ -369,17 +369,41 @@ class Worker:
             }
             await self._finish(delivery, claimed, "dead", error=error, dead=error["message"])
             return True
-        if delivery.redelivered:  # (not the hot path: one read for a redelivery only)
-            moves = await self._services.records.task_transitions(claimed.tenant_id, claimed.id)
-            if cancel_requested(moves):
-                error = {"code": "cancelled", "message": "cancelled through the API"}
-                await self._finish(delivery, claimed, "cancelled", error=error)
-                return True
+        if delivery.redelivered and await self._settled_from_before(delivery, claimed):
+            return True
         if claimed.deadline is not None and claimed.deadline < datetime.now(UTC):
             error = {"code": "deadline_exceeded", "message": "the task's deadline passed"}
             await self._finish(delivery, claimed, "failed", error=error)
             return True
         return False
+
+    async def _settled_from_before(self, delivery: Delivery, claimed: TaskRecord) -> bool:
+        """A redelivery (its worker died, or a store was down): the task is cancelled if a
+        cancel was asked of the run it takes over, and ends with that run's outcome if the run
+        finished — the agent does not run again for it. Reads the records, for a redelivery
+        only (never on the hot path)."""
+        records = self._services.records
+        moves = await records.task_transitions(claimed.tenant_id, claimed.id)
+        if cancel_requested(moves):
+            error = {"code": "cancelled", "message": "cancelled through the API"}
+            await self._finish(delivery, claimed, "cancelled", error=error)
+            return True
+        runs = [m.detail.get("run_id") for m in moves[:-1] if m.status == "running"]  # not ours
+        earlier = runs[-1] if runs and isinstance(runs[-1], str) else None
+        previous = await records.get_run(claimed.tenant_id, earlier) if earlier else None
+        if previous is None or previous.status != "succeeded" or previous.task_id != claimed.id:
+            return False
+        await self._finish(
+            delivery,
+            claimed,
+            "succeeded",
+            output=previous.output,
+            run_id=previous.id,
+            prompt_tokens=previous.prompt_tokens,
+            completion_tokens=previous.completion_tokens,
+            cost_usd=previous.cost_usd,
+        )
+        return True
 
     async def _claim(self, delivery: Delivery, run_id: str) -> TaskRecord | None:
         """queued → running, counting the attempt; a redelivered message also takes over the
