@@ -162,8 +162,9 @@ def _run_of(move: TaskTransition) -> str | None:
 
 @router.post("/{task_id}/cancel", response_model=TaskView, responses=_ERRORS)
 async def cancel_task(task_id: str, request: Request, principal: Invoker) -> TaskView:
-    """A queued task is cancelled at once; a running one is asked to stop (its status turns
-    ``cancelled`` when its worker has stopped it); a finished one answers 409."""
+    """A queued task is cancelled at once; a running one is asked to stop (it answers
+    ``running``, its last transition records the request; its status turns ``cancelled`` when
+    its worker has stopped it); a finished one answers 409. The answer has the transitions."""
     service = _tasks(request)
     task = await service.cancel(principal.tenant_id, task_id)
     return TaskView.of(task, await service.transitions(principal.tenant_id, task_id))
