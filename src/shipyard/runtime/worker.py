@@ -47,6 +47,7 @@ from shipyard.errors import (
     StoreError,
     StoreRejected,
 )
+from shipyard.runtime.attempts import Started, before_run, unexpected
 from shipyard.runtime.control import Stopper
 from shipyard.runtime.invoke import RunOutcome
 from shipyard.runtime.outbox import RETENTION_S, WebhookOutbox
@@ -57,7 +58,6 @@ from shipyard.runtime.tasks import (
     CANCEL,
     PARENT_RUN_HEADER,
     TASK_QUEUE,
-    cancel_requested,
     control_channel,
     offer_of,
     task_input,
@@ -69,7 +69,7 @@ from shipyard.stores.records.base import (
     TaskStatus,
     WorkerRecord,
 )
-from shipyard.telemetry.events import Event, Sink, new_id
+from shipyard.telemetry.events import Sink, new_id
 from shipyard.telemetry.tracecontext import TraceParent
 
 log = structlog.get_logger(__name__)
@@ -79,27 +79,6 @@ RETRYABLE = (ModelError, RunTimeout, StoreError)
 HANDBACK_PAUSE_S = 1.0
 WORKER_RETENTION_S = 86400.0
 """How long a worker's row is kept after its last heartbeat by default."""
-
-
-class _Started:
-    """A sink that notes the id of the run that started (a run that failed before it started,
-    say on an unknown agent, has no record to point to)."""
-
-    def __init__(self) -> None:
-        self.id: str | None = None
-
-    def __call__(self, event: Event) -> None:
-        if event.type == "run.started":
-            self.id = event.run_id
-
-
-def unexpected(exc: BaseException) -> dict[str, Any]:
-    """The task's error for a failure the worker does not classify: its kind, never its
-    message (which may hold data); the traceback goes to the worker log."""
-    return {
-        "code": "internal_error",
-        "message": f"the worker failed on this task ({type(exc).__name__}); see its log",
-    }
 
 
 class Worker:
@@ -332,7 +311,7 @@ class Worker:
         except InvalidInput as exc:  # it cannot be decoded: it never will be
             await self._finish(delivery, claimed, "failed", error=exc.to_dict(), dead=exc.message)
             return
-        started = _Started()
+        started = Started()
         try:
             headers = delivery.message.headers
             outcome = await self._cancellable(claimed, input, run_id, stopper, started, headers)
@@ -359,50 +338,16 @@ class Worker:
             )
 
     async def _ended_before_run(self, delivery: Delivery, claimed: TaskRecord) -> bool:
-        """Whether the claimed task ends without running: delivered more than ``max_attempts``
-        times (its workers died), cancelled while its previous worker ran it (a redelivery
-        after a crash), or past its deadline."""
-        if claimed.attempts > self._max_attempts:
-            error = {
-                "code": "attempts_exhausted",
-                "message": f"delivered {claimed.attempts} times without an outcome",
-            }
-            await self._finish(delivery, claimed, "dead", error=error, dead=error["message"])
-            return True
-        if delivery.redelivered and await self._settled_from_before(delivery, claimed):
-            return True
-        if claimed.deadline is not None and claimed.deadline < datetime.now(UTC):
-            error = {"code": "deadline_exceeded", "message": "the task's deadline passed"}
-            await self._finish(delivery, claimed, "failed", error=error)
-            return True
-        return False
-
-    async def _settled_from_before(self, delivery: Delivery, claimed: TaskRecord) -> bool:
-        """A redelivery (its worker died, or a store was down): the task is cancelled if a
-        cancel was asked of the run it takes over, and ends with that run's outcome if the run
-        finished — the agent does not run again for it. Reads the records, for a redelivery
-        only (never on the hot path)."""
-        records = self._services.records
-        moves = await records.task_transitions(claimed.tenant_id, claimed.id)
-        if cancel_requested(moves):
-            error = {"code": "cancelled", "message": "cancelled through the API"}
-            await self._finish(delivery, claimed, "cancelled", error=error)
-            return True
-        runs = [m.detail.get("run_id") for m in moves[:-1] if m.status == "running"]  # not ours
-        earlier = runs[-1] if runs and isinstance(runs[-1], str) else None
-        previous = await records.get_run(claimed.tenant_id, earlier) if earlier else None
-        if previous is None or previous.status != "succeeded" or previous.task_id != claimed.id:
-            return False
-        await self._finish(
-            delivery,
+        """Whether the claimed task ended without running (see ``runtime/attempts``)."""
+        settled = await before_run(
+            self._services.records,
             claimed,
-            "succeeded",
-            output=previous.output,
-            run_id=previous.id,
-            prompt_tokens=previous.prompt_tokens,
-            completion_tokens=previous.completion_tokens,
-            cost_usd=previous.cost_usd,
+            redelivered=delivery.redelivered,
+            max_attempts=self._max_attempts,
         )
+        if settled is None:
+            return False
+        await self._finish(delivery, claimed, settled.status, dead=settled.dead, **settled.fields)
         return True
 
     async def _claim(self, delivery: Delivery, run_id: str) -> TaskRecord | None:
@@ -433,7 +378,7 @@ class Worker:
         input: RunInput,
         run_id: str,
         stopper: Stopper,
-        started: _Started,
+        started: Started,
         headers: Mapping[str, str],
     ) -> RunOutcome:
         """Run the task (in the trace it was submitted in); a cancel request (from the API)
