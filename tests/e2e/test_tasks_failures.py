@@ -5,6 +5,7 @@ finding the run of a task or an invoke that failed. Real server and worker proce
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,12 @@ def wait_running(client: httpx.Client, task_id: str, seconds: float = 30) -> Non
     while client.get(f"/v1/tasks/{task_id}").json()["status"] != "running":
         assert time.monotonic() < deadline, "the task never started"
         time.sleep(0.02)
+
+
+def watch(server: ServerProcess, task_id: str) -> list[str]:
+    """The task's event stream, from the start until the task ends."""
+    with client_for(server) as client, client.stream("GET", f"/v1/tasks/{task_id}/events") as s:
+        return list(s.iter_lines())
 
 
 @pytest.fixture(params=["embedded", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
@@ -93,7 +100,11 @@ def test_a_running_task_is_cancelled_on_the_embedded_setup(tmp_path: Path) -> No
         with client_for(server) as client:
             task_id = submit(client, "sleepy", "zzz")
             wait_running(client, task_id)
-            reply = client.post(f"/v1/tasks/{task_id}/cancel")
+            with ThreadPoolExecutor(1) as pool:  # a client watching the task live
+                watched = pool.submit(watch, server, task_id)
+                time.sleep(0.5)  # (it has seen the run start; not needed for correctness)
+                reply = client.post(f"/v1/tasks/{task_id}/cancel")
+                lines = watched.result(timeout=60)
             assert reply.status_code == 200, reply.text
             moves = [m["status"] for m in reply.json()["transitions"]]
             assert moves[:2] == ["queued", "running"]
@@ -102,6 +113,12 @@ def test_a_running_task_is_cancelled_on_the_embedded_setup(tmp_path: Path) -> No
             run = client.get(f"/v1/runs/{task['run_id']}").json()
             assert run["task_id"] == task_id
             assert run["error"] == {"code": "cancelled", "message": "cancelled through the API"}
+            kinds = [line[7:] for line in lines if line.startswith("event: ")]
+            ids = [line[4:] for line in lines if line.startswith("id: ")]
+            # the request is a change of its own; the run's end still streams after it
+            assert kinds[:3] == ["task.queued", "task.running", "run.started"]
+            assert "run.failed" in kinds and kinds[-1] == "task.cancelled"
+            assert len(ids) == len(set(ids))
     finally:
         worker.stop()
         server.stop()
