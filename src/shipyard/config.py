@@ -46,7 +46,11 @@ class Settings(BaseSettings):
         "amqp://user:pass@host:5672/. Default: a SQLite file in the home folder.",
     )
     task_max_attempts: int = Field(
-        3, ge=1, le=100, description="Runs of a failing task before it goes to the dead letters."
+        3,
+        ge=1,
+        le=100,
+        description="Attempts of a task before it is dead and dead-lettered: every delivery "
+        "that claims it counts, a redelivery after a worker died included.",
     )
     task_handover_sweep_s: float = Field(
         30.0,

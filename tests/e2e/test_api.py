@@ -208,9 +208,12 @@ def test_422_on_a_body_that_is_not_json(admin: httpx.Client) -> None:
 def test_502_model_failure_is_recorded_as_failed(admin: httpx.Client) -> None:
     reply = admin.post("/v1/agents/broken/invoke", json={"input": "x"})
     assert reply.status_code == 502
-    assert error_of(reply) == {"code": "model_error", "message": "provider is down"}
+    error = error_of(reply)
+    assert (error["code"], error["message"]) == ("model_error", "provider is down")
     failed = admin.get("/v1/runs", params={"agent": "broken", "status": "failed"}).json()["runs"]
     assert failed and failed[0]["error"]["code"] == "model_error"
+    # the answer names the run and its trace, to look them up
+    assert error["details"] == {"run_id": failed[0]["id"], "trace_id": failed[0]["trace_id"]}
     events = admin.get(f"/v1/runs/{failed[0]['id']}/events").json()["events"]
     assert events[-1]["type"] == "run.failed"
 

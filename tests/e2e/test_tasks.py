@@ -214,6 +214,7 @@ def test_a_worker_killed_mid_task_loses_nothing(tmp_path: Path, rabbit_vhost: st
             task = wait_final(client, task_id)
         assert task["status"] == "succeeded" and task["output"] == "echo: survive the crash"
         assert [t["status"] for t in task["transitions"]].count("succeeded") == 1
+        assert task["attempts"] == 2  # the delivery to the killed worker counts
     finally:
         first.stop()
         if second is not None:

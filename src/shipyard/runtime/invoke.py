@@ -193,12 +193,20 @@ class Invoker:
 
     @staticmethod
     def _failed(ctx: RunContext, error: ShipyardError, started: float) -> ShipyardError:
+        """The run recorded as failed; the error, for the caller, says which run it was (its
+        ``details`` carry ``run_id`` and ``trace_id``, to look the run up)."""
         ctx.emit(
             "run.failed",
             error=error.to_dict(),
             usage=ctx.usage.model_dump(),
             latency_ms=_ms_since(started),
         )
+        which = {"run_id": ctx.run_id, "trace_id": ctx.emitter.trace_id}
+        details = error.details
+        if isinstance(details, dict):
+            error.details = {**details, **which}
+        else:
+            error.details = which if details is None else {"details": details, **which}
         return error
 
 

@@ -18,9 +18,11 @@ from typing import Any
 
 import orjson
 import structlog
+from pydantic import TypeAdapter, ValidationError
 
 from shipyard.agents.context import RunInput
-from shipyard.errors import TaskFinished, TaskNotFound
+from shipyard.errors import InvalidInput, TaskFinished, TaskNotFound
+from shipyard.models.base import Message
 from shipyard.runtime.control import Control
 from shipyard.runtime.handover import SWEEP_S, Handover
 from shipyard.runtime.invoke import Invoker
@@ -83,6 +85,24 @@ def cloud_event(task: TaskRecord) -> tuple[str, bytes]:
             },
         }
     )
+
+
+_MESSAGES: TypeAdapter[list[Message]] = TypeAdapter(list[Message])
+
+
+def task_input(task: TaskRecord) -> RunInput:
+    """The task's input as an agent takes it: text, or the list of messages (stored as JSON,
+    rebuilt into ``Message`` models). Stored input that is neither raises ``InvalidInput``."""
+    stored = task.input
+    if isinstance(stored, str):
+        return stored
+    try:
+        return _MESSAGES.validate_python(stored)
+    except ValidationError as exc:
+        raise InvalidInput(
+            f"task {task.id}: its stored input is neither text nor a list of messages",
+            details={"errors": exc.error_count()},
+        ) from None
 
 
 def routing_key(task: TaskRecord) -> str:
@@ -193,20 +213,45 @@ class TaskService:
         )
 
     async def cancel(self, tenant_id: str, task_id: str) -> TaskRecord:
-        """A queued task is cancelled at once; a running one is told to stop (its worker records
-        it cancelled); a finished one answers 409."""
-        task = await self.get(tenant_id, task_id)
-        if task.status in FINAL_TASK_STATES:
-            raise TaskFinished(f"task {task_id} already ended: {task.status}")
-        detail = {"by": "api"}
-        done = await self._records.transition_task(
-            tenant_id, task_id, "cancelled", expected=frozenset({"queued"}), detail=detail
-        )
-        if done is not None:
-            return done
-        # its worker listens from before its claim (see runtime/control)
-        await self._control.send(control_channel(task_id), CANCEL)
+        """A queued task (waiting for its first run or a retry) is cancelled at once; a running
+        one is told to stop (its worker records it cancelled) and the request is recorded as a
+        move (``detail.cancel == "requested"``), so that a worker taking the run over after a
+        crash cancels it instead of running it; a finished one answers 409."""
+        for _ in range(CANCEL_TRIES):  # a task moving meanwhile (a retry going back to queued)
+            task = await self.get(tenant_id, task_id)
+            if task.status in FINAL_TASK_STATES:
+                raise TaskFinished(f"task {task_id} already ended: {task.status}")
+            expected = frozenset({task.status})
+            if task.status == "queued":
+                done = await self._records.transition_task(
+                    tenant_id, task_id, "cancelled", expected=expected, detail={"by": "api"}
+                )
+                if done is not None:
+                    return done
+                continue
+            requested = await self._records.transition_task(
+                tenant_id, task_id, "running", expected=expected, detail=CANCEL_REQUESTED
+            )
+            if requested is not None:
+                # its worker listens from before its claim (see runtime/control)
+                await self._control.send(control_channel(task_id), CANCEL)
+                return requested
         return await self.get(tenant_id, task_id)
+
+
+CANCEL_TRIES = 5
+CANCEL_REQUESTED = {"by": "api", "cancel": "requested"}
+"""The detail of the move that records a cancel asked of a running task."""
+
+
+def cancel_requested(moves: list[TaskTransition]) -> bool:
+    """Whether a cancel was asked of the task's current run (since it last went to queued)."""
+    for move in reversed(moves):
+        if move.status != "running":
+            return False
+        if move.detail.get("cancel") == "requested":
+            return True
+    return False
 
 
 PARENT_RUN_HEADER = "shipyard-parent-run"

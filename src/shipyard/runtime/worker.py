@@ -2,17 +2,22 @@
 
 For each delivery:
 1. claim the task (queued → running; running → running only for a redelivery, i.e. a worker
-   died mid-task) — if the claim fails the task is done, cancelled or someone else's: a
-   finished task's outcome is published again (a worker may have died before publishing it;
-   the event is the same, see ``cloud_event``), then ack;
-2. run it (a session turn if it has a ``session_id``), stoppable by a cancel request (heard
-   from before the claim, see ``runtime/control``);
-3. store the outcome with a compare-and-set from running, so a duplicate run cannot record a
-   second outcome; then publish the result (CloudEvent), put its webhook in the outbox
-   (``runtime/outbox``, delivered by any worker) and only then ack.
-A failure that may pass (model errors, timeouts, stores) goes back to queued and is retried
-with backoff until ``max_attempts``; then the task is ``dead`` and its message goes to the
-dead letters. A failure that will not pass (unknown agent, bad input) is ``failed`` at once.
+   died mid-task), counting the attempt: every delivery that claims the task counts, a
+   redelivery after a crash included — if the claim fails the task is done, cancelled or someone
+   else's: a finished task's outcome is published again (a worker may have died before
+   publishing it; the event is the same, see ``cloud_event``), then ack;
+2. run it (a session turn if it has a ``session_id``; its input rebuilt by ``task_input``),
+   stoppable by a cancel request (heard from before the claim, see ``runtime/control``);
+3. store the outcome and publish it (``runtime/outcomes``), and only then ack.
+A failure that may pass (model errors, timeouts, a store down during the run) goes back to
+queued (where a cancel takes it at once) and is retried with backoff until the task has had
+``max_attempts``; then the task is ``dead`` and its message goes to the dead letters. So does
+any failure the worker does not classify (an unexpected exception), and a task delivered more
+than ``max_attempts`` times (its workers died). A failure that will not pass (unknown agent,
+input that cannot be decoded, an agent's own error) is ``failed`` at once. An outcome the store
+refuses for its data is stored without it, never retried: an agent never runs again for a run
+that finished. Failed, dead and cancelled outcomes name their run (``run_id``) once it started.
+A store down around the run (claim, outcome) hands the message back after a pause.
 With metrics on, the worker counts the lag of each task's first claim, its final status and
 its retries. Every ``heartbeat_s`` it records itself in the record store (``GET /v1/workers``),
 and at most every ``prune_every_s`` it deletes the rows of workers not seen for
@@ -32,32 +37,36 @@ from typing import Any
 
 import structlog
 
+from shipyard.agents.context import RunInput
 from shipyard.errors import (
+    InvalidInput,
     ModelError,
     RunCancelled,
     RunTimeout,
     ShipyardError,
     StoreError,
+    StoreRejected,
 )
+from shipyard.runtime.attempts import Started, before_run, unexpected
 from shipyard.runtime.control import Stopper
 from shipyard.runtime.invoke import RunOutcome
 from shipyard.runtime.outbox import RETENTION_S, WebhookOutbox
+from shipyard.runtime.outcomes import Outcomes
 from shipyard.runtime.retention import PRUNE_EVERY_S, Retention
 from shipyard.runtime.services import Services
 from shipyard.runtime.tasks import (
     CANCEL,
     PARENT_RUN_HEADER,
     TASK_QUEUE,
-    cloud_event,
     control_channel,
     offer_of,
-    routing_key,
+    task_input,
 )
 from shipyard.stores.broker.base import Broker, Delivery, backoff_s
 from shipyard.stores.records.base import (
     FINAL_TASK_STATES,
     TaskRecord,
-    WebhookDelivery,
+    TaskStatus,
     WorkerRecord,
 )
 from shipyard.telemetry.events import Sink, new_id
@@ -66,6 +75,7 @@ from shipyard.telemetry.tracecontext import TraceParent
 log = structlog.get_logger(__name__)
 
 RETRYABLE = (ModelError, RunTimeout, StoreError)
+"""Failures that may pass: the attempt is retried (a ``StoreRejected`` is not among them)."""
 HANDBACK_PAUSE_S = 1.0
 WORKER_RETENTION_S = 86400.0
 """How long a worker's row is kept after its last heartbeat by default."""
@@ -100,6 +110,7 @@ class Worker:
             retention_s=webhook_retention_s,
             prune_every_s=prune_every_s,
         )
+        self._outcomes = Outcomes(services.records, services.broker, self._outbox, self.name)
         self._metrics = services.observability.metrics
         self._heartbeat_s = heartbeat_s
         self._retention = Retention(
@@ -211,13 +222,45 @@ class Worker:
         self._running += 1
         try:
             await self._process(delivery)
-        except Exception:  # never lose the delivery: hand it back for another try
-            log.exception("task handling failed", task_id=delivery.message.task_id)
+        except StoreRejected as exc:  # the store refuses this task's data: retrying cannot help
+            log.error("task refused by the store", task_id=delivery.message.task_id, exc_info=exc)
+            await self._abandon(delivery, exc.to_dict(), "the store refused the task's data")
+        except StoreError as exc:  # a store is down: hand it back a little later
+            log.warning("task handed back", task_id=delivery.message.task_id, error=str(exc))
             await asyncio.sleep(HANDBACK_PAUSE_S)  # a store that is down stays down a while
             with contextlib.suppress(Exception):
                 await delivery.nack(requeue=True)
+        except Exception as exc:  # before the claim (after it, ``_claim_and_run`` handles it)
+            log.exception("task handling failed", task_id=delivery.message.task_id)
+            await self._retry_delivery(delivery, unexpected(exc))
         finally:
             self._running -= 1
+
+    async def _retry_delivery(self, delivery: Delivery, error: dict[str, Any]) -> None:
+        """A delivery that failed before its task was claimed: retried with backoff as a new
+        delivery (its ``attempt`` one higher), dead-lettered once ``max_attempts`` is reached."""
+        attempt = delivery.message.attempt
+        if attempt >= self._max_attempts:
+            await self._abandon(delivery, error, f"failed {attempt} times: {error['code']}")
+            return
+        with contextlib.suppress(Exception):
+            await delivery.retry(backoff_s(attempt, base_s=self._retry_base_s))
+
+    async def _abandon(self, delivery: Delivery, error: dict[str, Any], reason: str) -> None:
+        """Dead-letter the message at once (the agent never runs for it again) and, if the store
+        lets it, record the task ``dead``."""
+        message = delivery.message
+        with contextlib.suppress(Exception):
+            await self._services.records.transition_task(
+                message.tenant_id,
+                message.task_id,
+                "dead",
+                expected=frozenset({"queued", "running"}),
+                error=error,
+                detail={"worker": self.name, "error": error.get("code")},
+            )
+        with contextlib.suppress(Exception):
+            await delivery.dead(reason)
 
     async def _process(self, delivery: Delivery) -> None:
         message = delivery.message
@@ -228,37 +271,59 @@ class Worker:
             await self._claim_and_run(delivery, stopper)
 
     async def _claim_and_run(self, delivery: Delivery, stopper: Stopper) -> None:
-        message = delivery.message
-        records = self._services.records
         run_id = new_id("run")  # named now, so the move says which run this attempt is
         claimed = await self._claim(delivery, run_id)
         if claimed is None:  # finished, cancelled, another worker's — or unknown
-            current = await records.get_task(message.tenant_id, message.task_id)
-            if current is None:
-                await delivery.dead("no such task in the records")
-                return
-            if current.status in FINAL_TASK_STATES:
-                # a worker that stored the outcome may have died before publishing it, or the
-                # API cancelled the task while it was queued: the outcome goes out (again: the
-                # same event, which subscribers and receivers deduplicate by its id)
-                await self._publish_outcome(current, message.headers)
-            await delivery.ack()
+            await self._not_claimed(delivery)
             return
-        if self._metrics is not None and message.attempt == 1 and not delivery.redelivered:
+        if self._metrics is not None and claimed.attempts == 1:
             lag_s = (datetime.now(UTC) - claimed.created_at).total_seconds()
             self._metrics.task_claimed(claimed.agent, lag_s)
-        if claimed.deadline is not None and claimed.deadline < datetime.now(UTC):
-            error = {"code": "deadline_exceeded", "message": "the task's deadline passed"}
-            await self._finish(delivery, claimed, "failed", error=error)
+        try:
+            await self._attempt(delivery, claimed, run_id, stopper)
+        except StoreError:
+            raise  # down (handed back) or refusing the data (abandoned): see ``_handle``
+        except Exception as exc:  # a failure nobody classified: retried, then dead
+            log.exception("task attempt failed", task_id=claimed.id)
+            await self._failed_attempt(delivery, claimed, unexpected(exc))
+
+    async def _not_claimed(self, delivery: Delivery) -> None:
+        message = delivery.message
+        current = await self._services.records.get_task(message.tenant_id, message.task_id)
+        if current is None:
+            await delivery.dead("no such task in the records")
+            return
+        if current.status in FINAL_TASK_STATES:
+            # a worker that stored the outcome may have died before publishing it, or the
+            # API cancelled the task while it was queued: the outcome goes out (again: the
+            # same event, which subscribers and receivers deduplicate by its id)
+            await self._outcomes.publish(current, message.headers)
+        await delivery.ack()
+
+    async def _attempt(
+        self, delivery: Delivery, claimed: TaskRecord, run_id: str, stopper: Stopper
+    ) -> None:
+        """One run of a claimed task, to an outcome or a retry."""
+        if await self._ended_before_run(delivery, claimed):
             return
         try:
-            outcome = await self._cancellable(claimed, run_id, stopper, message.headers)
+            input = task_input(claimed)
+        except InvalidInput as exc:  # it cannot be decoded: it never will be
+            await self._finish(delivery, claimed, "failed", error=exc.to_dict(), dead=exc.message)
+            return
+        started = Started()
+        try:
+            headers = delivery.message.headers
+            outcome = await self._cancellable(claimed, input, run_id, stopper, started, headers)
         except RunCancelled:
-            await self._finish(delivery, claimed, "cancelled", error={"code": "cancelled"})
+            error = {"code": "cancelled"}
+            await self._finish(delivery, claimed, "cancelled", error=error, run_id=started.id)
+        except StoreRejected as exc:
+            await self._finish(delivery, claimed, "failed", error=exc.to_dict(), run_id=started.id)
         except RETRYABLE as exc:
-            await self._failed_attempt(delivery, claimed, exc)
+            await self._failed_attempt(delivery, claimed, exc.to_dict(), run_id=started.id)
         except ShipyardError as exc:
-            await self._finish(delivery, claimed, "failed", error=exc.to_dict())
+            await self._finish(delivery, claimed, "failed", error=exc.to_dict(), run_id=started.id)
         else:
             usage = outcome.usage
             await self._finish(
@@ -272,7 +337,22 @@ class Worker:
                 cost_usd=usage.cost_usd,
             )
 
+    async def _ended_before_run(self, delivery: Delivery, claimed: TaskRecord) -> bool:
+        """Whether the claimed task ended without running (see ``runtime/attempts``)."""
+        settled = await before_run(
+            self._services.records,
+            claimed,
+            redelivered=delivery.redelivered,
+            max_attempts=self._max_attempts,
+        )
+        if settled is None:
+            return False
+        await self._finish(delivery, claimed, settled.status, dead=settled.dead, **settled.fields)
+        return True
+
     async def _claim(self, delivery: Delivery, run_id: str) -> TaskRecord | None:
+        """queued → running, counting the attempt; a redelivered message also takes over the
+        run its own delivery started (its worker died)."""
         message = delivery.message
         offer = offer_of(message)
         claim = functools.partial(
@@ -280,10 +360,10 @@ class Worker:
             message.tenant_id,
             message.task_id,
             "running",
-            attempts=message.attempt,
+            count_attempt=True,
             offer=offer,
             handover_pending=False,  # the broker has it: no sweep offers it again
-            detail={"worker": self.name, "attempt": message.attempt, "run_id": run_id},
+            detail={"worker": self.name, "run_id": run_id},
         )
         claimed = await claim(expected=frozenset({"queued"}))
         if claimed is None and delivery.redelivered:
@@ -293,14 +373,20 @@ class Worker:
         return claimed
 
     async def _cancellable(
-        self, task: TaskRecord, run_id: str, stopper: Stopper, headers: Mapping[str, str]
+        self,
+        task: TaskRecord,
+        input: RunInput,
+        run_id: str,
+        stopper: Stopper,
+        started: Started,
+        headers: Mapping[str, str],
     ) -> RunOutcome:
         """Run the task (in the trace it was submitted in); a cancel request (from the API)
         stops the agent."""
         parent = TraceParent.parse(headers.get("traceparent"))
         parent_run_id = headers.get(PARENT_RUN_HEADER)
         return await stopper.run(
-            lambda sinks: self._run(task, run_id, sinks, parent, parent_run_id),
+            lambda sinks: self._run(task, input, run_id, [*sinks, started], parent, parent_run_id),
             stopped=lambda: RunCancelled("cancelled through the API"),
             reason="cancelled through the API",
         )
@@ -308,6 +394,7 @@ class Worker:
     async def _run(
         self,
         task: TaskRecord,
+        input: RunInput,
         run_id: str,
         sinks: Sequence[Sink],
         parent: TraceParent | None,
@@ -317,7 +404,7 @@ class Worker:
             return await self._services.sessions.turn(
                 task.tenant_id,
                 task.session_id,
-                task.input,
+                input,
                 sinks=sinks,
                 task_id=task.id,
                 parent=parent,
@@ -327,7 +414,7 @@ class Worker:
         return await self._services.invoker.invoke(
             tenant_id=task.tenant_id,
             agent=task.agent,
-            input=task.input,
+            input=input,
             metadata=task.metadata,
             sinks=sinks,
             task_id=task.id,
@@ -337,44 +424,47 @@ class Worker:
         )
 
     async def _failed_attempt(
-        self, delivery: Delivery, task: TaskRecord, exc: ShipyardError
+        self,
+        delivery: Delivery,
+        task: TaskRecord,
+        error: dict[str, Any],
+        *,
+        run_id: str | None = None,
     ) -> None:
-        attempt = delivery.message.attempt
-        if attempt >= self._max_attempts:
-            await self._finish(delivery, task, "dead", error=exc.to_dict(), dead=exc.message)
+        """Retried with backoff (back to queued, where a cancel takes it at once) until the
+        task has had ``max_attempts`` (every delivery counts); then ``dead`` and dead-lettered."""
+        attempts = task.attempts
+        if attempts >= self._max_attempts:
+            reason = error.get("message") or error["code"]
+            await self._finish(delivery, task, "dead", error=error, dead=reason, run_id=run_id)
             return
+        delay_s = backoff_s(attempts, base_s=self._retry_base_s)
         requeued = await self._services.records.transition_task(
             task.tenant_id,
             task.id,
             "queued",
             expected=frozenset({"running"}),
-            error=exc.to_dict(),
-            detail={"retry_in_s": backoff_s(attempt, base_s=self._retry_base_s), "error": exc.code},
+            error=error,
+            run_id=run_id,
+            detail={"retry_in_s": delay_s, "error": error["code"]},
         )
         if requeued is None:
             await delivery.ack()  # cancelled meanwhile
             return
         if self._metrics is not None:
             self._metrics.task_retried(task.agent)
-        await delivery.retry(backoff_s(attempt, base_s=self._retry_base_s))
+        await delivery.retry(delay_s)
 
     async def _finish(
         self,
         delivery: Delivery,
         task: TaskRecord,
-        status: Any,
+        status: TaskStatus,
         *,
         dead: str | None = None,
         **fields: Any,
     ) -> None:
-        final = await self._services.records.transition_task(
-            task.tenant_id,
-            task.id,
-            status,
-            expected=frozenset({"running"}),
-            detail={"worker": self.name},
-            **fields,
-        )
+        final = await self._outcomes.store(task, status, fields)
         if final is not None:
             if final.status == "succeeded":
                 self._succeeded += 1
@@ -382,38 +472,8 @@ class Worker:
                 self._failed += 1
             if self._metrics is not None:
                 self._metrics.task_finished(final.agent, final.status)
-            await self._publish_outcome(final, delivery.message.headers)
+            await self._outcomes.publish(final, delivery.message.headers)
         if dead is not None:
             await delivery.dead(dead)
         else:
             await delivery.ack()
-
-    async def _publish_outcome(self, task: TaskRecord, headers: Mapping[str, str]) -> None:
-        """The outcome on the results exchange and, if the task has one, into the webhook
-        outbox — both before the message is acked."""
-        event_id, body = cloud_event(task)
-        await self._services.broker.publish_result(body, routing_key=routing_key(task))
-        if task.webhook_url:
-            await self._queue_webhook(task, event_id, body, headers)
-
-    async def _queue_webhook(
-        self, task: TaskRecord, event_id: str, body: bytes, headers: Mapping[str, str]
-    ) -> None:
-        """Into the outbox (before the message is acked), then delivered by any worker's
-        outbox; the receiver gets the task's trace context."""
-        assert task.webhook_url is not None
-        now = datetime.now(UTC)
-        await self._services.records.add_webhook(
-            WebhookDelivery(
-                task_id=task.id,
-                tenant_id=task.tenant_id,
-                url=task.webhook_url,
-                event_id=event_id,
-                body=body.decode(),
-                traceparent=headers.get("traceparent"),
-                next_at=now,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        self._outbox.wake()

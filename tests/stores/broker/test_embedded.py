@@ -40,6 +40,35 @@ async def test_messages_live_in_broker_messages(tmp_path: Path) -> None:
     assert row == ("tasks", "task-1", "acme", 2, 1, "queued")
 
 
+async def test_a_row_that_is_no_message_is_dead_at_once(tmp_path: Path) -> None:
+    """A row no worker could take (damaged, or written by something else) goes to the dead
+    letters at its first claim; the messages beside it are delivered."""
+    broker = open_broker(tmp_path / "b.db")
+    try:
+        await broker.publish(task(1))
+        await broker.publish(task(2))
+        with sqlite3.connect(tmp_path / "b.db") as conn:
+            conn.execute(
+                "UPDATE broker_messages SET headers = '{not json' WHERE task_id = ?", ("task-1",)
+            )
+        conn.close()
+        async with broker.consume(prefetch=4) as deliveries:
+            delivery = await receive(deliveries)
+            assert delivery.message.task_id == "task-2"
+            await delivery.ack()
+            await assert_nothing(deliveries)
+        assert await broker.dead_letters() == []  # (it cannot be shown as a message)
+        assert await broker.depth() == 0
+    finally:
+        await broker.close()
+    with sqlite3.connect(tmp_path / "b.db") as conn:
+        row = conn.execute(
+            "SELECT state, dead_reason FROM broker_messages WHERE task_id = 'task-1'"
+        )
+        assert row.fetchone() == ("dead", "undecodable")
+    conn.close()
+
+
 async def test_concurrent_publishes_share_commits_and_all_land(tmp_path: Path) -> None:
     broker = open_broker(tmp_path / "b.db")
     commits = 0

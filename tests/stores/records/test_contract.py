@@ -489,6 +489,34 @@ async def test_a_run_is_taken_over_only_from_its_offer(store: SqlRecordStore) ->
     assert same is not None and same.offer == "o1"
 
 
+async def test_a_claim_counts_the_attempt(store: SqlRecordStore) -> None:
+    task, _ = await store.create_task(make_task(1))
+    running = frozenset({"running"})
+    first = await store.transition_task(
+        "t1", task.id, "running", expected=frozenset({"queued"}), count_attempt=True
+    )
+    assert first is not None and first.attempts == 1
+    again = await store.transition_task(  # a redelivery taking the run over counts too
+        "t1", task.id, "running", expected=running, from_offer="o1", count_attempt=True
+    )
+    assert again is not None and again.attempts == 2
+    missed = await store.transition_task(
+        "t1", task.id, "running", expected=frozenset({"queued"}), count_attempt=True
+    )
+    assert missed is None
+    done = await store.transition_task("t1", task.id, "succeeded", expected=running)
+    assert done is not None and done.attempts == 2
+
+
+async def test_a_lone_surrogate_stored_as_json_reads_back(store: SqlRecordStore) -> None:
+    """orjson refuses to read the escape the store wrote; the row stays readable."""
+    task, _ = await store.create_task(make_task(1, input="x\ud800y", metadata={"k": "\udfff"}))
+    read = await store.get_task("t1", task.id)
+    assert read is not None and read.input == "x\ud800y" and read.metadata == {"k": "\udfff"}
+    page = await store.list_tasks("t1")
+    assert [t.id for t in page.items] == [task.id]
+
+
 async def test_many_hand_overs_are_noted_at_once(store: SqlRecordStore) -> None:
     tasks_ = [make_task(n, handover_pending=True) for n in range(2500)]
     for task in tasks_:

@@ -1,4 +1,5 @@
-"""What only the embedded state store does: URLs, files, purging, busy fallback, local pub/sub."""
+"""What only the embedded state store does: URLs, files, purging, busy fallback, pub/sub across
+the processes sharing its file."""
 
 from __future__ import annotations
 
@@ -140,13 +141,40 @@ async def test_contention_through_the_thread_has_one_winner(
     assert await store.range("h") == [b"%d" % results.index(True)]
 
 
-async def test_pub_sub_stays_in_the_process(store: SqliteStateStore, tmp_path: Path) -> None:
+async def test_pub_sub_reaches_the_other_processes_on_the_file(
+    store: SqliteStateStore, tmp_path: Path
+) -> None:
+    """Another store on the same file (another process: a worker, the server) hears what this
+    one publishes while it is subscribed — once each, and nothing from before."""
     other = SqliteStateStore.from_url(f"sqlite:///{tmp_path}/state.db")
     try:
-        async with other.subscribe("events"):
-            assert await store.publish("events", b"m") == 0
+        await store.publish("events", b"before")
+        async with other.subscribe("events") as heard, store.subscribe("events") as own:
+            assert await store.publish("events", b"m1") == 1  # this process's subscribers
+            await store.publish("other-channel", b"x")
+            await other.publish("events", b"m2")
+            # (a process's own messages reach its subscribers first, the others' at a poll)
+            assert {await asyncio.wait_for(anext(heard), LONG) for _ in range(2)} == {b"m1", b"m2"}
+            assert {await asyncio.wait_for(anext(own), LONG) for _ in range(2)} == {b"m1", b"m2"}
+            await store.publish("events", b"m3")
+            assert await asyncio.wait_for(anext(own), LONG) == b"m3"  # not m1 or m2 again
+            assert await asyncio.wait_for(anext(heard), LONG) == b"m3"
     finally:
         await other.close()
+
+
+async def test_published_messages_are_purged(tmp_path: Path) -> None:
+    store = SqliteStateStore.from_url(f"sqlite:///{tmp_path}/state.db")
+    try:
+        await store.publish("events", b"m")
+        assert rows(tmp_path / "state.db", "state_messages") == 1
+        with sqlite3.connect(tmp_path / "state.db") as conn:
+            conn.execute("UPDATE state_messages SET at = at - 3600")
+        conn.close()
+        await store.purge()
+        assert rows(tmp_path / "state.db", "state_messages") == 0
+    finally:
+        await store.close()
 
 
 async def test_a_subscriber_that_falls_behind_is_dropped(tmp_path: Path) -> None:

@@ -138,7 +138,7 @@ async def _task_frames(
     position, seq = after
     while True:
         moves = await service.transitions(tenant_id, task_id)
-        run_id = _run_of(moves[position - 1]) if 0 < position <= len(moves) else None
+        run_id = _run_at(moves, position)
         while run_id is not None:
             events = await records.list_events(tenant_id, run_id, after_seq=seq, limit=EVENTS_PAGE)
             for event in events:
@@ -147,7 +147,9 @@ async def _task_frames(
             if len(events) < EVENTS_PAGE:
                 break
         if position < len(moves):
-            position, seq = position + 1, 0
+            position += 1
+            if _run_at(moves, position) != run_id:  # a new run: its events from the first
+                seq = 0
             move = moves[position - 1]
             data = move.model_dump_json()
             yield f"id: {position}\nevent: task.{move.status}\ndata: {data}\n\n".encode()
@@ -157,15 +159,23 @@ async def _task_frames(
         await asyncio.sleep(POLL_S)
 
 
-def _run_of(move: TaskTransition) -> str | None:
-    """The run an attempt started (its ``running`` change says which)."""
-    run_id = move.detail.get("run_id") if move.status == "running" else None
-    return run_id if isinstance(run_id, str) else None
+def _run_at(moves: list[TaskTransition], position: int) -> str | None:
+    """The run going on at the ``position``-th change: the one its ``running`` change started,
+    or, for a ``running`` change that starts none (a cancel requested), the run it is about."""
+    for move in reversed(moves[: max(position, 0)]):
+        if move.status != "running":
+            return None
+        run_id = move.detail.get("run_id")
+        if isinstance(run_id, str):
+            return run_id
+    return None
 
 
 @router.post("/{task_id}/cancel", response_model=TaskView, responses=_ERRORS)
 async def cancel_task(task_id: str, request: Request, principal: Invoker) -> TaskView:
-    """A queued task is cancelled at once; a running one is asked to stop (its status turns
-    ``cancelled`` when its worker has stopped it); a finished one answers 409."""
-    task = await _tasks(request).cancel(principal.tenant_id, task_id)
-    return TaskView.of(task)
+    """A queued task is cancelled at once; a running one is asked to stop (it answers
+    ``running``, its last transition records the request; its status turns ``cancelled`` when
+    its worker has stopped it); a finished one answers 409. The answer has the transitions."""
+    service = _tasks(request)
+    task = await service.cancel(principal.tenant_id, task_id)
+    return TaskView.of(task, await service.transitions(principal.tenant_id, task_id))

@@ -16,6 +16,7 @@ An expired lease goes back to ``queued`` at the next claim on its queue.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -122,8 +123,25 @@ def claim(conn: sqlite3.Connection, queue: str, limit: int, lease_s: float) -> C
                 "WHERE queue = ? AND state IN ('queued', 'leased')",
                 (queue,),
             ).fetchone()[0]
-    rows.sort(key=lambda row: (-row[7], row[0]))  # RETURNING promises no order
-    return Claim([Claimed(row[0], row[1], _message(row[2:])) for row in rows], next_due)
+        claimed = _decoded(conn, rows)
+    claimed.sort(key=lambda c: (-c.message.priority, c.id))  # RETURNING promises no order
+    return Claim(claimed, next_due)
+
+
+def _decoded(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> list[Claimed]:
+    """The claimed rows as messages; a row that is not a message (written by something else,
+    or damaged) goes to the dead letters at once, in the claim's transaction."""
+    claimed = []
+    for row in rows:
+        try:
+            claimed.append(Claimed(row[0], row[1], _message(row[2:])))
+        except (ValueError, TypeError):
+            conn.execute(
+                "UPDATE broker_messages SET state = 'dead', lease_expires_at = NULL, "
+                "dead_reason = 'undecodable' WHERE id = ?",
+                (row[0],),
+            )
+    return claimed
 
 
 def ack(conn: sqlite3.Connection, id_: int, token: int) -> bool:
@@ -198,7 +216,11 @@ def dead_letters(conn: sqlite3.Connection, queue: str, limit: int) -> list[tuple
         "WHERE queue = ? AND state = 'dead' ORDER BY id LIMIT ?",
         (queue, limit),
     ).fetchall()
-    return [(_message(row[2:9]), row[9]) for row in rows]
+    letters = []
+    for row in rows:
+        with contextlib.suppress(ValueError, TypeError):  # one that is not a message: skipped
+            letters.append((_message(row[2:9]), row[9]))
+    return letters
 
 
 def _message(row: Sequence[Any]) -> TaskMessage:

@@ -249,12 +249,14 @@ class TaskRecords(Protocol):
         *,
         expected: frozenset[str],
         from_offer: str | None = None,
+        count_attempt: bool = False,
         detail: dict[str, Any] | None = None,
         **fields: Any,
     ) -> TaskRecord | None:
         """Move the task to ``status`` (and set ``fields``) only if its status is one of
         ``expected`` (and, with ``from_offer``, its ``offer`` is that one or unset), recording the
-        move with a timestamp; None if it was not."""
+        move with a timestamp; None if it was not. ``count_attempt``: ``attempts`` goes up by
+        one in the same statement (a worker's claim: every delivery counts)."""
         ...
 
     async def task_transitions(self, tenant_id: str, task_id: str) -> list[TaskTransition]:

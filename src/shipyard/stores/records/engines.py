@@ -42,9 +42,19 @@ def json_dumps(value: Any) -> str:
         return json.dumps(value, default=str)
 
 
+def json_loads(text: str | bytes) -> Any:
+    """orjson, and the standard library for what orjson refuses but ``json_dumps`` may have
+    written (an escaped lone surrogate): a row stored that way stays readable, so its task can
+    still be run to an outcome, listed and cancelled."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def create_engine(url: URL, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(
-        url, json_serializer=json_dumps, json_deserializer=orjson.loads, **kwargs
+        url, json_serializer=json_dumps, json_deserializer=json_loads, **kwargs
     )
 
 

@@ -19,7 +19,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar, cast
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -58,7 +57,7 @@ class LoopFirst:
             poolclass=StaticPool,
             connect_args={"check_same_thread": False},
             json_serializer=engines.json_dumps,
-            json_deserializer=orjson.loads,
+            json_deserializer=engines.json_loads,
         )
         event.listen(self._sync, "connect", _on_connect)
         self._prepared: dict[int, tuple[Any, Prepared]] = {}

@@ -79,7 +79,13 @@ _T = TypeVar("_T")
 MAX_TRACE_RUNS = 1000
 """The most runs one trace read covers."""
 
-_REFUSALS = (exc.DataError, exc.IntegrityError, sqlite3.DataError, sqlite3.IntegrityError)
+_REFUSALS = (
+    exc.DataError,
+    exc.IntegrityError,
+    sqlite3.DataError,
+    sqlite3.IntegrityError,
+    UnicodeEncodeError,  # a lone surrogate, which the stdlib driver cannot encode
+)
 
 
 class SqlRecordStore:
@@ -108,7 +114,7 @@ class SqlRecordStore:
             index_elements=["name"],
             set_={c.name: upsert.excluded[c.name] for c in workers.c if c.name != "name"},
         )
-        self._transitions: dict[tuple[tuple[str, ...], tuple[str, ...], bool], sa.Update] = {}
+        self._transitions: dict[tuple[tuple[str, ...], tuple[str, ...], bool, bool], sa.Update] = {}
         self._insert_events_stmt = self._insert_events()
         # Every write is group-committed (see group_commit): the process's writes of the moment,
         # run batches and task moves alike, share one transaction. On a SQLite file they run on
@@ -129,6 +135,7 @@ class SqlRecordStore:
             exc.DBAPIError,
             exc.TimeoutError,
             OSError,
+            UnicodeEncodeError,
             *driver_errors,
         )
 
@@ -420,13 +427,14 @@ class SqlRecordStore:
         *,
         expected: frozenset[str],
         from_offer: str | None = None,
+        count_attempt: bool = False,
         detail: dict[str, Any] | None = None,
         **fields: Any,
     ) -> TaskRecord | None:
         """A compare-and-set on the status, and the move recorded, in one transaction."""
         now = datetime.now(UTC)
         stmt = self._transition_stmt(
-            tuple(sorted(fields)), tuple(sorted(expected)), from_offer is not None
+            tuple(sorted(fields)), tuple(sorted(expected)), from_offer is not None, count_attempt
         )
         params = {
             "w_tenant_id": tenant_id,
@@ -627,14 +635,15 @@ class SqlRecordStore:
         await conn.execute(stmt, {"id": tenant_id, "created_at": datetime.now(UTC)})
 
     def _transition_stmt(
-        self, fields: tuple[str, ...], expected: tuple[str, ...], from_offer: bool
+        self, fields: tuple[str, ...], expected: tuple[str, ...], from_offer: bool, count: bool
     ) -> sa.Update:
         """The compare-and-set of a task's status from one of ``expected`` (and, with
-        ``from_offer``, from its offer or none) that also sets ``fields``: built once per
+        ``from_offer``, from its offer or none) that also sets ``fields`` (and with ``count``,
+        adds one to ``attempts``): built once per
         combination, with bound parameters, so SQLAlchemy compiles it once (building a statement
         per call cost more than running it; ``IN`` would be an expanding parameter, rendered
         again on every call)."""
-        key = (fields, expected, from_offer)
+        key = (fields, expected, from_offer, count)
         stmt = self._transitions.get(key)
         if stmt is None:
             columns = ("status", "updated_at", *fields)
@@ -646,12 +655,12 @@ class SqlRecordStore:
             if from_offer:
                 offer = sa.bindparam("w_offer", type_=tasks.c.offer.type)
                 where.append(sa.or_(tasks.c.offer.is_(None), tasks.c.offer == offer))
-            stmt = (
-                tasks.update()
-                .where(*where)
-                .values({c: sa.bindparam(f"v_{c}", type_=tasks.c[c].type) for c in columns})
-                .returning(*tasks.c)
-            )
+            values: dict[str, Any] = {
+                c: sa.bindparam(f"v_{c}", type_=tasks.c[c].type) for c in columns
+            }
+            if count:
+                values["attempts"] = tasks.c.attempts + 1
+            stmt = tasks.update().where(*where).values(values).returning(*tasks.c)
             self._transitions[key] = stmt
             if self._loop_first is not None:
                 keys = ["w_tenant_id", "w_id", *(f"v_{c}" for c in columns)]

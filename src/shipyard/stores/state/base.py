@@ -16,7 +16,7 @@ implements together as ``StateStore``:
 - ``Channels`` — publish/subscribe of live events, at most once: a subscriber gets what is
   published while it is subscribed and nothing else.
 
-Backends: ``sqlite.py`` (embedded, one process) and ``redis.py``.
+Backends: ``sqlite.py`` (embedded: one process, or a few sharing its file) and ``redis.py``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Publish/subscribe inside one process: each subscriber has a bounded queue on the event loop.
 
-This is the embedded store's pub/sub. It reaches subscribers of this process only — two
-processes sharing one SQLite file (a server and a worker) do not see each other's messages.
+This is the embedded store's pub/sub within a process; ``sqlite_channels`` carries messages
+between the processes that share one SQLite file (a server and a worker) and hands them to it.
 
 A subscriber that falls ``max_queued`` messages behind is dropped, as Redis drops a client over
 its output buffer limit: its iteration raises ``StoreError`` rather than silently skipping.
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from shipyard.errors import StoreError
 from shipyard.stores._subscription import Subscription
 
 MAX_QUEUED = 10_000
@@ -20,9 +21,11 @@ MAX_QUEUED = 10_000
 class LocalSubscription(Subscription[bytes]):
     """An async iterator of one channel's messages."""
 
-    def __init__(self, channel: str, max_queued: int) -> None:
+    def __init__(self, channel: str, max_queued: int, since: int = 0) -> None:
         super().__init__(f"subscriber of {channel!r}", "messages", max_queued)
         self.channel = channel
+        self.since = since
+        """Messages of other processes are this one's from after this id on."""
 
 
 class LocalChannels:
@@ -32,9 +35,17 @@ class LocalChannels:
         self._subscribers: dict[str, set[LocalSubscription]] = {}
         self._max_queued = max_queued
 
-    def publish(self, channel: str, message: bytes) -> int:
+    @property
+    def subscribed(self) -> bool:
+        return bool(self._subscribers)
+
+    def publish(self, channel: str, message: bytes, *, seq: int = 0) -> int:
+        """To the channel's subscribers; with ``seq`` (a message of another process, by its id),
+        only to those subscribed before it was published."""
         delivered = 0
         for sub in list(self._subscribers.get(channel, ())):
+            if seq and sub.since >= seq:
+                continue
             if sub.offer(message):
                 delivered += 1
             else:
@@ -42,8 +53,10 @@ class LocalChannels:
         return delivered
 
     @asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:
-        sub = LocalSubscription(channel, self._max_queued)
+    async def subscribe(
+        self, channel: str, *, since: int = 0
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        sub = LocalSubscription(channel, self._max_queued, since)
         self._subscribers.setdefault(channel, set()).add(sub)
         try:
             yield sub
@@ -51,11 +64,12 @@ class LocalChannels:
             self._remove(sub)
             sub.end()
 
-    def close(self) -> None:
-        """End every subscription (their iterations stop after the messages already queued)."""
+    def close(self, error: StoreError | None = None) -> None:
+        """End every subscription (their iterations stop after the messages already queued, or
+        at once raising ``error``)."""
         for subs in list(self._subscribers.values()):
             for sub in list(subs):
-                sub.end()
+                sub.end(error)
         self._subscribers.clear()
 
     def _remove(self, sub: LocalSubscription) -> None:

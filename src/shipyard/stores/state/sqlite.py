@@ -1,4 +1,4 @@
-"""``SqliteStateStore``: the embedded state store, one SQLite file (or memory) in one process.
+"""``SqliteStateStore``: the embedded state store, one SQLite file (or memory).
 
 Operations are the plain functions of ``sqlite_ops`` on the stdlib driver. Measured on two cores
 (a 200-byte set + get): ~22 µs run on the event loop, ~65-145 µs through a thread hop, ~550 µs
@@ -13,8 +13,10 @@ written, checkpoints on the loop.)
 Expiry: an expired key is absent on read; expired rows are purged at most every
 ``purge_interval_s``, before a write (and on the first write after opening).
 
-Pub/sub is in-process (``local_channels``): two processes sharing one file — a server and a
-worker — do not see each other's messages. Use Redis for more than one process.
+Pub/sub on a file reaches every process that shares it — a server and its workers, so a cancel
+sent by the API stops a task on a worker (``sqlite_channels``: a message is a row, which each
+subscribed process polls for every ``POLL_S``); in memory it stays in the process
+(``local_channels``). Processes on several machines need Redis.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from shipyard.stores._sqlite import is_locked
 from shipyard.stores.state import sqlite_ops as ops
 from shipyard.stores.state.base import Lease, check_items, ttl_ms
 from shipyard.stores.state.local_channels import MAX_QUEUED, LocalChannels
+from shipyard.stores.state.sqlite_channels import POLL_S, FileChannels
 
 __all__ = ["SqliteStateStore"]
 
@@ -51,11 +54,15 @@ class SqliteStateStore:
         *,
         purge_interval_s: float = PURGE_INTERVAL_S,
         max_queued: int = MAX_QUEUED,
+        poll_s: float = POLL_S,
     ) -> None:
+        """``poll_s``: how often a process with subscribers reads what other processes sharing
+        the file published."""
         self._label = path or ":memory:"
         self._purge_interval_s = purge_interval_s
         self._next_purge = 0.0
         self._channels = LocalChannels(max_queued=max_queued)
+        self._shared: FileChannels | None = None
         self._closed = False
         self._thread: ThreadPoolExecutor | None = None
         self._last: Future[Any] | None = None
@@ -71,6 +78,9 @@ class SqliteStateStore:
         except (sqlite3.Error, OSError) as e:
             raise StoreError(f"cannot open the state store {self._label!r}: {e}") from e
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="shipyard-state")
+        self._shared = FileChannels(
+            self._channels, read=self._call, write=self._write, poll_s=poll_s
+        )
 
     @classmethod
     def from_url(
@@ -102,6 +112,8 @@ class SqliteStateStore:
         if self._closed:
             return
         self._closed = True
+        if self._shared is not None:
+            await self._shared.close()
         self._channels.close()
         self._conn.close()
         if self._thread is not None:
@@ -206,9 +218,12 @@ class SqliteStateStore:
     # -- channels -------------------------------------------------------------------------------
 
     async def publish(self, channel: str, message: bytes) -> int:
-        """Deliver to this process's subscribers of ``channel``."""
+        """Deliver to the subscribers of ``channel`` (of every process on the file); how many
+        of this process's there were."""
         self._check_open("publish")
         check_items([message])
+        if self._shared is not None:
+            return await self._shared.publish(channel, message)
         return self._channels.publish(channel, message)
 
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
@@ -217,7 +232,8 @@ class SqliteStateStore:
     @asynccontextmanager
     async def _subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:
         self._check_open("subscribe")
-        async with self._channels.subscribe(channel) as messages:
+        channels = self._shared or self._channels
+        async with channels.subscribe(channel) as messages:
             yield messages
 
     # -- private --------------------------------------------------------------------------------

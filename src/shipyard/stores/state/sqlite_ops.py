@@ -12,6 +12,9 @@ Tables (temporary state: created on open, no migrations)::
                   counter's own expiry: LEASE_SEQUENCE_TTL_S after the last use)
     state_queue   (name, ticket) → expires_at: the live tickets waiting for a lease
     state_queue_seq  name → last ticket handed out, keep_until (QUEUE_SEQUENCE_TTL_S after)
+    state_messages id (growing) → channel, message, origin (the publishing store), at: what was
+                  published, for the other processes on the file (``sqlite_channels``); kept
+                  MESSAGE_KEEP_S
 """
 
 from __future__ import annotations
@@ -47,7 +50,14 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS state_queue_seq (
         name TEXT PRIMARY KEY, last INTEGER NOT NULL, keep_until REAL NOT NULL
     ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS state_messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, message BLOB NOT NULL,
+        origin TEXT NOT NULL, at REAL NOT NULL
+    )""",
 )
+MESSAGE_KEEP_S = 60.0
+"""How long a published message stays in ``state_messages``: far longer than any poll takes."""
+MESSAGES_PER_READ = 1000
 
 _UPSERT_KEY = (
     "INSERT INTO state_keys (key, kind, value, length, expires_at) VALUES (?, ?, ?, ?, ?) "
@@ -369,4 +379,33 @@ def purge(conn: sqlite3.Connection) -> int:
         conn.execute("DELETE FROM state_leases WHERE keep_until <= ?", (now,))
         conn.execute("DELETE FROM state_queue WHERE expires_at <= ?", (now,))
         conn.execute("DELETE FROM state_queue_seq WHERE keep_until <= ?", (now,))
+        conn.execute("DELETE FROM state_messages WHERE at <= ?", (now - MESSAGE_KEEP_S,))
     return deleted
+
+
+# -- messages (pub/sub across processes) ---------------------------------------------------------
+
+
+def publish(conn: sqlite3.Connection, channel: str, message: bytes, origin: str) -> int:
+    """Record a published message; its id."""
+    with transaction(conn):
+        cursor = conn.execute(
+            "INSERT INTO state_messages (channel, message, origin, at) VALUES (?, ?, ?, ?)",
+            (channel, message, origin, time.time()),
+        )
+    return int(cursor.lastrowid or 0)
+
+
+def last_message(conn: sqlite3.Connection) -> int:
+    """The id of the newest message (0 if none): a subscriber from now on gets those after it."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'state_messages'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def messages_after(conn: sqlite3.Connection, after: int) -> list[tuple[int, str, bytes, str]]:
+    """``(id, channel, message, origin)`` of the messages after ``after``, oldest first."""
+    rows = conn.execute(
+        "SELECT id, channel, message, origin FROM state_messages WHERE id > ? ORDER BY id LIMIT ?",
+        (after, MESSAGES_PER_READ),
+    ).fetchall()
+    return [(int(i), str(c), bytes(m), str(o)) for i, c, m, o in rows]
