@@ -11,6 +11,7 @@
     │   └── SessionExpired             404     session_expired
     │   └── TaskNotFound               404     task_not_found
     ├── TaskFinished                   409     task_finished       cancel of a finished task
+    ├── IdempotencyConflict            409     idempotency_conflict  a key reused, another body
     ├── SessionBusy                    409     session_busy        a turn is already running
     │   └── TurnInterrupted            409     turn_interrupted    a newer turn cancelled it
     ├── ContextOverflow                422     context_overflow    history beyond the budget
@@ -106,6 +107,13 @@ class TaskFinished(ShipyardError):
 
     status = 409
     code = "task_finished"
+
+
+class IdempotencyConflict(ShipyardError):
+    """An idempotency key already used by the tenant for a request with another body."""
+
+    status = 409
+    code = "idempotency_conflict"
 
 
 class AuthError(ShipyardError):

@@ -136,7 +136,9 @@ def test_a_client_that_leaves_an_sse_stream_does_not_cancel_the_run(admin: httpx
 
 def test_agents_are_listed_with_tool_schemas(admin: httpx.Client) -> None:
     agents = {a["name"]: a for a in admin.get("/v1/agents").json()["agents"]}
-    assert set(agents) == {"echo", "slow_echo", "calc", "broken", "sleepy", "crashy", "historian"}
+    assert set(agents) == {
+        *("echo", "slow_echo", "calc", "broken", "sleepy", "crashy", "historian", "unstorable")
+    }
     assert agents["calc"]["tools"][0]["name"] == "add"
     assert agents["calc"]["tools"][0]["parameters"]["required"] == ["a", "b"]
     assert agents["sleepy"]["description"].startswith("Takes longer")
@@ -189,11 +191,11 @@ def test_422_names_the_bad_fields(admin: httpx.Client, body: dict, fields: list[
         assert field in error["message"]
 
 
-def test_422_on_a_body_that_is_not_json(admin: httpx.Client) -> None:
+def test_400_on_a_body_that_is_not_json(admin: httpx.Client) -> None:
     reply = admin.post(
         "/v1/agents/echo/invoke", content=b"{oops", headers={"Content-Type": "application/json"}
     )
-    assert reply.status_code == 422 and error_of(reply)["code"] == "invalid_input"
+    assert reply.status_code == 400 and error_of(reply)["code"] == "malformed_body"
 
 
 def test_502_model_failure_is_recorded_as_failed(admin: httpx.Client) -> None:

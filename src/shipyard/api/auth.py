@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shipyard.api.keys import KeyService, Principal
 from shipyard.errors import AuthError
@@ -28,10 +30,20 @@ async def authenticate(keys: KeyService, secret: str, scope: Scope) -> Principal
     return principal
 
 
-def require(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="An API key (`shipyard keys create`), sent as `Authorization: Bearer <key>`.",
+)
+"""Declares the bearer scheme in the OpenAPI document (the Authorize button of ``/docs``); the
+check itself is ``bearer_secret``'s, for its precise 401s."""
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+
+
+def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     """A dependency that authenticates the caller and checks ``scope``."""
 
-    async def dependency(request: Request) -> Principal:
+    async def dependency(request: Request, _: Credentials) -> Principal:
         secret = bearer_secret(request.headers.get("authorization"))
         return await authenticate(request.app.state.keys, secret, scope)
 

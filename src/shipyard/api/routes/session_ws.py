@@ -75,6 +75,7 @@ from shipyard.api.fanout import (
     Resume,
     Subscriber,
 )
+from shipyard.api.fields import RunInputField
 from shipyard.api.keys import Principal
 from shipyard.errors import (
     AuthError,
@@ -86,6 +87,7 @@ from shipyard.errors import (
 )
 from shipyard.models.base import Message
 from shipyard.runtime.sessions import SessionService
+from shipyard.stores.storable import text_problem
 from shipyard.telemetry.events import TERMINAL, Event
 
 log = structlog.get_logger(__name__)
@@ -101,7 +103,7 @@ _TOO_SLOW = (
 class TurnFrame(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["turn"]
-    input: str | list[Message] = Field(min_length=1)
+    input: RunInputField = Field(min_length=1)
 
 
 class PingFrame(BaseModel):
@@ -142,6 +144,8 @@ async def session_ws(websocket: WebSocket, session_id: str) -> None:
     await websocket.accept()
     try:
         principal, secret = await _authenticate(websocket)
+        if (problem := text_problem(session_id)) is not None:
+            raise InvalidInput(f"session id: text {problem}")
         await websocket.app.state.services.sessions.check(principal.tenant_id, session_id)
         resume = _last_event_id(websocket)
     except ShipyardError as exc:

@@ -42,9 +42,19 @@ def json_dumps(value: Any) -> str:
         return json.dumps(value, default=str)
 
 
+def json_loads(text: str | bytes) -> Any:
+    """orjson's parser, or, for JSON it refuses (a lone surrogate escaped, ``"\\ud800"``, as an
+    older version could store), the standard library's: the row still loads, and the reader
+    sees what is wrong with it (``stores.storable``)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def create_engine(url: URL, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(
-        url, json_serializer=json_dumps, json_deserializer=orjson.loads, **kwargs
+        url, json_serializer=json_dumps, json_deserializer=json_loads, **kwargs
     )
 
 
