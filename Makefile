@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP  := $(VENV)/.synced
 
-.PHONY: run test bench lint fmt services clean
+.PHONY: run test fuzz bench lint fmt services clean
 
 # The environment is rebuilt only when the lock file, pyproject or this file changes. Packages are
 # byte-compiled at install: with PYTHONDONTWRITEBYTECODE set (as on our CI machines) every process
@@ -26,6 +26,11 @@ run: $(STAMP)
 test: $(STAMP)
 	@scripts/services.sh
 	SHIPYARD_REQUIRE_SERVICES=$${SHIPYARD_REQUIRE_SERVICES:-1} $(BIN)/pytest -q $(PYTEST_ARGS)
+
+# schemathesis over the OpenAPI document, against a real server on PostgreSQL (README: Tests).
+fuzz: $(STAMP)
+	@scripts/services.sh
+	$(BIN)/python -m tests.e2e.fuzz $(FUZZ_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -155,8 +155,19 @@ class MaxStepsExceeded(RunFailure):
 
 
 class StoreError(ShipyardError):
+    """``message`` says which store failed and how (for the log); what a client sees
+    (``to_dict``) names no driver, host or exception: only the operation."""
+
     status = 503
     code = "store_unavailable"
+    public: ClassVar[str] = "a backing store is unavailable; try again later"
+
+    def to_dict(self) -> dict[str, Any]:
+        operation = self.details.get("operation") if isinstance(self.details, dict) else None
+        body: dict[str, Any] = {"code": self.code, "message": self.public}
+        if operation:
+            body["details"] = {"operation": operation}
+        return body
 
 
 class StoreRejected(StoreError):
@@ -164,6 +175,7 @@ class StoreRejected(StoreError):
 
     status = 500
     code = "store_rejected"
+    public = "a store refused the data"
 
 
 class ModelRetry(Exception):

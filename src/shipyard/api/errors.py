@@ -46,7 +46,8 @@ _DESCRIPTIONS = {
     409: "Conflict with the resource's state.",
     413: "Body over the size limit (`payload_too_large`).",
     422: "Invalid input, naming the fields (`invalid_input`).",
-    500: "An unexpected error (`internal_error`); the details are in the server log.",
+    500: "The run failed (`run_failed`, `max_steps_exceeded`), a store refused the data "
+    "(`store_rejected`), or an unexpected error (`internal_error`; details in the server log).",
     502: "The model provider failed (`model_error`).",
     503: "A backing store is unavailable (`store_unavailable`).",
     504: "The run took too long (`run_timeout`).",
@@ -72,7 +73,8 @@ async def _shipyard_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ShipyardError)
     if exc.status >= 500:
         log.warning("request failed", path=request.url.path, code=exc.code, error=exc.message)
-    return error_response(exc.status, exc.code, exc.message, exc.details)
+    body = exc.to_dict()  # a store's error says no more than the operation (errors.StoreError)
+    return error_response(exc.status, body["code"], body["message"], body.get("details"))
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -191,7 +191,7 @@ def _last_event_id(websocket: WebSocket) -> int | None:
 async def _refuse(websocket: WebSocket, error: ShipyardError) -> None:
     try:
         await websocket.send_text(Frame.local("error", error=error.to_dict()).text)
-        await websocket.close(4000 + error.status, _reason(error.message))
+        await websocket.close(4000 + error.status, _reason(error.to_dict()["message"]))
     except (WebSocketDisconnect, OSError, RuntimeError):
         pass  # the client has already gone
 
@@ -297,7 +297,7 @@ async def _start_turn(conn: _Connection, frame: TurnFrame) -> None:
         await authenticate(conn.websocket.app.state.keys, conn.secret, "invoke")
     except ShipyardError as exc:
         conn.reply("error", error=exc.to_dict())
-        conn.subscriber.offer(Close(4000 + exc.status, _reason(exc.message)))
+        conn.subscriber.offer(Close(4000 + exc.status, _reason(exc.to_dict()["message"])))
         return
     turn = _Turn(conn)
     conn.channel.turns += 1  # before any await: the channel is not swept while a turn runs
@@ -358,4 +358,4 @@ class _Turn:
         status = "succeeded" if error is None else "failed" if failed else "error"
         send("turn.done", run_id=self._run_id, status=status)
         if not began and isinstance(error, NotFound):  # the session is gone: nothing left to do
-            conn.subscriber.offer(Close(4000 + error.status, _reason(error.message)))
+            conn.subscriber.offer(Close(4000 + error.status, _reason(error.to_dict()["message"])))
