@@ -607,23 +607,14 @@ class SqlRecordStore:
 
     @asynccontextmanager
     async def _translate(self, operation: str) -> AsyncIterator[None]:
-        """Driver and network failures leave as ``StoreError``."""
+        """Driver and network failures leave as ``StoreError``; the message, for the log, names
+        the driver's exception; a client sees only the operation (``StoreError.to_dict``)."""
         try:
             yield
         except self._errors as e:
-            refused = _refused(e)
-            log.warning(
-                "record store operation failed",
-                operation=operation,
-                dialect=self._dialect,
-                driver_error=_driver_error(e),
-                refused=refused,
-            )
-            if refused:
-                message = f"the record store refused the data ({operation})"
-                raise StoreRejected(message, details={"operation": operation}) from e
-            message = f"the record store is unavailable ({operation})"
-            raise StoreError(message, details={"operation": operation}) from e
+            message = f"record store ({self._dialect}) {operation} failed: {_driver_error(e)}"
+            error = StoreRejected if _refused(e) else StoreError
+            raise error(message, details={"operation": operation}) from e
 
     async def _write(self, operation: str, work: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
         """``work`` in a write transaction, together with the process's other writes of the
