@@ -3,6 +3,7 @@ PostgreSQL records, and nothing the API accepts can break a listing afterwards."
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -10,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 
 from tests.servers import ServerProcess
 
@@ -264,3 +266,25 @@ def test_every_operation_documents_its_error_codes(server: ServerProcess) -> Non
             if "{" in path:
                 assert "404" in codes, (method, path)
     assert "409" in spec["paths"]["/v1/tasks"]["post"]["responses"]
+
+
+@pytest.mark.parametrize("text", BAD_TEXT)
+async def test_a_websocket_turn_with_unstorable_text_is_an_invalid_frame(
+    server: ServerProcess, client: httpx.Client, text: str
+) -> None:
+    session = post(client, "/v1/sessions", {"agent": "echo"}).json()["id"]
+    url = server.url.replace("http", "ws") + f"/v1/sessions/{session}/ws"
+    headers = {"Authorization": f"Bearer {server.admin_key}"}
+    async with connect(url, additional_headers=headers) as ws:
+        await ws.send(json.dumps({"type": "turn", "input": text}))
+        reply = json.loads(await ws.recv())
+        assert reply["type"] == "error" and reply["error"]["code"] == "invalid_frame"
+        # (the frames' JSON parser refuses a lone surrogate itself; NUL is refused as input)
+        assert reply["error"]["details"][0]["field"] in ("", "turn.input"), reply
+        await ws.send(json.dumps({"type": "turn", "input": "fine"}))
+        kinds = []
+        while not kinds or kinds[-1] != "turn.done":
+            kinds.append(json.loads(await ws.recv())["type"])
+    detail = await asyncio.to_thread(client.get, f"/v1/sessions/{session}")
+    assert detail.json()["turns"] == 1
+    await asyncio.to_thread(lists_still_work, client)
