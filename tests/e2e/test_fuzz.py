@@ -1,5 +1,5 @@
 """A bounded run of ``make fuzz``: schemathesis over the whole OpenAPI document, with an admin
-key and with a tenant's ``invoke,read`` key, against a real server on PostgreSQL records, finds
+key and with a tenant's ``invoke,read`` key (and a ``read`` key), against a real server on PostgreSQL records, finds
 no server error and no undocumented status code."""
 
 from __future__ import annotations
