@@ -1,6 +1,6 @@
 """A bounded run of ``make fuzz``: schemathesis over the whole OpenAPI document, with an admin
-key and with a tenant's ``invoke,read`` key (and a ``read`` key), against a real server on PostgreSQL records, finds
-no server error and no undocumented status code."""
+key, a tenant's ``invoke,read`` key and a ``read`` key, against a real server on PostgreSQL
+records, finds no server error and no undocumented status code."""
 
 from __future__ import annotations
 

@@ -3,9 +3,9 @@ refuses the rest with 422) and for the stores' reads (which skip a row an older 
 
 Text: Unicode code points that UTF-8 can encode (no lone surrogate, ``"\\ud800"``, which a JSON
 body can spell), without NUL (``"\\u0000"``), which PostgreSQL's text refuses. Numbers: finite
-(JSON has no NaN or Infinity, PostgreSQL's ``json`` refuses them), integers within 64 bits
-(read back exactly). Nesting: bounded (the JSON
-serialiser stops at 255 levels; metadata takes ``METADATA_MAX_DEPTH``).
+(JSON has no NaN or Infinity, PostgreSQL's ``json`` refuses them), integers within 64 bits (read
+back exactly). Nesting: bounded (the JSON serialiser stops at 255 levels; metadata takes
+``METADATA_MAX_DEPTH``).
 """
 
 from __future__ import annotations
