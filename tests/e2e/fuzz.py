@@ -27,12 +27,14 @@ CHECKS = "not_a_server_error,status_code_conformance"
 
 
 def schemathesis(server: ServerProcess, key: str, *, max_examples: int, phases: str) -> int:
-    """One schemathesis run with ``key``; its exit code (0: nothing found)."""
+    """One schemathesis run with ``key``; its exit code (0: nothing found). One worker: with
+    several threads, hypothesis's lambda parsing fails now and then on Python 3.11 ("AST
+    constructor recursion depth mismatch"), an error of the tool's, not of the API."""
     command = [
         SCHEMATHESIS, "--config-file", str(CONFIG), "run", f"{server.url}/openapi.json",
         "--checks", CHECKS, "--header", f"Authorization: Bearer {key}",
         "--max-examples", str(max_examples), "--phases", phases,
-        "--request-timeout", "20", "--workers", "2", "--no-color",
+        "--request-timeout", "20", "--workers", "1", "--no-color",
         "--generation-database", "none", "--warnings", "off",
     ]  # fmt: skip
     return subprocess.run(command, cwd=ROOT, check=False).returncode
