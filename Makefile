@@ -13,7 +13,7 @@ PYTHON ?= $(firstword $(foreach p,$(PYTHON_CANDIDATES),$(shell command -v $(p) >
 NO_PYTHON := no Python 3.11 or newer found (tried $(PYTHON_CANDIDATES)); install one, or run \
 	make PYTHON=/path/to/python3.11-or-newer
 
-.PHONY: run test venv bench lint fmt services clean
+.PHONY: run test venv fuzz bench lint fmt services clean
 
 # Two environments in one folder: `run` syncs without the development tools, `test` (and bench,
 # lint, fmt) with them. Both syncs are --inexact, so one never uninstalls what the other added:
@@ -45,6 +45,11 @@ run: $(RUN_STAMP)
 test: $(DEV_STAMP)
 	@scripts/services.sh
 	SHIPYARD_REQUIRE_SERVICES=$${SHIPYARD_REQUIRE_SERVICES:-1} $(BIN)/pytest -q $(PYTEST_ARGS)
+
+# schemathesis over the OpenAPI document, against a real server on PostgreSQL (docs/development.md).
+fuzz: $(DEV_STAMP)
+	@scripts/services.sh
+	$(BIN)/python -m tests.e2e.fuzz $(FUZZ_ARGS)
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)

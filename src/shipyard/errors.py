@@ -12,6 +12,7 @@
     │   └── SessionExpired             404     session_expired
     │   └── TaskNotFound               404     task_not_found
     ├── TaskFinished                   409     task_finished       cancel of a finished task
+    ├── IdempotencyConflict            409     idempotency_conflict  a key reused, another body
     ├── SessionBusy                    409     session_busy        a turn is already running
     │   └── TurnInterrupted            409     turn_interrupted    a newer turn cancelled it
     ├── ContextOverflow                422     context_overflow    history beyond the budget
@@ -117,6 +118,13 @@ class TaskFinished(ShipyardError):
     code = "task_finished"
 
 
+class IdempotencyConflict(ShipyardError):
+    """An idempotency key already used by the tenant for a request with another body."""
+
+    status = 409
+    code = "idempotency_conflict"
+
+
 class AuthError(ShipyardError):
     status = 401
     code = "unauthorized"
@@ -173,8 +181,19 @@ class MaxStepsExceeded(RunFailure):
 
 
 class StoreError(ShipyardError):
+    """``message`` says which store failed and how (for the log); what a client sees
+    (``to_dict``) names no driver, host or exception: only the operation."""
+
     status = 503
     code = "store_unavailable"
+    public: ClassVar[str] = "a backing store is unavailable; try again later"
+
+    def to_dict(self) -> dict[str, Any]:
+        operation = self.details.get("operation") if isinstance(self.details, dict) else None
+        body: dict[str, Any] = {"code": self.code, "message": self.public}
+        if operation:
+            body["details"] = {"operation": operation}
+        return body
 
 
 class StoreRejected(StoreError):
@@ -182,6 +201,7 @@ class StoreRejected(StoreError):
 
     status = 500
     code = "store_rejected"
+    public = "a store refused the data"
 
 
 class ModelRetry(Exception):

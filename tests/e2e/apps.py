@@ -35,6 +35,12 @@ async def crashy(ctx: RunContext, input: object) -> str:
     raise ValueError("secret internal detail")
 
 
+@agent("unstorable")
+async def unstorable(ctx: RunContext, input: object) -> str:
+    """Answers text no store can hold (a lone surrogate): an error no route expects."""
+    return "half of a pair: \ud800"
+
+
 app = shipyard.App(
     agents=[
         shipyard.Agent(name="echo", model="scripted:echo", description="Echoes."),
@@ -51,5 +57,6 @@ app = shipyard.App(
         sleepy,
         crashy,
         historian,
+        unstorable,
     ]
 )

@@ -145,6 +145,7 @@ def test_agents_are_listed_with_tool_schemas(admin: httpx.Client) -> None:
         "sleepy",
         "crashy",
         "historian",
+        "unstorable",
     }
     assert agents["calc"]["tools"][0]["name"] == "add"
     assert agents["calc"]["tools"][0]["parameters"]["required"] == ["a", "b"]
@@ -198,11 +199,11 @@ def test_422_names_the_bad_fields(admin: httpx.Client, body: dict, fields: list[
         assert field in error["message"]
 
 
-def test_422_on_a_body_that_is_not_json(admin: httpx.Client) -> None:
+def test_400_on_a_body_that_is_not_json(admin: httpx.Client) -> None:
     reply = admin.post(
         "/v1/agents/echo/invoke", content=b"{oops", headers={"Content-Type": "application/json"}
     )
-    assert reply.status_code == 422 and error_of(reply)["code"] == "invalid_input"
+    assert reply.status_code == 400 and error_of(reply)["code"] == "malformed_body"
 
 
 def test_502_model_failure_is_recorded_as_failed(admin: httpx.Client) -> None:

@@ -74,6 +74,12 @@ def test_a_store_outage_answers_503_and_loses_no_run(
             during = client.post("/v1/agents/echo/invoke", json={"input": "during the outage"})
             assert during.status_code == 503
             assert during.json()["error"]["code"] == "store_unavailable"
+            listing = client.get("/v1/runs")
+            assert listing.status_code == 503
+            assert listing.json()["error"]["code"] == "store_unavailable"
+            for reply in (ready, during, listing):  # what failed, never which driver or host
+                for leak in ("asyncpg", "postgres", "127.0.0.1", "Error", "sqlalchemy"):
+                    assert leak not in reply.text, reply.text
 
             outage(name, on=False)
             wait_until(lambda: client.get("/readyz").status_code == 200)

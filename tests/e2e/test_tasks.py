@@ -82,10 +82,15 @@ def test_idempotency_cancel_and_restart_survival(embedded: ServerProcess) -> Non
             "/v1/tasks", json={"agent": "echo", "input": "once", "idempotency_key": "k-1"}
         )
         again = client.post(
-            "/v1/tasks", json={"agent": "echo", "input": "twice", "idempotency_key": "k-1"}
+            "/v1/tasks", json={"agent": "echo", "input": "once", "idempotency_key": "k-1"}
         )
         assert first.json()["task_id"] == again.json()["task_id"]
         assert again.headers["idempotent-replayed"] == "true"
+        other = client.post(
+            "/v1/tasks", json={"agent": "echo", "input": "twice", "idempotency_key": "k-1"}
+        )
+        assert other.status_code == 409
+        assert other.json()["error"]["code"] == "idempotency_conflict"
 
         doomed = submit(client, "echo", "never runs")
         cancelled = client.post(f"/v1/tasks/{doomed}/cancel")

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from shipyard._version import __version__
 from shipyard.api import errors
@@ -63,7 +64,8 @@ def create_app(
         finally:
             await services.close()
 
-    app = FastAPI(title=title, version=__version__, lifespan=lifespan)
+    # /docs and /redoc load their scripts from this server (/static-offline-docs), not a CDN
+    app = FastAPIOffline(title=title, version=__version__, lifespan=lifespan)
     app.state.services = services
     app.state.keys = keys
     errors.install(app)

@@ -7,8 +7,10 @@ before its body is read; the routes' dependencies check the principal it left in
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shipyard.api.keys import KeyService, Principal
 from shipyard.errors import AuthError
@@ -32,6 +34,15 @@ async def authenticate(keys: KeyService, secret: str, scope: Scope) -> Principal
     return principal
 
 
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="An API key (`shipyard keys create`), sent as `Authorization: Bearer <key>`.",
+)
+"""Declares the bearer scheme in the OpenAPI document (the Authorize button of ``/docs``); the
+check itself is ``bearer_secret``'s, for its precise 401s."""
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+
 PRINCIPAL = "shipyard.principal"
 """The ASGI scope key under which the ``Authenticate`` middleware leaves the caller."""
 
@@ -46,10 +57,10 @@ async def caller(request: Request) -> Principal:
     return principal
 
 
-def require(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
+def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     """A dependency that authenticates the caller and checks ``scope``."""
 
-    async def dependency(request: Request) -> Principal:
+    async def dependency(request: Request, _: Credentials) -> Principal:
         principal = await caller(request)
         principal.require(scope)
         return principal
@@ -57,7 +68,7 @@ def require(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
     return dependency
 
 
-async def require_operator(request: Request) -> Principal:
+async def require_operator(request: Request, _: Credentials) -> Principal:
     """A dependency for what spans tenants (the workers, every tenant's metrics): an admin key
     of the operator's tenant (``SHIPYARD_OPERATOR_TENANT``)."""
     principal = await caller(request)

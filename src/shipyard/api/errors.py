@@ -1,4 +1,13 @@
-"""Every error leaves as ``{"error": {"code", "message"}}`` with a precise status, no traceback."""
+"""Every error leaves as ``{"error": {"code", "message"}}`` with a precise status, no traceback.
+
+A body that is not JSON (or not UTF-8) answers 400 ``malformed_body``; JSON that does not fit the
+request's schema answers 422 ``invalid_input`` naming the fields. An error nobody expected
+answers 500 ``internal_error`` (the traceback goes to the log) and, unlike Starlette's own
+handler, does not re-raise: the client's keep-alive connection stays open.
+
+``responses(...)`` is what the routes declare in the OpenAPI document: every status any route
+can answer (``COMMON``) plus the route's own.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +18,49 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shipyard.api.schemas import ErrorResponse
 from shipyard.errors import ShipyardError
 
 log = structlog.get_logger(__name__)
 
 _HTTP_CODES = {
-    400: "bad_request",
+    400: "malformed_body",
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
+
+
+COMMON = (401, 403, 408, 413, 422, 500, 503)
+"""What any authenticated route can answer: no or a bad key, a missing scope, a request too slow
+to arrive, a body over the limit, input that fails validation, an unexpected error, a store
+that is down."""
+_DESCRIPTIONS = {
+    400: "Malformed body: not JSON, or not UTF-8 (`malformed_body`).",
+    401: "Missing, invalid or revoked key (`unauthorized`).",
+    403: "The key lacks the scope (`forbidden`).",
+    404: "Not found (`not_found`, or the resource's own code).",
+    408: "The headers or body did not arrive in time (`request_timeout`); connection closed.",
+    409: "Conflict with the resource's state.",
+    413: "Body over the size limit (`payload_too_large`).",
+    422: "Invalid input, naming the fields (`invalid_input`).",
+    500: "The run failed (`run_failed`, `max_steps_exceeded`), a store refused the data "
+    "(`store_rejected`), or an unexpected error (`internal_error`; details in the server log).",
+    502: "The model provider failed (`model_error`).",
+    503: "A backing store is unavailable (`store_unavailable`).",
+    504: "The run took too long (`run_timeout`).",
+}
+
+
+def responses(*codes: int, body: bool = False) -> dict[int | str, dict[str, Any]]:
+    """The error answers of a route for its ``responses=``: ``COMMON``, 400 if it takes a
+    ``body``, and ``codes``."""
+    every = sorted({*COMMON, *codes, *((400,) if body else ())})
+    return {c: {"model": ErrorResponse, "description": _DESCRIPTIONS.get(c, "")} for c in every}
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
@@ -36,7 +75,8 @@ async def _shipyard_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ShipyardError)
     if exc.status >= 500:
         log.warning("request failed", path=request.url.path, code=exc.code, error=exc.message)
-    return error_response(exc.status, exc.code, exc.message, exc.details)
+    body = exc.to_dict()  # a store's error says no more than the operation (errors.StoreError)
+    return error_response(exc.status, body["code"], body["message"], body.get("details"))
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -45,6 +85,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "type": e["type"]}
         for e in exc.errors()
     ]
+    if any(e["type"] == "json_invalid" for e in exc.errors()):
+        return error_response(400, "malformed_body", "the body is not valid JSON", problems)
     fields = ", ".join(p["field"] for p in problems)
     return error_response(422, "invalid_input", f"invalid request: {fields}", problems)
 
@@ -56,13 +98,40 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error", path=request.url.path)
-    return error_response(500, "internal_error", "internal error; see the server log")
+class CatchAll:
+    """Answers an unexpected exception with the JSON 500 and returns: Starlette's outermost
+    handler would answer too, but then re-raise, and uvicorn closes the connection of an app
+    that raised. Once a response has started (a stream), only closing it can tell the client:
+    the exception goes on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            log.exception("unhandled error", path=scope.get("path"))
+            if started:
+                raise
+            answer = error_response(500, "internal_error", "internal error; see the server log")
+            await answer(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:
+    """The handlers, and ``CatchAll`` (install before other middleware: it is then the
+    innermost, and they see its 500)."""
     app.add_exception_handler(ShipyardError, _shipyard_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(CatchAll)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
+from shipyard.api.fields import FutureDatetime, Metadata, RunInputField, Text
 from shipyard.models.base import Message, ToolSpec, Usage
 from shipyard.runtime.invoke import RunOutcome
 from shipyard.stores.records.base import RunRecord, SessionRecord, TaskRecord, TaskTransition
@@ -16,11 +17,11 @@ from shipyard.telemetry.events import Event
 class InvokeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    input: str | list[Message] = Field(
+    input: RunInputField = Field(
         description="The user's text, or the whole conversation as chat messages.",
         min_length=1,
     )
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Stored with the run.")
+    metadata: Metadata = Field(default_factory=dict, description="Stored with the run.")
 
 
 class InvokeResponse(BaseModel):
@@ -49,8 +50,8 @@ class InvokeResponse(BaseModel):
 class CreateSession(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    agent: str = Field(min_length=1)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    agent: Text = Field(min_length=1)
+    metadata: Metadata = Field(default_factory=dict)
     ttl_seconds: float | None = Field(
         None, gt=0, le=30 * 86400, description="Idle time before it expires (sliding)."
     )
@@ -93,7 +94,7 @@ class SessionPage(BaseModel):
 class TurnRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    input: str | list[Message] = Field(
+    input: RunInputField = Field(
         description="The user's next message, or several messages to add.", min_length=1
     )
 
@@ -130,20 +131,23 @@ class ErrorResponse(BaseModel):
 class SubmitTask(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    agent: str = Field(min_length=1)
-    input: str | list[Message] = Field(min_length=1)
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    session_id: str | None = Field(None, description="Run the task as a turn of this session.")
+    agent: Text = Field(min_length=1)
+    input: RunInputField = Field(min_length=1)
+    metadata: Metadata = Field(default_factory=dict)
+    session_id: Text | None = Field(None, description="Run the task as a turn of this session.")
     webhook_url: AnyHttpUrl | None = None
-    idempotency_key: str | None = Field(
+    idempotency_key: Text | None = Field(
         None,
         min_length=1,
         max_length=200,
-        description="The same key (per tenant) returns the same task.",
+        description="The same key (per tenant) with the same body returns the same task; with "
+        "another body it answers 409 idempotency_conflict.",
     )
     priority: int = Field(0, ge=0, le=9, description="Higher runs first among waiting tasks.")
-    deadline: AwareDatetime | None = Field(
-        None, description="A task not started by then fails with deadline_exceeded."
+    deadline: FutureDatetime | None = Field(
+        None,
+        description="A task not started by then fails with deadline_exceeded; one already "
+        "past is refused (422).",
     )
 
 

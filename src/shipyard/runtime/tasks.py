@@ -12,6 +12,7 @@ A task with a ``session_id`` is a turn of that session, under its one-turn-at-a-
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +22,7 @@ import structlog
 from pydantic import TypeAdapter, ValidationError
 
 from shipyard.agents.context import RunInput
-from shipyard.errors import InvalidInput, TaskFinished, TaskNotFound
+from shipyard.errors import IdempotencyConflict, InvalidInput, TaskFinished, TaskNotFound
 from shipyard.models.base import Message
 from shipyard.runtime.control import Control
 from shipyard.runtime.handover import SWEEP_S, Handover
@@ -147,30 +148,32 @@ class TaskService:
     ) -> tuple[TaskRecord, bool]:
         """Record the task, then hand it to the broker in the background (``runtime.handover``:
         recorded, it is not lost); ``(task, created)``. The same idempotency key returns the
-        first task. ``parent_run_id``: the run of the agent that handed the task over; the
+        first task if the request was the same (``IdempotencyConflict`` if not).
+        ``parent_run_id``: the run of the agent that handed the task over; the
         task's run is recorded as its child."""
         target = self._invoker.agent(agent)  # 404 before anything is kept
         now = datetime.now(UTC)
-        task, created = await self._records.create_task(
-            TaskRecord(
-                id=new_id("task"),
-                tenant_id=tenant_id,
-                agent=target.name,
-                status="queued",
-                input=input
-                if isinstance(input, str)
-                else [m.model_dump(exclude_none=True) for m in input],
-                metadata=metadata,
-                session_id=session_id,
-                webhook_url=webhook_url,
-                idempotency_key=idempotency_key,
-                priority=priority,
-                deadline=deadline,
-                created_at=now,
-                updated_at=now,
-                handover_pending=True,
-            )
+        asked = TaskRecord(
+            id=new_id("task"),
+            tenant_id=tenant_id,
+            agent=target.name,
+            status="queued",
+            input=input
+            if isinstance(input, str)
+            else [m.model_dump(exclude_none=True) for m in input],
+            metadata=metadata,
+            session_id=session_id,
+            webhook_url=webhook_url,
+            idempotency_key=idempotency_key,
+            priority=priority,
+            deadline=deadline,
+            created_at=now,
+            updated_at=now,
+            handover_pending=True,
         )
+        task, created = await self._records.create_task(asked)
+        if not created:
+            _check_same_request(task, asked)
         if created or (task.status == "queued" and task.handover_pending):
             self._handover.offer(_message(task, trace or TraceParent.new(), parent_run_id))
         return task, created
@@ -291,3 +294,34 @@ def _message(
         attempt=attempt,
         headers=headers,
     )
+
+
+_REQUEST_FIELDS = (
+    "agent",
+    "input",
+    "metadata",
+    "session_id",
+    "webhook_url",
+    "priority",
+    "deadline",
+)
+"""What a task's submitter asked for: a reused idempotency key must come with the same."""
+
+
+def _check_same_request(first: TaskRecord, again: TaskRecord) -> None:
+    """Compares the stored fields (JSON values as read back), so the check needs neither a
+    column nor a round trip of its own."""
+    stored, asked = _request_of(first), _request_of(again)
+    differ = [name for name in _REQUEST_FIELDS if stored[name] != asked[name]]
+    if differ:
+        raise IdempotencyConflict(
+            f"idempotency key {again.idempotency_key!r} was used for task {first.id} with "
+            f"another request: {', '.join(differ)} differ",
+            details={"task_id": first.id, "fields": differ},
+        )
+
+
+def _request_of(task: TaskRecord) -> dict[str, Any]:
+    values = task.model_dump(include=set(_REQUEST_FIELDS))
+    deadline = values.pop("deadline")  # compared as an instant, whatever its time zone
+    return {**json.loads(json.dumps(values, default=str)), "deadline": deadline}

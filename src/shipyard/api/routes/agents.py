@@ -9,9 +9,11 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from shipyard.api.auth import require
+from shipyard.api.errors import responses
+from shipyard.api.fields import Text
 from shipyard.api.keys import Principal
 from shipyard.api.propagation import traceparent
-from shipyard.api.schemas import AgentInfo, AgentList, ErrorResponse, InvokeRequest, InvokeResponse
+from shipyard.api.schemas import AgentInfo, AgentList, InvokeRequest, InvokeResponse
 from shipyard.api.sse import stream_run
 from shipyard.runtime.invoke import Invoker, RunOutcome
 from shipyard.runtime.services import Services
@@ -19,12 +21,8 @@ from shipyard.telemetry.events import Sink
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
-_ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 404, 422, 502, 503, 504)
-}
 
-
-@router.get("", response_model=AgentList, responses=_ERRORS)
+@router.get("", response_model=AgentList, responses=responses())
 async def list_agents(
     request: Request, _: Annotated[Principal, Depends(require("read"))]
 ) -> AgentList:
@@ -40,10 +38,13 @@ async def list_agents(
 @router.post(
     "/{agent}/invoke",
     response_model=InvokeResponse,
-    responses={**_ERRORS, 200: {"content": {"text/event-stream": {}}}},
+    responses={
+        **responses(404, 502, 504, body=True),
+        200: {"content": {"text/event-stream": {}}},
+    },
 )
 async def invoke(
-    agent: str,
+    agent: Text,
     body: InvokeRequest,
     request: Request,
     principal: Annotated[Principal, Depends(require("invoke"))],

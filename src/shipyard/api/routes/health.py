@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import structlog
 from fastapi import APIRouter, Request
 
 from shipyard.api.errors import error_response
+from shipyard.api.schemas import ErrorResponse
 from shipyard.errors import ShipyardError
 
+log = structlog.get_logger(__name__)
 router = APIRouter(tags=["health"])
 
 
@@ -16,7 +19,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=None)
+@router.get(
+    "/readyz",
+    response_model=None,
+    responses={503: {"model": ErrorResponse, "description": "A store does not answer."}},
+)
 async def readyz(request: Request) -> object:
     """The process can serve: its stores answer."""
     services = request.app.state.services
@@ -24,6 +31,7 @@ async def readyz(request: Request) -> object:
     for name, store in stores:
         try:
             await store.ping()
-        except ShipyardError as exc:
-            return error_response(503, "not_ready", f"{name} store: {exc.message}")
+        except ShipyardError as exc:  # the reason goes to the log, not to an anonymous caller
+            log.warning("not ready", store=name, error=exc.message)
+            return error_response(503, "not_ready", f"the {name} store does not answer")
     return {"status": "ready", "checks": {name: "ok" for name, _ in stores}}

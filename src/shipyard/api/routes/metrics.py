@@ -16,8 +16,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shipyard.api.auth import require
+from shipyard.api.errors import responses
 from shipyard.api.keys import Principal
-from shipyard.api.schemas import ErrorResponse
 from shipyard.errors import NotFound
 from shipyard.telemetry.metrics import CONTENT_TYPE, Metrics
 
@@ -31,7 +31,7 @@ UNMATCHED = "unmatched"
     response_class=Response,
     responses={
         200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format."},
-        **{code: {"model": ErrorResponse} for code in (401, 403, 404)},
+        **responses(404),
     },
 )
 async def metrics(

@@ -7,27 +7,27 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from shipyard.api.auth import require
+from shipyard.api.errors import responses
+from shipyard.api.fields import INT32_MAX, Text
 from shipyard.api.keys import Principal
-from shipyard.api.schemas import ErrorResponse, EventList, RunPage
+from shipyard.api.schemas import EventList, RunPage
 from shipyard.errors import RunNotFound
 from shipyard.stores.records.base import RunRecord, RunStatus
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
-_ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 404, 422)
-}
+_ERRORS = responses(404)
 Reader = Annotated[Principal, Depends(require("read"))]
 
 
-@router.get("", response_model=RunPage, responses=_ERRORS)
+@router.get("", response_model=RunPage, responses=responses())
 async def list_runs(
     request: Request,
     principal: Reader,
-    agent: str | None = None,
+    agent: Text | None = None,
     status: RunStatus | None = None,
-    session_id: str | None = None,
+    session_id: Text | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    cursor: Text | None = None,
 ) -> RunPage:
     """Newest first; pass ``next_cursor`` as ``cursor`` for the next page."""
     page = await request.app.state.services.records.list_runs(
@@ -42,7 +42,7 @@ async def list_runs(
 
 
 @router.get("/{run_id}", response_model=RunRecord, responses=_ERRORS)
-async def get_run(run_id: str, request: Request, principal: Reader) -> RunRecord:
+async def get_run(run_id: Text, request: Request, principal: Reader) -> RunRecord:
     run = await request.app.state.services.records.get_run(principal.tenant_id, run_id)
     if run is None:
         raise RunNotFound(f"no run {run_id!r}")
@@ -51,10 +51,12 @@ async def get_run(run_id: str, request: Request, principal: Reader) -> RunRecord
 
 @router.get("/{run_id}/events", response_model=EventList, responses=_ERRORS)
 async def run_events(
-    run_id: str,
+    run_id: Text,
     request: Request,
     principal: Reader,
-    after: Annotated[int, Query(ge=0, description="Only events with seq above this")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=INT32_MAX, description="Only events with seq above this")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> EventList:
     records = request.app.state.services.records

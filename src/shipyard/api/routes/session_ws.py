@@ -75,6 +75,7 @@ from shipyard.api.fanout import (
     Resume,
     Subscriber,
 )
+from shipyard.api.fields import RunInputField
 from shipyard.api.keys import Principal
 from shipyard.errors import (
     AuthError,
@@ -86,6 +87,7 @@ from shipyard.errors import (
 )
 from shipyard.models.base import Message
 from shipyard.runtime.sessions import SessionService
+from shipyard.stores.storable import text_problem
 from shipyard.telemetry.events import TERMINAL, Event
 
 log = structlog.get_logger(__name__)
@@ -101,7 +103,7 @@ _TOO_SLOW = (
 class TurnFrame(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["turn"]
-    input: str | list[Message] = Field(min_length=1)
+    input: RunInputField = Field(min_length=1)
 
 
 class PingFrame(BaseModel):
@@ -142,6 +144,8 @@ async def session_ws(websocket: WebSocket, session_id: str) -> None:
     await websocket.accept()
     try:
         principal, secret = await _authenticate(websocket)
+        if (problem := text_problem(session_id)) is not None:
+            raise InvalidInput(f"session id: text {problem}")
         await websocket.app.state.services.sessions.check(principal.tenant_id, session_id)
         resume = _last_event_id(websocket)
     except ShipyardError as exc:
@@ -187,7 +191,7 @@ def _last_event_id(websocket: WebSocket) -> int | None:
 async def _refuse(websocket: WebSocket, error: ShipyardError) -> None:
     try:
         await websocket.send_text(Frame.local("error", error=error.to_dict()).text)
-        await websocket.close(4000 + error.status, _reason(error.message))
+        await websocket.close(4000 + error.status, _reason(error.to_dict()["message"]))
     except (WebSocketDisconnect, OSError, RuntimeError):
         pass  # the client has already gone
 
@@ -293,7 +297,7 @@ async def _start_turn(conn: _Connection, frame: TurnFrame) -> None:
         await authenticate(conn.websocket.app.state.keys, conn.secret, "invoke")
     except ShipyardError as exc:
         conn.reply("error", error=exc.to_dict())
-        conn.subscriber.offer(Close(4000 + exc.status, _reason(exc.message)))
+        conn.subscriber.offer(Close(4000 + exc.status, _reason(exc.to_dict()["message"])))
         return
     turn = _Turn(conn)
     conn.channel.turns += 1  # before any await: the channel is not swept while a turn runs
@@ -354,4 +358,4 @@ class _Turn:
         status = "succeeded" if error is None else "failed" if failed else "error"
         send("turn.done", run_id=self._run_id, status=status)
         if not began and isinstance(error, NotFound):  # the session is gone: nothing left to do
-            conn.subscriber.offer(Close(4000 + error.status, _reason(error.message)))
+            conn.subscriber.offer(Close(4000 + error.status, _reason(error.to_dict()["message"])))

@@ -8,11 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from shipyard.api.auth import require
+from shipyard.api.errors import responses
+from shipyard.api.fields import Text
 from shipyard.api.keys import Principal
 from shipyard.api.propagation import traceparent
 from shipyard.api.schemas import (
     CreateSession,
-    ErrorResponse,
     InvokeResponse,
     SessionDetail,
     SessionInfo,
@@ -25,9 +26,7 @@ from shipyard.runtime.sessions import SessionService
 from shipyard.telemetry.events import Sink
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
-_ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 502, 503, 504)
-}
+_ERRORS = responses(404)
 Invoker = Annotated[Principal, Depends(require("invoke"))]
 Reader = Annotated[Principal, Depends(require("read"))]
 
@@ -37,7 +36,7 @@ def _sessions(request: Request) -> SessionService:
     return service
 
 
-@router.post("", response_model=SessionInfo, status_code=201, responses=_ERRORS)
+@router.post("", response_model=SessionInfo, status_code=201, responses=responses(404, body=True))
 async def create_session(body: CreateSession, request: Request, principal: Invoker) -> SessionInfo:
     record = await _sessions(request).create(
         principal.tenant_id,
@@ -49,13 +48,13 @@ async def create_session(body: CreateSession, request: Request, principal: Invok
     return SessionInfo.of(record)
 
 
-@router.get("", response_model=SessionPage, responses=_ERRORS)
+@router.get("", response_model=SessionPage, responses=responses())
 async def list_sessions(
     request: Request,
     principal: Reader,
-    agent: str | None = None,
+    agent: Text | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    cursor: Text | None = None,
 ) -> SessionPage:
     """The tenant's sessions (expired ones included, deleted ones not), newest first."""
     page = await _sessions(request).listing(
@@ -67,7 +66,7 @@ async def list_sessions(
 
 
 @router.get("/{session_id}", response_model=SessionDetail, responses=_ERRORS)
-async def get_session(session_id: str, request: Request, principal: Reader) -> SessionDetail:
+async def get_session(session_id: Text, request: Request, principal: Reader) -> SessionDetail:
     view = await _sessions(request).get(principal.tenant_id, session_id)
     return SessionDetail(
         **SessionInfo.of(view.record).model_dump(),
@@ -78,7 +77,7 @@ async def get_session(session_id: str, request: Request, principal: Reader) -> S
 
 
 @router.delete("/{session_id}", status_code=204, responses=_ERRORS)
-async def delete_session(session_id: str, request: Request, principal: Invoker) -> Response:
+async def delete_session(session_id: Text, request: Request, principal: Invoker) -> Response:
     await _sessions(request).delete(principal.tenant_id, session_id)
     return Response(status_code=204)
 
@@ -86,10 +85,13 @@ async def delete_session(session_id: str, request: Request, principal: Invoker) 
 @router.post(
     "/{session_id}/turns",
     response_model=InvokeResponse,
-    responses={**_ERRORS, 200: {"content": {"text/event-stream": {}}}},
+    responses={
+        **responses(404, 409, 502, 504, body=True),
+        200: {"content": {"text/event-stream": {}}},
+    },
 )
 async def turn(
-    session_id: str, body: TurnRequest, request: Request, principal: Invoker
+    session_id: Text, body: TurnRequest, request: Request, principal: Invoker
 ) -> InvokeResponse | Response:
     """One turn: answers like invoke (JSON, or SSE with ``Accept: text/event-stream``)."""
     sessions = _sessions(request)

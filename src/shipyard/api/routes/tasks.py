@@ -10,9 +10,11 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.responses import StreamingResponse
 
 from shipyard.api.auth import require
+from shipyard.api.errors import responses
+from shipyard.api.fields import INT32_MAX, Text
 from shipyard.api.keys import Principal
 from shipyard.api.propagation import traceparent
-from shipyard.api.schemas import ErrorResponse, SubmitTask, TaskAccepted, TaskPage, TaskView
+from shipyard.api.schemas import SubmitTask, TaskAccepted, TaskPage, TaskView
 from shipyard.api.sse import format_event
 from shipyard.errors import InvalidInput
 from shipyard.runtime.tasks import TaskService
@@ -23,9 +25,7 @@ POLL_S = 0.25
 EVENTS_PAGE = 1000
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
-_ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 503)
-}
+_ERRORS = responses(404)
 Invoker = Annotated[Principal, Depends(require("invoke"))]
 Reader = Annotated[Principal, Depends(require("read"))]
 
@@ -35,12 +35,18 @@ def _tasks(request: Request) -> TaskService:
     return service
 
 
-@router.post("", response_model=TaskAccepted, status_code=202, responses=_ERRORS)
+@router.post(
+    "",
+    response_model=TaskAccepted,
+    status_code=202,
+    responses=responses(404, 409, body=True),
+)
 async def submit_task(
     body: SubmitTask, request: Request, response: Response, principal: Invoker
 ) -> TaskAccepted:
     """Queue a task; answers before any agent work starts. With an ``idempotency_key`` already
-    used by this tenant, answers the first task (header ``Idempotent-Replayed: true``)."""
+    used by this tenant, answers the first task (header ``Idempotent-Replayed: true``) if the
+    body is the same, else 409 ``idempotency_conflict``."""
     webhook_url = str(body.webhook_url) if body.webhook_url else None
     if webhook_url is not None:  # 422 egress_denied for an internal target
         await request.app.state.services.webhooks.policy.check_url(webhook_url, field="webhook_url")
@@ -66,14 +72,14 @@ async def submit_task(
     )
 
 
-@router.get("", response_model=TaskPage, responses=_ERRORS)
+@router.get("", response_model=TaskPage, responses=responses())
 async def list_tasks(
     request: Request,
     principal: Reader,
     status: TaskStatus | None = None,
-    agent: str | None = None,
+    agent: Text | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    cursor: Text | None = None,
 ) -> TaskPage:
     page = await _tasks(request).listing(
         principal.tenant_id, status=status, agent=agent, limit=limit, cursor=cursor
@@ -82,7 +88,7 @@ async def list_tasks(
 
 
 @router.get("/{task_id}", response_model=TaskView, responses=_ERRORS)
-async def get_task(task_id: str, request: Request, principal: Reader) -> TaskView:
+async def get_task(task_id: Text, request: Request, principal: Reader) -> TaskView:
     """The task, with every status change and when it happened."""
     service = _tasks(request)
     task = await service.get(principal.tenant_id, task_id)
@@ -94,7 +100,7 @@ async def get_task(task_id: str, request: Request, principal: Reader) -> TaskVie
     responses={**_ERRORS, 200: {"content": {"text/event-stream": {}}}},
     response_model=None,
 )
-async def task_events(task_id: str, request: Request, principal: Reader) -> StreamingResponse:
+async def task_events(task_id: Text, request: Request, principal: Reader) -> StreamingResponse:
     """The task's status changes (``event: task.<status>``, ``id:`` the change's position) and,
     after each ``task.running``, the events of the run that attempt started (``event:`` the
     event's type, ``id: <position>.<seq>``), as Server-Sent Events until the task ends.
@@ -120,8 +126,8 @@ def _resume_point(last_event_id: str | None) -> tuple[int, int]:
         point = int(position), int(seq or 0)
     except ValueError:
         raise InvalidInput("Last-Event-ID must be <position> or <position>.<seq>") from None
-    if min(point) < 0:
-        raise InvalidInput("Last-Event-ID must not be negative")
+    if min(point) < 0 or max(point) > INT32_MAX:
+        raise InvalidInput(f"Last-Event-ID's numbers must be within 0..{INT32_MAX}")
     return point
 
 
@@ -171,8 +177,8 @@ def _run_at(moves: list[TaskTransition], position: int) -> str | None:
     return None
 
 
-@router.post("/{task_id}/cancel", response_model=TaskView, responses=_ERRORS)
-async def cancel_task(task_id: str, request: Request, principal: Invoker) -> TaskView:
+@router.post("/{task_id}/cancel", response_model=TaskView, responses=responses(404, 409))
+async def cancel_task(task_id: Text, request: Request, principal: Invoker) -> TaskView:
     """A queued task is cancelled at once; a running one is asked to stop (it answers
     ``running``, its last transition records the request; its status turns ``cancelled`` when
     its worker has stopped it); a finished one answers 409. The answer has the transitions."""

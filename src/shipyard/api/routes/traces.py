@@ -13,15 +13,13 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 
 from shipyard.api.auth import require
+from shipyard.api.errors import responses
 from shipyard.api.keys import Principal
-from shipyard.api.schemas import ErrorResponse
 from shipyard.errors import NotFound
 from shipyard.telemetry.spans import SpanRow
 
 router = APIRouter(prefix="/v1/traces", tags=["traces"])
-_ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 404, 422)
-}
+_ERRORS = responses(404)
 Reader = Annotated[Principal, Depends(require("read"))]
 TraceId = Annotated[
     str, Path(pattern="^[0-9a-fA-F]{32}$", description="32 hex digits (W3C trace id)")

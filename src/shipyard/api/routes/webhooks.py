@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
 from shipyard.api.auth import require
+from shipyard.api.errors import responses
 from shipyard.api.keys import Principal
-from shipyard.api.schemas import ErrorResponse
 from shipyard.runtime.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -27,7 +27,7 @@ class WebhookSecret(BaseModel):
 @router.get(
     "/secret",
     response_model=WebhookSecret,
-    responses={c: {"model": ErrorResponse} for c in (401, 403)},
+    responses=responses(),
 )
 async def webhook_secret(
     request: Request, principal: Annotated[Principal, Depends(require("invoke"))]

@@ -10,14 +10,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from shipyard.api.auth import require_operator
+from shipyard.api.errors import responses
+from shipyard.api.fields import MAX_SECONDS
 from shipyard.api.keys import Principal
-from shipyard.api.schemas import ErrorResponse
 from shipyard.stores.records.base import WorkerRecord
 
 router = APIRouter(prefix="/v1/workers", tags=["workers"])
-_ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 422)
-}
+_ERRORS = responses()
 Operator = Annotated[Principal, Depends(require_operator)]
 
 STALE_AFTER = 3
@@ -47,7 +46,15 @@ def state_of(worker: WorkerRecord, now: datetime) -> Literal["alive", "stale", "
 async def list_workers(
     request: Request,
     principal: Operator,
-    seen_within_s: Annotated[float, Query(gt=0, description="Only workers seen this recently.")]
+    seen_within_s: Annotated[
+        float,
+        Query(
+            gt=0,
+            le=MAX_SECONDS,
+            allow_inf_nan=False,
+            description="Only workers seen this recently (at most ten years).",
+        ),
+    ]
     | None = None,
 ) -> WorkerList:
     """Most recently seen first; a worker not seen for ``SHIPYARD_WORKER_RETENTION_S`` (a day

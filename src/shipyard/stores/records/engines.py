@@ -43,9 +43,10 @@ def json_dumps(value: Any) -> str:
 
 
 def json_loads(text: str | bytes) -> Any:
-    """orjson, and the standard library for what orjson refuses but ``json_dumps`` may have
-    written (an escaped lone surrogate): a row stored that way stays readable, so its task can
-    still be run to an outcome, listed and cancelled."""
+    """orjson's parser, or, for JSON it refuses (a lone surrogate escaped, ``"\\ud800"``, as an
+    older version could store), the standard library's: the row still loads, so its task can
+    still be run to an outcome, listed and cancelled, and the reader sees what is wrong with it
+    (``stores.storable``)."""
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:

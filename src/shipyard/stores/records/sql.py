@@ -16,7 +16,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+import structlog
 from alembic.script import ScriptDirectory
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -51,10 +53,13 @@ from shipyard.stores.records.schema import (
     webhook_deliveries,
     workers,
 )
+from shipyard.stores.storable import value_problem
 from shipyard.telemetry.events import EPHEMERAL, Event
 from shipyard.telemetry.spans import SpanRow
 
 __all__ = ["SqlRecordStore"]
+
+log = structlog.get_logger(__name__)
 
 MAX_PAGE = 500
 MAX_EVENTS = 10_000
@@ -73,6 +78,7 @@ _UPDATABLE = [c.name for c in runs.columns if c.name not in ("id", "tenant_id", 
 
 Insert = sqlite.Insert | postgresql.Insert
 _Row = TypeVar("_Row", RunRecord, SessionRecord, TaskRecord)
+_Model = TypeVar("_Model", bound=BaseModel)
 _T = TypeVar("_T")
 
 # Errors about the data, not the store's health: the same write would fail again.
@@ -480,7 +486,7 @@ class SqlRecordStore:
         if cursor:
             query = query.where(key < cursor)
         rows = await self._fetch(operation, query.order_by(key.desc()).limit(limit + 1))
-        items = [model.model_validate(row) for row in rows[:limit]]
+        items = _readable(operation, model, rows[:limit])
         last = rows[limit - 1][key.name] if len(rows) > limit else None
         return Page[_Row](items=items, next_cursor=last)
 
@@ -605,13 +611,14 @@ class SqlRecordStore:
             .order_by(run_events.c.seq)
             .limit(min(max(limit, 1), MAX_EVENTS))
         )
-        return [Event.model_validate(row) for row in await self._fetch("list_events", query)]
+        return _readable("list_events", Event, await self._fetch("list_events", query))
 
     # -- private --------------------------------------------------------------------------------
 
     @asynccontextmanager
     async def _translate(self, operation: str) -> AsyncIterator[None]:
-        """Driver and network failures leave as ``StoreError``."""
+        """Driver and network failures leave as ``StoreError``; the message, for the log, names
+        the driver's exception; a client sees only the operation (``StoreError.to_dict``)."""
         try:
             yield
         except self._errors as e:
@@ -692,6 +699,27 @@ def _refused(error: BaseException) -> bool:
         return True
     sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None) or ""
     return str(sqlstate)[:2] in ("22", "23")
+
+
+def _readable(operation: str, model: type[_Model], rows: list[dict[str, Any]]) -> list[_Model]:
+    """The rows as ``model``s, but for those that could not be served (an older version stored
+    what the API now refuses: a lone surrogate, NUL, nesting the serialiser cannot take, or a
+    shape that no longer validates): those are skipped, and logged, and the listing goes on."""
+    items = []
+    for row in rows:
+        problem = value_problem(row)
+        if problem is None:
+            try:
+                items.append(model.model_validate(row))
+                continue
+            except ValidationError as e:
+                problem = (str(e.errors()[0]["loc"]), e.errors()[0]["msg"])
+        where, reason = problem
+        ident = row.get("id") or f"{row.get('run_id')}/{row.get('seq')}"
+        log.error(
+            "unreadable record skipped", operation=operation, row=ident, where=where, reason=reason
+        )
+    return items
 
 
 def _driver_error(error: BaseException) -> str:

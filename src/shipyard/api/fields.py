@@ -1,0 +1,98 @@
+"""The field types every request is validated with: what the API accepts, every backend can
+store and every list can read back (``shipyard.stores.storable``). A refused value answers 422
+``invalid_input`` naming the field, before anything runs or is stored.
+
+- ``Text``: every string the API takes — body strings, path and query parameters, headers that
+  carry ids — free of NUL and of lone surrogates.
+- ``Metadata``: a JSON object of storable values, nested at most ``METADATA_MAX_DEPTH`` levels,
+  at most ``METADATA_MAX_BYTES`` serialised.
+- ``RunInputField``: a run's input (text or chat messages) whose every string is ``Text``.
+- ``Int32``/``Int64`` bounds: integers that fit the column they are compared with.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from pydantic import AfterValidator, AwareDatetime, Field
+from pydantic_core import PydanticCustomError
+
+from shipyard.models.base import Message
+from shipyard.stores.storable import (
+    METADATA_MAX_BYTES,
+    METADATA_MAX_DEPTH,
+    text_problem,
+    value_problem,
+)
+
+INT32_MAX = 2**31 - 1
+"""The largest value of an ``INTEGER`` column (an event's ``seq``)."""
+MAX_SECONDS = 10 * 366 * 86400
+"""The longest duration a query takes in seconds (ten years)."""
+
+
+def _text(value: str) -> str:
+    reason = text_problem(value)
+    if reason is not None:
+        raise PydanticCustomError("unstorable_text", "text {reason}", {"reason": reason})
+    return value
+
+
+def _storable(value: Any, *, max_depth: int) -> None:
+    problem = value_problem(value, max_depth=max_depth)
+    if problem is not None:
+        where, reason = problem
+        raise PydanticCustomError(
+            "unstorable_value",
+            "{where} {reason}",
+            {"where": f"value at {where}" if where else "value", "reason": reason},
+        )
+
+
+def _metadata(value: dict[str, Any]) -> dict[str, Any]:
+    _storable(value, max_depth=METADATA_MAX_DEPTH)
+    size = len(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
+    if size > METADATA_MAX_BYTES:
+        raise PydanticCustomError(
+            "metadata_too_large",
+            "metadata takes {size} bytes as JSON, over the limit of {limit}",
+            {"size": size, "limit": METADATA_MAX_BYTES},
+        )
+    return value
+
+
+def _run_input(value: str | list[Message]) -> str | list[Message]:
+    _storable(value, max_depth=METADATA_MAX_DEPTH)
+    return value
+
+
+def _future(value: datetime) -> datetime:
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:
+        raise PydanticCustomError("datetime_range", "date out of range") from None
+    if value <= datetime.now(UTC):
+        raise PydanticCustomError("datetime_future", "must be in the future")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_text)]
+"""A string every backend can store: no NUL (``\\u0000``), no lone surrogate (``\\ud800``)."""
+
+Metadata = Annotated[
+    dict[str, Any],
+    AfterValidator(_metadata),
+    Field(
+        description=f"A JSON object stored as is: at most {METADATA_MAX_DEPTH} levels deep and "
+        f"{METADATA_MAX_BYTES // 1024} KiB as JSON; text without NUL or lone surrogates; finite "
+        "numbers; integers within 64 bits."
+    ),
+]
+
+RunInputField = Annotated[str | list[Message], AfterValidator(_run_input)]
+"""A run's input: text, or chat messages whose every string is storable."""
+
+FutureDatetime = Annotated[AwareDatetime, AfterValidator(_future)]
+"""A time zone aware moment that has not passed yet (normalised to UTC)."""

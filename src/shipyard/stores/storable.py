@@ -1,0 +1,85 @@
+"""What every backend can store and read back: the one definition, for the API's edge (which
+refuses the rest with 422) and for the stores' reads (which skip a row an older version wrote).
+
+Text: Unicode code points that UTF-8 can encode (no lone surrogate, ``"\\ud800"``, which a JSON
+body can spell), without NUL (``"\\u0000"``), which PostgreSQL's text refuses. Numbers: finite
+(JSON has no NaN or Infinity, PostgreSQL's ``json`` refuses them), integers within 64 bits (read
+back exactly). Nesting: bounded (the JSON serialiser stops at 255 levels; metadata takes
+``METADATA_MAX_DEPTH``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel
+
+METADATA_MAX_DEPTH = 32
+"""Levels of nesting a ``metadata`` object may have (the object itself is level 1)."""
+METADATA_MAX_BYTES = 64 * 1024
+"""The most a ``metadata`` object may take, serialised as compact JSON."""
+READ_MAX_DEPTH = 200
+"""Nesting a stored value may have and still be served (the responses add a few levels)."""
+
+Problem = tuple[str, str]
+"""``(path, reason)``: where in a value the first unstorable part is, and why."""
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be stored, or ``None``."""
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000)"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "contains a lone surrogate (not a Unicode character)"
+    return None
+
+
+def value_problem(value: Any, *, max_depth: int = READ_MAX_DEPTH, path: str = "") -> Problem | None:
+    """The first part of a JSON-like value (dicts, lists, strings, numbers, models) that a store
+    cannot hold, or ``None``; ``path`` names it in the dotted form of validation errors."""
+    stack: list[tuple[Any, str, int]] = [(value, path, 1)]
+    while stack:
+        item, where, depth = stack.pop()
+        if isinstance(item, str):
+            reason = text_problem(item)
+            if reason is not None:
+                return where, reason
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return where, "is not a finite number"
+        elif isinstance(item, int):
+            if not -(2**63) <= item < 2**63:
+                return where, "is an integer beyond 64 bits"
+        elif isinstance(item, dict | list | tuple | BaseModel):
+            if depth > max_depth:
+                return where, f"is nested deeper than {max_depth} levels"
+            stack.extend(_children(item, where, depth + 1))
+    return None
+
+
+def _children(item: Any, where: str, depth: int) -> list[tuple[Any, str, int]]:
+    def at(key: object) -> str:
+        return f"{where}.{key}" if where else str(key)
+
+    if isinstance(item, BaseModel):
+        item = dict(item)
+    if isinstance(item, dict):
+        found: list[tuple[Any, str, int]] = []
+        for key, child in item.items():
+            if isinstance(key, str):
+                found.append((key, at(_printable(key)), depth))  # a bad key is reported as such
+            found.append((child, at(_printable(key)), depth))
+        return found
+    return [(child, at(index), depth) for index, child in enumerate(item)]
+
+
+def _printable(key: object) -> str:
+    """A key as it can appear in an error message (which must itself be storable JSON)."""
+    text = str(key)
+    if text_problem(text) is None:
+        return text
+    return text.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\x00")
