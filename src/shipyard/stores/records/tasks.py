@@ -1,0 +1,236 @@
+"""``SqlTaskRecords``: tasks, their moves and their hand-over to the broker
+(``base.TaskRecords``) on the SQL record store.
+
+A task's creation and each of its moves are hot writes: fixed statements, built once (a
+compare-and-set per combination of fields), compiled once for the stdlib driver on a SQLite file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shipyard.stores.records._database import Database
+from shipyard.stores.records.base import Page, TaskRecord, TaskStatus, TaskTransition
+from shipyard.stores.records.schema import task_transitions, tasks
+
+__all__ = ["IDS_PER_STATEMENT", "SqlTaskRecords"]
+
+IDS_PER_STATEMENT = 1000
+"""Task ids one ``IN`` list carries at most (PostgreSQL's driver takes 32,767 parameters a
+statement)."""
+_MOVE_KEYS = ("task_id", "status", "at", "detail")
+
+_TransitionKey = tuple[tuple[str, ...], tuple[str, ...], bool, bool]
+
+
+class SqlTaskRecords:
+    """``TaskRecords`` over a shared ``Database``."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._insert_task_stmt = db.insert(tasks)
+        self._insert_once_stmt = db.insert(tasks).on_conflict_do_nothing(
+            index_elements=["tenant_id", "idempotency_key"]
+        )
+        self._insert_move_stmt = task_transitions.insert()
+        self._transitions: dict[_TransitionKey, sa.Update] = {}
+        db.prepare(self._insert_move_stmt, keys=_MOVE_KEYS)
+        for stmt in (self._insert_task_stmt, self._insert_once_stmt):
+            db.prepare(stmt, keys=TaskRecord.model_fields)
+
+    async def create_task(self, task: TaskRecord) -> tuple[TaskRecord, bool]:
+        """Idempotent per tenant on ``idempotency_key``: a second create returns the first."""
+        row = task.model_dump()
+        stmt = self._insert_task_stmt if task.idempotency_key is None else self._insert_once_stmt
+        move = {"task_id": task.id, "status": task.status, "at": task.created_at, "detail": {}}
+
+        async def work(conn: AsyncConnection) -> bool:
+            if (await conn.execute(stmt, row)).rowcount == 0:
+                return False
+            await conn.execute(self._insert_move_stmt, move)
+            return True
+
+        if await self._db.write("create_task", work):
+            return task, True
+        existing = await self._db.fetch(
+            "create_task",
+            tasks.select().where(
+                tasks.c.tenant_id == task.tenant_id,
+                tasks.c.idempotency_key == task.idempotency_key,
+            ),
+        )
+        return TaskRecord.model_validate(existing[0]), False
+
+    async def handed_over(self, task_ids: Sequence[str]) -> None:
+        await self._mark_handovers("handed_over", task_ids, handover_pending=False)
+
+    async def offering(self, task_ids: Sequence[str]) -> None:
+        await self._mark_handovers("offering", task_ids, handover_at=datetime.now(UTC))
+
+    async def take_stale_handovers(
+        self, *, stale_before: datetime, limit: int = 1000
+    ) -> list[TaskRecord]:
+        stale = (
+            sa.select(tasks.c.id)
+            .where(
+                tasks.c.handover_pending.is_(True),
+                sa.func.coalesce(tasks.c.handover_at, tasks.c.created_at) < stale_before,
+            )
+            .order_by(tasks.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # PostgreSQL; a SQLite writer is alone anyway
+        )
+        stmt = (
+            tasks.update()
+            .where(tasks.c.id.in_(stale.scalar_subquery()))
+            .values(handover_at=datetime.now(UTC))
+            .returning(*tasks.c)
+        )
+
+        async def work(conn: AsyncConnection) -> list[TaskRecord]:
+            rows = (await conn.execute(stmt)).mappings().all()
+            return sorted((TaskRecord.model_validate(dict(r)) for r in rows), key=lambda t: t.id)
+
+        return await self._db.write("take_stale_handovers", work)
+
+    async def pending_handovers(
+        self, *, after_id: str | None = None, limit: int = 1000
+    ) -> list[TaskRecord]:
+        query = (
+            tasks.select()
+            .where(tasks.c.handover_pending.is_(True))
+            .order_by(tasks.c.id)
+            .limit(limit)
+        )
+        if after_id is not None:
+            query = query.where(tasks.c.id > after_id)
+        rows = await self._db.fetch("pending_handovers", query)
+        return [TaskRecord.model_validate(r) for r in rows]
+
+    async def get_task(self, tenant_id: str, task_id: str) -> TaskRecord | None:
+        query = tasks.select().where(tasks.c.tenant_id == tenant_id, tasks.c.id == task_id)
+        rows = await self._db.fetch("get_task", query)
+        return TaskRecord.model_validate(rows[0]) if rows else None
+
+    async def list_tasks(
+        self,
+        tenant_id: str,
+        *,
+        status: TaskStatus | None = None,
+        agent: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[TaskRecord]:
+        query = tasks.select().where(tasks.c.tenant_id == tenant_id)
+        if status is not None:
+            query = query.where(tasks.c.status == status)
+        if agent is not None:
+            query = query.where(tasks.c.agent == agent)
+        return await self._db.page("list_tasks", query, tasks.c.id, TaskRecord, limit, cursor)
+
+    async def transition_task(
+        self,
+        tenant_id: str,
+        task_id: str,
+        status: TaskStatus,
+        *,
+        expected: frozenset[str],
+        from_offer: str | None = None,
+        count_attempt: bool = False,
+        detail: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> TaskRecord | None:
+        """A compare-and-set on the status, and the move recorded, in one transaction."""
+        now = datetime.now(UTC)
+        stmt = self._transition_stmt(
+            tuple(sorted(fields)), tuple(sorted(expected)), from_offer is not None, count_attempt
+        )
+        params = {
+            "w_tenant_id": tenant_id,
+            "w_id": task_id,
+            "v_status": status,
+            "v_updated_at": now,
+            **{f"v_{name}": value for name, value in fields.items()},
+        }
+        if from_offer is not None:
+            params["w_offer"] = from_offer
+        move = {"task_id": task_id, "status": status, "at": now, "detail": detail or {}}
+
+        async def work(conn: AsyncConnection) -> TaskRecord | None:
+            row = (await conn.execute(stmt, params)).mappings().first()
+            if row is None:
+                return None
+            await conn.execute(self._insert_move_stmt, move)
+            return TaskRecord.model_validate(dict(row))
+
+        return await self._db.write("transition_task", work)
+
+    async def task_transitions(self, tenant_id: str, task_id: str) -> list[TaskTransition]:
+        if await self.get_task(tenant_id, task_id) is None:
+            return []
+        query = (
+            task_transitions.select()
+            .where(task_transitions.c.task_id == task_id)
+            .order_by(task_transitions.c.id)
+        )
+        rows = await self._db.fetch("task_moves", query)
+        return [TaskTransition.model_validate(r) for r in rows]
+
+    async def _mark_handovers(self, operation: str, task_ids: Sequence[str], **values: Any) -> None:
+        """On the pending ones of ``task_ids``, in one transaction (``IDS_PER_STATEMENT`` a
+        statement)."""
+        step = IDS_PER_STATEMENT
+        chunks = [list(task_ids[i : i + step]) for i in range(0, len(task_ids), step)]
+        if not chunks:
+            return
+        pending = tasks.c.handover_pending.is_(True)
+
+        async def work(conn: AsyncConnection) -> None:
+            for chunk in chunks:
+                stmt = tasks.update().where(tasks.c.id.in_(chunk), pending).values(**values)
+                await conn.execute(stmt)
+
+        await self._db.write(operation, work)
+
+    def _transition_stmt(
+        self, fields: tuple[str, ...], expected: tuple[str, ...], from_offer: bool, count: bool
+    ) -> sa.Update:
+        """The compare-and-set of a task's status from one of ``expected`` (and, with
+        ``from_offer``, from its offer or none) that also sets ``fields`` (and with ``count``,
+        adds one to ``attempts``): built once per combination, with bound parameters, so
+        SQLAlchemy compiles it once (building a statement per call cost more than running it;
+        ``IN`` would be an expanding parameter, rendered again on every call)."""
+        key = (fields, expected, from_offer, count)
+        stmt = self._transitions.get(key)
+        if stmt is None:
+            stmt = self._transitions[key] = _transition(*key)
+            columns = ("status", "updated_at", *fields)
+            keys = ["w_tenant_id", "w_id", *(f"v_{c}" for c in columns)]
+            if from_offer:
+                keys.append("w_offer")
+            self._db.prepare(stmt, keys=keys, returning=list(tasks.c))
+        return stmt
+
+
+def _transition(
+    fields: tuple[str, ...], expected: tuple[str, ...], from_offer: bool, count: bool
+) -> sa.Update:
+    """The statement of ``SqlTaskRecords._transition_stmt``."""
+    columns = ("status", "updated_at", *fields)
+    where = [
+        tasks.c.tenant_id == sa.bindparam("w_tenant_id"),
+        tasks.c.id == sa.bindparam("w_id"),
+        sa.or_(sa.false(), *(tasks.c.status == status for status in expected)),
+    ]
+    if from_offer:
+        offer = sa.bindparam("w_offer", type_=tasks.c.offer.type)
+        where.append(sa.or_(tasks.c.offer.is_(None), tasks.c.offer == offer))
+    values: dict[str, Any] = {c: sa.bindparam(f"v_{c}", type_=tasks.c[c].type) for c in columns}
+    if count:
+        values["attempts"] = tasks.c.attempts + 1
+    return tasks.update().where(*where).values(values).returning(*tasks.c)
