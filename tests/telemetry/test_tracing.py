@@ -20,7 +20,7 @@ from shipyard.telemetry.events import Event
 from shipyard.telemetry.exporters import otlp_wanted
 from shipyard.telemetry.spans import SpanRow
 from shipyard.telemetry.tracecontext import TraceParent
-from shipyard.telemetry.tracing import Tracing
+from shipyard.telemetry.tracing import Tracing, spans_of
 from shipyard.testing import ScriptedModel
 
 TENANT = "acme"
@@ -71,9 +71,9 @@ async def svc(tmp_path: Path) -> AsyncIterator[Services]:
 
 
 async def stored(svc: Services, trace_id: str) -> list[SpanRow]:
-    """The trace as the record store shows it (from the stored events)."""
+    """The trace as ``GET /v1/traces`` shows it (built from the stored events)."""
     await svc.recorder.durable()
-    return await svc.records.get_trace(TENANT, trace_id)
+    return spans_of(await svc.records.trace_events(TENANT, trace_id))
 
 
 async def events_of(svc: Services, run_id: str) -> list[Event]:

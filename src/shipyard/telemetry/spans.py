@@ -1,7 +1,8 @@
 """A finished span as plain data: what the trace sink collects and ``GET /v1/traces`` shows.
 
-The record store rebuilds these from stored events (``telemetry.tracing.spans_of``); the type
-lives here so the store imports telemetry, never the other way round.
+``GET /v1/traces`` builds these from a trace's stored run events (``telemetry.tracing.spans_of``
+over ``RecordStore.trace_events``); the type lives apart from the OpenTelemetry SDK, so that
+what only shows spans does not import it.
 """
 
 from __future__ import annotations

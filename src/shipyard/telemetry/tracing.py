@@ -291,7 +291,8 @@ class Tracing:
 
 
 def spans_of(events: Sequence[Event]) -> list[SpanRow]:
-    """The finished spans of stored events (the record store's trace view), by start time.
+    """The finished spans of stored events, by start time: ``GET /v1/traces`` over a trace's
+    events as the record store keeps them (``RecordStore.trace_events``).
 
     A run still going has no span yet; its finished model and tool calls do.
     """

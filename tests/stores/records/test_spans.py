@@ -1,5 +1,6 @@
 """The span role of the record store contract, on every backend (see conftest ``store``): a
-trace's spans come back from its runs' stored events, the tenant's only."""
+trace's stored events come back, the tenant's runs' only, and telemetry's ``spans_of`` makes
+the trace's spans of them (the store builds no spans)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 from shipyard.stores.records.base import RecordStore, RunRecord
 from shipyard.stores.records.sql import SqlRecordStore
 from shipyard.telemetry.events import Event
+from shipyard.telemetry.spans import SpanRow
+from shipyard.telemetry.tracing import spans_of
 from tests.stores.records.test_contract import T0, make_run, run_id
 
 TS = 1_764_000_000.5
@@ -42,6 +45,33 @@ def a_run(
     return run, events
 
 
+async def get_trace(store: SqlRecordStore, tenant_id: str, trace: str) -> list[SpanRow]:
+    """The trace as ``GET /v1/traces`` shows it: spans built from the stored events."""
+    return spans_of(await store.trace_events(tenant_id, trace))
+
+
+async def test_a_trace_is_its_runs_stored_events_by_run_and_seq(store: SqlRecordStore) -> None:
+    trace = trace_id()
+    first, first_events = a_run(1, trace)
+    second, second_events = a_run(2, trace)
+    other, other_events = a_run(3, trace_id())
+    delta = Event(type="llm.delta", seq=5, ts=TS, data={"text": "e"}, **_ids(first_events[0]))
+    shuffled = [*second_events[::-1], delta, *other_events, *first_events[::-1]]
+    await store.write_batch([second, other, first], shuffled)
+
+    events = await store.trace_events("t1", trace)
+    assert [(e.run_id, e.seq) for e in events] == [
+        (run.id, n) for run in (first, second) for n in (1, 2, 3, 4)
+    ]
+    assert events == [*first_events, *second_events]  # every id and fact a span needs
+    assert await store.trace_events("t2", trace) == []
+    assert await store.trace_events("t1", trace_id()) == []
+
+
+def _ids(e: Event) -> dict[str, Any]:
+    return {k: getattr(e, k) for k in ("run_id", "tenant_id", "agent", "trace_id", "span_id")}
+
+
 async def test_a_trace_comes_back_as_spans_by_start_time(store: SqlRecordStore) -> None:
     trace, caller = trace_id(), os.urandom(8).hex()
     parent, parent_events = a_run(1, trace, parent_span=caller)
@@ -49,7 +79,7 @@ async def test_a_trace_comes_back_as_spans_by_start_time(store: SqlRecordStore) 
     other, other_events = a_run(3, trace_id())
     await store.write_batch([parent, child, other], [*child_events, *parent_events, *other_events])
 
-    spans = await store.get_trace("t1", trace)
+    spans = await get_trace(store, "t1", trace)
     assert [s["name"] for s in spans] == [
         "invoke_agent echo", "chat echo", "invoke_agent echo", "chat echo"
     ]  # fmt: skip
@@ -68,23 +98,23 @@ async def test_a_tenant_sees_only_its_own_runs_of_a_trace(store: SqlRecordStore)
     mine, my_events = a_run(1, trace, tenant="t1")
     theirs, their_events = a_run(2, trace, tenant="t2")
     await store.write_batch([mine, theirs], [*my_events, *their_events])
-    assert {s["attributes"]["shipyard.run_id"] for s in await store.get_trace("t1", trace)} == {
+    assert {s["attributes"]["shipyard.run_id"] for s in await get_trace(store, "t1", trace)} == {
         mine.id
     }
-    assert {s["attributes"]["shipyard.run_id"] for s in await store.get_trace("t2", trace)} == {
+    assert {s["attributes"]["shipyard.run_id"] for s in await get_trace(store, "t2", trace)} == {
         theirs.id
     }
-    assert await store.get_trace("t3", trace) == []
-    assert await store.get_trace("t1", trace_id()) == []
+    assert await get_trace(store, "t3", trace) == []
+    assert await get_trace(store, "t1", trace_id()) == []
 
 
 async def test_a_run_still_going_shows_only_its_finished_steps(store: SqlRecordStore) -> None:
     trace = trace_id()
     run, events = a_run(1, trace)
     await store.write_batch([run.model_copy(update={"status": "running"})], events[:3])
-    assert [s["name"] for s in await store.get_trace("t1", trace)] == ["chat echo"]
+    assert [s["name"] for s in await get_trace(store, "t1", trace)] == ["chat echo"]
 
 
 async def test_the_store_is_a_record_store_with_the_span_role(store: SqlRecordStore) -> None:
     typed: RecordStore = store
-    assert await typed.get_trace("t1", trace_id()) == []
+    assert await typed.trace_events("t1", trace_id()) == []

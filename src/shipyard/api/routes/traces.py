@@ -1,4 +1,5 @@
-"""``/v1/traces``: a trace's spans, read back from its runs' stored events.
+"""``/v1/traces``: a trace's spans, built by telemetry (``tracing.spans_of``) from its runs'
+stored events (``RecordStore.trace_events``).
 
 Only the caller's tenant's spans: a trace that crossed tenants shows each tenant its own part,
 and a trace with none of the caller's spans is not found.
@@ -68,8 +69,11 @@ class TraceView(BaseModel):
 @router.get("/{trace_id}", response_model=TraceView, responses=_ERRORS)
 async def get_trace(trace_id: TraceId, request: Request, principal: Reader) -> TraceView:
     """The spans of the trace that belong to the caller's tenant (runs, model and tool calls)."""
+    from shipyard.telemetry.tracing import spans_of  # the OpenTelemetry SDK: only when asked
+
     trace_id = trace_id.lower()
-    rows = await request.app.state.services.records.get_trace(principal.tenant_id, trace_id)
+    events = await request.app.state.services.records.trace_events(principal.tenant_id, trace_id)
+    rows = spans_of(events)
     if not rows:
         raise NotFound(f"no trace {trace_id!r}")
     return TraceView(trace_id=trace_id, spans=[SpanView.of(r) for r in rows])

@@ -1,7 +1,7 @@
 """The record store: durable rows for tenants, API keys, runs and run events.
 
-Narrow protocols — keys, runs, sessions, tasks, spans — that one backend implements together as
-``RecordStore``.
+Narrow protocols — keys, runs, sessions, tasks, spans (a trace's events), workers, webhooks —
+that one backend implements together as ``RecordStore``.
 Every read takes a ``tenant_id``: a row of another tenant is simply not found.
 """
 
@@ -14,7 +14,6 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from shipyard.telemetry.events import Event
-from shipyard.telemetry.spans import SpanRow
 
 RunStatus = Literal["running", "succeeded", "failed"]
 Scope = Literal["admin", "invoke", "read"]
@@ -350,12 +349,13 @@ class WebhookRecords(Protocol):
 
 
 class SpanRecords(Protocol):
-    async def get_trace(self, tenant_id: str, trace_id: str) -> list[SpanRow]:
-        """The tenant's finished spans of a trace, by start time; empty if it has none.
+    async def trace_events(self, tenant_id: str, trace_id: str) -> list[Event]:
+        """The stored events of the tenant's runs in a trace, by run and ``seq``; empty if it
+        has none.
 
-        Spans are not written separately: they are the stored run events of the trace's runs,
-        read back through the trace sink's own mapping (``telemetry.tracing.spans_of``), so
-        keeping them costs the runs nothing.
+        Spans are not written separately: telemetry builds them from these events through the
+        trace sink's own mapping (``telemetry.tracing.spans_of``), so keeping them costs the runs
+        nothing.
         """
         ...
 

@@ -44,6 +44,7 @@ from shipyard.stores.records.base import (
     RunStatus,
     SessionRecord,
     SessionRecords,
+    SpanRecords,
     TaskRecord,
     TaskRecords,
     TaskStatus,
@@ -62,7 +63,6 @@ from shipyard.stores.records.traces import SqlSpanRecords
 from shipyard.stores.records.webhooks import PRUNE_BATCH, SqlWebhookRecords
 from shipyard.stores.records.workers import SqlWorkerRecords
 from shipyard.telemetry.events import Event
-from shipyard.telemetry.spans import SpanRow
 
 __all__ = ["PRUNE_BATCH", "SQLITE_COMMIT_DELAY_S", "SqlRecordStore"]
 
@@ -274,10 +274,8 @@ class SqlRecordStore:
 
     # -- traces (traces) ------------------------------------------------------------------------
 
-    async def get_trace(self, tenant_id: str, trace_id: str) -> list[SpanRow]:
-        from shipyard.telemetry.tracing import spans_of  # the OpenTelemetry SDK: only here
-
-        return spans_of(await self.traces.trace_events(tenant_id, trace_id))
+    async def trace_events(self, tenant_id: str, trace_id: str) -> list[Event]:
+        return await self.traces.trace_events(tenant_id, trace_id)
 
     # -- workers (workers) ----------------------------------------------------------------------
 
@@ -321,6 +319,7 @@ if TYPE_CHECKING:  # for mypy: each part is its sub-protocol, and the whole a Re
         runs: SqlRunRecords,
         sessions: SqlSessionRecords,
         tasks: SqlTaskRecords,
+        traces: SqlSpanRecords,
         workers: SqlWorkerRecords,
         webhooks: SqlWebhookRecords,
     ) -> tuple[
@@ -328,10 +327,11 @@ if TYPE_CHECKING:  # for mypy: each part is its sub-protocol, and the whole a Re
         RunRecords,
         SessionRecords,
         TaskRecords,
+        SpanRecords,
         WorkerRecords,
         WebhookRecords,
     ]:
-        return keys, runs, sessions, tasks, workers, webhooks
+        return keys, runs, sessions, tasks, traces, workers, webhooks
 
     def _whole(store: SqlRecordStore) -> RecordStore:
         return store
