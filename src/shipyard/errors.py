@@ -11,6 +11,7 @@
     │   ├── SessionNotFound            404     session_not_found
     │   └── SessionExpired             404     session_expired
     │   └── TaskNotFound               404     task_not_found
+    │   └── TenantNotFound             404     tenant_not_found
     ├── TaskFinished                   409     task_finished       cancel of a finished task
     ├── IdempotencyConflict            409     idempotency_conflict  a key reused, another body
     ├── PolicyConflict                 409     policy_conflict     a tenant policy changed since
@@ -110,6 +111,10 @@ class ContextOverflow(ShipyardError):
 
 class TaskNotFound(NotFound):
     code = "task_not_found"
+
+
+class TenantNotFound(NotFound):
+    code = "tenant_not_found"
 
 
 class TaskFinished(ShipyardError):
