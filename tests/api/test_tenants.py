@@ -16,6 +16,8 @@ from fastapi import FastAPI
 from shipyard import Agent
 from shipyard.app import App
 from shipyard.config import load_settings
+from shipyard.runtime.services import Services
+from shipyard.stores.records.policy import TenantPolicy
 from tests.servers import ServerProcess
 
 OPERATOR = "sk_shp_test_admin_tenants"
@@ -172,3 +174,16 @@ async def test_the_cli_and_the_api_see_each_others_changes(app: FastAPI, tmp_pat
     assert read["version"] == 3 and read["policy"]["region"] == "eu"
     assert read["policy"]["egress"]["allow"] == ["*.example.com"]
     assert read["policy"]["budgets"]["usd_per_day"] == 5  # set keeps the other fields
+
+
+async def test_the_servers_policies_follow_its_cache_setting(app: FastAPI) -> None:
+    """The app's ``TenantPolicies`` is built from ``SHIPYARD_TENANT_CACHE_S`` (0 here): a change
+    another process makes (straight into the store) is seen at once."""
+    services: Services = app.state.services
+    async with client(app, OPERATOR) as c:
+        await put(c, "acme", POLICY)
+    assert (await services.tenants.policy("acme")).region == "eu-west-1"
+    await services.records.put_tenant_policy(
+        "acme", TenantPolicy(region="us"), expected_version=1, changed_by="elsewhere"
+    )
+    assert (await services.tenants.policy("acme")).region == "us"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from shipyard.config import load_settings
 from shipyard.runtime.tenants import TenantPolicies
 from shipyard.stores.records.policy import DEFAULT_POLICY, TenantPolicy
 from shipyard.stores.records.sql import SqlRecordStore
@@ -45,3 +46,11 @@ async def test_a_change_through_the_service_is_seen_by_it_at_once(store: SqlReco
     assert await policies.policy("t1") == DEFAULT_POLICY
     await policies.put("t1", EU, changed_by="a")
     assert await policies.policy("t1") == EU
+
+
+def test_the_cache_setting_is_shipyard_tenant_cache_s(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert load_settings(home=tmp_path).tenant_cache_s == 5.0
+    monkeypatch.setenv("SHIPYARD_TENANT_CACHE_S", "0")
+    assert load_settings(home=tmp_path).tenant_cache_s == 0.0

@@ -99,8 +99,9 @@ def _tenant(row: dict[str, Any]) -> TenantRecord:
     return TenantRecord.model_validate(row | {"policy": row.get("policy") or {}})
 
 
-def _conflict(tenant_id: str, expected: int | None, current: int | None) -> PolicyConflict:
+def _conflict(tenant_id: str, expected: int | None, current: int) -> PolicyConflict:
+    why = f"not {expected}" if expected is not None else "and changed while this change was made"
     return PolicyConflict(
-        f"tenant {tenant_id!r}'s policy is at version {current}, not {expected}: read it again",
+        f"tenant {tenant_id!r}'s policy is at version {current}, {why}: read it again",
         details={"tenant_id": tenant_id, "expected_version": expected, "version": current},
     )
