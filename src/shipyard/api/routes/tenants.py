@@ -96,7 +96,7 @@ async def get_tenant(
     return _view(await _policies(request).get(tenant_id), response)
 
 
-@router.put("/{tenant_id}", response_model=TenantView, responses=responses(409, body=True))
+@router.put("/{tenant_id}", response_model=TenantView, responses=responses(404, 409, body=True))
 async def put_tenant(
     tenant_id: TenantId,
     body: PolicyUpdate,
@@ -118,7 +118,7 @@ async def put_tenant(
     return _view(record, response)
 
 
-@router.get("/{tenant_id}/changes", response_model=PolicyChanges, responses=responses())
+@router.get("/{tenant_id}/changes", response_model=PolicyChanges, responses=responses(404))
 async def list_changes(
     tenant_id: TenantId,
     request: Request,
