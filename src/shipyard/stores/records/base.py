@@ -1,7 +1,7 @@
 """The record store: durable rows for tenants, API keys, runs and run events.
 
-Narrow protocols — keys, runs, sessions, tasks, spans — that one backend implements together as
-``RecordStore``.
+Narrow protocols — keys, tenants, runs, sessions, tasks, spans — that one backend implements
+together as ``RecordStore``.
 Every read takes a ``tenant_id``: a row of another tenant is simply not found.
 """
 
