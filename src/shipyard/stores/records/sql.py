@@ -30,17 +30,20 @@ from shipyard.stores.records.base import (
     ApiKeyRecord,
     Migration,
     Page,
+    PolicyChange,
     RunRecord,
     RunStatus,
     SessionRecord,
     TaskRecord,
     TaskStatus,
     TaskTransition,
+    TenantRecord,
     WebhookDelivery,
     WebhookStatus,
     WorkerRecord,
 )
 from shipyard.stores.records.group_commit import LoopFirst
+from shipyard.stores.records.policy import TenantPolicy
 from shipyard.stores.records.schema import (
     UTCDateTime,
     api_keys,
@@ -53,6 +56,7 @@ from shipyard.stores.records.schema import (
     webhook_deliveries,
     workers,
 )
+from shipyard.stores.records.tenants import SqlTenantRecords
 from shipyard.stores.storable import value_problem
 from shipyard.telemetry.events import EPHEMERAL, Event
 from shipyard.telemetry.spans import SpanRow
@@ -144,6 +148,7 @@ class SqlRecordStore:
             UnicodeEncodeError,
             *driver_errors,
         )
+        self._tenants = SqlTenantRecords(write=self._write, fetch=self._fetch, insert=self._insert)
 
     @classmethod
     def from_url(cls, url: str, *, commit_delay_s: float | None = None) -> SqlRecordStore:
@@ -196,6 +201,23 @@ class SqlRecordStore:
 
     async def ensure_tenant(self, tenant_id: str) -> None:
         await self._write("ensure_tenant", lambda conn: self._ensure_tenant(conn, tenant_id))
+
+    async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
+        return await self._tenants.get_tenant(tenant_id)
+
+    async def put_tenant_policy(
+        self, tenant_id: str, policy: TenantPolicy, *, expected_version: int | None, changed_by: str
+    ) -> TenantRecord:
+        return await self._tenants.put_tenant_policy(
+            tenant_id, policy, expected_version=expected_version, changed_by=changed_by
+        )
+
+    async def list_policy_changes(
+        self, tenant_id: str, *, before_version: int | None = None, limit: int = 50
+    ) -> list[PolicyChange]:
+        return await self._tenants.list_policy_changes(
+            tenant_id, before_version=before_version, limit=limit
+        )
 
     async def add_api_key(self, key: ApiKeyRecord) -> None:
         """Store a key, creating its tenant if needed."""
