@@ -16,32 +16,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from pydantic_core import PydanticCustomError
 
-from shipyard.stores.storable import METADATA_MAX_DEPTH, text_problem, value_problem
+from shipyard.stores.storable import StorableText, storable_value
 
 MAX_DAYS = 100 * 366
 MAX_HOSTS = 1000
 
 
-def _text(value: str) -> str:
-    reason = text_problem(value)
-    if reason is not None:
-        raise PydanticCustomError("unstorable_text", "text {reason}", {"reason": reason})
-    return value
-
-
-def _storable(value: dict[str, Any]) -> dict[str, Any]:
-    problem = value_problem(value, max_depth=METADATA_MAX_DEPTH)
-    if problem is not None:
-        where, reason = problem
-        raise PydanticCustomError("unstorable_value", "{where} {reason}", {
-            "where": f"value at {where}" if where else "value", "reason": reason
-        })  # fmt: skip
-    return value
-
-
-PolicyText = Annotated[str, AfterValidator(_text), Field(min_length=1, max_length=256)]
+PolicyText = Annotated[StorableText, Field(min_length=1, max_length=256)]
 _Days = Annotated[int | None, Field(ge=1, le=MAX_DAYS)]
 _Count = Annotated[int | None, Field(ge=1, le=2**31 - 1)]
 _Usd = Annotated[float | None, Field(ge=0, le=1e12, allow_inf_nan=False)]
@@ -80,7 +62,9 @@ class Guards(_Section):
     """The guard policy. Opaque for now (a JSON object of storable values): the guards issue
     types it."""
 
-    settings: Annotated[dict[str, Any], AfterValidator(_storable)] = Field(default_factory=dict)
+    settings: Annotated[dict[str, Any], AfterValidator(storable_value)] = Field(
+        default_factory=dict
+    )
 
 
 class Egress(_Section):
