@@ -21,6 +21,7 @@ from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.services import Services
 from shipyard.runtime.sessions import SessionService
 from shipyard.runtime.tasks import TaskService
+from shipyard.runtime.tenants import TenantPolicies
 from shipyard.runtime.webhooks import WebhookSender
 from shipyard.stores.broker.base import Broker
 from shipyard.stores.records.base import RecordStore
@@ -205,6 +206,7 @@ def build_services(app: App, settings: Settings) -> Services:
         tasks=tasks,
         webhooks=webhooks,
         control=control,
+        tenants=TenantPolicies(records, cache_s=settings.tenant_cache_s),
         observability=observability,
     )
 

@@ -1,4 +1,4 @@
-"""The ``shipyard`` command: serve, invoke, keys, migrate."""
+"""The ``shipyard`` command: serve, invoke, keys, tenants, migrate."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ cli = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
-    help="Shipyard serves AI agents: serve, worker, invoke, keys, migrate.",
+    help="Shipyard serves AI agents: serve, worker, invoke, keys, tenants, migrate.",
 )
 keys_cli = typer.Typer(
     no_args_is_help=True, rich_markup_mode=None, help="Create, list and revoke API keys."
@@ -53,7 +53,7 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    """Shipyard serves AI agents: serve, worker, invoke, keys, migrate."""
+    """Shipyard serves AI agents: serve, worker, invoke, keys, tenants, migrate."""
 
 
 AppOption = Annotated[
@@ -355,6 +355,10 @@ def main() -> None:
         typer.secho(f"error: {exc.message}", fg="red", err=True)
         sys.exit(2)
 
+
+from shipyard.cli_tenants import tenants_cli  # noqa: E402  (it reuses this module's helpers)
+
+cli.add_typer(tenants_cli, name="tenants")
 
 if __name__ == "__main__":
     main()

@@ -159,6 +159,12 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a verified API key is trusted before it is looked up again.",
     )
+    tenant_cache_s: float = Field(
+        5.0,
+        ge=0,
+        description="How long a process trusts a tenant policy it read before reading it "
+        "again (a change made elsewhere is seen within this; 0: read every time).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info",
         description="Process log level. At debug, run event records include message bodies "

@@ -11,8 +11,10 @@
     │   ├── SessionNotFound            404     session_not_found
     │   └── SessionExpired             404     session_expired
     │   └── TaskNotFound               404     task_not_found
+    │   └── TenantNotFound             404     tenant_not_found
     ├── TaskFinished                   409     task_finished       cancel of a finished task
     ├── IdempotencyConflict            409     idempotency_conflict  a key reused, another body
+    ├── PolicyConflict                 409     policy_conflict     a tenant policy changed since
     ├── SessionBusy                    409     session_busy        a turn is already running
     │   └── TurnInterrupted            409     turn_interrupted    a newer turn cancelled it
     ├── ContextOverflow                422     context_overflow    history beyond the budget
@@ -111,6 +113,10 @@ class TaskNotFound(NotFound):
     code = "task_not_found"
 
 
+class TenantNotFound(NotFound):
+    code = "tenant_not_found"
+
+
 class TaskFinished(ShipyardError):
     """The task already reached a final state: nothing to cancel."""
 
@@ -123,6 +129,14 @@ class IdempotencyConflict(ShipyardError):
 
     status = 409
     code = "idempotency_conflict"
+
+
+class PolicyConflict(ShipyardError):
+    """A tenant policy write that expected another version than the stored one (someone else
+    changed it in between): read it again and retry."""
+
+    status = 409
+    code = "policy_conflict"
 
 
 class AuthError(ShipyardError):

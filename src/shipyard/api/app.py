@@ -20,6 +20,7 @@ from shipyard.api.routes import (
     session_ws,
     sessions,
     tasks,
+    tenants,
     webhooks,
     workers,
 )
@@ -81,6 +82,7 @@ def create_app(
     app.include_router(traces_routes.router)
     app.include_router(sessions.router)
     app.include_router(tasks.router)
+    app.include_router(tenants.router)
     app.include_router(webhooks.router)
     app.include_router(workers.router)
     app.include_router(session_ws.router)

@@ -23,8 +23,8 @@ from shipyard.models.base import Message
 from shipyard.stores.storable import (
     METADATA_MAX_BYTES,
     METADATA_MAX_DEPTH,
-    text_problem,
-    value_problem,
+    StorableText,
+    storable_value,
 )
 
 INT32_MAX = 2**31 - 1
@@ -33,26 +33,8 @@ MAX_SECONDS = 10 * 366 * 86400
 """The longest duration a query takes in seconds (ten years)."""
 
 
-def _text(value: str) -> str:
-    reason = text_problem(value)
-    if reason is not None:
-        raise PydanticCustomError("unstorable_text", "text {reason}", {"reason": reason})
-    return value
-
-
-def _storable(value: Any, *, max_depth: int) -> None:
-    problem = value_problem(value, max_depth=max_depth)
-    if problem is not None:
-        where, reason = problem
-        raise PydanticCustomError(
-            "unstorable_value",
-            "{where} {reason}",
-            {"where": f"value at {where}" if where else "value", "reason": reason},
-        )
-
-
 def _metadata(value: dict[str, Any]) -> dict[str, Any]:
-    _storable(value, max_depth=METADATA_MAX_DEPTH)
+    storable_value(value)
     size = len(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
     if size > METADATA_MAX_BYTES:
         raise PydanticCustomError(
@@ -64,7 +46,7 @@ def _metadata(value: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_input(value: str | list[Message]) -> str | list[Message]:
-    _storable(value, max_depth=METADATA_MAX_DEPTH)
+    storable_value(value)
     return value
 
 
@@ -78,8 +60,8 @@ def _future(value: datetime) -> datetime:
     return value
 
 
-Text = Annotated[str, AfterValidator(_text)]
-"""A string every backend can store: no NUL (``\\u0000``), no lone surrogate (``\\ud800``)."""
+Text = StorableText
+"""A string every backend can store (``stores.storable.StorableText``)."""
 
 Metadata = Annotated[
     dict[str, Any],

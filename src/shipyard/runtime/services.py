@@ -11,6 +11,7 @@ from shipyard.runtime.invoke import Invoker
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.sessions import SessionService
 from shipyard.runtime.tasks import TaskService
+from shipyard.runtime.tenants import TenantPolicies
 from shipyard.runtime.webhooks import WebhookSender
 from shipyard.stores.broker.base import Broker
 from shipyard.stores.records.base import RecordStore
@@ -30,6 +31,7 @@ class Services:
     tasks: TaskService
     webhooks: WebhookSender
     control: Control
+    tenants: TenantPolicies
     observability: Observability = field(default_factory=Observability)
 
     async def start(self) -> None:

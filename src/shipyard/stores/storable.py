@@ -11,9 +11,10 @@ back exactly). Nesting: bounded (the JSON serialiser stops at 255 levels; metada
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
+from pydantic_core import PydanticCustomError
 
 METADATA_MAX_DEPTH = 32
 """Levels of nesting a ``metadata`` object may have (the object itself is level 1)."""
@@ -83,3 +84,29 @@ def _printable(key: object) -> str:
     if text_problem(text) is None:
         return text
     return text.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\x00")
+
+
+def storable_text(value: str) -> str:
+    """A pydantic validator: ``value``, or a ``unstorable_text`` error saying what is wrong."""
+    reason = text_problem(value)
+    if reason is not None:
+        raise PydanticCustomError("unstorable_text", "text {reason}", {"reason": reason})
+    return value
+
+
+def storable_value(value: Any, *, max_depth: int = METADATA_MAX_DEPTH) -> Any:
+    """A pydantic validator: ``value``, or a ``unstorable_value`` error naming where in it the
+    first unstorable part is."""
+    problem = value_problem(value, max_depth=max_depth)
+    if problem is not None:
+        where, reason = problem
+        raise PydanticCustomError(
+            "unstorable_value",
+            "{where} {reason}",
+            {"where": f"value at {where}" if where else "value", "reason": reason},
+        )
+    return value
+
+
+StorableText = Annotated[str, AfterValidator(storable_text)]
+"""A string every backend can store: no NUL (``\\u0000``), no lone surrogate (``\\ud800``)."""

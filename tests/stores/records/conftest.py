@@ -12,7 +12,7 @@ from shipyard.stores.records.sql import SqlRecordStore
 TABLES = ", ".join(
     [
         *("run_events", "runs", "sessions", "task_transitions", "tasks", "api_keys"),
-        *("tenants", "workers", "webhook_deliveries"),
+        *("tenants", "tenant_policy_changes", "workers", "webhook_deliveries"),
     ]
 )
 

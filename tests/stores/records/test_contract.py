@@ -509,12 +509,15 @@ async def test_a_claim_counts_the_attempt(store: SqlRecordStore) -> None:
 
 
 async def test_a_lone_surrogate_stored_as_json_reads_back(store: SqlRecordStore) -> None:
-    """orjson refuses to read the escape the store wrote; the row stays readable."""
+    """orjson refuses to read the escape the store wrote (an older version could); the row
+    stays readable, so its task can still be run to an outcome and cancelled, while a list,
+    which could not serve it, leaves it out (issue 11: lists survive a bad row)."""
     task, _ = await store.create_task(make_task(1, input="x\ud800y", metadata={"k": "\udfff"}))
+    fine, _ = await store.create_task(make_task(2))
     read = await store.get_task("t1", task.id)
     assert read is not None and read.input == "x\ud800y" and read.metadata == {"k": "\udfff"}
     page = await store.list_tasks("t1")
-    assert [t.id for t in page.items] == [task.id]
+    assert [t.id for t in page.items] == [fine.id]
 
 
 async def test_many_hand_overs_are_noted_at_once(store: SqlRecordStore) -> None:

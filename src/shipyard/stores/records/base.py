@@ -1,7 +1,7 @@
 """The record store: durable rows for tenants, API keys, runs and run events.
 
-Narrow protocols — keys, runs, sessions, tasks, spans (a trace's events), workers, webhooks —
-that one backend implements together as ``RecordStore``.
+Narrow protocols — keys, tenants, runs, sessions, tasks, spans (a trace's events), workers,
+webhooks — that one backend implements together as ``RecordStore``.
 Every read takes a ``tenant_id``: a row of another tenant is simply not found.
 """
 
@@ -13,6 +13,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shipyard.stores.records.policy import TenantPolicy
 from shipyard.telemetry.events import Event
 
 RunStatus = Literal["running", "succeeded", "failed"]
@@ -360,8 +361,52 @@ class SpanRecords(Protocol):
         ...
 
 
+class TenantRecord(BaseModel):
+    """A tenant and its policy. ``version`` 0: the tenant has no policy of its own yet (it
+    came with a key), so the default one applies; every change adds one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    policy: TenantPolicy = Field(default_factory=TenantPolicy)
+    version: int = 0
+    created_at: datetime
+    updated_at: datetime | None = None
+
+
+class PolicyChange(BaseModel):
+    """One change of a tenant's policy: the whole document as it became, and who made it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tenant_id: str
+    version: int
+    policy: TenantPolicy
+    changed_by: str = Field(description="The API key's id, or ``cli:<OS user>``.")
+    at: datetime
+
+
+class TenantRecords(Protocol):
+    async def get_tenant(self, tenant_id: str) -> TenantRecord | None: ...
+
+    async def put_tenant_policy(
+        self, tenant_id: str, policy: TenantPolicy, *, expected_version: int | None, changed_by: str
+    ) -> TenantRecord:
+        """Store ``policy`` as the tenant's next version (creating the tenant if needed) and
+        record the change, in one transaction; raise ``PolicyConflict`` if ``expected_version``
+        is given and is not the current one (0: the tenant has no policy yet)."""
+        ...
+
+    async def list_policy_changes(
+        self, tenant_id: str, *, before_version: int | None = None, limit: int = 50
+    ) -> list[PolicyChange]:
+        """Newest first, those before ``before_version``."""
+        ...
+
+
 class RecordStore(
     KeyRecords,
+    TenantRecords,
     RunRecords,
     SessionRecords,
     TaskRecords,

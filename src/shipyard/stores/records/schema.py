@@ -58,7 +58,22 @@ tenants = sa.Table(
     metadata,
     sa.Column("id", sa.String, primary_key=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("policy", _json(), nullable=True),
+    sa.Column("version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("updated_at", UTCDateTime, nullable=True),
 )
+"""A tenant with ``version`` 0 and no ``policy`` has the default policy (``records.policy``)."""
+
+tenant_policy_changes = sa.Table(
+    "tenant_policy_changes",
+    metadata,
+    sa.Column("tenant_id", sa.String, primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("policy", _json(), nullable=False),
+    sa.Column("changed_by", sa.String, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+)
+"""Every version of every tenant's policy, with who made it (append only)."""
 
 api_keys = sa.Table(
     "api_keys",

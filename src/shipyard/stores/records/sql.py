@@ -7,6 +7,7 @@ One class per sub-protocol of ``base.RecordStore``, each in its own module over 
 sub-protocol          class                  module
 ====================  =====================  ============================================
 ``KeyRecords``        ``SqlKeyRecords``      ``keys``: tenants and API keys
+``TenantRecords``     ``SqlTenantRecords``   ``tenants``: tenants' policies and changes
 ``RunRecords``        ``SqlRunRecords``      ``runs``: runs and their events
 ``SessionRecords``    ``SqlSessionRecords``  ``sessions``
 ``TaskRecords``       ``SqlTaskRecords``     ``tasks``: tasks, their moves, hand-over
@@ -38,6 +39,7 @@ from shipyard.stores.records.base import (
     KeyRecords,
     Migration,
     Page,
+    PolicyChange,
     RecordStore,
     RunRecord,
     RunRecords,
@@ -49,6 +51,8 @@ from shipyard.stores.records.base import (
     TaskRecords,
     TaskStatus,
     TaskTransition,
+    TenantRecord,
+    TenantRecords,
     WebhookDelivery,
     WebhookRecords,
     WebhookStatus,
@@ -56,9 +60,11 @@ from shipyard.stores.records.base import (
     WorkerRecords,
 )
 from shipyard.stores.records.keys import SqlKeyRecords
+from shipyard.stores.records.policy import TenantPolicy
 from shipyard.stores.records.runs import SqlRunRecords
 from shipyard.stores.records.sessions import SqlSessionRecords
 from shipyard.stores.records.tasks import SqlTaskRecords
+from shipyard.stores.records.tenants import SqlTenantRecords
 from shipyard.stores.records.traces import SqlSpanRecords
 from shipyard.stores.records.webhooks import PRUNE_BATCH, SqlWebhookRecords
 from shipyard.stores.records.workers import SqlWorkerRecords
@@ -70,8 +76,9 @@ __all__ = ["PRUNE_BATCH", "SQLITE_COMMIT_DELAY_S", "SqlRecordStore"]
 class SqlRecordStore:
     """The ``RecordStore`` on an async SQLAlchemy engine (``aiosqlite`` or ``asyncpg``).
 
-    Its parts are public (``keys``, ``runs``, ``sessions``, ``tasks``, ``traces``, ``workers``,
-    ``webhooks``): each is the store of one sub-protocol, sharing this one's engine and writes.
+    Its parts are public (``keys``, ``tenants``, ``runs``, ``sessions``, ``tasks``, ``traces``,
+    ``workers``, ``webhooks``): each is the store of one sub-protocol, sharing this one's engine
+    and writes.
     """
 
     def __init__(
@@ -92,6 +99,8 @@ class SqlRecordStore:
         )
         self._engine = engine
         self.keys = SqlKeyRecords(self._db)
+        db = self._db
+        self.tenants = SqlTenantRecords(write=db.write, fetch=db.fetch, insert=db.insert)
         self.runs = SqlRunRecords(self._db)
         self.sessions = SqlSessionRecords(self._db)
         self.tasks = SqlTaskRecords(self._db)
@@ -160,6 +169,25 @@ class SqlRecordStore:
 
     async def revoke_api_key(self, key_id: str) -> bool:
         return await self.keys.revoke_api_key(key_id)
+
+    # -- tenants' policies (tenants) ------------------------------------------------------------
+
+    async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
+        return await self.tenants.get_tenant(tenant_id)
+
+    async def put_tenant_policy(
+        self, tenant_id: str, policy: TenantPolicy, *, expected_version: int | None, changed_by: str
+    ) -> TenantRecord:
+        return await self.tenants.put_tenant_policy(
+            tenant_id, policy, expected_version=expected_version, changed_by=changed_by
+        )
+
+    async def list_policy_changes(
+        self, tenant_id: str, *, before_version: int | None = None, limit: int = 50
+    ) -> list[PolicyChange]:
+        return await self.tenants.list_policy_changes(
+            tenant_id, before_version=before_version, limit=limit
+        )
 
     # -- runs and events (runs) -----------------------------------------------------------------
 
@@ -316,6 +344,7 @@ if TYPE_CHECKING:  # for mypy: each part is its sub-protocol, and the whole a Re
 
     def _parts(
         keys: SqlKeyRecords,
+        tenants: SqlTenantRecords,
         runs: SqlRunRecords,
         sessions: SqlSessionRecords,
         tasks: SqlTaskRecords,
@@ -324,6 +353,7 @@ if TYPE_CHECKING:  # for mypy: each part is its sub-protocol, and the whole a Re
         webhooks: SqlWebhookRecords,
     ) -> tuple[
         KeyRecords,
+        TenantRecords,
         RunRecords,
         SessionRecords,
         TaskRecords,
@@ -331,7 +361,7 @@ if TYPE_CHECKING:  # for mypy: each part is its sub-protocol, and the whole a Re
         WorkerRecords,
         WebhookRecords,
     ]:
-        return keys, runs, sessions, tasks, traces, workers, webhooks
+        return keys, tenants, runs, sessions, tasks, traces, workers, webhooks
 
     def _whole(store: SqlRecordStore) -> RecordStore:
         return store

@@ -1,0 +1,177 @@
+"""``shipyard tenants``: create, show and change tenants' policies from the command line.
+
+Each change is recorded as made by ``cli:<OS user>``. A policy that does not validate, a
+``set`` argument that is not ``section.field=value``, or a conflict with another change exits 1
+with one line naming the field; a store that cannot be reached exits 2 (as every command).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import re
+import tomllib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+
+from shipyard.errors import InvalidInput, PolicyConflict, TenantNotFound
+from shipyard.runtime.tenants import TenantPolicies
+from shipyard.stores.records.base import TenantRecord
+from shipyard.stores.records.policy import TenantPolicy
+
+T = TypeVar("T")
+
+tenants_cli = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Create, show and change tenants' policies.",
+)
+
+TENANT_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def _tenant_id(value: str) -> str:
+    if not TENANT_ID.fullmatch(value):
+        raise typer.BadParameter("letters, digits, '-', '_' or '.' (at most 128)")
+    return value
+
+
+TenantArg = Annotated[str, typer.Argument(help="The tenant's id.", callback=_tenant_id)]
+
+
+@tenants_cli.command("create")
+def tenants_create(
+    tenant: TenantArg,
+    policy_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy-file", help="The policy as a JSON or TOML file (default: the default one)."
+        ),
+    ] = None,
+) -> None:
+    """Create a tenant's policy (version 1); exits 1 if it already has one."""
+    policy = _validated(_read_file(policy_file) if policy_file else {})
+
+    async def go(policies: TenantPolicies) -> TenantRecord:
+        return await policies.put(tenant, policy, changed_by=_who(), expected_version=0)
+
+    _echo(_with_policies(go))
+
+
+@tenants_cli.command("show")
+def tenants_show(tenant: TenantArg) -> None:
+    """Print a tenant's policy and its version as JSON."""
+
+    async def go(policies: TenantPolicies) -> TenantRecord:
+        return await policies.get(tenant)
+
+    _echo(_with_policies(go))
+
+
+@tenants_cli.command("set")
+def tenants_set(
+    tenant: TenantArg,
+    assignments: Annotated[
+        list[str],
+        typer.Argument(
+            help="section.field=value (e.g. limits.requests_per_minute=600, region=eu-west-1); "
+            "the value is read as JSON if it is JSON (null unsets), else as text."
+        ),
+    ],
+) -> None:
+    """Change fields of a tenant's policy (creating the tenant if needed)."""
+    changes = [_assignment(a) for a in assignments]
+
+    async def go(policies: TenantPolicies) -> TenantRecord:
+        try:
+            current = await policies.get(tenant)
+            document, version = current.policy.model_dump(mode="json"), current.version
+        except TenantNotFound:
+            document, version = TenantPolicy().model_dump(mode="json"), 0
+        for path, value in changes:
+            _assign(document, path, value)
+        return await policies.put(
+            tenant, _validated(document), changed_by=_who(), expected_version=version
+        )
+
+    _echo(_with_policies(go))
+
+
+def _who() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name for this uid (a bare container)
+        return "cli"
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    return typer.Exit(1)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+        found = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise _fail(f"cannot read the policy file {path}: {exc}") from None
+    if not isinstance(found, dict):
+        raise _fail(f"the policy file {path} must hold an object")
+    return found
+
+
+def _validated(document: dict[str, Any]) -> TenantPolicy:
+    try:
+        return TenantPolicy.model_validate(document)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'policy'}: {e['msg']}" for e in exc.errors()
+        )
+        raise _fail(f"invalid policy: {problems}") from None
+
+
+def _assignment(raw: str) -> tuple[list[str], Any]:
+    path, sep, value = raw.partition("=")
+    fields = path.strip().split(".")
+    if not sep or not all(fields):
+        raise _fail(f"expected section.field=value, got {raw!r}")
+    try:
+        return fields, json.loads(value)
+    except ValueError:
+        return fields, value
+
+
+def _assign(document: dict[str, Any], path: list[str], value: Any) -> None:
+    target = document
+    for i, name in enumerate(path[:-1]):
+        inner = target.setdefault(name, {})
+        if not isinstance(inner, dict):
+            raise _fail(f"invalid policy: {'.'.join(path[: i + 1])}: is not a section")
+        target = inner
+    target[path[-1]] = value
+
+
+def _echo(record: TenantRecord) -> None:
+    typer.echo(json.dumps(record.model_dump(mode="json"), indent=2))
+
+
+def _with_policies(action: Callable[[TenantPolicies], Awaitable[T]]) -> T:
+    from shipyard.app import open_record_store
+    from shipyard.cli import _run, _settings
+
+    async def go() -> T:
+        settings = _settings()
+        store = open_record_store(settings.resolved_database_url)
+        try:
+            await store.migrate()
+            return await action(TenantPolicies(store, cache_s=0))
+        except (PolicyConflict, TenantNotFound, InvalidInput) as exc:
+            raise _fail(exc.message) from None
+        finally:
+            await store.close()
+
+    return _run(go)

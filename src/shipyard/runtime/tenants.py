@@ -1,0 +1,69 @@
+"""``TenantPolicies``: tenants' policies for the rest of the runtime, read through a short cache.
+
+``policy(tenant)`` is what the seams read (limits, retention, budgets, guards, egress): it trusts
+a policy it read for ``cache_s`` seconds (``SHIPYARD_TENANT_CACHE_S``), as ``KeyService`` trusts
+keys. A change made through this service is seen by this process at once, by others within
+their ``cache_s``. A tenant without a record has ``DEFAULT_POLICY``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from shipyard.errors import TenantNotFound
+from shipyard.stores.records.base import PolicyChange, TenantRecord, TenantRecords
+from shipyard.stores.records.policy import DEFAULT_POLICY, TenantPolicy
+
+_CACHE_MAX = 10_000
+
+
+class TenantPolicies:
+    def __init__(self, store: TenantRecords, *, cache_s: float = 5.0) -> None:
+        self._store = store
+        self._cache_s = cache_s
+        self._cache: dict[str, tuple[float, TenantPolicy]] = {}  # tenant -> (expiry, policy)
+
+    async def policy(self, tenant_id: str) -> TenantPolicy:
+        """The tenant's policy (the default one if it has none), at most ``cache_s`` old."""
+        now = time.monotonic()
+        cached = self._cache.get(tenant_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        record = await self._store.get_tenant(tenant_id)
+        policy = record.policy if record is not None else DEFAULT_POLICY
+        if self._cache_s > 0:
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            self._cache[tenant_id] = (now + self._cache_s, policy)
+        return policy
+
+    async def get(self, tenant_id: str) -> TenantRecord:
+        """The tenant's record, read now (not cached); ``TenantNotFound`` if it has none."""
+        record = await self._store.get_tenant(tenant_id)
+        if record is None:
+            raise TenantNotFound(f"no tenant {tenant_id!r}")
+        return record
+
+    async def put(
+        self,
+        tenant_id: str,
+        policy: TenantPolicy,
+        *,
+        changed_by: str,
+        expected_version: int | None = None,
+    ) -> TenantRecord:
+        """Store the tenant's next policy version (``PolicyConflict`` if ``expected_version`` is
+        stale); this process sees it at once."""
+        record = await self._store.put_tenant_policy(
+            tenant_id, policy, expected_version=expected_version, changed_by=changed_by
+        )
+        self._cache.pop(tenant_id, None)
+        return record
+
+    async def changes(
+        self, tenant_id: str, *, before_version: int | None = None, limit: int = 50
+    ) -> list[PolicyChange]:
+        """Who changed the tenant's policy to what, newest first."""
+        return await self._store.list_policy_changes(
+            tenant_id, before_version=before_version, limit=limit
+        )

@@ -1,0 +1,91 @@
+"""A tenant's policy: one typed, versioned document holding every per-tenant setting.
+
+Each section is its own model, refusing unknown fields (a typo is a 422 naming the field, not a
+setting silently ignored). Every field is optional: ``None`` (or an empty section) means "no
+tenant-specific value, the server's settings apply". Later issues give the sections their
+effect: ``region`` (data residency), ``limits`` (rate and concurrency limits), ``retention``
+(pruning), ``budgets`` (spend), ``guards`` (the guard policy) and ``egress`` (tools' network).
+
+The policy lives low, in the records role, so that every layer above (guard, runtime, api) can
+read it; its strings follow the one storable-text rule (``stores.storable``), as the API's
+``Text`` fields do.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from shipyard.stores.storable import StorableText, storable_value
+
+MAX_DAYS = 100 * 366
+MAX_HOSTS = 1000
+
+
+PolicyText = Annotated[StorableText, Field(min_length=1, max_length=256)]
+_Days = Annotated[int | None, Field(ge=1, le=MAX_DAYS)]
+_Count = Annotated[int | None, Field(ge=1, le=2**31 - 1)]
+_Usd = Annotated[float | None, Field(ge=0, le=1e12, allow_inf_nan=False)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limits(_Section):
+    """Per-tenant limits; ``None``: the server's own limit (or none) applies."""
+
+    requests_per_minute: _Count = None
+    max_concurrent_runs: _Count = None
+    max_body_bytes: _Count = Field(
+        None, description="Overrides SHIPYARD_MAX_BODY_BYTES for this tenant's requests."
+    )
+
+
+class Retention(_Section):
+    """How many days records are kept; ``None``: kept until the server's pruning says."""
+
+    runs_days: _Days = None
+    events_days: _Days = None
+    tasks_days: _Days = None
+
+
+class Budgets(_Section):
+    """Spend ceilings in US dollars; ``None``: no ceiling."""
+
+    usd_per_day: _Usd = None
+    usd_per_month: _Usd = None
+
+
+class Guards(_Section):
+    """The guard policy. Opaque for now (a JSON object of storable values): the guards issue
+    types it."""
+
+    settings: Annotated[dict[str, Any], AfterValidator(storable_value)] = Field(
+        default_factory=dict
+    )
+
+
+class Egress(_Section):
+    """Where this tenant's tools may reach. ``None``: the server's egress policy alone; a list
+    narrows it to these hosts (``*.example.com`` patterns)."""
+
+    allow: Annotated[list[PolicyText], Field(max_length=MAX_HOSTS)] | None = None
+
+
+class TenantPolicy(_Section):
+    """A tenant's policy document. The default (every field unset) is what a tenant without a
+    record gets."""
+
+    region: PolicyText | None = Field(
+        None, description="Where the tenant's data lives; None: the server's default region."
+    )
+    limits: Limits = Field(default_factory=Limits)
+    retention: Retention = Field(default_factory=Retention)
+    budgets: Budgets = Field(default_factory=Budgets)
+    guards: Guards = Field(default_factory=Guards)
+    egress: Egress = Field(default_factory=Egress)
+
+
+DEFAULT_POLICY = TenantPolicy()

@@ -1,0 +1,39 @@
+"""``shipyard tenants`` as a real command: a policy that does not validate, a malformed ``set``,
+a second ``create`` and an unknown tenant each exit 1 with one line naming the problem, and
+nothing is stored. (The round trip with the API is in ``tests/api/test_tenants.py``.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.servers import ServerProcess
+
+
+def test_the_cli_names_the_field_and_exits_1(tmp_path: Path) -> None:
+    shipyard = ServerProcess(home=tmp_path, app=None)
+    bad_file = tmp_path / "bad.toml"
+    bad_file.write_text('region = "eu"\n[limits]\nmax_concurrent_runs = -1\n')
+    refused = shipyard.cli("tenants", "create", "acme", "--policy-file", str(bad_file))
+    assert refused.returncode == 1
+    assert "invalid policy: limits.max_concurrent_runs:" in refused.stderr
+    typo = shipyard.cli("tenants", "set", "acme", "limits.rpm=5", "retention.runs_days=x")
+    assert typo.returncode == 1
+    assert "limits.rpm: Extra inputs are not permitted" in typo.stderr
+    assert "retention.runs_days: Input should be a valid integer" in typo.stderr
+    assert shipyard.cli("tenants", "set", "acme", "region").returncode == 1
+    assert "error: no tenant 'acme'" in shipyard.cli("tenants", "show", "acme").stderr
+
+    made = shipyard.cli(
+        "tenants", "set", "acme", "retention.runs_days=30", "budgets.usd_per_day=2.5"
+    )
+    assert made.returncode == 0, made.stderr
+    stored = json.loads(made.stdout)
+    assert stored["version"] == 1 and stored["policy"]["retention"]["runs_days"] == 30
+    again = shipyard.cli("tenants", "create", "acme")
+    assert again.returncode == 1 and "policy_conflict" not in again.stderr
+    assert "is at version 1, not 0" in again.stderr
+    not_a_section = shipyard.cli("tenants", "set", "acme", "region.name=x")
+    assert not_a_section.returncode == 1 and "region: is not a section" in not_a_section.stderr
+    shown = json.loads(shipyard.cli("tenants", "show", "acme").stdout)
+    assert shown == stored  # nothing refused was stored
