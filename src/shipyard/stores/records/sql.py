@@ -99,8 +99,7 @@ class SqlRecordStore:
         )
         self._engine = engine
         self.keys = SqlKeyRecords(self._db)
-        db = self._db
-        self.tenants = SqlTenantRecords(write=db.write, fetch=db.fetch, insert=db.insert)
+        self.tenants = SqlTenantRecords(self._db)
         self.runs = SqlRunRecords(self._db)
         self.sessions = SqlSessionRecords(self._db)
         self.tasks = SqlTaskRecords(self._db)

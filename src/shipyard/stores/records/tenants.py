@@ -8,15 +8,14 @@ row goes in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shipyard.errors import PolicyConflict
+from shipyard.stores.records._database import Database
 from shipyard.stores.records.base import PolicyChange, TenantRecord
 from shipyard.stores.records.policy import TenantPolicy
 from shipyard.stores.records.schema import tenant_policy_changes, tenants
@@ -25,32 +24,16 @@ __all__ = ["SqlTenantRecords"]
 
 MAX_CHANGES = 500
 
-_T = TypeVar("_T")
-Insert = sqlite.Insert | postgresql.Insert
-
-
-class Write(Protocol):
-    """The store's group-committed write (``SqlRecordStore._write``)."""
-
-    def __call__(
-        self, operation: str, work: Callable[[AsyncConnection], Awaitable[_T]]
-    ) -> Awaitable[_T]: ...
-
-
-Fetch = Callable[[str, sa.Select[Any]], Awaitable[list[dict[str, Any]]]]
-
 
 class SqlTenantRecords:
-    """``TenantRecords`` on the shared engine: ``write`` and ``fetch`` are the store's own
-    (driver errors translated there), ``insert`` its dialect's ``INSERT ... ON CONFLICT``."""
+    """``TenantRecords`` over a shared ``Database``."""
 
-    def __init__(self, *, write: Write, fetch: Fetch, insert: Callable[[sa.Table], Insert]):
-        self._write = write
-        self._fetch = fetch
-        self._ensure = insert(tenants).on_conflict_do_nothing(index_elements=["id"])
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._ensure = db.insert(tenants).on_conflict_do_nothing(index_elements=["id"])
 
     async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
-        rows = await self._fetch("get_tenant", tenants.select().where(tenants.c.id == tenant_id))
+        rows = await self._db.fetch("get_tenant", tenants.select().where(tenants.c.id == tenant_id))
         return _tenant(rows[0]) if rows else None
 
     async def put_tenant_policy(
@@ -81,7 +64,7 @@ class SqlTenantRecords:
             )
             return _tenant(dict(row))
 
-        return await self._write("put_tenant_policy", work)
+        return await self._db.write("put_tenant_policy", work)
 
     async def list_policy_changes(
         self, tenant_id: str, *, before_version: int | None = None, limit: int = 50
@@ -91,7 +74,7 @@ class SqlTenantRecords:
         if before_version is not None:
             query = query.where(c.version < before_version)
         query = query.order_by(c.version.desc()).limit(min(max(limit, 1), MAX_CHANGES))
-        rows = await self._fetch("list_policy_changes", query)
+        rows = await self._db.fetch("list_policy_changes", query)
         return [PolicyChange.model_validate(row) for row in rows]
 
 
