@@ -146,6 +146,7 @@ def test_agents_are_listed_with_tool_schemas(admin: httpx.Client) -> None:
         "crashy",
         "historian",
         "unstorable",
+        "unaccountable",
     }
     assert agents["calc"]["tools"][0]["name"] == "add"
     assert agents["calc"]["tools"][0]["parameters"]["required"] == ["a", "b"]

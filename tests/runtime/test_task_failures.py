@@ -108,6 +108,30 @@ async def test_a_lone_surrogate_in_a_stored_task_neither_loops_nor_breaks_cancel
         await services.tasks.cancel("default", task.id)
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """The record store: SQLite (``None``, the embedded default) or PostgreSQL."""
+    return request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+
+
+async def test_an_answer_with_a_lone_surrogate_succeeds_with_u_fffd(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    """The agent's answer holds a lone surrogate (no character): the task succeeds with U+FFFD
+    in its place — in the task, its published outcome and its run alike."""
+    store = {"database_url": database_url} if database_url else {}
+    settings = load_settings(home=tmp_path, log_events=False, **store)
+    RUNS.clear()
+    async with started(settings, APP) as services, running(Worker(services)):
+        async with services.broker.subscribe_results("#") as events:
+            task = await final(services, await put_task(services, "\ud800"))
+            outcome = json.loads((await asyncio.wait_for(anext(events), 10)).event)
+        assert task.status == "succeeded" and task.output == "got \ufffd", task
+        assert outcome["data"]["output"] == task.output and task.attempts == 1
+        run = await services.records.get_run("default", RUNS[0])
+        assert run is not None and (run.input, run.output) == ("\ufffd", task.output)
+
+
 async def test_stored_input_that_is_not_messages_fails_at_once(embedded: Services) -> None:
     services = embedded
     RUNS.clear()

@@ -83,3 +83,35 @@ def _printable(key: object) -> str:
     if text_problem(text) is None:
         return text
     return text.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\x00")
+
+
+def without_surrogates(value: Any) -> Any:
+    """``value`` (text, or dicts, lists and models of it) with every lone surrogate in its text
+    replaced by U+FFFD (a surrogate pair becomes the character it spells): what a run produces is
+    made storable and servable this way. ``value`` itself when it has none (the usual case)."""
+    if isinstance(value, str):
+        if value.isascii() or _utf8(value):
+            return value
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    if isinstance(value, dict):
+        items = [(without_surrogates(k), without_surrogates(v)) for k, v in value.items()]
+        same = all(k is a and v is b for (k, v), (a, b) in zip(items, value.items(), strict=True))
+        return value if same else dict(items)
+    if isinstance(value, list | tuple):
+        children = [without_surrogates(child) for child in value]
+        if all(new is old for new, old in zip(children, value, strict=True)):
+            return value
+        return type(value)(children)
+    if isinstance(value, BaseModel):
+        fields = dict(value)
+        clean = without_surrogates(fields)
+        return value if clean is fields else value.model_copy(update=clean)
+    return value
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
