@@ -24,7 +24,7 @@ from shipyard.errors import (
 )
 from shipyard.models.base import AssistantMessage, ChatModel, Message, Usage, UserMessage
 from shipyard.runtime.recorder import Recorder
-from shipyard.stores.storable import without_surrogates
+from shipyard.stores.storable import servable
 from shipyard.telemetry.events import Emitter, Event, Sink, current_step, new_id, new_span_id
 from shipyard.telemetry.tracecontext import TraceParent, new_trace_id
 
@@ -230,18 +230,18 @@ def _added(input: RunInput, result: RunResult) -> tuple[Message, ...]:
 
 def _storable_result(result: RunResult) -> RunResult:
     """The answer with its text storable and servable, as its events are (``_storable``)."""
-    output, messages = without_surrogates((result.output, result.messages))
+    output, messages = servable((result.output, result.messages))
     if output is result.output and messages is result.messages:
         return result
     return dataclasses.replace(result, output=output, messages=messages)
 
 
 def _storable(*sinks: Sink) -> Sink:
-    """The sinks, given events whose text every store can hold and every answer can carry: a
-    lone surrogate an agent or a model produced becomes U+FFFD (``without_surrogates``)."""
+    """The sinks, given events that every store can hold and every answer can carry: a lone
+    surrogate an agent or a model produced becomes U+FFFD (``servable``)."""
 
     def sink(event: Event) -> None:
-        data = without_surrogates(event.data)
+        data = servable(event.data)
         if data is not event.data:
             event = event.model_copy(update={"data": data})
         for each in sinks:

@@ -85,28 +85,45 @@ def _printable(key: object) -> str:
     return text.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\x00")
 
 
-def without_surrogates(value: Any) -> Any:
-    """``value`` (text, or dicts, lists and models of it) with every lone surrogate in its text
-    replaced by U+FFFD (a surrogate pair becomes the character it spells): what a run produces is
-    made storable and servable this way. ``value`` itself when it has none (the usual case)."""
+TOO_DEEP = f"(nested deeper than {READ_MAX_DEPTH} levels: not served)"
+"""What ``servable`` puts in place of a value nested too deep."""
+
+
+def servable(value: Any, *, max_depth: int = READ_MAX_DEPTH) -> Any:
+    """``value`` (text, numbers, dicts, lists, models) with what no JSON answer can carry and no
+    store can hold replaced: a lone surrogate by U+FFFD (a surrogate pair becomes the character
+    it spells), a number that is not finite by ``None``, a dict or list nested deeper than
+    ``max_depth`` by ``TOO_DEEP``. ``value`` itself when it has none of them (the usual case).
+    NUL is kept: JSON carries it (PostgreSQL's text does not; the API refuses it as input)."""
+    return _servable(value, 1, max_depth)
+
+
+def _servable(value: Any, depth: int, max_depth: int) -> Any:
     if isinstance(value, str):
         if value.isascii() or _utf8(value):
             return value
         return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    if isinstance(value, dict):
-        items = [(without_surrogates(k), without_surrogates(v)) for k, v in value.items()]
-        same = all(k is a and v is b for (k, v), (a, b) in zip(items, value.items(), strict=True))
-        return value if same else dict(items)
-    if isinstance(value, list | tuple):
-        children = [without_surrogates(child) for child in value]
-        if all(new is old for new, old in zip(children, value, strict=True)):
-            return value
-        return type(value)(children)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if not isinstance(value, dict | list | tuple | BaseModel):
+        return value
+    if depth > max_depth:
+        return TOO_DEEP
     if isinstance(value, BaseModel):
         fields = dict(value)
-        clean = without_surrogates(fields)
+        clean = _servable(fields, depth, max_depth)
         return value if clean is fields else value.model_copy(update=clean)
-    return value
+    if isinstance(value, dict):
+        items = [
+            (_servable(k, depth, max_depth), _servable(v, depth + 1, max_depth))
+            for k, v in value.items()
+        ]
+        same = all(k is a and v is b for (k, v), (a, b) in zip(items, value.items(), strict=True))
+        return value if same else dict(items)
+    children = [_servable(child, depth + 1, max_depth) for child in value]
+    if all(new is old for new, old in zip(children, value, strict=True)):
+        return value
+    return type(value)(children)
 
 
 def _utf8(text: str) -> bool:
