@@ -2,7 +2,8 @@
 stored and that no JSON answer can carry as it is (a lone surrogate, nesting deeper than the
 serialiser takes) serve it with those parts replaced (``shipyard.stores.storable.servable``),
 never a 500; on SQLite and PostgreSQL records, the rows spoiled with SQL behind the store's
-back (as in ``tests/stores/records/test_unreadable_rows``)."""
+back (as in ``tests/stores/records/test_unreadable_rows``, which also covers the listings: they
+are not read here, since a logger used once is cached and that test captures the store's log)."""
 
 from __future__ import annotations
 
@@ -83,5 +84,3 @@ async def test_a_spoiled_row_is_served_with_its_unservable_parts_replaced(
             assert depth(served) == READ_MAX_DEPTH - 1, table
         else:
             assert served == SERVED[spoil], table
-    for path in ("/v1/runs", "/v1/tasks", "/v1/sessions"):  # the lists still skip them
-        assert (await client.get(path)).status_code == 200

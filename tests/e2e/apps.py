@@ -61,6 +61,7 @@ app = shipyard.App(
             tools=[add],
         ),
         shipyard.Agent(name="broken", model=ScriptedModel([{"error": "provider is down"}])),
+        shipyard.Agent(name="garbled", model=ScriptedModel([{"error": "provider says \udfff"}])),
         sleepy,
         crashy,
         historian,

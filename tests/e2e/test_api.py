@@ -142,6 +142,7 @@ def test_agents_are_listed_with_tool_schemas(admin: httpx.Client) -> None:
         "slower_echo",
         "calc",
         "broken",
+        "garbled",
         "sleepy",
         "crashy",
         "historian",

@@ -350,3 +350,18 @@ async def test_a_websocket_turn_answering_a_lone_surrogate_streams_u_fffd(
     assert completed["type"] == "run.completed", frames
     assert completed["data"]["output"] == UNSTORABLE_OUTPUT
     await asyncio.to_thread(recorded, client, completed["run_id"])
+
+
+def test_an_error_with_a_lone_surrogate_is_answered_with_u_fffd(client: httpx.Client) -> None:
+    """The ``garbled`` agent's model fails with a message holding a lone surrogate: the error
+    is answered (502 ``model_error``) and recorded with U+FFFD in its place, never a 500."""
+    garbled = "provider says \ufffd"
+    reply = post(client, "/v1/agents/garbled/invoke", {"input": "x"})
+    assert reply.status_code == 502, reply.text
+    error = reply.json()["error"]
+    assert (error["code"], error["message"]) == ("model_error", garbled)
+    run = client.get(f"/v1/runs/{error['details']['run_id']}").json()
+    assert run["status"] == "failed" and run["error"]["message"] == garbled, run
+    frames = sse_frames(client, "/v1/agents/garbled/invoke", {"input": "x"})
+    assert frames[-1]["type"] == "run.failed", frames
+    assert frames[-1]["data"]["error"]["message"] == garbled

@@ -26,6 +26,7 @@ from shipyard.runtime.worker import Worker
 from shipyard.stores.records.base import FINAL_TASK_STATES, RunRecord, TaskRecord
 from shipyard.telemetry.events import new_id
 from shipyard.telemetry.tracecontext import TraceParent
+from shipyard.testing import ScriptedModel
 from tests.runtime.test_retention import running
 from tests.runtime.test_task_handover import started, until
 
@@ -39,17 +40,29 @@ async def repeat(ctx: RunContext, input: object) -> str:
     return f"got {input}"
 
 
-APP = shipyard.App(agents=[repeat, shipyard.Agent(name="echo", model="scripted:echo")])
+APP = shipyard.App(
+    agents=[
+        repeat,
+        shipyard.Agent(name="echo", model="scripted:echo"),
+        shipyard.Agent(name="garbled", model=ScriptedModel([{"error": "provider says \udfff"}])),
+    ]
+)
 
 
-async def put_task(services: Services, input: Any, metadata: dict[str, Any] | None = None) -> str:
+async def put_task(
+    services: Services,
+    input: Any,
+    metadata: dict[str, Any] | None = None,
+    *,
+    agent: str = "repeat",
+) -> str:
     """A task recorded and handed to the broker without the API's checks."""
     now = datetime.now(UTC)
     task, _ = await services.records.create_task(
         TaskRecord(
             id=new_id("task"),
             tenant_id="default",
-            agent="repeat",
+            agent=agent,
             status="queued",
             input=input,
             metadata=metadata or {},
@@ -130,6 +143,21 @@ async def test_an_answer_with_a_lone_surrogate_succeeds_with_u_fffd(
         assert outcome["data"]["output"] == task.output and task.attempts == 1
         run = await services.records.get_run("default", RUNS[0])
         assert run is not None and (run.input, run.output) == ("\ufffd", task.output)
+
+
+async def test_a_model_error_with_a_lone_surrogate_is_retried_then_dead(
+    embedded: Services,
+) -> None:
+    """A provider's error quoting a lone surrogate is a model error like any other: retried,
+    then ``dead`` with U+FFFD in its message — not abandoned at once for its data."""
+    async with running(Worker(embedded, max_attempts=2, retry_base_s=0.05)):
+        task = await final(embedded, await put_task(embedded, "x", agent="garbled"))
+    assert task.status == "dead" and task.attempts == 2 and task.error is not None, task
+    assert task.error == {
+        "code": "model_error",
+        "message": "provider says \ufffd",
+        "details": {"run_id": task.run_id, "trace_id": task.error["details"]["trace_id"]},
+    }
 
 
 async def test_stored_input_that_is_not_messages_fails_at_once(embedded: Services) -> None:

@@ -196,7 +196,9 @@ class Invoker:
     @staticmethod
     def _failed(ctx: RunContext, error: ShipyardError, started: float) -> ShipyardError:
         """The run recorded as failed; the error, for the caller, says which run it was (its
-        ``details`` carry ``run_id`` and ``trace_id``, to look the run up)."""
+        ``details`` carry ``run_id`` and ``trace_id``, to look the run up); what it quotes is
+        made servable, as the run's events are (a provider's message may hold a lone surrogate)."""
+        error.message, error.details = servable((error.message, error.details))
         ctx.emit(
             "run.failed",
             error=error.to_dict(),
