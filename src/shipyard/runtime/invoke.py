@@ -24,7 +24,7 @@ from shipyard.errors import (
 )
 from shipyard.models.base import AssistantMessage, ChatModel, Message, Usage, UserMessage
 from shipyard.runtime.recorder import Recorder
-from shipyard.stores.storable import servable
+from shipyard.stores.storable import without_lone_surrogates
 from shipyard.telemetry.events import Emitter, Event, Sink, current_step, new_id, new_span_id
 from shipyard.telemetry.tracecontext import TraceParent, new_trace_id
 
@@ -198,7 +198,7 @@ class Invoker:
         """The run recorded as failed; the error, for the caller, says which run it was (its
         ``details`` carry ``run_id`` and ``trace_id``, to look the run up); what it quotes is
         made servable, as the run's events are (a provider's message may hold a lone surrogate)."""
-        error.message, error.details = servable((error.message, error.details))
+        error.message, error.details = without_lone_surrogates((error.message, error.details))
         ctx.emit(
             "run.failed",
             error=error.to_dict(),
@@ -232,7 +232,7 @@ def _added(input: RunInput, result: RunResult) -> tuple[Message, ...]:
 
 def _storable_result(result: RunResult) -> RunResult:
     """The answer with its text storable and servable, as its events are (``_storable``)."""
-    output, messages = servable((result.output, result.messages))
+    output, messages = without_lone_surrogates((result.output, result.messages))
     if output is result.output and messages is result.messages:
         return result
     return dataclasses.replace(result, output=output, messages=messages)
@@ -240,10 +240,10 @@ def _storable_result(result: RunResult) -> RunResult:
 
 def _storable(*sinks: Sink) -> Sink:
     """The sinks, given events that every store can hold and every answer can carry: a lone
-    surrogate an agent or a model produced becomes U+FFFD (``servable``)."""
+    surrogate an agent or a model produced becomes U+FFFD (``without_lone_surrogates``)."""
 
     def sink(event: Event) -> None:
-        data = servable(event.data)
+        data = without_lone_surrogates(event.data)
         if data is not event.data:
             event = event.model_copy(update={"data": data})
         for each in sinks:

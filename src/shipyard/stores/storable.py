@@ -10,10 +10,12 @@ back exactly). Nesting: bounded (the JSON serialiser stops at 255 levels; metada
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError, to_json
 
 METADATA_MAX_DEPTH = 32
 """Levels of nesting a ``metadata`` object may have (the object itself is level 1)."""
@@ -98,9 +100,22 @@ def servable(value: Any, *, max_depth: int = READ_MAX_DEPTH) -> Any:
     return _servable(value, 1, max_depth)
 
 
+def without_lone_surrogates(value: Any) -> Any:
+    """``servable(value)`` if the JSON serialiser refuses ``value`` (a lone surrogate in its
+    text, nesting past its limit), else ``value`` itself: the rule for what a run produces, with
+    one fast pass of the serialiser (about 1 µs for an event) in the usual case."""
+    try:
+        to_json(value)
+    except PydanticSerializationError:
+        return servable(value)
+    return value
+
+
 def _servable(value: Any, depth: int, max_depth: int) -> Any:
+    if type(value) in _PLAIN or (type(value) is str and value.isascii()):
+        return value  # the usual case, first
     if isinstance(value, str):
-        if value.isascii() or _utf8(value):
+        if _utf8(value):
             return value
         return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     if isinstance(value, float):
@@ -114,16 +129,27 @@ def _servable(value: Any, depth: int, max_depth: int) -> Any:
         clean = _servable(fields, depth, max_depth)
         return value if clean is fields else value.model_copy(update=clean)
     if isinstance(value, dict):
-        items = [
-            (_servable(k, depth, max_depth), _servable(v, depth + 1, max_depth))
-            for k, v in value.items()
-        ]
-        same = all(k is a and v is b for (k, v), (a, b) in zip(items, value.items(), strict=True))
-        return value if same else dict(items)
+        return _servable_dict(value, depth, max_depth)
     children = [_servable(child, depth + 1, max_depth) for child in value]
     if all(new is old for new, old in zip(children, value, strict=True)):
         return value
     return type(value)(children)
+
+
+_PLAIN = frozenset({int, bool, type(None)})
+
+
+def _servable_dict(value: dict[Any, Any], depth: int, max_depth: int) -> dict[Any, Any]:
+    """``value``, or a copy from its first key or value that had to change."""
+    copy: dict[Any, Any] | None = None
+    for index, (key, child) in enumerate(value.items()):
+        new_key = _servable(key, depth, max_depth)
+        new_child = _servable(child, depth + 1, max_depth)
+        if copy is None and (new_key is not key or new_child is not child):
+            copy = dict(itertools.islice(value.items(), index))
+        if copy is not None:
+            copy[new_key] = new_child
+    return value if copy is None else copy
 
 
 def _utf8(text: str) -> bool:
