@@ -29,13 +29,12 @@ import contextlib
 import functools
 import os
 import socket
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
-from shipyard.agents.context import RunInput
 from shipyard.errors import (
     InvalidInput,
     ModelError,
@@ -45,17 +44,15 @@ from shipyard.errors import (
     StoreError,
     StoreRejected,
 )
-from shipyard.runtime.attempts import Started, before_run, unexpected
+from shipyard.runtime.attempts import Started, before_run, run_task, unexpected
 from shipyard.runtime.control import Stopper
 from shipyard.runtime.heartbeat import WORKER_RETENTION_S, Heartbeat
-from shipyard.runtime.invoke import RunOutcome
 from shipyard.runtime.outbox import RETENTION_S, WebhookOutbox
 from shipyard.runtime.outcomes import Outcomes
 from shipyard.runtime.retention import PRUNE_EVERY_S
 from shipyard.runtime.services import Services
 from shipyard.runtime.tasks import (
     CANCEL,
-    PARENT_RUN_HEADER,
     TASK_QUEUE,
     control_channel,
     offer_of,
@@ -67,8 +64,7 @@ from shipyard.stores.records.base import (
     TaskRecord,
     TaskStatus,
 )
-from shipyard.telemetry.events import Sink, new_id
-from shipyard.telemetry.tracecontext import TraceParent
+from shipyard.telemetry.events import new_id
 
 log = structlog.get_logger(__name__)
 
@@ -277,7 +273,15 @@ class Worker:
         started = Started()
         try:
             headers = delivery.message.headers
-            outcome = await self._cancellable(claimed, input, run_id, stopper, started, headers)
+            outcome = await run_task(
+                self._services,
+                claimed,
+                input,
+                run_id=run_id,
+                stopper=stopper,
+                sinks=[started],
+                headers=headers,
+            )
         except RunCancelled:
             error = {"code": "cancelled"}
             await self._finish(delivery, claimed, "cancelled", error=error, run_id=started.id)
@@ -334,57 +338,6 @@ class Worker:
             # (another message, as a second hand-over makes) does not
             claimed = await claim(expected=frozenset({"running"}), from_offer=offer)
         return claimed
-
-    async def _cancellable(
-        self,
-        task: TaskRecord,
-        input: RunInput,
-        run_id: str,
-        stopper: Stopper,
-        started: Started,
-        headers: Mapping[str, str],
-    ) -> RunOutcome:
-        """Run the task (in the trace it was submitted in); a cancel request (from the API)
-        stops the agent."""
-        parent = TraceParent.parse(headers.get("traceparent"))
-        parent_run_id = headers.get(PARENT_RUN_HEADER)
-        return await stopper.run(
-            lambda sinks: self._run(task, input, run_id, [*sinks, started], parent, parent_run_id),
-            stopped=lambda: RunCancelled("cancelled through the API"),
-            reason="cancelled through the API",
-        )
-
-    async def _run(
-        self,
-        task: TaskRecord,
-        input: RunInput,
-        run_id: str,
-        sinks: Sequence[Sink],
-        parent: TraceParent | None,
-        parent_run_id: str | None,
-    ) -> RunOutcome:
-        if task.session_id:
-            return await self._services.sessions.turn(
-                task.tenant_id,
-                task.session_id,
-                input,
-                sinks=sinks,
-                task_id=task.id,
-                parent=parent,
-                parent_run_id=parent_run_id,
-                run_id=run_id,
-            )
-        return await self._services.invoker.invoke(
-            tenant_id=task.tenant_id,
-            agent=task.agent,
-            input=input,
-            metadata=task.metadata,
-            sinks=sinks,
-            task_id=task.id,
-            parent=parent,
-            parent_run_id=parent_run_id,
-            run_id=run_id,
-        )
 
     async def _failed_attempt(
         self,
