@@ -37,8 +37,15 @@ async def crashy(ctx: RunContext, input: object) -> str:
 
 @agent("unstorable")
 async def unstorable(ctx: RunContext, input: object) -> str:
-    """Answers text no store can hold (a lone surrogate): an error no route expects."""
+    """Answers text no store can hold as is (a lone surrogate): served and stored with U+FFFD."""
     return "half of a pair: \ud800"
+
+
+@agent("unaccountable")
+async def unaccountable(ctx: RunContext, input: object) -> str:
+    """Breaks its run's accounting (its usage is no ``Usage``): an error no route expects."""
+    ctx.usage = None  # type: ignore[assignment]
+    return "done"
 
 
 app = shipyard.App(
@@ -54,9 +61,11 @@ app = shipyard.App(
             tools=[add],
         ),
         shipyard.Agent(name="broken", model=ScriptedModel([{"error": "provider is down"}])),
+        shipyard.Agent(name="garbled", model=ScriptedModel([{"error": "provider says \udfff"}])),
         sleepy,
         crashy,
         historian,
         unstorable,
+        unaccountable,
     ]
 )

@@ -142,10 +142,12 @@ def test_agents_are_listed_with_tool_schemas(admin: httpx.Client) -> None:
         "slower_echo",
         "calc",
         "broken",
+        "garbled",
         "sleepy",
         "crashy",
         "historian",
         "unstorable",
+        "unaccountable",
     }
     assert agents["calc"]["tools"][0]["name"] == "add"
     assert agents["calc"]["tools"][0]["parameters"]["required"] == ["a", "b"]

@@ -186,13 +186,13 @@ def test_a_body_that_is_not_json_is_400_malformed_body(client: httpx.Client) -> 
 
 
 def test_a_500_keeps_the_connection_open(client: httpx.Client) -> None:
-    """The ``unstorable`` agent's answer cannot be serialised: an error no route expects."""
+    """The ``unaccountable`` agent breaks its run's accounting: an error no route expects."""
 
     def peer(reply: httpx.Response) -> object:
         return reply.extensions["network_stream"].get_extra_info("client_addr")
 
     before = client.get("/healthz")
-    failed = post(client, "/v1/agents/unstorable/invoke", {"input": "x"})
+    failed = post(client, "/v1/agents/unaccountable/invoke", {"input": "x"})
     assert failed.status_code == 500
     assert failed.json() == {
         "error": {"code": "internal_error", "message": "internal error; see the server log"}
@@ -288,3 +288,80 @@ async def test_a_websocket_turn_with_unstorable_text_is_an_invalid_frame(
     detail = await asyncio.to_thread(client.get, f"/v1/sessions/{session}")
     assert detail.json()["turns"] == 1
     await asyncio.to_thread(lists_still_work, client)
+
+
+UNSTORABLE_OUTPUT = "half of a pair: \ufffd"
+"""The ``unstorable`` agent's answer (``"half of a pair: \\ud800"``) as it is served and stored."""
+
+
+def sse_frames(client: httpx.Client, path: str, body: Any) -> list[dict[str, Any]]:
+    headers = {"Accept": "text/event-stream", "Content-Type": "application/json"}
+    with client.stream("POST", path, content=json.dumps(body), headers=headers) as reply:
+        assert reply.status_code == 200
+        return [json.loads(line[6:]) for line in reply.iter_lines() if line.startswith("data: ")]
+
+
+def recorded(client: httpx.Client, run_id: str) -> None:
+    """The run's record and its events hold what the caller was answered."""
+    run = client.get(f"/v1/runs/{run_id}").json()
+    assert run["status"] == "succeeded" and run["output"] == UNSTORABLE_OUTPUT, run
+    assert "unrecordable" not in run["metadata"], run
+    events = client.get(f"/v1/runs/{run_id}/events").json()["events"]
+    assert events[-1]["type"] == "run.completed", events
+    assert events[-1]["data"]["output"] == UNSTORABLE_OUTPUT
+
+
+def test_an_answer_with_a_lone_surrogate_is_served_and_stored_with_u_fffd(
+    client: httpx.Client,
+) -> None:
+    """A lone surrogate an agent or a model produces is no character: it becomes U+FFFD in the
+    answer (JSON and SSE), in the session's history and in the records alike."""
+    reply = post(client, "/v1/agents/unstorable/invoke", {"input": "x"})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["output"] == UNSTORABLE_OUTPUT
+    recorded(client, reply.json()["run_id"])
+    frames = sse_frames(client, "/v1/agents/unstorable/invoke", {"input": "x"})
+    assert [f["type"] for f in frames] == ["run.started", "run.completed"], frames
+    assert frames[-1]["data"]["output"] == UNSTORABLE_OUTPUT
+    recorded(client, frames[-1]["run_id"])
+    session = post(client, "/v1/sessions", {"agent": "unstorable"}).json()["id"]
+    turn = post(client, f"/v1/sessions/{session}/turns", {"input": "x"})
+    assert turn.status_code == 200, turn.text
+    assert turn.json()["output"] == UNSTORABLE_OUTPUT
+    recorded(client, turn.json()["run_id"])
+    history = client.get(f"/v1/sessions/{session}").json()["history"]
+    assert history[-1]["content"] == UNSTORABLE_OUTPUT, history
+    lists_still_work(client)
+
+
+async def test_a_websocket_turn_answering_a_lone_surrogate_streams_u_fffd(
+    server: ServerProcess, client: httpx.Client
+) -> None:
+    session = post(client, "/v1/sessions", {"agent": "unstorable"}).json()["id"]
+    url = server.url.replace("http", "ws") + f"/v1/sessions/{session}/ws"
+    headers = {"Authorization": f"Bearer {server.admin_key}"}
+    async with connect(url, additional_headers=headers) as ws:
+        await ws.send(json.dumps({"type": "turn", "input": "x"}))
+        frames = []
+        while not frames or frames[-1]["type"] not in ("turn.done", "error"):
+            frames.append(json.loads(await ws.recv()))
+    assert frames[-1]["type"] == "turn.done" and frames[-1]["status"] == "succeeded", frames
+    [completed] = [f["event"] for f in frames if f["type"] == "event"][-1:]
+    assert completed["type"] == "run.completed", frames
+    assert completed["data"]["output"] == UNSTORABLE_OUTPUT
+    await asyncio.to_thread(recorded, client, completed["run_id"])
+
+
+def test_an_error_with_a_lone_surrogate_is_answered_with_u_fffd(client: httpx.Client) -> None:
+    """The ``garbled`` agent's model fails with a message holding a lone surrogate: the error
+    is answered (502 ``model_error``) and recorded with U+FFFD in its place, never a 500."""
+    garbled = "provider says \ufffd"
+    reply = post(client, "/v1/agents/garbled/invoke", {"input": "x"})
+    assert reply.status_code == 502, reply.text
+    error = reply.json()["error"]
+    assert (error["code"], error["message"]) == ("model_error", garbled)
+    run = client.get(f"/v1/runs/{error['details']['run_id']}").json()
+    assert run["status"] == "failed" and run["error"]["message"] == garbled, run
+    frames = sse_frames(client, "/v1/agents/garbled/invoke", {"input": "x"})
+    assert frames[-1]["type"] == "run.failed", frames
+    assert frames[-1]["data"]["error"]["message"] == garbled

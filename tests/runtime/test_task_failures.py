@@ -26,6 +26,7 @@ from shipyard.runtime.worker import Worker
 from shipyard.stores.records.base import FINAL_TASK_STATES, RunRecord, TaskRecord
 from shipyard.telemetry.events import new_id
 from shipyard.telemetry.tracecontext import TraceParent
+from shipyard.testing import ScriptedModel
 from tests.runtime.test_retention import running
 from tests.runtime.test_task_handover import started, until
 
@@ -39,17 +40,29 @@ async def repeat(ctx: RunContext, input: object) -> str:
     return f"got {input}"
 
 
-APP = shipyard.App(agents=[repeat, shipyard.Agent(name="echo", model="scripted:echo")])
+APP = shipyard.App(
+    agents=[
+        repeat,
+        shipyard.Agent(name="echo", model="scripted:echo"),
+        shipyard.Agent(name="garbled", model=ScriptedModel([{"error": "provider says \udfff"}])),
+    ]
+)
 
 
-async def put_task(services: Services, input: Any, metadata: dict[str, Any] | None = None) -> str:
+async def put_task(
+    services: Services,
+    input: Any,
+    metadata: dict[str, Any] | None = None,
+    *,
+    agent: str = "repeat",
+) -> str:
     """A task recorded and handed to the broker without the API's checks."""
     now = datetime.now(UTC)
     task, _ = await services.records.create_task(
         TaskRecord(
             id=new_id("task"),
             tenant_id="default",
-            agent="repeat",
+            agent=agent,
             status="queued",
             input=input,
             metadata=metadata or {},
@@ -106,6 +119,45 @@ async def test_a_lone_surrogate_in_a_stored_task_neither_loops_nor_breaks_cancel
     assert task.status in ("succeeded", "failed") and task.attempts == 1 and len(RUNS) == 1
     with pytest.raises(TaskFinished):  # a 409 that says why, not a 500
         await services.tasks.cancel("default", task.id)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """The record store: SQLite (``None``, the embedded default) or PostgreSQL."""
+    return request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+
+
+async def test_an_answer_with_a_lone_surrogate_succeeds_with_u_fffd(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    """The agent's answer holds a lone surrogate (no character): the task succeeds with U+FFFD
+    in its place — in the task, its published outcome and its run alike."""
+    store = {"database_url": database_url} if database_url else {}
+    settings = load_settings(home=tmp_path, log_events=False, **store)
+    RUNS.clear()
+    async with started(settings, APP) as services, running(Worker(services)):
+        async with services.broker.subscribe_results("#") as events:
+            task = await final(services, await put_task(services, "\ud800"))
+            outcome = json.loads((await asyncio.wait_for(anext(events), 10)).event)
+        assert task.status == "succeeded" and task.output == "got \ufffd", task
+        assert outcome["data"]["output"] == task.output and task.attempts == 1
+        run = await services.records.get_run("default", RUNS[0])
+        assert run is not None and (run.input, run.output) == ("\ufffd", task.output)
+
+
+async def test_a_model_error_with_a_lone_surrogate_is_retried_then_dead(
+    embedded: Services,
+) -> None:
+    """A provider's error quoting a lone surrogate is a model error like any other: retried,
+    then ``dead`` with U+FFFD in its message — not abandoned at once for its data."""
+    async with running(Worker(embedded, max_attempts=2, retry_base_s=0.05)):
+        task = await final(embedded, await put_task(embedded, "x", agent="garbled"))
+    assert task.status == "dead" and task.attempts == 2 and task.error is not None, task
+    assert task.error == {
+        "code": "model_error",
+        "message": "provider says \ufffd",
+        "details": {"run_id": task.run_id, "trace_id": task.error["details"]["trace_id"]},
+    }
 
 
 async def test_stored_input_that_is_not_messages_fails_at_once(embedded: Services) -> None:

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shipyard.api.schemas import ErrorResponse
 from shipyard.errors import ShipyardError
+from shipyard.stores.storable import servable
 
 log = structlog.get_logger(__name__)
 
@@ -68,7 +69,8 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
     if details is not None:
         body["details"] = details
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"error": body}, status_code=status, headers=headers)
+    # a message may quote what a run produced (a model's error): made servable, as its events are
+    return JSONResponse(servable({"error": body}), status_code=status, headers=headers)
 
 
 async def _shipyard_error(request: Request, exc: Exception) -> JSONResponse:

@@ -1,21 +1,30 @@
 """What a worker decides about an attempt before and around its run.
 
-``before_run`` says whether a claimed task ends without running, and how: delivered more than
-``max_attempts`` times (its workers kept dying), cancelled while the worker that died ran it,
-its previous run already finished (the worker died after recording the run, before the task's
-outcome: the agent does not run again for it), or past its deadline. The checks of a
-redelivery read the records; a first delivery costs no read (the hot path).
+``run_task`` runs a claimed task's agent (a session turn if the task has a session), in the
+trace it was submitted in, stoppable by a cancel request. ``before_run`` says whether a claimed
+task ends without running, and how: delivered more than ``max_attempts`` times (its workers kept
+dying), cancelled while the worker that died ran it, its previous run already finished (the
+worker died after recording the run, before the task's outcome: the agent does not run again
+for it), or past its deadline. The checks of a redelivery read the records; a first delivery
+costs no read (the hot path).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from shipyard.runtime.tasks import cancel_requested
+from shipyard.agents.context import RunInput
+from shipyard.errors import RunCancelled
+from shipyard.runtime.control import Stopper
+from shipyard.runtime.invoke import RunOutcome
+from shipyard.runtime.services import Services
+from shipyard.runtime.tasks import PARENT_RUN_HEADER, cancel_requested
 from shipyard.stores.records.base import RunRecords, TaskRecord, TaskRecords, TaskStatus
-from shipyard.telemetry.events import Event
+from shipyard.telemetry.events import Event, Sink
+from shipyard.telemetry.tracecontext import TraceParent
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +80,53 @@ async def _from_before(records: Records, claimed: TaskRecord) -> Settled | None:
             "completion_tokens": previous.completion_tokens,
             "cost_usd": previous.cost_usd,
         },
+    )
+
+
+async def run_task(
+    services: Services,
+    task: TaskRecord,
+    input: RunInput,
+    *,
+    run_id: str,
+    stopper: Stopper,
+    sinks: Sequence[Sink],
+    headers: Mapping[str, str],
+) -> RunOutcome:
+    """Run the task (in the trace it was submitted in); a cancel request (from the API) stops
+    the agent (``RunCancelled``)."""
+    parent = TraceParent.parse(headers.get("traceparent"))
+    parent_run_id = headers.get(PARENT_RUN_HEADER)
+
+    async def run(extra: Sequence[Sink]) -> RunOutcome:
+        every = [*extra, *sinks]
+        if task.session_id:
+            return await services.sessions.turn(
+                task.tenant_id,
+                task.session_id,
+                input,
+                sinks=every,
+                task_id=task.id,
+                parent=parent,
+                parent_run_id=parent_run_id,
+                run_id=run_id,
+            )
+        return await services.invoker.invoke(
+            tenant_id=task.tenant_id,
+            agent=task.agent,
+            input=input,
+            metadata=task.metadata,
+            sinks=every,
+            task_id=task.id,
+            parent=parent,
+            parent_run_id=parent_run_id,
+            run_id=run_id,
+        )
+
+    return await stopper.run(
+        run,
+        stopped=lambda: RunCancelled("cancelled through the API"),
+        reason="cancelled through the API",
     )
 
 

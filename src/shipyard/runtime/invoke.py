@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,8 @@ from shipyard.errors import (
 )
 from shipyard.models.base import AssistantMessage, ChatModel, Message, Usage, UserMessage
 from shipyard.runtime.recorder import Recorder
-from shipyard.telemetry.events import Emitter, Sink, current_step, new_id, new_span_id
+from shipyard.stores.storable import without_lone_surrogates
+from shipyard.telemetry.events import Emitter, Event, Sink, current_step, new_id, new_span_id
 from shipyard.telemetry.tracecontext import TraceParent, new_trace_id
 
 log = structlog.get_logger(__name__)
@@ -108,7 +110,7 @@ class Invoker:
             trace_id=parent.trace_id if parent else new_trace_id(),
             span_id=new_span_id(),
             parent_span_id=parent.span_id if parent else None,
-            sinks=[*self._sinks, *sinks],
+            sinks=[_storable(*self._sinks, *sinks)],
             stream_deltas=stream_deltas,
             session_id=session_id,
             task_id=task_id,
@@ -157,7 +159,7 @@ class Invoker:
         calls = current_calls.set(self.calls)
         try:
             async with limit:
-                result = await target.run(ctx, input)
+                result = _storable_result(await target.run(ctx, input))
         except TimeoutError as exc:
             if not limit.expired():  # a timeout inside the agent (a client's), not ours
                 raise self._failed(ctx, _agent_failure(target.name, exc), started) from exc
@@ -194,7 +196,9 @@ class Invoker:
     @staticmethod
     def _failed(ctx: RunContext, error: ShipyardError, started: float) -> ShipyardError:
         """The run recorded as failed; the error, for the caller, says which run it was (its
-        ``details`` carry ``run_id`` and ``trace_id``, to look the run up)."""
+        ``details`` carry ``run_id`` and ``trace_id``, to look the run up); what it quotes is
+        made servable, as the run's events are (a provider's message may hold a lone surrogate)."""
+        error.message, error.details = without_lone_surrogates((error.message, error.details))
         ctx.emit(
             "run.failed",
             error=error.to_dict(),
@@ -224,6 +228,28 @@ def _added(input: RunInput, result: RunResult) -> tuple[Message, ...]:
     if isinstance(input, str) and messages and isinstance(messages[0], UserMessage):
         messages = messages[1:]  # the loop counts a text input as its first message
     return messages or (AssistantMessage(content=result.output),)
+
+
+def _storable_result(result: RunResult) -> RunResult:
+    """The answer with its text storable and servable, as its events are (``_storable``)."""
+    output, messages = without_lone_surrogates((result.output, result.messages))
+    if output is result.output and messages is result.messages:
+        return result
+    return dataclasses.replace(result, output=output, messages=messages)
+
+
+def _storable(*sinks: Sink) -> Sink:
+    """The sinks, given events that every store can hold and every answer can carry: a lone
+    surrogate an agent or a model produced becomes U+FFFD (``without_lone_surrogates``)."""
+
+    def sink(event: Event) -> None:
+        data = without_lone_surrogates(event.data)
+        if data is not event.data:
+            event = event.model_copy(update={"data": data})
+        for each in sinks:
+            each(event)
+
+    return sink
 
 
 def _ms_since(started: float) -> float:

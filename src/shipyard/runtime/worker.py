@@ -19,9 +19,7 @@ refuses for its data is stored without it, never retried: an agent never runs ag
 that finished. Failed, dead and cancelled outcomes name their run (``run_id``) once it started.
 A store down around the run (claim, outcome) hands the message back after a pause.
 With metrics on, the worker counts the lag of each task's first claim, its final status and
-its retries. Every ``heartbeat_s`` it records itself in the record store (``GET /v1/workers``),
-and at most every ``prune_every_s`` it deletes the rows of workers not seen for
-``worker_retention_s`` (``SHIPYARD_WORKER_RETENTION_S``): stopped ones and ones that died.
+its retries. Its heartbeat and the pruning of old workers' rows: ``runtime/heartbeat``.
 """
 
 from __future__ import annotations
@@ -31,13 +29,12 @@ import contextlib
 import functools
 import os
 import socket
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
-from shipyard.agents.context import RunInput
 from shipyard.errors import (
     InvalidInput,
     ModelError,
@@ -47,16 +44,15 @@ from shipyard.errors import (
     StoreError,
     StoreRejected,
 )
-from shipyard.runtime.attempts import Started, before_run, unexpected
+from shipyard.runtime.attempts import Started, before_run, run_task, unexpected
 from shipyard.runtime.control import Stopper
-from shipyard.runtime.invoke import RunOutcome
+from shipyard.runtime.heartbeat import WORKER_RETENTION_S, Heartbeat
 from shipyard.runtime.outbox import RETENTION_S, WebhookOutbox
 from shipyard.runtime.outcomes import Outcomes
-from shipyard.runtime.retention import PRUNE_EVERY_S, Retention
+from shipyard.runtime.retention import PRUNE_EVERY_S
 from shipyard.runtime.services import Services
 from shipyard.runtime.tasks import (
     CANCEL,
-    PARENT_RUN_HEADER,
     TASK_QUEUE,
     control_channel,
     offer_of,
@@ -67,18 +63,14 @@ from shipyard.stores.records.base import (
     FINAL_TASK_STATES,
     TaskRecord,
     TaskStatus,
-    WorkerRecord,
 )
-from shipyard.telemetry.events import Sink, new_id
-from shipyard.telemetry.tracecontext import TraceParent
+from shipyard.telemetry.events import new_id
 
 log = structlog.get_logger(__name__)
 
 RETRYABLE = (ModelError, RunTimeout, StoreError)
 """Failures that may pass: the attempt is retried (a ``StoreRejected`` is not among them)."""
 HANDBACK_PAUSE_S = 1.0
-WORKER_RETENTION_S = 86400.0
-"""How long a worker's row is kept after its last heartbeat by default."""
 
 
 class Worker:
@@ -112,17 +104,14 @@ class Worker:
         )
         self._outcomes = Outcomes(services.records, services.broker, self._outbox, self.name)
         self._metrics = services.observability.metrics
-        self._heartbeat_s = heartbeat_s
-        self._retention = Retention(
-            "workers not seen",
-            lambda cutoff: services.records.prune_workers(seen_before=cutoff),
-            keep_s=worker_retention_s,
-            every_s=prune_every_s,
+        self._heartbeat = Heartbeat(
+            services.records,
+            name=self.name,
+            concurrency=concurrency,
+            every_s=heartbeat_s,
+            retention_s=worker_retention_s,
+            prune_every_s=prune_every_s,
         )
-        self._running = 0
-        self._succeeded = 0
-        self._failed = 0
-        self._started_at = datetime.now(UTC)
 
     def stop(self) -> None:
         """Stop taking new tasks; tasks in flight finish (see ``run``)."""
@@ -133,7 +122,7 @@ class Worker:
         broker = self._services.broker
         slots = asyncio.Semaphore(self._concurrency)
         running: set[asyncio.Task[None]] = set()
-        beating = asyncio.create_task(self._beat())
+        beating = asyncio.create_task(self._heartbeat.run())
         delivering = asyncio.create_task(self._outbox.run())
         try:
             await self._consume(broker, slots, running)
@@ -145,7 +134,7 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
             with contextlib.suppress(Exception):  # the last beat says it stopped
-                await self._heartbeat(stopped=True)
+                await self._heartbeat.beat(stopped=True)
 
     async def _consume(
         self, broker: Broker, slots: asyncio.Semaphore, running: set[asyncio.Task[None]]
@@ -188,38 +177,8 @@ class Worker:
 
             task.add_done_callback(done)
 
-    async def _beat(self) -> None:
-        """A heartbeat every ``heartbeat_s`` while the worker runs, and the pruning of old
-        workers' rows; a store that is down only delays them (the worker's own work does not
-        depend on them)."""
-        while True:
-            try:
-                await self._heartbeat()
-            except Exception as exc:
-                log.warning("worker heartbeat failed", worker=self.name, error=str(exc))
-            await self._retention.maybe()
-            await asyncio.sleep(self._heartbeat_s)
-
-    async def _heartbeat(self, *, stopped: bool = False) -> None:
-        now = datetime.now(UTC)
-        await self._services.records.heartbeat(
-            WorkerRecord(
-                name=self.name,
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                concurrency=self._concurrency,
-                running=self._running,
-                succeeded=self._succeeded,
-                failed=self._failed,
-                heartbeat_s=self._heartbeat_s,
-                started_at=self._started_at,
-                last_seen=now,
-                stopped_at=now if stopped else None,
-            )
-        )
-
     async def _handle(self, delivery: Delivery) -> None:
-        self._running += 1
+        self._heartbeat.running += 1
         try:
             await self._process(delivery)
         except StoreRejected as exc:  # the store refuses this task's data: retrying cannot help
@@ -234,7 +193,7 @@ class Worker:
             log.exception("task handling failed", task_id=delivery.message.task_id)
             await self._retry_delivery(delivery, unexpected(exc))
         finally:
-            self._running -= 1
+            self._heartbeat.running -= 1
 
     async def _retry_delivery(self, delivery: Delivery, error: dict[str, Any]) -> None:
         """A delivery that failed before its task was claimed: retried with backoff as a new
@@ -314,7 +273,15 @@ class Worker:
         started = Started()
         try:
             headers = delivery.message.headers
-            outcome = await self._cancellable(claimed, input, run_id, stopper, started, headers)
+            outcome = await run_task(
+                self._services,
+                claimed,
+                input,
+                run_id=run_id,
+                stopper=stopper,
+                sinks=[started],
+                headers=headers,
+            )
         except RunCancelled:
             error = {"code": "cancelled"}
             await self._finish(delivery, claimed, "cancelled", error=error, run_id=started.id)
@@ -372,57 +339,6 @@ class Worker:
             claimed = await claim(expected=frozenset({"running"}), from_offer=offer)
         return claimed
 
-    async def _cancellable(
-        self,
-        task: TaskRecord,
-        input: RunInput,
-        run_id: str,
-        stopper: Stopper,
-        started: Started,
-        headers: Mapping[str, str],
-    ) -> RunOutcome:
-        """Run the task (in the trace it was submitted in); a cancel request (from the API)
-        stops the agent."""
-        parent = TraceParent.parse(headers.get("traceparent"))
-        parent_run_id = headers.get(PARENT_RUN_HEADER)
-        return await stopper.run(
-            lambda sinks: self._run(task, input, run_id, [*sinks, started], parent, parent_run_id),
-            stopped=lambda: RunCancelled("cancelled through the API"),
-            reason="cancelled through the API",
-        )
-
-    async def _run(
-        self,
-        task: TaskRecord,
-        input: RunInput,
-        run_id: str,
-        sinks: Sequence[Sink],
-        parent: TraceParent | None,
-        parent_run_id: str | None,
-    ) -> RunOutcome:
-        if task.session_id:
-            return await self._services.sessions.turn(
-                task.tenant_id,
-                task.session_id,
-                input,
-                sinks=sinks,
-                task_id=task.id,
-                parent=parent,
-                parent_run_id=parent_run_id,
-                run_id=run_id,
-            )
-        return await self._services.invoker.invoke(
-            tenant_id=task.tenant_id,
-            agent=task.agent,
-            input=input,
-            metadata=task.metadata,
-            sinks=sinks,
-            task_id=task.id,
-            parent=parent,
-            parent_run_id=parent_run_id,
-            run_id=run_id,
-        )
-
     async def _failed_attempt(
         self,
         delivery: Delivery,
@@ -466,10 +382,7 @@ class Worker:
     ) -> None:
         final = await self._outcomes.store(task, status, fields)
         if final is not None:
-            if final.status == "succeeded":
-                self._succeeded += 1
-            elif final.status in ("failed", "dead"):
-                self._failed += 1
+            self._heartbeat.finished(final.status)
             if self._metrics is not None:
                 self._metrics.task_finished(final.agent, final.status)
             await self._outcomes.publish(final, delivery.message.headers)

@@ -11,6 +11,7 @@ from shipyard.api.errors import responses
 from shipyard.api.fields import INT32_MAX, Text
 from shipyard.api.keys import Principal
 from shipyard.api.schemas import EventList, RunPage
+from shipyard.api.served import served
 from shipyard.errors import RunNotFound
 from shipyard.stores.records.base import RunRecord, RunStatus
 
@@ -46,7 +47,7 @@ async def get_run(run_id: Text, request: Request, principal: Reader) -> RunRecor
     run = await request.app.state.services.records.get_run(principal.tenant_id, run_id)
     if run is None:
         raise RunNotFound(f"no run {run_id!r}")
-    return run  # type: ignore[no-any-return]
+    return served(run, row=run_id)  # type: ignore[no-any-return]
 
 
 @router.get("/{run_id}/events", response_model=EventList, responses=_ERRORS)

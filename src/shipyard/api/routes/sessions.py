@@ -20,6 +20,7 @@ from shipyard.api.schemas import (
     SessionPage,
     TurnRequest,
 )
+from shipyard.api.served import served
 from shipyard.api.sse import stream_run
 from shipyard.runtime.invoke import RunOutcome
 from shipyard.runtime.sessions import SessionService
@@ -68,12 +69,13 @@ async def list_sessions(
 @router.get("/{session_id}", response_model=SessionDetail, responses=_ERRORS)
 async def get_session(session_id: Text, request: Request, principal: Reader) -> SessionDetail:
     view = await _sessions(request).get(principal.tenant_id, session_id)
-    return SessionDetail(
+    detail = SessionDetail(
         **SessionInfo.of(view.record).model_dump(),
         on_busy=view.on_busy,
         turns=view.turns,
         history=view.history,
     )
+    return served(detail, row=session_id)
 
 
 @router.delete("/{session_id}", status_code=204, responses=_ERRORS)

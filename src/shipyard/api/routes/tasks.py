@@ -15,6 +15,7 @@ from shipyard.api.fields import INT32_MAX, Text
 from shipyard.api.keys import Principal
 from shipyard.api.propagation import traceparent
 from shipyard.api.schemas import SubmitTask, TaskAccepted, TaskPage, TaskView
+from shipyard.api.served import served
 from shipyard.api.sse import format_event
 from shipyard.errors import InvalidInput
 from shipyard.runtime.tasks import TaskService
@@ -92,7 +93,8 @@ async def get_task(task_id: Text, request: Request, principal: Reader) -> TaskVi
     """The task, with every status change and when it happened."""
     service = _tasks(request)
     task = await service.get(principal.tenant_id, task_id)
-    return TaskView.of(task, await service.transitions(principal.tenant_id, task_id))
+    view = TaskView.of(task, await service.transitions(principal.tenant_id, task_id))
+    return served(view, row=task_id)
 
 
 @router.get(
