@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shipyard.agents.agent import AgentLike
-from shipyard.agents.context import RunContext, RunInput, RunResult
+from shipyard.agents.context import RunContext, RunInput, RunRequest, RunResult
 from shipyard.models.scripted import ScriptedModel, ScriptStep
 from shipyard.telemetry.events import Emitter, Event, new_id
 
@@ -28,6 +28,7 @@ async def run_agent(
         stream_deltas=True,
     )
     ctx = RunContext(
+        request=RunRequest(tenant_id="test", agent=agent.name, input=input, run_id=run_id),
         run_id=run_id,
         tenant_id="test",
         agent=agent.name,

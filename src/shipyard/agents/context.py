@@ -1,14 +1,50 @@
-"""What a running agent can see and use: its ids, the event emitter, and defaults."""
+"""What a run is (``RunRequest``) and what a running agent can see and use (``RunContext``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from shipyard.models.base import Message, Usage
-from shipyard.telemetry.events import Emitter, EventType, Step
+from shipyard.models.base import ChatModel, Message, Usage
+from shipyard.telemetry.events import Emitter, EventType, Step, new_id
+from shipyard.telemetry.tracecontext import TraceParent
 
 RunInput = str | list[Message]
+
+
+def _new_run_id() -> str:
+    return new_id("run")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunRequest:
+    """What a run is, built once at its entry point (the invoke route, a session turn, a
+    worker's task, an agent calling another, ``shipyard.testing.run_agent``) and carried on
+    the run's ``RunContext`` as ``ctx.request``.
+
+    ``agent``: for a session turn the session's agent decides (``RunRequest.turn`` leaves it
+    empty). ``parent``: the caller's span (``traceparent``); with ``parent_run_id``, the run
+    that started this one. ``model``: overrides the agent's model for this run only.
+    ``timeout_s``: this run's timeout, at most the server's (``None``: the server's).
+    """
+
+    tenant_id: str
+    agent: str
+    input: RunInput
+    run_id: str = field(default_factory=_new_run_id)
+    session_id: str | None = None
+    task_id: str | None = None
+    parent_run_id: str | None = None
+    parent: TraceParent | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    model: str | ChatModel | None = None
+    timeout_s: float | None = None
+
+    @classmethod
+    def turn(cls, tenant_id: str, session_id: str, input: RunInput, **fields: Any) -> RunRequest:
+        """A session turn's request (the session names the agent)."""
+        return cls(tenant_id=tenant_id, agent="", input=input, session_id=session_id, **fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,13 +64,17 @@ class ContextBudget:
 
 @dataclass(slots=True)
 class RunContext:
-    """Handed to every agent run; ``usage`` accumulates as model calls are made."""
+    """Handed to every agent run; ``usage`` accumulates as model calls are made.
+
+    ``request`` is what the run is (its input, session, task, parent, metadata...).
+    """
 
     run_id: str
     tenant_id: str
     agent: str
     emitter: Emitter
     default_model: str
+    request: RunRequest
     tool_timeout_s: float = 30.0
     metadata: dict[str, Any] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)

@@ -31,13 +31,13 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, TypeAdapter
 
-from shipyard.agents.context import RunInput
+from shipyard.agents.context import RunRequest
 from shipyard.errors import (
     SessionBusy,
     SessionExpired,
@@ -52,7 +52,6 @@ from shipyard.runtime.invoke import Invoker, RunOutcome
 from shipyard.stores.records.base import Page, RecordStore, SessionRecord
 from shipyard.stores.state.base import Lease, StateStore
 from shipyard.telemetry.events import Sink, new_id
-from shipyard.telemetry.tracecontext import TraceParent
 
 BusyPolicy = Literal["reject", "enqueue", "interrupt"]
 T = TypeVar("T")
@@ -189,21 +188,18 @@ class SessionService:
 
     async def turn(
         self,
-        tenant_id: str,
-        session_id: str,
-        input: RunInput,
+        request: RunRequest,
         *,
         sinks: Sequence[Sink] = (),
         stream_deltas: bool = False,
-        task_id: str | None = None,
-        parent: TraceParent | None = None,
-        parent_run_id: str | None = None,
-        run_id: str | None = None,
     ) -> RunOutcome:
-        """``run_id``: the turn's run id, when the caller has already named it (a task's
-        attempt records it before the run starts)."""
+        """Run ``request`` (``RunRequest.turn(...)``: its ``session_id`` names the session,
+        whose agent runs it) as the session's next turn."""
+        if request.session_id is None:
+            raise ValueError("a session turn's request names its session")
+        tenant_id, session_id, input = request.tenant_id, request.session_id, request.input
         keys = _Keys(session_id)
-        run_id = run_id or new_id("run")
+        run_id = request.run_id
         lease = await self._state.acquire_lease(keys.turn, run_id, ttl_s=self._lease_s)
         if lease is None:  # busy: the session's policy decides (and a 404 comes first)
             meta, _ = await self._live(tenant_id, session_id, keys)
@@ -221,16 +217,9 @@ class SessionService:
 
             async def run(extra: Sequence[Sink] = ()) -> RunOutcome:
                 return await self._invoker.invoke(
-                    tenant_id=tenant_id,
-                    agent=meta.agent,
-                    input=[*context, *said],
+                    replace(request, agent=meta.agent, input=[*context, *said]),
                     sinks=[*sinks, *extra],
                     stream_deltas=stream_deltas,
-                    run_id=run_id,
-                    session_id=session_id,
-                    task_id=task_id,
-                    parent=parent,
-                    parent_run_id=parent_run_id,
                 )
 
             if meta.on_busy == "interrupt":

@@ -37,7 +37,7 @@ from typing import Any
 
 import structlog
 
-from shipyard.agents.context import RunInput
+from shipyard.agents.context import RunInput, RunRequest
 from shipyard.errors import (
     InvalidInput,
     ModelError,
@@ -400,28 +400,20 @@ class Worker:
         parent: TraceParent | None,
         parent_run_id: str | None,
     ) -> RunOutcome:
-        if task.session_id:
-            return await self._services.sessions.turn(
-                task.tenant_id,
-                task.session_id,
-                input,
-                sinks=sinks,
-                task_id=task.id,
-                parent=parent,
-                parent_run_id=parent_run_id,
-                run_id=run_id,
-            )
-        return await self._services.invoker.invoke(
+        request = RunRequest(
             tenant_id=task.tenant_id,
             agent=task.agent,
             input=input,
-            metadata=task.metadata,
-            sinks=sinks,
+            run_id=run_id,
+            session_id=task.session_id,
             task_id=task.id,
             parent=parent,
             parent_run_id=parent_run_id,
-            run_id=run_id,
+            metadata=task.metadata,
         )
+        if task.session_id:
+            return await self._services.sessions.turn(request, sinks=sinks)
+        return await self._services.invoker.invoke(request, sinks=sinks)
 
     async def _failed_attempt(
         self,
