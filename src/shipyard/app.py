@@ -14,6 +14,7 @@ from shipyard.agents.agent import AgentLike
 from shipyard.config import Settings, load_settings
 from shipyard.errors import ConfigError, StoreError
 from shipyard.guard.egress import EgressPolicy, redact_url
+from shipyard.models.resolver import ModelResolver, ModelWrapper
 from shipyard.runtime.control import Control
 from shipyard.runtime.delegation import Delegation
 from shipyard.runtime.invoke import Invoker, RunLimits
@@ -67,8 +68,17 @@ BROKERS: Mapping[str, str] = MappingProxyType(
 class App:
     """The agents a Shipyard server serves: ``shipyard.App(agents=[...])``."""
 
-    def __init__(self, agents: Sequence[AgentLike] = (), *, title: str = "Shipyard") -> None:
+    def __init__(
+        self,
+        agents: Sequence[AgentLike] = (),
+        *,
+        title: str = "Shipyard",
+        model_wrappers: Sequence[ModelWrapper] = (),
+    ) -> None:
+        """``model_wrappers``: composed around every model every run calls, the first
+        innermost (see ``shipyard.models.wrapper``)."""
         self.title = title
+        self.model_wrappers = tuple(model_wrappers)
         self.agents: dict[str, AgentLike] = {}
         for agent in agents:
             if not isinstance(agent, AgentLike):
@@ -174,7 +184,8 @@ def build_services(app: App, settings: Settings) -> Services:
         run_timeout_s=settings.run_timeout_s,
         tool_timeout_s=settings.tool_timeout_s,
     )
-    invoker = Invoker(app.agents, recorder, limits, observers=observability.sinks)
+    models = ModelResolver(app.model_wrappers)
+    invoker = Invoker(app.agents, recorder, limits, observers=observability.sinks, models=models)
     control = Control(state)  # one subscription per process, for every run's stop word
     sessions = SessionService(
         state,
@@ -206,6 +217,7 @@ def build_services(app: App, settings: Settings) -> Services:
         webhooks=webhooks,
         control=control,
         observability=observability,
+        models=models,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shipyard.agents.agent import AgentLike
 from shipyard.agents.context import RunContext, RunInput, RunRequest, RunResult
+from shipyard.models.resolver import ModelResolver
 from shipyard.models.scripted import ScriptedModel, ScriptStep
 from shipyard.telemetry.events import Emitter, Event, new_id
 
@@ -34,6 +35,7 @@ async def run_agent(
         agent=agent.name,
         emitter=emitter,
         default_model=default_model,
+        models=ModelResolver(),
         tool_timeout_s=tool_timeout_s,
     )
     return await agent.run(ctx, input), events

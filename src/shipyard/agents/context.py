@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from shipyard.models.base import ChatModel, Message, Usage
+from shipyard.models.instrumented import InstrumentedModel
+from shipyard.models.resolver import ModelResolver
 from shipyard.telemetry.events import Emitter, EventType, Step, new_id
 from shipyard.telemetry.tracecontext import TraceParent
 
@@ -75,9 +77,25 @@ class RunContext:
     emitter: Emitter
     default_model: str
     request: RunRequest
+    models: ModelResolver
     tool_timeout_s: float = 30.0
     metadata: dict[str, Any] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
+    model_calls: int = 0
+
+    def model(self, ref: str | ChatModel | None = None) -> ChatModel:
+        """The model for a call of this run: the request's override, else ``ref`` (the
+        agent's), else the server's default — resolved by the server's resolver (its wrappers
+        around it) and instrumented, so the call is on the run's stream, priced and counted."""
+        chosen = self.request.model or ref or self.default_model
+        return InstrumentedModel(self.models.resolve(chosen), self)
+
+    def next_model_step(self) -> int:
+        self.model_calls += 1
+        return self.model_calls
+
+    def add_usage(self, usage: Usage) -> None:
+        self.usage = self.usage + usage
 
     def emit(self, type_: EventType | str, /, span_id: str | None = None, **data: Any) -> None:
         """Add an event to the run's stream: one of Shipyard's kinds, or one of your own with a

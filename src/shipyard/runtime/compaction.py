@@ -22,7 +22,6 @@ from shipyard.models.base import (
     UserMessage,
     complete,
 )
-from shipyard.models.registry import resolve_model
 
 SUMMARY_PREFIX = "Summary of the earlier conversation: "
 _SUMMARIZE = (
@@ -56,7 +55,7 @@ async def compact(
     history: Sequence[Message],
     said: Sequence[Message],
     *,
-    model: str | ChatModel,
+    model: ChatModel,
 ) -> Compaction | None:
     """What to drop so that ``summary + history + said`` fits, or None if it already does."""
     if estimate_tokens([*([summary] if summary else []), *history, *said]) <= budget.max_tokens:
@@ -92,7 +91,7 @@ def _cut(history: Sequence[Message], said: Sequence[Message], budget: ContextBud
     return len(history)
 
 
-async def _summarize(model_ref: str | ChatModel, messages: Sequence[Message]) -> str:
+async def _summarize(model: ChatModel, messages: Sequence[Message]) -> str:
     transcript = "\n".join(
         f"{m.role}: {m.content}"
         for m in messages
@@ -103,5 +102,5 @@ async def _summarize(model_ref: str | ChatModel, messages: Sequence[Message]) ->
         messages=(SystemMessage(content=_SUMMARIZE), UserMessage(content=transcript)),
         max_tokens=512,
     )
-    response = await complete(resolve_model(model_ref), request)
+    response = await complete(model, request)
     return (response.message.content or "").strip()

@@ -22,6 +22,7 @@ from shipyard.errors import (
     StoreError,
 )
 from shipyard.models.base import AssistantMessage, ChatModel, Message, Usage, UserMessage
+from shipyard.models.resolver import ModelResolver
 from shipyard.runtime.recorder import Recorder
 from shipyard.telemetry.events import Emitter, Sink, current_step, new_span_id
 from shipyard.telemetry.tracecontext import TraceParent, new_trace_id
@@ -59,8 +60,12 @@ class Invoker:
         recorder: Recorder,
         limits: RunLimits,
         observers: Sequence[Sink] = (),
+        *,
+        models: ModelResolver | None = None,
     ) -> None:
-        """``observers`` see every event of every run (logs, metrics, traces)."""
+        """``observers`` see every event of every run (logs, metrics, traces); ``models``
+        resolves every model call of every run (a resolver without wrappers if not given)."""
+        self.models = models or ModelResolver()
         self._agents = agents
         self._recorder = recorder
         self._limits = limits
@@ -112,6 +117,7 @@ class Invoker:
             emitter=emitter,
             default_model=self._limits.default_model,
             request=request,
+            models=self.models,
             tool_timeout_s=self._limits.tool_timeout_s,
             metadata=dict(request.metadata),
         )

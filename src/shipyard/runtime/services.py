@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shipyard.agents.agent import AgentLike
+from shipyard.models.resolver import ModelResolver
 from shipyard.runtime.control import Control
 from shipyard.runtime.invoke import Invoker
 from shipyard.runtime.recorder import Recorder
@@ -31,6 +32,8 @@ class Services:
     webhooks: WebhookSender
     control: Control
     observability: Observability = field(default_factory=Observability)
+    models: ModelResolver = field(default_factory=ModelResolver)
+    """Every model call of every run is resolved (and wrapped) here; the invoker's own."""
 
     async def start(self) -> None:
         await self.recorder.start()

@@ -326,7 +326,7 @@ class SessionService:
         history = _decode(await self._state.range(keys.history, meta.start))
         budget = self._invoker.agent(meta.agent).context_budget
         if budget is not None:
-            model = self._invoker.model_for(meta.agent)
+            model = self._invoker.models.resolve(self._invoker.model_for(meta.agent))
             change = await compact(budget, meta.summary, history, said, model=model)
             if change is not None:
                 update = {"start": meta.start + change.dropped, "summary": change.summary}
