@@ -26,6 +26,7 @@ from shipyard.runtime.webhooks import WebhookSender
 from shipyard.stores.broker.base import Broker
 from shipyard.stores.records.base import RecordStore
 from shipyard.stores.state.base import StateStore
+from shipyard.telemetry.events import ProcessorFactory
 from shipyard.telemetry.observability import Observability
 
 if TYPE_CHECKING:
@@ -74,11 +75,15 @@ class App:
         *,
         title: str = "Shipyard",
         model_wrappers: Sequence[ModelWrapper] = (),
+        event_processors: Sequence[ProcessorFactory] = (),
     ) -> None:
         """``model_wrappers``: composed around every model every run calls, the first
-        innermost (see ``shipyard.models.wrapper``)."""
+        innermost (see ``shipyard.models.wrapper``). ``event_processors``: make each run's
+        processors, which every event passes through, in order, before any sink (see
+        ``shipyard.telemetry.events.EventProcessor``)."""
         self.title = title
         self.model_wrappers = tuple(model_wrappers)
+        self.event_processors = tuple(event_processors)
         self.agents: dict[str, AgentLike] = {}
         for agent in agents:
             if not isinstance(agent, AgentLike):
@@ -185,7 +190,14 @@ def build_services(app: App, settings: Settings) -> Services:
         tool_timeout_s=settings.tool_timeout_s,
     )
     models = ModelResolver(app.model_wrappers)
-    invoker = Invoker(app.agents, recorder, limits, observers=observability.sinks, models=models)
+    invoker = Invoker(
+        app.agents,
+        recorder,
+        limits,
+        observers=observability.sinks,
+        models=models,
+        processors=app.event_processors,
+    )
     control = Control(state)  # one subscription per process, for every run's stop word
     sessions = SessionService(
         state,

@@ -24,7 +24,15 @@ from shipyard.errors import (
 from shipyard.models.base import AssistantMessage, ChatModel, Message, Usage, UserMessage
 from shipyard.models.resolver import ModelResolver
 from shipyard.runtime.recorder import Recorder
-from shipyard.telemetry.events import Emitter, Sink, current_step, new_span_id
+from shipyard.telemetry.eventlog import BodyRedaction, current_redactor
+from shipyard.telemetry.events import (
+    Emitter,
+    EventProcessor,
+    ProcessorFactory,
+    Sink,
+    current_step,
+    new_span_id,
+)
 from shipyard.telemetry.tracecontext import TraceParent, new_trace_id
 
 log = structlog.get_logger(__name__)
@@ -62,10 +70,14 @@ class Invoker:
         observers: Sequence[Sink] = (),
         *,
         models: ModelResolver | None = None,
+        processors: Sequence[ProcessorFactory] = (),
     ) -> None:
         """``observers`` see every event of every run (logs, metrics, traces); ``models``
-        resolves every model call of every run (a resolver without wrappers if not given)."""
+        resolves every model call of every run (a resolver without wrappers if not given);
+        ``processors`` make each run's event processors, which every event passes through, in
+        order, before any sink (after the ``set_redactor`` hook's, if one is installed)."""
         self.models = models or ModelResolver()
+        self._processors = tuple(processors)
         self._agents = agents
         self._recorder = recorder
         self._limits = limits
@@ -107,6 +119,7 @@ class Invoker:
             parent_span_id=parent.span_id if parent else None,
             sinks=[*self._sinks, *sinks],
             stream_deltas=stream_deltas,
+            processors=self._run_processors(),
             session_id=request.session_id,
             task_id=request.task_id,
         )
@@ -189,6 +202,11 @@ class Invoker:
             latency_ms=latency_ms,
             messages=_added(input, result),
         )
+
+    def _run_processors(self) -> list[EventProcessor]:
+        redactor = current_redactor()
+        first = [] if redactor is None else [BodyRedaction(redactor)]
+        return [*first, *(make() for make in self._processors)]
 
     def _timeout_s(self, request: RunRequest) -> float:
         limit = self._limits.run_timeout_s
