@@ -17,6 +17,7 @@ from shipyard.guard.egress import EgressPolicy, redact_url
 from shipyard.models.resolver import ModelResolver, ModelWrapper
 from shipyard.runtime.control import Control
 from shipyard.runtime.delegation import Delegation
+from shipyard.runtime.hooks import RunHook
 from shipyard.runtime.invoke import Invoker, RunLimits
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.services import Services
@@ -76,11 +77,14 @@ class App:
         title: str = "Shipyard",
         model_wrappers: Sequence[ModelWrapper] = (),
         event_processors: Sequence[ProcessorFactory] = (),
+        run_hooks: Sequence[RunHook] = (),
     ) -> None:
         """``model_wrappers``: composed around every model every run calls, the first
         innermost (see ``shipyard.models.wrapper``). ``event_processors``: make each run's
         processors, which every event passes through, in order, before any sink (see
-        ``shipyard.telemetry.events.EventProcessor``)."""
+        ``shipyard.telemetry.events.EventProcessor``). ``run_hooks``: run before and after
+        every agent run (see ``shipyard.runtime.hooks``)."""
+        self.run_hooks = tuple(run_hooks)
         self.title = title
         self.model_wrappers = tuple(model_wrappers)
         self.event_processors = tuple(event_processors)
@@ -197,6 +201,7 @@ def build_services(app: App, settings: Settings) -> Services:
         observers=observability.sinks,
         models=models,
         processors=app.event_processors,
+        hooks=app.run_hooks,
     )
     control = Control(state)  # one subscription per process, for every run's stop word
     sessions = SessionService(

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from shipyard import Agent, App, tool
+from shipyard import Agent, App, RunContext, RunResult, agent, tool
 from shipyard.agents.context import RunRequest
 from shipyard.app import build_services
 from shipyard.config import load_settings
+from shipyard.errors import RunFailure
 from shipyard.models.base import ChatModel, ModelRequest, StreamItem
 from shipyard.models.resolver import ModelResolver
 from shipyard.models.wrapper import WrapperModel
@@ -50,6 +51,33 @@ async def start(tmp_path: Path, app: App) -> Services:
     return services
 
 
+class Noting:
+    """A run hook noting what it sees; ``refuses`` input that says "forbidden"."""
+
+    def __init__(self, name: str, notes: list[str], *, refuses: bool = False) -> None:
+        self.name, self.notes, self.refuses = name, notes, refuses
+
+    async def before(self, ctx: RunContext) -> None:
+        self.notes.append(f"{self.name}.before {ctx.agent} {ctx.request.input}")
+        if self.refuses and ctx.request.input == "forbidden":
+            raise RunFailure("the input guard refused it")
+
+    async def after(self, ctx: RunContext, ended: RunResult | BaseException) -> None:
+        what = ended.output if isinstance(ended, RunResult) else type(ended).__name__
+        self.notes.append(f"{self.name}.after {ctx.agent} {what}")
+
+
+CALLED: list[str] = []
+
+
+@agent("fn")
+async def fn(ctx: RunContext, input: object) -> str:
+    CALLED.append(str(input))
+    if input == "boom":
+        raise ValueError("boom")
+    return f"fn: {input}"
+
+
 @pytest.fixture
 async def services(tmp_path: Path) -> AsyncIterator[Services]:
     SEEN.clear()
@@ -83,3 +111,36 @@ def test_resolvers_share_no_models() -> None:
     assert one.resolve("scripted:echo") is not other.resolve("scripted:echo")
     wrapped = ModelResolver([Seeing]).resolve("scripted:echo")
     assert isinstance(wrapped, Seeing) and isinstance(wrapped, ChatModel)
+
+
+async def test_run_hooks_wrap_built_in_and_function_agents(tmp_path: Path) -> None:
+    notes: list[str] = []
+    CALLED.clear()
+    hooks = [Noting("outer", notes), Noting("inner", notes, refuses=True)]
+    app = App(agents=[fn, Agent(name="echo", model="scripted:echo")], run_hooks=hooks)
+    services = await start(tmp_path, app)
+    try:
+        invoke = services.invoker.invoke
+        await invoke(RunRequest(tenant_id=TENANT, agent="echo", input="hi"))
+        await invoke(RunRequest(tenant_id=TENANT, agent="fn", input="yo"))
+        with pytest.raises(RunFailure):
+            await invoke(RunRequest(tenant_id=TENANT, agent="fn", input="boom"))
+        with pytest.raises(RunFailure, match="refused"):
+            await invoke(RunRequest(tenant_id=TENANT, agent="fn", input="forbidden"))
+        runs = (await services.records.list_runs(TENANT)).items
+    finally:
+        await services.close()
+    assert notes == [
+        "outer.before echo hi", "inner.before echo hi",
+        "inner.after echo echo: hi", "outer.after echo echo: hi",
+        "outer.before fn yo", "inner.before fn yo",
+        "inner.after fn fn: yo", "outer.after fn fn: yo",
+        "outer.before fn boom", "inner.before fn boom",
+        "inner.after fn ValueError", "outer.after fn ValueError",
+        # a refusing before: the agent never runs, the hooks entered before it see the error
+        "outer.before fn forbidden", "inner.before fn forbidden", "outer.after fn RunFailure",
+    ]  # fmt: skip
+    assert CALLED == ["yo", "boom"]
+    refused = next(r for r in runs if r.input == "forbidden")
+    assert refused.status == "failed" and refused.error is not None
+    assert "refused" in refused.error["message"]

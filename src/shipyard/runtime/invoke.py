@@ -23,6 +23,7 @@ from shipyard.errors import (
 )
 from shipyard.models.base import AssistantMessage, ChatModel, Message, Usage, UserMessage
 from shipyard.models.resolver import ModelResolver
+from shipyard.runtime.hooks import RunHook, run_hooked
 from shipyard.runtime.recorder import Recorder
 from shipyard.telemetry.eventlog import BodyRedaction, current_redactor
 from shipyard.telemetry.events import (
@@ -71,11 +72,14 @@ class Invoker:
         *,
         models: ModelResolver | None = None,
         processors: Sequence[ProcessorFactory] = (),
+        hooks: Sequence[RunHook] = (),
     ) -> None:
         """``observers`` see every event of every run (logs, metrics, traces); ``models``
         resolves every model call of every run (a resolver without wrappers if not given);
         ``processors`` make each run's event processors, which every event passes through, in
-        order, before any sink (after the ``set_redactor`` hook's, if one is installed)."""
+        order, before any sink (after the ``set_redactor`` hook's, if one is installed);
+        ``hooks`` run before and after every agent run (``shipyard.runtime.hooks``)."""
+        self._hooks = tuple(hooks)
         self.models = models or ModelResolver()
         self._processors = tuple(processors)
         self._agents = agents
@@ -169,7 +173,7 @@ class Invoker:
         calls = current_calls.set(self.calls)
         try:
             async with limit:
-                result = await target.run(ctx, input)
+                result = await run_hooked(self._hooks, target, ctx)
         except TimeoutError as exc:
             if not limit.expired():  # a timeout inside the agent (a client's), not ours
                 raise self._failed(ctx, _agent_failure(target.name, exc), started) from exc
