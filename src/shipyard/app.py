@@ -10,10 +10,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
 from shipyard.agents.agent import AgentLike
 from shipyard.config import Settings, load_settings
 from shipyard.errors import ConfigError, StoreError
-from shipyard.guard.egress import EgressPolicy, redact_url
+from shipyard.guard.egress import EgressPolicy, guarded_transport, redact_url
 from shipyard.models.resolver import ModelResolver, ModelWrapper
 from shipyard.runtime.control import Control
 from shipyard.runtime.delegation import Delegation
@@ -194,6 +196,9 @@ def build_services(app: App, settings: Settings) -> Services:
         tool_timeout_s=settings.tool_timeout_s,
     )
     models = ModelResolver(app.model_wrappers)
+    http = httpx.AsyncClient(
+        transport=guarded_transport(EgressPolicy.from_setting(settings.tool_allow))
+    )
     invoker = Invoker(
         app.agents,
         recorder,
@@ -202,6 +207,7 @@ def build_services(app: App, settings: Settings) -> Services:
         models=models,
         processors=app.event_processors,
         hooks=app.run_hooks,
+        http=http,
     )
     control = Control(state)  # one subscription per process, for every run's stop word
     sessions = SessionService(
@@ -235,6 +241,7 @@ def build_services(app: App, settings: Settings) -> Services:
         control=control,
         observability=observability,
         models=models,
+        http=http,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import httpx
+
 from shipyard.agents.agent import AgentLike
 from shipyard.agents.context import RunContext, RunInput, RunRequest, RunResult
 from shipyard.models.resolver import ModelResolver
@@ -36,6 +38,7 @@ async def run_agent(
         emitter=emitter,
         default_model=default_model,
         models=ModelResolver(),
+        http=httpx.AsyncClient(),
         tool_timeout_s=tool_timeout_s,
     )
     return await agent.run(ctx, input), events

@@ -144,3 +144,35 @@ async def test_run_hooks_wrap_built_in_and_function_agents(tmp_path: Path) -> No
     refused = next(r for r in runs if r.input == "forbidden")
     assert refused.status == "failed" and refused.error is not None
     assert "refused" in refused.error["message"]
+
+
+async def test_a_tool_receives_its_runs_context(tmp_path: Path) -> None:
+    seen: list[tuple[str, object, str]] = []
+
+    @tool
+    async def fetch(url: str, ctx: RunContext) -> str:
+        """Fetch a page.
+
+        Args:
+            url: What to fetch.
+        """
+        seen.append((ctx.run_id, ctx.request.input, type(ctx.http).__name__))
+        ctx.emit("app.fetching", url=url)
+        reply = await ctx.http.get(url)  # the egress policy refuses loopback
+        return reply.text
+
+    assert set(fetch.spec.parameters["properties"]) == {"url"}  # no ctx for the model
+    assert fetch.spec.parameters["required"] == ["url"]
+    call = {"name": "fetch", "arguments": {"url": "http://127.0.0.1:9/"}}
+    model = ScriptedModel([{"tool_calls": [call]}, "done"])
+    services = await start(tmp_path, App(agents=[Agent(name="web", model=model, tools=[fetch])]))
+    try:
+        request = RunRequest(tenant_id=TENANT, agent="web", input="get it")
+        outcome = await services.invoker.invoke(request)
+        events = await services.records.list_events(TENANT, outcome.run_id)
+    finally:
+        await services.close()
+    assert seen == [(outcome.run_id, "get it", "AsyncClient")]
+    assert [e.data for e in events if e.type == "app.fetching"] == [{"url": "http://127.0.0.1:9/"}]
+    [result] = [e.data for e in events if e.type == "tool.result"]
+    assert result["ok"] is False and "egress policy refuses it" in result["error"]

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import httpx
+
 from shipyard.models.base import ChatModel, Message, Usage
 from shipyard.models.instrumented import InstrumentedModel
 from shipyard.models.resolver import ModelResolver
@@ -78,6 +80,11 @@ class RunContext:
     default_model: str
     request: RunRequest
     models: ModelResolver
+    http: httpx.AsyncClient
+    """The server's HTTP client for tools (``ctx: RunContext`` in a tool). Its transport is the
+    egress seam: the composition root builds it on the egress policy's guarded transport
+    (``SHIPYARD_TOOL_ALLOW`` lets internal targets through), and secret injection will plug in
+    there too."""
     tool_timeout_s: float = 30.0
     metadata: dict[str, Any] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)

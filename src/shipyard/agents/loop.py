@@ -121,7 +121,7 @@ async def _run_tool(agent: Agent, ctx: RunContext, call: ToolCall) -> ToolResult
         # runs inside its own gather task: the step is this tool's alone
         current_step.set(ctx.step(span))
         result = await tool.call(
-            call.arguments, default_timeout_s=agent.tool_timeout_s or ctx.tool_timeout_s
+            call.arguments, default_timeout_s=agent.tool_timeout_s or ctx.tool_timeout_s, ctx=ctx
         )
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
     if result.ok:

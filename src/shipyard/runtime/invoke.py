@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import httpx
 import structlog
 
 from shipyard.agents.agent import AgentLike
@@ -21,6 +22,7 @@ from shipyard.errors import (
     ShipyardError,
     StoreError,
 )
+from shipyard.guard.egress import EgressPolicy, guarded_transport
 from shipyard.models.base import AssistantMessage, ChatModel, Message, Usage, UserMessage
 from shipyard.models.resolver import ModelResolver
 from shipyard.runtime.hooks import RunHook, run_hooked
@@ -73,12 +75,16 @@ class Invoker:
         models: ModelResolver | None = None,
         processors: Sequence[ProcessorFactory] = (),
         hooks: Sequence[RunHook] = (),
+        http: httpx.AsyncClient | None = None,
     ) -> None:
         """``observers`` see every event of every run (logs, metrics, traces); ``models``
         resolves every model call of every run (a resolver without wrappers if not given);
         ``processors`` make each run's event processors, which every event passes through, in
         order, before any sink (after the ``set_redactor`` hook's, if one is installed);
-        ``hooks`` run before and after every agent run (``shipyard.runtime.hooks``)."""
+        ``hooks`` run before and after every agent run (``shipyard.runtime.hooks``); ``http``
+        is the client tools get as ``ctx.http`` (default: one on the egress policy's guarded
+        transport, with no exceptions to the policy)."""
+        self.http = http or httpx.AsyncClient(transport=guarded_transport(EgressPolicy()))
         self._hooks = tuple(hooks)
         self.models = models or ModelResolver()
         self._processors = tuple(processors)
@@ -135,6 +141,7 @@ class Invoker:
             default_model=self._limits.default_model,
             request=request,
             models=self.models,
+            http=self.http,
             tool_timeout_s=self._limits.tool_timeout_s,
             metadata=dict(request.metadata),
         )
