@@ -9,15 +9,16 @@ from pathlib import Path
 import pytest
 
 from shipyard import Agent, App, RunContext, RunResult, agent, tool
-from shipyard.agents.context import RunRequest
+from shipyard.agents.context import ContextBudget, RunRequest
 from shipyard.app import build_services
 from shipyard.config import load_settings
 from shipyard.errors import RunFailure
 from shipyard.models.base import ChatModel, ModelRequest, StreamItem
 from shipyard.models.resolver import ModelResolver
 from shipyard.models.wrapper import WrapperModel
+from shipyard.runtime.compaction import SUMMARY_PREFIX
 from shipyard.runtime.services import Services
-from shipyard.testing import ScriptedModel
+from shipyard.testing import ScriptedModel, run_agent
 
 TENANT = "pipeline"
 SEEN: list[tuple[str, ModelRequest]] = []
@@ -176,3 +177,41 @@ async def test_a_tool_receives_its_runs_context(tmp_path: Path) -> None:
     assert [e.data for e in events if e.type == "app.fetching"] == [{"url": "http://127.0.0.1:9/"}]
     [result] = [e.data for e in events if e.type == "tool.result"]
     assert result["ok"] is False and "egress policy refuses it" in result["error"]
+
+
+async def test_compactions_model_call_goes_through_the_pipeline(tmp_path: Path) -> None:
+    SEEN.clear()
+    budget = ContextBudget(max_tokens=60, policy="summarize", keep_last=2)
+    chat = Agent(name="chat", model=ScriptedModel(echo=True), context_budget=budget)
+    services = await start(tmp_path, App(agents=[chat], model_wrappers=[Seeing]))
+    try:
+        session = (await services.sessions.create(TENANT, "chat", metadata={}, ttl_s=None)).id
+        outcomes = [
+            await services.sessions.turn(RunRequest.turn(TENANT, session, f"fact {n}: " + "y" * 60))
+            for n in range(4)
+        ]
+        runs = {r.id: r for r in (await services.records.list_runs(TENANT, limit=100)).items}
+    finally:
+        await services.close()
+    summaries = [r for _, r in SEEN if r.messages[0].content.startswith("Summarize")]
+    turns = [r for _, r in SEEN if not r.messages[0].content.startswith("Summarize")]
+    assert summaries and len(turns) == 4  # the wrapper saw every model call, compaction's too
+    assert turns[-1].messages[0].content.startswith(SUMMARY_PREFIX)
+    # each summary is a recorded run of its own, a child of the turn it compacted for
+    children = [r for r in runs.values() if r.metadata.get("compaction_of") == session]
+    assert len(children) == len(summaries)
+    turn_ids = {o.run_id for o in outcomes}
+    assert all(c.parent_run_id in turn_ids and c.status == "succeeded" for c in children)
+    assert all(c.completion_tokens > 0 for c in children)  # priced and counted
+
+
+async def test_run_agent_goes_through_the_invoker() -> None:
+    SEEN.clear()
+    notes: list[str] = []
+    result, events = await run_agent(
+        calc(), "2+3", model_wrappers=[Seeing], run_hooks=[Noting("hook", notes)]
+    )
+    assert result.output == "5"
+    assert len(SEEN) == 2  # both model calls passed the wrapper
+    assert notes == ["hook.before calc 2+3", "hook.after calc 5"]
+    assert [events[0].type, events[-1].type] == ["run.started", "run.completed"]

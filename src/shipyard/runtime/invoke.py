@@ -68,7 +68,7 @@ class Invoker:
     def __init__(
         self,
         agents: Mapping[str, AgentLike],
-        recorder: Recorder,
+        recorder: Recorder | None,
         limits: RunLimits,
         observers: Sequence[Sink] = (),
         *,
@@ -77,7 +77,8 @@ class Invoker:
         hooks: Sequence[RunHook] = (),
         http: httpx.AsyncClient | None = None,
     ) -> None:
-        """``observers`` see every event of every run (logs, metrics, traces); ``models``
+        """``recorder``: where runs are recorded (``None``: nowhere, for ``run_agent``).
+        ``observers`` see every event of every run (logs, metrics, traces); ``models``
         resolves every model call of every run (a resolver without wrappers if not given);
         ``processors`` make each run's event processors, which every event passes through, in
         order, before any sink (after the ``set_redactor`` hook's, if one is installed);
@@ -91,7 +92,7 @@ class Invoker:
         self._agents = agents
         self._recorder = recorder
         self._limits = limits
-        self._sinks = [recorder.sink, *observers]
+        self._sinks = [*([recorder.sink] if recorder else []), *observers]
         self.calls: AgentCalls | None = None
         """How this invoker's runs reach other agents (set by the composition root)."""
         self._inflight: set[asyncio.Task[Any]] = set()
@@ -117,7 +118,20 @@ class Invoker:
         the model's ``llm.delta`` events to them. Called from inside another run (an agent's
         tool) without a ``parent``, the run is that run's child: same trace, parented to the
         calling step."""
-        target = self.agent(request.agent)
+        return await self.invoke_with(
+            self.agent(request.agent), request, sinks=sinks, stream_deltas=stream_deltas
+        )
+
+    async def invoke_with(
+        self,
+        target: AgentLike,
+        request: RunRequest,
+        *,
+        sinks: Sequence[Sink] = (),
+        stream_deltas: bool = False,
+    ) -> RunOutcome:
+        """Run ``target`` (an agent the invoker need not serve: a session's compaction, a test's
+        agent) for ``request``, through the same pipeline as every run."""
         request = _with_parent(request)
         parent = request.parent
         emitter = Emitter(
@@ -153,7 +167,8 @@ class Invoker:
         finally:
             if task is not None:
                 self._inflight.discard(task)
-            await self._recorder.durable()
+            if self._recorder is not None:
+                await self._recorder.durable()
 
     async def drain(self, timeout_s: float) -> None:
         """Let runs in flight finish (at shutdown); cancel those still going after ``timeout_s``.
