@@ -352,6 +352,7 @@ class SessionService:
                 input=list(call.messages),
                 run_id=new_id("run"),
                 session_id=None,
+                task_id=None,
                 parent_run_id=turn.run_id,
                 metadata={"compaction_of": turn.session_id},
             )
