@@ -90,7 +90,7 @@ class RunContext:
     usage: Usage = field(default_factory=Usage)
     model_calls: int = 0
 
-    def model(self, ref: str | ChatModel | None = None) -> ChatModel:
+    def model(self, ref: str | ChatModel | None = None) -> InstrumentedModel:
         """The model for a call of this run: the request's override, else ``ref`` (the
         agent's), else the server's default — resolved by the server's resolver (its wrappers
         around it) and instrumented, so the call is on the run's stream, priced and counted."""

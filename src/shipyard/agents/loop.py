@@ -26,7 +26,6 @@ from shipyard.models.base import (
     ToolCall,
     ToolMessage,
     UserMessage,
-    complete,
 )
 from shipyard.telemetry.events import current_step, new_span_id
 
@@ -94,7 +93,7 @@ async def _ask_model(agent: Agent, ctx: RunContext, history: list[Message]) -> M
         temperature=agent.temperature,
         max_tokens=agent.max_tokens,
     )
-    return await complete(ctx.model(agent.model), request)
+    return await ctx.model(agent.model).complete(request)
 
 
 async def _run_tools(

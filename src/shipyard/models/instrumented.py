@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from shipyard.errors import ModelError, ShipyardError
@@ -44,10 +45,43 @@ class InstrumentedModel(WrapperModel):
     __slots__ = ("_run",)
 
     def __init__(self, wrapped: ChatModel, run: RunMeter) -> None:
-        super().__init__(wrapped)
+        self.wrapped = wrapped  # made for every model call: no super() call on the hot path
         self._run = run
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]:
+        call = self._begin(request)
+        final: ModelResponse | None = None
+        try:
+            async for item in self.wrapped.stream(call.request):
+                if isinstance(item, TextDelta):
+                    call.delta(item)
+                    yield item
+                else:
+                    final = item
+        except ShipyardError:
+            raise
+        except Exception as exc:  # a provider's own exception types stop here
+            raise ModelError(f"{call.name}: {type(exc).__name__}: {exc}") from exc
+        yield call.end(final)
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        """The call's final response, its deltas on the run's stream only (the agent loop's
+        way: one generator fewer per call than ``complete(model, request)``)."""
+        call = self._begin(request)
+        final: ModelResponse | None = None
+        try:
+            async for item in self.wrapped.stream(call.request):
+                if isinstance(item, TextDelta):
+                    call.delta(item)
+                else:
+                    final = item
+        except ShipyardError:
+            raise
+        except Exception as exc:  # a provider's own exception types stop here
+            raise ModelError(f"{call.name}: {type(exc).__name__}: {exc}") from exc
+        return call.end(final)
+
+    def _begin(self, request: ModelRequest) -> _Call:
         run, name = self._run, self.wrapped.name
         emitter, step, span = run.emitter, run.next_model_step(), new_span_id()
         header = TraceParent(emitter.trace_id, span).header()
@@ -60,33 +94,38 @@ class InstrumentedModel(WrapperModel):
             messages=len(request.messages),
             tools=len(request.tools),
         )
-        started = time.perf_counter()
-        final: ModelResponse | None = None
-        try:
-            async for item in self.wrapped.stream(request):
-                if isinstance(item, TextDelta):
-                    emitter.emit("llm.delta", span, text=item.text)
-                    yield item
-                else:
-                    final = item
-        except ShipyardError:
-            raise
-        except Exception as exc:  # a provider's own exception types stop here
-            raise ModelError(f"{name}: {type(exc).__name__}: {exc}") from exc
+        return _Call(run, name, request, step, span, time.perf_counter())
+
+
+@dataclass(slots=True)
+class _Call:
+    """One model call in flight: what its events need."""
+
+    run: RunMeter
+    name: str
+    request: ModelRequest
+    step: int
+    span: str
+    started: float
+
+    def delta(self, item: TextDelta) -> None:
+        self.run.emitter.emit("llm.delta", self.span, text=item.text)
+
+    def end(self, final: ModelResponse | None) -> ModelResponse:
         if final is None:
-            raise ModelError(f"{name} ended its stream without a response")
-        run.add_usage(final.usage)
-        emitter.emit(
+            raise ModelError(f"{self.name} ended its stream without a response")
+        self.run.add_usage(final.usage)
+        self.run.emitter.emit(
             "llm.response",
-            span,
-            model=name,
-            step=step,
+            self.span,
+            model=self.name,
+            step=self.step,
             content=final.message.content,
             tool_calls=[c.model_dump() for c in final.message.tool_calls],
             prompt_tokens=final.usage.prompt_tokens,
             completion_tokens=final.usage.completion_tokens,
             cost_usd=final.usage.cost_usd,
-            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
             finish_reason=final.finish_reason,
         )
-        yield final
+        return final

@@ -195,7 +195,10 @@ class Invoker:
         calls = current_calls.set(self.calls)
         try:
             async with limit:
-                result = await run_hooked(self._hooks, target, ctx)
+                if self._hooks:
+                    result = await run_hooked(self._hooks, target, ctx)
+                else:  # no coroutine of its own for the hooks' step when there are none
+                    result = await target.run(ctx, input)
         except TimeoutError as exc:
             if not limit.expired():  # a timeout inside the agent (a client's), not ours
                 raise self._failed(ctx, _agent_failure(target.name, exc), started) from exc
