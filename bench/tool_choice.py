@@ -23,7 +23,7 @@ from examples.assistant import assistant
 from shipyard.models import local
 from shipyard.models.base import ModelRequest, SystemMessage, UserMessage, complete
 from shipyard.models.openai import chat_request_body
-from shipyard.models.registry import resolve_model
+from shipyard.models.registry import create_model
 
 CASES = Path(__file__).with_name("tool_choice.json")
 
@@ -34,7 +34,7 @@ def _request(prompt: str) -> ModelRequest:
 
 
 async def _pick(model_ref: str, prompt: str) -> str | None:
-    response = await complete(resolve_model(model_ref), _request(prompt))
+    response = await complete(create_model(model_ref), _request(prompt))
     calls = response.message.tool_calls
     return calls[0].name if calls else None
 

@@ -7,7 +7,7 @@ Everything a user imports lives here::
 
 from shipyard._version import __version__
 from shipyard.agents.agent import Agent, AgentLike, FunctionAgent, agent
-from shipyard.agents.context import ContextBudget, RunContext, RunInput, RunResult
+from shipyard.agents.context import ContextBudget, RunContext, RunInput, RunRequest, RunResult
 from shipyard.agents.delegate import (
     DelegatedTask,
     agent_tool,
@@ -38,8 +38,10 @@ from shipyard.models.base import (
     Usage,
     UserMessage,
 )
+from shipyard.models.wrapper import WrapperModel
+from shipyard.runtime.hooks import RunHook
 from shipyard.telemetry.eventlog import Redactor, set_redactor
-from shipyard.telemetry.events import Event
+from shipyard.telemetry.events import Event, EventProcessor
 
 __all__ = [
     "Agent",
@@ -51,6 +53,7 @@ __all__ = [
     "ContextBudget",
     "DelegatedTask",
     "Event",
+    "EventProcessor",
     "FunctionAgent",
     "Message",
     "ModelError",
@@ -59,7 +62,9 @@ __all__ = [
     "ModelRetry",
     "Redactor",
     "RunContext",
+    "RunHook",
     "RunInput",
+    "RunRequest",
     "RunResult",
     "RunTimeout",
     "Settings",
@@ -71,6 +76,7 @@ __all__ = [
     "ToolMessage",
     "Usage",
     "UserMessage",
+    "WrapperModel",
     "__version__",
     "agent",
     "agent_tool",

@@ -10,12 +10,16 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
 from shipyard.agents.agent import AgentLike
 from shipyard.config import Settings, load_settings
 from shipyard.errors import ConfigError, StoreError
-from shipyard.guard.egress import EgressPolicy, redact_url
+from shipyard.guard.egress import EgressPolicy, guarded_transport, redact_url
+from shipyard.models.resolver import ModelResolver, ModelWrapper
 from shipyard.runtime.control import Control
 from shipyard.runtime.delegation import Delegation
+from shipyard.runtime.hooks import RunHook
 from shipyard.runtime.invoke import Invoker, RunLimits
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.services import Services
@@ -26,6 +30,7 @@ from shipyard.runtime.webhooks import WebhookSender
 from shipyard.stores.broker.base import Broker
 from shipyard.stores.records.base import RecordStore
 from shipyard.stores.state.base import StateStore
+from shipyard.telemetry.events import ProcessorFactory
 from shipyard.telemetry.observability import Observability
 
 if TYPE_CHECKING:
@@ -68,8 +73,24 @@ BROKERS: Mapping[str, str] = MappingProxyType(
 class App:
     """The agents a Shipyard server serves: ``shipyard.App(agents=[...])``."""
 
-    def __init__(self, agents: Sequence[AgentLike] = (), *, title: str = "Shipyard") -> None:
+    def __init__(
+        self,
+        agents: Sequence[AgentLike] = (),
+        *,
+        title: str = "Shipyard",
+        model_wrappers: Sequence[ModelWrapper] = (),
+        event_processors: Sequence[ProcessorFactory] = (),
+        run_hooks: Sequence[RunHook] = (),
+    ) -> None:
+        """``model_wrappers``: composed around every model every run calls, the first
+        innermost (see ``shipyard.models.wrapper``). ``event_processors``: make each run's
+        processors, which every event passes through, in order, before any sink (see
+        ``shipyard.telemetry.events.EventProcessor``). ``run_hooks``: run before and after
+        every agent run (see ``shipyard.runtime.hooks``)."""
+        self.run_hooks = tuple(run_hooks)
         self.title = title
+        self.model_wrappers = tuple(model_wrappers)
+        self.event_processors = tuple(event_processors)
         self.agents: dict[str, AgentLike] = {}
         for agent in agents:
             if not isinstance(agent, AgentLike):
@@ -175,7 +196,20 @@ def build_services(app: App, settings: Settings) -> Services:
         run_timeout_s=settings.run_timeout_s,
         tool_timeout_s=settings.tool_timeout_s,
     )
-    invoker = Invoker(app.agents, recorder, limits, observers=observability.sinks)
+    models = ModelResolver(app.model_wrappers)
+    http = httpx.AsyncClient(
+        transport=guarded_transport(EgressPolicy.from_setting(settings.tool_allow))
+    )
+    invoker = Invoker(
+        app.agents,
+        recorder,
+        limits,
+        observers=observability.sinks,
+        models=models,
+        processors=app.event_processors,
+        hooks=app.run_hooks,
+        http=http,
+    )
     control = Control(state)  # one subscription per process, for every run's stop word
     sessions = SessionService(
         state,
@@ -208,6 +242,8 @@ def build_services(app: App, settings: Settings) -> Services:
         control=control,
         tenants=TenantPolicies(records, cache_s=settings.tenant_cache_s),
         observability=observability,
+        models=models,
+        http=http,
     )
 
 

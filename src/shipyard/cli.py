@@ -223,13 +223,15 @@ def invoke(
 
 
 async def _invoke_local(settings: Settings, agent: str, text: str) -> dict[str, Any]:
+    from shipyard.agents.context import RunRequest
     from shipyard.app import build_services, load_app
 
     services = build_services(load_app(settings.app), settings)
     await services.records.migrate()
     await services.start()
     try:
-        outcome = await services.invoker.invoke(tenant_id="default", agent=agent, input=text)
+        request = RunRequest(tenant_id="default", agent=agent, input=text)
+        outcome = await services.invoker.invoke(request)
     finally:
         await services.close()
     return {"output": outcome.output, "run_id": outcome.run_id, "usage": outcome.usage.model_dump()}

@@ -129,6 +129,11 @@ class Settings(BaseSettings):
         "comma-separated host names, IP addresses, CIDR ranges, each optionally with :port, "
         "e.g. 'hooks.internal,10.1.0.0/16,127.0.0.1:9000'.",
     )
+    tool_allow: str = Field(
+        "",
+        description="Targets the tools' HTTP client (ctx.http) may reach despite the egress "
+        "policy; the same format as SHIPYARD_WEBHOOK_ALLOW.",
+    )
     host: str = Field("127.0.0.1", description="Address the server listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port the server listens on.")
     app: str | None = Field(None, description="The app to serve, as module:attribute.")
@@ -212,7 +217,7 @@ class Settings(BaseSettings):
             raise ValueError(f"unsupported scheme {scheme!r}; use one of {supported}")
         return value
 
-    @field_validator("webhook_allow")
+    @field_validator("webhook_allow", "tool_allow")
     @classmethod
     def _allow_list(cls, value: str) -> str:
         from shipyard.guard.egress import parse_allow

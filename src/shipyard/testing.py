@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import httpx
+
 from shipyard.agents.agent import AgentLike
-from shipyard.agents.context import RunContext, RunInput, RunResult
+from shipyard.agents.context import RunInput, RunRequest, RunResult
+from shipyard.guard.egress import EgressPolicy, guarded_transport
+from shipyard.models.resolver import ModelResolver, ModelWrapper
 from shipyard.models.scripted import ScriptedModel, ScriptStep
-from shipyard.telemetry.events import Emitter, Event, new_id
+from shipyard.runtime.hooks import RunHook
+from shipyard.runtime.invoke import Invoker, RunLimits
+from shipyard.telemetry.events import Event, ProcessorFactory
 
 
 async def run_agent(
@@ -14,28 +22,31 @@ async def run_agent(
     *,
     default_model: str = "scripted:echo",
     tool_timeout_s: float = 30.0,
+    model_wrappers: Sequence[ModelWrapper] = (),
+    event_processors: Sequence[ProcessorFactory] = (),
+    run_hooks: Sequence[RunHook] = (),
 ) -> tuple[RunResult, list[Event]]:
-    """Run an agent directly, without a server or store; returns its result and every event."""
+    """Run an agent once without a server or store, through the same invoker as a server's
+    runs (with the given wrappers, processors and hooks); returns its result and every event
+    of the run, ``run.started`` to ``run.completed`` (``llm.delta`` included). A failed run
+    raises what a server's caller would get."""
     events: list[Event] = []
-    run_id = new_id("run")
-    emitter = Emitter(
-        run_id=run_id,
-        tenant_id="test",
-        agent=agent.name,
-        trace_id="0" * 32,
-        span_id="0" * 16,
-        sinks=[events.append],
-        stream_deltas=True,
-    )
-    ctx = RunContext(
-        run_id=run_id,
-        tenant_id="test",
-        agent=agent.name,
-        emitter=emitter,
-        default_model=default_model,
-        tool_timeout_s=tool_timeout_s,
-    )
-    return await agent.run(ctx, input), events
+    limits = RunLimits(default_model=default_model, tool_timeout_s=tool_timeout_s)
+    async with httpx.AsyncClient(transport=guarded_transport(EgressPolicy())) as http:
+        invoker = Invoker(
+            {agent.name: agent},
+            None,
+            limits,
+            observers=[events.append],
+            models=ModelResolver(model_wrappers),
+            processors=event_processors,
+            hooks=run_hooks,
+            http=http,
+        )
+        request = RunRequest(tenant_id="test", agent=agent.name, input=input)
+        outcome = await invoker.invoke(request, stream_deltas=True)
+    result = RunResult(output=outcome.output, usage=outcome.usage, messages=outcome.messages)
+    return result, events
 
 
 __all__ = ["ScriptStep", "ScriptedModel", "run_agent"]

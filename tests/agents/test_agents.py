@@ -21,7 +21,7 @@ async def test_a_function_agent_sees_the_input_and_can_emit_events() -> None:
     assert shout.description == "Shouts back."
     result, events = await run_agent(shout, "hey")
     assert result.output == "HEY"
-    assert [e.type for e in events] == ["guard.flag"]
+    assert [e.type for e in events] == ["run.started", "guard.flag", "run.completed"]
     result, _ = await run_agent(shout, [UserMessage(content="list input")])
     assert result.output == "LIST INPUT"
 

@@ -44,9 +44,11 @@ async def test_multi_step_tool_use_feeds_results_back() -> None:
 
     assert result.output == "The sum is 15."
     assert kinds(events) == [
+        "run.started",
         "llm.request", "llm.response", "tool.call", "tool.result",
         "llm.request", "llm.response", "tool.call", "tool.result",
         "llm.request", "llm.response",
+        "run.completed",
     ]  # fmt: skip
     assert [m.content for m in tool_messages(model, 1)] == ["5"]
     assert [m.content for m in tool_messages(model, 2)] == ["5", "15"]

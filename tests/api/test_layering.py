@@ -1,4 +1,9 @@
-"""The API layer imports neither the package root nor the composition root."""
+"""The import graph follows the layers of DESIGN.md: dependencies only point down.
+
+surface ``api`` -> ``runtime`` -> ``agents`` -> ``models`` -> ``guard`` -> ``stores`` ->
+``telemetry``. A package may import itself and the packages below it, and the shared modules
+every layer uses (``errors``, ``_version``); never a package above it nor a root module
+(``config``, ``app``, ``cli``, ``testing``, the package itself), which may import anything."""
 
 from __future__ import annotations
 
@@ -8,8 +13,11 @@ from pathlib import Path
 import shipyard
 import shipyard._version
 
-API = Path(shipyard.__file__).parent / "api"
+SRC = Path(shipyard.__file__).parent
+API = SRC / "api"
 FORBIDDEN = {"shipyard", "shipyard.app"}
+LAYERS = ("api", "runtime", "agents", "models", "guard", "stores", "telemetry")
+SHARED = {"errors", "_version"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -33,3 +41,32 @@ def test_api_modules_do_not_import_the_package_or_composition_root() -> None:
 
 def test_the_version_has_one_home() -> None:
     assert shipyard.__version__ is shipyard._version.__version__
+
+
+def _layer_of(module: str) -> str | None:
+    """The top-level part of a ``shipyard.*`` module name (``None`` outside shipyard)."""
+    parts = module.split(".")
+    if parts[0] != "shipyard":
+        return None
+    return parts[1] if len(parts) > 1 else "shipyard"
+
+
+def test_every_package_imports_only_its_own_layer_and_those_below() -> None:
+    packages = [p for p in SRC.iterdir() if p.is_dir() and not p.name.startswith("_")]
+    assert sorted(p.name for p in packages if p.name != "__pycache__") == sorted(LAYERS)
+    offenders: dict[str, list[str]] = {}
+    for rank, layer in enumerate(LAYERS):
+        allowed = {*LAYERS[rank:], *SHARED}
+        for path in sorted((SRC / layer).rglob("*.py")):
+            wrong = sorted(m for m in _imports(path) if _layer_of(m) not in (None, *allowed))
+            if wrong:
+                offenders[str(path.relative_to(SRC))] = wrong
+    assert offenders == {}
+
+
+def test_the_layer_check_catches_an_upward_import(tmp_path: Path) -> None:
+    module = tmp_path / "up.py"
+    module.write_text("from shipyard.runtime.invoke import Invoker\nimport shipyard.config\n")
+    found = {_layer_of(m) for m in _imports(module)}
+    assert found == {"runtime", "config"}
+    assert not found <= {*LAYERS[LAYERS.index("models") :], *SHARED}

@@ -11,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from shipyard import Agent
+from shipyard.agents.context import RunRequest
 from shipyard.app import App
 from shipyard.config import load_settings
 from shipyard.runtime.services import Services
@@ -42,7 +43,9 @@ async def client(app: FastAPI, key: str | None) -> httpx.AsyncClient:
 async def traced_run(app: FastAPI, tenant: str) -> str:
     """A run of ``tenant`` under a caller's span (recorded once ``invoke`` returns)."""
     caller = TraceParent.new()
-    await services(app).invoker.invoke(tenant_id=tenant, agent="echo", input="hi", parent=caller)
+    await services(app).invoker.invoke(
+        RunRequest(tenant_id=tenant, agent="echo", input="hi", parent=caller)
+    )
     return caller.trace_id
 
 

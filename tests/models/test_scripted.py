@@ -10,7 +10,7 @@ import pytest
 from shipyard.errors import ConfigError, ModelError
 from shipyard.models.base import ModelRequest, UserMessage, complete
 from shipyard.models.prices import price
-from shipyard.models.registry import parse_reference, resolve_model
+from shipyard.models.registry import create_model, parse_reference
 from shipyard.models.scripted import from_reference
 
 
@@ -19,7 +19,7 @@ def ask(text: str) -> ModelRequest:
 
 
 async def test_echo_answers_the_last_user_message() -> None:
-    response = await complete(resolve_model("scripted:echo"), ask("hello world"))
+    response = await complete(create_model("scripted:echo"), ask("hello world"))
     assert response.message.content == "echo: hello world"
     assert response.usage.prompt_tokens == 2 and response.usage.completion_tokens == 3
 

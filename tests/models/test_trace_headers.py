@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import shipyard
+from shipyard.agents.context import RunRequest
 from shipyard.app import build_services
 from shipyard.config import load_settings
 from shipyard.errors import ModelError
@@ -84,7 +85,7 @@ async def test_the_header_names_the_model_calls_span(receiver: Recorder, tmp_pat
     try:
         with pytest.raises(ModelError):
             await services.invoker.invoke(
-                tenant_id="default", agent="remote", input="hi", parent=caller
+                RunRequest(tenant_id="default", agent="remote", input="hi", parent=caller)
             )
         [run] = (await services.records.list_runs("default")).items
         events = await services.records.list_events("default", run.id)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from shipyard import App, RunContext, agent
+from shipyard.agents.context import RunRequest
 from shipyard.app import build_services
 from shipyard.config import load_settings
 from shipyard.errors import InvalidEvent, RunFailure
@@ -68,7 +69,7 @@ async def events_of(services: Services, run_id: str) -> list[tuple[int, str, dic
 
 
 async def test_custom_events_are_recorded_in_order(services: Services) -> None:
-    outcome = await services.invoker.invoke(tenant_id="t", agent="progress", input="go")
+    outcome = await services.invoker.invoke(RunRequest(tenant_id="t", agent="progress", input="go"))
     events = await events_of(services, outcome.run_id)
     assert [seq for seq, _, _ in events] == [1, 2, 3, 4]
     assert [(t, d) for _, t, d in events[1:3]] == [
@@ -78,7 +79,7 @@ async def test_custom_events_are_recorded_in_order(services: Services) -> None:
 
 
 async def test_a_refused_emit_raises_in_the_agent_and_takes_no_seq(services: Services) -> None:
-    outcome = await services.invoker.invoke(tenant_id="t", agent="careful", input="go")
+    outcome = await services.invoker.invoke(RunRequest(tenant_id="t", agent="careful", input="go"))
     refusals = outcome.output.split("\n")
     assert len(refusals) == 5
     assert "must be namespaced" in refusals[0] and "'app.progress'" in refusals[0]
@@ -94,7 +95,7 @@ async def test_an_uncaught_refusal_fails_the_run_saying_why_with_no_gap(
     services: Services,
 ) -> None:
     with pytest.raises(RunFailure, match="custom event type 'progress' must be namespaced"):
-        await services.invoker.invoke(tenant_id="t", agent="careless", input="go")
+        await services.invoker.invoke(RunRequest(tenant_id="t", agent="careless", input="go"))
     run = (await services.records.list_runs("t", agent="careless")).items[0]
     events = await events_of(services, run.id)
     assert [(seq, t) for seq, t, _ in events] == [

@@ -11,6 +11,7 @@ import pytest
 
 import shipyard
 from shipyard import RunContext, RunInput, agent_tool, call_agent, submit_task, task_tool
+from shipyard.agents.context import RunRequest
 from shipyard.app import build_services
 from shipyard.config import load_settings
 from shipyard.errors import ConfigError
@@ -87,7 +88,7 @@ async def _runs(services: Services) -> list[RunRecord]:
 async def test_children_link_to_their_parent_run_and_trace(services: Services) -> None:
     parent = TraceParent.new()
     outcome = await services.invoker.invoke(
-        tenant_id=TENANT, agent="boss", input="the sky", parent=parent
+        RunRequest(tenant_id=TENANT, agent="boss", input="the sky", parent=parent)
     )
     assert outcome.output == "echo: research the sky | echo: write the sky (succeeded)"
     runs = {r.id: r for r in await _runs(services)}
@@ -108,7 +109,9 @@ async def test_children_link_to_their_parent_run_and_trace(services: Services) -
 
 
 async def test_agents_as_tools_hang_under_the_tool_calls_span(services: Services) -> None:
-    outcome = await services.invoker.invoke(tenant_id=TENANT, agent="tool_user", input="go")
+    outcome = await services.invoker.invoke(
+        RunRequest(tenant_id=TENANT, agent="tool_user", input="go")
+    )
     assert outcome.output == "done"
     events = await services.records.list_events(TENANT, outcome.run_id)
     results = {e.data["name"]: e.data for e in events if e.type == "tool.result"}
@@ -128,7 +131,9 @@ async def test_agents_as_tools_hang_under_the_tool_calls_span(services: Services
 
 
 async def test_a_task_handed_over_without_waiting_is_queued(services: Services) -> None:
-    outcome = await services.invoker.invoke(tenant_id=TENANT, agent="dispatcher", input="x")
+    outcome = await services.invoker.invoke(
+        RunRequest(tenant_id=TENANT, agent="dispatcher", input="x")
+    )
     task = await services.tasks.get(TENANT, outcome.output)
     assert task.agent == "echo" and task.input == "later"
     for _ in range(300):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from shipyard import Agent, RunContext, agent
+from shipyard.agents.context import RunRequest
 from shipyard.app import App, build_services
 from shipyard.config import load_settings
 from shipyard.errors import RunFailure, RunTimeout
@@ -39,9 +40,9 @@ async def test_our_timeout_is_504_but_an_agents_own_timeout_is_a_failure(tmp_pat
     svc = await services(tmp_path, run_timeout_s=0.2)
     try:
         with pytest.raises(RunTimeout):
-            await svc.invoker.invoke(tenant_id="t", agent="nap", input="5")
+            await svc.invoker.invoke(RunRequest(tenant_id="t", agent="nap", input="5"))
         with pytest.raises(RunFailure) as caught:
-            await svc.invoker.invoke(tenant_id="t", agent="client_timeout", input="x")
+            await svc.invoker.invoke(RunRequest(tenant_id="t", agent="client_timeout", input="x"))
         assert not isinstance(caught.value, RunTimeout)
         assert caught.value.status == 500 and "TimeoutError" in caught.value.message
     finally:
@@ -50,8 +51,12 @@ async def test_our_timeout_is_504_but_an_agents_own_timeout_is_a_failure(tmp_pat
 
 async def test_shutdown_lets_runs_finish_and_records_the_ones_it_cancels(tmp_path: Path) -> None:
     svc = await services(tmp_path)
-    quick = asyncio.create_task(svc.invoker.invoke(tenant_id="t", agent="nap", input="0.2"))
-    stuck = asyncio.create_task(svc.invoker.invoke(tenant_id="t", agent="nap", input="60"))
+    quick = asyncio.create_task(
+        svc.invoker.invoke(RunRequest(tenant_id="t", agent="nap", input="0.2"))
+    )
+    stuck = asyncio.create_task(
+        svc.invoker.invoke(RunRequest(tenant_id="t", agent="nap", input="60"))
+    )
     await asyncio.sleep(0.05)  # both are running
     await svc.close(drain_s=1.0)
 

@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from shipyard import Agent
+from shipyard.agents.context import RunRequest
 from shipyard.errors import StoreError
 from shipyard.runtime.invoke import Invoker, RunLimits
 from shipyard.runtime.recorder import Recorder
@@ -63,7 +64,9 @@ async def test_a_run_finished_during_an_outage_is_written_when_the_store_returns
 
     await as_owner(postgres_url, f"REVOKE INSERT ON run_events FROM {role}")
     with pytest.raises(StoreError, match="not confirmed"):
-        await invoker.invoke(tenant_id="t1", agent="echo", input="during the outage", run_id=run_id)
+        await invoker.invoke(
+            RunRequest(tenant_id="t1", agent="echo", input="during the outage", run_id=run_id)
+        )
     assert await store.get_run("t1", run_id) is None  # nothing half-written either
 
     await as_owner(postgres_url, f"GRANT INSERT ON run_events TO {role}")
@@ -83,7 +86,10 @@ async def test_close_flushes_what_is_pending(tmp_path: Path) -> None:
     recorder = Recorder(store)
     await recorder.start()
     invoker = Invoker(AGENTS, recorder, RunLimits(default_model="scripted:echo"))
-    outcomes = [await invoker.invoke(tenant_id="t", agent="echo", input=f"n{i}") for i in range(3)]
+    outcomes = [
+        await invoker.invoke(RunRequest(tenant_id="t", agent="echo", input=f"n{i}"))
+        for i in range(3)
+    ]
     await recorder.close()
     await store.close()
 
@@ -114,7 +120,7 @@ async def test_concurrent_runs_share_transactions(tmp_path: Path) -> None:
     await recorder.start()
     invoker = Invoker(AGENTS, recorder, RunLimits(default_model="scripted:echo"))
     await asyncio.gather(
-        *(invoker.invoke(tenant_id="t", agent="echo", input=str(i)) for i in range(100))
+        *(invoker.invoke(RunRequest(tenant_id="t", agent="echo", input=str(i))) for i in range(100))
     )
     await recorder.close()
     page = await store.list_runs("t", limit=500)
@@ -134,8 +140,10 @@ async def test_a_run_the_store_refuses_is_stored_without_its_data_and_blocks_not
     invoker = Invoker(AGENTS, recorder, RunLimits(default_model="scripted:echo"))
     try:
         # PostgreSQL text cannot hold NUL: the output "echo: bad\x00input" is refused.
-        bad = await invoker.invoke(tenant_id="t-nul", agent="echo", input="bad\x00input")
-        good = await invoker.invoke(tenant_id="t-nul", agent="echo", input="fine")
+        bad = await invoker.invoke(
+            RunRequest(tenant_id="t-nul", agent="echo", input="bad\x00input")
+        )
+        good = await invoker.invoke(RunRequest(tenant_id="t-nul", agent="echo", input="fine"))
         stored_bad = await store.get_run("t-nul", bad.run_id)
         stored_good = await store.get_run("t-nul", good.run_id)
     finally:

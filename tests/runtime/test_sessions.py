@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from shipyard import Agent, ContextBudget, SystemMessage, UserMessage
+from shipyard.agents.context import RunRequest
 from shipyard.errors import ContextOverflow, SessionBusy, StoreError, TurnInterrupted
 from shipyard.models.base import AssistantMessage
 from shipyard.runtime.compaction import SUMMARY_PREFIX
@@ -60,7 +61,7 @@ async def close(service: SessionService) -> None:
 async def fifty_turns(service: SessionService, session: str) -> list[object]:
     async def one(n: int) -> object:
         try:
-            return await service.turn("t", session, f"m{n}")
+            return await service.turn(RunRequest.turn("t", session, f"m{n}"))
         except SessionBusy as exc:
             return exc
 
@@ -134,7 +135,7 @@ async def test_enqueued_turns_run_in_the_order_they_arrived(
         turns = []
         for n in range(5):
             service = (first, second)[n % 2] if replicas == 2 else first
-            turns.append(asyncio.create_task(service.turn("t", session, f"t{n}")))
+            turns.append(asyncio.create_task(service.turn(RunRequest.turn("t", session, f"t{n}"))))
             await asyncio.sleep(0.3)
         await asyncio.gather(*turns)
         history = (await first.get("t", session)).history
@@ -158,12 +159,12 @@ async def test_a_queued_turn_that_gives_up_leaves_the_line(
         session = (
             await first.create("t", "slowest", metadata={}, ttl_s=None, on_busy="enqueue")
         ).id
-        running = asyncio.create_task(first.turn("t", session, "t0"))
+        running = asyncio.create_task(first.turn(RunRequest.turn("t", session, "t0")))
         await asyncio.sleep(0.2)
         with pytest.raises(SessionBusy, match=r"waited 0\.3s"):
-            await impatient.turn("t", session, "t1")
-        cancelled = asyncio.create_task(first.turn("t", session, "t2"))
-        last = asyncio.create_task(first.turn("t", session, "t3"))
+            await impatient.turn(RunRequest.turn("t", session, "t1"))
+        cancelled = asyncio.create_task(first.turn(RunRequest.turn("t", session, "t2")))
+        last = asyncio.create_task(first.turn(RunRequest.turn("t", session, "t3")))
         await asyncio.sleep(0.2)
         cancelled.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -210,7 +211,7 @@ async def test_truncate_drops_the_oldest_turns_from_the_model_only(
     try:
         session = (await service.create("t", "short", metadata={}, ttl_s=None)).id
         for n in range(8):
-            await service.turn("t", session, f"message number {n} " + "x" * 40)
+            await service.turn(RunRequest.turn("t", session, f"message number {n} " + "x" * 40))
         last = model.requests[-1].messages
         assert len(last) < 16 and last[-1].content.startswith("message number 7")
         assert isinstance(last[0], UserMessage)  # cut on a turn boundary
@@ -230,7 +231,7 @@ async def test_summarize_replaces_old_turns_with_a_summary(
     try:
         session = (await service.create("t", "sum", metadata={}, ttl_s=None)).id
         for n in range(6):
-            await service.turn("t", session, f"fact {n}: " + "y" * 60)
+            await service.turn(RunRequest.turn("t", session, f"fact {n}: " + "y" * 60))
         last = model.requests[-1].messages
         assert isinstance(last[0], SystemMessage) and last[0].content.startswith(SUMMARY_PREFIX)
         assert last[-1].content.startswith("fact 5")
@@ -246,9 +247,9 @@ async def test_error_policy_refuses_an_overflowing_turn(store: StateStore, tmp_p
     )
     try:
         session = (await service.create("t", "strict", metadata={}, ttl_s=None)).id
-        await service.turn("t", session, "short")
+        await service.turn(RunRequest.turn("t", session, "short"))
         with pytest.raises(ContextOverflow):
-            await service.turn("t", session, "z" * 400)
+            await service.turn(RunRequest.turn("t", session, "z" * 400))
         assert len((await service.get("t", session)).history) == 2
     finally:
         await close(service)

@@ -12,6 +12,7 @@ from typing import Any, get_args
 import pytest
 
 from shipyard import Agent, tool
+from shipyard.agents.context import RunRequest
 from shipyard.app import App, build_services
 from shipyard.config import load_settings
 from shipyard.errors import ModelError
@@ -75,18 +76,21 @@ async def run_all(svc: Services, events: list[Event]) -> tuple[RunOutcome, str]:
     """A run with tools in a session's task, a failed run under a caller's span, and a guard
     flag; returns the first run's outcome and the guard's run id."""
     outcome = await svc.invoker.invoke(
-        tenant_id="acme",
-        agent="calc",
-        input="add 2 and 3; my password is s3cret",
-        metadata={"user": "s3cret-user"},
-        session_id="ses_1",
-        task_id="task_1",
+        RunRequest(
+            tenant_id="acme",
+            agent="calc",
+            input="add 2 and 3; my password is s3cret",
+            metadata={"user": "s3cret-user"},
+            session_id="ses_1",
+            task_id="task_1",
+        ),
         sinks=[events.append],
         stream_deltas=True,
     )
     with pytest.raises(ModelError):
         await svc.invoker.invoke(
-            tenant_id="acme", agent="broken", input="hi", parent=CALLER, sinks=[events.append]
+            RunRequest(tenant_id="acme", agent="broken", input="hi", parent=CALLER),
+            sinks=[events.append],
         )
     # guard.flag has no producer yet: a real emitter feeds the same log
     eventlog = svc.observability.eventlog

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from shipyard import Agent, App, RunContext, agent, tool
+from shipyard.agents.context import RunRequest
 from shipyard.app import build_services
 from shipyard.config import load_settings
 from shipyard.errors import RunFailure
@@ -68,12 +69,14 @@ def metrics_of(services: Services) -> Metrics:
 
 async def test_runs_are_counted_by_execution_model_and_outcome(services: Services) -> None:
     invoker = services.invoker
-    await invoker.invoke(tenant_id="acme", agent="echo", input="one")
-    await invoker.invoke(tenant_id="acme", agent="echo", input="two", task_id="task_0001")
+    await invoker.invoke(RunRequest(tenant_id="acme", agent="echo", input="one"))
+    await invoker.invoke(
+        RunRequest(tenant_id="acme", agent="echo", input="two", task_id="task_0001")
+    )
     session = await services.sessions.create("acme", "echo", metadata={}, ttl_s=None)
-    await services.sessions.turn("acme", session.id, "three")
+    await services.sessions.turn(RunRequest.turn("acme", session.id, "three"))
     with pytest.raises(RunFailure):
-        await invoker.invoke(tenant_id="acme", agent="raises", input="four")
+        await invoker.invoke(RunRequest(tenant_id="acme", agent="raises", input="four"))
 
     found = Scrape(metrics_of(services).render().decode())
     runs = "shipyard_runs_total"
@@ -88,7 +91,9 @@ async def test_runs_are_counted_by_execution_model_and_outcome(services: Service
 
 
 async def test_a_tool_name_the_model_made_up_is_not_a_label(services: Services) -> None:
-    outcome = await services.invoker.invoke(tenant_id="acme", agent="confused", input="go")
+    outcome = await services.invoker.invoke(
+        RunRequest(tenant_id="acme", agent="confused", input="go")
+    )
     assert outcome.output == "Gave up."
 
     found = Scrape(metrics_of(services).render().decode())
@@ -104,7 +109,7 @@ async def test_a_tool_name_the_model_made_up_is_not_a_label(services: Services) 
 
 async def test_a_tenant_is_shown_its_own_series_only(services: Services) -> None:
     for tenant in ("acme", "globex"):
-        await services.invoker.invoke(tenant_id=tenant, agent="echo", input="hi")
+        await services.invoker.invoke(RunRequest(tenant_id=tenant, agent="echo", input="hi"))
     metrics = metrics_of(services)
     tokens = "shipyard_llm_tokens_total"
     everyone = Scrape(metrics.render().decode())
@@ -116,7 +121,7 @@ async def test_a_tenant_is_shown_its_own_series_only(services: Services) -> None
 
 
 async def test_every_metrics_has_its_own_registry(services: Services) -> None:
-    await services.invoker.invoke(tenant_id="acme", agent="echo", input="hi")
+    await services.invoker.invoke(RunRequest(tenant_id="acme", agent="echo", input="hi"))
     other = Metrics()
     assert Scrape(other.render().decode())["shipyard_runs_total", {}] == 0
     assert Scrape(metrics_of(services).render().decode())["shipyard_runs_total", {}] == 1

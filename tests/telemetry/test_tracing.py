@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shipyard import Agent, RunContext, agent, tool
+from shipyard.agents.context import RunRequest
 from shipyard.app import App, build_services
 from shipyard.config import load_settings
 from shipyard.errors import ModelError
@@ -85,7 +86,7 @@ def ns(event: Event) -> int:
 
 
 async def test_a_run_is_a_tree_of_spans_with_the_events_ids(svc: Services) -> None:
-    outcome = await svc.invoker.invoke(tenant_id=TENANT, agent="calc", input="2+3?")
+    outcome = await svc.invoker.invoke(RunRequest(tenant_id=TENANT, agent="calc", input="2+3?"))
     events = await events_of(svc, outcome.run_id)
     spans = {s["span_id"]: s for s in await stored(svc, outcome.trace_id)}
 
@@ -151,7 +152,7 @@ async def test_a_run_is_a_tree_of_spans_with_the_events_ids(svc: Services) -> No
 
 async def test_a_failed_run_and_its_unanswered_model_call_are_errors(svc: Services) -> None:
     with pytest.raises(ModelError):
-        await svc.invoker.invoke(tenant_id=TENANT, agent="broken", input="hi")
+        await svc.invoker.invoke(RunRequest(tenant_id=TENANT, agent="broken", input="hi"))
     [run_record] = (await svc.records.list_runs(TENANT, agent="broken")).items
     assert run_record.trace_id is not None
     events = await events_of(svc, run_record.id)
@@ -169,7 +170,7 @@ async def test_a_failed_run_and_its_unanswered_model_call_are_errors(svc: Servic
 async def test_a_run_with_a_caller_hangs_under_the_callers_span(svc: Services) -> None:
     caller = TraceParent.new()
     outcome = await svc.invoker.invoke(
-        tenant_id=TENANT, agent="calc", input="2+3?", parent=caller, session_id="ses_1"
+        RunRequest(tenant_id=TENANT, agent="calc", input="2+3?", parent=caller, session_id="ses_1")
     )
     assert outcome.trace_id == caller.trace_id
     spans = await stored(svc, caller.trace_id)
@@ -184,7 +185,9 @@ async def test_an_agent_calling_another_makes_one_trace(tmp_path: Path) -> None:
 
     @agent("outer")
     async def outer(ctx: RunContext, input: object) -> str:
-        inner = await services[0].invoker.invoke(tenant_id=ctx.tenant_id, agent="calc", input="x")
+        inner = await services[0].invoker.invoke(
+            RunRequest(tenant_id=ctx.tenant_id, agent="calc", input="x")
+        )
         return f"inner said {inner.output}"
 
     services.append(build(tmp_path, outer))
@@ -192,7 +195,7 @@ async def test_an_agent_calling_another_makes_one_trace(tmp_path: Path) -> None:
     await svc.records.migrate()
     await svc.start()
     try:
-        outcome = await svc.invoker.invoke(tenant_id=TENANT, agent="outer", input="go")
+        outcome = await svc.invoker.invoke(RunRequest(tenant_id=TENANT, agent="outer", input="go"))
         spans = await stored(svc, outcome.trace_id)
     finally:
         await svc.close()
@@ -205,7 +208,7 @@ async def test_an_agent_calling_another_makes_one_trace(tmp_path: Path) -> None:
 
 
 async def test_a_guard_flag_is_an_event_of_the_run_span(svc: Services) -> None:
-    outcome = await svc.invoker.invoke(tenant_id=TENANT, agent="flagged", input="hi")
+    outcome = await svc.invoker.invoke(RunRequest(tenant_id=TENANT, agent="flagged", input="hi"))
     [run] = await stored(svc, outcome.trace_id)
     [event] = run["events"]
     assert event["name"] == "shipyard.guard.flag"
@@ -223,9 +226,13 @@ async def test_the_sdk_processors_get_the_same_spans_as_the_store(
     """What OTLP exports: the SDK's ``ReadableSpan`` of every span, with the stored ids, links,
     kinds, times, statuses and attributes (a remote parent for the run span only)."""
     caller = TraceParent.new()
-    await svc.invoker.invoke(tenant_id=TENANT, agent="calc", input="2+3?", parent=caller)
+    await svc.invoker.invoke(
+        RunRequest(tenant_id=TENANT, agent="calc", input="2+3?", parent=caller)
+    )
     with pytest.raises(ModelError):
-        await svc.invoker.invoke(tenant_id=TENANT, agent="broken", input="hi", parent=caller)
+        await svc.invoker.invoke(
+            RunRequest(tenant_id=TENANT, agent="broken", input="hi", parent=caller)
+        )
     stored_spans = {s["span_id"]: s for s in await stored(svc, caller.trace_id)}
     runs = (await svc.records.list_runs(TENANT)).items
     events = [e for r in reversed(runs) for e in await events_of(svc, r.id)]

@@ -1,14 +1,54 @@
-"""What a running agent can see and use: its ids, the event emitter, and defaults."""
+"""What a run is (``RunRequest``) and what a running agent can see and use (``RunContext``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from shipyard.models.base import Message, Usage
-from shipyard.telemetry.events import Emitter, EventType, Step
+import httpx
+
+from shipyard.models.base import ChatModel, Message, Usage
+from shipyard.models.instrumented import InstrumentedModel
+from shipyard.models.resolver import ModelResolver
+from shipyard.telemetry.events import Emitter, EventType, Step, new_id
+from shipyard.telemetry.tracecontext import TraceParent
 
 RunInput = str | list[Message]
+
+
+def _new_run_id() -> str:
+    return new_id("run")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunRequest:
+    """What a run is, built once at its entry point (the invoke route, a session turn, a
+    worker's task, an agent calling another, ``shipyard.testing.run_agent``) and carried on
+    the run's ``RunContext`` as ``ctx.request``.
+
+    ``agent``: for a session turn the session's agent decides (``RunRequest.turn`` leaves it
+    empty). ``parent``: the caller's span (``traceparent``); with ``parent_run_id``, the run
+    that started this one. ``model``: overrides the agent's model for this run only.
+    ``timeout_s``: this run's timeout, at most the server's (``None``: the server's).
+    """
+
+    tenant_id: str
+    agent: str
+    input: RunInput
+    run_id: str = field(default_factory=_new_run_id)
+    session_id: str | None = None
+    task_id: str | None = None
+    parent_run_id: str | None = None
+    parent: TraceParent | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    model: str | ChatModel | None = None
+    timeout_s: float | None = None
+
+    @classmethod
+    def turn(cls, tenant_id: str, session_id: str, input: RunInput, **fields: Any) -> RunRequest:
+        """A session turn's request (the session names the agent)."""
+        return cls(tenant_id=tenant_id, agent="", input=input, session_id=session_id, **fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,16 +68,41 @@ class ContextBudget:
 
 @dataclass(slots=True)
 class RunContext:
-    """Handed to every agent run; ``usage`` accumulates as model calls are made."""
+    """Handed to every agent run; ``usage`` accumulates as model calls are made.
+
+    ``request`` is what the run is (its input, session, task, parent, metadata...).
+    """
 
     run_id: str
     tenant_id: str
     agent: str
     emitter: Emitter
     default_model: str
+    request: RunRequest
+    models: ModelResolver
+    http: httpx.AsyncClient
+    """The server's HTTP client for tools (``ctx: RunContext`` in a tool). Its transport is the
+    egress seam: the composition root builds it on the egress policy's guarded transport
+    (``SHIPYARD_TOOL_ALLOW`` lets internal targets through), and secret injection will plug in
+    there too."""
     tool_timeout_s: float = 30.0
     metadata: dict[str, Any] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
+    model_calls: int = 0
+
+    def model(self, ref: str | ChatModel | None = None) -> InstrumentedModel:
+        """The model for a call of this run: the request's override, else ``ref`` (the
+        agent's), else the server's default — resolved by the server's resolver (its wrappers
+        around it) and instrumented, so the call is on the run's stream, priced and counted."""
+        chosen = self.request.model or ref or self.default_model
+        return InstrumentedModel(self.models.resolve(chosen), self)
+
+    def next_model_step(self) -> int:
+        self.model_calls += 1
+        return self.model_calls
+
+    def add_usage(self, usage: Usage) -> None:
+        self.usage = self.usage + usage
 
     def emit(self, type_: EventType | str, /, span_id: str | None = None, **data: Any) -> None:
         """Add an event to the run's stream: one of Shipyard's kinds, or one of your own with a

@@ -1,6 +1,7 @@
 """The tool-calling loop of ``Agent``.
 
-1. Ask the model, streaming; every delta becomes an ``llm.delta`` event.
+1. Ask the model (``ctx.model``: resolved, wrapped and instrumented, so every delta becomes
+   an ``llm.delta`` event).
 2. Decide the next step from its answer: ``FinalOutput`` (no tool calls) or ``RunTools``.
 3. ``RunTools``: validate and run every call concurrently, each under its timeout; each result —
    success or error — goes back to the model as a tool message.
@@ -16,20 +17,17 @@ from typing import TYPE_CHECKING, assert_never
 
 from shipyard.agents.context import RunContext, RunInput, RunResult
 from shipyard.agents.tool import ToolResult
-from shipyard.errors import MaxStepsExceeded, ModelError, ShipyardError
+from shipyard.errors import MaxStepsExceeded
 from shipyard.models.base import (
     Message,
     ModelRequest,
     ModelResponse,
     SystemMessage,
-    TextDelta,
     ToolCall,
     ToolMessage,
     UserMessage,
 )
-from shipyard.models.registry import resolve_model
 from shipyard.telemetry.events import current_step, new_span_id
-from shipyard.telemetry.tracecontext import TraceParent
 
 if TYPE_CHECKING:
     from shipyard.agents.agent import Agent
@@ -51,8 +49,8 @@ Step = FinalOutput | RunTools
 async def run_loop(agent: Agent, ctx: RunContext, input: RunInput) -> RunResult:
     history = _initial_messages(agent, input)
     new: list[Message] = [history[-1]] if isinstance(input, str) else []
-    for step_no in range(1, agent.max_steps + 1):
-        response = await _ask_model(agent, ctx, history, step_no)
+    for _ in range(agent.max_steps):
+        response = await _ask_model(agent, ctx, history)
         history.append(response.message)
         new.append(response.message)
         step = _next_step(response)
@@ -87,55 +85,15 @@ def _next_step(response: ModelResponse) -> Step:
     return FinalOutput(response.message.content or "")
 
 
-async def _ask_model(
-    agent: Agent, ctx: RunContext, history: list[Message], step_no: int
-) -> ModelResponse:
-    model = resolve_model(agent.model or ctx.default_model)
-    span = new_span_id()
+async def _ask_model(agent: Agent, ctx: RunContext, history: list[Message]) -> ModelResponse:
+    """One model call, through the run's resolver and instrumentation (``ctx.model``)."""
     request = ModelRequest(
         messages=tuple(history),
         tools=agent.tool_specs,
         temperature=agent.temperature,
         max_tokens=agent.max_tokens,
-        traceparent=TraceParent(ctx.emitter.trace_id, span).header(),
     )
-    ctx.emit(
-        "llm.request",
-        span,
-        model=model.name,
-        step=step_no,
-        messages=len(history),
-        tools=len(request.tools),
-    )
-    started = time.perf_counter()
-    final: ModelResponse | None = None
-    try:
-        async for item in model.stream(request):
-            if isinstance(item, TextDelta):
-                ctx.emit("llm.delta", span, text=item.text)
-            else:
-                final = item
-    except ShipyardError:
-        raise
-    except Exception as exc:  # a provider's own exception types stop here
-        raise ModelError(f"{model.name}: {type(exc).__name__}: {exc}") from exc
-    if final is None:
-        raise ModelError(f"{model.name} ended its stream without a response")
-    ctx.usage = ctx.usage + final.usage
-    ctx.emit(
-        "llm.response",
-        span,
-        model=model.name,
-        step=step_no,
-        content=final.message.content,
-        tool_calls=[c.model_dump() for c in final.message.tool_calls],
-        prompt_tokens=final.usage.prompt_tokens,
-        completion_tokens=final.usage.completion_tokens,
-        cost_usd=final.usage.cost_usd,
-        latency_ms=round((time.perf_counter() - started) * 1000, 3),
-        finish_reason=final.finish_reason,
-    )
-    return final
+    return await ctx.model(agent.model).complete(request)
 
 
 async def _run_tools(
@@ -162,7 +120,7 @@ async def _run_tool(agent: Agent, ctx: RunContext, call: ToolCall) -> ToolResult
         # runs inside its own gather task: the step is this tool's alone
         current_step.set(ctx.step(span))
         result = await tool.call(
-            call.arguments, default_timeout_s=agent.tool_timeout_s or ctx.tool_timeout_s
+            call.arguments, default_timeout_s=agent.tool_timeout_s or ctx.tool_timeout_s, ctx=ctx
         )
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
     if result.ok:

@@ -3,6 +3,10 @@
 The JSON schema comes from the signature (types, defaults) and the docstring (the summary and the
 per-argument descriptions). Arguments are validated before the function runs; whatever goes wrong
 becomes an error result for the model, never an exception that ends the run.
+
+A parameter annotated ``RunContext`` (any name, usually ``ctx``) is not shown to the model: it
+receives the run's context — its ids and request, ``ctx.http`` (the server's HTTP client, under
+the egress policy), ``ctx.emit`` for events of the tool's own.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import docstring_parser
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import to_json
 
+from shipyard.agents.context import RunContext
 from shipyard.errors import ConfigError, ModelRetry
 from shipyard.models.base import ToolSpec
 
@@ -43,6 +48,8 @@ class Tool:
     args_model: type[BaseModel]
     fn: Callable[..., Any]
     timeout_s: float | None = None
+    context_arg: str | None = None
+    """The parameter that receives the run's ``RunContext`` (hidden from the model), if any."""
     spec: ToolSpec = field(init=False, repr=False, compare=False)
     is_async: bool = field(init=False, repr=False, compare=False)
 
@@ -53,8 +60,11 @@ class Tool:
         object.__setattr__(self, "spec", spec)
         object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.fn))
 
-    async def call(self, arguments: str, *, default_timeout_s: float) -> ToolResult:
-        """Validate ``arguments`` (JSON text), run under a timeout, report the outcome."""
+    async def call(
+        self, arguments: str, *, default_timeout_s: float, ctx: RunContext | None = None
+    ) -> ToolResult:
+        """Validate ``arguments`` (JSON text), run under a timeout, report the outcome;
+        ``ctx`` goes to the tool's context parameter, if it has one."""
         try:
             args = self.args_model.model_validate_json(arguments or "{}")
         except ValidationError as exc:
@@ -64,7 +74,10 @@ class Tool:
         timeout = self.timeout_s or default_timeout_s
         try:
             async with asyncio.timeout(timeout):
-                value = await self._invoke({k: getattr(args, k) for k in type(args).model_fields})
+                kwargs = {k: getattr(args, k) for k in type(args).model_fields}
+                if self.context_arg is not None:
+                    kwargs[self.context_arg] = ctx
+                value = await self._invoke(kwargs)
         except TimeoutError:
             return ToolResult(False, f"{self.name} timed out after {timeout:g}s", "timeout")
         except ModelRetry as exc:
@@ -120,11 +133,15 @@ def make_tool(
     arg_docs = {p.arg_name: p.description for p in doc.params}
     hints = get_type_hints(func)
     fields: dict[str, Any] = {}
+    context_arg: str | None = None
     for param in inspect.signature(func).parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise ConfigError(f"tool {func.__name__}: *args and **kwargs cannot be described")
         if param.name not in hints:
             raise ConfigError(f"tool {func.__name__}: argument {param.name!r} needs a type hint")
+        if hints[param.name] is RunContext:
+            context_arg = param.name
+            continue
         default = ... if param.default is param.empty else param.default
         fields[param.name] = (
             hints[param.name],
@@ -140,6 +157,7 @@ def make_tool(
         args_model=args_model,
         fn=func,
         timeout_s=timeout_s,
+        context_arg=context_arg,
     )
 
 

@@ -1,7 +1,8 @@
 """Model references (``provider:model?option=value``) to ``ChatModel`` instances.
 
-One provider module per prefix, imported only when a reference names it. Instances are cached
-per reference, so a server shares one client (and one connection pool) per model.
+One provider module per prefix, imported only when a reference names it. Nothing is cached
+here: the ``ModelResolver`` (``shipyard.models.resolver``) the composition root owns keeps one
+instance per reference, so a server shares one client (and one connection pool) per model.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ PROVIDERS: dict[str, str] = {
     "scripted": "shipyard.models.scripted",
 }
 
-_cache: dict[str, ChatModel] = {}
-
 
 def parse_reference(ref: str) -> tuple[str, str, dict[str, str]]:
     """Split ``provider:model?k=v`` into its parts, rejecting what is not of that shape."""
@@ -38,15 +37,8 @@ def parse_reference(ref: str) -> tuple[str, str, dict[str, str]]:
     return provider, spec, dict(parse_qsl(query, keep_blank_values=True))
 
 
-def resolve_model(ref: str | ChatModel) -> ChatModel:
-    """The model for a reference, created on first use."""
-    if not isinstance(ref, str):
-        return ref
-    cached = _cache.get(ref)
-    if cached is not None:
-        return cached
+def create_model(ref: str) -> ChatModel:
+    """A new model for a reference (``ModelResolver`` keeps the instances)."""
     provider, spec, options = parse_reference(ref)
     factory: Factory = importlib.import_module(PROVIDERS[provider]).from_reference
-    model = factory(spec, options)
-    _cache[ref] = model
-    return model
+    return factory(spec, options)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from shipyard.agents.context import RunInput
+from shipyard.agents.context import RunInput, RunRequest
 from shipyard.errors import RunCancelled
 from shipyard.runtime.control import Stopper
 from shipyard.runtime.invoke import RunOutcome
@@ -98,30 +98,23 @@ async def run_task(
     parent = TraceParent.parse(headers.get("traceparent"))
     parent_run_id = headers.get(PARENT_RUN_HEADER)
 
+    request = RunRequest(
+        tenant_id=task.tenant_id,
+        agent=task.agent,
+        input=input,
+        run_id=run_id,
+        session_id=task.session_id,
+        task_id=task.id,
+        parent=parent,
+        parent_run_id=parent_run_id,
+        metadata=task.metadata,
+    )
+
     async def run(extra: Sequence[Sink]) -> RunOutcome:
         every = [*extra, *sinks]
         if task.session_id:
-            return await services.sessions.turn(
-                task.tenant_id,
-                task.session_id,
-                input,
-                sinks=every,
-                task_id=task.id,
-                parent=parent,
-                parent_run_id=parent_run_id,
-                run_id=run_id,
-            )
-        return await services.invoker.invoke(
-            tenant_id=task.tenant_id,
-            agent=task.agent,
-            input=input,
-            metadata=task.metadata,
-            sinks=every,
-            task_id=task.id,
-            parent=parent,
-            parent_run_id=parent_run_id,
-            run_id=run_id,
-        )
+            return await services.sessions.turn(request, sinks=every)
+        return await services.invoker.invoke(request, sinks=every)
 
     return await stopper.run(
         run,

@@ -8,27 +8,28 @@ in the record store whatever happens here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from shipyard.agents.context import ContextBudget
 from shipyard.errors import ContextOverflow
 from shipyard.models.base import (
-    ChatModel,
     Message,
     ModelRequest,
     SystemMessage,
     ToolMessage,
     UserMessage,
-    complete,
 )
-from shipyard.models.registry import resolve_model
 
 SUMMARY_PREFIX = "Summary of the earlier conversation: "
 _SUMMARIZE = (
     "Summarize the conversation below for your own later use: the facts, names, numbers, "
     "decisions and open questions. Be concise; write only the summary."
 )
+
+
+Summarizer = Callable[[ModelRequest], Awaitable[str]]
+"""Makes a summary request's model call; its answer text."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +57,11 @@ async def compact(
     history: Sequence[Message],
     said: Sequence[Message],
     *,
-    model: str | ChatModel,
+    summarize: Summarizer,
 ) -> Compaction | None:
-    """What to drop so that ``summary + history + said`` fits, or None if it already does."""
+    """What to drop so that ``summary + history + said`` fits, or None if it already does.
+    ``summarize`` makes the model call that writes a summary (the session runs it as a run of
+    its own, through the invoker)."""
     if estimate_tokens([*([summary] if summary else []), *history, *said]) <= budget.max_tokens:
         return None
     if budget.policy == "error":
@@ -71,7 +74,7 @@ async def compact(
         return Compaction(dropped=cut, summary=summary)
     if cut == 0:
         return None
-    text = await _summarize(model, [*([summary] if summary else []), *history[:cut]])
+    text = await summarize(summary_request([*([summary] if summary else []), *history[:cut]]))
     return Compaction(dropped=cut, summary=SystemMessage(content=SUMMARY_PREFIX + text))
 
 
@@ -92,16 +95,15 @@ def _cut(history: Sequence[Message], said: Sequence[Message], budget: ContextBud
     return len(history)
 
 
-async def _summarize(model_ref: str | ChatModel, messages: Sequence[Message]) -> str:
+def summary_request(messages: Sequence[Message]) -> ModelRequest:
+    """The model call that summarizes ``messages``."""
     transcript = "\n".join(
         f"{m.role}: {m.content}"
         for m in messages
         if isinstance(m.content, str) and m.content
         if not isinstance(m, ToolMessage) or len(m.content) < 2000
     )
-    request = ModelRequest(
+    return ModelRequest(
         messages=(SystemMessage(content=_SUMMARIZE), UserMessage(content=transcript)),
         max_tokens=512,
     )
-    response = await complete(resolve_model(model_ref), request)
-    return (response.message.content or "").strip()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 
-from shipyard.agents.context import RunInput
+from shipyard.agents.context import RunInput, RunRequest
 from shipyard.agents.delegate import DelegatedTask
 from shipyard.errors import ConfigError
 from shipyard.runtime.invoke import Invoker
@@ -27,7 +27,8 @@ class Delegation:
     async def call(self, agent: str, input: RunInput) -> str:
         step = _step()
         # the invoker takes the parent run and span from the current step
-        outcome = await self._invoker.invoke(tenant_id=step.tenant_id, agent=agent, input=input)
+        request = RunRequest(tenant_id=step.tenant_id, agent=agent, input=input)
+        outcome = await self._invoker.invoke(request)
         return outcome.output
 
     async def submit(

@@ -6,13 +6,14 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import httpx
 import structlog
 
 from shipyard.agents.agent import AgentLike
-from shipyard.agents.context import RunContext, RunInput, RunResult
+from shipyard.agents.context import RunContext, RunInput, RunRequest, RunResult
 from shipyard.agents.delegate import AgentCalls, current_calls
 from shipyard.errors import (
     AgentNotFound,
@@ -22,10 +23,22 @@ from shipyard.errors import (
     ShipyardError,
     StoreError,
 )
+from shipyard.guard.egress import EgressPolicy, guarded_transport
 from shipyard.models.base import AssistantMessage, ChatModel, Message, Usage, UserMessage
+from shipyard.models.resolver import ModelResolver
+from shipyard.runtime.hooks import RunHook, run_hooked
 from shipyard.runtime.recorder import Recorder
 from shipyard.stores.storable import without_lone_surrogates
-from shipyard.telemetry.events import Emitter, Event, Sink, current_step, new_id, new_span_id
+from shipyard.telemetry.eventlog import BodyRedaction, current_redactor
+from shipyard.telemetry.events import (
+    Emitter,
+    Event,
+    EventProcessor,
+    ProcessorFactory,
+    Sink,
+    current_step,
+    new_span_id,
+)
 from shipyard.telemetry.tracecontext import TraceParent, new_trace_id
 
 log = structlog.get_logger(__name__)
@@ -58,15 +71,31 @@ class Invoker:
     def __init__(
         self,
         agents: Mapping[str, AgentLike],
-        recorder: Recorder,
+        recorder: Recorder | None,
         limits: RunLimits,
         observers: Sequence[Sink] = (),
+        *,
+        models: ModelResolver | None = None,
+        processors: Sequence[ProcessorFactory] = (),
+        hooks: Sequence[RunHook] = (),
+        http: httpx.AsyncClient | None = None,
     ) -> None:
-        """``observers`` see every event of every run (logs, metrics, traces)."""
+        """``recorder``: where runs are recorded (``None``: nowhere, for ``run_agent``).
+        ``observers`` see every event of every run (logs, metrics, traces); ``models``
+        resolves every model call of every run (a resolver without wrappers if not given);
+        ``processors`` make each run's event processors, which every event passes through, in
+        order, before any sink (after the ``set_redactor`` hook's, if one is installed);
+        ``hooks`` run before and after every agent run (``shipyard.runtime.hooks``); ``http``
+        is the client tools get as ``ctx.http`` (default: one on the egress policy's guarded
+        transport, with no exceptions to the policy)."""
+        self.http = http or httpx.AsyncClient(transport=guarded_transport(EgressPolicy()))
+        self._hooks = tuple(hooks)
+        self.models = models or ModelResolver()
+        self._processors = tuple(processors)
         self._agents = agents
         self._recorder = recorder
         self._limits = limits
-        self._sinks = [recorder.sink, *observers]
+        self._sinks = [*([recorder.sink] if recorder else []), *observers]
         self.calls: AgentCalls | None = None
         """How this invoker's runs reach other agents (set by the composition root)."""
         self._inflight: set[asyncio.Task[Any]] = set()
@@ -83,56 +112,66 @@ class Invoker:
 
     async def invoke(
         self,
+        request: RunRequest,
         *,
-        tenant_id: str,
-        agent: str,
-        input: RunInput,
-        metadata: dict[str, Any] | None = None,
         sinks: Sequence[Sink] = (),
         stream_deltas: bool = False,
-        run_id: str | None = None,
-        session_id: str | None = None,
-        task_id: str | None = None,
-        parent: TraceParent | None = None,
-        parent_run_id: str | None = None,
     ) -> RunOutcome:
-        """``parent``: the caller's span (``traceparent``). Called from inside another run (an
-        agent's tool), the run is that run's child: same trace, parented to the calling step."""
-        target = self.agent(agent)
-        step = current_step.get()
-        if parent is None and step is not None and step.tenant_id == tenant_id:
-            parent = TraceParent(step.trace_id, step.span_id)
-            parent_run_id = parent_run_id or step.run_id
+        """Run ``request``; ``sinks`` also see its events (a stream), ``stream_deltas`` adds
+        the model's ``llm.delta`` events to them. Called from inside another run (an agent's
+        tool) without a ``parent``, the run is that run's child: same trace, parented to the
+        calling step."""
+        return await self.invoke_with(
+            self.agent(request.agent), request, sinks=sinks, stream_deltas=stream_deltas
+        )
+
+    async def invoke_with(
+        self,
+        target: AgentLike,
+        request: RunRequest,
+        *,
+        sinks: Sequence[Sink] = (),
+        stream_deltas: bool = False,
+    ) -> RunOutcome:
+        """Run ``target`` (an agent the invoker need not serve: a session's compaction, a test's
+        agent) for ``request``, through the same pipeline as every run."""
+        request = _with_parent(request)
+        parent = request.parent
         emitter = Emitter(
-            run_id=run_id or new_id("run"),
-            tenant_id=tenant_id,
+            run_id=request.run_id,
+            tenant_id=request.tenant_id,
             agent=target.name,
             trace_id=parent.trace_id if parent else new_trace_id(),
             span_id=new_span_id(),
             parent_span_id=parent.span_id if parent else None,
             sinks=[_storable(*self._sinks, *sinks)],
             stream_deltas=stream_deltas,
-            session_id=session_id,
-            task_id=task_id,
+            processors=self._run_processors(),
+            session_id=request.session_id,
+            task_id=request.task_id,
         )
         ctx = RunContext(
-            run_id=emitter.run_id,
-            tenant_id=tenant_id,
+            run_id=request.run_id,
+            tenant_id=request.tenant_id,
             agent=target.name,
             emitter=emitter,
             default_model=self._limits.default_model,
+            request=request,
+            models=self.models,
+            http=self.http,
             tool_timeout_s=self._limits.tool_timeout_s,
-            metadata=metadata or {},
+            metadata=dict(request.metadata),
         )
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
         try:
-            return await self._run(target, ctx, input, parent_run_id)
+            return await self._run(target, ctx)
         finally:
             if task is not None:
                 self._inflight.discard(task)
-            await self._recorder.durable()
+            if self._recorder is not None:
+                await self._recorder.durable()
 
     async def drain(self, timeout_s: float) -> None:
         """Let runs in flight finish (at shutdown); cancel those still going after ``timeout_s``.
@@ -148,22 +187,26 @@ class Invoker:
         if late:
             await asyncio.wait(late, timeout=5)
 
-    async def _run(
-        self, target: AgentLike, ctx: RunContext, input: RunInput, parent_run_id: str | None
-    ) -> RunOutcome:
+    async def _run(self, target: AgentLike, ctx: RunContext) -> RunOutcome:
         started = time.perf_counter()
+        input, parent_run_id = ctx.request.input, ctx.request.parent_run_id
         lineage = {"parent_run_id": parent_run_id} if parent_run_id else {}
         ctx.emit("run.started", input=_jsonable(input), metadata=ctx.metadata, **lineage)
-        limit = asyncio.timeout(self._limits.run_timeout_s)
+        timeout_s = self._timeout_s(ctx.request)
+        limit = asyncio.timeout(timeout_s)
         step = current_step.set(ctx.step(ctx.emitter.span_id))  # a function agent's children
         calls = current_calls.set(self.calls)
         try:
             async with limit:
-                result = _storable_result(await target.run(ctx, input))
+                if self._hooks:
+                    result = await run_hooked(self._hooks, target, ctx)
+                else:  # no coroutine of its own for the hooks' step when there are none
+                    result = await target.run(ctx, input)
+                result = _storable_result(result)
         except TimeoutError as exc:
             if not limit.expired():  # a timeout inside the agent (a client's), not ours
                 raise self._failed(ctx, _agent_failure(target.name, exc), started) from exc
-            timeout = RunTimeout(f"run exceeded the {self._limits.run_timeout_s:g}s run timeout")
+            timeout = RunTimeout(f"run exceeded the {timeout_s:g}s run timeout")
             raise self._failed(ctx, timeout, started) from None
         except asyncio.CancelledError as exc:
             reason = exc.args[0] if exc.args and isinstance(exc.args[0], str) else None
@@ -193,6 +236,15 @@ class Invoker:
             messages=_added(input, result),
         )
 
+    def _run_processors(self) -> list[EventProcessor]:
+        redactor = current_redactor()
+        first = [] if redactor is None else [BodyRedaction(redactor)]
+        return [*first, *(make() for make in self._processors)]
+
+    def _timeout_s(self, request: RunRequest) -> float:
+        limit = self._limits.run_timeout_s
+        return limit if request.timeout_s is None else min(limit, request.timeout_s)
+
     @staticmethod
     def _failed(ctx: RunContext, error: ShipyardError, started: float) -> ShipyardError:
         """The run recorded as failed; the error, for the caller, says which run it was (its
@@ -212,6 +264,19 @@ class Invoker:
         else:
             error.details = which if details is None else {"details": details, **which}
         return error
+
+
+def _with_parent(request: RunRequest) -> RunRequest:
+    """``request``, parented to the calling step when it comes from inside a run of its
+    tenant and names no parent of its own."""
+    step = current_step.get()
+    if request.parent is not None or step is None or step.tenant_id != request.tenant_id:
+        return request
+    return replace(
+        request,
+        parent=TraceParent(step.trace_id, step.span_id),
+        parent_run_id=request.parent_run_id or step.run_id,
+    )
 
 
 def _agent_failure(agent: str, exc: Exception) -> RunFailure:

@@ -31,13 +31,14 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, TypeAdapter
 
-from shipyard.agents.context import RunInput
+from shipyard.agents.agent import FunctionAgent
+from shipyard.agents.context import RunContext, RunInput, RunRequest
 from shipyard.errors import (
     SessionBusy,
     SessionExpired,
@@ -45,14 +46,13 @@ from shipyard.errors import (
     StoreError,
     TurnInterrupted,
 )
-from shipyard.models.base import Message, SystemMessage, UserMessage
-from shipyard.runtime.compaction import compact
+from shipyard.models.base import Message, ModelRequest, SystemMessage, UserMessage, complete
+from shipyard.runtime.compaction import Summarizer, compact
 from shipyard.runtime.control import Control
 from shipyard.runtime.invoke import Invoker, RunOutcome
 from shipyard.stores.records.base import Page, RecordStore, SessionRecord
 from shipyard.stores.state.base import Lease, StateStore
 from shipyard.telemetry.events import Sink, new_id
-from shipyard.telemetry.tracecontext import TraceParent
 
 BusyPolicy = Literal["reject", "enqueue", "interrupt"]
 T = TypeVar("T")
@@ -189,21 +189,18 @@ class SessionService:
 
     async def turn(
         self,
-        tenant_id: str,
-        session_id: str,
-        input: RunInput,
+        request: RunRequest,
         *,
         sinks: Sequence[Sink] = (),
         stream_deltas: bool = False,
-        task_id: str | None = None,
-        parent: TraceParent | None = None,
-        parent_run_id: str | None = None,
-        run_id: str | None = None,
     ) -> RunOutcome:
-        """``run_id``: the turn's run id, when the caller has already named it (a task's
-        attempt records it before the run starts)."""
+        """Run ``request`` (``RunRequest.turn(...)``: its ``session_id`` names the session,
+        whose agent runs it) as the session's next turn."""
+        if request.session_id is None:
+            raise ValueError("a session turn's request names its session")
+        tenant_id, session_id, input = request.tenant_id, request.session_id, request.input
         keys = _Keys(session_id)
-        run_id = run_id or new_id("run")
+        run_id = request.run_id
         lease = await self._state.acquire_lease(keys.turn, run_id, ttl_s=self._lease_s)
         if lease is None:  # busy: the session's policy decides (and a 404 comes first)
             meta, _ = await self._live(tenant_id, session_id, keys)
@@ -217,20 +214,13 @@ class SessionService:
             said: list[Message] = (
                 [UserMessage(content=input)] if isinstance(input, str) else list(input)
             )
-            meta, context = await self._context(keys, meta, said)
+            meta, context = await self._context(keys, meta, said, request)
 
             async def run(extra: Sequence[Sink] = ()) -> RunOutcome:
                 return await self._invoker.invoke(
-                    tenant_id=tenant_id,
-                    agent=meta.agent,
-                    input=[*context, *said],
+                    replace(request, agent=meta.agent, input=[*context, *said]),
                     sinks=[*sinks, *extra],
                     stream_deltas=stream_deltas,
-                    run_id=run_id,
-                    session_id=session_id,
-                    task_id=task_id,
-                    parent=parent,
-                    parent_run_id=parent_run_id,
                 )
 
             if meta.on_busy == "interrupt":
@@ -330,20 +320,46 @@ class SessionService:
     # -- history --------------------------------------------------------------------------------
 
     async def _context(
-        self, keys: _Keys, meta: _Meta, said: list[Message]
+        self, keys: _Keys, meta: _Meta, said: list[Message], request: RunRequest
     ) -> tuple[_Meta, list[Message]]:
         """The history the model sees: from the context start, after its summary, compacted to
         the agent's budget if it outgrew it (the new start is committed with the turn)."""
         history = _decode(await self._state.range(keys.history, meta.start))
         budget = self._invoker.agent(meta.agent).context_budget
         if budget is not None:
-            model = self._invoker.model_for(meta.agent)
-            change = await compact(budget, meta.summary, history, said, model=model)
+            summarize = self._summarizer(meta.agent, request)
+            change = await compact(budget, meta.summary, history, said, summarize=summarize)
             if change is not None:
                 update = {"start": meta.start + change.dropped, "summary": change.summary}
                 meta = meta.model_copy(update=update)
                 history = history[change.dropped :]
         return meta, [*([meta.summary] if meta.summary else []), *history]
+
+    def _summarizer(self, agent: str, turn: RunRequest) -> Summarizer:
+        """Compaction's model call as a run of its own: the agent's model through the same
+        pipeline as any run (wrappers, hooks, processors, records, traces), a child of the turn
+        (``parent_run_id`` is the turn's run, which starts after it)."""
+        model = self._invoker.model_for(agent)
+
+        async def summarize(call: ModelRequest) -> str:
+            async def write(ctx: RunContext, input: RunInput) -> str:
+                response = await complete(ctx.model(model), call)
+                return (response.message.content or "").strip()
+
+            child = replace(
+                turn,
+                agent=agent,
+                input=list(call.messages),
+                run_id=new_id("run"),
+                session_id=None,
+                task_id=None,
+                parent_run_id=turn.run_id,
+                metadata={"compaction_of": turn.session_id},
+            )
+            outcome = await self._invoker.invoke_with(FunctionAgent(agent, write), child)
+            return outcome.output
+
+        return summarize
 
     async def _commit(
         self, keys: _Keys, raw: bytes, meta: _Meta, messages: Sequence[Message]

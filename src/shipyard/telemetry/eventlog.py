@@ -9,8 +9,12 @@ warning, the rest at info.
 
 Message bodies — run input and output, model content and tool calls, tool arguments, output
 and error text, run metadata — are logged only when the log is built with ``bodies=True`` (the
-composition root does at ``SHIPYARD_LOG_LEVEL=debug``), and only what the redaction hook
-(:func:`set_redactor`) lets through.
+composition root does at ``SHIPYARD_LOG_LEVEL=debug``).
+
+Redaction is an event processor (``shipyard.telemetry.events.EventProcessor``): it changes an
+event before any sink — records, streams, this log — sees it. :func:`set_redactor` installs a
+process-wide hook on the bodies named above; the invoker turns it into the first processor of
+every run it starts (``BodyRedaction``). Prefer passing processors to ``App(event_processors=...)``.
 
 The sink runs on the hot path, for every event of every run: the levels that are on and what
 each kind logs are decided once, when the log is built (after ``configure_logging``).
@@ -41,14 +45,49 @@ _redactor: Redactor | None = None
 
 
 def set_redactor(redactor: Redactor | None) -> Redactor | None:
-    """Install the hook every logged body passes through (``None``: bodies pass unchanged).
+    """Install the hook every event body passes through (``None``: bodies pass unchanged).
 
-    Returns the hook it replaces, to put back later. The hook applies to logs already built.
-    If it raises, the record is logged without its bodies.
+    The hook runs as an event processor (``BodyRedaction``) in every run started after this
+    call, so what it removes or replaces is gone from the records, the streams and the log
+    alike. Returns the hook it replaces, to put back later. If it raises (or returns no
+    dict), the event goes on without its bodies and with ``redaction_error`` (fail closed).
+    Kept for compatibility: ``App(event_processors=[...])`` is the general form.
     """
     global _redactor
     previous, _redactor = _redactor, redactor
     return previous
+
+
+def current_redactor() -> Redactor | None:
+    """The hook :func:`set_redactor` installed, if any."""
+    return _redactor
+
+
+class BodyRedaction:
+    """The event processor for a ``Redactor``: hands it each event's bodies (under their log
+    keys) and puts back what it returns; a failing hook drops the bodies (fail closed)."""
+
+    __slots__ = ("_redactor",)
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+
+    def process(self, event: Event) -> list[Event]:
+        kind = _KINDS.get(event.type)  # type: ignore[call-overload]
+        if kind is None or not kind.bodies:
+            return [event]
+        body: dict[str, Any] = {}
+        _pick(kind.bodies, event.data, body)
+        if not body:
+            return [event]
+        redacted = _redacted(self._redactor, event, body)
+        data = {k: v for k, v in event.data.items() if k not in _BODY_SOURCES}
+        for key, value in redacted.items():
+            data[_BODY_KEYS.get(key, key)] = value
+        return [event.model_copy(update={"data": data})]
+
+    def flush(self) -> list[Event]:
+        return []
 
 
 _Fields = tuple[tuple[str, str, str | None], ...]
@@ -109,6 +148,13 @@ _KINDS: Mapping[EventType, _Kind] = MappingProxyType(
 """What each kind logs. Fields not named here are never logged; ``llm.delta`` is absent."""
 
 
+_BODY_KEYS: Mapping[str, str] = MappingProxyType(
+    {key: outer for kind in _KINDS.values() for key, outer, _ in kind.bodies}
+)
+"""Log key of a body -> the data key it comes from (``error_message`` -> ``error``)."""
+_BODY_SOURCES = frozenset(_BODY_KEYS.values())
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     log: Callable[..., Any]
@@ -122,7 +168,7 @@ class EventLog:
     __slots__ = ("_plans",)
 
     def __init__(self, *, bodies: bool = False) -> None:
-        """``bodies``: log message bodies (after the redaction hook). Reads the logging
+        """``bodies``: log message bodies (as the run's processors left them). Reads the logging
         configuration as it is now: configure logging first."""
         log = structlog.get_logger(LOGGER).bind(logger=LOGGER)
         self._plans: dict[str, _Plan] = {
@@ -161,10 +207,9 @@ class EventLog:
         data = event.data
         _pick(plan.facts, data, fields)
         if plan.bodies:
-            body: dict[str, Any] = {}
-            _pick(plan.bodies, data, body)
-            if body:
-                fields.update(_redacted(event, body))
+            _pick(plan.bodies, data, fields)
+        if "redaction_error" in data:
+            fields["redaction_error"] = data["redaction_error"]
         plan.log(event.type, **fields)
 
 
@@ -178,10 +223,7 @@ def _pick(spec: _Fields, data: dict[str, Any], into: dict[str, Any]) -> None:
                 into[key] = value[inner]
 
 
-def _redacted(event: Event, body: dict[str, Any]) -> dict[str, Any]:
-    redactor = _redactor
-    if redactor is None:
-        return body
+def _redacted(redactor: Redactor, event: Event, body: dict[str, Any]) -> dict[str, Any]:
     try:
         redacted = redactor(event, body)
         if not isinstance(redacted, dict):

@@ -22,6 +22,13 @@ namespaced — lower-case words joined by dots, at least two, such as ``app.prog
 (``shipyard.errors.InvalidEvent``, a ``ValueError``), before the event takes a sequence
 number: a refused event leaves no gap in ``seq``.
 
+Processors: an ``Emitter`` hands each event first to its run's ``EventProcessor``s, in order,
+and only what they let through reaches the sinks (records, SSE and WebSocket streams, logs,
+metrics, traces). A processor may change an event (redact), annotate it, drop it, or hold it
+back and release it later; sinks get the events that come out numbered ``1, 2, ...`` in the
+order they come out, so a dropped event leaves no gap in ``seq``. Before a run's terminal event
+every processor is flushed, in order.
+
 Spans: ``run.*`` events carry the run's span (its parent is the caller's span, from
 ``traceparent`` or the agent that called this one); ``llm.*`` and ``tool.*`` events carry their
 own step's span, whose parent is the run's span.
@@ -32,10 +39,10 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, Protocol, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticSerializationError, to_json
@@ -116,6 +123,26 @@ Sink = Callable[[Event], None]
 """A subscriber. It must not block: queue the event and return."""
 
 
+class EventProcessor(Protocol):
+    """A stage every event of a run passes through before any sink. One instance per run
+    (``ProcessorFactory``), so it may keep state, such as deltas it holds back."""
+
+    def process(self, event: Event) -> Sequence[Event]:
+        """What goes on in place of ``event``: itself, a changed copy
+        (``event.model_copy(update={"data": ...})``), nothing (dropped or held back), or
+        events held back before, then it."""
+        ...
+
+    def flush(self) -> Sequence[Event]:
+        """What is still held back, released in order (called before the run's terminal
+        event)."""
+        ...
+
+
+ProcessorFactory = Callable[[], EventProcessor]
+"""Makes a run's processor: a processor class, or a function returning a shared instance."""
+
+
 def new_span_id() -> str:
     return os.urandom(8).hex()
 
@@ -143,7 +170,7 @@ def new_id(prefix: str) -> str:
 class Emitter:
     """Stamps events with a run's ids and sequence and hands them to every sink."""
 
-    __slots__ = ("_ids", "_seq", "_sinks", "stream_deltas")
+    __slots__ = ("_ids", "_processors", "_seq", "_sinks", "stream_deltas")
 
     # the run's own span, and the caller's span it hangs under
 
@@ -160,6 +187,7 @@ class Emitter:
         task_id: str | None = None,
         sinks: list[Sink] | None = None,
         stream_deltas: bool = False,
+        processors: Sequence[EventProcessor] = (),
     ) -> None:
         self._ids: dict[str, Any] = {
             "run_id": run_id,
@@ -173,6 +201,7 @@ class Emitter:
         }
         self._seq = 0
         self._sinks = sinks or []
+        self._processors = tuple(processors)
         self.stream_deltas = stream_deltas
 
     @property
@@ -193,11 +222,14 @@ class Emitter:
 
     def emit(self, type_: str, /, span_id: str | None = None, **data: Any) -> Event:
         """``span_id``: the step's own span (model and tool calls); default the run's. A custom
-        ``type_`` is checked first (``InvalidEvent``), and takes no ``seq`` if refused."""
+        ``type_`` is checked first (``InvalidEvent``), and takes no ``seq`` if refused. Returns
+        the event as emitted (before the processors, if the run has any)."""
         if type_ not in BUILTIN_TYPES:
             _check_custom(type_, data)
         elif type_ in EPHEMERAL and not self.stream_deltas:
             return _DROPPED
+        if self._processors:
+            return self._emit_processed(type_, span_id, data)
         seq = self._seq + 1
         if span_id is None:
             event = Event(type=type_, seq=seq, ts=time.time(), data=data, **self._ids)
@@ -208,6 +240,37 @@ class Emitter:
         for sink in self._sinks:
             sink(event)
         return event
+
+    def _emit_processed(self, type_: str, span_id: str | None, data: dict[str, Any]) -> Event:
+        if span_id is None:
+            event = Event(type=type_, seq=0, ts=time.time(), data=data, **self._ids)
+        else:
+            ids = {**self._ids, "span_id": span_id, "parent_span_id": self._ids["span_id"]}
+            event = Event(type=type_, seq=0, ts=time.time(), data=data, **ids)
+        if type_ in TERMINAL:
+            self._flush()
+        self._deliver(self._through(0, [event]))
+        return event
+
+    def _through(self, start: int, events: Sequence[Event]) -> Sequence[Event]:
+        """``events`` through the processors from ``start`` on."""
+        for processor in self._processors[start:]:
+            if not events:
+                break
+            events = [out for event in events for out in processor.process(event)]
+        return events
+
+    def _flush(self) -> None:
+        """Each processor's held-back events, through the processors after it, in order."""
+        for at, processor in enumerate(self._processors):
+            self._deliver(self._through(at + 1, processor.flush()))
+
+    def _deliver(self, events: Sequence[Event]) -> None:
+        for event in events:
+            self._seq += 1
+            numbered = event.model_copy(update={"seq": self._seq})
+            for sink in self._sinks:
+                sink(numbered)
 
 
 def _check_custom(type_: str, data: dict[str, Any]) -> None:

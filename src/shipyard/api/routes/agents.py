@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
+from shipyard.agents.context import RunRequest
 from shipyard.api.auth import require
 from shipyard.api.errors import responses
 from shipyard.api.fields import Text
@@ -52,26 +53,18 @@ async def invoke(
     """Run the agent once. With ``Accept: text/event-stream`` the run streams its events."""
     invoker: Invoker = request.app.state.services.invoker
     invoker.agent(agent)  # 404 before anything starts
-    parent = traceparent(request)
-    if "text/event-stream" in request.headers.get("accept", ""):
-
-        def start(sink: Sink) -> Coroutine[Any, Any, RunOutcome]:
-            return invoker.invoke(
-                tenant_id=principal.tenant_id,
-                agent=agent,
-                input=body.input,
-                metadata=body.metadata,
-                sinks=[sink],
-                stream_deltas=True,
-                parent=parent,
-            )
-
-        return stream_run(start)
-    outcome = await invoker.invoke(
+    run = RunRequest(
         tenant_id=principal.tenant_id,
         agent=agent,
         input=body.input,
         metadata=body.metadata,
-        parent=parent,
+        parent=traceparent(request),
     )
+    if "text/event-stream" in request.headers.get("accept", ""):
+
+        def start(sink: Sink) -> Coroutine[Any, Any, RunOutcome]:
+            return invoker.invoke(run, sinks=[sink], stream_deltas=True)
+
+        return stream_run(start)
+    outcome = await invoker.invoke(run)
     return InvokeResponse.of(outcome)

@@ -64,6 +64,7 @@ import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from shipyard.agents.context import RunRequest
 from shipyard.api.auth import authenticate, bearer_secret
 from shipyard.api.fanout import (
     REPLAY_FRAMES,
@@ -328,10 +329,8 @@ class _Turn:
     async def run(self, input: str | list[Message]) -> None:
         conn = self._conn
         try:
-            await conn.sessions.turn(
-                conn.principal.tenant_id, conn.session_id, input, sinks=[self.sink],
-                stream_deltas=True,
-            )  # fmt: skip
+            run = RunRequest.turn(conn.principal.tenant_id, conn.session_id, input)
+            await conn.sessions.turn(run, sinks=[self.sink], stream_deltas=True)
         except ShipyardError as exc:
             self._finish(exc)
         except asyncio.CancelledError:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from shipyard.agents.context import RunRequest
 from shipyard.api.auth import require
 from shipyard.api.errors import responses
 from shipyard.api.fields import Text
@@ -97,20 +98,13 @@ async def turn(
 ) -> InvokeResponse | Response:
     """One turn: answers like invoke (JSON, or SSE with ``Accept: text/event-stream``)."""
     sessions = _sessions(request)
-    parent = traceparent(request)
+    run = RunRequest.turn(principal.tenant_id, session_id, body.input, parent=traceparent(request))
     if "text/event-stream" in request.headers.get("accept", ""):
         await sessions.check(principal.tenant_id, session_id)  # 404s as HTTP, not in-stream
 
         def start(sink: Sink) -> Coroutine[Any, Any, RunOutcome]:
-            return sessions.turn(
-                principal.tenant_id,
-                session_id,
-                body.input,
-                sinks=[sink],
-                stream_deltas=True,
-                parent=parent,
-            )
+            return sessions.turn(run, sinks=[sink], stream_deltas=True)
 
         return stream_run(start)
-    outcome = await sessions.turn(principal.tenant_id, session_id, body.input, parent=parent)
+    outcome = await sessions.turn(run)
     return InvokeResponse.of(outcome, session_id=session_id)

@@ -1,0 +1,44 @@
+"""``ModelResolver``: model references to ``ChatModel``s, with the server's wrappers around them.
+
+The composition root builds one per process and hands it down (services, invoker, each run's
+context): nothing resolves a model through module state. A reference is resolved once and
+kept (one client, one connection pool per model); the wrappers are composed once too, in the
+order given (the first wraps the provider's model, the last is outermost).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from shipyard.models.base import ChatModel
+from shipyard.models.registry import create_model
+
+ModelWrapper = Callable[[ChatModel], ChatModel]
+"""Builds a wrapper around a model: a ``WrapperModel`` subclass, or any such callable."""
+
+
+class ModelResolver:
+    """Resolves ``provider:model`` references (or ``ChatModel`` instances) for runs."""
+
+    __slots__ = ("_cache", "_wrappers")
+
+    def __init__(self, wrappers: Sequence[ModelWrapper] = ()) -> None:
+        self._wrappers = tuple(wrappers)
+        self._cache: dict[str | int, ChatModel] = {}
+
+    @property
+    def wrappers(self) -> tuple[ModelWrapper, ...]:
+        return self._wrappers
+
+    def resolve(self, ref: str | ChatModel) -> ChatModel:
+        """The model for ``ref`` with the wrappers around it, created on first use."""
+        key: str | int = ref if isinstance(ref, str) else id(ref)
+        found = self._cache.get(key)
+        if found is not None:
+            return found
+        model = create_model(ref) if isinstance(ref, str) else ref
+        for wrap in self._wrappers:
+            model = wrap(model)
+        if isinstance(ref, str) or self._wrappers:  # a wrapped instance keeps ``ref`` alive
+            self._cache[key] = model
+        return model
