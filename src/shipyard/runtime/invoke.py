@@ -303,11 +303,21 @@ def _storable_result(result: RunResult) -> RunResult:
     return dataclasses.replace(result, output=output, messages=messages)
 
 
+_CHECKED_ELSEWHERE = frozenset({"run.started", "llm.request"})
+"""Events whose data is the run's input and history: refused at the edge when unstorable, and
+made of what earlier steps produced, which passed here already. Skipping them halves the cost
+(they carry the whole conversation)."""
+
+
 def _storable(*sinks: Sink) -> Sink:
     """The sinks, given events that every store can hold and every answer can carry: a lone
     surrogate an agent or a model produced becomes U+FFFD (``without_lone_surrogates``)."""
 
     def sink(event: Event) -> None:
+        if event.type in _CHECKED_ELSEWHERE:
+            for each in sinks:
+                each(event)
+            return
         data = without_lone_surrogates(event.data)
         if data is not event.data:
             event = event.model_copy(update={"data": data})

@@ -36,6 +36,7 @@ from shipyard.stores.records.base import (
     TaskStatus,
     TaskTransition,
 )
+from shipyard.stores.storable import without_lone_surrogates
 from shipyard.telemetry.events import new_id
 from shipyard.telemetry.tracecontext import TraceParent
 
@@ -93,8 +94,10 @@ _MESSAGES: TypeAdapter[list[Message]] = TypeAdapter(list[Message])
 
 def task_input(task: TaskRecord) -> RunInput:
     """The task's input as an agent takes it: text, or the list of messages (stored as JSON,
-    rebuilt into ``Message`` models). Stored input that is neither raises ``InvalidInput``."""
-    stored = task.input
+    rebuilt into ``Message`` models). Stored input that is neither raises ``InvalidInput``.
+    A lone surrogate (a row from before the API refused them) becomes U+FFFD, as in what a run
+    produces: the run's events then need no check of their own for the input."""
+    stored = without_lone_surrogates(task.input)
     if isinstance(stored, str):
         return stored
     try:
