@@ -121,7 +121,6 @@ class App:
             on_startup=on_startup if prepare else None,
             title=self.title,
             max_body_bytes=settings.max_body_bytes,
-            request_timeout_s=settings.request_timeout_s,
         )
 
 

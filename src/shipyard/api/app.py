@@ -32,7 +32,6 @@ from shipyard.runtime.services import Services
 log = structlog.get_logger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
-REQUEST_TIMEOUT_S = 30.0
 
 
 def create_app(
@@ -42,12 +41,11 @@ def create_app(
     on_startup: Callable[[], Awaitable[None]] | None = None,
     title: str = "Shipyard",
     max_body_bytes: int = MAX_BODY_BYTES,
-    request_timeout_s: float = REQUEST_TIMEOUT_S,
 ) -> FastAPI:
     """``on_startup`` runs inside the server's event loop before the first request.
 
     Middleware, outermost first (each a plain ASGI callable): errors (Starlette's), metrics,
-    authentication, the body's limits (``max_body_bytes``, ``request_timeout_s``); see
+    authentication, the body's limit (``max_body_bytes``); see
     ``api/middleware``.
     """
 
@@ -71,7 +69,7 @@ def create_app(
     app.state.keys = keys
     errors.install(app)
     # add_middleware puts each one outside those added before it
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, timeout_s=request_timeout_s)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(Authenticate, keys=keys)
     if services.observability.metrics is not None:
         app.add_middleware(MetricsMiddleware, metrics=services.observability.metrics)

@@ -11,15 +11,14 @@ the server a few kilobytes of socket buffer, not the upload:
    route (they also take ``?access_token=``).
 2. :class:`BodyLimit` — a ``Content-Length`` over ``max_bytes`` gets 413 ``payload_too_large``
    at once; a body without one (chunked) is counted as it arrives and cut off at the limit;
-   the whole body must arrive within ``timeout_s`` of the request's start, else 408
-   ``request_timeout``. Either refusal closes the connection (the rest of the body is never
-   read). Once the body is complete, ``receive`` is the server's own again (a streaming
-   response waits on it for the client's disconnect).
+   the refusal closes the connection (the rest of the body is never read). Once the body is
+   complete, ``receive`` is the server's own again (a streaming response waits on it for the
+   client's disconnect). A request too slow to arrive is cut off by the server's protocol
+   (``api/protocol``), with one timer per request instead of one per ``receive``.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 import structlog
@@ -28,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shipyard.api.auth import PRINCIPAL, bearer_secret
 from shipyard.api.errors import error_response
 from shipyard.api.keys import KeyService
-from shipyard.errors import PayloadTooLarge, RequestTimeout, ShipyardError
+from shipyard.errors import PayloadTooLarge, ShipyardError
 
 log = structlog.get_logger(__name__)
 
@@ -95,10 +94,9 @@ def content_length(scope: Scope) -> int | None:
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, *, max_bytes: int, timeout_s: float) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -130,7 +128,7 @@ class BodyLimit:
 
 @dataclass(slots=True)
 class _Body:
-    """One request's body as it arrives: counted, timed, and refused when over a limit.
+    """One request's body as it arrives: counted, and refused when over the limit.
 
     The app may turn the error ``receive`` raises into an answer of its own (FastAPI answers 400
     to any failure while reading a body); ``send`` puts the real refusal in its place.
@@ -145,25 +143,13 @@ class _Body:
     error: ShipyardError | None = None
     started: bool = False  # the app's response began before the body failed
     answered: bool = False
-    deadline: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.deadline = asyncio.get_running_loop().time() + self.limit.timeout_s
 
     async def receive(self) -> Message:
         if self.complete:
             return await self._receive()
         if self.error is not None:
             raise self.error
-        try:
-            async with asyncio.timeout_at(self.deadline):
-                message = await self._receive()
-        except TimeoutError:
-            self.error = RequestTimeout(
-                f"the request body did not arrive within {self.limit.timeout_s:g} s "
-                "(SHIPYARD_REQUEST_TIMEOUT_S)"
-            )
-            raise self.error from None
+        message = await self._receive()
         if message["type"] != "http.request":
             self.complete = True
             return message

@@ -1,14 +1,15 @@
-"""uvicorn's httptools protocol with a deadline for a request's headers.
+"""uvicorn's httptools protocol with a deadline for a request to arrive, headers and body.
 
 uvicorn bounds only the idle time between requests (``timeout_keep_alive``, reset by every byte
-received), so a client that sends half its headers, or trickles them, holds a connection open
-for ever; ASGI middleware cannot help, since the app is called only once the headers are
-complete. This protocol gives a request's headers ``headers_timeout_s`` from the connection's
-start, or from the first byte of the next request on a kept-alive connection; past it the
-client gets ``408 request_timeout`` and the connection is closed. The body's deadline is the
-``BodyLimit`` middleware's (``api/middleware``), which answers 408 through the app.
+received), so a client that sends half its headers or body, or trickles them, holds a connection
+open for ever; ASGI middleware cannot bound the headers (the app is called once they are
+complete) and would pay a timer per ``receive`` for the body. This protocol gives a request
+``headers_timeout_s`` to arrive whole, from the connection's start, or from the first byte of
+the next request on a kept-alive connection: one timer per request, armed when it begins and
+cancelled when its last byte is in. Past it the client gets ``408 request_timeout`` (unless the
+app has begun its answer) and the connection is closed.
 
-uvicorn takes a protocol class as its ``http`` option; this one overrides four of
+uvicorn takes a protocol class as its ``http`` option; this one overrides five of
 ``HttpToolsProtocol``'s callbacks and calls each original.
 """
 
@@ -19,17 +20,14 @@ import json
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from shipyard.errors import RequestTimeout
+
 
 def _timeout_response(timeout_s: float) -> bytes:
-    body = json.dumps(
-        {
-            "error": {
-                "code": "request_timeout",
-                "message": f"the request headers did not arrive within {timeout_s:g} s "
-                "(SHIPYARD_REQUEST_TIMEOUT_S)",
-            }
-        }
-    ).encode()
+    error = RequestTimeout(
+        f"the request did not arrive within {timeout_s:g} s (SHIPYARD_REQUEST_TIMEOUT_S)"
+    )
+    body = json.dumps({"error": error.to_dict()}).encode()
     head = (
         "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
@@ -38,10 +36,11 @@ def _timeout_response(timeout_s: float) -> bytes:
 
 
 class HeadersDeadlineProtocol(HttpToolsProtocol):
-    """``HttpToolsProtocol`` that closes a connection whose request headers are late."""
+    """``HttpToolsProtocol`` that closes a connection whose request is late."""
 
     headers_timeout_s = 30.0
     _headers_timer: asyncio.TimerHandle | None = None
+    _in_app = False  # this request's headers are in: its cycle is ``self.cycle``
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -49,11 +48,16 @@ class HeadersDeadlineProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._in_app = False
         self._arm()  # a kept-alive connection's next request: its headers are due in time too
 
     def on_headers_complete(self) -> None:
-        self._disarm()
         super().on_headers_complete()
+        self._in_app = True
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -71,7 +75,8 @@ class HeadersDeadlineProtocol(HttpToolsProtocol):
     def _late(self) -> None:
         self._headers_timer = None
         if not self.transport.is_closing():
-            self.transport.write(_timeout_response(self.headers_timeout_s))
+            if not (self._in_app and self.cycle.response_started):  # else its answer is out
+                self.transport.write(_timeout_response(self.headers_timeout_s))
             self.transport.close()
 
 
