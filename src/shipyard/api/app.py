@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
@@ -11,8 +12,9 @@ from fastapi_offline import FastAPIOffline
 
 from shipyard._version import __version__
 from shipyard.api import errors
+from shipyard.api.auth import with_bearer_scheme
 from shipyard.api.keys import KeyService
-from shipyard.api.middleware import Authenticate, BodyLimit
+from shipyard.api.middleware import Authenticate, BodyLimit, is_api
 from shipyard.api.routes import (
     agents,
     health,
@@ -84,4 +86,17 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(workers.router)
     app.include_router(session_ws.router)
+    _declare_bearer(app)
     return app
+
+
+def _declare_bearer(app: FastAPI) -> None:
+    """The OpenAPI document declares the bearer scheme on the API's routes (``auth``)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = with_bearer_scheme(build(), is_api)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -7,10 +7,9 @@ before its body is read; the routes' dependencies check the principal it left in
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Any
 
-from fastapi import Request, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request
 
 from shipyard.api.keys import KeyService, Principal
 from shipyard.errors import AuthError
@@ -34,14 +33,28 @@ async def authenticate(keys: KeyService, secret: str, scope: Scope) -> Principal
     return principal
 
 
-BEARER = HTTPBearer(
-    auto_error=False,
-    scheme_name="bearer",
-    description="An API key (`shipyard keys create`), sent as `Authorization: Bearer <key>`.",
-)
-"""Declares the bearer scheme in the OpenAPI document (the Authorize button of ``/docs``); the
-check itself is ``bearer_secret``'s, for its precise 401s."""
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+BEARER_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "An API key (`shipyard keys create`), sent as `Authorization: Bearer <key>`.",
+}
+"""The bearer scheme the OpenAPI document declares for the API's routes (the Authorize button
+of ``/docs``; ``with_bearer_scheme``). The check itself is the ``Authenticate`` middleware's:
+a FastAPI security dependency would cost every request a dependency call for a document."""
+
+
+def with_bearer_scheme(schema: dict[str, Any], is_api: Callable[[str], bool]) -> dict[str, Any]:
+    """``schema`` (an OpenAPI document) with the bearer scheme on every operation of a path
+    that ``is_api``."""
+    schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = dict(
+        BEARER_SCHEME
+    )
+    for path, operations in schema.get("paths", {}).items():
+        if is_api(path):
+            for operation in operations.values():
+                operation["security"] = [{"bearer": []}]
+    return schema
+
 
 PRINCIPAL = "shipyard.principal"
 """The ASGI scope key under which the ``Authenticate`` middleware leaves the caller."""
@@ -60,7 +73,7 @@ async def caller(request: Request) -> Principal:
 def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     """A dependency that authenticates the caller and checks ``scope``."""
 
-    async def dependency(request: Request, _: Credentials) -> Principal:
+    async def dependency(request: Request) -> Principal:
         principal = await caller(request)
         principal.require(scope)
         return principal
@@ -68,7 +81,7 @@ def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     return dependency
 
 
-async def require_operator(request: Request, _: Credentials) -> Principal:
+async def require_operator(request: Request) -> Principal:
     """A dependency for what spans tenants (the workers, every tenant's metrics): an admin key
     of the operator's tenant (``SHIPYARD_OPERATOR_TENANT``)."""
     principal = await caller(request)
