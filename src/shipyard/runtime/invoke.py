@@ -202,7 +202,7 @@ class Invoker:
                     result = await run_hooked(self._hooks, target, ctx)
                 else:  # no coroutine of its own for the hooks' step when there are none
                     result = await target.run(ctx, input)
-                result = _storable_result(result)
+                result = _storable_result(result, history=ctx.request.session_id is not None)
         except TimeoutError as exc:
             if not limit.expired():  # a timeout inside the agent (a client's), not ours
                 raise self._failed(ctx, _agent_failure(target.name, exc), started) from exc
@@ -295,8 +295,13 @@ def _added(input: RunInput, result: RunResult) -> tuple[Message, ...]:
     return messages or (AssistantMessage(content=result.output),)
 
 
-def _storable_result(result: RunResult) -> RunResult:
-    """The answer with its text storable and servable, as its events are (``_storable``)."""
+def _storable_result(result: RunResult, *, history: bool) -> RunResult:
+    """The answer with its text storable and servable, as its events are (``_storable``). Its
+    messages only when they become a session's ``history``: a stateless run's are not kept, and
+    checking the whole conversation cost a stateless invoke ~15 µs."""
+    if not history:
+        output = without_lone_surrogates(result.output)
+        return result if output is result.output else dataclasses.replace(result, output=output)
     output, messages = without_lone_surrogates((result.output, result.messages))
     if output is result.output and messages is result.messages:
         return result
