@@ -70,3 +70,14 @@ def test_the_layer_check_catches_an_upward_import(tmp_path: Path) -> None:
     found = {_layer_of(m) for m in _imports(module)}
     assert found == {"runtime", "config"}
     assert not found <= {*LAYERS[LAYERS.index("models") :], *SHARED}
+
+
+def test_routes_reach_services_through_the_typed_accessor() -> None:
+    """Only ``api/state.py`` reads ``app.state`` (``app.py`` stores it): routes use its typed
+    ``services()`` / ``keys()``, never an untyped ``request.app.state`` lookup."""
+    offenders = [
+        str(path.relative_to(API))
+        for path in sorted(API.rglob("*.py"))
+        if "app.state" in path.read_text() and path.name not in {"state.py", "app.py"}
+    ]
+    assert offenders == []

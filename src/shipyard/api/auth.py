@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import Request
 
 from shipyard.api.keys import KeyService, Principal
+from shipyard.api.state import keys
 from shipyard.errors import AuthError
 from shipyard.stores.records.base import Scope
 
@@ -66,7 +67,7 @@ async def caller(request: Request) -> Principal:
     if isinstance(found, Principal):
         return found
     secret = bearer_secret(request.headers.get("authorization"))
-    principal: Principal = await request.app.state.keys.verify(secret)
+    principal: Principal = await keys(request).verify(secret)
     return principal
 
 

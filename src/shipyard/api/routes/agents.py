@@ -16,8 +16,8 @@ from shipyard.api.keys import Principal
 from shipyard.api.propagation import traceparent
 from shipyard.api.schemas import AgentInfo, AgentList, InvokeRequest, InvokeResponse
 from shipyard.api.sse import stream_run
+from shipyard.api.state import services
 from shipyard.runtime.invoke import Invoker, RunOutcome
-from shipyard.runtime.services import Services
 from shipyard.telemetry.events import Sink
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
@@ -27,11 +27,10 @@ router = APIRouter(prefix="/v1/agents", tags=["agents"])
 async def list_agents(
     request: Request, _: Annotated[Principal, Depends(require("read"))]
 ) -> AgentList:
-    services: Services = request.app.state.services
     return AgentList(
         agents=[
             AgentInfo(name=a.name, description=a.description, tools=list(a.tool_specs))
-            for a in services.agents.values()
+            for a in services(request).agents.values()
         ]
     )
 
@@ -51,7 +50,7 @@ async def invoke(
     principal: Annotated[Principal, Depends(require("invoke"))],
 ) -> InvokeResponse | Response:
     """Run the agent once. With ``Accept: text/event-stream`` the run streams its events."""
-    invoker: Invoker = request.app.state.services.invoker
+    invoker: Invoker = services(request).invoker
     invoker.agent(agent)  # 404 before anything starts
     run = RunRequest(
         tenant_id=principal.tenant_id,

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 
 from shipyard.api.errors import error_response
 from shipyard.api.schemas import ErrorResponse
+from shipyard.api.state import services
 from shipyard.errors import ShipyardError
 
 log = structlog.get_logger(__name__)
@@ -26,8 +27,8 @@ async def healthz() -> dict[str, str]:
 )
 async def readyz(request: Request) -> object:
     """The process can serve: its stores answer."""
-    services = request.app.state.services
-    stores = (("records", services.records), ("state", services.state), ("broker", services.broker))
+    found = services(request)
+    stores = (("records", found.records), ("state", found.state), ("broker", found.broker))
     for name, store in stores:
         try:
             await store.ping()

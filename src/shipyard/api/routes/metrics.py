@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shipyard.api.auth import require
 from shipyard.api.errors import responses
 from shipyard.api.keys import Principal
+from shipyard.api.state import services
 from shipyard.errors import NotFound
 from shipyard.telemetry.metrics import CONTENT_TYPE, Metrics
 
@@ -38,7 +39,7 @@ async def metrics(
     request: Request, principal: Annotated[Principal, Depends(require("read"))]
 ) -> Response:
     """This process's metrics (404 ``not_found`` when ``SHIPYARD_METRICS`` is off)."""
-    found: Metrics | None = request.app.state.services.observability.metrics
+    found: Metrics | None = services(request).observability.metrics
     if found is None:
         raise NotFound("metrics are off in this process (SHIPYARD_METRICS=false)")
     tenant = None if principal.operator else principal.tenant_id

@@ -12,6 +12,7 @@ from shipyard.api.fields import INT32_MAX, Text
 from shipyard.api.keys import Principal
 from shipyard.api.schemas import EventList, RunPage
 from shipyard.api.served import served
+from shipyard.api.state import services
 from shipyard.errors import RunNotFound
 from shipyard.stores.records.base import RunRecord, RunStatus
 
@@ -31,7 +32,7 @@ async def list_runs(
     cursor: Text | None = None,
 ) -> RunPage:
     """Newest first; pass ``next_cursor`` as ``cursor`` for the next page."""
-    page = await request.app.state.services.records.list_runs(
+    page = await services(request).records.list_runs(
         principal.tenant_id,
         agent=agent,
         status=status,
@@ -44,10 +45,10 @@ async def list_runs(
 
 @router.get("/{run_id}", response_model=RunRecord, responses=_ERRORS)
 async def get_run(run_id: Text, request: Request, principal: Reader) -> RunRecord:
-    run = await request.app.state.services.records.get_run(principal.tenant_id, run_id)
+    run = await services(request).records.get_run(principal.tenant_id, run_id)
     if run is None:
         raise RunNotFound(f"no run {run_id!r}")
-    return served(run, row=run_id)  # type: ignore[no-any-return]
+    return served(run, row=run_id)
 
 
 @router.get("/{run_id}/events", response_model=EventList, responses=_ERRORS)
@@ -60,7 +61,7 @@ async def run_events(
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> EventList:
-    records = request.app.state.services.records
+    records = services(request).records
     if await records.get_run(principal.tenant_id, run_id) is None:
         raise RunNotFound(f"no run {run_id!r}")
     events = await records.list_events(principal.tenant_id, run_id, after_seq=after, limit=limit)

@@ -78,6 +78,7 @@ from shipyard.api.fanout import (
 )
 from shipyard.api.fields import RunInputField
 from shipyard.api.keys import Principal
+from shipyard.api.state import keys, services
 from shipyard.errors import (
     AuthError,
     InvalidInput,
@@ -134,7 +135,7 @@ class _Connection:
     sessions: SessionService = field(init=False)
 
     def __post_init__(self) -> None:
-        self.sessions = self.websocket.app.state.services.sessions
+        self.sessions = services(self.websocket).sessions
 
     def reply(self, type_: str, **fields: Any) -> None:
         self.subscriber.offer(Frame.local(type_, **fields))
@@ -147,7 +148,7 @@ async def session_ws(websocket: WebSocket, session_id: str) -> None:
         principal, secret = await _authenticate(websocket)
         if (problem := text_problem(session_id)) is not None:
             raise InvalidInput(f"session id: text {problem}")
-        await websocket.app.state.services.sessions.check(principal.tenant_id, session_id)
+        await services(websocket).sessions.check(principal.tenant_id, session_id)
         resume = _last_event_id(websocket)
     except ShipyardError as exc:
         await _refuse(websocket, exc)
@@ -177,7 +178,7 @@ async def _authenticate(websocket: WebSocket) -> tuple[Principal, str]:
             "missing key: send Authorization: Bearer <key>, or ?access_token=<key> from a browser"
         )
     secret = bearer_secret(header) if header is not None else str(token)
-    return await authenticate(websocket.app.state.keys, secret, "invoke"), secret
+    return await authenticate(keys(websocket), secret, "invoke"), secret
 
 
 def _last_event_id(websocket: WebSocket) -> int | None:
@@ -295,7 +296,7 @@ async def _resume(conn: _Connection, last_event_id: int) -> None:
 
 async def _start_turn(conn: _Connection, frame: TurnFrame) -> None:
     try:  # the key is checked again for each turn: a revoked key stops here
-        await authenticate(conn.websocket.app.state.keys, conn.secret, "invoke")
+        await authenticate(keys(conn.websocket), conn.secret, "invoke")
     except ShipyardError as exc:
         conn.reply("error", error=exc.to_dict())
         conn.subscriber.offer(Close(4000 + exc.status, _reason(exc.to_dict()["message"])))

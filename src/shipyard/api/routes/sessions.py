@@ -23,6 +23,7 @@ from shipyard.api.schemas import (
 )
 from shipyard.api.served import served
 from shipyard.api.sse import stream_run
+from shipyard.api.state import services
 from shipyard.runtime.invoke import RunOutcome
 from shipyard.runtime.sessions import SessionService
 from shipyard.telemetry.events import Sink
@@ -34,7 +35,7 @@ Reader = Annotated[Principal, Depends(require("read"))]
 
 
 def _sessions(request: Request) -> SessionService:
-    service: SessionService = request.app.state.services.sessions
+    service: SessionService = services(request).sessions
     return service
 
 

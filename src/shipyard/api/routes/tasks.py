@@ -17,6 +17,7 @@ from shipyard.api.propagation import traceparent
 from shipyard.api.schemas import SubmitTask, TaskAccepted, TaskPage, TaskView
 from shipyard.api.served import served
 from shipyard.api.sse import format_event
+from shipyard.api.state import services
 from shipyard.errors import InvalidInput
 from shipyard.runtime.tasks import TaskService
 from shipyard.stores.records.base import FINAL_TASK_STATES, RunRecords, TaskStatus, TaskTransition
@@ -32,7 +33,7 @@ Reader = Annotated[Principal, Depends(require("read"))]
 
 
 def _tasks(request: Request) -> TaskService:
-    service: TaskService = request.app.state.services.tasks
+    service: TaskService = services(request).tasks
     return service
 
 
@@ -50,7 +51,7 @@ async def submit_task(
     body is the same, else 409 ``idempotency_conflict``."""
     webhook_url = str(body.webhook_url) if body.webhook_url else None
     if webhook_url is not None:  # 422 egress_denied for an internal target
-        await request.app.state.services.webhooks.policy.check_url(webhook_url, field="webhook_url")
+        await services(request).webhooks.policy.check_url(webhook_url, field="webhook_url")
     task, created = await _tasks(request).submit(
         principal.tenant_id,
         agent=body.agent,
@@ -110,7 +111,7 @@ async def task_events(task_id: Text, request: Request, principal: Reader) -> Str
     service = _tasks(request)
     await service.get(principal.tenant_id, task_id)  # 404 as HTTP, before the stream
     after = _resume_point(request.headers.get("last-event-id"))
-    records = request.app.state.services.records
+    records = services(request).records
     return StreamingResponse(
         _task_frames(service, records, principal.tenant_id, task_id, after),
         media_type="text/event-stream",

@@ -19,6 +19,7 @@ from shipyard.api.auth import require
 from shipyard.api.errors import responses
 from shipyard.api.fields import INT32_MAX, Text
 from shipyard.api.keys import Principal
+from shipyard.api.state import services
 from shipyard.errors import Forbidden
 from shipyard.runtime.tenants import TenantPolicies
 from shipyard.stores.records.base import PolicyChange, TenantRecord
@@ -72,7 +73,7 @@ class PolicyChanges(BaseModel):
 
 
 def _policies(request: Request) -> TenantPolicies:
-    policies: TenantPolicies = request.app.state.services.tenants
+    policies: TenantPolicies = services(request).tenants
     return policies
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from shipyard.api.auth import require
 from shipyard.api.errors import responses
 from shipyard.api.keys import Principal
+from shipyard.api.state import services
 from shipyard.errors import NotFound
 from shipyard.telemetry.spans import SpanRow
 
@@ -72,7 +73,7 @@ async def get_trace(trace_id: TraceId, request: Request, principal: Reader) -> T
     from shipyard.telemetry.tracing import spans_of  # the OpenTelemetry SDK: only when asked
 
     trace_id = trace_id.lower()
-    events = await request.app.state.services.records.trace_events(principal.tenant_id, trace_id)
+    events = await services(request).records.trace_events(principal.tenant_id, trace_id)
     rows = spans_of(events)
     if not rows:
         raise NotFound(f"no trace {trace_id!r}")

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from shipyard.api.auth import require
 from shipyard.api.errors import responses
 from shipyard.api.keys import Principal
+from shipyard.api.state import services
 from shipyard.runtime.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -33,4 +34,4 @@ async def webhook_secret(
     request: Request, principal: Annotated[Principal, Depends(require("invoke"))]
 ) -> WebhookSecret:
     """This tenant's webhook signing secret and how the signature is made."""
-    return WebhookSecret(secret=request.app.state.services.webhooks.secret_for(principal.tenant_id))
+    return WebhookSecret(secret=services(request).webhooks.secret_for(principal.tenant_id))

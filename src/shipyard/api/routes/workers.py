@@ -13,6 +13,7 @@ from shipyard.api.auth import require_operator
 from shipyard.api.errors import responses
 from shipyard.api.fields import MAX_SECONDS
 from shipyard.api.keys import Principal
+from shipyard.api.state import services
 from shipyard.stores.records.base import WorkerRecord
 
 router = APIRouter(prefix="/v1/workers", tags=["workers"])
@@ -61,5 +62,5 @@ async def list_workers(
     by default) is no longer listed."""
     now = datetime.now(UTC)
     since = now - timedelta(seconds=seen_within_s) if seen_within_s else None
-    found = await request.app.state.services.records.list_workers(since=since)
+    found = await services(request).records.list_workers(since=since)
     return WorkerList(workers=[WorkerView(**w.model_dump(), state=state_of(w, now)) for w in found])
