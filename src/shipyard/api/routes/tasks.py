@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -19,12 +18,10 @@ from shipyard.api.served import served
 from shipyard.api.sse import format_event
 from shipyard.api.state import services
 from shipyard.errors import InvalidInput
+from shipyard.runtime.task_stream import TaskFrame, task_frames
 from shipyard.runtime.tasks import TaskService
-from shipyard.stores.records.base import FINAL_TASK_STATES, RunRecords, TaskStatus, TaskTransition
-
-POLL_S = 0.25
-"""How often a task's event stream looks for news in the records."""
-EVENTS_PAGE = 1000
+from shipyard.stores.records.base import TaskStatus
+from shipyard.telemetry.events import Event
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 _ERRORS = responses(404)
@@ -113,7 +110,7 @@ async def task_events(task_id: Text, request: Request, principal: Reader) -> Str
     after = _resume_point(request.headers.get("last-event-id"))
     records = services(request).records
     return StreamingResponse(
-        _task_frames(service, records, principal.tenant_id, task_id, after),
+        _sse(task_frames(service, records, principal.tenant_id, task_id, after)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -134,50 +131,13 @@ def _resume_point(last_event_id: str | None) -> tuple[int, int]:
     return point
 
 
-async def _task_frames(
-    service: TaskService,
-    records: RunRecords,
-    tenant_id: str,
-    task_id: str,
-    after: tuple[int, int],
-) -> AsyncIterator[bytes]:
-    """Polls the records, so it works on any replica, whichever worker runs the task. A run's
-    events are stored before the task's next change is, so once that change is seen, the run's
-    events read after it are complete."""
-    position, seq = after
-    while True:
-        moves = await service.transitions(tenant_id, task_id)
-        run_id = _run_at(moves, position)
-        while run_id is not None:
-            events = await records.list_events(tenant_id, run_id, after_seq=seq, limit=EVENTS_PAGE)
-            for event in events:
-                yield format_event(event, f"{position}.{event.seq}")
-                seq = event.seq
-            if len(events) < EVENTS_PAGE:
-                break
-        if position < len(moves):
-            position += 1
-            if _run_at(moves, position) != run_id:  # a new run: its events from the first
-                seq = 0
-            move = moves[position - 1]
-            data = move.model_dump_json()
-            yield f"id: {position}\nevent: task.{move.status}\ndata: {data}\n\n".encode()
-            continue
-        if moves and moves[-1].status in FINAL_TASK_STATES:
-            return
-        await asyncio.sleep(POLL_S)
-
-
-def _run_at(moves: list[TaskTransition], position: int) -> str | None:
-    """The run going on at the ``position``-th change: the one its ``running`` change started,
-    or, for a ``running`` change that starts none (a cancel requested), the run it is about."""
-    for move in reversed(moves[: max(position, 0)]):
-        if move.status != "running":
-            return None
-        run_id = move.detail.get("run_id")
-        if isinstance(run_id, str):
-            return run_id
-    return None
+async def _sse(frames: AsyncIterator[TaskFrame]) -> AsyncIterator[bytes]:
+    async for ident, item in frames:
+        if isinstance(item, Event):
+            yield format_event(item, ident)
+        else:
+            data = item.model_dump_json()
+            yield f"id: {ident}\nevent: task.{item.status}\ndata: {data}\n\n".encode()
 
 
 @router.post("/{task_id}/cancel", response_model=TaskView, responses=responses(404, 409))
