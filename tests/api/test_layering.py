@@ -81,3 +81,18 @@ def test_routes_reach_services_through_the_typed_accessor() -> None:
         if "app.state" in path.read_text() and path.name not in {"state.py", "app.py"}
     ]
     assert offenders == []
+
+
+SPAN_BUILDING = ("shipyard.telemetry.tracing", "opentelemetry")
+
+
+def test_no_record_store_module_builds_spans() -> None:
+    """The record store stores events; spans are built from them in telemetry."""
+    records = SRC / "stores" / "records"
+    offenders = {
+        str(path.relative_to(records)): sorted(
+            name for name in _imports(path) if name.startswith(SPAN_BUILDING)
+        )
+        for path in sorted(records.rglob("*.py"))
+    }
+    assert {path: names for path, names in offenders.items() if names} == {}
