@@ -302,8 +302,12 @@ class SessionService:
                     left = deadline - loop.time()
                     if left <= 0:
                         raise self._waited_too_long()
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                    # cancel that lands as the wait ends, and a waiter whose caller left would
+                    # then go on to run its turn (seen as a flaky test)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(woken.wait(), min(POLL_S, left))
+                        async with asyncio.timeout(min(POLL_S, left)):
+                            await woken.wait()
             except BaseException:
                 with contextlib.suppress(StoreError):
                     await self._state.leave_queue(keys.turn, ticket)
