@@ -82,8 +82,9 @@ class WebhookOutbox:
                 await asyncio.gather(*(self._attempt(d) for d in claimed))
                 continue  # more may be due
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL_S)
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
+                async with asyncio.timeout(POLL_S):
+                    await self._wake.wait()
 
     async def _attempt(self, delivery: WebhookDelivery) -> None:
         outcome = await self._sender.attempt(

@@ -319,8 +319,9 @@ class _Consumer:
             timeout = self.broker.poll_interval_s
             if next_due is not None:
                 timeout = max(0.0, min(timeout, next_due - time.time()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout)
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
+                async with asyncio.timeout(timeout):
+                    await changed.wait()
 
     async def _claim(self, room: int) -> float | None:
         """Lease up to ``room`` messages into the buffer. The lease runs as a task so that a
