@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,7 +12,7 @@ import pytest
 import structlog
 
 from shipyard.errors import ConfigError
-from shipyard.telemetry.logging import configure_logging
+from shipyard.telemetry.logging import configure_logging, record_writer
 from tests.telemetry.conftest import LogBuffer
 
 
@@ -98,3 +100,45 @@ def test_a_librarys_record_never_carries_a_key(log_to: Callable[..., LogBuffer])
     first, second = logs.records()
     assert "/x?access_token=***&a=1" in first["event"]
     assert second["event"] == "bearer sk_shp_*** seen"
+
+
+FACTS: dict[str, object] = {
+    "logger": "shipyard.events",
+    "run_id": "run_1",
+    "seq": 3,
+    "input": 'say "hi" = hello',
+    "usage": {"prompt_tokens": 1, "cost_usd": 0.0},
+    "ok": True,
+    "parent": None,
+    "text": "a\nb",
+}
+
+
+@pytest.mark.parametrize("format", ["console", "json"])
+@pytest.mark.parametrize("level", [logging.INFO, logging.WARNING])
+@pytest.mark.parametrize("ts", [1765050472.833277, 1765050472.0])
+def test_the_record_writer_writes_what_structlog_would(
+    log_to: Callable[..., LogBuffer], format: str, level: int, ts: float
+) -> None:
+    """Run events skip structlog's chain (record_writer): their lines must not differ."""
+    logs = log_to("info", format)
+    write = record_writer(level)
+    assert write is not None
+    write("run.started", ts, dict(FACTS))
+    fast = logs.lines()[-1]
+    stamp = datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    log = structlog.get_logger("x").bind(logger="shipyard.events")
+    method = log.warning if level == logging.WARNING else log.info
+    method("run.started", **{k: v for k, v in FACTS.items() if k != "logger"})
+    slow = logs.lines()[-1]
+    if format == "json":
+        assert json.loads(fast) == {**json.loads(slow), "timestamp": stamp}
+        assert list(json.loads(fast)) == list(json.loads(slow))
+    else:
+        assert fast == stamp + slow[slow.index(" ") :]
+
+
+def test_the_record_writer_is_off_below_the_level(log_to: Callable[..., LogBuffer]) -> None:
+    log_to("warning", "json")
+    assert record_writer(logging.INFO) is None
+    assert record_writer(logging.WARNING) is not None

@@ -31,6 +31,7 @@ from typing import Any
 import structlog
 
 from shipyard.telemetry.events import Event, EventType
+from shipyard.telemetry.logging import record_writer
 
 LOGGER = "shipyard.events"
 
@@ -155,9 +156,13 @@ _BODY_KEYS: Mapping[str, str] = MappingProxyType(
 _BODY_SOURCES = frozenset(_BODY_KEYS.values())
 
 
+Writer = Callable[[str, float, dict[str, Any]], None]
+"""Writes one record: the event's type, its time, its fields."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    log: Callable[..., Any]
+    write: Writer
     facts: _Fields
     bodies: _Fields
 
@@ -171,15 +176,11 @@ class EventLog:
         """``bodies``: log message bodies (as the run's processors left them). Reads the logging
         configuration as it is now: configure logging first."""
         log = structlog.get_logger(LOGGER).bind(logger=LOGGER)
-        self._plans: dict[str, _Plan] = {
-            kind: _Plan(
-                log.warning if spec.level == _WARNING else log.info,
-                spec.facts,
-                spec.bodies if bodies else (),
-            )
-            for kind, spec in _KINDS.items()
-            if log.is_enabled_for(spec.level)
-        }
+        self._plans: dict[str, _Plan] = {}
+        for kind, spec in _KINDS.items():
+            write = record_writer(spec.level) or _through_structlog(log, spec.level)
+            if write is not None:
+                self._plans[kind] = _Plan(write, spec.facts, spec.bodies if bodies else ())
 
     @property
     def enabled(self) -> bool:
@@ -191,6 +192,7 @@ class EventLog:
         if plan is None:  # llm.delta, or a level that is off
             return
         fields: dict[str, Any] = {
+            "logger": LOGGER,
             "run_id": event.run_id,
             "seq": event.seq,
             "tenant_id": event.tenant_id,
@@ -210,7 +212,20 @@ class EventLog:
             _pick(plan.bodies, data, fields)
         if "redaction_error" in data:
             fields["redaction_error"] = data["redaction_error"]
-        plan.log(event.type, **fields)
+        plan.write(event.type, event.ts, fields)
+
+
+def _through_structlog(log: Any, level: int) -> Writer | None:
+    """A writer through structlog's own chain, when logging was configured elsewhere (a host
+    application's configuration): slower, but as that configuration says."""
+    if not log.is_enabled_for(level):
+        return None
+    method = log.warning if level == _WARNING else log.info
+
+    def write(event: str, ts: float, fields: dict[str, Any]) -> None:
+        method(event, **{k: v for k, v in fields.items() if k != "logger"})
+
+    return write
 
 
 def _pick(spec: _Fields, data: dict[str, Any], into: dict[str, Any]) -> None:

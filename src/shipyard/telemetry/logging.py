@@ -24,6 +24,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TextIO
 
@@ -71,6 +73,8 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     factory = _BufferedLoggerFactory(stream or _buffered_stderr())
+    global _current
+    _current = _Current(format, _LEVELS[level], factory())
     structlog.configure(
         processors=[*stamp, *renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
@@ -78,6 +82,72 @@ def configure_logging(
         cache_logger_on_first_use=True,
     )
     _route_stdlib(factory(), _LEVELS[level], stamp, renderer)
+
+
+@dataclass(frozen=True, slots=True)
+class _Current:
+    format: str
+    level: int
+    out: _BufferedLogger
+
+
+_current: _Current | None = None
+"""What :func:`configure_logging` set up last (``None``: not called in this process)."""
+
+
+def record_writer(level: int) -> Callable[[str, float, dict[str, Any]], None] | None:
+    """A writer of records that hold only JSON-safe facts (run events): ``write(event, ts,
+    fields)`` renders the line as the configured renderer would, for a fraction of its cost
+    (structlog's processor chain and its console columns were most of a run's logging CPU).
+    ``None`` when ``level`` is off, or when logging was not configured here (then go through
+    structlog)."""
+    current = _current
+    if current is None or level < current.level:
+        return None
+    name = logging.getLevelName(level).lower()
+    emit = current.out.urgent if level >= logging.WARNING else current.out.msg
+    render = _console_line if current.format == "console" else _json_line
+
+    def write(event: str, ts: float, fields: dict[str, Any]) -> None:
+        emit(render(event, name, _iso_utc(ts), fields))
+
+    return write
+
+
+_stamp_cache: list[Any] = [-1, ""]
+
+
+def _iso_utc(ts: float) -> str:
+    """``ts`` as structlog's ISO UTC stamper writes it, the seconds' text computed once."""
+    second, micros = divmod(round(ts * 1_000_000), 1_000_000)
+    if second != _stamp_cache[0]:
+        _stamp_cache[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_stamp_cache[1]}.{micros:06d}Z" if micros else f"{_stamp_cache[1]}Z"
+
+
+def _json_line(event: str, level: str, stamp: str, fields: dict[str, Any]) -> str:
+    return _dumps({**fields, "event": event, "level": level, "timestamp": stamp})
+
+
+_QUOTED = frozenset(" \t=\r\n\"'")
+
+
+def _console_value(value: Any) -> str:
+    """structlog's ``ConsoleRenderer`` (no colours): a plain string as itself unless it holds
+    a blank, ``=`` or a quote, anything else as its ``repr``."""
+    if isinstance(value, str) and not _QUOTED.intersection(value):
+        return value
+    return repr(value)
+
+
+def _console_line(event: str, level: str, stamp: str, fields: dict[str, Any]) -> str:
+    logger = fields.get("logger")
+    pairs = " ".join(
+        f"{key}={_console_value(fields[key])}" for key in sorted(fields) if key != "logger"
+    )
+    head = f"{stamp} [{level:<9}] {event:<30}"
+    head = f"{head} [{logger}]" if logger is not None else head
+    return f"{head} {pairs}" if pairs else head
 
 
 _CREDENTIAL = re.compile(r"(?i)(access_token=)[^&\s\"']+|sk_shp_[A-Za-z0-9_\-]+")
