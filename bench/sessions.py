@@ -290,7 +290,7 @@ def verdict(rows: list[Row]) -> str:
 
 async def run(config: BenchConfig) -> BenchResult:
     result = BenchResult("sessions", COLUMNS)
-    if config.fake_shipyard or "shipyard" not in config.targets:
+    if not config.shipyard:
         result.summary.append("skipped: sessions need the shipyard target (the bare app has none)")
         return result
     for backend in BACKENDS:
