@@ -16,6 +16,7 @@ import contextlib
 import os
 import sqlite3
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -85,11 +86,14 @@ class Records:
     home: Path
     database_url: str | None = None
 
-    async def _rows(self, sql: str) -> list[tuple[str, int]]:
+    async def fetch(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
+        """Rows of ``sql`` (``?`` placeholders); none when the tables do not exist yet."""
         if self.database_url is not None:
+            for n in range(len(args)):
+                sql = sql.replace("?", f"${n + 1}", 1)
             conn = await _connect(self.database_url)
             try:
-                return [(str(r[0]), int(r[1])) for r in await conn.fetch(sql)]
+                return [tuple(r) for r in await conn.fetch(sql, *args)]
             except Exception as exc:  # no table yet: nothing recorded
                 if type(exc).__name__ == "UndefinedTableError":
                     return []
@@ -100,12 +104,16 @@ class Records:
         if not db.exists():
             return []
         try:
-            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-                return [(str(s), int(n)) for s, n in conn.execute(sql)]
+            uri = f"file:{db}?mode=ro"
+            with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5)) as conn:
+                return [tuple(r) for r in conn.execute(sql, args)]
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 return []
             raise
+
+    async def _rows(self, sql: str) -> list[tuple[str, int]]:
+        return [(str(s), int(n)) for s, n in await self.fetch(sql)]
 
     async def runs(self, kind: str) -> dict[str, int]:
         """Runs of ``kind`` (`RUN_KINDS`) by status."""
@@ -115,6 +123,45 @@ class Records:
     async def tasks(self) -> dict[str, int]:
         """Tasks by status."""
         return dict(await self._rows("SELECT status, COUNT(*) FROM tasks GROUP BY 1"))
+
+
+@dataclass
+class Tally:
+    tasks: int
+    succeeded: int
+    extra_successes: int  # "succeeded" transitions beyond one per task: must be 0
+    redeliveries: int  # "running" transitions beyond one per task
+    worker_span_s: float | None  # first "running" to last "succeeded"
+
+
+def _when(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+async def tally(records: Records, skip: str) -> Tally:
+    """What the records say about every task but ``skip`` (the sanity check's)."""
+    [(tasks, succeeded)] = await records.fetch(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'succeeded' THEN 1 ELSE 0 END), 0) "
+        "FROM tasks WHERE id != ?",
+        skip,
+    ) or [(0, 0)]
+    moves = "FROM task_transitions WHERE task_id != ?"
+    counts = dict(await records.fetch(f"SELECT status, COUNT(*) {moves} GROUP BY status", skip))
+    [(start, end)] = await records.fetch(
+        f"SELECT MIN(CASE WHEN status = 'running' THEN at END), "
+        f"MAX(CASE WHEN status = 'succeeded' THEN at END) {moves}",
+        skip,
+    ) or [(None, None)]
+    start, end = _when(start), _when(end)
+    return Tally(
+        tasks=int(tasks),
+        succeeded=int(succeeded),
+        extra_successes=int(counts.get("succeeded", 0)) - int(succeeded),
+        redeliveries=int(counts.get("running", 0)) - int(tasks),
+        worker_span_s=(end - start).total_seconds() if start and end else None,
+    )
 
 
 @dataclass
