@@ -157,8 +157,9 @@ async def _ack_point(ship: Stack, broker: str, c: int, config: BenchConfig) -> R
         "server_us": per_task_us(server_cpu, len(ms)),
         "errors": sum(load.errors.values()),
     }
-    # An acknowledged task is recorded (whatever it became since).
-    Check("tasks", len(ms), status=None, before=before, after=await ship.records.tasks()).apply(row)
+    # Every acknowledged task (warm-up included) is recorded, whatever it became since.
+    after = await ship.records.tasks()
+    Check("tasks", load.acked, status=None, before=before, after=after).apply(row)
     _log(
         row,
         f"ack {broker} c={c}: {row['rate']:,.0f} acks/s, p50 {row['p50_ms']:.2f} ms, "

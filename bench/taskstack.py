@@ -219,6 +219,7 @@ class Load:
     error_sample: str | None = None
     sent: int = 0
     limit: int | None = None  # stop after this many requests (all slots together)
+    acked: int = 0  # 202s, warm-up included (each must be in the records)
 
     def take(self) -> bool:
         if not self.running or (self.limit is not None and self.sent >= self.limit):
@@ -250,6 +251,7 @@ async def submitter(port: int, request: bytes, load: Load) -> None:
                 body = await reader.readexactly(head.length)
                 elapsed = time.perf_counter_ns() - t0
                 if head.status == 202:
+                    load.acked += 1
                     if load.measuring:
                         load.latencies_ns.append(elapsed)
                 elif load.measuring or load.limit is not None:
