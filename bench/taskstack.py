@@ -12,6 +12,7 @@ import asyncio
 import atexit
 import contextlib
 import json
+import math
 import os
 import secrets
 import shutil
@@ -270,7 +271,7 @@ def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[max(1, -(-len(ordered) * q // 100)) - 1]  # nearest rank
+    return ordered[max(1, math.ceil(len(ordered) * q / 100)) - 1]  # nearest rank
 
 
 def per_task_us(cpu: float | None, tasks: int) -> float | None:
