@@ -211,7 +211,10 @@ async def _wait_succeeded(ship: Stack, want: int, within_s: float) -> int:
 
 def _tasks_check(row: Row, counted: int, before: dict[str, int], after: dict[str, int]) -> None:
     """Exactly ``counted`` more tasks ``succeeded`` in the records, none twice."""
-    Check("tasks", counted, exact=True, before=before, after=after).apply(row)
+    check = Check("tasks", counted, exact=True, before=before, after=after)
+    check.apply(row)
+    if check.gained("succeeded") < counted:
+        row["invalid"] += f" (not all done within {DRAIN_TIMEOUT_S:.0f} s)"
     if row.get("extra_successes"):
         row["check"] = "INVALID"
         row["invalid"] = f"{row['extra_successes']} tasks recorded 'succeeded' more than once"
@@ -343,7 +346,7 @@ def _find(rows: list[Row], kind: str, stores: str, workers: int) -> Row | None:
 
 def _ok(ok: bool, row: Row) -> str:
     if is_invalid(row):
-        return "MISS (invalid: not in the records)"
+        return f"MISS (invalid: {row.get('invalid', 'not in the records')})"
     return "PASS" if ok and not row["errors"] else "MISS"
 
 
@@ -441,7 +444,10 @@ async def run(config: BenchConfig) -> BenchResult:
     result.summary.extend(
         invalid_lines(
             result.rows,
-            lambda r: f"{r['kind']} {r['broker']} {r['stores']} c={r['concurrency']}",
+            lambda r: (
+                f"{r['kind']} {r['broker']} {r['stores']} c={r['concurrency']}"
+                + (f" {r['workers']} worker(s)" if r.get("workers") else "")
+            ),
         )
     )
     result.summary.extend(verdicts(result.rows, skipped))

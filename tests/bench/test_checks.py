@@ -115,7 +115,9 @@ def test_missing_targets_are_misses_not_passes() -> None:
 
 
 def _e2e(stores: str, rate: float, check: str) -> dict[str, Any]:
+    invalid = {"invalid": "0 tasks succeeded in the records, 3,000 counted"}
     return {
+        **(invalid if check == "INVALID" else {}),
         "kind": "e2e",
         "broker": "rabbitmq",
         "stores": stores,
@@ -132,10 +134,23 @@ def test_a_fast_but_invalid_tasks_row_misses() -> None:
     rows = [_e2e("sqlite", 240_794.0, "INVALID"), _e2e("postgres+redis", 1200.0, "ok")]
     lines = tasks.verdicts(rows, {})
     sqlite = next(x for x in lines if "(sqlite)" in x)
-    assert sqlite.endswith("MISS (invalid: not in the records)")
+    assert sqlite.endswith("MISS (invalid: 0 tasks succeeded in the records, 3,000 counted)")
     assert next(x for x in lines if "(postgres+redis)" in x).endswith("PASS")
 
 
 def test_skipped_production_rows_say_why() -> None:
     lines = tasks.verdicts([], {"postgres+redis": "PostgreSQL unreachable at x: refused"})
     assert any(x.endswith("MISS (PostgreSQL unreachable at x: refused)") for x in lines)
+
+
+def test_tasks_not_done_in_time_or_done_twice_are_invalid() -> None:
+    late: dict[str, Any] = {}
+    tasks._tasks_check(late, 3000, {"succeeded": 1}, {"succeeded": 2262, "running": 739})
+    assert late["check"] == "INVALID"
+    assert late["invalid"] == (
+        "2,261 tasks succeeded in the records, 3,000 counted (not all done within 60 s)"
+    )
+    twice: dict[str, Any] = {"extra_successes": 2}
+    tasks._tasks_check(twice, 3000, {}, {"succeeded": 3000})
+    assert twice["check"] == "INVALID"
+    assert "more than once" in twice["invalid"]
