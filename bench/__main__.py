@@ -139,7 +139,10 @@ async def amain(args: argparse.Namespace, pinning: Pinning | None = None) -> int
     results = []
     for name in args.only:
         progress(f"== {name} ==")
-        results.append(await BENCHMARKS[name](config))
+        started = time.monotonic()
+        result = await BENCHMARKS[name](config)
+        result.summary.append(f"{name} took {time.monotonic() - started:.0f} s")
+        results.append(result)
     for result in results:
         _report(result)
     if args.json is not None:
