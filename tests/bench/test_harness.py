@@ -86,3 +86,17 @@ def test_pinning_needs_two_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
     two = plan_pinning()
     assert (two.server, two.load) == ({2}, {5})
     assert two.note.startswith("pinned: server (its whole process session) on CPU 2")
+
+
+async def test_a_server_runs_pinned_to_its_cpus(tmp_path: Path) -> None:
+    from bench.invoke import _uvicorn_bare
+    from bench.servers import ServerSpec, free_port, running_server
+
+    cpu = min(os.sched_getaffinity(0))
+    port = free_port()
+    spec = ServerSpec("bare", _uvicorn_bare(port))
+    async with running_server(spec, port, tmp_path, 60.0, frozenset({cpu})) as server:
+        threads = [int(tid) for tid in os.listdir(f"/proc/{server.pid}/task")]
+        assert threads
+        # Every thread, not only the first (uvicorn's have started by now).
+        assert {tid: os.sched_getaffinity(tid) for tid in threads} == {t: {cpu} for t in threads}
