@@ -1,5 +1,8 @@
 """`python -m bench [--duration S] [--concurrency 1,8,32] [--only invoke] [--json PATH]`.
 
+With two CPUs or more, each server (its whole process session) runs pinned to one CPU and this
+process, the load generator, to another; the output says which (``--no-pin``: neither).
+
 Exit code 0 when every benchmark was measured (whether or not targets were met), 1 when a
 benchmark or server could not be measured, 130 when interrupted.
 """
@@ -18,15 +21,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import invoke, observability, sessions, tasks
-from bench.common import BenchConfig, BenchFn, BenchResult, format_table, progress
+from bench import invoke, sessions, tasks
+from bench.common import (
+    BenchConfig,
+    BenchFn,
+    BenchResult,
+    Pinning,
+    format_table,
+    pin,
+    plan_pinning,
+    progress,
+)
 
-# Later benchmarks (sessions, tasks): one module each, one line here.
+# One module each, one line here. Observability on/off is part of invoke (default vs off rows).
 BENCHMARKS: dict[str, BenchFn] = {
     "invoke": invoke.run,
     "sessions": sessions.run,
     "tasks": tasks.run,
-    "observability": observability.run,
 }
 
 
@@ -53,8 +64,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--only", type=_name_list, default=tuple(BENCHMARKS), help=f"of {','.join(BENCHMARKS)}"
     )
     parser.add_argument(
-        "--targets", type=_name_list, default=("shipyard", "bare"), help="shipyard,bare"
+        "--targets",
+        type=_name_list,
+        default=invoke.TARGETS,
+        help=f"invoke's targets, of {','.join(invoke.TARGETS)}",
     )
+    parser.add_argument("--no-pin", action="store_true", help="do not pin server and generator")
     parser.add_argument("--startup-timeout", type=float, default=60.0, help="seconds")
     parser.add_argument("--json", type=Path, default=None, help="write results to this file")
     # Tests the harness: the "shipyard" target runs the bare app.
@@ -63,6 +78,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = [name for name in args.only if name not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}")
+    unknown = [name for name in args.targets if name not in invoke.TARGETS]
+    if unknown:
+        parser.error(f"unknown target(s) {unknown}; known: {', '.join(invoke.TARGETS)}")
     return args
 
 
@@ -92,6 +110,7 @@ def _write_json(path: Path, config: BenchConfig, results: list[BenchResult]) -> 
             "concurrencies": list(config.concurrencies),
             "targets": list(config.targets),
             "fake_shipyard": config.fake_shipyard,
+            "pinning": config.pinning.note,
         },
         "results": {r.name: r.to_json() for r in results},
     }
@@ -99,7 +118,7 @@ def _write_json(path: Path, config: BenchConfig, results: list[BenchResult]) -> 
     progress(f"wrote {path}")
 
 
-async def amain(args: argparse.Namespace) -> int:
+async def amain(args: argparse.Namespace, pinning: Pinning | None = None) -> int:
     # SIGTERM cancels the run like Ctrl-C does, so that servers are stopped and files removed.
     main_task = asyncio.current_task()
     assert main_task is not None
@@ -111,14 +130,19 @@ async def amain(args: argparse.Namespace) -> int:
         targets=args.targets,
         startup_timeout=args.startup_timeout,
         fake_shipyard=args.fake_shipyard,
+        pinning=pinning or Pinning(),
     )
     progress(
         f"bench: {', '.join(args.only)}; targets {', '.join(config.targets)}; {os.cpu_count()} CPUs"
     )
+    progress(config.pinning.note)
     results = []
     for name in args.only:
         progress(f"== {name} ==")
-        results.append(await BENCHMARKS[name](config))
+        started = time.monotonic()
+        result = await BENCHMARKS[name](config)
+        result.summary.append(f"{name} took {time.monotonic() - started:.0f} s")
+        results.append(result)
     for result in results:
         _report(result)
     if args.json is not None:
@@ -127,11 +151,14 @@ async def amain(args: argparse.Namespace) -> int:
 
 
 def _run(coro_args: argparse.Namespace) -> int:
+    # Pinned before the loop starts a thread: every thread of this process inherits it.
+    pinning = plan_pinning(not coro_args.no_pin)
+    pin(0, pinning.load)
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(amain(coro_args))
-    return uvloop.run(amain(coro_args))
+        return asyncio.run(amain(coro_args, pinning))
+    return uvloop.run(amain(coro_args, pinning))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

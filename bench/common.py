@@ -31,14 +31,62 @@ class BenchError(Exception):
 
 
 @dataclass(frozen=True)
+class Pinning:
+    """Which CPUs the servers (each its whole process session) and the load generator (this
+    process) run on; None: not pinned."""
+
+    server: frozenset[int] | None = None
+    load: frozenset[int] | None = None
+    note: str = "not pinned"
+
+
+def plan_pinning(enabled: bool = True) -> Pinning:
+    """Server on the first CPU this process may use, load generator on the second; unpinned
+    (and said so) with fewer than two."""
+    if not enabled:
+        return Pinning(note="not pinned (--no-pin): server and load generator share every CPU")
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return Pinning(note="not pinned: no sched_setaffinity on this platform")
+    if len(cpus) < 2:
+        return Pinning(note=f"not pinned: {len(cpus)} CPU; server and load generator share it")
+    server, load = cpus[0], cpus[1]
+    return Pinning(
+        frozenset({server}),
+        frozenset({load}),
+        f"pinned: server (its whole process session) on CPU {server}, "
+        f"load generator on CPU {load} (of {len(cpus)})",
+    )
+
+
+def pin(pid: int, cpus: frozenset[int] | None) -> None:
+    """Pin ``pid`` (0: this process) to ``cpus``; its later threads and children inherit."""
+    if cpus is not None:
+        os.sched_setaffinity(pid, cpus)
+
+
+def all_cpus() -> frozenset[int] | None:
+    """Every CPU of the machine (workers run unpinned), None off Linux."""
+    count = os.cpu_count()
+    return frozenset(range(count)) if count and hasattr(os, "sched_setaffinity") else None
+
+
+@dataclass(frozen=True)
 class BenchConfig:
     duration: float = 5.0
     warmup: float = 1.0
     concurrencies: tuple[int, ...] = (1, 8, 32)
-    targets: tuple[str, ...] = ("shipyard", "bare")
+    targets: tuple[str, ...] = ("default", "json", "off", "postgres", "bare")
     startup_timeout: float = 60.0
-    # Testing the harness: run the "shipyard" target with the bare app.
+    # Testing the harness: run the Shipyard targets with the bare app (which records nothing).
     fake_shipyard: bool = False
+    pinning: Pinning = field(default_factory=Pinning)
+
+    @property
+    def shipyard(self) -> bool:
+        """A real Shipyard server is measured (sessions and tasks need one)."""
+        return not self.fake_shipyard and any(t != "bare" for t in self.targets)
 
 
 @dataclass

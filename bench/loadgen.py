@@ -166,6 +166,7 @@ class LoadResult:
     client_cpu_s: float
     system_cpu_s: float | None  # all CPUs of the machine, busy time
     sent_per_slot: list[int] = field(default_factory=list)  # requests sent, warm-up included
+    answered: int = 0  # 200s, warm-up included (each must be in the records)
 
     @property
     def other_cpu_s(self) -> float | None:
@@ -192,6 +193,7 @@ class LoadResult:
             "concurrency": self.concurrency,
             "elapsed_s": round(self.elapsed_s, 3),
             "runs": self.ok,
+            "answered": self.answered,
             "errors": self.errors,
             "rps": round(self.rps, 1),
             "p50_ms": _round(self.percentile_ms(50)),
@@ -254,8 +256,10 @@ class _Run:
         self.error_statuses: Counter[str] = Counter()
         self.error_sample: str | None = None
         self.clients: set[_Client] = set()
+        self.answered = 0  # 200s, warm-up included
 
     def record(self, status: int, latency_ns: int, raw: bytes) -> None:
+        self.answered += status == 200
         if not self.measuring:
             return
         if status == 200:
@@ -416,4 +420,5 @@ async def run_load(
         client_cpu_s=client_cpu,
         system_cpu_s=sys1 - sys0 if sys0 is not None and sys1 is not None else None,
         sent_per_slot=[src.sent for src in sources],
+        answered=run.answered,
     )

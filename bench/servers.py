@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import BenchError, progress
+from bench.common import BenchError, pin, progress
 from bench.loadgen import fetch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -167,14 +167,27 @@ async def _stop(server: Server, grace: float = 10.0) -> None:
     _live_sessions.discard(process.pid)
 
 
+def server_env(added: dict[str, str]) -> dict[str, str]:
+    """This process's environment without its ``SHIPYARD_*`` settings (a server runs with the
+    defaults `make run` has, plus ``added``), with the repository on the import path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
+    env.update(added)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
 @contextlib.asynccontextmanager
 async def running_server(
-    spec: ServerSpec, port: int, workdir: Path, startup_timeout: float
+    spec: ServerSpec,
+    port: int,
+    workdir: Path,
+    startup_timeout: float,
+    cpus: frozenset[int] | None = None,
 ) -> AsyncIterator[Server]:
-    """Start `spec` (already pointed at `port`), wait for GET /healthz, stop it on exit."""
+    """Start `spec` (already pointed at `port`) pinned to ``cpus`` (None: not pinned), wait for
+    GET /healthz, stop it on exit."""
     stdout_path, stderr_path, out_fd, err_fd = _open_logs(workdir, spec.name)
-    env = {**os.environ, **spec.env}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env = server_env(spec.env)
     try:
         process = await asyncio.create_subprocess_exec(
             *spec.argv,
@@ -191,6 +204,9 @@ async def running_server(
         os.close(out_fd)
         os.close(err_fd)
     _live_sessions.add(process.pid)
+    # Before Python has started a thread or a child: all of them inherit it.
+    with contextlib.suppress(ProcessLookupError):
+        pin(process.pid, cpus)
     server = Server(spec, port, process, stdout_path, stderr_path)
     try:
         await _wait_healthy(server, startup_timeout)

@@ -1,5 +1,11 @@
-"""Session turns: `POST /v1/sessions/{id}/turns` with `scripted:echo`, on SQLite and on Redis,
-beside the stateless `POST /v1/agents/echo/invoke` measured on the same server in the same run.
+"""Session turns: `POST /v1/sessions/{id}/turns` with `scripted:echo`, beside the stateless
+`POST /v1/agents/echo/invoke` measured on the same server in the same run, on three servers as
+shipped (default settings): ``sqlite`` (records and state in SQLite files), ``redis`` (state on
+Redis) and ``postgres`` (the production path: records on PostgreSQL, state on Redis; skipped with
+the reason when either is unreachable).
+
+Every row checks that the runs it counted (answered 200) are in the records as ``succeeded``
+(counted before and after the point), or is printed INVALID.
 
 Every measured turn runs on a session that already holds about 50 messages: before each point a
 pool of sessions is created and pre-filled through the API (one turn whose input is 49 prior
@@ -35,6 +41,15 @@ from bench.invoke import BODY as INVOKE_BODY
 from bench.invoke import BUSY_PCT, EXPECTED_OUTPUT
 from bench.invoke import PATH as INVOKE_PATH
 from bench.loadgen import LoadResult, build_request, fetch, run_load
+from bench.records import (
+    DATABASE_URL,
+    Check,
+    Records,
+    fresh_database,
+    invalid_lines,
+    is_invalid,
+    postgres_unreachable,
+)
 from bench.servers import HOST, Server, ServerSpec, bin_path, free_port, running_server
 
 AGENT = "echo"
@@ -45,7 +60,7 @@ POOL_CAP = 20_000  # sessions per point
 PREFILL_CONCURRENCY = 16
 SESSION_TTL_S = 900  # the bench's sessions leave Redis on their own
 CONCURRENCIES = (1, 8)  # the issue's points; other --concurrency values are used only if neither
-BACKENDS = ("sqlite", "redis")
+BACKENDS = ("sqlite", "redis", "postgres")
 TARGET_P50_DELTA_MS = 1.5
 SAMPLE = 10  # sessions whose history is checked after each point
 
@@ -62,6 +77,8 @@ COLUMNS = [
     Column("prior_mean", "prior msgs", "{:.1f}"),
     Column("sessions", "sessions"),
     Column("errors", "errors"),
+    Column("recorded", "recorded"),
+    Column("check", "check"),
 ]
 
 
@@ -80,8 +97,9 @@ PREFILL_BODY = json.dumps({"input": prior_messages()}).encode()
 class _Shipyard:
     """One Shipyard server on one state backend, and how to talk to it."""
 
-    def __init__(self, server: Server, key: str) -> None:
+    def __init__(self, server: Server, key: str, records: Records) -> None:
         self.server = server
+        self.records = records
         self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 
     async def call(
@@ -120,9 +138,11 @@ def _spec(backend: str, port: int, home: Path, key: str) -> ServerSpec:
         bin_path("shipyard"), "serve", "--app", "bench.apps:shipyard_app",
         "--host", HOST, "--port", str(port),
     ]  # fmt: skip
-    env = {"SHIPYARD_HOME": str(home), "SHIPYARD_ADMIN_KEY": key, "SHIPYARD_LOG_LEVEL": "warning"}
-    if backend == "redis":
+    env = {"SHIPYARD_HOME": str(home), "SHIPYARD_ADMIN_KEY": key}
+    if backend in ("redis", "postgres"):
         env["SHIPYARD_STATE_URL"] = REDIS_URL
+    if backend == "postgres":
+        env["SHIPYARD_DATABASE_URL"] = DATABASE_URL
     return ServerSpec(f"shipyard-{backend}", argv, env)
 
 
@@ -153,7 +173,8 @@ def _log_point(row: Row, result: LoadResult) -> None:
     extra = f", prior msgs {row['prior_mean']:.1f}" if row.get("prior_mean") else ""
     progress(
         f"  {row['kind']} {row['state']} c={row['concurrency']}: {row['rps']:,.0f} runs/s, "
-        f"p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, errors {row['errors']}{extra}"
+        f"p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, errors {row['errors']}{extra}, "
+        f"check {row['check']} {row.get('invalid', '')}".rstrip()
     )
     if (row["other_cpu_pct"] or 0) > BUSY_PCT:
         progress(f"    warning: other processes used {row['other_cpu_pct']:.0f}% CPU: noisy point")
@@ -162,8 +183,10 @@ def _log_point(row: Row, result: LoadResult) -> None:
 
 
 async def _load(
-    ship: _Shipyard, config: BenchConfig, c: int, per_slot: list[list[bytes]]
-) -> LoadResult:
+    ship: _Shipyard, config: BenchConfig, c: int, per_slot: list[list[bytes]], kind: str
+) -> tuple[LoadResult, Check]:
+    """The load, and what the records gained during it (runs of ``kind``)."""
+    before = await ship.records.runs(kind)
     result = await run_load(
         HOST, ship.server.port, b"",
         concurrency=c, duration=config.duration, warmup=config.warmup,
@@ -175,7 +198,9 @@ async def _load(
             f"c={c}: no successful response in {config.duration:g}s ({result.errors} errors: "
             f"{result.error_statuses}; first: {result.error_sample})"
         )
-    return result
+    # Every 200 of the point (warm-up included) was recorded before it was answered.
+    check = Check("runs", result.answered, before=before, after=await ship.records.runs(kind))
+    return result, check
 
 
 async def _verify(ship: _Shipyard, pools: list[list[str]], sent: list[int]) -> list[str]:
@@ -197,18 +222,31 @@ async def _verify(ship: _Shipyard, pools: list[list[str]], sent: list[int]) -> l
     return problems
 
 
+async def skip_reason(backend: str) -> str | None:
+    """Why ``backend``'s services are unreachable, or None."""
+    reason = None
+    if backend == "postgres":
+        reason = await postgres_unreachable()
+    if backend in ("redis", "postgres"):
+        reason = reason or redis_unreachable(REDIS_URL)
+    return reason
+
+
 async def _bench_backend(backend: str, config: BenchConfig, result: BenchResult) -> None:
-    if backend == "redis" and (reason := redis_unreachable(REDIS_URL)):
-        raise BenchError(reason)
     prefix = f"bench-sessions-{backend}-"
     with tempfile.TemporaryDirectory(prefix=prefix, ignore_cleanup_errors=True) as t:
         home = Path(t) / "home"
         home.mkdir()
         port, key = free_port(), "sk_bench_" + secrets.token_hex(16)
         spec = _spec(backend, port, home, key)
-        progress(f"starting shipyard ({backend} state) on port {port} …")
-        async with running_server(spec, port, Path(t), config.startup_timeout) as server:
-            ship = _Shipyard(server, key)
+        database_url = spec.env.get("SHIPYARD_DATABASE_URL")
+        if database_url is not None:
+            await fresh_database(database_url)
+        progress(f"starting shipyard ({backend}) on port {port} …")
+        async with running_server(
+            spec, port, Path(t), config.startup_timeout, config.pinning.server
+        ) as server:
+            ship = _Shipyard(server, key, Records(home, database_url))
             answer = await ship.call("POST", INVOKE_PATH, INVOKE_BODY)
             if answer.get("output") != EXPECTED_OUTPUT:
                 raise BenchError(f"unexpected invoke answer: {answer}")
@@ -221,8 +259,9 @@ async def _bench_point(
 ) -> None:
     progress(f"  invoke {backend} c={c}: {config.warmup:g}s warm-up + {config.duration:g}s …")
     invoke_request = ship.request(INVOKE_PATH, INVOKE_BODY)
-    invoked = await _load(ship, config, c, [[invoke_request]] * c)
+    invoked, check = await _load(ship, config, c, [[invoke_request]] * c, "invoke")
     row = _row("invoke", backend, invoked)
+    check.apply(row)
     result.rows.append(row)
     _log_point(row, invoked)
 
@@ -239,10 +278,11 @@ async def _bench_point(
     requests = [[ship.request(f"/v1/sessions/{s}/turns", TURN_BODY) for s in p] for p in pools]
 
     progress(f"  turn {backend} c={c}: {config.warmup:g}s warm-up + {config.duration:g}s …")
-    turned = await _load(ship, config, c, requests)
+    turned, check = await _load(ship, config, c, requests, "turn")
     mean, most = _prior_stats(turned.sent_per_slot, [len(p) for p in pools])
     row = {**_row("turn", backend, turned), "prior_mean": round(mean, 1), "sessions": count}
     row["prior_max"] = most
+    check.apply(row)
     result.rows.append(row)
     _log_point(row, turned)
     problems = await _verify(ship, pools, turned.sent_per_slot)
@@ -281,7 +321,9 @@ def verdict(rows: list[Row]) -> str:
         return f"{title}: n/a (needs turn and invoke on Redis measured at c=1)"
     delta = turn["p50_ms"] - invoke["p50_ms"]
     notes = f" ({turn['errors']} turn errors)" if turn["errors"] else ""
-    ok = delta <= TARGET_P50_DELTA_MS and not turn["errors"]
+    if is_invalid(turn) or is_invalid(invoke):
+        notes += " (invalid: runs not in the records)"
+    ok = delta <= TARGET_P50_DELTA_MS and not notes
     return (
         f"{title}: c=1 turn {turn['p50_ms']:.2f} vs invoke {invoke['p50_ms']:.2f} ms "
         f"({delta:+.2f} ms){notes} -> {'PASS' if ok else 'MISS'}"
@@ -290,10 +332,15 @@ def verdict(rows: list[Row]) -> str:
 
 async def run(config: BenchConfig) -> BenchResult:
     result = BenchResult("sessions", COLUMNS)
-    if config.fake_shipyard or "shipyard" not in config.targets:
+    if not config.shipyard:
         result.summary.append("skipped: sessions need the shipyard target (the bare app has none)")
         return result
     for backend in BACKENDS:
+        reason = await skip_reason(backend)
+        if reason:
+            progress(f"{backend}: skipped: {reason}")
+            result.summary.append(f"skipped {backend}: {reason}")
+            continue
         try:
             await _bench_backend(backend, config, result)
         except (BenchError, OSError, TimeoutError) as exc:
@@ -305,10 +352,15 @@ async def run(config: BenchConfig) -> BenchResult:
         result.summary.append(
             f"noisy: other processes used > {BUSY_PCT:.0f}% CPU during {points}; rerun when idle"
         )
-    if any(r["state"] == "redis" for r in result.rows):
+    result.summary.append(config.pinning.note)
+    if any(r["state"] in ("redis", "postgres") for r in result.rows):
         result.summary.append(
-            f"redis rows: Redis at {REDIS_URL} runs on this machine; its CPU counts as other CPU%"
+            f"redis and postgres rows: Redis at {REDIS_URL} and PostgreSQL run on this machine "
+            f"(not pinned); their CPU counts as other CPU%, not as the server's"
         )
+    result.summary.extend(
+        invalid_lines(result.rows, lambda r: f"{r['kind']} {r['state']} c={r['concurrency']}")
+    )
     result.summary.extend(compare(result.rows, config))
     result.summary.append(verdict(result.rows))
     return result
