@@ -129,25 +129,25 @@ def _json_line(event: str, level: str, stamp: str, fields: dict[str, Any]) -> st
     return _dumps({**fields, "event": event, "level": level, "timestamp": stamp})
 
 
-_QUOTED = frozenset(" \t=\r\n\"'")
-
-
-def _console_value(value: Any) -> str:
-    """structlog's ``ConsoleRenderer`` (no colours): a plain string as itself unless it holds
-    a blank, ``=`` or a quote, anything else as its ``repr``."""
-    if isinstance(value, str) and not _QUOTED.intersection(value):
-        return value
-    return repr(value)
+_QUOTED = re.compile("[ \t=\r\n\"']")
+"""What makes structlog's ``ConsoleRenderer`` write a string as its ``repr``."""
 
 
 def _console_line(event: str, level: str, stamp: str, fields: dict[str, Any]) -> str:
-    logger = fields.get("logger")
-    pairs = " ".join(
-        f"{key}={_console_value(fields[key])}" for key in sorted(fields) if key != "logger"
-    )
-    head = f"{stamp} [{level:<9}] {event:<30}"
-    head = f"{head} [{logger}]" if logger is not None else head
-    return f"{head} {pairs}" if pairs else head
+    """As structlog's ``ConsoleRenderer`` (no colours) writes it: a plain string value as
+    itself unless it holds a blank, ``=`` or a quote, any other value as its ``repr``."""
+    parts = [f"{stamp} [{level:<9}] {event:<30}"]
+    if (logger := fields.get("logger")) is not None:
+        parts.append(f"[{logger}]")
+    quoted = _QUOTED.search
+    for key in sorted(fields):
+        value = fields[key]
+        if type(value) is str and quoted(value) is None:
+            if key != "logger":
+                parts.append(f"{key}={value}")
+        elif key != "logger":
+            parts.append(f"{key}={value!r}")
+    return " ".join(parts)
 
 
 _CREDENTIAL = re.compile(r"(?i)(access_token=)[^&\s\"']+|sk_shp_[A-Za-z0-9_\-]+")
