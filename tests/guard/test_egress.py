@@ -41,7 +41,7 @@ async def test_internal_targets_are_refused_in_every_spelling(url: str) -> None:
     with pytest.raises(EgressDenied) as caught:
         await EgressPolicy().check_url(url, field="webhook_url")
     assert caught.value.code == "egress_denied" and caught.value.status == 422
-    assert caught.value.details == {"field": "webhook_url"}
+    assert caught.value.details == {"field": "webhook_url", "rule": "address"}
     assert caught.value.message.startswith("webhook_url: ")
 
 
