@@ -164,7 +164,13 @@ class Gate:
         return field
 
     def check(self, scheme: str, host: str, port: int, method: str) -> None:
-        """Raise ``EgressDenied`` naming the first layer and field that refuse the request."""
+        """Raise ``EgressDenied`` naming the first layer and field that refuse the request
+        (rule ``url`` for a scheme no layer could allow: only http and https are spoken)."""
+        if scheme not in SCHEMES:
+            raise EgressDenied(
+                f"scheme {scheme or '(none)'} is not allowed: only http and https (rule: url)",
+                details={"rule": "url"},
+            )
         host = normal_host(host)
         for layer in self.layers:
             refused = layer.rules.refusal(scheme, host, port, method)
