@@ -8,6 +8,8 @@ a static table standing in for DNS (``api.example.test`` is 127.0.0.1, ``interna
 a private address...). Each denied case names the rule that must refuse it.
 """
 
+# ruff: noqa: E501 (the table reads best one case a line)
+
 from __future__ import annotations
 
 import ipaddress
