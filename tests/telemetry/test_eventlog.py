@@ -104,8 +104,10 @@ async def run_all(svc: Services, events: list[Event]) -> tuple[RunOutcome, str]:
         span_id=new_span_id(),
         sinks=[eventlog.sink, events.append],
     )
-    emitter.emit("guard.flag", guard="injection", action="flag", reason="instructions in tool output")
-    # so has egress.request here (tests/runtime/test_egress_events.py has a tool make them)
+    emitter.emit(
+        "guard.flag", guard="injection", action="flag", reason="instructions in tool output"
+    )
+    # egress.request's producer is a tool's ctx.http (tests/runtime/test_egress.py)
     emitter.emit(
         "egress.request", method="GET", scheme="https", host="example.com", port=443,
         allowed=False, bytes=0, latency_ms=0.5, rule="agent.hosts", reason="not allowed",
