@@ -173,3 +173,20 @@ def test_agents_rules_are_checked_when_the_agent_is_defined() -> None:
     for bad in ({"hosts": ["a b"]}, {"methods": ["BREW"]}, {"ports": [0]}, {"schemes": ["ftp"]}):
         with pytest.raises(ConfigError, match="egress"):
             Agent(name="web", egress=EgressRules(**bad))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("knob", "value"),
+    [
+        ("egress_hosts", "a b"),
+        ("egress_schemes", "ftp"),
+        ("egress_ports", "http"),
+        ("egress_methods", "BREW"),
+        ("webhook_hosts", "*.exa mple.com"),
+    ],
+)
+def test_a_bad_egress_setting_refuses_to_load_naming_the_knob(knob: str, value: str) -> None:
+    from shipyard.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"SHIPYARD_{knob.upper()}"):
+        load_settings(**{knob: value})
