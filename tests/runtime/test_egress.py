@@ -190,3 +190,33 @@ def test_a_bad_egress_setting_refuses_to_load_naming_the_knob(knob: str, value: 
 
     with pytest.raises(ConfigError, match=f"SHIPYARD_{knob.upper()}"):
         load_settings(**{knob: value})
+
+
+async def test_a_function_agents_rules_and_its_own_span(receiver: Receiver) -> None:
+    """``@agent(egress=...)``: a function agent's requests pass its rules, and their events sit
+    on the run's span (there is no tool span)."""
+    from shipyard import agent
+    from shipyard.guard.egress import EgressPolicy
+    from shipyard.runtime.egress import ToolEgress
+    from shipyard.testing import run_agent
+
+    @agent("getter", egress=EgressRules(methods=["GET"]))
+    async def getter(ctx: RunContext, input: Any) -> str:
+        reply = await ctx.http.get(receiver.url())
+        try:
+            await ctx.http.delete(receiver.url())
+        except Exception as exc:
+            return f"{reply.text} then {type(exc).__name__}"
+        return "deleted"
+
+    egress_ = ToolEgress(EgressPolicy.from_setting(f"127.0.0.1:{receiver.port}"))
+    try:
+        result, events = await run_agent(getter, "go", egress=egress_)
+    finally:
+        await egress_.aclose()
+    assert result.output == "ok then EgressDenied"
+    run_span = events[0].span_id
+    got, deleted = [e for e in events if e.type == "egress.request"]
+    assert got.span_id == deleted.span_id == run_span and got.parent_span_id is None
+    assert (deleted.data["allowed"], deleted.data["rule"]) == (False, "agent.methods")
+    assert receiver.seen == [("GET", "/ok")]

@@ -90,7 +90,10 @@ async def test_a_name_that_turns_private_after_submit_is_refused_at_delivery() -
 
 async def test_webhook_rules_refuse_at_submit_naming_the_rule() -> None:
     sender = WebhookSender(
-        "k" * 32, rules=EgressRules(hosts=["*.hooks.example"], schemes=["https"], ports=[443])
+        "k" * 32,
+        rules=EgressRules(
+            hosts=["*.hooks.example", "010.010.010.010"], schemes=["https"], ports=[443]
+        ),
     )
     try:
         cases = {
@@ -99,6 +102,7 @@ async def test_webhook_rules_refuse_at_submit_naming_the_rule() -> None:
             "https://a.hooks.example:8443/h": "webhook.ports",
             "https://user:pw@a.hooks.example/h": "url",
             "https://169.254.169.254/h": "webhook.hosts",
+            "https://010.010.010.010/h": "url",  # 8.8.8.8 in octal: httpx cannot send it
         }
         for url, rule in cases.items():
             with pytest.raises(EgressDenied) as caught:

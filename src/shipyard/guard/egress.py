@@ -1,12 +1,12 @@
 """The egress policy: which network addresses Shipyard may connect to on a caller's behalf.
 
-Today it guards webhook targets (a tenant's ``webhook_url``); the security issue extends it to
-tools. An address is denied unless it is globally routable: private (10/8, 172.16/12,
-192.168/16), loopback, link-local (169.254/16, where cloud metadata lives; fe80::/10),
-unique-local (fc00::/7), shared (100.64/10), multicast, unspecified, reserved and documentation
-ranges are all refused; an IPv6 address that embeds an IPv4 one (``::ffff:a.b.c.d``, 6to4,
-NAT64, Teredo) is judged by that IPv4 address too. Names are judged by what they resolve to,
-so every spelling of an address (``2130706433``, ``0x7f000001``, ``127.1``) is the address.
+It guards webhook targets (a tenant's ``webhook_url``) and tools' ``ctx.http``. An address is
+denied unless it is globally routable: private (10/8, 172.16/12, 192.168/16), loopback,
+link-local (169.254/16, where cloud metadata lives; fe80::/10), unique-local (fc00::/7),
+site-local, shared (100.64/10), multicast, unspecified, reserved and documentation ranges are
+all refused; an IPv6 address that embeds an IPv4 one (``::ffff:a.b.c.d``, 6to4, NAT64, Teredo)
+is judged by that IPv4 address too. Names are judged by what they resolve to, so every spelling
+of an address (``2130706433``, ``0x7f000001``, ``127.1``) is the address.
 
 Alternate spellings are read as the C library reads them, before any lookup: ``2130706433``,
 ``0x7f000001``, ``0177.0.0.1``, ``127.1`` are 127.0.0.1; a trailing dot is dropped

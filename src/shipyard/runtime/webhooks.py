@@ -114,7 +114,14 @@ class WebhookSender:
         ``egress_denied``, the message naming the rule) unless a delivery may be attempted."""
         host, port = url_target(url, field=field)
         try:
-            self.gate.check(httpx.URL(url).scheme, host, port, "POST")
+            parsed = httpx.URL(url)  # what a delivery will send to, or nothing it can send
+        except httpx.InvalidURL as exc:
+            raise EgressDenied(
+                f"{field}: not a URL the sender can use ({exc}) (rule: url)",
+                details={"field": field, "rule": "url"},
+            ) from None
+        try:
+            self.gate.check(parsed.scheme, host, port, "POST")
         except EgressDenied as exc:
             details = {"field": field, **_rule(exc)}
             raise EgressDenied(f"{field}: {exc.message}", details=details) from None
