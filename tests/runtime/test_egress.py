@@ -220,3 +220,14 @@ async def test_a_function_agents_rules_and_its_own_span(receiver: Receiver) -> N
     assert got.span_id == deleted.span_id == run_span and got.parent_span_id is None
     assert (deleted.data["allowed"], deleted.data["rule"]) == (False, "agent.methods")
     assert receiver.seen == [("GET", "/ok")]
+
+
+async def test_a_tenant_pattern_the_rules_cannot_read_is_refused_when_set(
+    started: Any,
+) -> None:
+    from shipyard.errors import InvalidInput
+
+    services = await started(Agent(name="web", model="scripted:echo"))
+    bad = TenantPolicy(egress=Egress(allow=["*.example.test", "two words"]))
+    with pytest.raises(InvalidInput, match=r"policy\.egress\.allow: egress host 'two words'"):
+        await services.tenants.put(TENANT, bad, changed_by="test")
