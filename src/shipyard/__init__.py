@@ -20,11 +20,13 @@ from shipyard.app import App
 from shipyard.config import Settings
 from shipyard.errors import (
     ConfigError,
+    EgressDenied,
     ModelError,
     ModelRetry,
     RunTimeout,
     ShipyardError,
 )
+from shipyard.guard.rules import EgressRules
 from shipyard.models.base import (
     AssistantMessage,
     ChatModel,
@@ -52,6 +54,8 @@ __all__ = [
     "ConfigError",
     "ContextBudget",
     "DelegatedTask",
+    "EgressDenied",
+    "EgressRules",
     "Event",
     "EventProcessor",
     "FunctionAgent",

@@ -10,15 +10,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from shipyard.agents.agent import AgentLike
 from shipyard.config import Settings, load_settings
 from shipyard.errors import ConfigError, StoreError
-from shipyard.guard.egress import EgressPolicy, guarded_transport, redact_url
+from shipyard.guard.egress import EgressPolicy, redact_url
+from shipyard.guard.rules import EgressRules
 from shipyard.models.resolver import ModelResolver, ModelWrapper
 from shipyard.runtime.control import Control
 from shipyard.runtime.delegation import Delegation
+from shipyard.runtime.egress import ToolEgress
 from shipyard.runtime.hooks import RunHook
 from shipyard.runtime.invoke import Invoker, RunLimits
 from shipyard.runtime.recorder import Recorder
@@ -196,9 +196,8 @@ def build_services(app: App, settings: Settings) -> Services:
         tool_timeout_s=settings.tool_timeout_s,
     )
     models = ModelResolver(app.model_wrappers)
-    http = httpx.AsyncClient(
-        transport=guarded_transport(EgressPolicy.from_setting(settings.tool_allow))
-    )
+    tenants = TenantPolicies(records, cache_s=settings.tenant_cache_s)
+    egress = build_egress(settings, tenants)
     invoker = Invoker(
         app.agents,
         recorder,
@@ -207,7 +206,7 @@ def build_services(app: App, settings: Settings) -> Services:
         models=models,
         processors=app.event_processors,
         hooks=app.run_hooks,
-        http=http,
+        egress=egress,
     )
     control = Control(state)  # one subscription per process, for every run's stop word
     sessions = SessionService(
@@ -222,7 +221,9 @@ def build_services(app: App, settings: Settings) -> Services:
         webhook_signing_key(settings),
         attempts=settings.webhook_attempts,
         base_s=settings.webhook_retry_base_s,
-        policy=EgressPolicy.from_setting(settings.webhook_allow),
+        policy=EgressPolicy.from_setting(settings.webhook_allow, setting="SHIPYARD_WEBHOOK_ALLOW"),
+        rules=webhook_rules(settings),
+        report=observability.metrics.webhook_egress if observability.metrics else None,
     )
     tasks = TaskService(
         records, broker, invoker, control, handover_sweep_s=settings.task_handover_sweep_s
@@ -239,11 +240,45 @@ def build_services(app: App, settings: Settings) -> Services:
         tasks=tasks,
         webhooks=webhooks,
         control=control,
-        tenants=TenantPolicies(records, cache_s=settings.tenant_cache_s),
+        tenants=tenants,
         observability=observability,
         models=models,
-        http=http,
+        egress=egress,
     )
+
+
+def egress_rules(settings: Settings) -> EgressRules:
+    """The server's egress rules for tools (``SHIPYARD_EGRESS_*``)."""
+    return EgressRules.from_text(
+        hosts=settings.egress_hosts,
+        schemes=settings.egress_schemes,
+        ports=settings.egress_ports,
+        methods=settings.egress_methods,
+        max_response_bytes=settings.egress_max_response_bytes,
+        timeout_s=settings.egress_timeout_s,
+    )
+
+
+def webhook_rules(settings: Settings) -> EgressRules:
+    """The webhook rules: the server's schemes, ports and caps, ``SHIPYARD_WEBHOOK_HOSTS``."""
+    return EgressRules.from_text(
+        hosts=settings.webhook_hosts,
+        schemes=settings.egress_schemes,
+        ports=settings.egress_ports,
+        max_response_bytes=settings.egress_max_response_bytes,
+        timeout_s=settings.egress_timeout_s,
+    )
+
+
+def build_egress(settings: Settings, tenants: TenantPolicies) -> ToolEgress:
+    """The tools' egress: ``SHIPYARD_TOOL_ALLOW``'s exceptions, the server's rules, and each
+    tenant policy's ``egress.allow``."""
+
+    async def tenant_hosts(tenant_id: str) -> list[str] | None:
+        return (await tenants.policy(tenant_id)).egress.allow
+
+    policy = EgressPolicy.from_setting(settings.tool_allow, setting="SHIPYARD_TOOL_ALLOW")
+    return ToolEgress(policy, egress_rules(settings), tenant_hosts=tenant_hosts)
 
 
 def build_observability(settings: Settings) -> Observability:

@@ -134,6 +134,38 @@ class Settings(BaseSettings):
         description="Targets the tools' HTTP client (ctx.http) may reach despite the egress "
         "policy; the same format as SHIPYARD_WEBHOOK_ALLOW.",
     )
+    egress_hosts: str = Field(
+        "*",
+        description="Hosts tools may reach through ctx.http, server-wide: comma-separated "
+        "names, '*.example.com' patterns, IP addresses, or '*' (any). Agents' and tenants' "
+        "egress rules narrow it; the address checks apply either way.",
+    )
+    egress_schemes: str = Field(
+        "https,http", description="URL schemes tools and webhooks may use: https, http or both."
+    )
+    egress_ports: str = Field(
+        "*", description="Ports tools and webhooks may reach: comma-separated, or '*' (any)."
+    )
+    egress_methods: str = Field(
+        "*", description="HTTP methods tools may send: comma-separated, or '*' (any)."
+    )
+    egress_max_response_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=0,
+        description="Largest answer body a tool's or webhook's request may read (on the wire); "
+        "a longer one is cut off, one declared longer is refused unread.",
+    )
+    egress_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Longest one outbound request (each redirect hop) may take, from sending it "
+        "to its last byte; then it is cut off.",
+    )
+    webhook_hosts: str = Field(
+        "*",
+        description="Hosts webhook_url may name: comma-separated names, '*.example.com' "
+        "patterns, IP addresses, or '*' (any public host).",
+    )
     host: str = Field("127.0.0.1", description="Address the server listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port the server listens on.")
     app: str | None = Field(None, description="The app to serve, as module:attribute.")
@@ -223,6 +255,20 @@ class Settings(BaseSettings):
         from shipyard.guard.egress import parse_allow
 
         parse_allow(value)  # raises ValueError naming the bad entry
+        return value
+
+    @field_validator(
+        "egress_hosts", "egress_schemes", "egress_ports", "egress_methods", "webhook_hosts"
+    )
+    @classmethod
+    def _egress_rule(cls, value: str, info: ValidationInfo) -> str:
+        from shipyard.guard.rules import EgressRules
+
+        rule = str(info.field_name).rpartition("_")[2]  # hosts, schemes, ports, methods
+        try:
+            EgressRules.from_text(**{rule: value})  # type: ignore[arg-type]
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
         return value
 
     @field_validator("model")

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import httpx
-
 from shipyard.agents.agent import AgentLike
 from shipyard.agents.context import RunInput, RunRequest, RunResult
-from shipyard.guard.egress import EgressPolicy, guarded_transport
 from shipyard.models.resolver import ModelResolver, ModelWrapper
 from shipyard.models.scripted import ScriptedModel, ScriptStep
+from shipyard.runtime.egress import ToolEgress
 from shipyard.runtime.hooks import RunHook
 from shipyard.runtime.invoke import Invoker, RunLimits
 from shipyard.telemetry.events import Event, ProcessorFactory
@@ -25,14 +23,18 @@ async def run_agent(
     model_wrappers: Sequence[ModelWrapper] = (),
     event_processors: Sequence[ProcessorFactory] = (),
     run_hooks: Sequence[RunHook] = (),
+    egress: ToolEgress | None = None,
 ) -> tuple[RunResult, list[Event]]:
     """Run an agent once without a server or store, through the same invoker as a server's
     runs (with the given wrappers, processors and hooks); returns its result and every event
     of the run, ``run.started`` to ``run.completed`` (``llm.delta`` included). A failed run
-    raises what a server's caller would get."""
+    raises what a server's caller would get. ``egress``: what the run's ``ctx.http`` may reach
+    (default: public addresses under the default rules); the caller closes one it passes."""
     events: list[Event] = []
     limits = RunLimits(default_model=default_model, tool_timeout_s=tool_timeout_s)
-    async with httpx.AsyncClient(transport=guarded_transport(EgressPolicy())) as http:
+    own = egress is None
+    tools_egress = egress or ToolEgress()
+    try:
         invoker = Invoker(
             {agent.name: agent},
             None,
@@ -41,10 +43,13 @@ async def run_agent(
             models=ModelResolver(model_wrappers),
             processors=event_processors,
             hooks=run_hooks,
-            http=http,
+            egress=tools_egress,
         )
         request = RunRequest(tenant_id="test", agent=agent.name, input=input)
         outcome = await invoker.invoke(request, stream_deltas=True)
+    finally:
+        if own:
+            await tools_egress.aclose()
     result = RunResult(output=outcome.output, usage=outcome.usage, messages=outcome.messages)
     return result, events
 

@@ -11,7 +11,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from shipyard.errors import EgressDenied
-from shipyard.guard.egress import EgressPolicy, denied_reason, parse_allow, redact_url
+from shipyard.guard.egress import (
+    EgressPolicy,
+    denied_reason,
+    literal_address,
+    parse_allow,
+    redact_url,
+)
 from shipyard.runtime.webhooks import WebhookSender
 
 INTERNAL = [
@@ -41,7 +47,7 @@ async def test_internal_targets_are_refused_in_every_spelling(url: str) -> None:
     with pytest.raises(EgressDenied) as caught:
         await EgressPolicy().check_url(url, field="webhook_url")
     assert caught.value.code == "egress_denied" and caught.value.status == 422
-    assert caught.value.details == {"field": "webhook_url"}
+    assert caught.value.details == {"field": "webhook_url", "rule": "address"}
     assert caught.value.message.startswith("webhook_url: ")
 
 
@@ -127,3 +133,49 @@ async def test_the_sender_connects_only_to_checked_addresses(
     finally:
         await sender.close()
         await allowed.close()
+
+
+async def test_metadata_addresses_need_an_entry_naming_them() -> None:
+    """A range or a name on the allowlist never unlocks a cloud metadata address; an entry
+    naming the very address does."""
+    metadata = ipaddress.ip_address("169.254.169.254")
+    for wide in ("169.254.0.0/16", "0.0.0.0/0", "metadata.google.internal", "[::/0]"):
+        policy = EgressPolicy.from_setting(wide)
+        with pytest.raises(EgressDenied, match="cloud metadata"):
+            policy.check_address("metadata.google.internal", metadata, 80)
+    EgressPolicy.from_setting("169.254.0.0/16").check_address(
+        "h", ipaddress.ip_address("169.254.1.1"), 80
+    )
+    EgressPolicy.from_setting("169.254.169.254").check_address("h", metadata, 80)
+    mapped = ipaddress.ip_address("::ffff:169.254.169.254")
+    with pytest.raises(EgressDenied):
+        EgressPolicy.from_setting("[::ffff:0:0/96]").check_address("h", mapped, 80)
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [
+        ("2130706433", "127.0.0.1"),
+        ("0x7f000001", "127.0.0.1"),
+        ("0x7f.1", "127.0.0.1"),
+        ("0177.0.0.1", "127.0.0.1"),
+        ("127.1", "127.0.0.1"),
+        ("127.0.0.1.", "127.0.0.1"),
+        ("localhost.", "127.0.0.1"),
+        ("Evil.LOCALHOST", "127.0.0.1"),
+        ("[::1]", "::1"),
+        ("fe80::1%eth0", "fe80::1"),
+    ],
+)
+def test_every_spelling_is_read_as_its_address_before_any_lookup(host: str, address: str) -> None:
+    assert literal_address(host) == ipaddress.ip_address(address)
+
+
+@pytest.mark.parametrize("host", ["example.com", "0x7f.example", "1.2.3.4.example", "deadbeef"])
+def test_names_are_left_to_the_resolver(host: str) -> None:
+    assert literal_address(host) is None
+
+
+def test_an_out_of_range_number_is_refused() -> None:
+    with pytest.raises(EgressDenied):
+        literal_address("4294967296")

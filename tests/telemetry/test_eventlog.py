@@ -96,14 +96,22 @@ async def run_all(svc: Services, events: list[Event]) -> tuple[RunOutcome, str]:
     eventlog = svc.observability.eventlog
     assert eventlog is not None
     guard_run = new_id("run")
-    Emitter(
+    emitter = Emitter(
         run_id=guard_run,
         tenant_id="acme",
         agent="calc",
         trace_id=CALLER.trace_id,
         span_id=new_span_id(),
         sinks=[eventlog.sink, events.append],
-    ).emit("guard.flag", guard="injection", action="flag", reason="instructions in tool output")
+    )
+    emitter.emit(
+        "guard.flag", guard="injection", action="flag", reason="instructions in tool output"
+    )
+    # egress.request's producer is a tool's ctx.http (tests/runtime/test_egress.py)
+    emitter.emit(
+        "egress.request", method="GET", scheme="https", host="example.com", port=443,
+        allowed=False, bytes=0, latency_ms=0.5, rule="agent.hosts", reason="not allowed",
+    )  # fmt: skip
     return outcome, guard_run
 
 
@@ -302,6 +310,7 @@ def emit_every_kind(eventlog: EventLog) -> list[Event]:
         emitter.emit("tool.call", step, id="c1", name="add", arguments="{}"),
         emitter.emit("tool.result", step, id="c1", name="add", ok=True, output="5"),
         emitter.emit("guard.flag", guard="g", action="flag", reason="r"),
+        emitter.emit("egress.request", step, method="GET", host="h", allowed=True, status=200),
         emitter.emit("run.completed", output="hello", usage={}, latency_ms=1.0),
         emitter.emit("run.failed", error={"code": "x", "message": "y"}, usage={}),
     ]

@@ -9,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 from shipyard.agents.context import ContextBudget, RunContext, RunInput, RunResult
 from shipyard.agents.tool import Tool, ToolLike, as_tool
 from shipyard.errors import ConfigError, RunFailure
+from shipyard.guard.rules import EgressRules
 from shipyard.models.base import ChatModel, ToolSpec
 from shipyard.models.registry import parse_reference
 
@@ -41,6 +42,8 @@ class Agent:
     ``model`` is a reference such as ``"openai:gpt-4.1-mini"`` or a ``ChatModel``; ``None`` uses
     the server's default (``SHIPYARD_MODEL``). A reference is checked here, so a typo fails when
     the app is defined rather than at the first run. ``tool_specs`` is built once, here too.
+    ``egress``: where this agent's tools may reach through ``ctx.http``, within the server's
+    rules (``EgressRules(hosts=["api.github.com"], methods=["GET"])``); None: the server's.
     """
 
     name: str
@@ -53,6 +56,7 @@ class Agent:
     temperature: float | None = None
     max_tokens: int | None = None
     context_budget: ContextBudget | None = None
+    egress: EgressRules | None = None
     tool_specs: tuple[ToolSpec, ...] = field(init=False, repr=False)
     _tools: dict[str, Tool] = field(init=False, repr=False)
 
@@ -93,6 +97,8 @@ class FunctionAgent:
     description: str = ""
     tool_specs: tuple[ToolSpec, ...] = ()
     context_budget: ContextBudget | None = None
+    egress: EgressRules | None = None
+    """Where ``ctx.http`` may reach in this agent's runs (see ``Agent.egress``)."""
 
     def __post_init__(self) -> None:
         _check_name(self.name)
@@ -105,14 +111,20 @@ class FunctionAgent:
 
 
 def agent(
-    name: str | None = None, *, description: str | None = None
+    name: str | None = None,
+    *,
+    description: str | None = None,
+    egress: EgressRules | None = None,
 ) -> Callable[[AgentFunction], FunctionAgent]:
     """Register ``async def fn(ctx, input) -> str`` as an agent: ``@agent("summarise")``."""
 
     def wrap(fn: AgentFunction) -> FunctionAgent:
         doc = (fn.__doc__ or "").strip()
         return FunctionAgent(
-            name=name or fn.__name__, fn=fn, description=description or doc.split("\n")[0]
+            name=name or fn.__name__,
+            fn=fn,
+            description=description or doc.split("\n")[0],
+            egress=egress,
         )
 
     return wrap

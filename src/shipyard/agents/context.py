@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -80,15 +80,30 @@ class RunContext:
     default_model: str
     request: RunRequest
     models: ModelResolver
-    http: httpx.AsyncClient
-    """The server's HTTP client for tools (``ctx: RunContext`` in a tool). Its transport is the
-    egress seam: the composition root builds it on the egress policy's guarded transport
-    (``SHIPYARD_TOOL_ALLOW`` lets internal targets through), and secret injection will plug in
-    there too."""
+    http_factory: Callable[[RunContext], httpx.AsyncClient] = field(repr=False)
+    """Makes the run's ``http`` client, the first time it is read."""
     tool_timeout_s: float = 30.0
     metadata: dict[str, Any] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
     model_calls: int = 0
+    _http: httpx.AsyncClient | None = field(default=None, init=False, repr=False)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The run's HTTP client for tools (``ctx: RunContext`` in a tool). Its transport is the
+        egress seam (``shipyard.runtime.egress``): every request, each redirect hop included,
+        passes the server's, the agent's and the tenant's egress rules and the address checks,
+        under their size and time caps, and is an ``egress.request`` event of the run. Made on
+        first use, closed when the run ends."""
+        if self._http is None:
+            self._http = self.http_factory(self)
+        return self._http
+
+    async def close_http(self) -> None:
+        """Close the run's client, if it made one (the invoker does, when the run ends)."""
+        if self._http is not None:
+            client, self._http = self._http, None
+            await client.aclose()
 
     def model(self, ref: str | ChatModel | None = None) -> InstrumentedModel:
         """The model for a call of this run: the request's override, else ``ref`` (the

@@ -1,16 +1,27 @@
 """The egress policy: which network addresses Shipyard may connect to on a caller's behalf.
 
-Today it guards webhook targets (a tenant's ``webhook_url``); the security issue extends it to
-tools. An address is denied unless it is globally routable: private (10/8, 172.16/12,
-192.168/16), loopback, link-local (169.254/16, where cloud metadata lives; fe80::/10),
-unique-local (fc00::/7), shared (100.64/10), multicast, unspecified, reserved and documentation
-ranges are all refused; an IPv6 address that embeds an IPv4 one (``::ffff:a.b.c.d``, 6to4,
-NAT64, Teredo) is judged by that IPv4 address too. Names are judged by what they resolve to,
-so every spelling of an address (``2130706433``, ``0x7f000001``, ``127.1``) is the address.
+It guards webhook targets (a tenant's ``webhook_url``) and tools' ``ctx.http``. An address is
+denied unless it is globally routable: private (10/8, 172.16/12, 192.168/16), loopback,
+link-local (169.254/16, where cloud metadata lives; fe80::/10), unique-local (fc00::/7),
+site-local, shared (100.64/10), multicast, unspecified, reserved and documentation ranges are
+all refused; an IPv6 address that embeds an IPv4 one (``::ffff:a.b.c.d``, 6to4, NAT64, Teredo)
+is judged by that IPv4 address too. Names are judged by what they resolve to, so every spelling
+of an address (``2130706433``, ``0x7f000001``, ``127.1``) is the address.
 
-The operator's allowlist (``SHIPYARD_WEBHOOK_ALLOW``) lets chosen targets through: host names,
-IP addresses or CIDR ranges, each optionally with ``:port`` (IPv6 in brackets:
-``[fd00::/8]:443``). A name on the list is trusted with whatever it resolves to.
+Alternate spellings are read as the C library reads them, before any lookup: ``2130706433``,
+``0x7f000001``, ``0177.0.0.1``, ``127.1`` are 127.0.0.1; a trailing dot is dropped
+(``localhost.`` is ``localhost``); ``localhost`` and every ``*.localhost`` name are loopback
+(RFC 6761) whatever DNS says.
+
+The operator's allowlist (``SHIPYARD_WEBHOOK_ALLOW``, ``SHIPYARD_TOOL_ALLOW``) lets chosen
+targets through: host names, IP addresses or CIDR ranges, each optionally with ``:port`` (IPv6
+in brackets: ``[fd00::/8]:443``). A name on the list is trusted with whatever it resolves to,
+except a cloud metadata address (``METADATA``): only an entry naming that very address lets
+one through, never a range or a name.
+
+This module is the address layer; which schemes, hosts, ports and methods a caller may use,
+and the size and time caps, are the rules layer (``guard.rules``), and the transport that puts
+both on every request is ``guard.transport``.
 
 The policy is checked twice: when a URL is accepted (``check_url``: scheme, no credentials,
 and the addresses its host resolves to now), and when a connection is made
@@ -23,8 +34,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -42,6 +54,18 @@ delivery)."""
 
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_NUMERIC_V4 = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$", re.IGNORECASE)
+_LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
+
+METADATA: frozenset[IPAddress] = frozenset(
+    ipaddress.ip_address(a)
+    for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200")
+)
+"""Cloud metadata endpoints (AWS/GCP/Azure/OpenStack, AWS ECS, AWS over IPv6, Alibaba): they
+hand out credentials, so only an allowlist entry naming the very address reaches one."""
+
+Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
+"""Looks a host name up: its addresses (the default asks the system, ``getaddrinfo``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +79,9 @@ class Allowed:
     def matches(self, host: str, address: IPAddress | None, port: int) -> bool:
         if self.port is not None and self.port != port:
             return False
+        if address is not None and _metadata(address):  # only the very address, never a range
+            net = self.network
+            return net is not None and net.num_addresses == 1 and address in net
         if self.name is not None:
             return host.lower().rstrip(".") == self.name
         return address is not None and self.network is not None and address in self.network
@@ -92,8 +119,14 @@ def _split_port(item: str) -> tuple[str, int | None]:
     return host, int(port_text)
 
 
+def _metadata(address: IPAddress) -> bool:
+    return address in METADATA or any(a in METADATA for a in _embedded_ipv4(address))
+
+
 def denied_reason(address: IPAddress) -> str | None:
     """Why ``address`` may not be reached by default, or None when it is globally routable."""
+    if address in METADATA:
+        return "a cloud metadata address"
     for embedded in _embedded_ipv4(address):
         reason = denied_reason(embedded)
         if reason is not None:
@@ -109,8 +142,11 @@ def denied_reason(address: IPAddress) -> str | None:
     for attribute, reason in checks:
         if getattr(address, attribute):
             return f"a {reason} address"
-    if isinstance(address, ipaddress.IPv6Address) and address in ipaddress.ip_network("fc00::/7"):
-        return "a unique-local address"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in ipaddress.ip_network("fc00::/7"):
+            return "a unique-local address"
+        if address.is_site_local:
+            return "a site-local address"
     if not address.is_global:
         return "not a globally routable address"
     return None
@@ -125,15 +161,32 @@ def _embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
     return [a for a in found if a is not None]
 
 
-class EgressPolicy:
-    """Which targets may be reached: globally routable addresses, and the allowlist's."""
+ADDRESS_RULE = "address"
+"""The rule an address denial names (in ``EgressDenied.details`` and ``egress.request``)."""
 
-    def __init__(self, allow: Sequence[Allowed] = ()) -> None:
+
+class EgressPolicy:
+    """Which targets may be reached: globally routable addresses, and the allowlist's.
+
+    ``setting``: the knob that holds the allowlist, named in denials so an operator knows
+    what to change. ``resolver``: how names are looked up (default: the system's)."""
+
+    def __init__(
+        self,
+        allow: Sequence[Allowed] = (),
+        *,
+        setting: str | None = None,
+        resolver: Resolver | None = None,
+    ) -> None:
         self._allow = tuple(allow)
+        self._setting = setting
+        self._resolver = resolver or _system_resolve
 
     @classmethod
-    def from_setting(cls, raw: str) -> EgressPolicy:
-        return cls(parse_allow(raw))
+    def from_setting(
+        cls, raw: str, *, setting: str | None = None, resolver: Resolver | None = None
+    ) -> EgressPolicy:
+        return cls(parse_allow(raw), setting=setting, resolver=resolver)
 
     def check_address(self, host: str, address: IPAddress, port: int) -> None:
         """Raise ``EgressDenied`` unless ``address`` (which ``host`` resolved to) may be reached."""
@@ -142,15 +195,33 @@ class EgressPolicy:
         reason = denied_reason(address)
         if reason is not None:
             shown = host if host == str(address) else f"{host} ({address})"
-            raise EgressDenied(f"{shown} is {reason}; the egress policy refuses it")
+            hint = f"; {self._setting} can allow it" if self._setting else ""
+            raise EgressDenied(
+                f"{shown} is {reason}; the egress policy refuses it (rule: {ADDRESS_RULE}{hint})",
+                details={"rule": ADDRESS_RULE},
+            )
 
     async def resolve(self, host: str, port: int, *, limit_s: float | None = None) -> list[str]:
         """The addresses ``host`` resolves to, each checked; raises ``EgressDenied`` if any is
         denied (a name that mixes public and internal addresses is refused as a whole)."""
-        addresses = await _resolve(host, port, limit_s)
+        addresses = await self.addresses(host, port, limit_s=limit_s)
         for address in addresses:
             self.check_address(host, address, port)
         return [str(a) for a in addresses]
+
+    async def addresses(
+        self, host: str, port: int, *, limit_s: float | None = None
+    ) -> list[IPAddress]:
+        """What ``host`` stands for: a literal in any spelling, a ``localhost`` name, or the
+        resolver's answer (``OSError`` or ``TimeoutError`` when there is none)."""
+        literal = literal_address(host)
+        if literal is not None:
+            return [literal]
+        async with asyncio.timeout(limit_s):
+            found = await self._resolver(host.rstrip("."), port)
+        if not found:
+            raise OSError(f"{host} resolves to no address")
+        return found
 
     async def check_url(self, url: str, *, field: str) -> None:
         """A URL a caller gives (``field`` names it in the error): http(s), no credentials, and
@@ -160,15 +231,40 @@ class EgressPolicy:
         try:
             await self.resolve(host, port, limit_s=RESOLVE_TIMEOUT_S)
         except EgressDenied as exc:
-            raise EgressDenied(f"{field}: {exc.message}", details={"field": field}) from None
+            raise EgressDenied(
+                f"{field}: {exc.message}", details={"field": field, "rule": ADDRESS_RULE}
+            ) from None
         except (OSError, TimeoutError):
             return
+
+
+def literal_address(host: str) -> IPAddress | None:
+    """The address ``host`` spells without a lookup, in any of the C library's spellings
+    (``2130706433``, ``0x7f.1``, ``0177.0.0.1``, ``127.1``, a trailing dot, ``[::1]``), or
+    loopback for ``localhost`` and ``*.localhost``; None for a name to look up."""
+    text = host.strip("[]").rstrip(".")
+    try:
+        return ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        pass
+    if _NUMERIC_V4.match(text):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(text))
+        except OSError:  # out of range: no address at all
+            raise EgressDenied(
+                f"{host} is not a valid IPv4 address; the egress policy refuses it",
+                details={"rule": ADDRESS_RULE},
+            ) from None
+    lowered = text.lower()
+    if lowered == "localhost" or lowered.endswith(".localhost"):
+        return _LOOPBACK
+    return None
 
 
 def url_target(url: str, *, field: str) -> tuple[str, int]:
     """The host and port ``url`` aims at; ``EgressDenied`` for credentials or another scheme."""
     parts = urlsplit(url)
-    details = {"field": field}
+    details = {"field": field, "rule": "url"}
     if parts.scheme not in _DEFAULT_PORTS:
         raise EgressDenied(f"{field}: only http and https URLs are allowed", details=details)
     if parts.username is not None or parts.password is not None:
@@ -185,21 +281,14 @@ def url_target(url: str, *, field: str) -> tuple[str, int]:
     return parts.hostname, port
 
 
-async def _resolve(host: str, port: int, limit_s: float | None) -> list[IPAddress]:
-    try:
-        return [ipaddress.ip_address(host)]
-    except ValueError:
-        pass
+async def _system_resolve(host: str, port: int) -> list[IPAddress]:
     loop = asyncio.get_running_loop()
-    async with asyncio.timeout(limit_s):
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     found: list[IPAddress] = []
     for *_, sockaddr in infos:
         address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
         if address not in found:
             found.append(address)
-    if not found:
-        raise OSError(f"{host} resolves to no address")
     return found
 
 

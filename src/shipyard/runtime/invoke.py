@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import structlog
 
 from shipyard.agents.agent import AgentLike
@@ -23,9 +22,10 @@ from shipyard.errors import (
     ShipyardError,
     StoreError,
 )
-from shipyard.guard.egress import EgressPolicy, guarded_transport
+from shipyard.guard.rules import EgressRules
 from shipyard.models.base import AssistantMessage, ChatModel, Message, Usage, UserMessage
 from shipyard.models.resolver import ModelResolver
+from shipyard.runtime.egress import ToolEgress
 from shipyard.runtime.hooks import RunHook, run_hooked
 from shipyard.runtime.recorder import Recorder
 from shipyard.stores.storable import without_lone_surrogates
@@ -40,6 +40,9 @@ from shipyard.telemetry.events import (
     new_span_id,
 )
 from shipyard.telemetry.tracecontext import TraceParent, new_trace_id
+
+if TYPE_CHECKING:
+    import httpx
 
 log = structlog.get_logger(__name__)
 
@@ -78,17 +81,17 @@ class Invoker:
         models: ModelResolver | None = None,
         processors: Sequence[ProcessorFactory] = (),
         hooks: Sequence[RunHook] = (),
-        http: httpx.AsyncClient | None = None,
+        egress: ToolEgress | None = None,
     ) -> None:
         """``recorder``: where runs are recorded (``None``: nowhere, for ``run_agent``).
         ``observers`` see every event of every run (logs, metrics, traces); ``models``
         resolves every model call of every run (a resolver without wrappers if not given);
         ``processors`` make each run's event processors, which every event passes through, in
         order, before any sink (after the ``set_redactor`` hook's, if one is installed);
-        ``hooks`` run before and after every agent run (``shipyard.runtime.hooks``); ``http``
-        is the client tools get as ``ctx.http`` (default: one on the egress policy's guarded
-        transport, with no exceptions to the policy)."""
-        self.http = http or httpx.AsyncClient(transport=guarded_transport(EgressPolicy()))
+        ``hooks`` run before and after every agent run (``shipyard.runtime.hooks``); ``egress``
+        makes each run's ``ctx.http`` (default: the egress policy with no exceptions and the
+        default rules)."""
+        self.egress = egress or ToolEgress()
         self._hooks = tuple(hooks)
         self.models = models or ModelResolver()
         self._processors = tuple(processors)
@@ -158,7 +161,7 @@ class Invoker:
             default_model=self._limits.default_model,
             request=request,
             models=self.models,
-            http=self.http,
+            http_factory=self._http_for(target),
             tool_timeout_s=self._limits.tool_timeout_s,
             metadata=dict(request.metadata),
         )
@@ -170,8 +173,15 @@ class Invoker:
         finally:
             if task is not None:
                 self._inflight.discard(task)
+            await ctx.close_http()
             if self._recorder is not None:
                 await self._recorder.durable()
+
+    def _http_for(self, target: AgentLike) -> Callable[[RunContext], httpx.AsyncClient]:
+        rules = getattr(target, "egress", None)  # Agent and FunctionAgent have it; AgentLike not
+        agent_rules = rules if isinstance(rules, EgressRules) else None
+        egress = self.egress
+        return lambda ctx: egress.client(ctx, agent_rules)
 
     async def drain(self, timeout_s: float) -> None:
         """Let runs in flight finish (at shutdown); cancel those still going after ``timeout_s``.

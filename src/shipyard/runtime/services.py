@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import httpx
-
 from shipyard.agents.agent import AgentLike
 from shipyard.models.resolver import ModelResolver
 from shipyard.runtime.control import Control
+from shipyard.runtime.egress import ToolEgress
 from shipyard.runtime.invoke import Invoker
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.sessions import SessionService
@@ -38,9 +37,9 @@ class Services:
     observability: Observability = field(default_factory=Observability)
     models: ModelResolver = field(default_factory=ModelResolver)
     """Every model call of every run is resolved (and wrapped) here; the invoker's own."""
-    http: httpx.AsyncClient | None = None
-    """The HTTP client tools reach through ``ctx.http`` (the invoker's); closed with the
-    services."""
+    egress: ToolEgress | None = None
+    """Makes the runs' ``ctx.http`` clients (the invoker's); its connection pool is closed
+    with the services."""
 
     async def start(self) -> None:
         await self.recorder.start()
@@ -60,5 +59,5 @@ class Services:
         await self.state.close()
         await self.broker.close()
         await self.webhooks.close()
-        if self.http is not None:
-            await self.http.aclose()
+        if self.egress is not None:
+            await self.egress.aclose()

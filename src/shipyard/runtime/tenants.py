@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 
-from shipyard.errors import TenantNotFound
+from shipyard.errors import ConfigError, InvalidInput, TenantNotFound
+from shipyard.guard.rules import EgressRules
 from shipyard.stores.records.base import PolicyChange, TenantRecord, TenantRecords
 from shipyard.stores.records.policy import DEFAULT_POLICY, TenantPolicy
 
@@ -53,7 +54,9 @@ class TenantPolicies:
         expected_version: int | None = None,
     ) -> TenantRecord:
         """Store the tenant's next policy version (``PolicyConflict`` if ``expected_version`` is
-        stale); this process sees it at once."""
+        stale; ``InvalidInput`` for an ``egress.allow`` pattern the egress rules cannot read);
+        this process sees it at once."""
+        _check_egress(policy)
         record = await self._store.put_tenant_policy(
             tenant_id, policy, expected_version=expected_version, changed_by=changed_by
         )
@@ -67,3 +70,14 @@ class TenantPolicies:
         return await self._store.list_policy_changes(
             tenant_id, before_version=before_version, limit=limit
         )
+
+
+def _check_egress(policy: TenantPolicy) -> None:
+    """The ``egress.allow`` patterns are the egress rules' hosts (``guard.rules``)."""
+    if policy.egress.allow is not None:
+        try:
+            EgressRules(hosts=policy.egress.allow)
+        except ConfigError as exc:
+            raise InvalidInput(
+                f"policy.egress.allow: {exc.message}", details={"field": "policy.egress.allow"}
+            ) from None

@@ -139,6 +139,11 @@ _KINDS: Mapping[EventType, _Kind] = MappingProxyType(
             _fields("output", "error_message=error"),
         ),
         "guard.flag": _Kind(_WARNING, _fields("guard", "action", "reason")),
+        "egress.request": _Kind(
+            _INFO,
+            _fields("method", "scheme", "host", "port", "allowed", "status", "bytes")
+            + _fields("latency_ms", "rule", "reason", "error"),
+        ),
         "run.completed": _Kind(_INFO, _fields("usage", "latency_ms"), _fields("output")),
         "run.failed": _Kind(
             _WARNING,

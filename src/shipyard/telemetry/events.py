@@ -11,6 +11,9 @@ Kinds and their ``data``:
 ``tool.call``      ``id``, ``name``, ``arguments``
 ``tool.result``    ``id``, ``name``, ``ok``, ``output`` or ``error``, ``latency_ms``
 ``guard.flag``     ``guard``, ``action``, ``reason``
+``egress.request`` ``method``, ``scheme``, ``host``, ``port``, ``allowed``, ``status``, ``bytes``,
+                   ``latency_ms``; ``rule`` and ``reason`` when denied, ``error`` when it
+                   failed (one per outbound request of ``ctx.http``, each redirect hop too)
 ``run.completed``  ``output``, ``usage``, ``latency_ms``
 ``run.failed``     ``error`` (``code``, ``message``), ``usage``, ``latency_ms``
 =================  =====================================================================
@@ -31,7 +34,8 @@ every processor is flushed, in order.
 
 Spans: ``run.*`` events carry the run's span (its parent is the caller's span, from
 ``traceparent`` or the agent that called this one); ``llm.*`` and ``tool.*`` events carry their
-own step's span, whose parent is the run's span.
+own step's span, whose parent is the run's span; ``egress.request`` the span of the tool that
+made the request (the run's, outside a tool).
 """
 
 from __future__ import annotations
@@ -57,13 +61,14 @@ EventType = Literal[
     "tool.call",
     "tool.result",
     "guard.flag",
+    "egress.request",
     "run.completed",
     "run.failed",
 ]
 
 BUILTIN_TYPES: frozenset[str] = frozenset(get_args(EventType))
 RESERVED_NAMESPACES: frozenset[str] = frozenset(
-    {"run", "llm", "tool", "guard", "task", "session", "shipyard"}
+    {"run", "llm", "tool", "guard", "egress", "task", "session", "shipyard"}
 )
 """The first word of Shipyard's own event types, present and future: no custom type uses them."""
 CUSTOM_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"

@@ -4,7 +4,9 @@
 process — tests, an app and its worker — do not collide. What feeds it:
 
 - ``sink`` — every run's events (``llm.response``, ``tool.result``, ``guard.flag``,
-  ``run.completed`` / ``run.failed``; the other kinds are skipped at the first comparison);
+  ``egress.request``, ``run.completed`` / ``run.failed``; the other kinds are skipped at the
+  first comparison);
+- ``webhook_egress`` — webhook attempts, which happen outside runs;
 - ``http_request`` / ``websocket_opened`` / ``websocket_closed`` — the API's ASGI middleware;
 - ``task_claimed`` / ``task_finished`` / ``task_retried`` — the worker;
 - ``start`` — a background sampler of queue depths, and ``shipyard_active_sessions`` read at
@@ -12,7 +14,8 @@ process — tests, an app and its worker — do not collide. What feeds it:
 
 Labels are bounded sets only: agent, model and tool names come from the configured code
 (a tool name the model made up is ``unknown``), tenants from the tenants table, error codes
-and statuses from fixed lists. Never a run, session, task or key id.
+and statuses from fixed lists, egress rules from ``<layer>.<field>`` names. Never a run,
+session, task or key id, nor an outbound request's host (the model may choose it).
 
 The sink runs on every run's hot path: each labelled child is looked up once and then kept
 in a dict keyed by its label values.
@@ -55,6 +58,10 @@ _TOOL_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _LAG_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_EGRESS_LAYERS = frozenset({"server", "agent", "tenant", "webhook"})
+_EGRESS_FIELDS = frozenset(
+    {"hosts", "schemes", "ports", "methods", "max_response_bytes", "timeout_s"}
+)
 
 
 class QueueDepth(Protocol):
@@ -119,6 +126,28 @@ class Metrics:
         self.guard_flags = Counter(
             "shipyard_guard_flags", "Guard findings.", ["guard", "action"], registry=reg
         )
+        self._define_egress()
+
+    def _define_egress(self) -> None:
+        reg = self.registry
+        self.egress_requests = Counter(
+            "shipyard_egress_requests", "Outbound requests; source is tool or webhook, outcome "
+            "allowed, denied (by a rule or a cap) or error (allowed, then failed).",
+            ["source", "agent", "method", "outcome"], registry=reg,
+        )  # fmt: skip
+        self.egress_denials = Counter(
+            "shipyard_egress_denials", "Outbound requests the egress policy refused or cut "
+            "off, by rule (address, url, or <layer>.<field>).", ["source", "rule"],
+            registry=reg,
+        )  # fmt: skip
+        self.egress_seconds = Histogram(
+            "shipyard_egress_request_duration_seconds", "Outbound request latency.",
+            ["source"], buckets=_TOOL_BUCKETS, registry=reg,
+        )  # fmt: skip
+        self.egress_bytes = Counter(
+            "shipyard_egress_response_bytes", "Answer bytes read by outbound requests.",
+            ["source"], registry=reg,
+        )  # fmt: skip
 
     def _define_surface(self) -> None:
         reg = self.registry
@@ -167,6 +196,8 @@ class Metrics:
             self._run_ended(event)
         elif kind == "guard.flag":
             self._guard_flag(event)
+        elif kind == "egress.request":
+            self._egress("tool", event.agent, event.data)
 
     def _run_ended(self, event: Event) -> None:
         ok = event.type == "run.completed"
@@ -220,6 +251,26 @@ class Metrics:
         data = event.data
         key = ("guard", data.get("guard") or "unknown", data.get("action") or "unknown")
         self._child(self.guard_flags, key).inc()
+
+    def webhook_egress(self, record: Any) -> None:
+        """A webhook attempt's ``EgressRecord`` (webhooks are delivered outside runs)."""
+        self._egress("webhook", "", record.data())
+
+    def _egress(self, source: str, agent: str, data: dict[str, Any]) -> None:
+        method = str(data.get("method"))
+        if method not in _METHODS:
+            method = "other"
+        allowed = bool(data.get("allowed"))
+        outcome = "denied" if not allowed else "error" if data.get("error") else "allowed"
+        self._child(self.egress_requests, ("egress", source, agent, method, outcome)).inc()
+        self._child(self.egress_seconds, ("egress_s", source)).observe(
+            (data.get("latency_ms") or 0.0) / 1000
+        )
+        read = data.get("bytes") or 0
+        if read:
+            self._child(self.egress_bytes, ("egress_bytes", source)).inc(read)
+        if not allowed:
+            self._child(self.egress_denials, ("egress_denied", source, _rule(data))).inc()
 
     def _child(self, metric: Any, key: tuple[str, ...]) -> Any:
         """The child of ``metric`` for ``key[1:]`` (``key[0]`` names the metric in the cache)."""
@@ -313,6 +364,15 @@ class Metrics:
             else:
                 failing = False
             await asyncio.sleep(every_s)
+
+
+def _rule(data: dict[str, Any]) -> str:
+    """An egress denial's rule as a label: one of a fixed set, else ``other``."""
+    rule = str(data.get("rule"))
+    if rule in ("address", "url"):
+        return rule
+    layer, _, field = rule.partition(".")
+    return rule if layer in _EGRESS_LAYERS and field in _EGRESS_FIELDS else "other"
 
 
 class _OneTenant(Collector):

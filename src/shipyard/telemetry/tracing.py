@@ -17,7 +17,10 @@ span                      kind      from, and attributes (GenAI semantic convent
 Every span also has ``shipyard.run_id`` and ``shipyard.tenant_id``, and, when it fails, status
 ERROR and ``error.type`` (the run's error code, the tool error's kind). ``usage.cost_usd`` goes in
 ``shipyard.usage.cost_usd``. No message content goes into spans. A ``guard.flag`` becomes a
-span event. A step still open when its run ends (a model call that raised) ends with the run.
+span event; so does an ``egress.request``, on the tool's span (``shipyard.egress.request``:
+``http.request.method``, ``server.address``, ``server.port``, ``http.response.status_code``,
+``shipyard.egress.allowed|rule|bytes|latency_ms``). A step still open when its run ends (a
+model call that raised) ends with the run.
 
 A span's ids are exactly its events' ids, so logs, stored events and traces agree and a child
 started in another process (a task's worker, an agent calling another) hangs under the right
@@ -171,7 +174,9 @@ class Tracing:
             case "run.completed" | "run.failed":
                 self._end_run(e)
             case "guard.flag":
-                self._add_event(e)
+                self._add_event(e, "shipyard.guard.flag", _guard_attributes(e))
+            case "egress.request":
+                self._add_event(e, "shipyard.egress.request", _egress_attributes(e))
             case _:
                 pass
 
@@ -216,19 +221,12 @@ class Tracing:
                 self._finish(step, end_ns, error)
         self._finish(run, end_ns, error)
 
-    def _add_event(self, e: Event) -> None:
+    def _add_event(self, e: Event, name: str, attributes: dict[str, Any]) -> None:
         span = self._open.get(e.span_id)
         if span is not None:
-            attributes = {
-                f"shipyard.guard.{k}": str(e.data[k])
-                for k in ("guard", "action", "reason")
-                if e.data.get(k) is not None
-            }
             if span.events is None:
                 span.events = []
-            span.events.append(
-                {"name": "shipyard.guard.flag", "time_ns": _ns(e.ts), "attributes": attributes}
-            )
+            span.events.append({"name": name, "time_ns": _ns(e.ts), "attributes": attributes})
 
     def _finish(self, span: _Open, end_ns: int, error: str | None) -> None:
         """``error``: the status message of a failed span (None: status unset)."""
@@ -357,6 +355,32 @@ def _tool_attributes(e: Event) -> tuple[str, dict[str, Any]]:
         "shipyard.run_id": e.run_id,
         "shipyard.tenant_id": e.tenant_id,
     }
+
+
+def _guard_attributes(e: Event) -> dict[str, Any]:
+    return {
+        f"shipyard.guard.{k}": str(e.data[k])
+        for k in ("guard", "action", "reason")
+        if e.data.get(k) is not None
+    }
+
+
+_EGRESS_ATTRIBUTES = (
+    ("method", "http.request.method"),
+    ("host", "server.address"),
+    ("port", "server.port"),
+    ("status", "http.response.status_code"),
+    ("allowed", "shipyard.egress.allowed"),
+    ("rule", "shipyard.egress.rule"),
+    ("bytes", "shipyard.egress.bytes"),
+    ("latency_ms", "shipyard.egress.latency_ms"),
+    ("error", "error.type"),
+)
+
+
+def _egress_attributes(e: Event) -> dict[str, Any]:
+    data = e.data
+    return {name: data[key] for key, name in _EGRESS_ATTRIBUTES if data.get(key) is not None}
 
 
 def _usage(input_tokens: Any, output_tokens: Any, cost_usd: Any) -> dict[str, Any]:

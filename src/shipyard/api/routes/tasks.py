@@ -48,7 +48,7 @@ async def submit_task(
     body is the same, else 409 ``idempotency_conflict``."""
     webhook_url = str(body.webhook_url) if body.webhook_url else None
     if webhook_url is not None:  # 422 egress_denied for an internal target
-        await services(request).webhooks.policy.check_url(webhook_url, field="webhook_url")
+        await services(request).webhooks.check_target(webhook_url, field="webhook_url")
     task, created = await _tasks(request).submit(
         principal.tenant_id,
         agent=body.agent,
