@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -68,6 +69,15 @@ async def test_a_run_finished_during_an_outage_is_written_when_the_store_returns
             RunRequest(tenant_id="t1", agent="echo", input="during the outage", run_id=run_id)
         )
     assert await store.get_run("t1", run_id) is None  # nothing half-written either
+    # runs that finish later in the same outage queue behind the stuck batch; the second joins
+    # a queue whose timer has fired: it gets a timer of its own, and fails too, not waits for ever
+    later_ids = [new_id("run"), new_id("run")]
+    for later_id in later_ids:
+        with pytest.raises(StoreError, match="not confirmed"):
+            async with asyncio.timeout(20):  # a hang fails here, not by stalling the suite
+                await invoker.invoke(
+                    RunRequest(tenant_id="t1", agent="echo", input="later", run_id=later_id)
+                )
 
     await as_owner(postgres_url, f"GRANT INSERT ON run_events TO {role}")
     recorder._wait_s = 30  # the writer retries with backoff; give it time
@@ -78,6 +88,9 @@ async def test_a_run_finished_during_an_outage_is_written_when_the_store_returns
     assert run is not None and run.status == "succeeded" and run.output == "echo: during the outage"
     kinds = [e.type for e in await store.list_events("t1", run_id)]
     assert kinds == ["run.started", "llm.request", "llm.response", "run.completed"]
+    for later_id in later_ids:
+        later = await store.get_run("t1", later_id)
+        assert later is not None and later.status == "succeeded"
 
 
 async def test_close_flushes_what_is_pending(tmp_path: Path) -> None:

@@ -83,14 +83,19 @@ def has_body(scope: Scope) -> bool:
     return False
 
 
-def content_length(scope: Scope) -> int | None:
+def _framing(scope: Scope) -> tuple[int | None, bool]:
+    """The request's ``Content-Length`` (``None``: absent or unreadable) and whether its body
+    must be counted as it arrives (chunked, or a length the server cannot go by)."""
+    length, counted = None, False
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
-                return int(value)
+                length = int(value)
             except ValueError:
-                return None
-    return None
+                counted = True
+        elif name == b"transfer-encoding":
+            counted = True
+    return length, counted
 
 
 class BodyLimit:
@@ -102,11 +107,11 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = content_length(scope)
+        length, chunked = _framing(scope)
         if length is not None and length > self.max_bytes:
             await refuse(scope, receive, send, self.too_large())
             return
-        if not has_body(scope):  # nothing to count or wait for
+        if not chunked:  # no body, or one the server reads to its Content-Length and no further
             await self.app(scope, receive, send)
             return
         body = _Body(self, scope, receive, send)

@@ -34,6 +34,7 @@ class Recorder:
         self._waiting: list[asyncio.Future[None]] = []  # for what is pending
         self._writing: list[asyncio.Future[None]] | None = None  # for the batch being written
         self._wakeup = asyncio.Event()
+        self._timers: dict[int, asyncio.TimerHandle] = {}  # by id() of a list of waiters
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -55,23 +56,33 @@ class Recorder:
         self._wakeup.set()
 
     async def durable(self) -> None:
-        """Wait until every event taken so far is committed."""
+        """Wait until every event taken so far is committed; ``StoreError`` after ``wait_s``
+        (the events stay queued and are written when the store recovers)."""
         if self._events or self._runs:
             waiters = self._waiting
         elif self._writing is not None:
             waiters = self._writing
         else:
             return
-        done = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        if id(waiters) not in self._timers:  # one timer for the runs waiting on a batch
+            self._timers[id(waiters)] = loop.call_later(self._wait_s, self._expire, waiters)
         waiters.append(done)
-        try:
-            async with asyncio.timeout(self._wait_s):
-                await done
-        except TimeoutError as exc:
-            raise StoreError(
-                "the run finished but the record store has not confirmed it yet; "
-                "it will be written when the store recovers"
-            ) from exc
+        await done
+
+    def _expire(self, waiters: list[asyncio.Future[None]]) -> None:
+        """The store has not confirmed these runs in time: their callers learn it (the writer
+        goes on trying; a run that waits on the same batch later gets a timer of its own)."""
+        self._timers.pop(id(waiters), None)
+        for done in waiters:
+            if not done.done():
+                done.set_exception(
+                    StoreError(
+                        "the run finished but the record store has not confirmed it yet; "
+                        "it will be written when the store recovers"
+                    )
+                )
 
     async def close(self) -> None:
         """Flush what is pending, then stop the writer."""
@@ -98,6 +109,9 @@ class Recorder:
         self._writing = waiters
         await self._write_until_stored(runs, events)
         self._writing = None
+        timer = self._timers.pop(id(waiters), None)
+        if timer is not None:
+            timer.cancel()
         for done in waiters:
             if not done.done():
                 done.set_result(None)
