@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from shipyard.agents.agent import AgentLike
+from shipyard.agents.agent import Agent, AgentLike
 from shipyard.config import Settings, load_settings
 from shipyard.errors import ConfigError, StoreError
 from shipyard.guard.egress import EgressPolicy, guarded_transport, redact_url
+from shipyard.guard.tool_secrets import SecretTransport, check_declared
 from shipyard.models.resolver import ModelResolver, ModelWrapper
 from shipyard.runtime.control import Control
 from shipyard.runtime.delegation import Delegation
@@ -29,6 +30,8 @@ from shipyard.runtime.tenants import TenantPolicies
 from shipyard.runtime.webhooks import WebhookSender
 from shipyard.stores.broker.base import Broker
 from shipyard.stores.records.base import RecordStore
+from shipyard.stores.secrets.base import SecretStore
+from shipyard.stores.secrets.refs import SecretCache
 from shipyard.stores.state.base import StateStore
 from shipyard.telemetry.events import ProcessorFactory
 from shipyard.telemetry.observability import Observability
@@ -69,6 +72,15 @@ BROKERS: Mapping[str, str] = MappingProxyType(
 )
 """URL scheme -> ``module:class`` of the task broker (``SHIPYARD_BROKER_URL``)."""
 
+SECRET_STORES: Mapping[str, str] = MappingProxyType(
+    {
+        "env": "shipyard.stores.secrets.env:EnvSecretStore",
+        "file": "shipyard.stores.secrets.file:FileSecretStore",
+        "vault": "shipyard.stores.secrets.vault:VaultSecretStore",  # vault+http:// too
+    }
+)
+"""URL scheme -> ``module:class`` of the secret store (``SHIPYARD_SECRETS_URL``)."""
+
 
 class App:
     """The agents a Shipyard server serves: ``shipyard.App(agents=[...])``."""
@@ -107,7 +119,7 @@ class App:
         """
         from shipyard.api.app import create_app
 
-        settings = settings or load_settings()
+        settings = prepare_settings(settings or load_settings())
         services = build_services(self, settings)
         keys = build_keys(services.records, settings)
 
@@ -165,6 +177,41 @@ def open_state_store(url: str) -> StateStore:
     return store
 
 
+def open_secret_store(url: str) -> SecretStore:
+    store: SecretStore = _open("secret store", SECRET_STORES, url)
+    return store
+
+
+def prepare_settings(settings: Settings, *, check: bool = True) -> Settings:
+    """Refuse (production) or warn of plain credentials, then read the settings' ``secret://``
+    references from the secret store (see ``shipyard.secret_settings``)."""
+    from shipyard.secret_settings import prepare_settings as prepare
+
+    return prepare(settings, open_secret_store, check=check)
+
+
+def tool_http(settings: Settings, secrets: SecretCache) -> httpx.AsyncClient:
+    """The tools' ``ctx.http``: the egress-guarded transport, with the operator's credential
+    rules (``SHIPYARD_TOOL_SECRETS``) applied at its edge."""
+    guarded = guarded_transport(EgressPolicy.from_setting(settings.tool_allow))
+    return httpx.AsyncClient(transport=SecretTransport(guarded, settings.tool_secrets, secrets))
+
+
+def check_tool_secrets(app: App, settings: Settings) -> None:
+    """Every secret a tool declares has a rule (``ConfigError`` naming those without)."""
+    declared = {
+        f"{agent.name}.{spec.name}": tool.secrets
+        for agent in app.agents.values()
+        if isinstance(agent, Agent)
+        for spec in agent.tool_specs
+        if (tool := agent.get_tool(spec.name)) is not None and tool.secrets
+    }
+    try:
+        check_declared(declared, settings.tool_secrets)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def open_broker(url: str) -> Broker:
     broker: Broker = _open("broker", BROKERS, url)
     return broker
@@ -182,6 +229,9 @@ def _open(role: str, backends: Mapping[str, str], url: str, **options: Any) -> A
 
 
 def build_services(app: App, settings: Settings) -> Services:
+    settings = prepare_settings(settings, check=False)  # a no-op once prepared
+    check_tool_secrets(app, settings)
+    secrets = SecretCache(open_secret_store(settings.secrets_url), cache_s=settings.secrets_cache_s)
     settings.home.mkdir(parents=True, exist_ok=True)
     records = open_record_store(
         settings.resolved_database_url, commit_delay_s=settings.record_commit_delay_s
@@ -195,10 +245,8 @@ def build_services(app: App, settings: Settings) -> Services:
         run_timeout_s=settings.run_timeout_s,
         tool_timeout_s=settings.tool_timeout_s,
     )
-    models = ModelResolver(app.model_wrappers)
-    http = httpx.AsyncClient(
-        transport=guarded_transport(EgressPolicy.from_setting(settings.tool_allow))
-    )
+    models = ModelResolver(app.model_wrappers, secrets=secrets)
+    http = tool_http(settings, secrets)
     invoker = Invoker(
         app.agents,
         recorder,
