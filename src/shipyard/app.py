@@ -16,6 +16,7 @@ from shipyard.agents.agent import Agent, AgentLike
 from shipyard.config import Settings, load_settings
 from shipyard.errors import ConfigError, StoreError
 from shipyard.guard.egress import EgressPolicy, guarded_transport, redact_url
+from shipyard.guard.secret_scrub import SecretScrubber
 from shipyard.guard.tool_secrets import SecretTransport, check_declared
 from shipyard.models.resolver import ModelResolver, ModelWrapper
 from shipyard.runtime.control import Control
@@ -33,7 +34,7 @@ from shipyard.stores.records.base import RecordStore
 from shipyard.stores.secrets.base import SecretStore
 from shipyard.stores.secrets.refs import SecretCache
 from shipyard.stores.state.base import StateStore
-from shipyard.telemetry.events import ProcessorFactory
+from shipyard.telemetry.events import EventProcessor, ProcessorFactory
 from shipyard.telemetry.observability import Observability
 
 if TYPE_CHECKING:
@@ -253,7 +254,7 @@ def build_services(app: App, settings: Settings) -> Services:
         limits,
         observers=observability.sinks,
         models=models,
-        processors=app.event_processors,
+        processors=(*scrub_secrets(settings, secrets), *app.event_processors),
         hooks=app.run_hooks,
         http=http,
     )
@@ -292,6 +293,15 @@ def build_services(app: App, settings: Settings) -> Services:
         models=models,
         http=http,
     )
+
+
+def scrub_secrets(settings: Settings, secrets: SecretCache) -> list[ProcessorFactory]:
+    """With tool credential rules (a service may echo one into a tool's result), a first event
+    processor that blanks every secret value read; without, none (the plain event path)."""
+    if not settings.tool_secrets:
+        return []
+    scrubber: EventProcessor = SecretScrubber(secrets)
+    return [lambda: scrubber]
 
 
 def build_observability(settings: Settings) -> Observability:

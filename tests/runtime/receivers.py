@@ -16,13 +16,15 @@ def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
 
 
 def chat_stream(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """The chunks of one answer: a call of the first tool unless a tool answered already."""
+    """The chunks of one answer: a call of every tool offered unless tools answered already."""
     last = body["messages"][-1]["role"]
     if body.get("tools") and last != "tool":
-        name = body["tools"][0]["function"]["name"]
-        call = {"index": 0, "id": "call_1", "type": "function",
-                "function": {"name": name, "arguments": "{}"}}  # fmt: skip
-        chunks = [_chunk({"role": "assistant", "tool_calls": [call]}), _chunk({}, "tool_calls")]
+        calls = [
+            {"index": i, "id": f"call_{i}", "type": "function",
+             "function": {"name": tool["function"]["name"], "arguments": "{}"}}
+            for i, tool in enumerate(body["tools"])
+        ]  # fmt: skip
+        chunks = [_chunk({"role": "assistant", "tool_calls": calls}), _chunk({}, "tool_calls")]
     else:
         chunks = [_chunk({"role": "assistant", "content": "all done"}), _chunk({}, "stop")]
     usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
@@ -31,23 +33,29 @@ def chat_stream(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 class Receiver:
-    """Records each request's headers; answers chat completions on ``/v1/chat/completions``
-    and ``{"ok": true}`` anywhere else."""
+    """Records each request's headers and body; answers chat completions on
+    ``/v1/chat/completions``, echoes the ``Authorization`` header on ``/echo`` (a careless
+    service) and answers ``{"ok": true}`` anywhere else."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.bodies: list[bytes] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def _record(self) -> bytes:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                receiver.requests.append(
-                    (self.path, {k.lower(): v for k, v in self.headers.items()})
-                )
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                receiver.requests.append((self.path, headers))
+                receiver.bodies.append(body)
                 return body
 
             def do_GET(self) -> None:
                 self._record()
+                if self.path.startswith("/echo"):
+                    echoed = {"you_sent": self.headers.get("Authorization")}
+                    self._send("application/json", json.dumps(echoed).encode())
+                    return
                 self._send("application/json", b'{"ok": true}')
 
             def do_POST(self) -> None:

@@ -104,6 +104,13 @@ async def test_no_secret_value_reaches_a_store_log_or_metric(
         seen_by_tool.append(dict(response.request.headers))
         return response.text
 
+    @shipyard.tool(secrets=["svc"])
+    async def careless_api(ctx: RunContext) -> str:
+        """Call a service that echoes the credential back (into the result and an event)."""
+        response = await ctx.http.get(f"{receiver.url}/echo")
+        ctx.emit("app.echoed", body=response.text)
+        return response.text
+
     host = OPENBAO_ADDR.split("://", 1)[1]
     settings = load_settings(
         home=tmp_path,
@@ -123,7 +130,7 @@ async def test_no_secret_value_reaches_a_store_log_or_metric(
     assert host  # the store is the OpenBao one
     logs = io.StringIO()
     configure_logging("debug", "json", stream=logs)
-    agent = shipyard.Agent(name="user", model=_model(receiver), tools=[call_api])
+    agent = shipyard.Agent(name="user", model=_model(receiver), tools=[call_api, careless_api])
     try:
         services = build_services(shipyard.App(agents=[agent]), settings)
         await services.records.migrate()
@@ -137,7 +144,11 @@ async def test_no_secret_value_reaches_a_store_log_or_metric(
         configure_logging("warning")
     # the credential went out at the edge, to the API only...
     assert receiver.authorizations("/data") == [f"Bearer {tool_token}"]
+    assert receiver.authorizations("/echo") == [f"Bearer {tool_token}"]
     assert receiver.authorizations("chat") == [f"Bearer {model_key}"] * 2
+    # the echoed value reached neither the model (its requests' bodies) nor the records
+    assert b"careless_api" in receiver.bodies[-1] and b"[secret]" in receiver.bodies[-1]
+    assert not [body for body in receiver.bodies if tool_token.encode() in body]
     # ...and the tool never held it
     assert seen_by_tool and "authorization" not in seen_by_tool[0]
     captured = _files(tmp_path)  # the records, state and broker files (SQLite, with their WALs)

@@ -79,15 +79,23 @@ class Tool:
                 False, f"invalid arguments for {self.name}: {_brief(exc)}", "invalid_arguments"
             )
         timeout = self.timeout_s or default_timeout_s
+        kwargs = {k: getattr(args, k) for k in type(args).model_fields}
+        if self.context_arg is not None:
+            kwargs[self.context_arg] = ctx
+        if not self.secrets:
+            return await self._run(kwargs, timeout)
+        with granted_secrets(self.secrets) as grant:
+            result = await self._run(kwargs, timeout)
+        if not grant.sent:
+            return result
+        return ToolResult(result.ok, grant.scrub(result.content), result.error_kind)
+
+    async def _run(self, kwargs: dict[str, Any], limit_s: float) -> ToolResult:
         try:
-            async with asyncio.timeout(timeout):
-                kwargs = {k: getattr(args, k) for k in type(args).model_fields}
-                if self.context_arg is not None:
-                    kwargs[self.context_arg] = ctx
-                with granted_secrets(self.secrets):
-                    value = await self._invoke(kwargs)
+            async with asyncio.timeout(limit_s):
+                value = await self._invoke(kwargs)
         except TimeoutError:
-            return ToolResult(False, f"{self.name} timed out after {timeout:g}s", "timeout")
+            return ToolResult(False, f"{self.name} timed out after {limit_s:g}s", "timeout")
         except ModelRetry as exc:
             return ToolResult(False, str(exc), "retry")
         except Exception as exc:  # a tool's failure is information for the model

@@ -23,7 +23,28 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shipyard.stores.secrets.refs import SecretCache, parse_ref
 
-_granted: ContextVar[frozenset[str]] = ContextVar("shipyard_tool_secrets", default=frozenset())
+MASK = "[secret]"
+
+
+class Grant:
+    """What one tool call may use (``names``), and the values added to its calls so far
+    (``sent``), which are blanked from whatever the tool returns."""
+
+    __slots__ = ("names", "sent")
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = frozenset(names)
+        self.sent: set[str] = set()
+
+    def scrub(self, text: str) -> str:
+        """``text`` without the values sent (a service that echoed one hands it back)."""
+        for value in self.sent:
+            text = text.replace(value, MASK)
+        return text
+
+
+_NOTHING = Grant(())
+_granted: ContextVar[Grant] = ContextVar("shipyard_tool_secrets", default=_NOTHING)
 
 
 class SecretRule(BaseModel):
@@ -64,12 +85,13 @@ class SecretRule(BaseModel):
 
 
 @contextmanager
-def granted_secrets(names: Iterable[str]) -> Iterator[None]:
+def granted_secrets(names: Iterable[str]) -> Iterator[Grant]:
     """While a tool runs: the secret names it declared (the calls it makes, and the tasks it
     starts, carry them)."""
-    token = _granted.set(frozenset(names))
+    grant = Grant(names)
+    token = _granted.set(grant)
     try:
-        yield
+        yield grant
     finally:
         _granted.reset(token)
 
@@ -85,12 +107,13 @@ class SecretTransport(httpx.AsyncBaseTransport):
         self._secrets = secrets
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        granted = _granted.get()
+        grant = _granted.get()
         added: dict[str, str] = {}
-        if granted:
+        if grant.names:
             for rule in self._rules:
-                if rule.name in granted and rule.applies_to(request.url):
+                if rule.name in grant.names and rule.applies_to(request.url):
                     value = await self._secrets.expand(rule.secret)
+                    grant.sent.add(value)
                     added[rule.header] = rule.template.replace("{secret}", value)
         if not added:
             return await self._inner.handle_async_request(request)

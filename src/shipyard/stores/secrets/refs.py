@@ -54,6 +54,7 @@ class SecretCache:
         self.store = store
         self._cache_s = cache_s
         self._values: dict[SecretRef, tuple[str, float]] = {}
+        self._seen: tuple[str, ...] = ()
 
     async def get(self, ref: SecretRef) -> str:
         """The value ``ref`` names now (``SecretNotFound`` if none)."""
@@ -64,7 +65,13 @@ class SecretCache:
         secret = await self.store.read(ref.path, ref.key)
         value = secret.value.get_secret_value()
         self._values[ref] = (value, now + self._cache_s)
+        if value not in self._seen:
+            self._seen = (*self._seen, value)
         return value
+
+    def values_read(self) -> tuple[str, ...]:
+        """Every value this cache has handed out, rotated ones included (for scrubbing)."""
+        return self._seen
 
     async def expand(self, text: str) -> str:
         """``text`` with its reference (the whole of it, or each one in braces) replaced by the
