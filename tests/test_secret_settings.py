@@ -14,9 +14,13 @@ from shipyard.agents.context import RunRequest
 from shipyard.app import build_services, prepare_settings
 from shipyard.cli import cli
 from shipyard.config import load_settings
-from shipyard.errors import ConfigError, SecretNotFound
+from shipyard.errors import ConfigError, ModelError, SecretNotFound
 from shipyard.telemetry.logging import configure_logging
 from tests.runtime.receivers import Receiver
+
+
+def _files(folder: Path) -> list[bytes]:
+    return [path.read_bytes() for path in folder.rglob("*") if path.is_file()]
 
 
 @pytest.fixture
@@ -125,3 +129,22 @@ def test_a_tool_secret_rule_takes_a_reference_not_a_value(tmp_path: Path) -> Non
     rule = {"name": "github", "secret": "ghp-plain", "hosts": ["api.github.com"]}
     with pytest.raises(ConfigError, match="secret://"):
         load_settings(home=tmp_path, tool_secrets=[rule])
+
+
+async def test_a_key_the_server_quotes_back_is_not_in_the_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, receiver: Receiver
+) -> None:
+    monkeypatch.setenv("SECRET_OPENAI__KEY", "sk-quote-me-4411")
+    model = f"openai:m?base_url={receiver.url}/v1&max_retries=0&api_key=secret://openai%23key"
+    agent = shipyard.Agent(name="a", model=model)
+    services = build_services(shipyard.App(agents=[agent]), load_settings(home=tmp_path))
+    await services.records.migrate()
+    await services.start()
+    try:
+        with pytest.raises(ModelError) as caught:
+            await services.invoker.invoke(RunRequest(tenant_id="default", agent="a", input="hi"))
+    finally:
+        await services.close()
+    assert "[secret]" in caught.value.message and "401" in caught.value.message
+    assert "sk-quote-me-4411" not in caught.value.message
+    assert not [s for s in _files(tmp_path) if b"sk-quote-me-4411" in s]

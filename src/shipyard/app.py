@@ -292,6 +292,7 @@ def build_services(app: App, settings: Settings) -> Services:
         observability=observability,
         models=models,
         http=http,
+        secrets=secrets,
     )
 
 

@@ -60,6 +60,11 @@ class Receiver:
 
             def do_POST(self) -> None:
                 body = self._record()
+                key = self.headers.get("Authorization", "")
+                if "quote-me" in key:  # a server that quotes a bad key back
+                    error = {"error": {"message": f"Incorrect API key provided: {key[7:]}"}}
+                    self._send("application/json", json.dumps(error).encode(), 401)
+                    return
                 if not self.path.endswith("/chat/completions"):
                     self._send("application/json", b'{"ok": true}')
                     return
@@ -67,8 +72,8 @@ class Receiver:
                 text = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
                 self._send("text/event-stream", text.encode())
 
-            def _send(self, content_type: str, payload: bytes) -> None:
-                self.send_response(200)
+            def _send(self, content_type: str, payload: bytes, status: int = 200) -> None:
+                self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Mapping
 
-from shipyard.errors import ConfigError
+from shipyard.errors import ConfigError, ModelError, ShipyardError
 from shipyard.models.base import ChatModel, ModelRequest, StreamItem
 from shipyard.models.registry import build_model, parse_reference
 from shipyard.stores.secrets.refs import SecretCache, has_refs
@@ -58,6 +58,11 @@ class SecretOptionsModel:
         self._secrets = secrets
         self._built: tuple[dict[str, str], ChatModel] | None = None
 
+    def _secret_values(self) -> list[str]:
+        """The values read from the store for the current client (not its plain options)."""
+        built = self._built[0] if self._built else {}
+        return [built[k] for k, v in self._options.items() if has_refs(v) and built.get(k)]
+
     @property
     def name(self) -> str:
         return f"{self._provider}:{self._spec}"
@@ -71,5 +76,14 @@ class SecretOptionsModel:
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]:
         model = await self._current()
-        async for item in model.stream(request):
-            yield item
+        try:
+            async for item in model.stream(request):
+                yield item
+        except Exception as exc:
+            text = exc.message if isinstance(exc, ShipyardError) else f"{type(exc).__name__}: {exc}"
+            values = self._secret_values()
+            if not any(v in text for v in values):
+                raise
+            for value in values:  # a server that quotes the key back: never in an error
+                text = text.replace(value, "[secret]")
+            raise ModelError(f"{self.name}: {text}") from None

@@ -18,6 +18,7 @@ from shipyard.runtime.tenants import TenantPolicies
 from shipyard.runtime.webhooks import WebhookSender
 from shipyard.stores.broker.base import Broker
 from shipyard.stores.records.base import RecordStore
+from shipyard.stores.secrets.refs import SecretCache
 from shipyard.stores.state.base import StateStore
 from shipyard.telemetry.observability import Observability
 
@@ -41,6 +42,9 @@ class Services:
     http: httpx.AsyncClient | None = None
     """The HTTP client tools reach through ``ctx.http`` (the invoker's); closed with the
     services."""
+    secrets: SecretCache | None = None
+    """The secret store (through its cache) that model options and tool credentials read;
+    closed with the services."""
 
     async def start(self) -> None:
         await self.recorder.start()
@@ -62,3 +66,5 @@ class Services:
         await self.webhooks.close()
         if self.http is not None:
             await self.http.aclose()
+        if self.secrets is not None:
+            await self.secrets.store.close()

@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from shipyard.errors import SecretNotFound
+from shipyard.stores.secrets.base import Secret
 from shipyard.stores.secrets.refs import SecretCache, SecretRef
 from tests.stores.secrets.conftest import Backend
 
@@ -94,3 +95,19 @@ async def test_the_cache_reads_again_after_its_time(backend: Backend) -> None:
 
 async def test_the_store_answers_a_ping(backend: Backend) -> None:
     await backend.store.ping()
+
+
+async def test_reads_that_find_a_value_expired_together_share_one(backend: Backend) -> None:
+    await backend.put("shared", {"key": "once"})
+    reads: list[str] = []
+    store = backend.store
+    original = store.read
+
+    async def counting(path: str, key: str, *, version: str | None = None) -> Secret:
+        reads.append(path)
+        return await original(path, key, version=version)
+
+    cache = SecretCache(store, cache_s=3600)
+    cache.store.read = counting  # type: ignore[method-assign]
+    values = await asyncio.gather(*(cache.get(SecretRef("shared", "key")) for _ in range(20)))
+    assert values == ["once"] * 20 and reads == ["shared"]

@@ -9,6 +9,7 @@ within that time without a restart.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from dataclasses import dataclass
@@ -54,14 +55,29 @@ class SecretCache:
         self.store = store
         self._cache_s = cache_s
         self._values: dict[SecretRef, tuple[str, float]] = {}
+        self._reading: dict[SecretRef, asyncio.Future[str]] = {}
         self._seen: tuple[str, ...] = ()
 
     async def get(self, ref: SecretRef) -> str:
-        """The value ``ref`` names now (``SecretNotFound`` if none)."""
-        now = time.monotonic()
+        """The value ``ref`` names now (``SecretNotFound`` if none). Calls that find it
+        expired at once share one read of the store."""
         cached = self._values.get(ref)
-        if cached is not None and cached[1] > now:
+        if cached is not None and cached[1] > time.monotonic():
             return cached[0]
+        reading = self._reading.get(ref)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read(ref))
+            self._reading[ref] = reading
+            reading.add_done_callback(lambda done: self._done(ref, done))
+        return await asyncio.shield(reading)
+
+    def _done(self, ref: SecretRef, reading: asyncio.Future[str]) -> None:
+        self._reading.pop(ref, None)
+        if not reading.cancelled():
+            reading.exception()  # retrieved: its waiters (if any are left) raise it
+
+    async def _read(self, ref: SecretRef) -> str:
+        now = time.monotonic()
         secret = await self.store.read(ref.path, ref.key)
         value = secret.value.get_secret_value()
         self._values[ref] = (value, now + self._cache_s)
