@@ -11,6 +11,8 @@ from pathlib import Path
 
 import hvac
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import generate_latest
 
 import shipyard
@@ -20,6 +22,7 @@ from shipyard.config import load_settings
 from shipyard.guard.tool_secrets import SecretRule
 from shipyard.runtime.services import Services
 from shipyard.telemetry.logging import configure_logging
+from shipyard.telemetry.tracing import Tracing
 from tests.runtime.receivers import Receiver
 from tests.stores.secrets.conftest import OPENBAO_ADDR, openbao_root, vault_put, vault_url
 
@@ -59,6 +62,21 @@ async def _invoke(services: Services, agent: str) -> str:
         RunRequest(tenant_id="default", agent=agent, input="go")
     )
     return outcome.output
+
+
+async def _exported_spans(services: Services) -> bytes:
+    """What OTLP would export for the run: its stored events through a tracing sink."""
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(processors=[SimpleSpanProcessor(exporter)])
+    [run] = (await services.records.list_runs("default")).items
+    for event in await services.records.list_events("default", run.id):
+        tracing.sink(event)
+    await tracing.close()
+    finished = exporter.get_finished_spans()
+    assert len(finished) >= 4  # the run, two model calls, the tools
+    exported = "".join(span.to_json() for span in finished).encode()
+    assert b"careless_api" in exported
+    return exported
 
 
 def _files(folder: Path) -> list[bytes]:
@@ -138,6 +156,7 @@ async def test_no_secret_value_reaches_a_store_log_or_metric(
         try:
             assert await _invoke(services, "user") == "all done"
             metrics = generate_latest(services.observability.metrics.registry)  # type: ignore[union-attr]
+            spans = await _exported_spans(services)
         finally:
             await services.close()
     finally:
@@ -152,7 +171,7 @@ async def test_no_secret_value_reaches_a_store_log_or_metric(
     # ...and the tool never held it
     assert seen_by_tool and "authorization" not in seen_by_tool[0]
     captured = _files(tmp_path)  # the records, state and broker files (SQLite, with their WALs)
-    captured += [logs.getvalue().encode(), metrics]
+    captured += [logs.getvalue().encode(), metrics, spans]
     assert len(logs.getvalue()) > 0 and any(b"call_api" in c for c in captured)
     for value in (model_key, tool_token):
         assert not [c for c in captured if value.encode() in c]
