@@ -15,6 +15,7 @@ from shipyard.app import build_services, prepare_settings
 from shipyard.cli import cli
 from shipyard.config import load_settings
 from shipyard.errors import ConfigError, ModelError, SecretNotFound
+from shipyard.runtime.webhooks import tenant_secret
 from shipyard.telemetry.logging import configure_logging
 from tests.runtime.receivers import Receiver
 
@@ -148,3 +149,27 @@ async def test_a_key_the_server_quotes_back_is_not_in_the_error(
     assert "[secret]" in caught.value.message and "401" in caught.value.message
     assert "sk-quote-me-4411" not in caught.value.message
     assert not [s for s in _files(tmp_path) if b"sk-quote-me-4411" in s]
+
+
+async def test_the_webhook_signing_key_comes_from_the_store(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SECRET_WEBHOOKS__SIGNING", "signing-key-from-store")
+    settings = load_settings(home=tmp_path, webhook_signing_key="secret://webhooks#signing")
+    services = build_services(shipyard.App(agents=[]), settings)  # hand-built: resolved here
+    await services.close()
+    expected = tenant_secret("signing-key-from-store", "acme")
+    assert services.webhooks.secret_for("acme") == expected
+    assert not (tmp_path / "webhook.key").exists()  # no generated key instead
+
+
+def test_prepared_production_settings_serve(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The CLI prepares the settings, then builds the app on them: their resolved password is
+    no longer a reference, and must not be refused a second time."""
+    monkeypatch.setenv("SECRET_DB__PASSWORD", "pw-resolved")
+    url = "postgresql://app:{secret://db#password}@127.0.0.1:5432/app"
+    prepared = prepare_settings(load_settings(home=tmp_path, env="production", database_url=url))
+    assert prepared.database_url == "postgresql://app:pw-resolved@127.0.0.1:5432/app"
+    shipyard.App(agents=[]).asgi(prepared, prepare=False)

@@ -120,7 +120,11 @@ class App:
         """
         from shipyard.api.app import create_app
 
-        settings = prepare_settings(settings or load_settings())
+        # settings given were prepared by whoever built them (the CLI): resolved, not checked
+        if settings is None:
+            settings = prepare_settings(load_settings())
+        else:
+            settings = prepare_settings(settings, check=False)
         services = build_services(self, settings)
         keys = build_keys(services.records, settings)
 
