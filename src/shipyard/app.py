@@ -10,11 +10,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from shipyard.agents.agent import AgentLike
+import httpx
+
+from shipyard.agents.agent import Agent, AgentLike
 from shipyard.config import Settings, load_settings
 from shipyard.errors import ConfigError, StoreError
 from shipyard.guard.egress import EgressPolicy, redact_url
 from shipyard.guard.rules import EgressRules
+from shipyard.guard.secret_scrub import SecretScrubber
+from shipyard.guard.tool_secrets import SecretTransport, check_declared
 from shipyard.models.resolver import ModelResolver, ModelWrapper
 from shipyard.runtime.control import Control
 from shipyard.runtime.delegation import Delegation
@@ -29,8 +33,10 @@ from shipyard.runtime.tenants import TenantPolicies
 from shipyard.runtime.webhooks import WebhookSender
 from shipyard.stores.broker.base import Broker
 from shipyard.stores.records.base import RecordStore
+from shipyard.stores.secrets.base import SecretStore
+from shipyard.stores.secrets.refs import SecretCache
 from shipyard.stores.state.base import StateStore
-from shipyard.telemetry.events import ProcessorFactory
+from shipyard.telemetry.events import EventProcessor, ProcessorFactory
 from shipyard.telemetry.observability import Observability
 
 if TYPE_CHECKING:
@@ -68,6 +74,15 @@ BROKERS: Mapping[str, str] = MappingProxyType(
     }
 )
 """URL scheme -> ``module:class`` of the task broker (``SHIPYARD_BROKER_URL``)."""
+
+SECRET_STORES: Mapping[str, str] = MappingProxyType(
+    {
+        "env": "shipyard.stores.secrets.env:EnvSecretStore",
+        "file": "shipyard.stores.secrets.file:FileSecretStore",
+        "vault": "shipyard.stores.secrets.vault:VaultSecretStore",  # vault+http:// too
+    }
+)
+"""URL scheme -> ``module:class`` of the secret store (``SHIPYARD_SECRETS_URL``)."""
 
 
 class App:
@@ -107,7 +122,11 @@ class App:
         """
         from shipyard.api.app import create_app
 
-        settings = settings or load_settings()
+        # settings given were prepared by whoever built them (the CLI): resolved, not checked
+        if settings is None:
+            settings = prepare_settings(load_settings())
+        else:
+            settings = prepare_settings(settings, check=False)
         services = build_services(self, settings)
         keys = build_keys(services.records, settings)
 
@@ -165,6 +184,34 @@ def open_state_store(url: str) -> StateStore:
     return store
 
 
+def open_secret_store(url: str) -> SecretStore:
+    store: SecretStore = _open("secret store", SECRET_STORES, url)
+    return store
+
+
+def prepare_settings(settings: Settings, *, check: bool = True) -> Settings:
+    """Refuse (production) or warn of plain credentials, then read the settings' ``secret://``
+    references from the secret store (see ``shipyard.secret_settings``)."""
+    from shipyard.secret_settings import prepare_settings as prepare
+
+    return prepare(settings, open_secret_store, check=check)
+
+
+def check_tool_secrets(app: App, settings: Settings) -> None:
+    """Every secret a tool declares has a rule (``ConfigError`` naming those without)."""
+    declared = {
+        f"{agent.name}.{spec.name}": tool.secrets
+        for agent in app.agents.values()
+        if isinstance(agent, Agent)
+        for spec in agent.tool_specs
+        if (tool := agent.get_tool(spec.name)) is not None and tool.secrets
+    }
+    try:
+        check_declared(declared, settings.tool_secrets)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def open_broker(url: str) -> Broker:
     broker: Broker = _open("broker", BROKERS, url)
     return broker
@@ -182,6 +229,9 @@ def _open(role: str, backends: Mapping[str, str], url: str, **options: Any) -> A
 
 
 def build_services(app: App, settings: Settings) -> Services:
+    settings = prepare_settings(settings, check=False)  # a no-op once prepared
+    check_tool_secrets(app, settings)
+    secrets = SecretCache(open_secret_store(settings.secrets_url), cache_s=settings.secrets_cache_s)
     settings.home.mkdir(parents=True, exist_ok=True)
     records = open_record_store(
         settings.resolved_database_url, commit_delay_s=settings.record_commit_delay_s
@@ -195,16 +245,16 @@ def build_services(app: App, settings: Settings) -> Services:
         run_timeout_s=settings.run_timeout_s,
         tool_timeout_s=settings.tool_timeout_s,
     )
-    models = ModelResolver(app.model_wrappers)
+    models = ModelResolver(app.model_wrappers, secrets=secrets)
     tenants = TenantPolicies(records, cache_s=settings.tenant_cache_s)
-    egress = build_egress(settings, tenants)
+    egress = build_egress(settings, tenants, secrets)
     invoker = Invoker(
         app.agents,
         recorder,
         limits,
         observers=observability.sinks,
         models=models,
-        processors=app.event_processors,
+        processors=(*scrub_secrets(settings, secrets), *app.event_processors),
         hooks=app.run_hooks,
         egress=egress,
     )
@@ -244,6 +294,7 @@ def build_services(app: App, settings: Settings) -> Services:
         observability=observability,
         models=models,
         egress=egress,
+        secrets=secrets,
     )
 
 
@@ -270,15 +321,32 @@ def webhook_rules(settings: Settings) -> EgressRules:
     )
 
 
-def build_egress(settings: Settings, tenants: TenantPolicies) -> ToolEgress:
-    """The tools' egress: ``SHIPYARD_TOOL_ALLOW``'s exceptions, the server's rules, and each
-    tenant policy's ``egress.allow``."""
+def build_egress(
+    settings: Settings, tenants: TenantPolicies, secrets: SecretCache
+) -> ToolEgress:
+    """The tools' egress: ``SHIPYARD_TOOL_ALLOW``'s exceptions, the server's rules, each
+    tenant policy's ``egress.allow``, and at its edge the operator's credential rules
+    (``SHIPYARD_TOOL_SECRETS``), added to a request only once the policy let it through."""
 
     async def tenant_hosts(tenant_id: str) -> list[str] | None:
         return (await tenants.policy(tenant_id)).egress.allow
 
     policy = EgressPolicy.from_setting(settings.tool_allow, setting="SHIPYARD_TOOL_ALLOW")
-    return ToolEgress(policy, egress_rules(settings), tenant_hosts=tenant_hosts)
+    rules = settings.tool_secrets
+
+    def edge(pool: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+        return SecretTransport(pool, rules, secrets) if rules else pool
+
+    return ToolEgress(policy, egress_rules(settings), tenant_hosts=tenant_hosts, edge=edge)
+
+
+def scrub_secrets(settings: Settings, secrets: SecretCache) -> list[ProcessorFactory]:
+    """With tool credential rules (a service may echo one into a tool's result), a first event
+    processor that blanks every secret value read; without, none (the plain event path)."""
+    if not settings.tool_secrets:
+        return []
+    scrubber: EventProcessor = SecretScrubber(secrets)
+    return [lambda: scrubber]
 
 
 def build_observability(settings: Settings) -> Observability:

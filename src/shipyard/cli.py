@@ -63,11 +63,13 @@ AppOption = Annotated[
 
 
 def _settings(**overrides: Any) -> Settings:
+    from shipyard.app import prepare_settings
     from shipyard.telemetry.logging import configure_logging
 
     settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
     configure_logging(settings.log_level, settings.log_format)
-    return settings
+    # plain credentials refused in production (warned of otherwise), secret:// references read
+    return prepare_settings(settings)
 
 
 def _run(coro_fn: Callable[[], Awaitable[T]], runner: Callable[[Any], Any] = asyncio.run) -> T:

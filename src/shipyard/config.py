@@ -15,6 +15,7 @@ from pydantic_settings import (
 )
 
 from shipyard.errors import ConfigError
+from shipyard.guard.tool_secrets import SecretRule
 
 ENV_PREFIX = "SHIPYARD_"
 
@@ -166,6 +167,30 @@ class Settings(BaseSettings):
         description="Hosts webhook_url may name: comma-separated names, '*.example.com' "
         "patterns, IP addresses, or '*' (any public host).",
     )
+    env: Literal["development", "production"] = Field(
+        "development",
+        description="production refuses to start while a credential is a plain value (a "
+        "password inside a URL, a provider key in the environment) instead of a secret:// "
+        "reference, naming each; development prints a one-line warning instead.",
+    )
+    secrets_url: str = Field(
+        "env://",
+        description="Secret store that secret://<path>#<key> references read: env:// "
+        "(variables SECRET_<PATH>__<KEY>), file:///run/secrets (a mounted folder), "
+        "vault://host:8200/secret or vault+http://... (Vault or OpenBao KV v2).",
+    )
+    secrets_cache_s: float = Field(
+        60.0,
+        ge=0,
+        description="How long a secret read for a model call or a tool's credential is kept; "
+        "a rotation in the store is used within this time, without a restart.",
+    )
+    tool_secrets: list[SecretRule] = Field(
+        default_factory=list,
+        description="Credentials added to tools' ctx.http calls at the egress edge, as a JSON "
+        'list: [{"name": "github", "secret": "secret://github#token", "hosts": '
+        '["api.github.com"], "header": "Authorization", "template": "Bearer {secret}"}].',
+    )
     host: str = Field("127.0.0.1", description="Address the server listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port the server listens on.")
     app: str | None = Field(None, description="The app to serve, as module:attribute.")
@@ -232,8 +257,8 @@ class Settings(BaseSettings):
     @field_validator("database_url", "state_url", "broker_url")
     @classmethod
     def _known_scheme(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return value
+        if value is None or _is_reference(value):
+            return value  # checked once resolved
         # The composition root's factories are the one list of schemes; imported here, not at
         # the top, because shipyard.app imports this module.
         from shipyard.app import BROKERS, RECORD_STORES, STATE_STORES, url_scheme
@@ -247,6 +272,16 @@ class Settings(BaseSettings):
         if scheme not in backends:
             supported = ", ".join(f"{s}://" for s in sorted(backends))
             raise ValueError(f"unsupported scheme {scheme!r}; use one of {supported}")
+        return value
+
+    @field_validator("secrets_url")
+    @classmethod
+    def _known_secret_store(cls, value: str) -> str:
+        from shipyard.app import SECRET_STORES, url_scheme
+
+        if url_scheme(value) not in SECRET_STORES:
+            supported = ", ".join(f"{s}://" for s in sorted(SECRET_STORES))
+            raise ValueError(f"unsupported scheme {url_scheme(value)!r}; use one of {supported}")
         return value
 
     @field_validator("webhook_allow", "tool_allow")
@@ -313,6 +348,12 @@ class Settings(BaseSettings):
         if os.environ.get("OPENAI_API_KEY"):
             return "openai:gpt-4.1-mini"
         return "local:smollm2"
+
+
+def _is_reference(value: str) -> bool:
+    from shipyard.stores.secrets.refs import parse_ref
+
+    return parse_ref(value) is not None
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -4,7 +4,8 @@
 
     ShipyardError                      status  code
     ├── ConfigError                    500     config_error        misuse: bad settings, bad agent
-    │   └── InvalidEvent               500     config_error        ctx.emit() of a bad type or data
+    │   ├── InvalidEvent               500     config_error        ctx.emit() of a bad type or data
+    │   └── SecretNotFound             500     secret_not_found    a secret:// reference to nothing
     ├── NotFound                       404     not_found
     │   ├── AgentNotFound              404     agent_not_found
     │   ├── RunNotFound                404     run_not_found
@@ -66,6 +67,13 @@ class ConfigError(ShipyardError):
 class InvalidEvent(ConfigError, ValueError):
     """An event an agent tried to emit that the event schema does not allow; raised by
     ``ctx.emit`` in the agent's own code (also a ``ValueError``)."""
+
+
+class SecretNotFound(ConfigError):
+    """A ``secret://path#key`` reference the secret store has no value for (the message names
+    the reference, never a value)."""
+
+    code = "secret_not_found"
 
 
 class NotFound(ShipyardError):

@@ -235,7 +235,7 @@ def test_stop_reasons_use_the_common_vocabulary(stop_reason: str, finish_reason:
 
 
 def test_references_are_checked() -> None:
-    with pytest.raises(ConfigError, match="known: api_key_env"):
+    with pytest.raises(ConfigError, match="known: api_key, api_key_env"):
         from_reference("claude-haiku-4-5", {"temprature": "0"})
     with pytest.raises(ConfigError, match="max_tokens must be an integer"):
         from_reference("claude-haiku-4-5", {"max_tokens": "lots"})

@@ -232,7 +232,7 @@ def test_the_wire_format() -> None:
 
 
 def test_unknown_options_are_config_errors() -> None:
-    with pytest.raises(ConfigError, match="known: api_key_env"):
+    with pytest.raises(ConfigError, match="known: api_key, api_key_env"):
         from_reference("gpt-4.1-mini", {"base_url": "http://x", "colour": "blue"})
     with pytest.raises(ConfigError, match="SHIPYARD_TEST_NO_SUCH_KEY"):
         from_reference("gpt-4.1-mini", {"api_key_env": "SHIPYARD_TEST_NO_SUCH_KEY"})

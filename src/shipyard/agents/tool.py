@@ -7,13 +7,17 @@ becomes an error result for the model, never an exception that ends the run.
 A parameter annotated ``RunContext`` (any name, usually ``ctx``) is not shown to the model: it
 receives the run's context — its ids and request, ``ctx.http`` (the server's HTTP client, under
 the egress policy), ``ctx.emit`` for events of the tool's own.
+
+``@tool(secrets=["github"])``: the tool's calls through ``ctx.http`` get the credentials the
+operator's rules attach to those names (``SHIPYARD_TOOL_SECRETS``), added at the egress edge:
+the tool itself never holds them (see ``shipyard.guard.tool_secrets``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints, overload
 
@@ -23,6 +27,7 @@ from pydantic_core import to_json
 
 from shipyard.agents.context import RunContext
 from shipyard.errors import ConfigError, ModelRetry
+from shipyard.guard.tool_secrets import granted_secrets
 from shipyard.models.base import ToolSpec
 
 
@@ -50,6 +55,8 @@ class Tool:
     timeout_s: float | None = None
     context_arg: str | None = None
     """The parameter that receives the run's ``RunContext`` (hidden from the model), if any."""
+    secrets: tuple[str, ...] = ()
+    """Names of the credentials its ``ctx.http`` calls carry (rules in SHIPYARD_TOOL_SECRETS)."""
     spec: ToolSpec = field(init=False, repr=False, compare=False)
     is_async: bool = field(init=False, repr=False, compare=False)
 
@@ -72,14 +79,23 @@ class Tool:
                 False, f"invalid arguments for {self.name}: {_brief(exc)}", "invalid_arguments"
             )
         timeout = self.timeout_s or default_timeout_s
+        kwargs = {k: getattr(args, k) for k in type(args).model_fields}
+        if self.context_arg is not None:
+            kwargs[self.context_arg] = ctx
+        if not self.secrets:
+            return await self._run(kwargs, timeout)
+        with granted_secrets(self.secrets) as grant:
+            result = await self._run(kwargs, timeout)
+        if not grant.sent:
+            return result
+        return ToolResult(result.ok, grant.scrub(result.content), result.error_kind)
+
+    async def _run(self, kwargs: dict[str, Any], limit_s: float) -> ToolResult:
         try:
-            async with asyncio.timeout(timeout):
-                kwargs = {k: getattr(args, k) for k in type(args).model_fields}
-                if self.context_arg is not None:
-                    kwargs[self.context_arg] = ctx
+            async with asyncio.timeout(limit_s):
                 value = await self._invoke(kwargs)
         except TimeoutError:
-            return ToolResult(False, f"{self.name} timed out after {timeout:g}s", "timeout")
+            return ToolResult(False, f"{self.name} timed out after {limit_s:g}s", "timeout")
         except ModelRetry as exc:
             return ToolResult(False, str(exc), "retry")
         except Exception as exc:  # a tool's failure is information for the model
@@ -102,7 +118,11 @@ def _brief(exc: ValidationError) -> str:
 def tool(fn: Callable[..., Any], /) -> Tool: ...
 @overload
 def tool(
-    *, name: str | None = None, description: str | None = None, timeout_s: float | None = None
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout_s: float | None = None,
+    secrets: Sequence[str] = (),
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -113,11 +133,15 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     timeout_s: float | None = None,
+    secrets: Sequence[str] = (),
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
-    """Make a tool of a typed function (sync or async). Use bare (``@tool``) or with options."""
+    """Make a tool of a typed function (sync or async). Use bare (``@tool``) or with options;
+    ``secrets`` names the credentials its ``ctx.http`` calls carry (see the module doc)."""
 
     def build(func: Callable[..., Any]) -> Tool:
-        return make_tool(func, name=name, description=description, timeout_s=timeout_s)
+        return make_tool(
+            func, name=name, description=description, timeout_s=timeout_s, secrets=secrets
+        )
 
     return build(fn) if fn is not None else build
 
@@ -128,6 +152,7 @@ def make_tool(
     name: str | None = None,
     description: str | None = None,
     timeout_s: float | None = None,
+    secrets: Sequence[str] = (),
 ) -> Tool:
     doc = docstring_parser.parse(inspect.getdoc(func) or "")
     arg_docs = {p.arg_name: p.description for p in doc.params}
@@ -158,6 +183,7 @@ def make_tool(
         fn=func,
         timeout_s=timeout_s,
         context_arg=context_arg,
+        secrets=tuple(secrets),
     )
 
 

@@ -47,7 +47,7 @@ from shipyard.models.base import (
 )
 
 DEFAULT_MAX_TOKENS = 4096
-_OPTIONS = ("api_key_env", "base_url", "max_retries", "max_tokens", "timeout")
+_OPTIONS = ("api_key", "api_key_env", "base_url", "max_retries", "max_tokens", "timeout")
 # Stop reasons in the Chat Completions vocabulary, so records read the same for every provider.
 _FINISH = {
     "end_turn": "stop",
@@ -211,7 +211,7 @@ class AnthropicProvider:
 
     @classmethod
     def from_options(cls, options: dict[str, str]) -> AnthropicProvider:
-        api_key = named_api_key("anthropic", options)
+        api_key = options.get("api_key") or named_api_key("anthropic", options)
         settings = client_settings("anthropic", options)
         if api_key is not None:
             settings["api_key"] = api_key

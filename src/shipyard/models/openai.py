@@ -1,8 +1,9 @@
 """OpenAI Chat Completions, and every server that speaks it (vLLM, Ollama, llama.cpp...).
 
-``openai:<model>?base_url=...&api_key_env=...&timeout=...&max_retries=...``. Without options the
-SDK's own defaults apply (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``); without any key a placeholder
-is sent, which local servers ignore.
+``openai:<model>?base_url=...&api_key_env=...&timeout=...&max_retries=...``; ``api_key=`` is
+meant for a ``secret://`` reference (``shipyard.models.secret_options`` reads it per call).
+Without options the SDK's own defaults apply (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``); without
+any key a placeholder is sent, which local servers ignore.
 
 The provider (:class:`OpenAIProvider`) owns the client and its auth; the model
 (:class:`OpenAIChatModel`) owns the wire format. The wire format is pure functions
@@ -44,7 +45,7 @@ from shipyard.models.base import (
     UserMessage,
 )
 
-_OPTIONS = ("api_key_env", "base_url", "max_retries", "timeout")
+_OPTIONS = ("api_key", "api_key_env", "base_url", "max_retries", "timeout")
 
 
 # --- wire format (pure) -------------------------------------------------------------------------
@@ -152,7 +153,7 @@ class OpenAIProvider:
     @classmethod
     def from_options(cls, options: dict[str, str]) -> OpenAIProvider:
         check_options("openai", options, _OPTIONS)
-        api_key = named_api_key("openai", options)
+        api_key = options.get("api_key") or named_api_key("openai", options)
         if api_key is None:
             api_key = os.environ.get("OPENAI_API_KEY")
         settings = client_settings("openai", options)

@@ -39,6 +39,10 @@ def parse_reference(ref: str) -> tuple[str, str, dict[str, str]]:
 
 def create_model(ref: str) -> ChatModel:
     """A new model for a reference (``ModelResolver`` keeps the instances)."""
-    provider, spec, options = parse_reference(ref)
+    return build_model(*parse_reference(ref))
+
+
+def build_model(provider: str, spec: str, options: dict[str, str]) -> ChatModel:
+    """A new model of a parsed reference (secret options already read)."""
     factory: Factory = importlib.import_module(PROVIDERS[provider]).from_reference
     return factory(spec, options)

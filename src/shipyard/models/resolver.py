@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 
 from shipyard.models.base import ChatModel
 from shipyard.models.registry import create_model
+from shipyard.models.secret_options import SecretOptionsModel, needs_secrets
+from shipyard.stores.secrets.refs import SecretCache
 
 ModelWrapper = Callable[[ChatModel], ChatModel]
 """Builds a wrapper around a model: a ``WrapperModel`` subclass, or any such callable."""
@@ -20,10 +22,14 @@ ModelWrapper = Callable[[ChatModel], ChatModel]
 class ModelResolver:
     """Resolves ``provider:model`` references (or ``ChatModel`` instances) for runs."""
 
-    __slots__ = ("_cache", "_wrappers")
+    __slots__ = ("_cache", "_secrets", "_wrappers")
 
-    def __init__(self, wrappers: Sequence[ModelWrapper] = ()) -> None:
+    def __init__(
+        self, wrappers: Sequence[ModelWrapper] = (), *, secrets: SecretCache | None = None
+    ) -> None:
+        """``secrets``: reads the ``secret://`` options of model references, at each call."""
         self._wrappers = tuple(wrappers)
+        self._secrets = secrets
         self._cache: dict[str | int, ChatModel] = {}
 
     @property
@@ -36,9 +42,14 @@ class ModelResolver:
         found = self._cache.get(key)
         if found is not None:
             return found
-        model = create_model(ref) if isinstance(ref, str) else ref
+        model = self._create(ref) if isinstance(ref, str) else ref
         for wrap in self._wrappers:
             model = wrap(model)
         if isinstance(ref, str) or self._wrappers:  # a wrapped instance keeps ``ref`` alive
             self._cache[key] = model
         return model
+
+    def _create(self, ref: str) -> ChatModel:
+        if needs_secrets(ref):
+            return SecretOptionsModel(ref, self._secrets)
+        return create_model(ref)

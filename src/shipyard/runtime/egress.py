@@ -48,10 +48,14 @@ class ToolEgress:
         defaults: EgressRules | None = None,
         *,
         tenant_hosts: TenantHosts | None = None,
+        edge: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
     ) -> None:
         """``policy``: the address layer (default: public addresses only). ``defaults``: the
-        server's rules. ``tenant_hosts``: reads a tenant's ``egress.allow``."""
+        server's rules. ``tenant_hosts``: reads a tenant's ``egress.allow``. ``edge``: wraps
+        the connection pool for what is added to a request the rules let through (the tools'
+        credentials)."""
         self._pool = guarded_transport(policy or EgressPolicy(setting="SHIPYARD_TOOL_ALLOW"))
+        self._edge: httpx.AsyncBaseTransport = edge(self._pool) if edge else self._pool
         self._server = Layer("server", SERVER_SOURCE, defaults or EgressRules())
         self._tenant_hosts = tenant_hosts
 
@@ -72,7 +76,7 @@ class ToolEgress:
                 return gate
             return gate.narrowed(_tenant_layer(tenant_id, hosts))
 
-        transport = EgressTransport(self._pool, current, lambda record: _emit(ctx, record))
+        transport = EgressTransport(self._edge, current, lambda record: _emit(ctx, record))
         return httpx.AsyncClient(transport=transport, trust_env=False)
 
     async def aclose(self) -> None:

@@ -17,6 +17,7 @@ from shipyard.runtime.tenants import TenantPolicies
 from shipyard.runtime.webhooks import WebhookSender
 from shipyard.stores.broker.base import Broker
 from shipyard.stores.records.base import RecordStore
+from shipyard.stores.secrets.refs import SecretCache
 from shipyard.stores.state.base import StateStore
 from shipyard.telemetry.observability import Observability
 
@@ -40,6 +41,9 @@ class Services:
     egress: ToolEgress | None = None
     """Makes the runs' ``ctx.http`` clients (the invoker's); its connection pool is closed
     with the services."""
+    secrets: SecretCache | None = None
+    """The secret store (through its cache) that model options and tool credentials read;
+    closed with the services."""
 
     async def start(self) -> None:
         await self.recorder.start()
@@ -61,3 +65,5 @@ class Services:
         await self.webhooks.close()
         if self.egress is not None:
             await self.egress.aclose()
+        if self.secrets is not None:
+            await self.secrets.store.close()
