@@ -321,9 +321,7 @@ def webhook_rules(settings: Settings) -> EgressRules:
     )
 
 
-def build_egress(
-    settings: Settings, tenants: TenantPolicies, secrets: SecretCache
-) -> ToolEgress:
+def build_egress(settings: Settings, tenants: TenantPolicies, secrets: SecretCache) -> ToolEgress:
     """The tools' egress: ``SHIPYARD_TOOL_ALLOW``'s exceptions, the server's rules, each
     tenant policy's ``egress.allow``, and at its edge the operator's credential rules
     (``SHIPYARD_TOOL_SECRETS``), added to a request only once the policy let it through."""
