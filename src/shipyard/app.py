@@ -21,6 +21,7 @@ from shipyard.runtime.control import Control
 from shipyard.runtime.delegation import Delegation
 from shipyard.runtime.hooks import RunHook
 from shipyard.runtime.invoke import Invoker, RunLimits
+from shipyard.runtime.limits import SLOT_MARGIN_S, Effective, Limiter
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.services import Services
 from shipyard.runtime.sessions import SessionService
@@ -196,6 +197,8 @@ def build_services(app: App, settings: Settings) -> Services:
         tool_timeout_s=settings.tool_timeout_s,
     )
     models = ModelResolver(app.model_wrappers)
+    tenants = TenantPolicies(records, cache_s=settings.tenant_cache_s)
+    limiter = build_limiter(settings, state, tenants)
     http = httpx.AsyncClient(
         transport=guarded_transport(EgressPolicy.from_setting(settings.tool_allow))
     )
@@ -206,7 +209,7 @@ def build_services(app: App, settings: Settings) -> Services:
         observers=observability.sinks,
         models=models,
         processors=app.event_processors,
-        hooks=app.run_hooks,
+        hooks=[*([limiter.hook] if limiter else []), *app.run_hooks],
         http=http,
     )
     control = Control(state)  # one subscription per process, for every run's stop word
@@ -239,11 +242,27 @@ def build_services(app: App, settings: Settings) -> Services:
         tasks=tasks,
         webhooks=webhooks,
         control=control,
-        tenants=TenantPolicies(records, cache_s=settings.tenant_cache_s),
+        tenants=tenants,
         observability=observability,
         models=models,
         http=http,
+        limiter=limiter,
     )
+
+
+def build_limiter(settings: Settings, state: StateStore, tenants: TenantPolicies) -> Limiter | None:
+    """The rate limits and the cap on runs in flight (``SHIPYARD_LIMITS``; off: None)."""
+    if not settings.limits:
+        return None
+    defaults = Effective(
+        requests_per_minute=settings.limit_requests_per_minute,
+        key_requests_per_minute=settings.limit_key_requests_per_minute,
+        tokens_per_minute=settings.limit_tokens_per_minute,
+        tokens_per_day=settings.limit_tokens_per_day,
+        max_concurrent_runs=settings.limit_concurrent_runs,
+    )
+    slot_ttl_s = settings.run_timeout_s + SLOT_MARGIN_S  # a run ends by then, or its slot frees
+    return Limiter(state, tenants, defaults, slot_ttl_s=slot_ttl_s)
 
 
 def build_observability(settings: Settings) -> Observability:

@@ -1,4 +1,4 @@
-"""Request middleware, plain ASGI callables: authentication, then the body's limits.
+"""Request middleware, plain ASGI callables: authentication, rate limits, the body's limits.
 
 Both act before the app reads a byte of the body, so a stranger's or an oversized upload costs
 the server a few kilobytes of socket buffer, not the upload:
@@ -9,7 +9,12 @@ the server a few kilobytes of socket buffer, not the upload:
    reads a body. The principal is kept in the scope for the routes' scope checks
    (``auth.require``), so a request verifies its key once. WebSockets authenticate in their
    route (they also take ``?access_token=``).
-2. :class:`BodyLimit` — a ``Content-Length`` over ``max_bytes`` gets 413 ``payload_too_large``
+2. :class:`RateLimit` — an API request (``/v1/...``) of a tenant or key over its request rate
+   gets 429 ``rate_limited`` at once, the body unread, with ``Retry-After`` and
+   ``RateLimit-Limit`` / ``-Remaining`` / ``-Reset``; an admitted one carries the
+   ``RateLimit-*`` headers on its answer. One state-store round trip (``runtime.limits``),
+   none when the tenant has no request limit.
+3. :class:`BodyLimit` — a ``Content-Length`` over ``max_bytes`` gets 413 ``payload_too_large``
    at once; a body without one (chunked) is counted as it arrives and cut off at the limit;
    the refusal closes the connection (the rest of the body is never read). Once the body is
    complete, ``receive`` is the server's own again (a streaming response waits on it for the
@@ -27,7 +32,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shipyard.api.auth import PRINCIPAL, bearer_secret
 from shipyard.api.errors import error_response
 from shipyard.api.keys import KeyService
-from shipyard.errors import PayloadTooLarge, ShipyardError
+from shipyard.errors import PayloadTooLarge, ShipyardError, rate_limit_headers
+from shipyard.runtime.limits import Limiter
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +53,10 @@ async def refuse(
     body is never read)."""
     if error.status >= 500:
         log.warning("request failed", path=scope["path"], code=error.code, error=error.message)
-    response = error_response(error.status, error.code, error.message, error.details)
+    body = error.to_dict()  # a store's error says no more than the operation
+    response = error_response(
+        error.status, error.code, body["message"], body.get("details"), error.http_headers()
+    )
     if close:
         response.headers["Connection"] = "close"
     await response(scope, receive, send)
@@ -73,6 +82,39 @@ class Authenticate:
             await refuse(scope, receive, send, exc, close=has_body(scope))
             return
         await self.app(scope, receive, send)
+
+
+class RateLimit:
+    def __init__(self, app: ASGIApp, limiter: Limiter) -> None:
+        self.app = app
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        principal = scope.get(PRINCIPAL)
+        if principal is None or not scope["path"].startswith(API_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        try:
+            quota = await self.limiter.admit_request(principal.tenant_id, principal.key_id)
+        except ShipyardError as exc:  # 429; or 503 when the state store does not answer
+            await refuse(scope, receive, send, exc, close=has_body(scope))
+            return
+        if quota is None:
+            await self.app(scope, receive, send)
+            return
+        extra = [
+            (name.lower().encode(), value.encode())
+            for name, value in rate_limit_headers(
+                quota.limit, quota.remaining, quota.reset_s
+            ).items()
+        ]
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, sending)
 
 
 def has_body(scope: Scope) -> bool:

@@ -11,6 +11,7 @@ from shipyard.agents.agent import AgentLike
 from shipyard.models.resolver import ModelResolver
 from shipyard.runtime.control import Control
 from shipyard.runtime.invoke import Invoker
+from shipyard.runtime.limits import Limiter
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.sessions import SessionService
 from shipyard.runtime.tasks import TaskService
@@ -41,6 +42,8 @@ class Services:
     http: httpx.AsyncClient | None = None
     """The HTTP client tools reach through ``ctx.http`` (the invoker's); closed with the
     services."""
+    limiter: Limiter | None = None
+    """Rate limits and runs in flight (``runtime.limits``); None: limits are off."""
 
     async def start(self) -> None:
         await self.recorder.start()

@@ -38,6 +38,7 @@ import structlog
 from shipyard.errors import (
     InvalidInput,
     ModelError,
+    RateLimited,
     RunCancelled,
     RunTimeout,
     ShipyardError,
@@ -68,8 +69,9 @@ from shipyard.telemetry.events import new_id
 
 log = structlog.get_logger(__name__)
 
-RETRYABLE = (ModelError, RunTimeout, StoreError)
-"""Failures that may pass: the attempt is retried (a ``StoreRejected`` is not among them)."""
+RETRYABLE = (ModelError, RunTimeout, StoreError, RateLimited)
+"""Failures that may pass: the attempt is retried (a ``StoreRejected`` is not among them; a
+tenant's rate limit or cap on runs in flight is)."""
 HANDBACK_PAUSE_S = 1.0
 
 

@@ -192,13 +192,15 @@ class Rate:
 class Quota:
     """What a ``take`` found, for the tightest of its rates: its ``limit``, the units left
     (``remaining``), the seconds until the whole limit is back (``reset_s``), and, refused,
-    the seconds until the cost would fit (``retry_after_s``; 0 when allowed)."""
+    the seconds until the cost would fit (``retry_after_s``; 0 when allowed); ``key`` names
+    that rate."""
 
     allowed: bool
     limit: int
     remaining: int
     reset_s: float
     retry_after_s: float = 0.0
+    key: str = ""
 
 
 class Rates(Protocol):
@@ -263,6 +265,7 @@ def gcra(
                 remaining=max(0, int((rate.period_s - spent) / step + 1e-9)),
                 reset_s=max(0.0, spent),
                 retry_after_s=0.0 if fits else ahead - rate.period_s,
+                key=rate.key,
             )
         )
     allowed = all(q.allowed for q in quotas)

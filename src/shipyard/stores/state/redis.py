@@ -337,6 +337,7 @@ class RedisStateStore:
                 remaining=int(found[i + 1]),
                 reset_s=int(found[i + 2]) / 1000,
                 retry_after_s=int(found[i + 3]) / 1000,
+                key=rate.key,
             )
             for rate, i in zip(rates, range(0, len(found), 4), strict=True)
         ]
