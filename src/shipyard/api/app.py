@@ -69,6 +69,7 @@ def create_app(
     app = FastAPIOffline(title=title, version=__version__, lifespan=lifespan)
     app.state.services = services
     app.state.keys = keys
+    app.state.max_body_bytes = max_body_bytes
     errors.install(app)
     # add_middleware puts each one outside those added before it
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
