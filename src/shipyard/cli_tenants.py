@@ -102,7 +102,7 @@ def tenants_set_limits(
     tokens_per_day: _Limit = None,
     max_concurrent_runs: _Limit = None,
 ) -> None:
-    """Change a tenant's limits (the policy's ``limits`` section); options left out stay."""
+    """Change a tenant's limits (the policy's limits section); options left out stay."""
     given = {
         "requests_per_minute": requests_per_minute,
         "key_requests_per_minute": key_requests_per_minute,
