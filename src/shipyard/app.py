@@ -259,6 +259,7 @@ def build_limiter(settings: Settings, state: StateStore, tenants: TenantPolicies
         key_requests_per_minute=settings.limit_key_requests_per_minute,
         tokens_per_minute=settings.limit_tokens_per_minute,
         tokens_per_day=settings.limit_tokens_per_day,
+        key_tokens_per_minute=settings.limit_key_tokens_per_minute,
         max_concurrent_runs=settings.limit_concurrent_runs,
     )
     slot_ttl_s = settings.run_timeout_s + SLOT_MARGIN_S  # a run ends by then, or its slot frees

@@ -100,6 +100,7 @@ def tenants_set_limits(
     key_requests_per_minute: _Limit = None,
     tokens_per_minute: _Limit = None,
     tokens_per_day: _Limit = None,
+    key_tokens_per_minute: _Limit = None,
     max_concurrent_runs: _Limit = None,
 ) -> None:
     """Change a tenant's limits (the policy's limits section); options left out stay."""
@@ -108,6 +109,7 @@ def tenants_set_limits(
         "key_requests_per_minute": key_requests_per_minute,
         "tokens_per_minute": tokens_per_minute,
         "tokens_per_day": tokens_per_day,
+        "key_tokens_per_minute": key_tokens_per_minute,
         "max_concurrent_runs": max_concurrent_runs,
     }
     changes = [(["limits", k], v or None) for k, v in given.items() if v is not None]

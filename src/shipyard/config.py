@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     limit_tokens_per_day: int | None = Field(
         None, ge=1, description="Default model tokens per 24 hours of a tenant."
     )
+    limit_key_tokens_per_minute: int | None = Field(
+        None, ge=1, description="Default model tokens per minute of each key's runs (over HTTP)."
+    )
     limit_concurrent_runs: int | None = Field(
         None, ge=1, description="Default cap on a tenant's runs in flight at once."
     )

@@ -141,8 +141,22 @@ async def test_spent_model_tokens_refuse_the_next_run(app: FastAPI) -> None:
         refused = await c.post("/v1/agents/echo/invoke", json={"input": words})
         error = assert_refused(refused, "rate_limited", 10)
         assert error["details"]["limit"] == "tokens" and error["details"]["per"] == "minute"
+        assert error["details"]["of"] == "tenant"
         run = await c.get(f"/v1/runs/{error['details']['run_id']}")
     assert run.json()["status"] == "failed"  # the refused run is on record
+
+
+async def test_each_key_has_its_own_model_tokens(tmp_path: Path) -> None:
+    words = {"input": "one two three four five six"}
+    async with started(home=tmp_path, limit_key_tokens_per_minute=10) as app:
+        one, two = await key_of(app, "acme"), await key_of(app, "acme")
+        async with client(app, one) as c:
+            assert (await c.post("/v1/agents/echo/invoke", json=words)).status_code == 200
+            refused = await c.post("/v1/agents/echo/invoke", json=words)
+        error = assert_refused(refused, "rate_limited", 10)
+        assert error["details"]["of"] == "key"
+        async with client(app, two) as c:  # the tenant's other key has its own tokens
+            assert (await c.post("/v1/agents/echo/invoke", json=words)).status_code == 200
 
 
 async def test_a_tenants_runs_in_flight_are_capped(app: FastAPI) -> None:

@@ -31,9 +31,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shipyard.api.auth import PRINCIPAL, bearer_secret
 from shipyard.api.errors import error_response
-from shipyard.api.keys import KeyService
+from shipyard.api.keys import KeyService, Principal
 from shipyard.errors import PayloadTooLarge, ShipyardError, rate_limit_headers
-from shipyard.runtime.limits import Limiter
+from shipyard.runtime.limits import Limiter, calling_key
 
 log = structlog.get_logger(__name__)
 
@@ -94,8 +94,15 @@ class RateLimit:
         if principal is None or not scope["path"].startswith(API_PREFIX):
             await self.app(scope, receive, send)
             return
+        token = calling_key.set(principal.key_id)  # for its runs' token limits
         try:
-            quota = await self.limiter.admit_request(principal.tenant_id, principal.key_id)
+            await self._admit(principal, scope, receive, send)
+        finally:
+            calling_key.reset(token)
+
+    async def _admit(self, who: Principal, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            quota = await self.limiter.admit_request(who.tenant_id, who.key_id)
         except ShipyardError as exc:  # 429; or 503 when the state store does not answer
             await refuse(scope, receive, send, exc, close=has_body(scope))
             return

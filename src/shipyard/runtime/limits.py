@@ -6,7 +6,8 @@ Two seams use one ``Limiter``:
   request: the tenant's and the key's request rates, taken together in one state-store round
   trip (none at all when neither is set);
 - its run hook (``LimitsHook``, first of the invoker's hooks) runs around every run: before,
-  it refuses a run while the tenant's model tokens are spent, and takes one of the tenant's
+  it refuses a run while the tenant's model tokens (or its key's: ``calling_key``, which the
+  middleware sets for the request and the runs it starts) are spent, and takes one of the tenant's
   slots for runs in flight (top-level runs only: a child run or a delegated task runs inside
   its parent's slot, which would otherwise deadlock a cap of 1); after, it counts the tokens
   the run used — even past the limit: they were spent, and the next run waits until the debt
@@ -22,6 +23,7 @@ and name the limit, so a limit changed in the policy starts its count afresh.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, fields
 from typing import Protocol
 
@@ -37,6 +39,10 @@ SLOT_RETRY_S = 1.0
 """What ``Retry-After`` says when the runs in flight are at the cap: nobody knows when one ends."""
 SLOT_MARGIN_S = 60.0
 
+calling_key: ContextVar[str | None] = ContextVar("shipyard_calling_key", default=None)
+"""The id of the API key whose request is being served (set by the request middleware; runs
+the request starts inherit it): its runs' tokens count for the key too. None in a worker."""
+
 
 class QuotaStore(Rates, Slots, Protocol):
     pass
@@ -50,6 +56,7 @@ class Effective:
     key_requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
     tokens_per_day: int | None = None
+    key_tokens_per_minute: int | None = None
     max_concurrent_runs: int | None = None
 
     def over(self, policy: Limits) -> Effective:
@@ -57,8 +64,11 @@ class Effective:
         values = {f.name: getattr(policy, f.name) for f in fields(self)}
         return Effective(**{k: v if v is not None else getattr(self, k) for k, v in values.items()})
 
-    def token_rates(self, tenant_id: str) -> list[Rate]:
+    def token_rates(self, tenant_id: str, key_id: str | None) -> list[Rate]:
         rates = []
+        if self.key_tokens_per_minute and key_id is not None:
+            key = f"{{{tenant_id}}}:key:{key_id}:tokens:m"
+            rates.append(_rate(key, self.key_tokens_per_minute, MINUTE_S))
         if self.tokens_per_minute:
             rates.append(_rate(f"{{{tenant_id}}}:tokens:m", self.tokens_per_minute, MINUTE_S))
         if self.tokens_per_day:
@@ -118,13 +128,14 @@ class Limiter:
     async def start_run(self, ctx: RunContext) -> str | None:
         """Admit a run (token limits, then a slot); the slot's name to give back, or None."""
         limits = await self.limits(ctx.tenant_id)
-        rates = limits.token_rates(ctx.tenant_id)
+        rates = limits.token_rates(ctx.tenant_id, calling_key.get())
         if rates:
             quota = await self._store.take(rates, 0)
             if not quota.allowed:
                 per = "day" if ":tokens:d:" in quota.key else "minute"
-                message = f"the tenant's limit of {quota.limit} model tokens per {per} is spent"
-                raise _refused(message, quota, {"limit": "tokens", "per": per})
+                who = "key" if ":key:" in quota.key else "tenant"
+                message = f"the {who}'s limit of {quota.limit} model tokens per {per} is spent"
+                raise _refused(message, quota, {"limit": "tokens", "per": per, "of": who})
         cap = limits.max_concurrent_runs
         if not cap or ctx.request.parent_run_id is not None:
             return None
@@ -144,7 +155,8 @@ class Limiter:
         """Count the run's model tokens (past the limit too) and give its slot back."""
         used = ctx.usage.prompt_tokens + ctx.usage.completion_tokens
         if used > 0:
-            rates = (await self.limits(ctx.tenant_id)).token_rates(ctx.tenant_id)
+            limits = await self.limits(ctx.tenant_id)
+            rates = limits.token_rates(ctx.tenant_id, calling_key.get())
             if rates:
                 await self._store.take(rates, used, force=True)
         if slot is not None:

@@ -41,6 +41,9 @@ class Limits(_Section):
     key_requests_per_minute: _Count = Field(None, description="API requests of each key.")
     tokens_per_minute: _Count = Field(None, description="Model tokens (prompt + completion).")
     tokens_per_day: _Count = Field(None, description="Model tokens per 24 hours.")
+    key_tokens_per_minute: _Count = Field(
+        None, description="Model tokens of each key's runs (over HTTP) per minute."
+    )
     max_concurrent_runs: _Count = Field(None, description="Runs in flight at once.")
     max_body_bytes: _Count = Field(
         None, description="Overrides SHIPYARD_MAX_BODY_BYTES for this tenant's requests."
