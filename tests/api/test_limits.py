@@ -181,3 +181,16 @@ async def test_limits_off_count_nothing(tmp_path: Path) -> None:
             replies = [await c.get("/v1/agents") for _ in range(3)]
         assert [r.status_code for r in replies] == [200] * 3
         assert "ratelimit-limit" not in replies[-1].headers
+
+
+async def test_a_tenants_own_body_limit_overrides_the_servers(app: FastAPI) -> None:
+    await set_limits(app, "acme", max_body_bytes=2048)
+    body = {"input": "x" * 3000}
+    async with client(app, await key_of(app, "acme")) as c:
+        refused = await c.post("/v1/agents/echo/invoke", json=body)
+    assert refused.status_code == 413, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "payload_too_large" and error["details"] == {"max_bytes": 2048}
+    assert "limits.max_body_bytes" in error["message"]
+    async with client(app, await key_of(app, "other")) as c:  # the server's 1 MiB
+        assert (await c.post("/v1/agents/echo/invoke", json=body)).status_code == 200

@@ -72,7 +72,7 @@ def create_app(
     app.state.max_body_bytes = max_body_bytes
     errors.install(app)
     # add_middleware puts each one outside those added before it
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, tenants=services.tenants)
     if services.limiter is not None:
         app.add_middleware(RateLimit, limiter=services.limiter)
     app.add_middleware(Authenticate, keys=keys)

@@ -14,7 +14,8 @@ the server a few kilobytes of socket buffer, not the upload:
    ``RateLimit-Limit`` / ``-Remaining`` / ``-Reset``; an admitted one carries the
    ``RateLimit-*`` headers on its answer. One state-store round trip (``runtime.limits``),
    none when the tenant has no request limit.
-3. :class:`BodyLimit` — a ``Content-Length`` over ``max_bytes`` gets 413 ``payload_too_large``
+3. :class:`BodyLimit` — a ``Content-Length`` over ``max_bytes`` (or the tenant's own
+   ``limits.max_body_bytes``) gets 413 ``payload_too_large``
    at once; a body without one (chunked) is counted as it arrives and cut off at the limit;
    the refusal closes the connection (the rest of the body is never read). Once the body is
    complete, ``receive`` is the server's own again (a streaming response waits on it for the
@@ -34,6 +35,7 @@ from shipyard.api.errors import error_response
 from shipyard.api.keys import KeyService, Principal
 from shipyard.errors import PayloadTooLarge, ShipyardError, rate_limit_headers
 from shipyard.runtime.limits import Limiter, calling_key
+from shipyard.runtime.tenants import TenantPolicies
 
 log = structlog.get_logger(__name__)
 
@@ -143,22 +145,29 @@ def content_length(scope: Scope) -> int | None:
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, tenants: TenantPolicies | None = None
+    ) -> None:
+        """``tenants``: where a tenant's own ``limits.max_body_bytes`` is read (through the
+        policies' cache), which overrides ``max_bytes`` for its requests."""
         self.app = app
         self.max_bytes = max_bytes
+        self.tenants = tenants
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not has_body(scope):  # nothing to count or wait for
             await self.app(scope, receive, send)
+            return
+        try:
+            max_bytes, source = await self._limit(scope)
+        except ShipyardError as exc:  # the tenant's policy cannot be read: 503
+            await refuse(scope, receive, send, exc)
             return
         length = content_length(scope)
-        if length is not None and length > self.max_bytes:
-            await refuse(scope, receive, send, self.too_large())
+        if length is not None and length > max_bytes:
+            await refuse(scope, receive, send, too_large(max_bytes, source))
             return
-        if not has_body(scope):  # nothing to count or wait for
-            await self.app(scope, receive, send)
-            return
-        body = _Body(self, scope, receive, send)
+        body = _Body(max_bytes, source, scope, receive, send)
         try:
             await self.app(scope, body.receive, body.send)
         except Exception:
@@ -168,11 +177,21 @@ class BodyLimit:
             body.answered = True
             await refuse(scope, receive, send, body.error)
 
-    def too_large(self) -> PayloadTooLarge:
-        return PayloadTooLarge(
-            f"the request body is over {self.max_bytes} bytes (SHIPYARD_MAX_BODY_BYTES)",
-            details={"max_bytes": self.max_bytes},
-        )
+    async def _limit(self, scope: Scope) -> tuple[int, str]:
+        """The request's limit, and where it comes from."""
+        principal = scope.get(PRINCIPAL)
+        if self.tenants is not None and principal is not None:
+            own = (await self.tenants.policy(principal.tenant_id)).limits.max_body_bytes
+            if own is not None:
+                return own, "the tenant's limits.max_body_bytes"
+        return self.max_bytes, "SHIPYARD_MAX_BODY_BYTES"
+
+
+def too_large(max_bytes: int, source: str) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the request body is over {max_bytes} bytes ({source})",
+        details={"max_bytes": max_bytes},
+    )
 
 
 @dataclass(slots=True)
@@ -183,7 +202,8 @@ class _Body:
     to any failure while reading a body); ``send`` puts the real refusal in its place.
     """
 
-    limit: BodyLimit
+    max_bytes: int
+    source: str
     scope: Scope
     _receive: Receive
     _send: Send
@@ -203,8 +223,8 @@ class _Body:
             self.complete = True
             return message
         self.received += len(message.get("body", b""))
-        if self.received > self.limit.max_bytes:
-            self.error = self.limit.too_large()
+        if self.received > self.max_bytes:
+            self.error = too_large(self.max_bytes, self.source)
             raise self.error
         self.complete = not message.get("more_body", False)
         return message
