@@ -38,7 +38,19 @@ async def parent(ctx: RunContext, input: object) -> str:
     return f"child said {await call_agent('echo', 'from the parent')}"
 
 
-APP = shipyard.App(agents=[gated, parent, shipyard.Agent(name="echo", model="scripted:echo")])
+STORES: list[Services] = []
+
+
+@agent("outage")
+async def outage(ctx: RunContext, input: object) -> str:
+    """The state store goes away while this run holds its slot."""
+    await STORES[0].state.close()
+    return "done anyway"
+
+
+APP = shipyard.App(
+    agents=[gated, parent, outage, shipyard.Agent(name="echo", model="scripted:echo")]
+)
 
 
 @pytest.fixture
@@ -82,3 +94,11 @@ async def test_a_child_run_goes_in_its_parents_slot(capped: Services) -> None:
         RunRequest(tenant_id="default", agent="parent", input="go")
     )
     assert outcome.output == "child said echo: from the parent"  # not refused by the cap of 1
+
+
+async def test_a_store_lost_after_the_run_does_not_fail_it(capped: Services) -> None:
+    STORES[:] = [capped]
+    outcome = await capped.invoker.invoke(
+        RunRequest(tenant_id="default", agent="outage", input="go")
+    )
+    assert outcome.output == "done anyway"  # the slot's release failed, and was only logged

@@ -27,11 +27,15 @@ from contextvars import ContextVar
 from dataclasses import dataclass, fields
 from typing import Protocol
 
+import structlog
+
 from shipyard.agents.context import RunContext, RunResult
-from shipyard.errors import RateLimited, TooManyRuns
+from shipyard.errors import RateLimited, StoreError, TooManyRuns
 from shipyard.runtime.tenants import TenantPolicies
 from shipyard.stores.records.policy import Limits
 from shipyard.stores.state.base import Quota, Rate, Rates, Slots
+
+log = structlog.get_logger(__name__)
 
 MINUTE_S = 60.0
 DAY_S = 86400.0
@@ -152,15 +156,23 @@ class Limiter:
         return name
 
     async def end_run(self, ctx: RunContext, slot: str | None) -> None:
-        """Count the run's model tokens (past the limit too) and give its slot back."""
-        used = ctx.usage.prompt_tokens + ctx.usage.completion_tokens
-        if used > 0:
-            limits = await self.limits(ctx.tenant_id)
-            rates = limits.token_rates(ctx.tenant_id, calling_key.get())
-            if rates:
-                await self._store.take(rates, used, force=True)
+        """Count the run's model tokens (past the limit too) and give its slot back. A store
+        that fails here is logged, not raised: the run itself is done, and a slot not given
+        back expires by itself."""
+        try:
+            used = ctx.usage.prompt_tokens + ctx.usage.completion_tokens
+            if used > 0:
+                limits = await self.limits(ctx.tenant_id)
+                rates = limits.token_rates(ctx.tenant_id, calling_key.get())
+                if rates:
+                    await self._store.take(rates, used, force=True)
+        except StoreError as exc:
+            log.warning("cannot count a run's tokens", run_id=ctx.run_id, error=exc.message)
         if slot is not None:
-            await self._store.release_slot(slot, ctx.run_id)
+            try:
+                await self._store.release_slot(slot, ctx.run_id)
+            except StoreError as exc:
+                log.warning("cannot give a run's slot back", run_id=ctx.run_id, error=exc.message)
 
 
 class LimitsHook:
