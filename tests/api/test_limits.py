@@ -159,6 +159,19 @@ async def test_each_key_has_its_own_model_tokens(tmp_path: Path) -> None:
             assert (await c.post("/v1/agents/echo/invoke", json=words)).status_code == 200
 
 
+async def test_a_session_turn_is_refused_like_an_invoke(app: FastAPI) -> None:
+    await set_limits(app, "acme", tokens_per_minute=10)
+    async with client(app, await key_of(app, "acme")) as c:
+        session = (await c.post("/v1/sessions", json={"agent": "echo"})).json()["id"]
+        turn = f"/v1/sessions/{session}/turns"
+        first = await c.post(turn, json={"input": "one two three four five six"})
+        assert first.status_code == 200, first.text
+        refused = await c.post(turn, json={"input": "again"})
+        assert_refused(refused, "rate_limited", 10)
+        history = await c.get(f"/v1/sessions/{session}")
+    assert history.status_code == 200
+
+
 async def test_a_tenants_runs_in_flight_are_capped(app: FastAPI) -> None:
     gate.clear()
     entered.clear()
