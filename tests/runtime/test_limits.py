@@ -74,7 +74,9 @@ async def test_a_task_over_the_cap_is_retried_until_a_slot_is_free(capped: Servi
 
     async def refused() -> bool:
         moves = await services.records.task_transitions("default", task.id)
-        return any(m.detail.get("error") == "too_many_runs" for m in moves)
+        waits = [m.detail["retry_in_s"] for m in moves if m.detail.get("error") == "too_many_runs"]
+        assert all(wait >= 1 for wait in waits)  # the cap's Retry-After, not the 0.05 s backoff
+        return bool(waits)
 
     async with running(Worker(services, retry_base_s=0.05, max_attempts=50)):
         await until(refused)
