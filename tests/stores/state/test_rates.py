@@ -31,6 +31,14 @@ async def test_a_burst_up_to_the_limit_then_a_refusal(store: StateStore) -> None
     assert not again.allowed  # a refusal spends nothing, and changes nothing
 
 
+async def test_a_step_that_is_no_round_number_counts_exactly(store: StateStore) -> None:
+    rate = Rate("sevenths", limit=7, period_s=MINUTE)  # one back every 8.571428... s
+    seen = [await store.take([rate]) for _ in range(7)]
+    assert [q.remaining for q in seen] == [6, 5, 4, 3, 2, 1, 0]
+    assert all(q.allowed for q in seen)
+    assert not (await store.take([rate])).allowed
+
+
 async def test_keys_are_separate(store: StateStore) -> None:
     assert (await store.take([Rate("a", 1, MINUTE)])).allowed
     assert not (await store.take([Rate("a", 1, MINUTE)])).allowed

@@ -179,12 +179,12 @@ for i, key in ipairs(KEYS) do
   local step = period / limit
   local base = math.max(tonumber(redis.call('GET', key) or '0') or 0, now)
   local ahead = base + need * step - now
-  local fits = ahead <= period + 0.000001
+  local fits = ahead <= period + 0.01  -- 10 µs: the stored tat is rounded to 1 µs
   allowed = allowed and fits
   after[i] = base + cost * step
   local spent = base - now
   if fits or force then spent = after[i] - now end
-  local left = math.floor((period - spent) / step + 0.000001)
+  local left = math.floor((period - spent) / step + 0.000001 + 0.01 / step)
   local retry = 0
   if not fits then retry = math.ceil(ahead - period) end
   out[#out + 1] = fits and 1 or 0
