@@ -37,3 +37,21 @@ def test_the_cli_names_the_field_and_exits_1(tmp_path: Path) -> None:
     assert not_a_section.returncode == 1 and "region: is not a section" in not_a_section.stderr
     shown = json.loads(shipyard.cli("tenants", "show", "acme").stdout)
     assert shown == stored  # nothing refused was stored
+
+
+def test_set_limits_changes_only_the_limits_given(tmp_path: Path) -> None:
+    shipyard = ServerProcess(home=tmp_path, app=None)
+    nothing = shipyard.cli("tenants", "set-limits", "acme")
+    assert nothing.returncode == 1 and "nothing to change" in nothing.stderr
+    assert shipyard.cli("tenants", "set-limits", "acme", "--tokens-per-day", "-1").returncode == 2
+    made = shipyard.cli(
+        "tenants", "set-limits", "acme", "--requests-per-minute", "600", "--tokens-per-day", "9"
+    )
+    assert made.returncode == 0, made.stderr
+    limits = json.loads(made.stdout)["policy"]["limits"]
+    assert limits["requests_per_minute"] == 600 and limits["tokens_per_day"] == 9
+    changed = shipyard.cli("tenants", "set-limits", "acme", "--tokens-per-day", "0")  # unset
+    after = json.loads(changed.stdout)
+    assert after["version"] == 2
+    assert after["policy"]["limits"]["requests_per_minute"] == 600
+    assert after["policy"]["limits"]["tokens_per_day"] is None

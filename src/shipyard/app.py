@@ -25,6 +25,7 @@ from shipyard.runtime.delegation import Delegation
 from shipyard.runtime.egress import ToolEgress
 from shipyard.runtime.hooks import RunHook
 from shipyard.runtime.invoke import Invoker, RunLimits
+from shipyard.runtime.limits import SLOT_MARGIN_S, Effective, Limiter
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.services import Services
 from shipyard.runtime.sessions import SessionService
@@ -248,6 +249,7 @@ def build_services(app: App, settings: Settings) -> Services:
     models = ModelResolver(app.model_wrappers, secrets=secrets)
     tenants = TenantPolicies(records, cache_s=settings.tenant_cache_s)
     egress = build_egress(settings, tenants, secrets)
+    limiter = build_limiter(settings, state, tenants)
     invoker = Invoker(
         app.agents,
         recorder,
@@ -255,7 +257,7 @@ def build_services(app: App, settings: Settings) -> Services:
         observers=observability.sinks,
         models=models,
         processors=(*scrub_secrets(settings, secrets), *app.event_processors),
-        hooks=app.run_hooks,
+        hooks=[*([limiter.hook] if limiter else []), *app.run_hooks],
         egress=egress,
     )
     control = Control(state)  # one subscription per process, for every run's stop word
@@ -295,6 +297,7 @@ def build_services(app: App, settings: Settings) -> Services:
         models=models,
         egress=egress,
         secrets=secrets,
+        limiter=limiter,
     )
 
 
@@ -345,6 +348,22 @@ def scrub_secrets(settings: Settings, secrets: SecretCache) -> list[ProcessorFac
         return []
     scrubber: EventProcessor = SecretScrubber(secrets)
     return [lambda: scrubber]
+
+
+def build_limiter(settings: Settings, state: StateStore, tenants: TenantPolicies) -> Limiter | None:
+    """The rate limits and the cap on runs in flight (``SHIPYARD_LIMITS``; off: None)."""
+    if not settings.limits:
+        return None
+    defaults = Effective(
+        requests_per_minute=settings.limit_requests_per_minute,
+        key_requests_per_minute=settings.limit_key_requests_per_minute,
+        tokens_per_minute=settings.limit_tokens_per_minute,
+        tokens_per_day=settings.limit_tokens_per_day,
+        key_tokens_per_minute=settings.limit_key_tokens_per_minute,
+        max_concurrent_runs=settings.limit_concurrent_runs,
+    )
+    slot_ttl_s = settings.run_timeout_s + SLOT_MARGIN_S  # a run ends by then, or its slot frees
+    return Limiter(state, tenants, defaults, slot_ttl_s=slot_ttl_s)
 
 
 def build_observability(settings: Settings) -> Observability:

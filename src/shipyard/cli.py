@@ -83,6 +83,11 @@ def _run(coro_fn: Callable[[], Awaitable[T]], runner: Callable[[Any], Any] = asy
         raise typer.Exit(2) from None
 
 
+WS_SLACK_BYTES = 64 * 1024
+"""How far past SHIPYARD_MAX_BODY_BYTES a WebSocket message is still read, to answer it with a
+``payload_too_large`` frame rather than a bare close."""
+
+
 @cli.command()
 def serve(
     app: AppOption = None,
@@ -107,7 +112,9 @@ def serve(
         host=settings.host,
         port=settings.port,
         http=headers_deadline_protocol(settings.request_timeout_s),  # httptools, headers timed
-        ws_max_size=settings.max_body_bytes,  # a WebSocket message is bounded like a body
+        # a WebSocket message is bounded like a body: over max_body_bytes the route answers
+        # payload_too_large; far over it, the server closes (1009) before reading it all
+        ws_max_size=settings.max_body_bytes + WS_SLACK_BYTES,
         log_level=settings.log_level,
         access_log=settings.access_log,
         log_config=None,  # uvicorn's records go through our logging (JSON or console)

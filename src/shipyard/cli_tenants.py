@@ -84,7 +84,42 @@ def tenants_set(
     ],
 ) -> None:
     """Change fields of a tenant's policy (creating the tenant if needed)."""
-    changes = [_assignment(a) for a in assignments]
+    _change(tenant, [_assignment(a) for a in assignments])
+
+
+_Limit = Annotated[
+    int | None,
+    typer.Option(min=0, help="A limit ≥ 1; 0 unsets it (the server's default applies)."),
+]
+
+
+@tenants_cli.command("set-limits")
+def tenants_set_limits(
+    tenant: TenantArg,
+    requests_per_minute: _Limit = None,
+    key_requests_per_minute: _Limit = None,
+    tokens_per_minute: _Limit = None,
+    tokens_per_day: _Limit = None,
+    key_tokens_per_minute: _Limit = None,
+    max_concurrent_runs: _Limit = None,
+) -> None:
+    """Change a tenant's limits (the policy's limits section); options left out stay."""
+    given = {
+        "requests_per_minute": requests_per_minute,
+        "key_requests_per_minute": key_requests_per_minute,
+        "tokens_per_minute": tokens_per_minute,
+        "tokens_per_day": tokens_per_day,
+        "key_tokens_per_minute": key_tokens_per_minute,
+        "max_concurrent_runs": max_concurrent_runs,
+    }
+    changes = [(["limits", k], v or None) for k, v in given.items() if v is not None]
+    if not changes:
+        raise _fail("nothing to change: give at least one limit (see --help)")
+    _change(tenant, changes)
+
+
+def _change(tenant: str, changes: list[tuple[list[str], Any]]) -> None:
+    """Apply ``changes`` (field path, value) to the tenant's policy as the next version."""
 
     async def go(policies: TenantPolicies) -> TenantRecord:
         try:

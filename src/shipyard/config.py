@@ -117,6 +117,29 @@ class Settings(BaseSettings):
         description="Largest request body (and WebSocket message); a larger one gets 413 "
         "payload_too_large before it is read.",
     )
+    limits: bool = Field(
+        True,
+        description="Enforce rate limits and the cap on runs in flight (the tenants' policies, "
+        "else the SHIPYARD_LIMIT_* defaults). false: nothing is counted, no state-store trip.",
+    )
+    limit_requests_per_minute: int | None = Field(
+        None, ge=1, description="Default API requests per minute of a tenant (all its keys)."
+    )
+    limit_key_requests_per_minute: int | None = Field(
+        None, ge=1, description="Default API requests per minute of each key."
+    )
+    limit_tokens_per_minute: int | None = Field(
+        None, ge=1, description="Default model tokens (prompt + completion) per minute of a tenant."
+    )
+    limit_tokens_per_day: int | None = Field(
+        None, ge=1, description="Default model tokens per 24 hours of a tenant."
+    )
+    limit_key_tokens_per_minute: int | None = Field(
+        None, ge=1, description="Default model tokens per minute of each key's runs (over HTTP)."
+    )
+    limit_concurrent_runs: int | None = Field(
+        None, ge=1, description="Default cap on a tenant's runs in flight at once."
+    )
     request_timeout_s: float = Field(
         30.0,
         gt=0,

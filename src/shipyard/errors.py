@@ -25,6 +25,8 @@
     │   └── EgressDenied               422     egress_denied       a URL aims at a denied address
     ├── PayloadTooLarge                413     payload_too_large   body over SHIPYARD_MAX_BODY_BYTES
     ├── RequestTimeout                 408     request_timeout     body not received in time
+    ├── RateLimited                    429     rate_limited        requests or model tokens
+    │   └── TooManyRuns                429     too_many_runs       the tenant's runs in flight
     ├── RunFailure                     500     run_failed          the run itself failed
     │   ├── ModelError                 502     model_error         provider failed
     │   ├── RunTimeout                 504     run_timeout
@@ -39,6 +41,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 
@@ -58,6 +61,10 @@ class ShipyardError(Exception):
         if self.details is not None:
             body["details"] = self.details
         return body
+
+    def http_headers(self) -> dict[str, str]:
+        """Headers the HTTP answer carries besides the JSON body (none but a 429's)."""
+        return {}
 
 
 class ConfigError(ShipyardError):
@@ -177,6 +184,52 @@ class PayloadTooLarge(ShipyardError):
 class RequestTimeout(ShipyardError):
     status = 408
     code = "request_timeout"
+
+
+class RateLimited(ShipyardError):
+    """A limit of the tenant or its key is reached; ``retry_after_s`` says when to try again.
+    The answer carries ``Retry-After`` and ``RateLimit-Limit`` / ``-Remaining`` / ``-Reset``."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: int,
+        remaining: int,
+        reset_s: float,
+        retry_after_s: float,
+        details: Any = None,
+    ) -> None:
+        super().__init__(message, details=details)
+        self.limit = limit
+        self.remaining = remaining
+        self.reset_s = reset_s
+        self.retry_after_s = retry_after_s
+
+    def http_headers(self) -> dict[str, str]:
+        return {
+            "Retry-After": str(max(1, math.ceil(self.retry_after_s))),
+            **rate_limit_headers(self.limit, self.remaining, self.reset_s),
+        }
+
+
+class TooManyRuns(RateLimited):
+    """The tenant's cap on runs in flight is reached."""
+
+    code = "too_many_runs"
+
+
+def rate_limit_headers(limit: int, remaining: int, reset_s: float) -> dict[str, str]:
+    """``RateLimit-Limit``, ``-Remaining`` and ``-Reset`` (whole seconds until the limit is
+    whole again), as the IETF RateLimit header fields draft names them."""
+    return {
+        "RateLimit-Limit": str(limit),
+        "RateLimit-Remaining": str(max(0, remaining)),
+        "RateLimit-Reset": str(max(0, math.ceil(reset_s))),
+    }
 
 
 class RunFailure(ShipyardError):

@@ -176,10 +176,27 @@ async def test_a_websocket_message_is_bounded_like_a_body(server: ServerProcess)
     url = f"ws://127.0.0.1:{server.port}/v1/sessions/{new_session(server)}/ws"
     headers = {"Authorization": f"Bearer {server.admin_key}"}
     async with connect(url, additional_headers=headers) as conn:
-        await conn.send(json.dumps({"type": "turn", "input": "x" * (LIMIT + 1)}))
+        await conn.send(json.dumps({"type": "ping"}))
+        assert json.loads(await asyncio.wait_for(conn.recv(), GUARD_S))["type"] == "pong"
+        frame = {"type": "turn", "input": "é" * (LIMIT // 2)}  # over the limit in UTF-8 only
+        await conn.send(json.dumps(frame, ensure_ascii=False))
+        reply = json.loads(await asyncio.wait_for(conn.recv(), GUARD_S))
+        assert reply["type"] == "error"
+        assert reply["error"]["code"] == "payload_too_large"
+        assert reply["error"]["details"] == {"max_bytes": LIMIT}
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(conn.recv(), GUARD_S)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009  # message too big
+
+
+async def test_a_websocket_message_far_over_the_limit_is_not_read(server: ServerProcess) -> None:
+    url = f"ws://127.0.0.1:{server.port}/v1/sessions/{new_session(server)}/ws"
+    headers = {"Authorization": f"Bearer {server.admin_key}"}
+    async with connect(url, additional_headers=headers) as conn:
+        await conn.send(json.dumps({"type": "turn", "input": "x" * (LIMIT + 128 * 1024)}))
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(conn.recv(), GUARD_S)  # closed by the server, no frame
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
 
 
 async def test_a_key_in_the_query_is_never_logged(server: ServerProcess) -> None:

@@ -14,7 +14,7 @@ from shipyard._version import __version__
 from shipyard.api import errors
 from shipyard.api.auth import with_bearer_scheme
 from shipyard.api.keys import KeyService
-from shipyard.api.middleware import Authenticate, BodyLimit, is_api
+from shipyard.api.middleware import Authenticate, BodyLimit, RateLimit, is_api
 from shipyard.api.routes import (
     agents,
     health,
@@ -47,8 +47,8 @@ def create_app(
     """``on_startup`` runs inside the server's event loop before the first request.
 
     Middleware, outermost first (each a plain ASGI callable): errors (Starlette's), metrics,
-    authentication, the body's limit (``max_body_bytes``); see
-    ``api/middleware``.
+    authentication, rate limits (when ``services.limiter`` is set), the body's limit
+    (``max_body_bytes``); see ``api/middleware``.
     """
 
     @asynccontextmanager
@@ -69,9 +69,12 @@ def create_app(
     app = FastAPIOffline(title=title, version=__version__, lifespan=lifespan)
     app.state.services = services
     app.state.keys = keys
+    app.state.max_body_bytes = max_body_bytes
     errors.install(app)
     # add_middleware puts each one outside those added before it
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, tenants=services.tenants)
+    if services.limiter is not None:
+        app.add_middleware(RateLimit, limiter=services.limiter)
     app.add_middleware(Authenticate, keys=keys)
     if services.observability.metrics is not None:
         app.add_middleware(MetricsMiddleware, metrics=services.observability.metrics)

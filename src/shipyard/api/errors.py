@@ -36,10 +36,10 @@ _HTTP_CODES = {
 }
 
 
-COMMON = (401, 403, 408, 413, 422, 500, 503)
+COMMON = (401, 403, 408, 413, 422, 429, 500, 503)
 """What any authenticated route can answer: no or a bad key, a missing scope, a request too slow
-to arrive, a body over the limit, input that fails validation, an unexpected error, a store
-that is down."""
+to arrive, a body over the limit, input that fails validation, a rate limit, an unexpected
+error, a store that is down."""
 _DESCRIPTIONS = {
     400: "Malformed body: not JSON, or not UTF-8 (`malformed_body`).",
     401: "Missing, invalid or revoked key (`unauthorized`).",
@@ -49,6 +49,8 @@ _DESCRIPTIONS = {
     409: "Conflict with the resource's state.",
     413: "Body over the size limit (`payload_too_large`).",
     422: "Invalid input, naming the fields (`invalid_input`).",
+    429: "A rate limit of the tenant or the key (`rate_limited`), or the tenant's cap on runs "
+    "in flight (`too_many_runs`); see `Retry-After` and `RateLimit-*`.",
     500: "The run failed (`run_failed`, `max_steps_exceeded`), a store refused the data "
     "(`store_rejected`), or an unexpected error (`internal_error`; details in the server log).",
     502: "The model provider failed (`model_error`).",
@@ -64,11 +66,18 @@ def responses(*codes: int, body: bool = False) -> dict[int | str, dict[str, Any]
     return {c: {"model": ErrorResponse, "description": _DESCRIPTIONS.get(c, "")} for c in every}
 
 
-def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
         body["details"] = details
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     # a message may quote what a run produced (a model's error): made servable, as its events are
     return JSONResponse(servable({"error": body}), status_code=status, headers=headers)
 
@@ -78,7 +87,9 @@ async def _shipyard_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status >= 500:
         log.warning("request failed", path=request.url.path, code=exc.code, error=exc.message)
     body = exc.to_dict()  # a store's error says no more than the operation (errors.StoreError)
-    return error_response(exc.status, body["code"], body["message"], body.get("details"))
+    return error_response(
+        exc.status, body["code"], body["message"], body.get("details"), exc.http_headers()
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

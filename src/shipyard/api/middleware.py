@@ -1,4 +1,4 @@
-"""Request middleware, plain ASGI callables: authentication, then the body's limits.
+"""Request middleware, plain ASGI callables: authentication, rate limits, the body's limits.
 
 Both act before the app reads a byte of the body, so a stranger's or an oversized upload costs
 the server a few kilobytes of socket buffer, not the upload:
@@ -9,7 +9,13 @@ the server a few kilobytes of socket buffer, not the upload:
    reads a body. The principal is kept in the scope for the routes' scope checks
    (``auth.require``), so a request verifies its key once. WebSockets authenticate in their
    route (they also take ``?access_token=``).
-2. :class:`BodyLimit` — a ``Content-Length`` over ``max_bytes`` gets 413 ``payload_too_large``
+2. :class:`RateLimit` — an API request (``/v1/...``) of a tenant or key over its request rate
+   gets 429 ``rate_limited`` at once, the body unread, with ``Retry-After`` and
+   ``RateLimit-Limit`` / ``-Remaining`` / ``-Reset``; an admitted one carries the
+   ``RateLimit-*`` headers on its answer. One state-store round trip (``runtime.limits``),
+   none when the tenant has no request limit.
+3. :class:`BodyLimit` — a ``Content-Length`` over ``max_bytes`` (or the tenant's own
+   ``limits.max_body_bytes``) gets 413 ``payload_too_large``
    at once; a body without one (chunked) is counted as it arrives and cut off at the limit;
    the refusal closes the connection (the rest of the body is never read). Once the body is
    complete, ``receive`` is the server's own again (a streaming response waits on it for the
@@ -26,8 +32,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shipyard.api.auth import PRINCIPAL, bearer_secret
 from shipyard.api.errors import error_response
-from shipyard.api.keys import KeyService
-from shipyard.errors import PayloadTooLarge, ShipyardError
+from shipyard.api.keys import KeyService, Principal
+from shipyard.errors import PayloadTooLarge, ShipyardError, rate_limit_headers
+from shipyard.runtime.limits import Limiter, calling_key
+from shipyard.runtime.tenants import TenantPolicies
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +55,10 @@ async def refuse(
     body is never read)."""
     if error.status >= 500:
         log.warning("request failed", path=scope["path"], code=error.code, error=error.message)
-    response = error_response(error.status, error.code, error.message, error.details)
+    body = error.to_dict()  # a store's error says no more than the operation
+    response = error_response(
+        error.status, error.code, body["message"], body.get("details"), error.http_headers()
+    )
     if close:
         response.headers["Connection"] = "close"
     await response(scope, receive, send)
@@ -75,6 +86,46 @@ class Authenticate:
         await self.app(scope, receive, send)
 
 
+class RateLimit:
+    def __init__(self, app: ASGIApp, limiter: Limiter) -> None:
+        self.app = app
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        principal = scope.get(PRINCIPAL)
+        if principal is None or not scope["path"].startswith(API_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        token = calling_key.set(principal.key_id)  # for its runs' token limits
+        try:
+            await self._admit(principal, scope, receive, send)
+        finally:
+            calling_key.reset(token)
+
+    async def _admit(self, who: Principal, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            quota = await self.limiter.admit_request(who.tenant_id, who.key_id)
+        except ShipyardError as exc:  # 429; or 503 when the state store does not answer
+            await refuse(scope, receive, send, exc, close=has_body(scope))
+            return
+        if quota is None:
+            await self.app(scope, receive, send)
+            return
+        extra = [
+            (name.lower().encode(), value.encode())
+            for name, value in rate_limit_headers(
+                quota.limit, quota.remaining, quota.reset_s
+            ).items()
+        ]
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+
 def has_body(scope: Scope) -> bool:
     """The request announces a body (which a refusal leaves unread)."""
     for name, value in scope["headers"]:
@@ -99,22 +150,32 @@ def _framing(scope: Scope) -> tuple[int | None, bool]:
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, tenants: TenantPolicies | None = None
+    ) -> None:
+        """``tenants``: where a tenant's own ``limits.max_body_bytes`` is read (through the
+        policies' cache), which overrides ``max_bytes`` for its requests."""
         self.app = app
         self.max_bytes = max_bytes
+        self.tenants = tenants
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not has_body(scope):  # nothing to count or wait for
             await self.app(scope, receive, send)
+            return
+        try:
+            max_bytes, source = await self._limit(scope)
+        except ShipyardError as exc:  # the tenant's policy cannot be read: 503
+            await refuse(scope, receive, send, exc)
             return
         length, chunked = _framing(scope)
-        if length is not None and length > self.max_bytes:
-            await refuse(scope, receive, send, self.too_large())
+        if length is not None and length > max_bytes:
+            await refuse(scope, receive, send, too_large(max_bytes, source))
             return
-        if not chunked:  # no body, or one the server reads to its Content-Length and no further
+        if not chunked:  # a body the server reads to its Content-Length and no further
             await self.app(scope, receive, send)
             return
-        body = _Body(self, scope, receive, send)
+        body = _Body(max_bytes, source, scope, receive, send)
         try:
             await self.app(scope, body.receive, body.send)
         except Exception:
@@ -124,11 +185,21 @@ class BodyLimit:
             body.answered = True
             await refuse(scope, receive, send, body.error)
 
-    def too_large(self) -> PayloadTooLarge:
-        return PayloadTooLarge(
-            f"the request body is over {self.max_bytes} bytes (SHIPYARD_MAX_BODY_BYTES)",
-            details={"max_bytes": self.max_bytes},
-        )
+    async def _limit(self, scope: Scope) -> tuple[int, str]:
+        """The request's limit, and where it comes from."""
+        principal = scope.get(PRINCIPAL)
+        if self.tenants is not None and principal is not None:
+            own = (await self.tenants.policy(principal.tenant_id)).limits.max_body_bytes
+            if own is not None:
+                return own, "the tenant's limits.max_body_bytes"
+        return self.max_bytes, "SHIPYARD_MAX_BODY_BYTES"
+
+
+def too_large(max_bytes: int, source: str) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the request body is over {max_bytes} bytes ({source})",
+        details={"max_bytes": max_bytes},
+    )
 
 
 @dataclass(slots=True)
@@ -139,7 +210,8 @@ class _Body:
     to any failure while reading a body); ``send`` puts the real refusal in its place.
     """
 
-    limit: BodyLimit
+    max_bytes: int
+    source: str
     scope: Scope
     _receive: Receive
     _send: Send
@@ -159,8 +231,8 @@ class _Body:
             self.complete = True
             return message
         self.received += len(message.get("body", b""))
-        if self.received > self.limit.max_bytes:
-            self.error = self.limit.too_large()
+        if self.received > self.max_bytes:
+            self.error = too_large(self.max_bytes, self.source)
             raise self.error
         self.complete = not message.get("more_body", False)
         return message

@@ -19,3 +19,10 @@ def keys(conn: HTTPConnection) -> KeyService:
     """The ``KeyService`` that checks bearer keys (a ``Request`` or a ``WebSocket``)."""
     found: KeyService = conn.app.state.keys
     return found
+
+
+def max_body_bytes(conn: HTTPConnection) -> int:
+    """The largest request body, and WebSocket message, the app takes
+    (``SHIPYARD_MAX_BODY_BYTES``)."""
+    found: int = conn.app.state.max_body_bytes
+    return found

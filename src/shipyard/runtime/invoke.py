@@ -16,6 +16,7 @@ from shipyard.agents.context import RunContext, RunInput, RunRequest, RunResult
 from shipyard.agents.delegate import AgentCalls, current_calls
 from shipyard.errors import (
     AgentNotFound,
+    RateLimited,
     RunCancelled,
     RunFailure,
     RunTimeout,
@@ -222,7 +223,7 @@ class Invoker:
             reason = exc.args[0] if exc.args and isinstance(exc.args[0], str) else None
             self._failed(ctx, RunCancelled(reason or "the run was cancelled"), started)
             raise
-        except (RunFailure, StoreError) as exc:
+        except (RunFailure, StoreError, RateLimited) as exc:  # a hook's refusal: 429 as is
             raise self._failed(ctx, exc, started) from None
         except Exception as exc:
             raise self._failed(ctx, _agent_failure(target.name, exc), started) from exc

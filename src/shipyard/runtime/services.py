@@ -10,6 +10,7 @@ from shipyard.models.resolver import ModelResolver
 from shipyard.runtime.control import Control
 from shipyard.runtime.egress import ToolEgress
 from shipyard.runtime.invoke import Invoker
+from shipyard.runtime.limits import Limiter
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.sessions import SessionService
 from shipyard.runtime.tasks import TaskService
@@ -44,6 +45,8 @@ class Services:
     secrets: SecretCache | None = None
     """The secret store (through its cache) that model options and tool credentials read;
     closed with the services."""
+    limiter: Limiter | None = None
+    """Rate limits and runs in flight (``runtime.limits``); None: limits are off."""
 
     async def start(self) -> None:
         await self.recorder.start()

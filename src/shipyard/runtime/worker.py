@@ -38,6 +38,7 @@ import structlog
 from shipyard.errors import (
     InvalidInput,
     ModelError,
+    RateLimited,
     RunCancelled,
     RunTimeout,
     ShipyardError,
@@ -68,8 +69,9 @@ from shipyard.telemetry.events import new_id
 
 log = structlog.get_logger(__name__)
 
-RETRYABLE = (ModelError, RunTimeout, StoreError)
-"""Failures that may pass: the attempt is retried (a ``StoreRejected`` is not among them)."""
+RETRYABLE = (ModelError, RunTimeout, StoreError, RateLimited)
+"""Failures that may pass: the attempt is retried (a ``StoreRejected`` is not among them; a
+tenant's rate limit or cap on runs in flight is)."""
 HANDBACK_PAUSE_S = 1.0
 
 
@@ -288,7 +290,10 @@ class Worker:
         except StoreRejected as exc:
             await self._finish(delivery, claimed, "failed", error=exc.to_dict(), run_id=started.id)
         except RETRYABLE as exc:
-            await self._failed_attempt(delivery, claimed, exc.to_dict(), run_id=started.id)
+            wait_s = exc.retry_after_s if isinstance(exc, RateLimited) else 0.0
+            await self._failed_attempt(
+                delivery, claimed, exc.to_dict(), run_id=started.id, not_before_s=wait_s
+            )
         except ShipyardError as exc:
             await self._finish(delivery, claimed, "failed", error=exc.to_dict(), run_id=started.id)
         else:
@@ -346,15 +351,17 @@ class Worker:
         error: dict[str, Any],
         *,
         run_id: str | None = None,
+        not_before_s: float = 0.0,
     ) -> None:
-        """Retried with backoff (back to queued, where a cancel takes it at once) until the
-        task has had ``max_attempts`` (every delivery counts); then ``dead`` and dead-lettered."""
+        """Retried with backoff, and no sooner than ``not_before_s`` (a limit's Retry-After),
+        back to queued, where a cancel takes it at once, until the task has had
+        ``max_attempts`` (every delivery counts); then ``dead`` and dead-lettered."""
         attempts = task.attempts
         if attempts >= self._max_attempts:
             reason = error.get("message") or error["code"]
             await self._finish(delivery, task, "dead", error=error, dead=reason, run_id=run_id)
             return
-        delay_s = backoff_s(attempts, base_s=self._retry_base_s)
+        delay_s = max(backoff_s(attempts, base_s=self._retry_base_s), not_before_s)
         requeued = await self._services.records.transition_task(
             task.tenant_id,
             task.id,

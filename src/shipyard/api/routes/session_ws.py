@@ -14,6 +14,9 @@ Frames in (JSON text)
     ``{"type": "turn", "input": "text" | [messages]}`` runs a turn;
     ``{"type": "ping"}`` is answered ``{"type": "pong"}``;
     ``{"type": "resume", "last_event_id": K}`` replays (see below).
+    A message over ``SHIPYARD_MAX_BODY_BYTES`` (UTF-8 bytes) is answered with an ``error`` frame
+    ``payload_too_large`` and the connection is closed with 1009 (message too big); under
+    ``shipyard serve`` one more than 64 KiB over is closed with 1009 before it is even read.
     Anything else (not JSON, binary, an unknown type, a missing or bad field) is answered
     ``{"type": "error", "error": {"code": "invalid_frame", "message", "details"}}``, and the
     connection stays open.
@@ -78,11 +81,12 @@ from shipyard.api.fanout import (
 )
 from shipyard.api.fields import RunInputField
 from shipyard.api.keys import Principal
-from shipyard.api.state import keys, services
+from shipyard.api.state import keys, max_body_bytes, services
 from shipyard.errors import (
     AuthError,
     InvalidInput,
     NotFound,
+    PayloadTooLarge,
     RunCancelled,
     ShipyardError,
     StoreError,
@@ -97,6 +101,7 @@ router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 channels = Channels()
 """This process's session channels (replay buffers)."""
 _turns: set[asyncio.Task[None]] = set()
+MESSAGE_TOO_BIG = 1009
 _TOO_SLOW = (
     f"client too slow: fell over {REPLAY_FRAMES} frames behind; reconnect with last_event_id"
 )
@@ -204,11 +209,22 @@ def _reason(message: str) -> str:
 
 
 async def _read(conn: _Connection) -> None:
+    limit = max_body_bytes(conn.websocket)
     while True:
         message = await conn.websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
         text = message.get("text")
+        if _too_large(text, message.get("bytes"), limit):
+            error = PayloadTooLarge(
+                f"the message is over {limit} bytes (SHIPYARD_MAX_BODY_BYTES)",
+                details={"max_bytes": limit},
+            )
+            conn.reply("error", error=error.to_dict())
+            conn.subscriber.offer(Close(MESSAGE_TOO_BIG, _reason(error.message)))
+            while message["type"] != "websocket.disconnect":  # nothing more is read as frames
+                message = await conn.websocket.receive()
+            return
         if text is None:
             _invalid(conn, "frames must be JSON text, not binary", None)
             continue
@@ -223,6 +239,16 @@ async def _read(conn: _Connection) -> None:
             conn.subscriber.offer(Resume(frame.last_event_id))
         else:
             await _start_turn(conn, frame)
+
+
+def _too_large(text: str | None, data: bytes | None, limit: int) -> bool:
+    """Over ``limit`` bytes; a text's UTF-8 is measured only when it could be (≤ 4 bytes a
+    character)."""
+    if text is not None:
+        if len(text) > limit:
+            return True
+        return len(text) * 4 > limit and len(text.encode(errors="surrogatepass")) > limit
+    return data is not None and len(data) > limit
 
 
 def _invalid(conn: _Connection, message: str, details: Any) -> None:

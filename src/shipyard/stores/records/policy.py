@@ -34,10 +34,17 @@ class _Section(BaseModel):
 
 
 class Limits(_Section):
-    """Per-tenant limits; ``None``: the server's own limit (or none) applies."""
+    """Per-tenant limits; ``None``: the server's own limit (``SHIPYARD_LIMIT_*``, or none)
+    applies. Enforced by ``runtime.limits`` in the state store, so every replica shares them."""
 
-    requests_per_minute: _Count = None
-    max_concurrent_runs: _Count = None
+    requests_per_minute: _Count = Field(None, description="API requests, every key together.")
+    key_requests_per_minute: _Count = Field(None, description="API requests of each key.")
+    tokens_per_minute: _Count = Field(None, description="Model tokens (prompt + completion).")
+    tokens_per_day: _Count = Field(None, description="Model tokens per 24 hours.")
+    key_tokens_per_minute: _Count = Field(
+        None, description="Model tokens of each key's runs (over HTTP) per minute."
+    )
+    max_concurrent_runs: _Count = Field(None, description="Runs in flight at once.")
     max_body_bytes: _Count = Field(
         None, description="Overrides SHIPYARD_MAX_BODY_BYTES for this tenant's requests."
     )

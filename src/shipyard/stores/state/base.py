@@ -14,13 +14,18 @@ implements together as ``StateStore``:
   waiter holds a ticket that it refreshes while it waits, and a ticket not refreshed within
   its TTL (a waiter that crashed) drops out, so nobody blocks the line for long;
 - ``Channels`` — publish/subscribe of live events, at most once: a subscriber gets what is
-  published while it is subscribed and nothing else.
+  published while it is subscribed and nothing else;
+- ``Rates`` — rate limits (requests, model tokens per period) as GCRA buckets, several taken
+  all or nothing in one round trip;
+- ``Slots`` — a capped set of holders per name (runs in flight), each with its own expiry, so
+  a holder that crashed frees its slot.
 
 Backends: ``sqlite.py`` (embedded: one process, or a few sharing its file) and ``redis.py``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -173,7 +178,56 @@ class Channels(Protocol):
         ...
 
 
-class StateStore(Values, Lists, Atomic, Leases, LeaseQueues, Channels, Protocol):
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A rate limit: at most ``limit`` units per ``period_s``, kept under ``key``. A full
+    ``limit`` may be spent at once (a burst); it then comes back evenly over the period."""
+
+    key: str
+    limit: int
+    period_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """What a ``take`` found, for the tightest of its rates: its ``limit``, the units left
+    (``remaining``), the seconds until the whole limit is back (``reset_s``), and, refused,
+    the seconds until the cost would fit (``retry_after_s``; 0 when allowed); ``key`` names
+    that rate."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_s: float
+    retry_after_s: float = 0.0
+    key: str = ""
+
+
+class Rates(Protocol):
+    async def take(self, rates: Sequence[Rate], cost: int = 1, *, force: bool = False) -> Quota:
+        """Spend ``cost`` units of every rate if each has them, else none (all or nothing).
+
+        GCRA: each key holds one time, the theoretical arrival time ``tat``; a cost moves it
+        ``cost * period_s / limit`` later, and it may run at most ``period_s`` ahead of now.
+        ``force`` spends even past the limit (a debt the rate pays back before it allows
+        again: model tokens, counted once used). ``cost`` 0 changes nothing and asks whether
+        one unit is left. A key lives only until its rate is whole again.
+        """
+        ...
+
+
+class Slots(Protocol):
+    async def acquire_slot(self, name: str, holder: str, *, limit: int, ttl_s: float) -> int:
+        """Take one of ``name``'s ``limit`` slots for ``holder`` for ``ttl_s`` (a holder that
+        already has one renews it); the slots now in use, or 0 if all were taken."""
+        ...
+
+    async def release_slot(self, name: str, holder: str) -> bool:
+        """Give ``holder``'s slot back; False if it held none (or it had expired)."""
+        ...
+
+
+class StateStore(Values, Lists, Atomic, Leases, LeaseQueues, Channels, Rates, Slots, Protocol):
     async def ping(self) -> None:
         """Raise ``StoreError`` unless the store answers."""
         ...
@@ -186,6 +240,58 @@ def ttl_ms(ttl_s: float) -> int:
     if not (ttl_s > 0 and math.isfinite(ttl_s)):
         raise ValueError(f"a TTL must be a positive number of seconds, not {ttl_s!r}")
     return max(1, round(ttl_s * 1000))
+
+
+def gcra(
+    tats: Sequence[float | None], rates: Sequence[Rate], cost: int, force: bool, now: float
+) -> tuple[Quota, list[float]]:
+    """The pure step of ``Rates.take``: each rate's stored ``tat`` (None: absent) at ``now``
+    → the quota and the new tats to store (none when refused or ``cost`` is 0). Seconds
+    throughout; the Redis script does the same sums in milliseconds on the server's clock."""
+    quotas: list[Quota] = []
+    new: list[float] = []
+    for tat, rate in zip(tats, rates, strict=True):
+        step = rate.period_s / rate.limit
+        base = now if tat is None or tat < now else tat
+        ahead = base + max(cost, 1) * step - now  # how far ahead the tat would run
+        fits = ahead <= rate.period_s + 1e-9
+        after = base + cost * step
+        new.append(after)
+        spent = (after if fits or force else base) - now
+        quotas.append(
+            Quota(
+                allowed=fits,
+                limit=rate.limit,
+                remaining=max(0, int((rate.period_s - spent) / step + 1e-9)),
+                reset_s=max(0.0, spent),
+                retry_after_s=0.0 if fits else ahead - rate.period_s,
+                key=rate.key,
+            )
+        )
+    allowed = all(q.allowed for q in quotas)
+    keep = force or (allowed and cost > 0)
+    return tightest(quotas, force=force), new if keep else []
+
+
+def tightest(quotas: Sequence[Quota], *, force: bool) -> Quota:
+    """The quota to report of several taken together: a refusal with the longest wait, else
+    the one with the fewest units left; ``force`` makes it allowed whatever it found."""
+    refused = [q for q in quotas if not q.allowed]
+    if refused and not force:
+        return max(refused, key=lambda q: q.retry_after_s)
+    least = min(quotas, key=lambda q: q.remaining)
+    return least if least.allowed else dataclasses.replace(least, allowed=True, retry_after_s=0.0)
+
+
+def check_take(rates: Sequence[Rate], cost: int) -> None:
+    """A take names at least one rate, each with a positive limit and period, and a cost ≥ 0."""
+    if not rates:
+        raise ValueError("take needs at least one rate")
+    if cost < 0:
+        raise ValueError(f"a cost is at least 0, not {cost}")
+    for rate in rates:
+        if rate.limit < 1 or not (rate.period_s > 0 and math.isfinite(rate.period_s)):
+            raise ValueError(f"a rate needs a limit ≥ 1 and a positive period: {rate!r}")
 
 
 def check_items(items: Sequence[bytes]) -> None:

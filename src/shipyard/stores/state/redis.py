@@ -3,7 +3,8 @@
 Keys live under one prefix (``shipyard:`` by default, see ``_keys``): values and lists under
 ``{prefix}k:``, leases under ``{prefix}lease:`` with their token counters under
 ``{prefix}lease-seq:``, their queues under ``{prefix}lease-queue:`` with the ticket counters
-under ``{prefix}lease-queue-seq:``, channels under ``{prefix}ch:``. Multi-key steps are Lua scripts
+under ``{prefix}lease-queue-seq:``, rates under ``{prefix}rate:``, slots under ``{prefix}slots:``,
+channels under ``{prefix}ch:``. Multi-key steps are Lua scripts
 (``redis_scripts``), atomic on the server, registered once and reloaded by redis-py after a
 restart (``NOSCRIPT``).
 
@@ -38,7 +39,11 @@ from shipyard.stores.state.base import (
     LEASE_SEQUENCE_TTL_S,
     QUEUE_SEQUENCE_TTL_S,
     Lease,
+    Quota,
+    Rate,
     check_items,
+    check_take,
+    tightest,
     ttl_ms,
 )
 from shipyard.stores.state.redis_subscription import RedisSubscription
@@ -74,6 +79,12 @@ class _Keys:
     def queue_seq(self, name: str) -> str:
         return f"{self.prefix}lease-queue-seq:{name}"
 
+    def rate(self, key: str) -> str:
+        return f"{self.prefix}rate:{key}"
+
+    def slots(self, name: str) -> str:
+        return f"{self.prefix}slots:{name}"
+
     def channel(self, channel: str) -> str:
         return f"{self.prefix}ch:{channel}"
 
@@ -106,6 +117,10 @@ class RedisStateStore:
         self._join = once.register_script(lua.JOIN_QUEUE)
         self._acquire_in_turn = once.register_script(lua.ACQUIRE_LEASE_IN_TURN)
         self._leave = retrying.register_script(lua.LEAVE_QUEUE)
+        self._take = once.register_script(lua.TAKE)
+        self._peek = retrying.register_script(lua.TAKE)  # cost 0 writes nothing: safe to resend
+        self._acquire_slot = retrying.register_script(lua.ACQUIRE_SLOT)  # same holder: renews
+        self._release_slot = retrying.register_script(lua.RELEASE_SLOT)
 
     @classmethod
     def from_url(
@@ -303,6 +318,39 @@ class RedisStateStore:
         async with self._translate("leave_queue"):
             left = await self._leave(keys=[self._keys.queue(name)], args=[ticket])
         return bool(left)
+
+    # -- rates and slots ------------------------------------------------------------------------
+
+    async def take(self, rates: Sequence[Rate], cost: int = 1, *, force: bool = False) -> Quota:
+        """One script: its clock is the server's, so replicas with skewed clocks agree."""
+        check_take(rates, cost)
+        args: list[_Arg] = [cost, int(force)]
+        for rate in rates:
+            args += [rate.limit, ttl_ms(rate.period_s)]
+        script = self._take if cost or force else self._peek
+        async with self._translate("take"):
+            found = await script(keys=[self._keys.rate(r.key) for r in rates], args=args)
+        quotas = [
+            Quota(
+                allowed=bool(found[i]),
+                limit=rate.limit,
+                remaining=int(found[i + 1]),
+                reset_s=int(found[i + 2]) / 1000,
+                retry_after_s=int(found[i + 3]) / 1000,
+                key=rate.key,
+            )
+            for rate, i in zip(rates, range(0, len(found), 4), strict=True)
+        ]
+        return tightest(quotas, force=force)
+
+    async def acquire_slot(self, name: str, holder: str, *, limit: int, ttl_s: float) -> int:
+        args: list[_Arg] = [holder, limit, ttl_ms(ttl_s)]
+        async with self._translate("acquire_slot"):
+            return int(await self._acquire_slot(keys=[self._keys.slots(name)], args=args))
+
+    async def release_slot(self, name: str, holder: str) -> bool:
+        async with self._translate("release_slot"):
+            return bool(await self._release_slot(keys=[self._keys.slots(name)], args=[holder]))
 
     # -- channels -------------------------------------------------------------------------------
 

@@ -159,3 +159,74 @@ RELEASE_LEASE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('DEL', KEYS[1])
 """
+
+_NOW = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+end
+"""
+
+TAKE = (
+    _NOW
+    + """
+-- KEYS: the rates' keys; ARGV: cost, force ('1'/'0'), then limit and period_ms of each rate.
+-- The sums of base.gcra, in ms. Returns, per rate: fits (1/0), remaining, reset_ms, retry_ms.
+local now, cost, force = now_ms(), tonumber(ARGV[1]), ARGV[2] == '1'
+local need, out, after, allowed = math.max(cost, 1), {}, {}, true
+for i, key in ipairs(KEYS) do
+  local limit, period = tonumber(ARGV[2 * i + 1]), tonumber(ARGV[2 * i + 2])
+  local step = period / limit
+  local base = math.max(tonumber(redis.call('GET', key) or '0') or 0, now)
+  local ahead = base + need * step - now
+  local fits = ahead <= period + 0.01  -- 10 µs: the stored tat is rounded to 1 µs
+  allowed = allowed and fits
+  after[i] = base + cost * step
+  local spent = base - now
+  if fits or force then spent = after[i] - now end
+  local left = math.floor((period - spent) / step + 0.000001 + 0.01 / step)
+  local retry = 0
+  if not fits then retry = math.ceil(ahead - period) end
+  out[#out + 1] = fits and 1 or 0
+  out[#out + 1] = math.max(0, left)
+  out[#out + 1] = math.ceil(math.max(0, spent))
+  out[#out + 1] = retry
+end
+if force or (allowed and cost > 0) then
+  for i, key in ipairs(KEYS) do
+    local ttl = math.max(1, math.ceil(after[i] - now))
+    redis.call('SET', key, string.format('%.3f', after[i]), 'PX', ttl)
+  end
+end
+return out
+"""
+)
+
+ACQUIRE_SLOT = (
+    _NOW
+    + """
+-- KEYS: slots (a sorted set: member the holder, score its expiry in ms); ARGV: holder, limit,
+-- ttl_ms. Returns the slots in use, or 0 if all were taken.
+local now, ttl = now_ms(), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local held = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local used = redis.call('ZCARD', KEYS[1])
+if not held then used = used + 1 end
+if not held and used > tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return used
+"""
+)
+
+RELEASE_SLOT = (
+    _NOW
+    + """
+-- KEYS: slots; ARGV: holder. 1 if the holder had a live slot.
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+if tonumber(score) > now_ms() then return 1 end
+return 0
+"""
+)

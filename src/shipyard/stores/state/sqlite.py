@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from shipyard.errors import ConfigError, StoreError
 from shipyard.stores._sqlite import is_locked
 from shipyard.stores.state import sqlite_ops as ops
-from shipyard.stores.state.base import Lease, check_items, ttl_ms
+from shipyard.stores.state.base import Lease, Quota, Rate, check_items, check_take, ttl_ms
 from shipyard.stores.state.local_channels import MAX_QUEUED, LocalChannels
 from shipyard.stores.state.sqlite_channels import POLL_S, FileChannels
 
@@ -214,6 +214,21 @@ class SqliteStateStore:
 
     async def leave_queue(self, name: str, ticket: int) -> bool:
         return await self._write("leave_queue", ops.leave_queue, name, ticket)
+
+    # -- rates and slots ------------------------------------------------------------------------
+
+    async def take(self, rates: Sequence[Rate], cost: int = 1, *, force: bool = False) -> Quota:
+        check_take(rates, cost)
+        if cost == 0 and not force:
+            return await self._call("take", ops.take, list(rates), cost, force)
+        return await self._write("take", ops.take, list(rates), cost, force)
+
+    async def acquire_slot(self, name: str, holder: str, *, limit: int, ttl_s: float) -> int:
+        args = (name, holder, limit, _seconds(ttl_s))
+        return await self._write("acquire_slot", ops.acquire_slot, *args)
+
+    async def release_slot(self, name: str, holder: str) -> bool:
+        return await self._write("release_slot", ops.release_slot, name, holder)
 
     # -- channels -------------------------------------------------------------------------------
 

@@ -12,6 +12,9 @@ Tables (temporary state: created on open, no migrations)::
                   counter's own expiry: LEASE_SEQUENCE_TTL_S after the last use)
     state_queue   (name, ticket) → expires_at: the live tickets waiting for a lease
     state_queue_seq  name → last ticket handed out, keep_until (QUEUE_SEQUENCE_TTL_S after)
+    state_rates   key → tat (a rate's theoretical arrival time, ``base.gcra``), expires_at (= tat:
+                  the rate is whole again then)
+    state_slots   (name, holder) → expires_at: the slots in use (``Slots``)
     state_messages id (growing) → channel, message, origin (the publishing store), at: what was
                   published, for the other processes on the file (``sqlite_channels``); kept
                   MESSAGE_KEEP_S
@@ -28,7 +31,13 @@ from typing import NamedTuple
 from shipyard.errors import StoreError
 from shipyard.stores import _sqlite
 from shipyard.stores._sqlite import transaction
-from shipyard.stores.state.base import LEASE_SEQUENCE_TTL_S, QUEUE_SEQUENCE_TTL_S
+from shipyard.stores.state.base import (
+    LEASE_SEQUENCE_TTL_S,
+    QUEUE_SEQUENCE_TTL_S,
+    Quota,
+    Rate,
+    gcra,
+)
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS state_keys (
@@ -49,6 +58,13 @@ SCHEMA = (
     ) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS state_queue_seq (
         name TEXT PRIMARY KEY, last INTEGER NOT NULL, keep_until REAL NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS state_rates (
+        key TEXT PRIMARY KEY, tat REAL NOT NULL, expires_at REAL NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS state_slots (
+        name TEXT NOT NULL, holder TEXT NOT NULL, expires_at REAL NOT NULL,
+        PRIMARY KEY (name, holder)
     ) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS state_messages (
         id INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, message BLOB NOT NULL,
@@ -363,6 +379,61 @@ def leave_queue(conn: sqlite3.Connection, name: str, ticket: int) -> bool:
     return cursor.rowcount == 1
 
 
+# -- rates and slots ----------------------------------------------------------------------------
+
+
+def take(conn: sqlite3.Connection, rates: Sequence[Rate], cost: int, force: bool) -> Quota:
+    """``Rates.take``: the rates' tats read and written in one transaction (a read alone for
+    ``cost`` 0)."""
+    now = time.time()
+    if cost == 0 and not force:
+        with _read(conn):
+            return gcra(_tats(conn, rates), rates, cost, force, now)[0]
+    with transaction(conn):
+        quota, new = gcra(_tats(conn, rates), rates, cost, force, now)
+        conn.executemany(
+            "INSERT INTO state_rates (key, tat, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET tat = excluded.tat, expires_at = excluded.expires_at",
+            [(rate.key, tat, tat) for rate, tat in zip(rates, new, strict=False)],
+        )
+    return quota
+
+
+def _tats(conn: sqlite3.Connection, rates: Sequence[Rate]) -> list[float | None]:
+    found = []
+    for rate in rates:
+        row = conn.execute("SELECT tat FROM state_rates WHERE key = ?", (rate.key,)).fetchone()
+        found.append(None if row is None else float(row[0]))
+    return found
+
+
+def acquire_slot(conn: sqlite3.Connection, name: str, holder: str, limit: int, ttl_s: float) -> int:
+    now = time.time()
+    with transaction(conn):
+        conn.execute("DELETE FROM state_slots WHERE name = ? AND expires_at <= ?", (name, now))
+        held = conn.execute(
+            "SELECT 1 FROM state_slots WHERE name = ? AND holder = ?", (name, holder)
+        ).fetchone()
+        used = conn.execute("SELECT count(*) FROM state_slots WHERE name = ?", (name,)).fetchone()
+        in_use = int(used[0]) + (held is None)
+        if held is None and in_use > limit:
+            return 0
+        conn.execute(
+            "INSERT OR REPLACE INTO state_slots (name, holder, expires_at) VALUES (?, ?, ?)",
+            (name, holder, now + ttl_s),
+        )
+    return in_use
+
+
+def release_slot(conn: sqlite3.Connection, name: str, holder: str) -> bool:
+    with transaction(conn):
+        cursor = conn.execute(
+            "DELETE FROM state_slots WHERE name = ? AND holder = ? AND expires_at > ?",
+            (name, holder, time.time()),
+        )
+    return cursor.rowcount == 1
+
+
 # -- housekeeping -------------------------------------------------------------------------------
 
 
@@ -379,6 +450,8 @@ def purge(conn: sqlite3.Connection) -> int:
         conn.execute("DELETE FROM state_leases WHERE keep_until <= ?", (now,))
         conn.execute("DELETE FROM state_queue WHERE expires_at <= ?", (now,))
         conn.execute("DELETE FROM state_queue_seq WHERE keep_until <= ?", (now,))
+        conn.execute("DELETE FROM state_rates WHERE expires_at <= ?", (now,))
+        conn.execute("DELETE FROM state_slots WHERE expires_at <= ?", (now,))
         conn.execute("DELETE FROM state_messages WHERE at <= ?", (now - MESSAGE_KEEP_S,))
     return deleted
 
