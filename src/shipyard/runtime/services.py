@@ -9,6 +9,7 @@ import httpx
 
 from shipyard.agents.agent import AgentLike
 from shipyard.models.resolver import ModelResolver
+from shipyard.runtime.audit import AuditLog
 from shipyard.runtime.control import Control
 from shipyard.runtime.invoke import Invoker
 from shipyard.runtime.recorder import Recorder
@@ -41,9 +42,13 @@ class Services:
     http: httpx.AsyncClient | None = None
     """The HTTP client tools reach through ``ctx.http`` (the invoker's); closed with the
     services."""
+    audit: AuditLog | None = None
+    """The process's audit log (``runtime.audit``): requests, refusals, admin actions."""
 
     async def start(self) -> None:
         await self.recorder.start()
+        if self.audit is not None:
+            await self.audit.start()
         sessions = self.sessions
         await self.observability.start(
             queues=self.broker, active_sessions=lambda: sessions.active_turns
@@ -54,6 +59,8 @@ class Services:
         await self.invoker.drain(drain_s)
         await self.tasks.close()
         await self.recorder.close()
+        if self.audit is not None:
+            await self.audit.close()
         await self.observability.close()
         await self.records.close()
         await self.control.close()
