@@ -69,7 +69,10 @@ async def test_allowed_and_refused_requests_each_leave_one_row(app: FastAPI) -> 
     found = {(r["action"], r["outcome"], r["status"]): r for r in await rows(app)}
     ok = found[("GET /v1/runs", "ok", 200)]
     assert (ok["tenant_id"], ok["key_id"], ok["scope"], ok["request_id"]) == (
-        "acme", reader.id, "read", "req-42"
+        "acme",
+        reader.id,
+        "read",
+        "req-42",
     )
     assert ok["client"] == "127.0.0.1" and ok["resource"] == "/v1/runs"
     assert found[("POST /v1/agents/{agent}/invoke", "denied", 403)]["scope"] == "invoke"

@@ -75,9 +75,7 @@ class SqlKeyRecords:
             else_=when,
         )
         stmt = api_keys.update().where(api_keys.c.id == key_id).values(expires_at=sooner)
-        result = await self._db.write(
-            "expire_api_key", lambda conn: conn.execute(stmt, {"at": at})
-        )
+        result = await self._db.write("expire_api_key", lambda conn: conn.execute(stmt, {"at": at}))
         return result.rowcount > 0
 
     async def touch_api_keys(self, used: Mapping[str, datetime]) -> None:

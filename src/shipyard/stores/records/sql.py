@@ -35,6 +35,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shipyard.stores.records import engines
 from shipyard.stores.records._database import SQLITE_COMMIT_DELAY_S, Database
+from shipyard.stores.records.audit import SqlAuditRecords
+from shipyard.stores.records.audit_base import (
+    AuditCheckpoint,
+    AuditGroup,
+    AuditPage,
+    AuditQuery,
+    AuditRecord,
+)
 from shipyard.stores.records.base import (
     ApiKeyRecord,
     KeyRecords,
@@ -60,14 +68,6 @@ from shipyard.stores.records.base import (
     WorkerRecord,
     WorkerRecords,
 )
-from shipyard.stores.records.audit import SqlAuditRecords
-from shipyard.stores.records.audit_base import (
-    AuditCheckpoint,
-    AuditGroup,
-    AuditPage,
-    AuditQuery,
-    AuditRecord,
-)
 from shipyard.stores.records.keys import SqlKeyRecords
 from shipyard.stores.records.policy import TenantPolicy
 from shipyard.stores.records.runs import SqlRunRecords
@@ -86,8 +86,8 @@ class SqlRecordStore:
     """The ``RecordStore`` on an async SQLAlchemy engine (``aiosqlite`` or ``asyncpg``).
 
     Its parts are public (``keys``, ``tenants``, ``runs``, ``sessions``, ``tasks``, ``traces``,
-    ``workers``, ``webhooks``, ``audit``): each is the store of one sub-protocol, sharing this one's engine
-    and writes.
+    ``workers``, ``webhooks``, ``audit``): each is the store of one sub-protocol, sharing this
+    one's engine and writes.
     """
 
     def __init__(
