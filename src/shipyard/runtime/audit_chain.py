@@ -119,7 +119,8 @@ async def verify_chain(store: AuditRecords, key: bytes, chain_id: str) -> ChainR
         report.add(report.last_seq + 1, f"rows up to {seq}, signed by a checkpoint, are missing")
         break
     if report.rows and not signs:
-        report.add(1, "no signed checkpoint covers this chain: forged, or written without the key")
+        why = "none is valid (another SHIPYARD_AUDIT_KEY?)" if checkpoints else "forged chain"
+        report.add(1, f"no signed checkpoint covers this chain: {why}")
     report.signed_seq = min(max(signs, default=0), report.last_seq)
     return report
 
