@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import invoke, observability, sessions, tasks
+from bench import audit, invoke, observability, sessions, tasks
 from bench.common import BenchConfig, BenchFn, BenchResult, format_table, progress
 
 # Later benchmarks (sessions, tasks): one module each, one line here.
@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, BenchFn] = {
     "sessions": sessions.run,
     "tasks": tasks.run,
     "observability": observability.run,
+    "audit": audit.run,
 }
 
 

@@ -98,7 +98,8 @@ class AuditLog:
     async def close(self) -> None:
         """Stop the writer; write what is left and the chain's final checkpoint."""
         if self._task is not None:
-            self._task.cancel()
+            async with self._lock:  # never in the middle of a write: its rows would be lost
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
