@@ -184,7 +184,8 @@ async def test_inserted_rows_are_found(url: str, tmp_path: Path) -> None:
     fake = forged.model_copy(update={"chain_id": "zzz-forged", "seq": 1, "id": last.id[:-2] + "ee"})
     store = SqlRecordStore.from_url(url)
     try:
-        await store.append_audit([forged, fake.model_copy(update={"hash": row_hash("", fake)})])
+        fake = fake.model_copy(update={"hash": row_hash("", fake)})
+        await store.append_audit([forged.model_dump(), fake.model_dump()])
     finally:
         await store.close()
     result = await verify(url, tmp_path)

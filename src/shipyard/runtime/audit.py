@@ -31,7 +31,7 @@ import structlog
 
 from shipyard.errors import StoreError, StoreRejected
 from shipyard.runtime.audit_chain import GENESIS, checkpoint_mac, row_hash
-from shipyard.stores.records.audit_base import AuditCheckpoint, AuditRecord, AuditRecords
+from shipyard.stores.records.audit_base import AuditCheckpoint, AuditRecords, AuditRow
 from shipyard.telemetry.audit import AuditEntry
 
 log = structlog.get_logger(__name__)
@@ -72,6 +72,7 @@ class AuditLog:
         self._seq, self._head, self._checkpoints = 0, GENESIS, 0
         self._signed_seq, self._last_checkpoint = 0, 0.0
         self._dropped = 0
+        self._id_part = os.urandom(4).hex()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -133,30 +134,30 @@ class AuditLog:
             self._signed_seq = checkpoint.row_seq
             log.info("audit.checkpoint", **checkpoint.model_dump(mode="json"))
 
-    def _chained(self, entry: AuditEntry) -> AuditRecord:
+    def _chained(self, entry: AuditEntry) -> AuditRow:
+        """The entry as the chain's next row. Its id: the millisecond, then this chain's random
+        part and its place in it (unique without a random draw per row)."""
         self._seq += 1
         millis = int(entry.at.timestamp() * 1000)
-        row = AuditRecord.model_construct(
-            id=f"aud_{millis:012x}{os.urandom(8).hex()}",
-            chain_id=self.chain_id,
-            seq=self._seq,
-            at=entry.at,
-            tenant_id=entry.tenant_id,
-            key_id=entry.key_id,
-            action=entry.action,
-            resource=entry.resource,
-            outcome=entry.outcome,
-            status=entry.status,
-            scope=entry.scope,
-            client=entry.client,
-            request_id=entry.request_id,
-            trace_id=entry.trace_id,
-            detail=dict(entry.detail) if entry.detail is not None else None,
-            hash="",
-        )
-        digest = row_hash(self._head, row)
-        self._head = digest
-        return row.model_copy(update={"hash": digest})
+        row = {
+            "id": f"aud_{millis:012x}{self._id_part}{self._seq:010x}",
+            "chain_id": self.chain_id,
+            "seq": self._seq,
+            "at": entry.at,
+            "tenant_id": entry.tenant_id,
+            "key_id": entry.key_id,
+            "action": entry.action,
+            "resource": entry.resource,
+            "outcome": entry.outcome,
+            "status": entry.status,
+            "scope": entry.scope,
+            "client": entry.client,
+            "request_id": entry.request_id,
+            "trace_id": entry.trace_id,
+            "detail": dict(entry.detail) if entry.detail is not None else None,
+        }
+        row["hash"] = self._head = row_hash(self._head, row)
+        return row
 
     def _checkpoint(self, *, final: bool) -> AuditCheckpoint | None:
         """Sign the head when due: the chain's first rows, every ``checkpoint_s``, the close."""
@@ -196,7 +197,7 @@ class AuditLog:
 
     async def _store_until_done(
         self,
-        rows: list[AuditRecord],
+        rows: list[AuditRow],
         checkpoint: AuditCheckpoint | None,
         used: dict[str, datetime],
     ) -> None:

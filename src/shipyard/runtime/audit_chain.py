@@ -24,7 +24,12 @@ from datetime import UTC, datetime
 
 import orjson
 
-from shipyard.stores.records.audit_base import AuditCheckpoint, AuditRecord, AuditRecords
+from shipyard.stores.records.audit_base import (
+    AuditCheckpoint,
+    AuditRecord,
+    AuditRecords,
+    AuditRow,
+)
 
 GENESIS = ""
 """The "previous hash" of a chain's first row."""
@@ -36,15 +41,23 @@ def _time(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def row_hash(previous: str, row: AuditRecord) -> str:
-    """sha256 over the previous row's hash and every field of ``row`` but its own hash."""
-    fields = [
-        row.id, row.chain_id, row.seq, _time(row.at), row.tenant_id, row.key_id, row.action,
-        row.resource, row.outcome, row.status, row.scope, row.client, row.request_id,
-        row.trace_id, row.detail,
-    ]  # fmt: skip
-    body = orjson.dumps(fields, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
-    return hashlib.sha256(previous.encode() + b"\n" + body).hexdigest()
+HASHED = (
+    "id", "chain_id", "seq", "at", "tenant_id", "key_id", "action", "resource", "outcome",
+    "status", "scope", "client", "request_id", "trace_id", "detail",
+)  # fmt: skip
+"""Every field of a row but its own hash, in the order they are hashed."""
+_DUMP = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
+def row_hash(previous: str, row: AuditRecord | AuditRow) -> str:
+    """sha256 over the previous row's hash and every field of ``row`` but its own hash (a row
+    as the writer makes it, a mapping, or as it is read back)."""
+    fields = row if not isinstance(row, AuditRecord) else row.__dict__
+    values = [fields[name] for name in HASHED]
+    values[3] = _time(values[3])
+    return hashlib.sha256(
+        previous.encode() + b"\n" + orjson.dumps(values, option=_DUMP)
+    ).hexdigest()
 
 
 def checkpoint_mac(key: bytes, checkpoint: AuditCheckpoint) -> str:

@@ -41,8 +41,8 @@ async def test_rows_list_filter_and_group(store: SqlRecordStore) -> None:
     checkpoint = AuditCheckpoint(
         chain_id="c1", seq=1, row_seq=4, row_hash="h4", at=T0, final=True, mac="m"
     )
-    await store.append_audit(rows, [checkpoint])
-    await store.append_audit(rows, [checkpoint])  # a retry: nothing doubles
+    await store.append_audit([r.model_dump() for r in rows], [checkpoint])
+    await store.append_audit([r.model_dump() for r in rows], [checkpoint])  # a retry: no doubles
     listed = await store.list_audit(AuditQuery(), limit=3)
     assert [r.seq for r in listed.items] == [4, 3, 2] and listed.next_cursor is not None
     rest = await store.list_audit(AuditQuery(), cursor=listed.next_cursor)

@@ -22,6 +22,7 @@ from shipyard.stores.records.audit_base import (
     AuditPage,
     AuditQuery,
     AuditRecord,
+    AuditRow,
 )
 from shipyard.stores.records.schema import audit_checkpoints, audit_log
 
@@ -50,9 +51,9 @@ class SqlAuditRecords:
         db.prepare(self._insert_rows)
 
     async def append_audit(
-        self, rows: Sequence[AuditRecord], checkpoints: Sequence[AuditCheckpoint] = ()
+        self, rows: Sequence[AuditRow], checkpoints: Sequence[AuditCheckpoint] = ()
     ) -> None:
-        row_dicts = [row.model_dump() for row in rows]
+        row_dicts = list(rows)
         checkpoint_dicts = [c.model_dump() for c in checkpoints]
         if not row_dicts and not checkpoint_dicts:
             return

@@ -7,7 +7,7 @@ HMAC. The chaining and signing are the writer's (``runtime.audit``); the store k
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -80,11 +80,17 @@ class AuditPage(BaseModel):
     next_cursor: str | None = None
 
 
+AuditRow = Mapping[str, Any]
+"""An ``AuditRecord`` as a plain mapping of its fields: what the writer stores (building a
+model per row would cost the hot path more than the insert)."""
+
+
 class AuditRecords(Protocol):
     async def append_audit(
-        self, rows: Sequence[AuditRecord], checkpoints: Sequence[AuditCheckpoint] = ()
+        self, rows: Sequence[AuditRow], checkpoints: Sequence[AuditCheckpoint] = ()
     ) -> None:
-        """Insert rows and checkpoints in one transaction; idempotent on retry."""
+        """Insert rows (every field of ``AuditRecord``) and checkpoints in one transaction;
+        idempotent on retry."""
         ...
 
     async def list_audit(

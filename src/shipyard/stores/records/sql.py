@@ -42,6 +42,7 @@ from shipyard.stores.records.audit_base import (
     AuditPage,
     AuditQuery,
     AuditRecord,
+    AuditRow,
 )
 from shipyard.stores.records.base import (
     ApiKeyRecord,
@@ -188,7 +189,7 @@ class SqlRecordStore:
     # -- the audit log (audit) ------------------------------------------------------------------
 
     async def append_audit(
-        self, rows: Sequence[AuditRecord], checkpoints: Sequence[AuditCheckpoint] = ()
+        self, rows: Sequence[AuditRow], checkpoints: Sequence[AuditCheckpoint] = ()
     ) -> None:
         await self.audit.append_audit(rows, checkpoints)
 

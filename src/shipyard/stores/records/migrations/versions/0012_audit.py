@@ -48,7 +48,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_audit_log"),
     )
     op.create_index("uq_audit_log_chain_id_seq", "audit_log", ["chain_id", "seq"], unique=True)
-    op.create_index("ix_audit_log_tenant_id_id", "audit_log", ["tenant_id", "id"])
     op.create_table(
         "audit_checkpoints",
         sa.Column("chain_id", sa.String, nullable=False),
@@ -64,7 +63,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("audit_checkpoints")
-    op.drop_index("ix_audit_log_tenant_id_id", "audit_log")
     op.drop_index("uq_audit_log_chain_id_seq", "audit_log")
     op.drop_table("audit_log")
     with op.batch_alter_table("api_keys") as batch:
