@@ -129,3 +129,21 @@ async def test_the_rows_written_by_requests_verify(app: FastAPI, tmp_path: Path)
     key = (tmp_path / "audit.key").read_text().strip().encode()
     reports = await verify(services(app).records, key)
     assert reports and all(not r.problems for r in reports)
+
+
+async def test_with_audit_off_no_row_is_written_but_keys_last_use_is(tmp_path: Path) -> None:
+    settings = load_settings(
+        home=tmp_path, admin_key=OPERATOR, log_events=False, metrics=False, audit=False
+    )
+    asgi = App(agents=[Agent(name="echo", model="scripted:echo")]).asgi(settings)
+    async with asgi.router.lifespan_context(asgi):
+        secret, record = await asgi.state.keys.create("acme", ["read"])
+        async with client(asgi, secret) as c:
+            assert (await c.get("/v1/runs")).status_code == 200
+        audit = services(asgi).audit
+        assert audit is not None and not audit.enabled
+        await audit.flush(final=True)
+        store = services(asgi).records
+        assert await store.audit_chains() == []
+        [key] = [k for k in await store.list_api_keys("acme") if k.id == record.id]
+        assert key.last_used_at is not None
