@@ -48,8 +48,9 @@ def entry(
     trace = scope.get("shipyard.traceparent")
     parent = TraceParent.parse(trace.decode("latin-1")) if trace else None
     client = scope.get("client")
+    method = scope.get("method", "WEBSOCKET")
     return AuditEntry(
-        action=f"{scope['method']} {template or scope['path']}",
+        action=f"{method} {template or scope['path']}",
         resource=raw.decode("latin-1"),
         outcome=outcome_of(status),
         tenant_id=principal.tenant_id if principal else None,

@@ -21,7 +21,8 @@ the server a few kilobytes of socket buffer, not the upload:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -64,6 +65,9 @@ class Authenticate:
         self.audit = audit or NoAudit()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and is_api(scope["path"]):
+            await self._audited_websocket(scope, receive, send)
+            return
         if scope["type"] != "http" or not is_api(scope["path"]):
             await self.app(scope, receive, send)
             return
@@ -104,6 +108,31 @@ class Authenticate:
         finally:
             if not recorded:  # the app failed before answering
                 self.audit.record(audit.entry(scope, principal, 500))
+
+    async def _audited_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket authenticates in its route (which leaves the principal in the scope);
+        its row is recorded when it ends, with the time it began: status 101 if it was
+        accepted and authenticated, else the refusal's (a close code 4000 + status)."""
+        audit.request_id(scope)
+        began = datetime.now(UTC)
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "websocket.accept":
+                status = 101
+            elif message["type"] == "websocket.close" and message.get("code", 1000) >= 4000:
+                status = min(message["code"] - 4000, 599) if status == 101 else status
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            principal = scope.get(PRINCIPAL)
+            made = audit.entry(
+                scope, principal if isinstance(principal, Principal) else None, status
+            )
+            self.audit.record(replace(made, at=began))
 
 
 def _adding(send: Send, header: tuple[bytes, bytes]) -> Send:
