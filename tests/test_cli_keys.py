@@ -9,20 +9,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from shipyard.api.keys import KeyService
-from shipyard.cli import cli
 from shipyard.errors import AuthError
 from shipyard.stores.records.audit_base import AuditQuery, AuditRecord
 from shipyard.stores.records.sql import SqlRecordStore
+from tests.cli_runner import invoke
 
 SECRET = re.compile(r"sk_shp_[A-Za-z0-9_-]{20,}")
 
 
 def run(home: Path, *args: str) -> Result:
     env = {"SHIPYARD_HOME": str(home), "SHIPYARD_LOG_LEVEL": "warning"}
-    return CliRunner().invoke(cli, list(args), env=env)
+    return invoke(args, env)
 
 
 def key_id(output: str) -> str:

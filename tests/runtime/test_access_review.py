@@ -11,14 +11,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from shipyard.api.keys import KeyService
-from shipyard.cli import cli
 from shipyard.runtime.access_review import AccessReview, markdown, review
 from shipyard.runtime.audit import AuditLog
 from shipyard.stores.records.sql import SqlRecordStore
 from shipyard.telemetry.audit import AuditEntry, Outcome
+from tests.cli_runner import invoke
 
 NOW = datetime.now(UTC)
 DAY = timedelta(days=1)
@@ -107,7 +107,7 @@ async def test_the_report_command(
     env = {"SHIPYARD_HOME": str(tmp_path), "SHIPYARD_LOG_LEVEL": "warning"}
 
     async def run(*args: str) -> Result:  # on a thread: the command runs a loop of its own
-        return await asyncio.to_thread(CliRunner().invoke, cli, ["audit", "report", *args], env=env)
+        return await asyncio.to_thread(invoke, ["audit", "report", *args], env)
 
     as_json = await run("--since", "30d", "--format", "json")
     assert as_json.exit_code == 0, as_json.output

@@ -17,12 +17,12 @@ from typing import Any
 
 import asyncpg
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from shipyard.cli import cli
 from shipyard.runtime.audit_chain import row_hash
 from shipyard.stores.records.audit_base import AuditRecord
 from shipyard.stores.records.sql import SqlRecordStore
+from tests.cli_runner import invoke
 from tests.conftest import POSTGRES_ADMIN_URL, admin_sql, missing_service
 from tests.servers import ROOT
 
@@ -91,7 +91,7 @@ async def verify(url: str, tmp_path: Path) -> Result:
     """``shipyard audit verify`` (in this process, on a thread: the command runs its own loop)."""
     env = {"SHIPYARD_DATABASE_URL": url, "SHIPYARD_AUDIT_KEY": KEY, "SHIPYARD_LOG_LEVEL": "warning"}
     env["SHIPYARD_HOME"] = str(tmp_path / "home")
-    return await asyncio.to_thread(CliRunner().invoke, cli, ["audit", "verify"], env=env)
+    return await asyncio.to_thread(invoke, ["audit", "verify"], env)
 
 
 async def sql(url: str, statement: str, *args: object) -> list[tuple[object, ...]]:

@@ -37,6 +37,7 @@ from shipyard.telemetry.audit import AuditEntry
 log = structlog.get_logger(__name__)
 
 _BACKOFF = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+LOG_CHECKPOINT_EVERY_S = 60.0
 
 
 class AuditStore(AuditRecords, Protocol):
@@ -71,6 +72,7 @@ class AuditLog:
         self._used_written: dict[str, float] = {}
         self._seq, self._head, self._checkpoints = 0, GENESIS, 0
         self._signed_seq, self._last_checkpoint = 0, 0.0
+        self._last_logged = -LOG_CHECKPOINT_EVERY_S
         self._dropped = 0
         self._id_part = os.urandom(4).hex()
         self._wakeup = asyncio.Event()
@@ -132,6 +134,14 @@ class AuditLog:
             await self._store_until_done(rows, checkpoint, used)
         if checkpoint is not None:
             self._signed_seq = checkpoint.row_seq
+            self._log_checkpoint(checkpoint)
+
+    def _log_checkpoint(self, checkpoint: AuditCheckpoint) -> None:
+        """A copy of the chain's signed head in the process log, an anchor outside the database
+        (at most every ``LOG_CHECKPOINT_EVERY_S``, and the final one)."""
+        now = time.monotonic()
+        if checkpoint.final or now - self._last_logged >= LOG_CHECKPOINT_EVERY_S:
+            self._last_logged = now
             log.info("audit.checkpoint", **checkpoint.model_dump(mode="json"))
 
     def _chained(self, entry: AuditEntry) -> AuditRow:

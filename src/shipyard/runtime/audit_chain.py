@@ -10,8 +10,8 @@ with its first checkpoint, and a closed chain ends with a ``final`` one.
 
 What cannot be seen from the database alone: rows appended or removed after a live (or
 crashed) chain's last checkpoint — the writer signs at least every ``SHIPYARD_AUDIT_CHECKPOINT_S``
-— and a whole chain removed with its checkpoints; each checkpoint is also logged
-(``audit.checkpoint``), so a copy of the log off the machine anchors them.
+— and a whole chain removed with its checkpoints; checkpoints are also logged
+(``audit.checkpoint``, at most once a minute), so a copy of the log off the machine anchors them.
 """
 
 from __future__ import annotations
