@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import invoke, sessions, tasks
+from bench import invoke, security, sessions, tasks
 from bench.common import (
     BenchConfig,
     BenchFn,
@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, BenchFn] = {
     "invoke": invoke.run,
     "sessions": sessions.run,
     "tasks": tasks.run,
+    "security": security.run,
 }
 
 

@@ -91,15 +91,18 @@ def _uvicorn_bare(port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def make_target(name: str, port: int, home: Path, config: BenchConfig) -> Target:
-    """``bare`` (FastAPI alone) or one of `SHIPYARD_TARGETS`. With ``--fake-shipyard`` a
-    Shipyard target runs the bare app, which records nothing: its rows must come out INVALID."""
+def make_target(
+    name: str, port: int, home: Path, config: BenchConfig, env: dict[str, str] | None = None
+) -> Target:
+    """``bare`` (FastAPI alone), one of `SHIPYARD_TARGETS`, or a Shipyard server with the
+    settings ``env`` (another benchmark's target). With ``--fake-shipyard`` a Shipyard target
+    runs the bare app, which records nothing: its rows must come out INVALID."""
     key = "sk_bench_" + secrets.token_hex(16)
     if name == "bare":
         return Target(name, ServerSpec(name, _uvicorn_bare(port)), key, records=None)
-    if name not in SHIPYARD_TARGETS:
+    if env is None and name not in SHIPYARD_TARGETS:
         raise BenchError(f"unknown target {name!r} (expected one of {', '.join(TARGETS)})")
-    env = SHIPYARD_TARGETS[name]
+    env = SHIPYARD_TARGETS[name] if env is None else env
     records = Records(home, env.get("SHIPYARD_DATABASE_URL"))
     if config.fake_shipyard:
         return Target(name, ServerSpec(name, _uvicorn_bare(port)), key, records)
@@ -177,13 +180,16 @@ async def skip_reason(name: str, config: BenchConfig) -> str | None:
     return await postgres_unreachable() or redis_unreachable()
 
 
-async def bench_target(name: str, config: BenchConfig, result: BenchResult) -> None:
-    """Measure one target into `result`, one row per concurrency."""
+async def bench_target(
+    name: str, config: BenchConfig, result: BenchResult, env: dict[str, str] | None = None
+) -> None:
+    """Measure one target into `result`, one row per concurrency (``env``: as for
+    ``make_target``)."""
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-", ignore_cleanup_errors=True) as tmp:
         home = Path(tmp) / "home"
         home.mkdir()
         port = free_port()
-        target = make_target(name, port, home, config)
+        target = make_target(name, port, home, config, env)
         if target.records is not None and target.records.database_url is not None:
             await fresh_database(target.records.database_url)
         progress(f"starting {name} server on port {port} …")

@@ -20,6 +20,7 @@ from shipyard.guard.rules import EgressRules
 from shipyard.guard.secret_scrub import SecretScrubber
 from shipyard.guard.tool_secrets import SecretTransport, check_declared
 from shipyard.models.resolver import ModelResolver, ModelWrapper
+from shipyard.runtime.audit import AuditLog
 from shipyard.runtime.control import Control
 from shipyard.runtime.delegation import Delegation
 from shipyard.runtime.egress import ToolEgress
@@ -298,6 +299,18 @@ def build_services(app: App, settings: Settings) -> Services:
         egress=egress,
         secrets=secrets,
         limiter=limiter,
+        audit=build_audit(records, settings),
+    )
+
+
+def build_audit(records: RecordStore, settings: Settings) -> AuditLog:
+    """The process's audit log (one hash chain of its own), signed with the audit key."""
+    return AuditLog(
+        records,
+        key=audit_key(settings),
+        enabled=settings.audit,
+        flush_s=settings.audit_flush_s,
+        checkpoint_s=settings.audit_checkpoint_s,
     )
 
 
@@ -385,7 +398,19 @@ def webhook_signing_key(settings: Settings) -> str:
     """The configured key, or one generated once into the home folder (readable by owner)."""
     if settings.webhook_signing_key is not None:
         return settings.webhook_signing_key.get_secret_value()
-    path = settings.home / "webhook.key"
+    return _home_key(settings, "webhook.key")
+
+
+def audit_key(settings: Settings) -> bytes:
+    """``SHIPYARD_AUDIT_KEY``, or one generated once into the home folder (readable by owner)."""
+    if settings.audit_key is not None:
+        return settings.audit_key.get_secret_value().encode()
+    return _home_key(settings, "audit.key").encode()
+
+
+def _home_key(settings: Settings, name: str) -> str:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    path = settings.home / name
     if not path.exists():
         path.touch(mode=0o600)
         path.write_text(secrets.token_hex(32))

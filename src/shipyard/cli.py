@@ -9,16 +9,19 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from shipyard.cli_audit import admin_entry, audit_cli, parse_duration, with_store
 from shipyard.config import Settings, load_settings
 from shipyard.errors import ShipyardError
+from shipyard.telemetry.audit import AuditSink
 
 if TYPE_CHECKING:
     from shipyard.api.keys import KeyService
-    from shipyard.stores.records.base import ApiKeyRecord, Migration
+    from shipyard.stores.records.base import ApiKeyRecord, Migration, RecordStore
 
 T = TypeVar("T")
 
@@ -28,10 +31,10 @@ cli = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
-    help="Shipyard serves AI agents: serve, worker, invoke, keys, tenants, migrate.",
+    help="Shipyard serves AI agents: serve, worker, invoke, keys, tenants, audit, migrate.",
 )
 keys_cli = typer.Typer(
-    no_args_is_help=True, rich_markup_mode=None, help="Create, list and revoke API keys."
+    no_args_is_help=True, rich_markup_mode=None, help="Create, list, rotate and revoke API keys."
 )
 cli.add_typer(keys_cli, name="keys")
 
@@ -53,7 +56,7 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    """Shipyard serves AI agents: serve, worker, invoke, keys, tenants, migrate."""
+    """Shipyard serves AI agents: serve, worker, invoke, keys, tenants, audit, migrate."""
 
 
 AppOption = Annotated[
@@ -277,13 +280,21 @@ def keys_create(
         str, typer.Option(help="Comma-separated: admin, invoke, read.")
     ] = "invoke,read",
     name: Annotated[str, typer.Option(help="A label to recognise the key by.")] = "",
+    expires_in: Annotated[
+        str | None, typer.Option(help="The key answers 401 after this: 90d, 12h, 2w...")
+    ] = None,
 ) -> None:
     """Create a key and print it — the only time it is shown."""
+    lifetime = parse_duration(expires_in) if expires_in else None
 
-    async def go(keys: KeyService) -> str:
-        secret, record = await keys.create(tenant, scopes.split(","), name=name)
+    async def go(keys: KeyService, audit: AuditSink) -> str:
+        secret, record = await keys.create(
+            tenant, scopes.split(","), name=name, expires_in=lifetime
+        )
+        audit.record(admin_entry("keys.create", record.id, tenant))
+        until = f", expiring {record.expires_at:%Y-%m-%d %H:%M} UTC" if record.expires_at else ""
         typer.echo(
-            f"created {record.id} for tenant {tenant} with scopes {','.join(record.scopes)}",
+            f"created {record.id} for tenant {tenant} with scopes {','.join(record.scopes)}{until}",
             err=True,
         )
         return secret
@@ -293,16 +304,45 @@ def keys_create(
 
 @keys_cli.command("list")
 def keys_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None) -> None:
-    """List keys (never their secrets)."""
+    """List keys (never their secrets), with their last use and expiry."""
 
-    async def go(keys: KeyService) -> list[ApiKeyRecord]:
+    async def go(keys: KeyService, _: AuditSink) -> list[ApiKeyRecord]:
         return await keys.list(tenant)
 
+    now = datetime.now(UTC)
     for k in _with_keys(go):
-        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        if k.revoked_at:
+            state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}"
+        elif k.expires_at:
+            word = "expired" if k.expires_at <= now else "expires"
+            state = f"{word} {k.expires_at:%Y-%m-%d %H:%M}"
+        else:
+            state = "active"
+        used = f"used {k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never used"
         typer.echo(
-            f"{k.id}  {k.tenant_id:<16} {k.prefix}…  {','.join(k.scopes):<18} {state}  {k.name}"
+            f"{k.id}  {k.tenant_id:<16} {k.prefix}…  {','.join(k.scopes):<18} {state}  {used}  "
+            f"{k.name}"
         )
+
+
+@keys_cli.command("rotate")
+def keys_rotate(
+    key_id: Annotated[str, typer.Argument(help="The key's id (from 'keys list').")],
+    grace: Annotated[
+        str, typer.Option(help="How long the old key stays valid: 24h, 7d...")
+    ] = "24h",
+) -> None:
+    """Print a new key with the old one's tenant, scopes and lifetime; the old one keeps
+    working for the grace period, then answers 401."""
+    period = parse_duration(grace)
+
+    async def go(keys: KeyService, audit: AuditSink) -> str:
+        secret, record = await keys.rotate(key_id, grace=period)
+        audit.record(admin_entry("keys.rotate", key_id, record.tenant_id))
+        typer.echo(f"rotated {key_id} to {record.id}; {key_id} expires in {grace}", err=True)
+        return secret
+
+    typer.echo(_with_keys(go))
 
 
 @keys_cli.command("revoke")
@@ -311,8 +351,10 @@ def keys_revoke(
 ) -> None:
     """Revoke a key; servers stop accepting it within SHIPYARD_KEY_CACHE_S seconds."""
 
-    async def go(keys: KeyService) -> bool:
-        return await keys.revoke(key_id)
+    async def go(keys: KeyService, audit: AuditSink) -> bool:
+        revoked = await keys.revoke(key_id)
+        audit.record(admin_entry("keys.revoke", key_id, None, ok=revoked))
+        return revoked
 
     if not _with_keys(go):
         typer.secho(f"error: no key {key_id}", fg="red", err=True)
@@ -320,19 +362,13 @@ def keys_revoke(
     typer.echo(f"revoked {key_id}")
 
 
-def _with_keys(action: Callable[[KeyService], Awaitable[T]]) -> T:
-    from shipyard.app import build_keys, open_record_store
+def _with_keys(action: Callable[[KeyService, AuditSink], Awaitable[T]]) -> T:
+    from shipyard.app import build_keys
 
-    async def go() -> T:
-        settings = _settings()
-        store = open_record_store(settings.resolved_database_url)
-        try:
-            await store.migrate()
-            return await action(build_keys(store, settings))
-        finally:
-            await store.close()
+    async def go(store: RecordStore, settings: Settings, audit: AuditSink) -> T:
+        return await action(build_keys(store, settings), audit)
 
-    return _run(go)
+    return with_store(go)
 
 
 def _migration_line(done: Migration) -> str:
@@ -370,6 +406,7 @@ def main() -> None:
 from shipyard.cli_tenants import tenants_cli  # noqa: E402  (it reuses this module's helpers)
 
 cli.add_typer(tenants_cli, name="tenants")
+cli.add_typer(audit_cli, name="audit")
 
 if __name__ == "__main__":
     main()

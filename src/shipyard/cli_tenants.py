@@ -13,7 +13,7 @@ import re
 import tomllib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -22,6 +22,11 @@ from shipyard.errors import InvalidInput, PolicyConflict, TenantNotFound
 from shipyard.runtime.tenants import TenantPolicies
 from shipyard.stores.records.base import TenantRecord
 from shipyard.stores.records.policy import TenantPolicy
+
+if TYPE_CHECKING:
+    from shipyard.config import Settings
+    from shipyard.stores.records.base import RecordStore
+    from shipyard.telemetry.audit import AuditSink
 
 T = TypeVar("T")
 
@@ -59,7 +64,7 @@ def tenants_create(
     async def go(policies: TenantPolicies) -> TenantRecord:
         return await policies.put(tenant, policy, changed_by=_who(), expected_version=0)
 
-    _echo(_with_policies(go))
+    _echo(_with_policies(go, audited=("tenants.create", tenant)))
 
 
 @tenants_cli.command("show")
@@ -133,7 +138,7 @@ def _change(tenant: str, changes: list[tuple[list[str], Any]]) -> None:
             tenant, _validated(document), changed_by=_who(), expected_version=version
         )
 
-    _echo(_with_policies(go))
+    _echo(_with_policies(go, audited=("tenants.set", tenant)))
 
 
 def _who() -> str:
@@ -194,19 +199,22 @@ def _echo(record: TenantRecord) -> None:
     typer.echo(json.dumps(record.model_dump(mode="json"), indent=2))
 
 
-def _with_policies(action: Callable[[TenantPolicies], Awaitable[T]]) -> T:
-    from shipyard.app import open_record_store
-    from shipyard.cli import _run, _settings
+def _with_policies(
+    action: Callable[[TenantPolicies], Awaitable[T]], audited: tuple[str, str] | None = None
+) -> T:
+    """``action`` on the record store; a change (``audited``: action and tenant) leaves an
+    admin row in the audit log, refused or not."""
+    from shipyard.cli_audit import admin_entry, with_store
 
-    async def go() -> T:
-        settings = _settings()
-        store = open_record_store(settings.resolved_database_url)
+    async def go(store: RecordStore, _: Settings, audit: AuditSink) -> T:
         try:
-            await store.migrate()
-            return await action(TenantPolicies(store, cache_s=0))
+            done = await action(TenantPolicies(store, cache_s=0))
         except (PolicyConflict, TenantNotFound, InvalidInput) as exc:
+            if audited:
+                audit.record(admin_entry(*audited, audited[1], ok=False))
             raise _fail(exc.message) from None
-        finally:
-            await store.close()
+        if audited:
+            audit.record(admin_entry(*audited, audited[1]))
+        return done
 
-    return _run(go)
+    return with_store(go)

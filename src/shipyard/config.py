@@ -214,6 +214,31 @@ class Settings(BaseSettings):
         'list: [{"name": "github", "secret": "secret://github#token", "hosts": '
         '["api.github.com"], "header": "Authorization", "template": "Bearer {secret}"}].',
     )
+    audit: bool = Field(
+        True,
+        description="Write every API request, refusal and admin action to the hash-chained "
+        "audit log (docs/security.md). Off: only API keys' last use is kept.",
+    )
+    audit_key: SecretStr | None = Field(
+        None,
+        description="Key the audit log's checkpoints are signed with (HMAC-SHA256); `shipyard "
+        "audit verify` needs the same one. Default: generated once into the home folder (set it "
+        "explicitly when several machines write to one record store).",
+    )
+    audit_checkpoint_s: float = Field(
+        1.0,
+        gt=0,
+        le=3600,
+        description="Each process signs its audit chain's head at least this often while it "
+        "writes; rows after the last signature can be changed unnoticed.",
+    )
+    audit_flush_s: float = Field(
+        0.05,
+        ge=0,
+        le=10,
+        description="Audit rows gather this long before a batch is written (one statement, in "
+        "the record store's group commit); a crash loses at most this much.",
+    )
     host: str = Field("127.0.0.1", description="Address the server listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port the server listens on.")
     app: str | None = Field(None, description="The app to serve, as module:attribute.")

@@ -376,3 +376,33 @@ async def test_a_turn_on_a_session_deleted_meanwhile_is_refused_then_closed(
         assert kinds(refused) == ["error", "turn.done"]
         assert refused[0]["error"]["code"] == "session_not_found"
         assert (await closed_with(conn))[0] == 4404
+
+
+async def test_each_connection_leaves_an_audit_row(
+    server: ServerProcess, client: httpx.AsyncClient, reader_key: str
+) -> None:
+    """Accepted (101, with its key), refused for a bad key (401) or a missing scope (403); the
+    key in ``?access_token=`` never reaches the row."""
+    session = await new_session(client, "echo")
+    async with ws(server, session, key=None, query="?access_token=sk_shp_not_a_key") as conn:
+        assert (await recv(conn))["type"] == "error"
+        assert (await closed_with(conn))[0] == 4401
+    async with ws(server, session, key=reader_key) as conn:
+        assert (await recv(conn))["type"] == "error"
+        assert (await closed_with(conn))[0] == 4403
+    async with ws(server, session) as conn:
+        await turn(conn, "audited")
+    action = "WEBSOCKET /v1/sessions/{session_id}/ws"
+    rows: list[dict[str, Any]] = []
+    for _ in range(100):  # the rows are written in batches, a moment after each connection
+        reply = await client.get("/v1/audit", params={"action": action})
+        rows = [r for r in reply.json()["entries"] if session in r["resource"]]
+        if len(rows) == 3:
+            break
+        await asyncio.sleep(0.1)
+    assert sorted((r["status"], r["outcome"], r["key_id"] is not None) for r in rows) == [
+        (101, "ok", True),
+        (401, "denied", False),
+        (403, "denied", True),
+    ]
+    assert "sk_shp_" not in json.dumps(rows)

@@ -17,6 +17,7 @@ from shipyard.api.keys import KeyService
 from shipyard.api.middleware import Authenticate, BodyLimit, RateLimit, is_api
 from shipyard.api.routes import (
     agents,
+    audit,
     health,
     runs,
     session_ws,
@@ -75,12 +76,13 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes, tenants=services.tenants)
     if services.limiter is not None:
         app.add_middleware(RateLimit, limiter=services.limiter)
-    app.add_middleware(Authenticate, keys=keys)
+    app.add_middleware(Authenticate, keys=keys, audit=services.audit)
     if services.observability.metrics is not None:
         app.add_middleware(MetricsMiddleware, metrics=services.observability.metrics)
     app.include_router(health.router)
     app.include_router(metrics_router)
     app.include_router(agents.router)
+    app.include_router(audit.router)
     app.include_router(runs.router)
     app.include_router(traces_routes.router)
     app.include_router(sessions.router)

@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import Request
 
+from shipyard.api.audit import SCOPE_USED
 from shipyard.api.keys import KeyService, Principal
 from shipyard.api.state import keys
 from shipyard.errors import AuthError
@@ -75,6 +76,7 @@ def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     """A dependency that authenticates the caller and checks ``scope``."""
 
     async def dependency(request: Request) -> Principal:
+        request.scope[SCOPE_USED] = scope  # for the request's audit row
         principal = await caller(request)
         principal.require(scope)
         return principal
@@ -85,6 +87,7 @@ def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
 async def require_operator(request: Request) -> Principal:
     """A dependency for what spans tenants (the workers, every tenant's metrics): an admin key
     of the operator's tenant (``SHIPYARD_OPERATOR_TENANT``)."""
+    request.scope[SCOPE_USED] = "admin"
     principal = await caller(request)
     principal.require_operator()
     return principal

@@ -7,11 +7,11 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from shipyard.errors import AuthError, Forbidden, InvalidInput
+from shipyard.errors import AuthError, Forbidden, InvalidInput, NotFound
 from shipyard.stores.records.base import ApiKeyRecord, KeyRecords, Scope
 from shipyard.telemetry.events import new_id
 
@@ -54,6 +54,14 @@ class Principal:
             )
 
 
+class KeyRefused(AuthError):
+    """401 for a key that exists but is revoked or expired: the audit row names it."""
+
+    def __init__(self, message: str, *, key_id: str) -> None:
+        super().__init__(message)
+        self.key_id = key_id
+
+
 def parse_scopes(raw: Iterable[str]) -> tuple[Scope, ...]:
     scopes = [s.strip() for s in raw if s.strip()]
     unknown = sorted(set(scopes) - set(SCOPES))
@@ -76,16 +84,28 @@ class KeyService:
         self._store = store
         self._operator_tenant = operator_tenant
         self._cache_s = cache_s
-        self._cache: dict[str, tuple[float, Principal]] = {}  # key hash -> (expiry, principal)
+        # key hash -> (trusted until (monotonic), principal, the key's expiry (epoch) or inf)
+        self._cache: dict[str, tuple[float, Principal, float]] = {}
         self._cached_hashes: dict[str, str] = {}  # key id -> key hash, for ``revoke``
 
     async def create(
-        self, tenant_id: str, scopes: Iterable[str], *, name: str = "", secret: str | None = None
+        self,
+        tenant_id: str,
+        scopes: Iterable[str],
+        *,
+        name: str = "",
+        secret: str | None = None,
+        expires_in: timedelta | None = None,
+        rotated_from: str | None = None,
     ) -> tuple[str, ApiKeyRecord]:
-        """Store a new key and return its secret, which is never shown again."""
+        """Store a new key and return its secret, which is never shown again. ``expires_in``:
+        past it the key answers 401."""
         if not tenant_id or not all(c.isalnum() or c in "-_." for c in tenant_id):
             raise InvalidInput("tenant must be letters, digits, '-', '_' or '.'")
+        if expires_in is not None and expires_in <= timedelta(0):
+            raise InvalidInput("a key's lifetime must be positive")
         secret = secret or KEY_PREFIX + secrets.token_urlsafe(32)
+        now = datetime.now(UTC)
         record = ApiKeyRecord(
             id=new_id("key"),
             tenant_id=tenant_id,
@@ -93,10 +113,28 @@ class KeyService:
             prefix=secret[: len(KEY_PREFIX) + 4],
             scopes=parse_scopes(scopes),
             name=name,
-            created_at=datetime.now(UTC),
+            created_at=now,
+            expires_at=now + expires_in if expires_in is not None else None,
+            rotated_from=rotated_from,
         )
         await self._store.add_api_key(record)  # creates the tenant if needed
         return secret, record
+
+    async def rotate(self, key_id: str, *, grace: timedelta) -> tuple[str, ApiKeyRecord]:
+        """A new key with the old one's tenant, scopes, name and lifetime; the old one stays
+        valid for ``grace`` (or until it expires, if sooner). Returns the new secret."""
+        old = next((k for k in await self._store.list_api_keys() if k.id == key_id), None)
+        if old is None:
+            raise NotFound(f"no key {key_id!r}")
+        if old.revoked_at is not None:
+            raise InvalidInput(f"key {key_id!r} is revoked: create a new one instead")
+        lifetime = old.expires_at - old.created_at if old.expires_at is not None else None
+        made = await self.create(
+            old.tenant_id, old.scopes, name=old.name, expires_in=lifetime, rotated_from=old.id
+        )
+        await self._store.expire_api_key(old.id, datetime.now(UTC) + grace)
+        self._forget(old.id)
+        return made
 
     async def bootstrap(self, admin_key: str | None) -> str | None:
         """Make sure an admin key exists. Returns a newly generated secret to print once, if any.
@@ -140,29 +178,37 @@ class KeyService:
         This process stops accepting it at once; others within their ``cache_s``.
         """
         revoked = await self._store.revoke_api_key(key_id)
+        self._forget(key_id)
+        return revoked
+
+    def _forget(self, key_id: str) -> None:
         digest = self._cached_hashes.pop(key_id, None)
         if digest is not None:
             self._cache.pop(digest, None)
-        return revoked
 
     async def verify(self, secret: str) -> Principal:
         digest = hash_key(secret)
         now = time.monotonic()
         cached = self._cache.get(digest)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > now and cached[2] > time.time():
             return cached[1]
         record = await self._store.find_api_key(digest)
-        if record is None or record.revoked_at is not None:
+        if record is None:
             self._cache.pop(digest, None)
-            if record is not None:
-                self._cached_hashes.pop(record.id, None)
             raise AuthError("invalid or revoked API key")
+        expires = record.expires_at.timestamp() if record.expires_at else float("inf")
+        if record.revoked_at is not None or expires <= time.time():
+            self._cache.pop(digest, None)
+            self._cached_hashes.pop(record.id, None)
+            revoked = record.revoked_at is not None
+            message = "invalid or revoked API key" if revoked else "this API key has expired"
+            raise KeyRefused(message, key_id=record.id)
         scopes = frozenset(record.scopes)
         operator = record.tenant_id == self._operator_tenant and "admin" in scopes
         principal = Principal(record.tenant_id, record.id, scopes, operator)
         if len(self._cache) >= _CACHE_MAX:
             self._cache.clear()
             self._cached_hashes.clear()
-        self._cache[digest] = (now + self._cache_s, principal)
+        self._cache[digest] = (now + self._cache_s, principal, expires)
         self._cached_hashes[record.id] = digest
         return principal

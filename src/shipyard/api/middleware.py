@@ -5,6 +5,8 @@ the server a few kilobytes of socket buffer, not the upload:
 
 1. :class:`Authenticate` — the API (``/v1/...`` and ``/metrics``) needs a live key in
    ``Authorization: Bearer <key>``; without one the answer is 401 at once, the body unread.
+   Every API request, allowed or refused, leaves one row in the audit log (``api/audit``),
+   recorded when its answer starts; the answer carries its ``X-Request-Id``.
    The rest (health, the API docs and their assets, unknown paths) passes through: none of it
    reads a body. The principal is kept in the scope for the routes' scope checks
    (``auth.require``), so a request verifies its key once. WebSockets authenticate in their
@@ -25,17 +27,20 @@ the server a few kilobytes of socket buffer, not the upload:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shipyard.api import audit
 from shipyard.api.auth import PRINCIPAL, bearer_secret
 from shipyard.api.errors import error_response
 from shipyard.api.keys import KeyService, Principal
 from shipyard.errors import PayloadTooLarge, ShipyardError, rate_limit_headers
 from shipyard.runtime.limits import Limiter, calling_key
 from shipyard.runtime.tenants import TenantPolicies
+from shipyard.telemetry.audit import AuditSink, NoAudit
 
 log = structlog.get_logger(__name__)
 
@@ -65,11 +70,15 @@ async def refuse(
 
 
 class Authenticate:
-    def __init__(self, app: ASGIApp, keys: KeyService) -> None:
+    def __init__(self, app: ASGIApp, keys: KeyService, audit: AuditSink | None = None) -> None:
         self.app = app
         self.keys = keys
+        self.audit = audit or NoAudit()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and is_api(scope["path"]):
+            await self._audited_websocket(scope, receive, send)
+            return
         if scope["type"] != "http" or not is_api(scope["path"]):
             await self.app(scope, receive, send)
             return
@@ -78,12 +87,74 @@ class Authenticate:
             if name == b"authorization":
                 header = value.decode("latin-1")
                 break
+        request_id = audit.request_id(scope)
         try:
-            scope[PRINCIPAL] = await self.keys.verify(bearer_secret(header))
+            principal = await self.keys.verify(bearer_secret(header))
         except ShipyardError as exc:  # 401; or 503 when the key store does not answer
-            await refuse(scope, receive, send, exc, close=has_body(scope))
+            key_id = getattr(exc, "key_id", None)
+            self.audit.record(audit.entry(scope, None, exc.status, key_id=key_id))
+            tagged = _adding(send, (b"x-request-id", request_id.encode()))
+            await refuse(scope, receive, tagged, exc, close=has_body(scope))
             return
-        await self.app(scope, receive, send)
+        scope[PRINCIPAL] = principal
+        await self._audited(scope, receive, send, principal, request_id)
+
+    async def _audited(
+        self, scope: Scope, receive: Receive, send: Send, principal: Principal, request_id: str
+    ) -> None:
+        """The app, with the request's audit row recorded as its answer starts."""
+        recorded = False
+        header = (b"x-request-id", request_id.encode())
+
+        async def sending(message: Message) -> None:
+            nonlocal recorded
+            if message["type"] == "http.response.start" and not recorded:
+                recorded = True
+                self.audit.record(audit.entry(scope, principal, message["status"]))
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            if not recorded:  # the app failed before answering
+                self.audit.record(audit.entry(scope, principal, 500))
+
+    async def _audited_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket authenticates in its route (which leaves the principal in the scope);
+        its row is recorded when it ends, with the time it began: status 101 if it was
+        accepted and authenticated, else the refusal's (a close code 4000 + status)."""
+        audit.request_id(scope)
+        began = datetime.now(UTC)
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "websocket.accept":
+                status = 101
+            elif message["type"] == "websocket.close" and message.get("code", 1000) >= 4000:
+                status = min(message["code"] - 4000, 599) if status == 101 else status
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            principal = scope.get(PRINCIPAL)
+            made = audit.entry(
+                scope, principal if isinstance(principal, Principal) else None, status
+            )
+            self.audit.record(replace(made, at=began))
+
+
+def _adding(send: Send, header: tuple[bytes, bytes]) -> Send:
+    """``send``, with ``header`` added to the answer."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), header]}
+        await send(message)
+
+    return sending
 
 
 class RateLimit:

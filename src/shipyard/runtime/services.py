@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from shipyard.agents.agent import AgentLike
 from shipyard.models.resolver import ModelResolver
+from shipyard.runtime.audit import AuditLog
 from shipyard.runtime.control import Control
 from shipyard.runtime.egress import ToolEgress
 from shipyard.runtime.invoke import Invoker
@@ -47,9 +48,13 @@ class Services:
     closed with the services."""
     limiter: Limiter | None = None
     """Rate limits and runs in flight (``runtime.limits``); None: limits are off."""
+    audit: AuditLog | None = None
+    """The process's audit log (``runtime.audit``): requests, refusals, admin actions."""
 
     async def start(self) -> None:
         await self.recorder.start()
+        if self.audit is not None:
+            await self.audit.start()
         sessions = self.sessions
         await self.observability.start(
             queues=self.broker, active_sessions=lambda: sessions.active_turns
@@ -60,6 +65,8 @@ class Services:
         await self.invoker.drain(drain_s)
         await self.tasks.close()
         await self.recorder.close()
+        if self.audit is not None:
+            await self.audit.close()
         await self.observability.close()
         await self.records.close()
         await self.control.close()

@@ -13,6 +13,7 @@ TABLES = ", ".join(
     [
         *("run_events", "runs", "sessions", "task_transitions", "tasks", "api_keys"),
         *("tenants", "tenant_policy_changes", "workers", "webhook_deliveries"),
+        *("audit_log", "audit_checkpoints"),
     ]
 )
 

@@ -68,7 +68,8 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from shipyard.agents.context import RunRequest
-from shipyard.api.auth import authenticate, bearer_secret
+from shipyard.api.audit import SCOPE_USED
+from shipyard.api.auth import PRINCIPAL, authenticate, bearer_secret
 from shipyard.api.fanout import (
     REPLAY_FRAMES,
     TOO_SLOW,
@@ -183,7 +184,11 @@ async def _authenticate(websocket: WebSocket) -> tuple[Principal, str]:
             "missing key: send Authorization: Bearer <key>, or ?access_token=<key> from a browser"
         )
     secret = bearer_secret(header) if header is not None else str(token)
-    return await authenticate(keys(websocket), secret, "invoke"), secret
+    websocket.scope[SCOPE_USED] = "invoke"
+    principal = await keys(websocket).verify(secret)
+    websocket.scope[PRINCIPAL] = principal  # for the connection's audit row (middleware)
+    principal.require("invoke")
+    return principal, secret
 
 
 def _last_event_id(websocket: WebSocket) -> int | None:

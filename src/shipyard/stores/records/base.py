@@ -1,18 +1,19 @@
 """The record store: durable rows for tenants, API keys, runs and run events.
 
 Narrow protocols — keys, tenants, runs, sessions, tasks, spans (a trace's events), workers,
-webhooks — that one backend implements together as ``RecordStore``.
+webhooks, the audit log (``audit_base``) — that one backend implements together as ``RecordStore``.
 Every read takes a ``tenant_id``: a row of another tenant is simply not found.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shipyard.stores.records.audit_base import AuditRecords
 from shipyard.stores.records.policy import TenantPolicy
 from shipyard.telemetry.events import Event
 
@@ -45,6 +46,12 @@ class ApiKeyRecord(BaseModel):
     name: str = ""
     created_at: datetime
     revoked_at: datetime | None = None
+    expires_at: datetime | None = None
+    """Past this the key answers 401 (``None``: never expires)."""
+    last_used_at: datetime | None = None
+    """When it last authenticated a request, to within ``KEY_USED_EVERY_S`` (batched)."""
+    rotated_from: str | None = None
+    """The key this one replaced (``shipyard keys rotate``)."""
 
 
 class RunRecord(BaseModel):
@@ -145,6 +152,14 @@ class KeyRecords(Protocol):
     async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None: ...
     async def list_api_keys(self, tenant_id: str | None = None) -> list[ApiKeyRecord]: ...
     async def revoke_api_key(self, key_id: str) -> bool: ...
+
+    async def expire_api_key(self, key_id: str, at: datetime) -> bool:
+        """Make the key expire at ``at`` unless it expires sooner; False if there is no such key."""
+        ...
+
+    async def touch_api_keys(self, used: Mapping[str, datetime]) -> None:
+        """Record when each key (by id) was last used (a later time only)."""
+        ...
 
 
 class RunRecords(Protocol):
@@ -405,6 +420,7 @@ class TenantRecords(Protocol):
 
 
 class RecordStore(
+    AuditRecords,
     KeyRecords,
     TenantRecords,
     RunRecords,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -20,6 +21,13 @@ class SqlKeyRecords:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._insert_tenant_stmt = db.insert(tenants).on_conflict_do_nothing(index_elements=["id"])
+        at = sa.bindparam("at", type_=UTCDateTime())
+        self._touch_stmt = (
+            api_keys.update()
+            .where(api_keys.c.id == sa.bindparam("key"))
+            .where(sa.or_(api_keys.c.last_used_at.is_(None), api_keys.c.last_used_at < at))
+            .values(last_used_at=at)
+        )
 
     async def ensure_tenant(self, tenant_id: str) -> None:
         await self._db.write("ensure_tenant", lambda conn: self._ensure_tenant(conn, tenant_id))
@@ -57,6 +65,29 @@ class SqlKeyRecords:
             "revoke_api_key", lambda conn: conn.execute(stmt, {"now": datetime.now(UTC)})
         )
         return result.rowcount > 0
+
+    async def expire_api_key(self, key_id: str, at: datetime) -> bool:
+        """Expire the key at ``at`` unless it expires sooner (a rotation's grace period)."""
+        when = sa.bindparam("at", type_=UTCDateTime())
+        sooner = sa.case(
+            (api_keys.c.expires_at.is_(None), when),
+            (api_keys.c.expires_at < when, api_keys.c.expires_at),
+            else_=when,
+        )
+        stmt = api_keys.update().where(api_keys.c.id == key_id).values(expires_at=sooner)
+        result = await self._db.write("expire_api_key", lambda conn: conn.execute(stmt, {"at": at}))
+        return result.rowcount > 0
+
+    async def touch_api_keys(self, used: Mapping[str, datetime]) -> None:
+        """Set each key's ``last_used_at``, never back in time: one statement for them all."""
+        if not used:
+            return
+        params = [{"key": key_id, "at": at} for key_id, at in used.items()]
+
+        async def work(conn: AsyncConnection) -> None:
+            await conn.execute(self._touch_stmt, params)
+
+        await self._db.write("touch_api_keys", work)
 
     async def _ensure_tenant(self, conn: AsyncConnection, tenant_id: str) -> None:
         now = datetime.now(UTC)

@@ -86,6 +86,9 @@ api_keys = sa.Table(
     sa.Column("name", sa.String, nullable=False, server_default=""),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("revoked_at", UTCDateTime, nullable=True),
+    sa.Column("expires_at", UTCDateTime, nullable=True),
+    sa.Column("last_used_at", UTCDateTime, nullable=True),
+    sa.Column("rotated_from", sa.String, nullable=True),
 )
 
 runs = sa.Table(
@@ -230,3 +233,41 @@ webhook_deliveries = sa.Table(
     sa.Index("ix_webhook_deliveries_status_next_at", "status", "next_at"),
 )
 """The webhook outbox: one delivery per task outcome, made by whichever worker claims it."""
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", BinaryString, primary_key=True),
+    sa.Column("chain_id", sa.String, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("tenant_id", sa.String, nullable=True),
+    sa.Column("key_id", sa.String, nullable=True),
+    sa.Column("action", sa.String, nullable=False),
+    sa.Column("resource", sa.Text, nullable=False),
+    sa.Column("outcome", sa.String, nullable=False),
+    sa.Column("status", sa.Integer, nullable=True),
+    sa.Column("scope", sa.String, nullable=True),
+    sa.Column("client", sa.String, nullable=True),
+    sa.Column("request_id", sa.String, nullable=True),
+    sa.Column("trace_id", sa.String, nullable=True),
+    sa.Column("detail", _json(), nullable=True),
+    sa.Column("hash", sa.String, nullable=False),
+    sa.Index("uq_audit_log_chain_id_seq", "chain_id", "seq", unique=True),
+)
+"""Append-only, one hash chain per writing process (``chain_id``, ``seq`` from 1); ids are
+time-ordered, so a time range is an id range (``stores.records.audit``). Two indexes only, for a
+cheap insert: listings walk the ids newest first and filter."""
+
+audit_checkpoints = sa.Table(
+    "audit_checkpoints",
+    metadata,
+    sa.Column("chain_id", sa.String, primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("row_seq", sa.BigInteger, nullable=False),
+    sa.Column("row_hash", sa.String, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("final", sa.Boolean, nullable=False),
+    sa.Column("mac", sa.String, nullable=False),
+)
+"""Signed (HMAC) heads of the audit chains: what an attacker without the key cannot forge."""

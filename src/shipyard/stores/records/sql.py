@@ -14,6 +14,7 @@ sub-protocol          class                  module
 ``SpanRecords``       ``SqlSpanRecords``     ``traces``: a trace's stored events
 ``WorkerRecords``     ``SqlWorkerRecords``   ``workers``: task workers' heartbeats
 ``WebhookRecords``    ``SqlWebhookRecords``  ``webhooks``: the tasks' webhook outbox
+``AuditRecords``      ``SqlAuditRecords``    ``audit``: the audit log and its checkpoints
 ====================  =====================  ============================================
 
 ``SqlRecordStore`` composes them (its methods hand each call to its part) and adds the
@@ -24,7 +25,7 @@ are chosen once, in ``Database``.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shipyard.stores.records import engines
 from shipyard.stores.records._database import SQLITE_COMMIT_DELAY_S, Database
+from shipyard.stores.records.audit import SqlAuditRecords
+from shipyard.stores.records.audit_base import (
+    AuditCheckpoint,
+    AuditGroup,
+    AuditPage,
+    AuditQuery,
+    AuditRecord,
+    AuditRow,
+)
 from shipyard.stores.records.base import (
     ApiKeyRecord,
     KeyRecords,
@@ -77,8 +87,8 @@ class SqlRecordStore:
     """The ``RecordStore`` on an async SQLAlchemy engine (``aiosqlite`` or ``asyncpg``).
 
     Its parts are public (``keys``, ``tenants``, ``runs``, ``sessions``, ``tasks``, ``traces``,
-    ``workers``, ``webhooks``): each is the store of one sub-protocol, sharing this one's engine
-    and writes.
+    ``workers``, ``webhooks``, ``audit``): each is the store of one sub-protocol, sharing this
+    one's engine and writes.
     """
 
     def __init__(
@@ -106,6 +116,7 @@ class SqlRecordStore:
         self.traces = SqlSpanRecords(self._db)
         self.workers = SqlWorkerRecords(self._db)
         self.webhooks = SqlWebhookRecords(self._db)
+        self.audit = SqlAuditRecords(self._db)
 
     @classmethod
     def from_url(cls, url: str, *, commit_delay_s: float | None = None) -> SqlRecordStore:
@@ -168,6 +179,38 @@ class SqlRecordStore:
 
     async def revoke_api_key(self, key_id: str) -> bool:
         return await self.keys.revoke_api_key(key_id)
+
+    async def expire_api_key(self, key_id: str, at: datetime) -> bool:
+        return await self.keys.expire_api_key(key_id, at)
+
+    async def touch_api_keys(self, used: Mapping[str, datetime]) -> None:
+        await self.keys.touch_api_keys(used)
+
+    # -- the audit log (audit) ------------------------------------------------------------------
+
+    async def append_audit(
+        self, rows: Sequence[AuditRow], checkpoints: Sequence[AuditCheckpoint] = ()
+    ) -> None:
+        await self.audit.append_audit(rows, checkpoints)
+
+    async def list_audit(
+        self, query: AuditQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> AuditPage:
+        return await self.audit.list_audit(query, limit=limit, cursor=cursor)
+
+    async def group_audit(self, query: AuditQuery, by: Sequence[str]) -> list[AuditGroup]:
+        return await self.audit.group_audit(query, by)
+
+    async def audit_chains(self) -> list[str]:
+        return await self.audit.audit_chains()
+
+    async def audit_chain(
+        self, chain_id: str, *, after_seq: int = 0, limit: int = 1000
+    ) -> list[AuditRecord]:
+        return await self.audit.audit_chain(chain_id, after_seq=after_seq, limit=limit)
+
+    async def audit_checkpoints(self, chain_id: str) -> list[AuditCheckpoint]:
+        return await self.audit.audit_checkpoints(chain_id)
 
     # -- tenants' policies (tenants) ------------------------------------------------------------
 
