@@ -80,6 +80,9 @@ class Database:
         (``SQLITE_COMMIT_DELAY_S`` on a SQLite file, none on PostgreSQL)."""
         self.engine = engine
         self.dialect = engine.dialect.name
+        self.writes_in_ctes = self.dialect == "postgresql"
+        """Whether a statement can write in its ``WITH`` clauses (a row and its log in one
+        statement: one round trip)."""
         self._loop_first = LoopFirst(sqlite_path) if sqlite_path else None
         self._asyncpg = AsyncpgWrites(engine) if self.dialect == "postgresql" else None
         begin = self.engine.begin
