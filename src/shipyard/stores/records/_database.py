@@ -83,6 +83,9 @@ class Database:
         self.writes_in_ctes = self.dialect == "postgresql"
         """Whether a statement can write in its ``WITH`` clauses (a row and its log in one
         statement: one round trip)."""
+        self.array_params = self.dialect == "postgresql"
+        """Whether a list can be one parameter (``= ANY(:ids)``: one prepared statement for
+        any number of ids, where ``IN`` is rendered again for each)."""
         self._loop_first = LoopFirst(sqlite_path) if sqlite_path else None
         self._asyncpg = AsyncpgWrites(engine) if self.dialect == "postgresql" else None
         begin = self.engine.begin

@@ -76,16 +76,19 @@ class AsyncpgWrites:
             try:
                 async with driver.transaction():
                     yield cast(AsyncConnection, _OnDriver(conn, driver, self._prepared))
-            except BaseException:
-                await _drop_if_broken(conn, driver)
+            except BaseException as error:
+                await _drop_if_broken(conn, driver, error)
                 raise
 
 
-async def _drop_if_broken(conn: AsyncConnection, driver: Any) -> None:
-    """A connection lost, or left in a transaction (its rollback failed, or was cancelled), is
-    not handed to the pool again: SQLAlchemy only notices a broken connection when an error
-    passes through it, and the driver's errors here did not."""
-    if driver.is_closed() or driver.is_in_transaction():
+async def _drop_if_broken(conn: AsyncConnection, driver: Any, error: BaseException) -> None:
+    """A connection that may be broken is not handed to the pool again: SQLAlchemy only
+    notices one when an error passes through it, and the driver's errors here did not. Only an
+    error the server reported about a statement (it has a SQLSTATE) leaves a connection known
+    to be sound; a connection lost, in an unknown protocol state (a server that ended it while
+    it was idle), interrupted (cancelled) or still in a transaction is dropped."""
+    sound = getattr(error, "sqlstate", None) and not driver.is_closed()
+    if not sound or driver.is_in_transaction():
         with contextlib.suppress(Exception):
             await conn.invalidate()
 

@@ -27,6 +27,7 @@ IDS_PER_STATEMENT = 1000
 statement)."""
 _MOVE_KEYS = ("task_id", "status", "at", "detail")
 _TASK_KEYS = tuple(TaskRecord.model_fields)
+_PENDING = "handover_pending"
 
 _TransitionKey = tuple[tuple[str, ...], tuple[str, ...], bool, bool]
 
@@ -47,6 +48,11 @@ class SqlTaskRecords:
             self._insert_once_stmt = _created_and_logged(once)
         self._insert_move_stmt = task_transitions.insert()
         self._transitions: dict[_TransitionKey, sa.Executable] = {}
+        self._marks: dict[str, sa.Update] = {}  # hand-over notes, on an array of ids
+        if db.array_params:
+            for operation, column in (("handed_over", _PENDING), ("offering", "handover_at")):
+                self._marks[operation] = _mark_any(column)
+                db.prepare(self._marks[operation], keys=("ids", column))
         db.prepare(self._insert_move_stmt, keys=_MOVE_KEYS)
         returns = [tasks.c.id] if self._logged else []
         for stmt in (self._insert_task_stmt, self._insert_once_stmt):
@@ -197,7 +203,13 @@ class SqlTaskRecords:
 
     async def _mark_handovers(self, operation: str, task_ids: Sequence[str], **values: Any) -> None:
         """On the pending ones of ``task_ids``, in one transaction (``IDS_PER_STATEMENT`` a
-        statement)."""
+        statement; where the ids can be one array parameter, one prepared statement)."""
+        marks = self._marks.get(operation)
+        if marks is not None:
+            if task_ids:
+                params = {"ids": list(task_ids), **values}
+                await self._db.write(operation, lambda conn: conn.execute(marks, params))
+            return
         step = IDS_PER_STATEMENT
         chunks = [list(task_ids[i : i + step]) for i in range(0, len(task_ids), step)]
         if not chunks:
@@ -276,3 +288,13 @@ def _moved_and_logged(update: sa.Update) -> sa.Select[Any]:
 
 def _log_move(moves: sa.Select[Any]) -> sa.CTE:
     return task_transitions.insert().from_select(list(_MOVE_KEYS), moves).cte("logged")
+
+
+def _mark_any(column: str) -> sa.Update:
+    """Set ``column`` on the pending tasks among the array ``ids``."""
+    ids = sa.bindparam("ids", type_=sa.ARRAY(sa.String))
+    return (
+        tasks.update()
+        .where(tasks.c.id == sa.any_(ids), tasks.c.handover_pending.is_(True))
+        .values({column: sa.bindparam(column, type_=tasks.c[column].type)})
+    )
