@@ -159,6 +159,8 @@ class Database:
         return Page[_Model](items=items, next_cursor=last)
 
     async def close(self) -> None:
+        if self._asyncpg is not None:
+            await self._asyncpg.close()
         await self.engine.dispose()
         if self._loop_first is not None:
             self._loop_first.close()
