@@ -6,7 +6,8 @@ Each sub-protocol of ``base.RecordStore`` has its own class (``keys``, ``runs``,
 - writes go through ``Database.write``, group-committed (``stores._group_commit``): the
   process's writes of the moment, whichever part makes them, share one transaction; on a SQLite
   file they run on the loop (``group_commit.LoopFirst``), the hot statements compiled once for
-  the stdlib driver (``Database.prepare``);
+  the stdlib driver (``Database.prepare``); on PostgreSQL in the driver's transactions, the hot
+  statements on ``asyncpg`` directly (``pg_prepared.AsyncpgWrites``);
 - reads go through ``Database.fetch`` on the async engine, as plain dicts;
 - driver and network failures leave both as ``StoreError`` (``StoreRejected`` when the store
   refused the data itself), naming the operation, never the driver, to a client;
@@ -35,6 +36,7 @@ from shipyard.errors import StoreError, StoreRejected
 from shipyard.stores._group_commit import GroupCommit
 from shipyard.stores.records.base import Page
 from shipyard.stores.records.group_commit import LoopFirst
+from shipyard.stores.records.pg_prepared import AsyncpgWrites
 from shipyard.stores.storable import value_problem
 
 __all__ = ["MAX_PAGE", "SQLITE_COMMIT_DELAY_S", "Database", "Insert", "readable"]
@@ -78,8 +80,19 @@ class Database:
         (``SQLITE_COMMIT_DELAY_S`` on a SQLite file, none on PostgreSQL)."""
         self.engine = engine
         self.dialect = engine.dialect.name
+        self.writes_in_ctes = self.dialect == "postgresql"
+        """Whether a statement can write in its ``WITH`` clauses (a row and its log in one
+        statement: one round trip)."""
+        self.array_params = self.dialect == "postgresql"
+        """Whether a list can be one parameter (``= ANY(:ids)``: one prepared statement for
+        any number of ids, where ``IN`` is rendered again for each)."""
         self._loop_first = LoopFirst(sqlite_path) if sqlite_path else None
-        begin = self._loop_first.begin if self._loop_first else self.engine.begin
+        self._asyncpg = AsyncpgWrites(engine) if self.dialect == "postgresql" else None
+        begin = self.engine.begin
+        if self._loop_first is not None:
+            begin = self._loop_first.begin
+        elif self._asyncpg is not None:
+            begin = self._asyncpg.begin
         if commit_delay_s is None:
             commit_delay_s = SQLITE_COMMIT_DELAY_S if self._loop_first else 0.0
         self._group = GroupCommit(begin, delay_s=commit_delay_s)
@@ -96,11 +109,13 @@ class Database:
         return postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table)
 
     def prepare(self, statement: Any, **options: Any) -> None:
-        """On a SQLite file, run ``statement`` in writes on the stdlib driver, compiled once
-        (``LoopFirst.prepare``; ``options`` as for ``sqlite_prepared.Prepared``); elsewhere
-        nothing."""
+        """Run ``statement`` in writes on the driver, compiled once (``options`` as for
+        ``sqlite_prepared.Prepared``): on a SQLite file the stdlib driver (``LoopFirst``), on
+        PostgreSQL ``asyncpg`` (``AsyncpgWrites``); on an in-memory SQLite, nothing."""
         if self._loop_first is not None:
             self._loop_first.prepare(statement, **options)
+        elif self._asyncpg is not None:
+            self._asyncpg.prepare(statement, **options)
 
     @asynccontextmanager
     async def translate(self, operation: str) -> AsyncIterator[None]:
@@ -144,6 +159,8 @@ class Database:
         return Page[_Model](items=items, next_cursor=last)
 
     async def close(self) -> None:
+        if self._asyncpg is not None:
+            await self._asyncpg.close()
         await self.engine.dispose()
         if self._loop_first is not None:
             self._loop_first.close()
@@ -175,7 +192,7 @@ def _refused(error: BaseException) -> bool:
     integrity violation), so that retrying the same write cannot succeed."""
     if isinstance(error, _REFUSALS):
         return True
-    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None) or ""
+    sqlstate = getattr(getattr(error, "orig", error), "sqlstate", None) or ""
     return str(sqlstate)[:2] in ("22", "23")
 
 

@@ -136,7 +136,11 @@ class SqlRecordStore:
         engine = engines.create_engine(parsed.set(drivername="postgresql+asyncpg"))
         return cls(
             engine,
-            driver_errors=(asyncpg.PostgresError, asyncpg.InterfaceError),
+            driver_errors=(
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,
+            ),
             commit_delay_s=commit_delay_s,
         )
 

@@ -1,4 +1,5 @@
-"""SQLAlchemy statements compiled once and run on the stdlib ``sqlite3`` driver.
+"""SQLAlchemy statements compiled once and run on the stdlib ``sqlite3`` driver (``Prepared``
+also compiles them for ``asyncpg``: ``pg_prepared``).
 
 The hot writes (a task submitted, a task's every move, a run's batch) are a handful of fixed
 statements. Going through ``Connection.execute`` for each costs more than SQLite takes to run it
@@ -10,7 +11,7 @@ SQLAlchemy types as everywhere else, so what is written is exactly what the asyn
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -22,7 +23,8 @@ _Convert = Callable[[Any], Any]
 
 
 class Prepared:
-    """One statement, compiled for ``dialect`` (SQLite, ``qmark`` parameters).
+    """One statement, compiled for ``dialect`` (SQLite's ``qmark`` parameters, or asyncpg's
+    ``$n``).
 
     ``keys``: the parameters every call passes (for an INSERT, the columns it sets; by default
     all of them). ``returning``: the columns the statement returns, whose types convert what is
@@ -60,7 +62,8 @@ class Prepared:
             if proc is not None:
                 self._convert.append((i, proc))
         self._reads = {
-            c.key: c.type.dialect_impl(dialect).result_processor(dialect, None) for c in returning
+            c.key: c.type.dialect_impl(dialect).result_processor(dialect, _coltype(c, dialect))
+            for c in returning
         }
 
     def values(self, params: Params) -> list[Any]:
@@ -73,6 +76,14 @@ class Prepared:
             values[i] = proc(values[i])
         return values
 
+    def read(self, names: Iterable[str], row: Iterable[Any]) -> dict[str, Any]:
+        """A returned row, converted by its columns' types."""
+        reads = self._reads
+        return {
+            name: value if (proc := reads.get(name)) is None else proc(value)
+            for name, value in zip(names, row, strict=True)
+        }
+
     def execute(self, conn: Any, params: Params) -> PreparedResult:
         """On ``conn``, a ``sqlite3.Connection`` (typed loosely: SQLAlchemy hands out the driver's
         connection as a protocol)."""
@@ -80,20 +91,24 @@ class Prepared:
         if not self._reads:
             return PreparedResult(cursor.rowcount, [])
         names = [d[0] for d in cursor.description]
-        procs = [self._reads.get(name) for name in names]
-        rows = [
-            {
-                name: proc(value) if proc is not None else value
-                for name, proc, value in zip(names, procs, row, strict=True)
-            }
-            for row in cursor.fetchall()
-        ]
+        rows = [self.read(names, row) for row in cursor.fetchall()]
         return PreparedResult(len(rows), rows)
 
     def executemany(self, conn: Any, rows: Sequence[Params]) -> PreparedResult:
         """Many rows (no results)."""
         cursor = conn.executemany(self.sql, [self.values(row) for row in rows])
         return PreparedResult(cursor.rowcount, [])
+
+
+_PG_FLOAT8 = 701
+
+
+def _coltype(column: sa.ColumnElement[Any], dialect: Dialect) -> int | None:
+    """The type code the driver reports for ``column``, where its conversion depends on it:
+    asyncpg's numerics ask for the PostgreSQL type (a ``Float`` column is double precision)."""
+    if dialect.name == "postgresql" and isinstance(column.type, sa.Float):
+        return _PG_FLOAT8
+    return None
 
 
 class PreparedResult:

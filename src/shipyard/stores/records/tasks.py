@@ -2,7 +2,9 @@
 (``base.TaskRecords``) on the SQL record store.
 
 A task's creation and each of its moves are hot writes: fixed statements, built once (a
-compare-and-set per combination of fields), compiled once for the stdlib driver on a SQLite file.
+compare-and-set per combination of fields), compiled once for the driver (``Database.prepare``).
+Where a statement can write in its ``WITH`` clause (PostgreSQL), the row and its move are one
+statement, one round trip; elsewhere (SQLite, on the loop: no round trips) two.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shipyard.stores.records._database import Database
+from shipyard.stores.records._database import Database, Insert
 from shipyard.stores.records.base import Page, TaskRecord, TaskStatus, TaskTransition
 from shipyard.stores.records.schema import task_transitions, tasks
 
@@ -24,6 +26,8 @@ IDS_PER_STATEMENT = 1000
 """Task ids one ``IN`` list carries at most (PostgreSQL's driver takes 32,767 parameters a
 statement)."""
 _MOVE_KEYS = ("task_id", "status", "at", "detail")
+_TASK_KEYS = tuple(TaskRecord.model_fields)
+_PENDING = "handover_pending"
 
 _TransitionKey = tuple[tuple[str, ...], tuple[str, ...], bool, bool]
 
@@ -33,15 +37,26 @@ class SqlTaskRecords:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._insert_task_stmt = db.insert(tasks)
-        self._insert_once_stmt = db.insert(tasks).on_conflict_do_nothing(
+        self._logged = db.writes_in_ctes
+        once = db.insert(tasks).on_conflict_do_nothing(
             index_elements=["tenant_id", "idempotency_key"]
         )
+        self._insert_task_stmt: sa.Executable = db.insert(tasks)
+        self._insert_once_stmt: sa.Executable = once
+        if self._logged:
+            self._insert_task_stmt = _created_and_logged(db.insert(tasks))
+            self._insert_once_stmt = _created_and_logged(once)
         self._insert_move_stmt = task_transitions.insert()
-        self._transitions: dict[_TransitionKey, sa.Update] = {}
+        self._transitions: dict[_TransitionKey, sa.Executable] = {}
+        self._marks: dict[str, sa.Update] = {}  # hand-over notes, on an array of ids
+        if db.array_params:
+            for operation, column in (("handed_over", _PENDING), ("offering", "handover_at")):
+                self._marks[operation] = _mark_any(column)
+                db.prepare(self._marks[operation], keys=("ids", column))
         db.prepare(self._insert_move_stmt, keys=_MOVE_KEYS)
+        returns = [tasks.c.id] if self._logged else []
         for stmt in (self._insert_task_stmt, self._insert_once_stmt):
-            db.prepare(stmt, keys=TaskRecord.model_fields)
+            db.prepare(stmt, keys=_TASK_KEYS, returning=returns)
 
     async def create_task(self, task: TaskRecord) -> tuple[TaskRecord, bool]:
         """Idempotent per tenant on ``idempotency_key``: a second create returns the first."""
@@ -50,6 +65,8 @@ class SqlTaskRecords:
         move = {"task_id": task.id, "status": task.status, "at": task.created_at, "detail": {}}
 
         async def work(conn: AsyncConnection) -> bool:
+            if self._logged:  # the move is in the statement
+                return (await conn.execute(stmt, row)).mappings().first() is not None
             if (await conn.execute(stmt, row)).rowcount == 0:
                 return False
             await conn.execute(self._insert_move_stmt, move)
@@ -159,13 +176,16 @@ class SqlTaskRecords:
         }
         if from_offer is not None:
             params["w_offer"] = from_offer
+        if self._logged:  # the move is in the statement
+            params["m_detail"] = detail or {}
         move = {"task_id": task_id, "status": status, "at": now, "detail": detail or {}}
 
         async def work(conn: AsyncConnection) -> TaskRecord | None:
             row = (await conn.execute(stmt, params)).mappings().first()
             if row is None:
                 return None
-            await conn.execute(self._insert_move_stmt, move)
+            if not self._logged:
+                await conn.execute(self._insert_move_stmt, move)
             return TaskRecord.model_validate(dict(row))
 
         return await self._db.write("transition_task", work)
@@ -183,7 +203,13 @@ class SqlTaskRecords:
 
     async def _mark_handovers(self, operation: str, task_ids: Sequence[str], **values: Any) -> None:
         """On the pending ones of ``task_ids``, in one transaction (``IDS_PER_STATEMENT`` a
-        statement)."""
+        statement; where the ids can be one array parameter, one prepared statement)."""
+        marks = self._marks.get(operation)
+        if marks is not None:
+            if task_ids:
+                params = {"ids": list(task_ids), **values}
+                await self._db.write(operation, lambda conn: conn.execute(marks, params))
+            return
         step = IDS_PER_STATEMENT
         chunks = [list(task_ids[i : i + step]) for i in range(0, len(task_ids), step)]
         if not chunks:
@@ -199,7 +225,7 @@ class SqlTaskRecords:
 
     def _transition_stmt(
         self, fields: tuple[str, ...], expected: tuple[str, ...], from_offer: bool, count: bool
-    ) -> sa.Update:
+    ) -> sa.Executable:
         """The compare-and-set of a task's status from one of ``expected`` (and, with
         ``from_offer``, from its offer or none) that also sets ``fields`` (and with ``count``,
         adds one to ``attempts``): built once per combination, with bound parameters, so
@@ -208,11 +234,15 @@ class SqlTaskRecords:
         key = (fields, expected, from_offer, count)
         stmt = self._transitions.get(key)
         if stmt is None:
-            stmt = self._transitions[key] = _transition(*key)
+            stmt = _transition(*key)
             columns = ("status", "updated_at", *fields)
             keys = ["w_tenant_id", "w_id", *(f"v_{c}" for c in columns)]
             if from_offer:
                 keys.append("w_offer")
+            if self._logged:
+                stmt = _moved_and_logged(stmt)
+                keys.append("m_detail")
+            self._transitions[key] = stmt
             self._db.prepare(stmt, keys=keys, returning=list(tasks.c))
         return stmt
 
@@ -234,3 +264,37 @@ def _transition(
     if count:
         values["attempts"] = tasks.c.attempts + 1
     return tasks.update().where(*where).values(values).returning(*tasks.c)
+
+
+def _created_and_logged(insert: Insert) -> sa.Select[Any]:
+    """``insert`` (of every column of a task) and, if it inserted the task, its first move, in
+    one statement; returns the task's id (no row: not inserted)."""
+    values = {c: sa.bindparam(c, type_=tasks.c[c].type) for c in _TASK_KEYS}
+    created = insert.values(values).returning(tasks.c.id, tasks.c.status, tasks.c.created_at)
+    row = created.cte("created")
+    no_detail = sa.literal({}, type_=task_transitions.c.detail.type)
+    log = _log_move(sa.select(row.c.id, row.c.status, row.c.created_at, no_detail))
+    return sa.select(row.c.id).add_cte(log)
+
+
+def _moved_and_logged(update: sa.Update) -> sa.Select[Any]:
+    """``update`` (returning every column of the task) and, if it moved the task, the move (its
+    detail is ``m_detail``), in one statement; returns the task's row."""
+    row = update.cte("moved")
+    detail = sa.bindparam("m_detail", type_=task_transitions.c.detail.type)
+    log = _log_move(sa.select(row.c.id, row.c.status, row.c.updated_at, detail))
+    return sa.select(row).add_cte(log)
+
+
+def _log_move(moves: sa.Select[Any]) -> sa.CTE:
+    return task_transitions.insert().from_select(list(_MOVE_KEYS), moves).cte("logged")
+
+
+def _mark_any(column: str) -> sa.Update:
+    """Set ``column`` on the pending tasks among the array ``ids``."""
+    ids = sa.bindparam("ids", type_=sa.ARRAY(sa.String))
+    return (
+        tasks.update()
+        .where(tasks.c.id == sa.any_(ids), tasks.c.handover_pending.is_(True))
+        .values({column: sa.bindparam(column, type_=tasks.c[column].type)})
+    )
