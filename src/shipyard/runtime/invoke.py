@@ -16,6 +16,7 @@ from shipyard.agents.context import RunContext, RunInput, RunRequest, RunResult
 from shipyard.agents.delegate import AgentCalls, current_calls
 from shipyard.errors import (
     AgentNotFound,
+    InputBlocked,
     RateLimited,
     RunCancelled,
     RunFailure,
@@ -23,10 +24,14 @@ from shipyard.errors import (
     ShipyardError,
     StoreError,
 )
+from shipyard.guard.pipeline import RunGuard
+from shipyard.guard.policy import NO_GUARDS, GuardPolicy
 from shipyard.guard.rules import EgressRules
+from shipyard.guard.stream import OutputFilter
 from shipyard.models.base import AssistantMessage, ChatModel, Message, Usage, UserMessage
 from shipyard.models.resolver import ModelResolver
 from shipyard.runtime.egress import ToolEgress
+from shipyard.runtime.guards import guard_input, guard_output
 from shipyard.runtime.hooks import RunHook, run_hooked
 from shipyard.runtime.recorder import Recorder
 from shipyard.stores.storable import without_lone_surrogates
@@ -83,6 +88,7 @@ class Invoker:
         processors: Sequence[ProcessorFactory] = (),
         hooks: Sequence[RunHook] = (),
         egress: ToolEgress | None = None,
+        guards: GuardPolicy = NO_GUARDS,
     ) -> None:
         """``recorder``: where runs are recorded (``None``: nowhere, for ``run_agent``).
         ``observers`` see every event of every run (logs, metrics, traces); ``models``
@@ -91,8 +97,11 @@ class Invoker:
         order, before any sink (after the ``set_redactor`` hook's, if one is installed);
         ``hooks`` run before and after every agent run (``shipyard.runtime.hooks``); ``egress``
         makes each run's ``ctx.http`` (default: the egress policy with no exceptions and the
-        default rules)."""
+        default rules); ``guards``: the guard policy of agents without one of their own
+        (``Agent.guards``)."""
         self.egress = egress or ToolEgress()
+        self._default_guards = guards
+        self._guards: dict[int, RunGuard | None] = {}
         self._hooks = tuple(hooks)
         self.models = models or ModelResolver()
         self._processors = tuple(processors)
@@ -141,6 +150,7 @@ class Invoker:
         agent) for ``request``, through the same pipeline as every run."""
         request = _with_parent(request)
         parent = request.parent
+        guard = self.guard_for(target)
         emitter = Emitter(
             run_id=request.run_id,
             tenant_id=request.tenant_id,
@@ -150,7 +160,7 @@ class Invoker:
             parent_span_id=parent.span_id if parent else None,
             sinks=[_storable(*self._sinks, *sinks)],
             stream_deltas=stream_deltas,
-            processors=self._run_processors(),
+            processors=self._run_processors(guard),
             session_id=request.session_id,
             task_id=request.task_id,
         )
@@ -165,6 +175,7 @@ class Invoker:
             http_factory=self._http_for(target),
             tool_timeout_s=self._limits.tool_timeout_s,
             metadata=dict(request.metadata),
+            guard=guard,
         )
         task = asyncio.current_task()
         if task is not None:
@@ -177,6 +188,16 @@ class Invoker:
             await ctx.close_http()
             if self._recorder is not None:
                 await self._recorder.durable()
+
+    def guard_for(self, target: AgentLike) -> RunGuard | None:
+        """The guard policy of ``target``'s runs, its detectors looked up (once per policy; a
+        missing detector is a ``ConfigError``); None when it has no rules."""
+        own = getattr(target, "guards", None)  # Agent and FunctionAgent have it; AgentLike not
+        policy = own if isinstance(own, GuardPolicy) else self._default_guards
+        key = id(policy)
+        if key not in self._guards:
+            self._guards[key] = RunGuard(policy) if policy.rules else None
+        return self._guards[key]
 
     def _http_for(self, target: AgentLike) -> Callable[[RunContext], httpx.AsyncClient]:
         rules = getattr(target, "egress", None)  # Agent and FunctionAgent have it; AgentLike not
@@ -209,10 +230,14 @@ class Invoker:
         calls = current_calls.set(self.calls)
         try:
             async with limit:
+                if ctx.guard is not None:
+                    input = guard_input(ctx)
                 if self._hooks:
                     result = await run_hooked(self._hooks, target, ctx)
                 else:  # no coroutine of its own for the hooks' step when there are none
                     result = await target.run(ctx, input)
+                if ctx.guard is not None:
+                    result = guard_output(ctx, result)
                 result = _storable_result(result, history=ctx.request.session_id is not None)
         except TimeoutError as exc:
             if not limit.expired():  # a timeout inside the agent (a client's), not ours
@@ -223,7 +248,7 @@ class Invoker:
             reason = exc.args[0] if exc.args and isinstance(exc.args[0], str) else None
             self._failed(ctx, RunCancelled(reason or "the run was cancelled"), started)
             raise
-        except (RunFailure, StoreError, RateLimited) as exc:  # a hook's refusal: 429 as is
+        except (RunFailure, StoreError, RateLimited, InputBlocked) as exc:  # refusals as is
             raise self._failed(ctx, exc, started) from None
         except Exception as exc:
             raise self._failed(ctx, _agent_failure(target.name, exc), started) from exc
@@ -247,10 +272,11 @@ class Invoker:
             messages=_added(input, result),
         )
 
-    def _run_processors(self) -> list[EventProcessor]:
+    def _run_processors(self, guard: RunGuard | None) -> list[EventProcessor]:
         redactor = current_redactor()
         first = [] if redactor is None else [BodyRedaction(redactor)]
-        return [*first, *(make() for make in self._processors)]
+        last = [OutputFilter(guard)] if guard is not None and guard.watches("output") else []
+        return [*first, *(make() for make in self._processors), *last]
 
     def _timeout_s(self, request: RunRequest) -> float:
         limit = self._limits.run_timeout_s
