@@ -14,23 +14,34 @@ import dataclasses
 
 from shipyard.agents.context import RunContext, RunInput, RunResult
 from shipyard.errors import InputBlocked
-from shipyard.guard.pipeline import BLOCKED_OUTPUT, Decision, RunGuard
+from shipyard.guard.pipeline import BLOCKED_OUTPUT, Decision, RunGuard, Verdict
 from shipyard.models.base import AssistantMessage, Message, UserMessage
 from shipyard.telemetry.audit import AuditEntry, AuditSink
 from shipyard.telemetry.events import Event, Sink
 
 
-def guard_input(ctx: RunContext) -> RunInput:
-    """The run's input as the policy lets it in (``ctx.request`` updated to match); raises
-    ``InputBlocked`` when a rule blocks it. Of a conversation, the last user message is
-    judged (earlier ones were judged on their own turn)."""
+def guard_input(ctx: RunContext) -> Verdict | None:
+    """The run's input judged (None: no input rules, or nothing to judge). A rewritten input
+    replaces ``ctx.request.input`` now, so that ``run.started`` and the records carry it. Of a
+    conversation, the last user message is judged (earlier ones had their own turn)."""
     guard = _guard(ctx)
     original = ctx.request.input
     at = None if isinstance(original, str) else _last_user(original)
     if not guard.watches("input") or (not isinstance(original, str) and at is None):
-        return original
+        return None
     text = original if isinstance(original, str) else str(original[at or 0].content)
     judged = guard.check("input", text)
+    if judged.blocked or judged.text is text:
+        return judged
+    input: RunInput = judged.text
+    if not isinstance(original, str):
+        input = [*original[: at or 0], UserMessage(content=judged.text), *original[(at or 0) + 1 :]]
+    ctx.request = dataclasses.replace(ctx.request, input=input)
+    return judged
+
+
+def admit_input(ctx: RunContext, judged: Verdict) -> None:
+    """The input's decisions as events of the run; ``InputBlocked`` (400) when one blocks."""
     _emit(ctx, judged.decisions)
     if judged.blocked:
         blocking = [d for d in judged.decisions if d.action == "block"]
@@ -41,13 +52,6 @@ def guard_input(ctx: RunContext) -> RunInput:
                 "types": sorted({t for d in blocking for t in d.types}),
             },
         )
-    if judged.text is text:
-        return original
-    input: RunInput = judged.text
-    if not isinstance(original, str):
-        input = [*original[: at or 0], UserMessage(content=judged.text), *original[(at or 0) + 1 :]]
-    ctx.request = dataclasses.replace(ctx.request, input=input)
-    return input
 
 
 def guard_output(ctx: RunContext, result: RunResult) -> RunResult:

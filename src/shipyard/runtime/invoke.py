@@ -31,7 +31,7 @@ from shipyard.guard.stream import OutputFilter
 from shipyard.models.base import AssistantMessage, ChatModel, Message, Usage, UserMessage
 from shipyard.models.resolver import ModelResolver
 from shipyard.runtime.egress import ToolEgress
-from shipyard.runtime.guards import guard_input, guard_output
+from shipyard.runtime.guards import admit_input, guard_input, guard_output
 from shipyard.runtime.hooks import RunHook, run_hooked
 from shipyard.runtime.recorder import Recorder
 from shipyard.stores.storable import without_lone_surrogates
@@ -221,6 +221,7 @@ class Invoker:
 
     async def _run(self, target: AgentLike, ctx: RunContext) -> RunOutcome:
         started = time.perf_counter()
+        judged = guard_input(ctx) if ctx.guard is not None else None  # run.started: as judged
         input, parent_run_id = ctx.request.input, ctx.request.parent_run_id
         lineage = {"parent_run_id": parent_run_id} if parent_run_id else {}
         ctx.emit("run.started", input=_jsonable(input), metadata=ctx.metadata, **lineage)
@@ -230,8 +231,8 @@ class Invoker:
         calls = current_calls.set(self.calls)
         try:
             async with limit:
-                if ctx.guard is not None:
-                    input = guard_input(ctx)
+                if judged is not None:
+                    admit_input(ctx, judged)
                 if self._hooks:
                     result = await run_hooked(self._hooks, target, ctx)
                 else:  # no coroutine of its own for the hooks' step when there are none
