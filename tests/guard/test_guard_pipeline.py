@@ -78,7 +78,7 @@ async def test_a_rewritten_input_is_what_the_model_and_the_records_get(
 async def test_a_flagged_input_goes_on_unchanged_with_an_event() -> None:
     model = ScriptedModel(echo=True)
     agent = Agent(name="a", model=model, guards=cards("input", "flag"))
-    result, events = await run_agent(agent, f"pay with {CARD}")
+    _, events = await run_agent(agent, f"pay with {CARD}")
     assert model.requests[0].messages[-1] == UserMessage(content=f"pay with {CARD}")
     [flag] = guard_events(events)
     assert flag.data["action"] == "flag" and CARD not in json.dumps(flag.data)
@@ -111,9 +111,7 @@ def tool_message(model: ScriptedModel) -> ToolMessage:
     return message
 
 
-async def test_a_tool_result_carrying_an_injection_is_blocked_before_the_next_model_call() -> (
-    None
-):
+async def test_a_tool_result_carrying_an_injection_is_blocked_before_the_next_model_call() -> None:
     agent, model = tool_agent(
         GuardRule(detector="test_injection", surfaces=("tool_result",), action="block")
     )
@@ -236,4 +234,3 @@ def test_the_setting_reads_rules() -> None:
     policy = GuardPolicy.from_setting(raw)
     assert policy.on("output")[0].detector == "pii" and not policy.on("input")
     assert GuardPolicy.from_setting("") == GuardPolicy()
-

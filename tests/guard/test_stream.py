@@ -53,7 +53,7 @@ def test_a_card_split_into_five_deltas_anywhere_never_leaves() -> None:
     for _ in range(300):  # five pieces, the card cut in each of them
         inner = sorted(rng.sample(range(start + 1, start + len(CARD)), 4))
         parts = [TEXT[a:b] for a, b in zip([0, *inner], [*inner, len(TEXT)], strict=True)]
-        texts, events = streamed(parts)
+        texts, _ = streamed(parts)
         assert "".join(texts) == REDACTED
         assert all(CARD[:4] not in t for t in texts)
     for pieces in (2, 5, 17, len(TEXT)):
