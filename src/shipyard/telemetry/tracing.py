@@ -360,7 +360,7 @@ def _tool_attributes(e: Event) -> tuple[str, dict[str, Any]]:
 def _guard_attributes(e: Event) -> dict[str, Any]:
     return {
         f"shipyard.guard.{k}": str(e.data[k])
-        for k in ("guard", "action", "surface", "score", "types")
+        for k in ("guard", "action", "surface", "score", "types", "reason")
         if e.data.get(k) is not None
     }
 
