@@ -101,7 +101,7 @@ class Invoker:
         (``Agent.guards``)."""
         self.egress = egress or ToolEgress()
         self._default_guards = guards
-        self._guards: dict[int, RunGuard | None] = {}
+        self._guards: dict[GuardPolicy, RunGuard | None] = {}
         self._hooks = tuple(hooks)
         self.models = models or ModelResolver()
         self._processors = tuple(processors)
@@ -194,10 +194,9 @@ class Invoker:
         missing detector is a ``ConfigError``); None when it has no rules."""
         own = getattr(target, "guards", None)  # Agent and FunctionAgent have it; AgentLike not
         policy = own if isinstance(own, GuardPolicy) else self._default_guards
-        key = id(policy)
-        if key not in self._guards:
-            self._guards[key] = RunGuard(policy) if policy.rules else None
-        return self._guards[key]
+        if policy not in self._guards:  # frozen, so equal policies share their detectors
+            self._guards[policy] = RunGuard(policy) if policy.rules else None
+        return self._guards[policy]
 
     def _http_for(self, target: AgentLike) -> Callable[[RunContext], httpx.AsyncClient]:
         rules = getattr(target, "egress", None)  # Agent and FunctionAgent have it; AgentLike not
