@@ -122,6 +122,17 @@ async def test_a_blocked_input_is_400_input_blocked_with_an_audit_row(app: FastA
     assert block.data["types"] == ["injection"] and ATTACK not in json.dumps(block.data)
 
 
+async def test_a_blocked_session_turn_is_400_and_the_session_goes_on(app: FastAPI) -> None:
+    async with client(app) as c:
+        session = (await c.post("/v1/sessions", json={"agent": "strict"})).json()["id"]
+        blocked = await c.post(f"/v1/sessions/{session}/turns", json={"input": ATTACK})
+        assert blocked.status_code == 400, blocked.text
+        assert blocked.json()["error"]["code"] == "input_blocked"
+        fine = await c.post(f"/v1/sessions/{session}/turns", json={"input": "hello"})
+        assert fine.status_code == 200, fine.text
+        assert fine.json()["output"] == "echo: hello"
+
+
 def test_a_server_policy_naming_a_missing_detector_fails_at_start(tmp_path: Path) -> None:
     raw = json.dumps({"rules": [{"detector": "nope", "surfaces": ["input"], "action": "flag"}]})
     settings = load_settings(home=tmp_path, admin_key=ADMIN, guards=raw)
