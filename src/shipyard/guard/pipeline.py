@@ -70,7 +70,7 @@ Hit = tuple[GuardRule, Finding]
 class RunGuard:
     """A policy with its detectors, for the runs of one agent."""
 
-    __slots__ = ("_detectors", "policy")
+    __slots__ = ("_detectors", "_rules", "policy")
 
     def __init__(self, policy: GuardPolicy) -> None:
         """Looks every detector up now: a policy naming a missing one is a ``ConfigError``."""
@@ -78,18 +78,23 @@ class RunGuard:
         self._detectors: dict[str, Detector] = {
             rule.detector: registry.detector(rule.detector) for rule in policy.rules
         }
+        self._rules: dict[str, tuple[tuple[GuardRule, Detector], ...]] = {
+            surface: tuple((rule, self._detectors[rule.detector]) for rule in policy.on(surface))
+            for surface in ("input", "tool_result", "output")
+        }
 
     def watches(self, surface: Surface) -> bool:
-        return bool(self.policy.on(surface))
+        return bool(self._rules[surface])
 
     def hits(self, surface: Surface, text: str) -> list[Hit]:
         """Every finding of the surface's rules at or above their threshold, by start."""
         found: list[Hit] = []
-        for rule in self.policy.on(surface):
-            for finding in self._detectors[rule.detector].scan(text):
+        for rule, detector in self._rules[surface]:
+            for finding in detector.scan(text):
                 if finding.score >= rule.threshold:
                     found.append((rule, finding))
-        found.sort(key=lambda hit: hit[1].start)
+        if len(found) > 1:
+            found.sort(key=lambda hit: hit[1].start)
         return found
 
     def check(self, surface: Surface, text: str) -> Verdict:

@@ -64,6 +64,8 @@ class OutputFilter:
         if cut == 0:
             return []
         text, self._held = self._held[:cut], self._held[cut:]
+        if not hits:  # the common case: nothing found, the text leaves as it is
+            return [event.model_copy(update={"data": {**event.data, "text": text}})]
         judged = verdict("output", text, hits)
         out = [_guard_event(event, d) for d in judged.decisions]
         if judged.blocked:
