@@ -27,6 +27,10 @@ STRICT = GuardPolicy(
     rules=(GuardRule(detector="test_injection", surfaces=("input",), action="block"),)
 )
 
+SEALED = GuardPolicy(
+    rules=(GuardRule(detector="test_cards", surfaces=("output",), action="block"),)
+)
+
 
 @pytest.fixture
 async def app(tmp_path: Path) -> AsyncIterator[FastAPI]:
@@ -39,6 +43,7 @@ async def app(tmp_path: Path) -> AsyncIterator[FastAPI]:
             Agent(name="echo", model="scripted:echo"),  # the server's policy
             Agent(name="strict", model="scripted:echo", guards=STRICT),
             Agent(name="open", model="scripted:echo", guards=GuardPolicy()),
+            Agent(name="sealed", model="scripted:echo", guards=SEALED),
         ]
     )
     asgi = shipyard.asgi(settings)
@@ -133,8 +138,45 @@ async def test_a_blocked_session_turn_is_400_and_the_session_goes_on(app: FastAP
         assert fine.json()["output"] == "echo: hello"
 
 
+async def test_a_streamed_answer_blocked_is_withheld_and_audited_once(app: FastAPI) -> None:
+    streamed = await sse(app, "sealed", f"my card {CARD} ok")
+    deltas = "".join(e["data"]["text"] for e in streamed if e["type"] == "llm.delta")
+    assert deltas == "[blocked by guard]"  # the card came within the first 64 characters
+    assert streamed[-1]["data"]["output"] == "[blocked by guard]"
+    blocks = [e for e in streamed if e["type"] == "guard.block"]
+    assert [bool(e["data"].get("stream")) for e in blocks] == [True, False]
+    audit = services(app).audit
+    await audit.flush()
+    async with client(app) as c:
+        entries = (await c.get("/v1/audit", params={"limit": 500})).json()["entries"]
+    assert len([e for e in entries if e["action"] == "guard.block"]) == 1
+
+
 def test_a_server_policy_naming_a_missing_detector_fails_at_start(tmp_path: Path) -> None:
     raw = json.dumps({"rules": [{"detector": "nope", "surfaces": ["input"], "action": "flag"}]})
     settings = load_settings(home=tmp_path, admin_key=ADMIN, guards=raw)
     with pytest.raises(ConfigError, match="'nope'"):
         App(agents=[Agent(name="echo", model="scripted:echo")]).asgi(settings)
+
+
+async def test_guard_decisions_are_counted_in_the_metrics(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path, admin_key=ADMIN, log_events=False, guards=DEFAULT)
+    shipyard = App(
+        agents=[
+            Agent(name="echo", model="scripted:echo"),
+            Agent(name="strict", model="scripted:echo", guards=STRICT),
+        ]
+    )
+    asgi = shipyard.asgi(settings)
+    async with asgi.router.lifespan_context(asgi), client(asgi) as c:
+        await c.post("/v1/agents/strict/invoke", json={"input": ATTACK})
+        await c.post("/v1/agents/echo/invoke", json={"input": f"card {CARD}"})
+        streamed = await c.post(
+            "/v1/agents/echo/invoke",
+            json={"input": f"card {CARD}"},
+            headers={"Accept": "text/event-stream"},
+        )
+        assert '"stream":true' in streamed.text.replace(" ", "")  # the stream's own decision
+        text = (await c.get("/metrics")).text
+    assert 'shipyard_guard_flags_total{action="block",guard="test_injection"} 1.0' in text
+    assert 'shipyard_guard_flags_total{action="redact",guard="test_cards"} 2.0' in text

@@ -93,11 +93,12 @@ def _answer(message: Message, before: str, after: str) -> Message:
 
 def audit_blocks(audit: AuditSink) -> Sink:
     """An observer that writes each ``guard.block`` decision to the audit log (outcome
-    ``blocked``; the detector, surface and entity types as detail, never the text)."""
+    ``blocked``; the detector, surface and entity types as detail, never the text). The
+    stream's own decisions are left out: the final answer's stand for them."""
 
     def sink(event: Event) -> None:
-        if event.type != "guard.block":
-            return
+        if event.type != "guard.block" or event.data.get("stream"):
+            return  # a streamed block is the answer's block too: one row, from the answer
         data = event.data
         audit.record(
             AuditEntry(

@@ -250,6 +250,8 @@ class Metrics:
 
     def _guard_flag(self, event: Event) -> None:
         data = event.data
+        if data.get("stream"):  # the final answer's decision counts it (docs/guards.md)
+            return
         key = ("guard", data.get("guard") or "unknown", data.get("action") or "unknown")
         self._child(self.guard_flags, key).inc()
 
