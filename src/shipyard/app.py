@@ -264,6 +264,7 @@ def build_services(app: App, settings: Settings) -> Services:
         hooks=[*([limiter.hook] if limiter else []), *app.run_hooks],
         egress=egress,
         guards=GuardPolicy.from_setting(settings.guards),
+        tenants=tenants,
     )
     for served in app.agents.values():  # a policy naming a missing detector fails at start
         invoker.guard_for(served)

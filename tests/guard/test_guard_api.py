@@ -180,3 +180,35 @@ async def test_guard_decisions_are_counted_in_the_metrics(tmp_path: Path) -> Non
         text = (await c.get("/metrics")).text
     assert 'shipyard_guard_flags_total{action="block",guard="test_injection"} 1.0' in text
     assert 'shipyard_guard_flags_total{action="redact",guard="test_cards"} 2.0' in text
+
+
+async def test_a_tenant_policy_adds_its_rules_to_the_agents(app: FastAPI) -> None:
+    rules = {"rules": [{"detector": "test_injection", "surfaces": ["input"], "action": "block"}]}
+    async with client(app) as c:
+        put = await c.put("/v1/tenants/acme", json={"policy": {"guards": {"settings": rules}}})
+        assert put.status_code == 200, put.text
+        key, _ = await app.state.keys.create("acme", ["invoke"])
+        acme = {"Authorization": f"Bearer {key}"}
+        blocked = await c.post("/v1/agents/echo/invoke", json={"input": ATTACK}, headers=acme)
+        assert blocked.status_code == 400 and blocked.json()["error"]["code"] == "input_blocked"
+        other = await c.post("/v1/agents/echo/invoke", json={"input": ATTACK})  # tenant default
+        assert other.status_code == 200, other.text
+        # the server's own rules still apply to acme's runs
+        card = await c.post("/v1/agents/echo/invoke", json={"input": f"c {CARD}"}, headers=acme)
+        assert card.json()["output"] == "echo: c [CREDIT_CARD]"
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"rules": [{"detector": "nope", "surfaces": ["input"], "action": "block"}]},
+        {"rules": [{"detector": "test_cards", "surfaces": ["output"], "action": "zap"}]},
+    ],
+)
+async def test_a_tenant_guard_policy_that_cannot_run_is_refused(
+    app: FastAPI, settings: dict[str, Any]
+) -> None:
+    async with client(app) as c:
+        put = await c.put("/v1/tenants/acme", json={"policy": {"guards": {"settings": settings}}})
+    assert put.status_code == 422, put.text
+    assert put.json()["error"]["details"]["field"] == "policy.guards.settings"

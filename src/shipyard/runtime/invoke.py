@@ -34,6 +34,7 @@ from shipyard.runtime.egress import ToolEgress
 from shipyard.runtime.guards import admit_input, guard_input, guard_output
 from shipyard.runtime.hooks import RunHook, run_hooked
 from shipyard.runtime.recorder import Recorder
+from shipyard.runtime.tenants import TenantPolicies, tenant_guards
 from shipyard.stores.storable import without_lone_surrogates
 from shipyard.telemetry.eventlog import BodyRedaction, current_redactor
 from shipyard.telemetry.events import (
@@ -51,6 +52,9 @@ if TYPE_CHECKING:
     import httpx
 
 log = structlog.get_logger(__name__)
+
+_GUARDS_MAX = 1000
+"""Guard policies kept ready (agents' and the server's, each with each tenant's additions)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +93,7 @@ class Invoker:
         hooks: Sequence[RunHook] = (),
         egress: ToolEgress | None = None,
         guards: GuardPolicy = NO_GUARDS,
+        tenants: TenantPolicies | None = None,
     ) -> None:
         """``recorder``: where runs are recorded (``None``: nowhere, for ``run_agent``).
         ``observers`` see every event of every run (logs, metrics, traces); ``models``
@@ -98,7 +103,8 @@ class Invoker:
         ``hooks`` run before and after every agent run (``shipyard.runtime.hooks``); ``egress``
         makes each run's ``ctx.http`` (default: the egress policy with no exceptions and the
         default rules); ``guards``: the guard policy of agents without one of their own
-        (``Agent.guards``)."""
+        (``Agent.guards``), to which a tenant's policy (``tenants``) adds its own rules."""
+        self._tenants = tenants
         self.egress = egress or ToolEgress()
         self._default_guards = guards
         self._guards: dict[GuardPolicy, RunGuard | None] = {}
@@ -150,7 +156,7 @@ class Invoker:
         agent) for ``request``, through the same pipeline as every run."""
         request = _with_parent(request)
         parent = request.parent
-        guard = self.guard_for(target)
+        guard = await self._run_guard(target, request.tenant_id)
         emitter = Emitter(
             run_id=request.run_id,
             tenant_id=request.tenant_id,
@@ -189,14 +195,26 @@ class Invoker:
             if self._recorder is not None:
                 await self._recorder.durable()
 
-    def guard_for(self, target: AgentLike) -> RunGuard | None:
-        """The guard policy of ``target``'s runs, its detectors looked up (once per policy; a
-        missing detector is a ``ConfigError``); None when it has no rules."""
+    def guard_for(self, target: AgentLike, tenant: GuardPolicy | None = None) -> RunGuard | None:
+        """The guard policy of ``target``'s runs — its own or the server's, plus the tenant's
+        rules — its detectors looked up (once per policy; a missing detector is a
+        ``ConfigError``); None when it has no rules."""
         own = getattr(target, "guards", None)  # Agent and FunctionAgent have it; AgentLike not
         policy = own if isinstance(own, GuardPolicy) else self._default_guards
+        if tenant is not None and tenant.rules:
+            policy = GuardPolicy(
+                rules=policy.rules + tenant.rules, hold_back=max(policy.hold_back, tenant.hold_back)
+            )
         if policy not in self._guards:  # frozen, so equal policies share their detectors
+            if len(self._guards) >= _GUARDS_MAX:
+                self._guards.clear()
             self._guards[policy] = RunGuard(policy) if policy.rules else None
         return self._guards[policy]
+
+    async def _run_guard(self, target: AgentLike, tenant_id: str) -> RunGuard | None:
+        if self._tenants is None:
+            return self.guard_for(target)
+        return self.guard_for(target, tenant_guards(await self._tenants.policy(tenant_id)))
 
     def _http_for(self, target: AgentLike) -> Callable[[RunContext], httpx.AsyncClient]:
         rules = getattr(target, "egress", None)  # Agent and FunctionAgent have it; AgentLike not
