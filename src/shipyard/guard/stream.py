@@ -34,7 +34,9 @@ class OutputFilter:
         if event.type == "llm.delta":
             return self._delta(event)
         if event.type == "llm.response":
-            return [*self._release_all(), self._response(event)]
+            released = self._release_all()
+            self._blocked = False  # a block withholds one answer; the next step streams again
+            return [*released, self._response(event)]
         return [event]
 
     def flush(self) -> Sequence[Event]:
