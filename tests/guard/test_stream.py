@@ -83,3 +83,16 @@ def test_guard_events_of_the_stream_carry_no_text() -> None:
         "types": ["CREDIT_CARD"],
         "stream": True,
     }
+
+
+def test_a_block_withholds_the_rest_of_its_step_only() -> None:
+    rule = GuardRule(detector="test_cards", surfaces=("output",), action="block")
+    out = OutputFilter(RunGuard(GuardPolicy(rules=(rule,), hold_back=8)))
+    response = delta("").model_copy(update={"type": "llm.response", "data": {"content": "x"}})
+    first = [e for part in ("card ", CARD, " and more text") for e in out.process(delta(part))]
+    first += out.process(response)
+    second = [e for part in ("all ", "fine ", "now") for e in out.process(delta(part))]
+    second += out.flush()
+    text = ["".join(e.data["text"] for e in events if e.type == "llm.delta")
+            for events in (first, second)]  # fmt: skip
+    assert text == ["card [blocked by guard]", "all fine now"]
