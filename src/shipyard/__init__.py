@@ -26,6 +26,8 @@ from shipyard.errors import (
     RunTimeout,
     ShipyardError,
 )
+from shipyard.guard.base import Finding
+from shipyard.guard.policy import GuardPolicy, GuardRule
 from shipyard.guard.rules import EgressRules
 from shipyard.models.base import (
     AssistantMessage,
@@ -58,7 +60,10 @@ __all__ = [
     "EgressRules",
     "Event",
     "EventProcessor",
+    "Finding",
     "FunctionAgent",
+    "GuardPolicy",
+    "GuardRule",
     "Message",
     "ModelError",
     "ModelRequest",

@@ -16,6 +16,7 @@ from shipyard.agents.agent import Agent, AgentLike
 from shipyard.config import Settings, load_settings
 from shipyard.errors import ConfigError, StoreError
 from shipyard.guard.egress import EgressPolicy, redact_url
+from shipyard.guard.policy import GuardPolicy
 from shipyard.guard.rules import EgressRules
 from shipyard.guard.secret_scrub import SecretScrubber
 from shipyard.guard.tool_secrets import SecretTransport, check_declared
@@ -24,6 +25,7 @@ from shipyard.runtime.audit import AuditLog
 from shipyard.runtime.control import Control
 from shipyard.runtime.delegation import Delegation
 from shipyard.runtime.egress import ToolEgress
+from shipyard.runtime.guards import audit_blocks
 from shipyard.runtime.hooks import RunHook
 from shipyard.runtime.invoke import Invoker, RunLimits
 from shipyard.runtime.limits import SLOT_MARGIN_S, Effective, Limiter
@@ -251,16 +253,21 @@ def build_services(app: App, settings: Settings) -> Services:
     tenants = TenantPolicies(records, cache_s=settings.tenant_cache_s)
     egress = build_egress(settings, tenants, secrets)
     limiter = build_limiter(settings, state, tenants)
+    audit = build_audit(records, settings)
     invoker = Invoker(
         app.agents,
         recorder,
         limits,
-        observers=observability.sinks,
+        observers=[*observability.sinks, audit_blocks(audit)],
         models=models,
         processors=(*scrub_secrets(settings, secrets), *app.event_processors),
         hooks=[*([limiter.hook] if limiter else []), *app.run_hooks],
         egress=egress,
+        guards=GuardPolicy.from_setting(settings.guards),
+        tenants=tenants,
     )
+    for served in app.agents.values():  # a policy naming a missing detector fails at start
+        invoker.guard_for(served)
     control = Control(state)  # one subscription per process, for every run's stop word
     sessions = SessionService(
         state,
@@ -299,7 +306,7 @@ def build_services(app: App, settings: Settings) -> Services:
         egress=egress,
         secrets=secrets,
         limiter=limiter,
-        audit=build_audit(records, settings),
+        audit=audit,
     )
 
 

@@ -153,6 +153,13 @@ class Settings(BaseSettings):
         "comma-separated host names, IP addresses, CIDR ranges, each optionally with :port, "
         "e.g. 'hooks.internal,10.1.0.0/16,127.0.0.1:9000'.",
     )
+    guards: str = Field(
+        "",
+        description='The server-wide guard policy, as JSON: {"rules": [{"detector": '
+        '"pii", "surfaces": ["output"], "action": "redact"}], "hold_back": 64}; '
+        "empty: no guards. An agent's own policy (Agent(guards=...)) replaces it "
+        "(docs/guards.md).",
+    )
     tool_allow: str = Field(
         "",
         description="Targets the tools' HTTP client (ctx.http) may reach despite the egress "
@@ -330,6 +337,17 @@ class Settings(BaseSettings):
         if url_scheme(value) not in SECRET_STORES:
             supported = ", ".join(f"{s}://" for s in sorted(SECRET_STORES))
             raise ValueError(f"unsupported scheme {url_scheme(value)!r}; use one of {supported}")
+        return value
+
+    @field_validator("guards")
+    @classmethod
+    def _guard_policy(cls, value: str) -> str:
+        from shipyard.guard.policy import GuardPolicy
+
+        try:
+            GuardPolicy.from_setting(value)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
         return value
 
     @field_validator("webhook_allow", "tool_allow")

@@ -21,6 +21,7 @@
     ├── ContextOverflow                422     context_overflow    history beyond the budget
     ├── AuthError                      401     unauthorized
     ├── Forbidden                      403     forbidden
+    ├── InputBlocked                   400     input_blocked       a guard refused the run's input
     ├── InvalidInput                   422     invalid_input
     │   └── EgressDenied               422     egress_denied       a URL aims at a denied address
     ├── PayloadTooLarge                413     payload_too_large   body over SHIPYARD_MAX_BODY_BYTES
@@ -162,6 +163,14 @@ class AuthError(ShipyardError):
 class Forbidden(ShipyardError):
     status = 403
     code = "forbidden"
+
+
+class InputBlocked(ShipyardError):
+    """A guard policy's ``block`` rule found something in the run's input (the details name
+    the detectors and entity types, never the text)."""
+
+    status = 400
+    code = "input_blocked"
 
 
 class InvalidInput(ShipyardError):

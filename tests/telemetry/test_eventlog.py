@@ -27,7 +27,7 @@ from tests.telemetry.conftest import LogBuffer
 IDS = ("run_id", "seq", "tenant_id", "agent", "session_id", "task_id", "trace_id", "span_id")
 IDS_WHEN_SET = ("parent_span_id", "session_id", "task_id")
 BODIES = {"input", "metadata", "content", "tool_calls", "arguments", "output"}
-WARNING_KINDS = {"run.failed", "guard.flag"}
+WARNING_KINDS = {"run.failed", "guard.flag", "guard.block"}
 LOGGED_KINDS = set(get_args(EventType)) - EPHEMERAL
 
 
@@ -92,7 +92,7 @@ async def run_all(svc: Services, events: list[Event]) -> tuple[RunOutcome, str]:
             RunRequest(tenant_id="acme", agent="broken", input="hi", parent=CALLER),
             sinks=[events.append],
         )
-    # guard.flag has no producer yet: a real emitter feeds the same log
+    # guard events' producers are in tests/guard: a real emitter feeds the same log
     eventlog = svc.observability.eventlog
     assert eventlog is not None
     guard_run = new_id("run")
@@ -105,8 +105,13 @@ async def run_all(svc: Services, events: list[Event]) -> tuple[RunOutcome, str]:
         sinks=[eventlog.sink, events.append],
     )
     emitter.emit(
-        "guard.flag", guard="injection", action="flag", reason="instructions in tool output"
-    )
+        "guard.flag", guard="injection", action="flag", surface="tool_result", score=0.9,
+        types=["injection"],
+    )  # fmt: skip
+    emitter.emit(
+        "guard.block", guard="pii", action="block", surface="input", score=1.0,
+        types=["CREDIT_CARD"],
+    )  # fmt: skip
     # egress.request's producer is a tool's ctx.http (tests/runtime/test_egress.py)
     emitter.emit(
         "egress.request", method="GET", scheme="https", host="example.com", port=443,
@@ -211,6 +216,9 @@ async def test_each_kind_logs_its_facts(info_runs: InfoRuns) -> None:
     assert run_failed["error_message"] == "provider is down"
     guard = only("guard.flag")
     assert (guard["guard"], guard["action"]) == ("injection", "flag")
+    assert (guard["surface"], guard["types"]) == ("tool_result", ["injection"])
+    block = only("guard.block")
+    assert (block["guard"], block["action"], block["types"]) == ("pii", "block", ["CREDIT_CARD"])
 
 
 async def test_bodies_are_logged_at_debug_through_the_redaction_hook(
@@ -309,7 +317,8 @@ def emit_every_kind(eventlog: EventLog) -> list[Event]:
         emitter.emit("llm.response", step, model="m", step=1, content="hello", tool_calls=[]),
         emitter.emit("tool.call", step, id="c1", name="add", arguments="{}"),
         emitter.emit("tool.result", step, id="c1", name="add", ok=True, output="5"),
-        emitter.emit("guard.flag", guard="g", action="flag", reason="r"),
+        emitter.emit("guard.flag", guard="g", action="flag", surface="input", types=["T"]),
+        emitter.emit("guard.block", guard="g", action="block", surface="input", types=["T"]),
         emitter.emit("egress.request", step, method="GET", host="h", allowed=True, status=200),
         emitter.emit("run.completed", output="hello", usage={}, latency_ms=1.0),
         emitter.emit("run.failed", error={"code": "x", "message": "y"}, usage={}),

@@ -9,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 from shipyard.agents.context import ContextBudget, RunContext, RunInput, RunResult
 from shipyard.agents.tool import Tool, ToolLike, as_tool
 from shipyard.errors import ConfigError, RunFailure
+from shipyard.guard.policy import GuardPolicy
 from shipyard.guard.rules import EgressRules
 from shipyard.models.base import ChatModel, ToolSpec
 from shipyard.models.registry import parse_reference
@@ -44,6 +45,8 @@ class Agent:
     the app is defined rather than at the first run. ``tool_specs`` is built once, here too.
     ``egress``: where this agent's tools may reach through ``ctx.http``, within the server's
     rules (``EgressRules(hosts=["api.github.com"], methods=["GET"])``); None: the server's.
+    ``guards``: this agent's guard policy (docs/guards.md); None: the server's
+    (``SHIPYARD_GUARDS``).
     """
 
     name: str
@@ -57,6 +60,7 @@ class Agent:
     max_tokens: int | None = None
     context_budget: ContextBudget | None = None
     egress: EgressRules | None = None
+    guards: GuardPolicy | None = None
     tool_specs: tuple[ToolSpec, ...] = field(init=False, repr=False)
     _tools: dict[str, Tool] = field(init=False, repr=False)
 
@@ -99,6 +103,8 @@ class FunctionAgent:
     context_budget: ContextBudget | None = None
     egress: EgressRules | None = None
     """Where ``ctx.http`` may reach in this agent's runs (see ``Agent.egress``)."""
+    guards: GuardPolicy | None = None
+    """This agent's guard policy (see ``Agent.guards``)."""
 
     def __post_init__(self) -> None:
         _check_name(self.name)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import httpx
 
+from shipyard.guard.pipeline import RunGuard
 from shipyard.models.base import ChatModel, Message, Usage
 from shipyard.models.instrumented import InstrumentedModel
 from shipyard.models.resolver import ModelResolver
@@ -86,6 +87,8 @@ class RunContext:
     metadata: dict[str, Any] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
     model_calls: int = 0
+    guard: RunGuard | None = None
+    """The run's guard policy, ready to check text (None: no rules); the invoker sets it."""
     _http: httpx.AsyncClient | None = field(default=None, init=False, repr=False)
 
     @property

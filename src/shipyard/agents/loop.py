@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, assert_never
 from shipyard.agents.context import RunContext, RunInput, RunResult
 from shipyard.agents.tool import ToolResult
 from shipyard.errors import MaxStepsExceeded
+from shipyard.guard.pipeline import REFUSAL
 from shipyard.models.base import (
     Message,
     ModelRequest,
@@ -123,6 +124,8 @@ async def _run_tool(agent: Agent, ctx: RunContext, call: ToolCall) -> ToolResult
             call.arguments, default_timeout_s=agent.tool_timeout_s or ctx.tool_timeout_s, ctx=ctx
         )
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    if ctx.guard is not None and ctx.guard.watches("tool_result"):
+        result = _guarded(ctx, span, result)
     if result.ok:
         ctx.emit(
             "tool.result",
@@ -145,3 +148,18 @@ async def _run_tool(agent: Agent, ctx: RunContext, call: ToolCall) -> ToolResult
             latency_ms=latency_ms,
         )
     return result
+
+
+def _guarded(ctx: RunContext, span: str, result: ToolResult) -> ToolResult:
+    """The tool's result as the policy lets the model see it (untrusted text: indirect
+    injection): refused, spotlighted or rewritten; each decision is an event of the tool's
+    step."""
+    assert ctx.guard is not None
+    judged = ctx.guard.check("tool_result", result.content)
+    for decision in judged.decisions:
+        ctx.emit(decision.event_type, span, **decision.data())
+    if judged.blocked:
+        return ToolResult(False, REFUSAL, "guard_blocked")
+    if judged.text is result.content:
+        return result
+    return ToolResult(result.ok, judged.text, result.error_kind)

@@ -16,6 +16,7 @@ from shipyard.agents.context import RunContext, RunInput, RunRequest, RunResult
 from shipyard.agents.delegate import AgentCalls, current_calls
 from shipyard.errors import (
     AgentNotFound,
+    InputBlocked,
     RateLimited,
     RunCancelled,
     RunFailure,
@@ -23,12 +24,17 @@ from shipyard.errors import (
     ShipyardError,
     StoreError,
 )
+from shipyard.guard.pipeline import RunGuard
+from shipyard.guard.policy import NO_GUARDS, GuardPolicy
 from shipyard.guard.rules import EgressRules
+from shipyard.guard.stream import OutputFilter
 from shipyard.models.base import AssistantMessage, ChatModel, Message, Usage, UserMessage
 from shipyard.models.resolver import ModelResolver
 from shipyard.runtime.egress import ToolEgress
+from shipyard.runtime.guards import admit_input, guard_input, guard_output
 from shipyard.runtime.hooks import RunHook, run_hooked
 from shipyard.runtime.recorder import Recorder
+from shipyard.runtime.tenants import TenantPolicies, tenant_guards
 from shipyard.stores.storable import without_lone_surrogates
 from shipyard.telemetry.eventlog import BodyRedaction, current_redactor
 from shipyard.telemetry.events import (
@@ -46,6 +52,9 @@ if TYPE_CHECKING:
     import httpx
 
 log = structlog.get_logger(__name__)
+
+_GUARDS_MAX = 1000
+"""Guard policies kept ready (agents' and the server's, each with each tenant's additions)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +92,8 @@ class Invoker:
         processors: Sequence[ProcessorFactory] = (),
         hooks: Sequence[RunHook] = (),
         egress: ToolEgress | None = None,
+        guards: GuardPolicy = NO_GUARDS,
+        tenants: TenantPolicies | None = None,
     ) -> None:
         """``recorder``: where runs are recorded (``None``: nowhere, for ``run_agent``).
         ``observers`` see every event of every run (logs, metrics, traces); ``models``
@@ -91,8 +102,12 @@ class Invoker:
         order, before any sink (after the ``set_redactor`` hook's, if one is installed);
         ``hooks`` run before and after every agent run (``shipyard.runtime.hooks``); ``egress``
         makes each run's ``ctx.http`` (default: the egress policy with no exceptions and the
-        default rules)."""
+        default rules); ``guards``: the guard policy of agents without one of their own
+        (``Agent.guards``), to which a tenant's policy (``tenants``) adds its own rules."""
+        self._tenants = tenants
         self.egress = egress or ToolEgress()
+        self._default_guards = guards
+        self._guards: dict[GuardPolicy, RunGuard | None] = {}
         self._hooks = tuple(hooks)
         self.models = models or ModelResolver()
         self._processors = tuple(processors)
@@ -141,6 +156,7 @@ class Invoker:
         agent) for ``request``, through the same pipeline as every run."""
         request = _with_parent(request)
         parent = request.parent
+        guard = await self._run_guard(target, request.tenant_id)
         emitter = Emitter(
             run_id=request.run_id,
             tenant_id=request.tenant_id,
@@ -150,7 +166,7 @@ class Invoker:
             parent_span_id=parent.span_id if parent else None,
             sinks=[_storable(*self._sinks, *sinks)],
             stream_deltas=stream_deltas,
-            processors=self._run_processors(),
+            processors=self._run_processors(guard),
             session_id=request.session_id,
             task_id=request.task_id,
         )
@@ -165,6 +181,7 @@ class Invoker:
             http_factory=self._http_for(target),
             tool_timeout_s=self._limits.tool_timeout_s,
             metadata=dict(request.metadata),
+            guard=guard,
         )
         task = asyncio.current_task()
         if task is not None:
@@ -177,6 +194,27 @@ class Invoker:
             await ctx.close_http()
             if self._recorder is not None:
                 await self._recorder.durable()
+
+    def guard_for(self, target: AgentLike, tenant: GuardPolicy | None = None) -> RunGuard | None:
+        """The guard policy of ``target``'s runs — its own or the server's, plus the tenant's
+        rules — its detectors looked up (once per policy; a missing detector is a
+        ``ConfigError``); None when it has no rules."""
+        own = getattr(target, "guards", None)  # Agent and FunctionAgent have it; AgentLike not
+        policy = own if isinstance(own, GuardPolicy) else self._default_guards
+        if tenant is not None and tenant.rules:
+            policy = GuardPolicy(
+                rules=policy.rules + tenant.rules, hold_back=max(policy.hold_back, tenant.hold_back)
+            )
+        if policy not in self._guards:  # frozen, so equal policies share their detectors
+            if len(self._guards) >= _GUARDS_MAX:
+                self._guards.clear()
+            self._guards[policy] = RunGuard(policy) if policy.rules else None
+        return self._guards[policy]
+
+    async def _run_guard(self, target: AgentLike, tenant_id: str) -> RunGuard | None:
+        if self._tenants is None:
+            return self.guard_for(target)
+        return self.guard_for(target, tenant_guards(await self._tenants.policy(tenant_id)))
 
     def _http_for(self, target: AgentLike) -> Callable[[RunContext], httpx.AsyncClient]:
         rules = getattr(target, "egress", None)  # Agent and FunctionAgent have it; AgentLike not
@@ -200,6 +238,7 @@ class Invoker:
 
     async def _run(self, target: AgentLike, ctx: RunContext) -> RunOutcome:
         started = time.perf_counter()
+        judged = guard_input(ctx) if ctx.guard is not None else None  # run.started: as judged
         input, parent_run_id = ctx.request.input, ctx.request.parent_run_id
         lineage = {"parent_run_id": parent_run_id} if parent_run_id else {}
         ctx.emit("run.started", input=_jsonable(input), metadata=ctx.metadata, **lineage)
@@ -209,10 +248,14 @@ class Invoker:
         calls = current_calls.set(self.calls)
         try:
             async with limit:
+                if judged is not None:
+                    admit_input(ctx, judged)
                 if self._hooks:
                     result = await run_hooked(self._hooks, target, ctx)
                 else:  # no coroutine of its own for the hooks' step when there are none
                     result = await target.run(ctx, input)
+                if ctx.guard is not None:
+                    result = guard_output(ctx, result)
                 result = _storable_result(result, history=ctx.request.session_id is not None)
         except TimeoutError as exc:
             if not limit.expired():  # a timeout inside the agent (a client's), not ours
@@ -223,7 +266,7 @@ class Invoker:
             reason = exc.args[0] if exc.args and isinstance(exc.args[0], str) else None
             self._failed(ctx, RunCancelled(reason or "the run was cancelled"), started)
             raise
-        except (RunFailure, StoreError, RateLimited) as exc:  # a hook's refusal: 429 as is
+        except (RunFailure, StoreError, RateLimited, InputBlocked) as exc:  # refusals as is
             raise self._failed(ctx, exc, started) from None
         except Exception as exc:
             raise self._failed(ctx, _agent_failure(target.name, exc), started) from exc
@@ -247,10 +290,11 @@ class Invoker:
             messages=_added(input, result),
         )
 
-    def _run_processors(self) -> list[EventProcessor]:
+    def _run_processors(self, guard: RunGuard | None) -> list[EventProcessor]:
         redactor = current_redactor()
         first = [] if redactor is None else [BodyRedaction(redactor)]
-        return [*first, *(make() for make in self._processors)]
+        last = [OutputFilter(guard)] if guard is not None and guard.watches("output") else []
+        return [*first, *(make() for make in self._processors), *last]
 
     def _timeout_s(self, request: RunRequest) -> float:
         limit = self._limits.run_timeout_s

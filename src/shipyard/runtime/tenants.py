@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import time
 
+from pydantic import ValidationError
+
 from shipyard.errors import ConfigError, InvalidInput, TenantNotFound
+from shipyard.guard.pipeline import RunGuard
+from shipyard.guard.policy import GuardPolicy
 from shipyard.guard.rules import EgressRules
 from shipyard.stores.records.base import PolicyChange, TenantRecord, TenantRecords
 from shipyard.stores.records.policy import DEFAULT_POLICY, TenantPolicy
@@ -57,6 +61,7 @@ class TenantPolicies:
         stale; ``InvalidInput`` for an ``egress.allow`` pattern the egress rules cannot read);
         this process sees it at once."""
         _check_egress(policy)
+        _check_guards(policy)
         record = await self._store.put_tenant_policy(
             tenant_id, policy, expected_version=expected_version, changed_by=changed_by
         )
@@ -81,3 +86,28 @@ def _check_egress(policy: TenantPolicy) -> None:
             raise InvalidInput(
                 f"policy.egress.allow: {exc.message}", details={"field": "policy.egress.allow"}
             ) from None
+
+
+def tenant_guards(policy: TenantPolicy) -> GuardPolicy | None:
+    """The tenant's own guard rules (``guards.settings``: a ``GuardPolicy`` as JSON), or None."""
+    settings = policy.guards.settings
+    return GuardPolicy.model_validate(settings) if settings else None
+
+
+def _check_guards(policy: TenantPolicy) -> None:
+    """``guards.settings`` is a guard policy whose detectors exist."""
+    try:
+        guards = tenant_guards(policy)
+        if guards is not None:
+            RunGuard(guards)
+    except ValidationError as exc:
+        errors = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidInput(
+            f"policy.guards.settings: {errors}", details={"field": "policy.guards.settings"}
+        ) from None
+    except ConfigError as exc:
+        raise InvalidInput(
+            f"policy.guards.settings: {exc.message}", details={"field": "policy.guards.settings"}
+        ) from None

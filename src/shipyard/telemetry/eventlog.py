@@ -138,7 +138,8 @@ _KINDS: Mapping[EventType, _Kind] = MappingProxyType(
             _fields("tool=name", "tool_call_id=id", "ok", "error_kind", "latency_ms"),
             _fields("output", "error_message=error"),
         ),
-        "guard.flag": _Kind(_WARNING, _fields("guard", "action", "reason")),
+        "guard.flag": _Kind(_WARNING, _fields("guard", "action", "surface", "score", "types")),
+        "guard.block": _Kind(_WARNING, _fields("guard", "action", "surface", "score", "types")),
         "egress.request": _Kind(
             _INFO,
             _fields("method", "scheme", "host", "port", "allowed", "status", "bytes")

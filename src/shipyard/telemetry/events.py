@@ -10,7 +10,9 @@ Kinds and their ``data``:
                    ``completion_tokens``, ``cost_usd``, ``latency_ms``, ``finish_reason``
 ``tool.call``      ``id``, ``name``, ``arguments``
 ``tool.result``    ``id``, ``name``, ``ok``, ``output`` or ``error``, ``latency_ms``
-``guard.flag``     ``guard``, ``action``, ``reason``
+``guard.flag``     ``guard`` (the detector), ``action``, ``surface``, ``score``, ``types``
+                   (entity types found; never the text), ``stream`` (found in streamed deltas)
+``guard.block``    the same, for a ``block`` decision (docs/guards.md)
 ``egress.request`` ``method``, ``scheme``, ``host``, ``port``, ``allowed``, ``status``, ``bytes``,
                    ``latency_ms``; ``rule`` and ``reason`` when denied, ``error`` when it
                    failed (one per outbound request of ``ctx.http``, each redirect hop too)
@@ -61,6 +63,7 @@ EventType = Literal[
     "tool.call",
     "tool.result",
     "guard.flag",
+    "guard.block",
     "egress.request",
     "run.completed",
     "run.failed",

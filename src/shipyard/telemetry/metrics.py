@@ -124,8 +124,9 @@ class Metrics:
             ["agent", "tool", "kind"], registry=reg,
         )  # fmt: skip
         self.guard_flags = Counter(
-            "shipyard_guard_flags", "Guard findings.", ["guard", "action"], registry=reg
-        )
+            "shipyard_guard_flags", "Guard decisions (guard.flag and guard.block events).",
+            ["guard", "action"], registry=reg,
+        )  # fmt: skip
         self._define_egress()
 
     def _define_egress(self) -> None:
@@ -194,7 +195,7 @@ class Metrics:
             self._tool_result(event)
         elif kind == "run.completed" or kind == "run.failed":
             self._run_ended(event)
-        elif kind == "guard.flag":
+        elif kind == "guard.flag" or kind == "guard.block":
             self._guard_flag(event)
         elif kind == "egress.request":
             self._egress("tool", event.agent, event.data)
@@ -249,6 +250,8 @@ class Metrics:
 
     def _guard_flag(self, event: Event) -> None:
         data = event.data
+        if data.get("stream"):  # the final answer's decision counts it (docs/guards.md)
+            return
         key = ("guard", data.get("guard") or "unknown", data.get("action") or "unknown")
         self._child(self.guard_flags, key).inc()
 

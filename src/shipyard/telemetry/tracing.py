@@ -173,8 +173,8 @@ class Tracing:
                 self._end(e, {}, str(e.data.get("error_kind") or "tool_error") if failed else None)
             case "run.completed" | "run.failed":
                 self._end_run(e)
-            case "guard.flag":
-                self._add_event(e, "shipyard.guard.flag", _guard_attributes(e))
+            case "guard.flag" | "guard.block":
+                self._add_event(e, f"shipyard.{e.type}", _guard_attributes(e))
             case "egress.request":
                 self._add_event(e, "shipyard.egress.request", _egress_attributes(e))
             case _:
@@ -360,7 +360,7 @@ def _tool_attributes(e: Event) -> tuple[str, dict[str, Any]]:
 def _guard_attributes(e: Event) -> dict[str, Any]:
     return {
         f"shipyard.guard.{k}": str(e.data[k])
-        for k in ("guard", "action", "reason")
+        for k in ("guard", "action", "surface", "score", "types", "reason")
         if e.data.get(k) is not None
     }
 

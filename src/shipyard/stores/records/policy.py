@@ -66,8 +66,9 @@ class Budgets(_Section):
 
 
 class Guards(_Section):
-    """The guard policy. Opaque for now (a JSON object of storable values): the guards issue
-    types it."""
+    """The tenant's guard rules: ``settings`` is a ``shipyard.guard.policy.GuardPolicy`` as
+    JSON, checked when the policy is set (``runtime.tenants``; the guard layer sits above this
+    one, so the type is not named here)."""
 
     settings: Annotated[dict[str, Any], AfterValidator(storable_value)] = Field(
         default_factory=dict

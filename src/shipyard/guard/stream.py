@@ -1,0 +1,96 @@
+"""The output filter on the event stream: streamed deltas with a bounded hold-back window.
+
+A run's ``llm.delta`` events pass ``OutputFilter`` (an ``EventProcessor``) before any sink —
+the SSE and WebSocket streams included. It keeps the text not yet released; on each delta it
+scans it and releases only the part before the last ``hold_back`` characters, and never the
+middle of a finding: an entity of at most ``hold_back`` characters split over any number of
+deltas is complete inside the window before any of it leaves, and leaves rewritten (or not at
+all, after a ``block``). The rest is released when the model's answer ends (``llm.response``)
+or at the run's end (``flush``). ``llm.response`` content (stored as the run's steps) is
+rewritten the same way. The cost: the first ``hold_back`` characters of each answer wait for
+the next ones (docs/guards.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from shipyard.guard.pipeline import BLOCKED_OUTPUT, Decision, Hit, RunGuard, rewrite, verdict
+from shipyard.telemetry.events import Event
+
+
+class OutputFilter:
+    """One run's output filter (held text is per run)."""
+
+    __slots__ = ("_blocked", "_guard", "_held", "_last")
+
+    def __init__(self, guard: RunGuard) -> None:
+        self._guard = guard
+        self._held = ""
+        self._last: Event | None = None  # the delta the held text came in (for ids and span)
+        self._blocked = False
+
+    def process(self, event: Event) -> Sequence[Event]:
+        if event.type == "llm.delta":
+            return self._delta(event)
+        if event.type == "llm.response":
+            released = self._release_all()
+            self._blocked = False  # a block withholds one answer; the next step streams again
+            return [*released, self._response(event)]
+        return [event]
+
+    def flush(self) -> Sequence[Event]:
+        return self._release_all()
+
+    def _delta(self, event: Event) -> list[Event]:
+        if self._blocked:
+            return []
+        self._held += str(event.data.get("text", ""))
+        self._last = event
+        hits = self._guard.hits("output", self._held)
+        cut = max(0, len(self._held) - self._guard.policy.hold_back)
+        for _, finding in reversed(hits):  # never cut through a finding
+            if finding.start < cut < finding.end:
+                cut = finding.start
+        released = [(rule, f) for rule, f in hits if f.end <= cut]
+        return self._release(cut, released, event)
+
+    def _release_all(self) -> list[Event]:
+        if not self._held or self._last is None or self._blocked:
+            self._held = ""
+            return []
+        hits = self._guard.hits("output", self._held)
+        return self._release(len(self._held), hits, self._last)
+
+    def _release(self, cut: int, hits: list[Hit], event: Event) -> list[Event]:
+        if cut == 0:
+            return []
+        text, self._held = self._held[:cut], self._held[cut:]
+        if not hits:  # the common case: nothing found, the text leaves as it is
+            return [event.model_copy(update={"data": {**event.data, "text": text}})]
+        judged = verdict("output", text, hits)
+        out = [_guard_event(event, d) for d in judged.decisions]
+        if judged.blocked:
+            self._blocked, self._held = True, ""
+            return [*out, event.model_copy(update={"data": {"text": BLOCKED_OUTPUT}})]
+        return [*out, event.model_copy(update={"data": {**event.data, "text": judged.text}})]
+
+    def _response(self, event: Event) -> Event:
+        content = event.data.get("content")
+        if not isinstance(content, str) or not content:
+            return event
+        hits = self._guard.hits("output", content)
+        if not hits:
+            return event
+        judged = verdict("output", content, hits)
+        text = BLOCKED_OUTPUT if judged.blocked else rewrite(content, hits)
+        return event.model_copy(update={"data": {**event.data, "content": text}})
+
+
+def _guard_event(event: Event, decision: Decision) -> Event:
+    """A decision about streamed text, as an event of the delta's step."""
+    data = {**decision.data(), "stream": True}
+    return event.model_copy(update={"type": decision.event_type, "data": data})
+
+
+__all__ = ["OutputFilter"]
