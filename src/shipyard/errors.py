@@ -13,6 +13,7 @@
     │   └── SessionExpired             404     session_expired
     │   └── TaskNotFound               404     task_not_found
     │   └── TenantNotFound             404     tenant_not_found
+    │   └── ArtifactNotFound           404     artifact_not_found
     ├── TaskFinished                   409     task_finished       cancel of a finished task
     ├── IdempotencyConflict            409     idempotency_conflict  a key reused, another body
     ├── PolicyConflict                 409     policy_conflict     a tenant policy changed since
@@ -21,6 +22,7 @@
     ├── ContextOverflow                422     context_overflow    history beyond the budget
     ├── AuthError                      401     unauthorized
     ├── Forbidden                      403     forbidden
+    │   └── RegionDenied               403     region_denied       artifact outside the home region
     ├── InvalidInput                   422     invalid_input
     │   └── EgressDenied               422     egress_denied       a URL aims at a denied address
     ├── PayloadTooLarge                413     payload_too_large   body over SHIPYARD_MAX_BODY_BYTES
@@ -33,7 +35,8 @@
     │   ├── RunCancelled               499     cancelled           shutdown, or the caller left
     │   └── MaxStepsExceeded           500     max_steps_exceeded  (surfaced as a failed run)
     └── StoreError                     503     store_unavailable   a backing store failed
-        └── StoreRejected              500     store_rejected      ...or refused the data
+        ├── StoreRejected              500     store_rejected      ...or refused the data
+        └── ChecksumMismatch           500     checksum_mismatch   a blob's bytes changed
 
 ``ModelRetry`` is control flow: a tool raises it to tell the model to try again. It is not a
 ``ShipyardError`` and never reaches HTTP; the loop turns it into a tool error result.
@@ -132,6 +135,10 @@ class TenantNotFound(NotFound):
     code = "tenant_not_found"
 
 
+class ArtifactNotFound(NotFound):
+    code = "artifact_not_found"
+
+
 class TaskFinished(ShipyardError):
     """The task already reached a final state: nothing to cancel."""
 
@@ -162,6 +169,12 @@ class AuthError(ShipyardError):
 class Forbidden(ShipyardError):
     status = 403
     code = "forbidden"
+
+
+class RegionDenied(Forbidden):
+    """A write or read that would cross regions (data residency): refused and logged."""
+
+    code = "region_denied"
 
 
 class InvalidInput(ShipyardError):
@@ -277,6 +290,14 @@ class StoreRejected(StoreError):
     status = 500
     code = "store_rejected"
     public = "a store refused the data"
+
+
+class ChecksumMismatch(StoreError):
+    """A blob's bytes no longer match the sha256 stored when it was written."""
+
+    status = 500
+    code = "checksum_mismatch"
+    public = "stored content failed its checksum"
 
 
 class ModelRetry(Exception):
