@@ -84,7 +84,8 @@ class BlobNotFound(LookupError):
 
 
 def check_key(key: str) -> str:
-    """``key`` if it is a safe relative path (no ``..``, no leading ``/``), else ``InvalidInput``."""
+    """``key`` if it is a safe relative path (no ``..``, no leading ``/``); else
+    ``InvalidInput``."""
     if not _KEY.fullmatch(key) or any(part in {".", ".."} for part in key.split("/")):
         raise InvalidInput(f"invalid blob key {key!r}")
     return key

@@ -75,10 +75,12 @@ class LocalBlobStore:
             await asyncio.to_thread(_commit, Path(handle.name), path, meta, info)
         finally:
             handle.close()
-            Path(handle.name).unlink(missing_ok=True)
+            await asyncio.to_thread(Path(handle.name).unlink, missing_ok=True)
         return info
 
-    async def get(self, key: str, *, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    async def get(
+        self, key: str, *, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
         path, _ = self._paths(key)
         info = await self.head(key)
         if info is None:
@@ -119,16 +121,10 @@ class LocalBlobStore:
         return existed
 
     async def list(self, prefix: str) -> AsyncIterator[BlobInfo]:
-        keys = await asyncio.to_thread(self._keys)
+        keys = await asyncio.to_thread(_keys, self._meta)
         for key in keys:
             if key.startswith(prefix) and (info := await self.head(key)) is not None:
                 yield info
-
-    def _keys(self) -> list[str]:
-        if not self._meta.exists():
-            return []
-        found = (p.relative_to(self._meta).as_posix() for p in self._meta.rglob("*.json"))
-        return sorted(key.removesuffix(".json") for key in found)
 
     async def ping(self) -> None:
         await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
@@ -137,8 +133,15 @@ class LocalBlobStore:
         return None
 
 
+def _keys(meta: Path) -> list[str]:
+    if not meta.exists():
+        return []
+    found = (p.relative_to(meta).as_posix() for p in meta.rglob("*.json"))
+    return sorted(key.removesuffix(".json") for key in found)
+
+
 def _temp_file(folder: Path) -> IO[bytes]:
-    return tempfile.NamedTemporaryFile(dir=folder, delete=False)  # noqa: SIM115
+    return tempfile.NamedTemporaryFile(dir=folder, delete=False)
 
 
 def _commit(tmp: Path, path: Path, meta: Path, info: BlobInfo) -> None:

@@ -22,6 +22,7 @@ from shipyard.stores.blobs.base import BlobInfo, BlobNotFound, Digest, check_key
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_s3.type_defs import CompletedPartTypeDef
 
 __all__ = ["PART_BYTES", "S3BlobStore", "S3Options", "bucket_name"]
 
@@ -172,7 +173,7 @@ class S3BlobStore:
         args = self._write_args(content_type, sha256)
         upload = await s3.create_multipart_upload(Key=key, **args)
         upload_id, bucket = upload["UploadId"], self.options.bucket
-        done: list[dict[str, Any]] = []
+        done: list[CompletedPartTypeDef] = []
         try:
             number = 0
             for body in [*head]:
@@ -195,7 +196,9 @@ class S3BlobStore:
                 await s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
             raise
 
-    async def get(self, key: str, *, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    async def get(
+        self, key: str, *, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
         from botocore.exceptions import ClientError
 
         check_key(key)
@@ -303,7 +306,9 @@ def _translate(operation: str) -> Iterator[None]:
     try:
         yield
     except (ClientError, BotoCoreError, HttpError, OSError) as exc:
-        raise StoreError(f"S3 {operation} failed: {exc!r}", details={"operation": operation}) from exc
+        raise StoreError(
+            f"S3 {operation} failed: {exc!r}", details={"operation": operation}
+        ) from exc
 
 
 def _from_url(url: str, *, region: str, endpoint: str | None = None) -> S3BlobStore:

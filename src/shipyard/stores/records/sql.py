@@ -90,8 +90,8 @@ class SqlRecordStore:
     """The ``RecordStore`` on an async SQLAlchemy engine (``aiosqlite`` or ``asyncpg``).
 
     Its parts are public (``keys``, ``tenants``, ``runs``, ``sessions``, ``tasks``, ``traces``,
-    ``workers``, ``webhooks``, ``audit``, ``artifacts``): each is the store of one sub-protocol, sharing this
-    one's engine and writes.
+    ``workers``, ``webhooks``, ``audit``, ``artifacts``): each is the store of one sub-protocol,
+    sharing this one's engine and writes.
     """
 
     def __init__(
