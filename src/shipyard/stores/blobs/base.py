@@ -17,11 +17,12 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from shipyard.errors import ChecksumMismatch, InvalidInput
+from shipyard.errors import ChecksumMismatch, ConfigError, InvalidInput
 
 CHUNK_BYTES = 1 << 20
 """How much a read yields at a time (1 MiB)."""
 
+_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,30}[a-z0-9]")
 _KEY = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
 
 
@@ -89,6 +90,14 @@ def check_key(key: str) -> str:
     if not _KEY.fullmatch(key) or any(part in {".", ".."} for part in key.split("/")):
         raise InvalidInput(f"invalid blob key {key!r}")
     return key
+
+
+def check_region(region: str) -> str:
+    """``region`` if it is a valid region name (it becomes part of a bucket name or a folder),
+    else ``ConfigError``."""
+    if not _REGION.fullmatch(region):
+        raise ConfigError(f"invalid region {region!r} (2-32 lowercase letters, digits and '-')")
+    return region
 
 
 class Digest:

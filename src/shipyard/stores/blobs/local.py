@@ -23,6 +23,7 @@ from shipyard.stores.blobs.base import (
     BlobNotFound,
     Digest,
     check_key,
+    check_region,
 )
 
 __all__ = ["LocalBlobStore"]
@@ -47,7 +48,7 @@ class LocalBlobStore:
             raise ConfigError(f"blob store URL {url!r}: expected file:///path/to/folder")
         if endpoint is not None:
             raise ConfigError(f"region {region!r}: a file:// blob store has no endpoints")
-        return cls(Path(path) / check_key(region))
+        return cls(Path(path) / check_region(region))
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         check_key(key)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shipyard.errors import ConfigError, StoreError
-from shipyard.stores.blobs.base import BlobInfo, BlobNotFound, Digest, check_key
+from shipyard.stores.blobs.base import BlobInfo, BlobNotFound, Digest, check_key, check_region
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -29,14 +29,10 @@ __all__ = ["PART_BYTES", "S3BlobStore", "S3Options", "bucket_name"]
 PART_BYTES = 8 << 20
 """Multipart part size (8 MiB; S3's minimum is 5 MiB)."""
 
-_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,30}[a-z0-9]")
-
 
 def bucket_name(prefix: str, account_id: str, region: str) -> str:
     """The bucket of one account in one region: ``<prefix>-<account id>-<region>-an``."""
-    if not _REGION.fullmatch(region):
-        raise ConfigError(f"invalid region {region!r} (lowercase letters, digits and '-')")
-    name = f"{prefix}-{account_id}-{region}-an"
+    name = f"{prefix}-{account_id}-{check_region(region)}-an"
     if len(name) > 63 or not re.fullmatch(r"[a-z0-9][a-z0-9-]*[a-z0-9]", name):
         raise ConfigError(f"bucket name {name!r} is not a valid S3 bucket name")
     return name
