@@ -60,8 +60,21 @@ def _artifacts(request: Request) -> ArtifactService:
     return found
 
 
+_RAW_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "The artifact's bytes; its Content-Type is kept.",
+    }
+}
+
+
 @router.post(
-    "/v1/artifacts", response_model=ArtifactInfo, status_code=201, responses=responses(403)
+    "/v1/artifacts",
+    response_model=ArtifactInfo,
+    status_code=201,
+    responses=responses(403, body=True),
+    openapi_extra=_RAW_BODY,
 )
 async def upload_artifact(
     request: Request,
