@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import invoke, security, sessions, tasks
+from bench import blobs, invoke, security, sessions, tasks
 from bench.common import (
     BenchConfig,
     BenchFn,
@@ -39,6 +39,7 @@ BENCHMARKS: dict[str, BenchFn] = {
     "sessions": sessions.run,
     "tasks": tasks.run,
     "security": security.run,
+    "blobs": blobs.run,
 }
 
 
