@@ -27,6 +27,7 @@
     │   └── EgressDenied               422     egress_denied       a URL aims at a denied address
     ├── PayloadTooLarge                413     payload_too_large   body over SHIPYARD_MAX_BODY_BYTES
     ├── RequestTimeout                 408     request_timeout     body not received in time
+    ├── RangeNotSatisfiable            416     range_not_satisfiable  a Range past the end
     ├── RateLimited                    429     rate_limited        requests or model tokens
     │   └── TooManyRuns                429     too_many_runs       the tenant's runs in flight
     ├── RunFailure                     500     run_failed          the run itself failed
@@ -192,6 +193,13 @@ class EgressDenied(InvalidInput):
 class PayloadTooLarge(ShipyardError):
     status = 413
     code = "payload_too_large"
+
+
+class RangeNotSatisfiable(ShipyardError):
+    """A download's ``Range`` starts past the end of the artifact."""
+
+    status = 416
+    code = "range_not_satisfiable"
 
 
 class RequestTimeout(ShipyardError):

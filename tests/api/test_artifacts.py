@@ -151,3 +151,22 @@ async def test_without_presigning_s3_is_not_needed_for_the_default(app: FastAPI)
     assert services.artifacts.presign_s == 0
     stores: dict[str, Any] = services.artifacts.blobs.stores
     assert list(stores) == ["default"]
+
+
+async def test_ranges_answer_206_with_their_bytes(app: FastAPI) -> None:
+    async with client(app, await key_of(app, "acme")) as c:
+        made = (await c.post("/v1/artifacts", params={"name": "d"}, content=b"0123456789")).json()
+        url = f"/v1/artifacts/{made['id']}"
+        part = await c.get(url, headers={"Range": "bytes=2-4"})
+        assert (part.status_code, part.content) == (206, b"234")
+        assert part.headers["content-range"] == "bytes 2-4/10"
+        tail = await c.get(url, headers={"Range": "bytes=-3"})
+        assert (tail.status_code, tail.content) == (206, b"789")
+        rest = await c.get(url, headers={"Range": "bytes=7-"})
+        assert (rest.status_code, rest.content) == (206, b"789")
+        for ignored in ("bytes=0-1,3-4", "bytes=5-3", "items=0-1", "bytes=0-"):
+            whole = await c.get(url, headers={"Range": ignored})
+            assert (whole.status_code, whole.content) == (200, b"0123456789"), ignored
+        past = await c.get(url, headers={"Range": "bytes=10-"})
+        assert past.status_code == 416
+        assert past.json()["error"]["code"] == "range_not_satisfiable"

@@ -97,8 +97,11 @@ class ArtifactService:
             raise ArtifactNotFound(f"no artifact {artifact_id!r}")
         return found
 
-    async def download(self, tenant_id: str, artifact_id: str) -> Download:
-        """The artifact to serve: a redirect URL, or its bytes (checked as they stream)."""
+    async def download(
+        self, tenant_id: str, artifact_id: str, span: tuple[int, int] | None = None
+    ) -> Download:
+        """The artifact to serve: a redirect URL, or its bytes — whole and checked as they
+        stream, or the bytes ``span`` (first and last, inclusive) as they are."""
         record = await self.get(tenant_id, artifact_id)
         store = await self._store_of(record, action="read")
         if self.presign_s > 0 and isinstance(store, Presigner):
@@ -106,6 +109,8 @@ class ArtifactService:
             return Download(record, url=url)
         if await store.head(record.blob_key) is None:
             raise ArtifactNotFound(f"artifact {artifact_id!r} has no content")
+        if span is not None:
+            return Download(record, chunks=store.get(record.blob_key, start=span[0], end=span[1]))
         return Download(record, chunks=_checked(store, record))
 
     async def _store_of(self, record: ArtifactRecord, *, action: str) -> BlobStore:

@@ -24,7 +24,7 @@ from shipyard.api.errors import responses
 from shipyard.api.fields import Text
 from shipyard.api.keys import Principal
 from shipyard.api.state import services
-from shipyard.errors import ConfigError, RunNotFound
+from shipyard.errors import ConfigError, RangeNotSatisfiable, RunNotFound
 from shipyard.runtime.artifacts import MAX_NAME, ArtifactService
 from shipyard.stores.records.artifacts_base import ArtifactRecord
 
@@ -93,27 +93,61 @@ async def upload_artifact(
     "/v1/artifacts/{artifact_id}",
     response_class=Response,
     responses={
-        **responses(404),
+        **responses(404, 416),
         200: {"content": {"application/octet-stream": {}}, "description": "The bytes."},
+        206: {"description": "The bytes of the requested Range."},
         307: {"description": "A presigned URL to read the bytes from."},
     },
 )
 async def download_artifact(artifact_id: Text, request: Request, principal: Reader) -> Response:
-    download = await _artifacts(request).download(principal.tenant_id, artifact_id)
+    """The bytes (``Range: bytes=first-last`` for a part: 206), or a presigned redirect."""
+    service = _artifacts(request)
+    record = await service.get(principal.tenant_id, artifact_id)
+    span = byte_range(request.headers.get("range"), record.size)
+    download = await service.download(principal.tenant_id, artifact_id, span)
     if download.url is not None:
         return RedirectResponse(download.url, status_code=307)
-    record = download.record
     headers = {
+        "Accept-Ranges": "bytes",
         "Content-Length": str(record.size),
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(record.name, safe='')}",
         "ETag": f'"{record.sha256}"',
         "X-Checksum-Sha256": record.sha256,
     }
+    if span is not None:
+        headers["Content-Length"] = str(span[1] - span[0] + 1)
+        headers["Content-Range"] = f"bytes {span[0]}-{span[1]}/{record.size}"
     assert download.chunks is not None
     first = await anext(download.chunks, b"")  # a small blob is checked before the answer starts
     return StreamingResponse(
-        _chain(first, download.chunks), media_type=record.content_type, headers=headers
+        _chain(first, download.chunks),
+        status_code=200 if span is None else 206,
+        media_type=record.content_type,
+        headers=headers,
     )
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The one range ``header`` asks for, clamped to ``size``; None for the whole (no header, a
+    syntax this route ignores, several ranges, or the whole anyway). A start past the end:
+    ``RangeNotSatisfiable``."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, sep, last = header[6:].strip().partition("-")
+    if not sep or not (first.isdigit() or last.isdigit()):
+        return None
+    if not first:  # the last N bytes
+        start, end = max(size - int(last), 0), size - 1
+    else:
+        start = int(first)
+        if last.isdigit() and int(last) < start:
+            return None  # not a valid range: ignored, as RFC 9110 says
+        end = min(int(last), size - 1) if last.isdigit() else size - 1
+    if start >= size or end < start:
+        raise RangeNotSatisfiable(
+            f"range {header!r} is outside the artifact's {size} bytes", details={"size": size}
+        )
+    return None if (start, end) == (0, size - 1) else (start, end)
 
 
 async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
