@@ -71,6 +71,7 @@ class S3BlobStore:
     async def _s3(self) -> S3Client:
         if self._client is None:
             try:
+                from aiobotocore.config import AioConfig
                 from aiobotocore.session import get_session
             except ImportError as exc:  # pragma: no cover - a dependency of shipyard
                 raise ImportError("the S3 blob store needs aiobotocore") from exc
@@ -81,6 +82,11 @@ class S3BlobStore:
                 region_name=o.region,
                 aws_access_key_id=o.access_key_id,
                 aws_secret_access_key=o.secret_access_key,
+                config=AioConfig(
+                    connect_timeout=5,
+                    read_timeout=60,
+                    retries={"max_attempts": 3, "mode": "standard"},
+                ),
             )
             self._client = await self._stack.enter_async_context(client)
         return self._client
@@ -279,8 +285,10 @@ async def _parts(data: AsyncIterable[bytes], digest: Digest) -> AsyncIterator[by
         digest.update(chunk)
         buffer += chunk
         while len(buffer) >= PART_BYTES:
-            yield bytes(buffer[:PART_BYTES])
+            with memoryview(buffer) as view:
+                part = bytes(view[:PART_BYTES])  # one copy, not two
             del buffer[:PART_BYTES]
+            yield part
     if buffer:
         yield bytes(buffer)
 
