@@ -1,8 +1,8 @@
 """Fixtures for the blob store contract: the local folder, and S3 on a real SeaweedFS.
 
 ``scripts/services.sh`` starts two SeaweedFS servers (``weed mini``) standing for two regions:
-S3 on 127.0.0.1:18333 (region ``eu-a``) and 127.0.0.1:18334 (region ``us-b``). ``weed mini``
-started without an S3 config checks no credentials, so any key pair signs.
+S3 on 127.0.0.1:18333 (region ``eu-a``) and 127.0.0.1:18334 (region ``us-b``), each accepting
+the one key pair it was started with (``S3_KEYS``) and refusing any other.
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ S3_ENDPOINTS = {
     "eu-a": os.environ.get("SHIPYARD_TEST_S3_A", "http://127.0.0.1:18333"),
     "us-b": os.environ.get("SHIPYARD_TEST_S3_B", "http://127.0.0.1:18334"),
 }
-S3_KEYS = {"access_key_id": "shipyard-test", "secret_access_key": "shipyard-test-secret"}
+S3_KEYS = {
+    "access_key_id": os.environ.get("SHIPYARD_TEST_S3_KEY_ID", "shipyard-test"),
+    "secret_access_key": os.environ.get("SHIPYARD_TEST_S3_SECRET", "shipyard-test-secret"),
+}
 
 Corrupt = Callable[[str], Awaitable[None]]
 

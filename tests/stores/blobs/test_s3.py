@@ -6,11 +6,12 @@ from __future__ import annotations
 import hashlib
 import tracemalloc
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import httpx
 import pytest
 
-from shipyard.errors import RegionDenied
+from shipyard.errors import RegionDenied, StoreError
 from shipyard.stores.blobs.base import Presigner
 from shipyard.stores.blobs.regions import RegionalBlobs
 from shipyard.stores.blobs.s3 import S3BlobStore, bucket_name
@@ -40,8 +41,25 @@ async def test_presigned_url_reads_the_blob() -> None:
         assert store.options.bucket in url
         async with httpx.AsyncClient() as client:
             answer = await client.get(url)
+            forged = await client.get(url.replace("Signature=", "Signature=AA"))
+            anonymous = await client.get(url.split("?", 1)[0])
         assert answer.status_code == 200
         assert answer.content == b"signed"
+        assert (forged.status_code, anonymous.status_code) == (403, 403)
+    finally:
+        await store.close()
+
+
+async def test_wrong_credentials_are_a_store_error() -> None:
+    good = await s3_store("eu-a")
+    await good.close()
+    options = replace(good.options, access_key_id="wrong", secret_access_key="wrong")
+    store = S3BlobStore(options)
+    try:
+        with pytest.raises(StoreError) as caught:
+            await store.put("t1/x", chunks(b"x"), content_type="text/plain")
+        assert "403" in caught.value.message
+        assert caught.value.to_dict()["message"] == StoreError.public  # no driver detail out
     finally:
         await store.close()
 
