@@ -4,6 +4,7 @@ nor a blob."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from shipyard import Agent, RunContext, agent, tool
 from shipyard.agents.context import RunRequest
 from shipyard.app import App, build_services
 from shipyard.config import load_settings
+from shipyard.errors import StoreError
 from shipyard.models.scripted import ScriptedModel
 from shipyard.runtime.services import Services
 
@@ -75,4 +77,14 @@ async def test_an_artifact_over_the_limit_leaves_nothing(started: Any, tmp_path:
     events = await services.records.list_events(TENANT, outcome.run_id)
     [result] = [e for e in events if e.type == "tool.result"]
     assert "1000 bytes" in str(result.data)
+    assert not [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()]
+
+
+async def test_a_record_that_cannot_be_written_leaves_no_blob(started: Any, tmp_path: Path) -> None:
+    services = await started(maker)
+    assert services.artifacts is not None
+    with sqlite3.connect(tmp_path / "shipyard.db") as db:  # the record's write will fail
+        db.execute("DROP TABLE artifacts")
+    with pytest.raises(StoreError):
+        await services.artifacts.put(TENANT, b"orphan?", name="o.txt")
     assert not [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()]

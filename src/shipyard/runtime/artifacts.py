@@ -9,6 +9,7 @@ the region rule, and streams the bytes back, checked against the sha256 taken at
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
@@ -88,7 +89,12 @@ class ArtifactService:
             blob_key=key,
             created_at=datetime.now(UTC),
         )
-        await self.records.add_artifact(record)
+        try:
+            await self.records.add_artifact(record)
+        except BaseException:
+            with contextlib.suppress(Exception):  # no blob left without its record
+                await store.delete(key)
+            raise
         return record
 
     async def get(self, tenant_id: str, artifact_id: str) -> ArtifactRecord:
