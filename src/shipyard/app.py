@@ -21,6 +21,7 @@ from shipyard.guard.rules import EgressRules
 from shipyard.guard.secret_scrub import SecretScrubber
 from shipyard.guard.tool_secrets import SecretTransport, check_declared
 from shipyard.models.resolver import ModelResolver, ModelWrapper
+from shipyard.runtime.artifacts import ArtifactService
 from shipyard.runtime.audit import AuditLog
 from shipyard.runtime.control import Control
 from shipyard.runtime.delegation import Delegation
@@ -35,6 +36,7 @@ from shipyard.runtime.sessions import SessionService
 from shipyard.runtime.tasks import TaskService
 from shipyard.runtime.tenants import TenantPolicies
 from shipyard.runtime.webhooks import WebhookSender
+from shipyard.stores.blobs.regions import RegionalBlobs
 from shipyard.stores.broker.base import Broker
 from shipyard.stores.records.base import RecordStore
 from shipyard.stores.secrets.base import SecretStore
@@ -87,6 +89,14 @@ SECRET_STORES: Mapping[str, str] = MappingProxyType(
     }
 )
 """URL scheme -> ``module:class`` of the secret store (``SHIPYARD_SECRETS_URL``)."""
+
+BLOB_STORES: Mapping[str, str] = MappingProxyType(
+    {
+        "file": "shipyard.stores.blobs.local:LocalBlobStore",
+        "s3": "shipyard.stores.blobs.s3:S3BlobStore",
+    }
+)
+"""URL scheme -> ``module:class`` of the artifact (blob) store (``SHIPYARD_BLOB_URL``)."""
 
 
 class App:
@@ -216,6 +226,30 @@ def check_tool_secrets(app: App, settings: Settings) -> None:
         raise ConfigError(str(exc)) from None
 
 
+def open_blob_stores(settings: Settings) -> RegionalBlobs:
+    """One blob store per region: the default region (the URL's own endpoint) and each of
+    ``SHIPYARD_BLOB_REGIONS`` (its endpoint)."""
+    url = settings.resolved_blob_url
+    regions: dict[str, str | None] = {settings.blob_region: None, **settings.blob_regions}
+    stores = {
+        region: _open("blob store", BLOB_STORES, url, region=region, endpoint=endpoint)
+        for region, endpoint in regions.items()
+    }
+    return RegionalBlobs(stores, default_region=settings.blob_region)
+
+
+def build_artifacts(
+    settings: Settings, records: RecordStore, tenants: TenantPolicies
+) -> ArtifactService:
+    return ArtifactService(
+        records,
+        open_blob_stores(settings),
+        tenants,
+        max_bytes=settings.max_artifact_bytes,
+        presign_s=settings.blob_presign_s,
+    )
+
+
 def open_broker(url: str) -> Broker:
     broker: Broker = _open("broker", BROKERS, url)
     return broker
@@ -289,6 +323,8 @@ def build_services(app: App, settings: Settings) -> Services:
         records, broker, invoker, control, handover_sweep_s=settings.task_handover_sweep_s
     )
     invoker.calls = Delegation(invoker, tasks)
+    artifacts = build_artifacts(settings, records, tenants)
+    invoker.artifacts = artifacts
     return Services(
         agents=app.agents,
         records=records,
@@ -307,6 +343,7 @@ def build_services(app: App, settings: Settings) -> Services:
         secrets=secrets,
         limiter=limiter,
         audit=audit,
+        artifacts=artifacts,
     )
 
 

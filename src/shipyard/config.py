@@ -46,6 +46,37 @@ class Settings(BaseSettings):
         description="Broker URL for tasks: sqlite:///path (embedded) or "
         "amqp://user:pass@host:5672/. Default: a SQLite file in the home folder.",
     )
+    blob_url: str | None = Field(
+        None,
+        description="Artifact (blob) store URL: file:///path (a folder per region) or "
+        "s3://<bucket prefix>?account=<account id>[&region=..&endpoint=..&sse=AES256|aws:kms"
+        "&kms_key_id=..]. Default: the blobs/ folder in the home folder.",
+    )
+    blob_region: str = Field(
+        "default",
+        min_length=1,
+        description="The server's default region: tenants without a policy region keep their "
+        "artifacts there.",
+    )
+    blob_regions: dict[str, str] = Field(
+        default_factory=dict,
+        description='Other regions and their S3 endpoints, as JSON: {"eu-west-1": '
+        '"https://s3.eu-west-1.amazonaws.com"}. Each gets its own bucket '
+        "(<prefix>-<account id>-<region>-an); a tenant reaches only its home region's.",
+    )
+    blob_presign_s: int = Field(
+        0,
+        ge=0,
+        le=7 * 24 * 3600,
+        description="> 0: GET /v1/artifacts/{id} redirects to a presigned URL valid this long "
+        "(S3 only); 0: the server streams the bytes itself.",
+    )
+    max_artifact_bytes: int = Field(
+        100 * 1024 * 1024,
+        ge=1,
+        description="Largest artifact, uploaded (POST /v1/artifacts, in place of "
+        "SHIPYARD_MAX_BODY_BYTES) or put by a run (ctx.artifacts.put).",
+    )
     task_max_attempts: int = Field(
         3,
         ge=1,
@@ -402,6 +433,10 @@ class Settings(BaseSettings):
     @property
     def resolved_state_url(self) -> str:
         return self.state_url or f"sqlite:///{self.home / 'state.db'}"
+
+    @property
+    def resolved_blob_url(self) -> str:
+        return self.blob_url or f"file://{(self.home / 'blobs').absolute()}"
 
     @property
     def resolved_broker_url(self) -> str:

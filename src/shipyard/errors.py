@@ -13,6 +13,7 @@
     │   └── SessionExpired             404     session_expired
     │   └── TaskNotFound               404     task_not_found
     │   └── TenantNotFound             404     tenant_not_found
+    │   └── ArtifactNotFound           404     artifact_not_found
     ├── TaskFinished                   409     task_finished       cancel of a finished task
     ├── IdempotencyConflict            409     idempotency_conflict  a key reused, another body
     ├── PolicyConflict                 409     policy_conflict     a tenant policy changed since
@@ -21,11 +22,13 @@
     ├── ContextOverflow                422     context_overflow    history beyond the budget
     ├── AuthError                      401     unauthorized
     ├── Forbidden                      403     forbidden
+    │   └── RegionDenied               403     region_denied       artifact outside the home region
     ├── InputBlocked                   400     input_blocked       a guard refused the run's input
     ├── InvalidInput                   422     invalid_input
     │   └── EgressDenied               422     egress_denied       a URL aims at a denied address
     ├── PayloadTooLarge                413     payload_too_large   body over SHIPYARD_MAX_BODY_BYTES
     ├── RequestTimeout                 408     request_timeout     body not received in time
+    ├── RangeNotSatisfiable            416     range_not_satisfiable  a Range past the end
     ├── RateLimited                    429     rate_limited        requests or model tokens
     │   └── TooManyRuns                429     too_many_runs       the tenant's runs in flight
     ├── RunFailure                     500     run_failed          the run itself failed
@@ -34,7 +37,8 @@
     │   ├── RunCancelled               499     cancelled           shutdown, or the caller left
     │   └── MaxStepsExceeded           500     max_steps_exceeded  (surfaced as a failed run)
     └── StoreError                     503     store_unavailable   a backing store failed
-        └── StoreRejected              500     store_rejected      ...or refused the data
+        ├── StoreRejected              500     store_rejected      ...or refused the data
+        └── ChecksumMismatch           500     checksum_mismatch   a blob's bytes changed
 
 ``ModelRetry`` is control flow: a tool raises it to tell the model to try again. It is not a
 ``ShipyardError`` and never reaches HTTP; the loop turns it into a tool error result.
@@ -133,6 +137,10 @@ class TenantNotFound(NotFound):
     code = "tenant_not_found"
 
 
+class ArtifactNotFound(NotFound):
+    code = "artifact_not_found"
+
+
 class TaskFinished(ShipyardError):
     """The task already reached a final state: nothing to cancel."""
 
@@ -173,6 +181,12 @@ class InputBlocked(ShipyardError):
     code = "input_blocked"
 
 
+class RegionDenied(Forbidden):
+    """A write or read that would cross regions (data residency): refused and logged."""
+
+    code = "region_denied"
+
+
 class InvalidInput(ShipyardError):
     status = 422
     code = "invalid_input"
@@ -188,6 +202,13 @@ class EgressDenied(InvalidInput):
 class PayloadTooLarge(ShipyardError):
     status = 413
     code = "payload_too_large"
+
+
+class RangeNotSatisfiable(ShipyardError):
+    """A download's ``Range`` starts past the end of the artifact."""
+
+    status = 416
+    code = "range_not_satisfiable"
 
 
 class RequestTimeout(ShipyardError):
@@ -286,6 +307,14 @@ class StoreRejected(StoreError):
     status = 500
     code = "store_rejected"
     public = "a store refused the data"
+
+
+class ChecksumMismatch(StoreError):
+    """A blob's bytes no longer match the sha256 stored when it was written."""
+
+    status = 500
+    code = "checksum_mismatch"
+    public = "stored content failed its checksum"
 
 
 class ModelRetry(Exception):

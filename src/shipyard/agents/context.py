@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpx
 
+from shipyard.errors import ConfigError
 from shipyard.guard.pipeline import RunGuard
 from shipyard.models.base import ChatModel, Message, Usage
 from shipyard.models.instrumented import InstrumentedModel
 from shipyard.models.resolver import ModelResolver
+from shipyard.stores.records.artifacts_base import ArtifactRecord
 from shipyard.telemetry.events import Emitter, EventType, Step, new_id
 from shipyard.telemetry.tracecontext import TraceParent
 
@@ -67,6 +69,44 @@ class ContextBudget:
     keep_last: int = 4
 
 
+ArtifactData = bytes | str | AsyncIterable[bytes]
+
+
+class ArtifactWriter(Protocol):
+    """Where a run's artifacts go (``runtime.artifacts.ArtifactService`` on a server)."""
+
+    async def put(
+        self,
+        tenant_id: str,
+        data: ArtifactData,
+        *,
+        name: str,
+        content_type: str = ...,
+        run_id: str | None = None,
+    ) -> ArtifactRecord: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RunArtifacts:
+    """``ctx.artifacts``: files a run produces, kept beside its record (``GET
+    /v1/runs/{id}/artifacts``) in the blob store of the tenant's region."""
+
+    writer: ArtifactWriter | None
+    tenant_id: str
+    run_id: str
+
+    async def put(
+        self, name: str, data: ArtifactData, content_type: str = "application/octet-stream"
+    ) -> ArtifactRecord:
+        """Store ``data`` (bytes, text as UTF-8, or an async stream of bytes) as this run's
+        artifact ``name``; the record says its ``id``, size and sha256."""
+        if self.writer is None:
+            raise ConfigError("this process has no artifact store")
+        return await self.writer.put(
+            self.tenant_id, data, name=name, content_type=content_type, run_id=self.run_id
+        )
+
+
 @dataclass(slots=True)
 class RunContext:
     """Handed to every agent run; ``usage`` accumulates as model calls are made.
@@ -89,7 +129,13 @@ class RunContext:
     model_calls: int = 0
     guard: RunGuard | None = None
     """The run's guard policy, ready to check text (None: no rules); the invoker sets it."""
+    artifact_writer: ArtifactWriter | None = field(default=None, repr=False)
     _http: httpx.AsyncClient | None = field(default=None, init=False, repr=False)
+
+    @property
+    def artifacts(self) -> RunArtifacts:
+        """The run's artifacts: ``await ctx.artifacts.put(name, data, content_type)``."""
+        return RunArtifacts(self.artifact_writer, self.tenant_id, self.run_id)
 
     @property
     def http(self) -> httpx.AsyncClient:

@@ -17,6 +17,7 @@ from shipyard.api.keys import KeyService
 from shipyard.api.middleware import Authenticate, BodyLimit, RateLimit, is_api
 from shipyard.api.routes import (
     agents,
+    artifacts,
     audit,
     health,
     runs,
@@ -73,7 +74,12 @@ def create_app(
     app.state.max_body_bytes = max_body_bytes
     errors.install(app)
     # add_middleware puts each one outside those added before it
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, tenants=services.tenants)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=max_body_bytes,
+        tenants=services.tenants,
+        artifact_max_bytes=services.artifacts.max_bytes if services.artifacts else None,
+    )
     if services.limiter is not None:
         app.add_middleware(RateLimit, limiter=services.limiter)
     app.add_middleware(Authenticate, keys=keys, audit=services.audit)
@@ -83,6 +89,7 @@ def create_app(
     app.include_router(metrics_router)
     app.include_router(agents.router)
     app.include_router(audit.router)
+    app.include_router(artifacts.router)
     app.include_router(runs.router)
     app.include_router(traces_routes.router)
     app.include_router(sessions.router)

@@ -48,6 +48,7 @@ _DESCRIPTIONS = {
     408: "The headers or body did not arrive in time (`request_timeout`); connection closed.",
     409: "Conflict with the resource's state.",
     413: "Body over the size limit (`payload_too_large`).",
+    416: "The `Range` starts past the end (`range_not_satisfiable`).",
     422: "Invalid input, naming the fields (`invalid_input`).",
     429: "A rate limit of the tenant or the key (`rate_limited`), or the tenant's cap on runs "
     "in flight (`too_many_runs`); see `Retry-After` and `RateLimit-*`.",

@@ -222,13 +222,20 @@ def _framing(scope: Scope) -> tuple[int | None, bool]:
 
 class BodyLimit:
     def __init__(
-        self, app: ASGIApp, *, max_bytes: int, tenants: TenantPolicies | None = None
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        tenants: TenantPolicies | None = None,
+        artifact_max_bytes: int | None = None,
     ) -> None:
         """``tenants``: where a tenant's own ``limits.max_body_bytes`` is read (through the
-        policies' cache), which overrides ``max_bytes`` for its requests."""
+        policies' cache), which overrides ``max_bytes`` for its requests.
+        ``artifact_max_bytes``: the limit of an upload (``POST /v1/artifacts``) instead."""
         self.app = app
         self.max_bytes = max_bytes
         self.tenants = tenants
+        self.artifact_max_bytes = artifact_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not has_body(scope):  # nothing to count or wait for
@@ -258,6 +265,8 @@ class BodyLimit:
 
     async def _limit(self, scope: Scope) -> tuple[int, str]:
         """The request's limit, and where it comes from."""
+        if self.artifact_max_bytes is not None and scope["path"] == "/v1/artifacts":
+            return self.artifact_max_bytes, "SHIPYARD_MAX_ARTIFACT_BYTES"
         principal = scope.get(PRINCIPAL)
         if self.tenants is not None and principal is not None:
             own = (await self.tenants.policy(principal.tenant_id)).limits.max_body_bytes

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from shipyard.agents.agent import AgentLike
-from shipyard.agents.context import RunContext, RunInput, RunRequest, RunResult
+from shipyard.agents.context import ArtifactWriter, RunContext, RunInput, RunRequest, RunResult
 from shipyard.agents.delegate import AgentCalls, current_calls
 from shipyard.errors import (
     AgentNotFound,
@@ -116,6 +116,8 @@ class Invoker:
         self._limits = limits
         self._sinks = [*([recorder.sink] if recorder else []), *observers]
         self.calls: AgentCalls | None = None
+        self.artifacts: ArtifactWriter | None = None
+        """Where runs' ``ctx.artifacts`` go (set by the composition root)."""
         """How this invoker's runs reach other agents (set by the composition root)."""
         self._inflight: set[asyncio.Task[Any]] = set()
 
@@ -182,6 +184,7 @@ class Invoker:
             tool_timeout_s=self._limits.tool_timeout_s,
             metadata=dict(request.metadata),
             guard=guard,
+            artifact_writer=self.artifacts,
         )
         task = asyncio.current_task()
         if task is not None:

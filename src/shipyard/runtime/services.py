@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from shipyard.agents.agent import AgentLike
 from shipyard.models.resolver import ModelResolver
+from shipyard.runtime.artifacts import ArtifactService
 from shipyard.runtime.audit import AuditLog
 from shipyard.runtime.control import Control
 from shipyard.runtime.egress import ToolEgress
@@ -50,6 +51,9 @@ class Services:
     """Rate limits and runs in flight (``runtime.limits``); None: limits are off."""
     audit: AuditLog | None = None
     """The process's audit log (``runtime.audit``): requests, refusals, admin actions."""
+    artifacts: ArtifactService | None = None
+    """Runs' artifacts (``runtime.artifacts``): records here, bytes in the regional blob stores;
+    closed with the services."""
 
     async def start(self) -> None:
         await self.recorder.start()
@@ -77,3 +81,5 @@ class Services:
             await self.egress.aclose()
         if self.secrets is not None:
             await self.secrets.store.close()
+        if self.artifacts is not None:
+            await self.artifacts.blobs.close()

@@ -13,6 +13,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shipyard.stores.records.artifacts_base import ArtifactRecords
 from shipyard.stores.records.audit_base import AuditRecords
 from shipyard.stores.records.policy import TenantPolicy
 from shipyard.telemetry.events import Event
@@ -420,6 +421,7 @@ class TenantRecords(Protocol):
 
 
 class RecordStore(
+    ArtifactRecords,
     AuditRecords,
     KeyRecords,
     TenantRecords,

@@ -271,3 +271,20 @@ audit_checkpoints = sa.Table(
     sa.Column("mac", sa.String, nullable=False),
 )
 """Signed (HMAC) heads of the audit chains: what an attacker without the key cannot forge."""
+
+artifacts = sa.Table(
+    "artifacts",
+    metadata,
+    sa.Column("id", BinaryString, primary_key=True),
+    sa.Column("tenant_id", sa.String, nullable=False),
+    sa.Column("run_id", sa.String, nullable=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("content_type", sa.String, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String, nullable=False),
+    sa.Column("region", sa.String, nullable=False),
+    sa.Column("blob_key", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_artifacts_tenant_id_run_id", "tenant_id", "run_id"),
+)
+"""Artifacts' records; their bytes are in the blob store of ``region`` under ``blob_key``."""

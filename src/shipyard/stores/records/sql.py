@@ -15,6 +15,7 @@ sub-protocol          class                  module
 ``WorkerRecords``     ``SqlWorkerRecords``   ``workers``: task workers' heartbeats
 ``WebhookRecords``    ``SqlWebhookRecords``  ``webhooks``: the tasks' webhook outbox
 ``AuditRecords``      ``SqlAuditRecords``    ``audit``: the audit log and its checkpoints
+``ArtifactRecords``   ``SqlArtifactRecords`` ``artifacts``: runs' artifacts (bytes: blobs)
 ====================  =====================  ============================================
 
 ``SqlRecordStore`` composes them (its methods hand each call to its part) and adds the
@@ -35,6 +36,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shipyard.stores.records import engines
 from shipyard.stores.records._database import SQLITE_COMMIT_DELAY_S, Database
+from shipyard.stores.records.artifacts import SqlArtifactRecords
+from shipyard.stores.records.artifacts_base import ArtifactRecord
 from shipyard.stores.records.audit import SqlAuditRecords
 from shipyard.stores.records.audit_base import (
     AuditCheckpoint,
@@ -87,8 +90,8 @@ class SqlRecordStore:
     """The ``RecordStore`` on an async SQLAlchemy engine (``aiosqlite`` or ``asyncpg``).
 
     Its parts are public (``keys``, ``tenants``, ``runs``, ``sessions``, ``tasks``, ``traces``,
-    ``workers``, ``webhooks``, ``audit``): each is the store of one sub-protocol, sharing this
-    one's engine and writes.
+    ``workers``, ``webhooks``, ``audit``, ``artifacts``): each is the store of one sub-protocol,
+    sharing this one's engine and writes.
     """
 
     def __init__(
@@ -117,6 +120,7 @@ class SqlRecordStore:
         self.workers = SqlWorkerRecords(self._db)
         self.webhooks = SqlWebhookRecords(self._db)
         self.audit = SqlAuditRecords(self._db)
+        self.artifacts = SqlArtifactRecords(self._db)
 
     @classmethod
     def from_url(cls, url: str, *, commit_delay_s: float | None = None) -> SqlRecordStore:
@@ -215,6 +219,29 @@ class SqlRecordStore:
 
     async def audit_checkpoints(self, chain_id: str) -> list[AuditCheckpoint]:
         return await self.audit.audit_checkpoints(chain_id)
+
+    # -- artifacts (artifacts) ------------------------------------------------------------------
+
+    async def add_artifact(self, artifact: ArtifactRecord) -> None:
+        await self.artifacts.add_artifact(artifact)
+
+    async def get_artifact(self, tenant_id: str, artifact_id: str) -> ArtifactRecord | None:
+        return await self.artifacts.get_artifact(tenant_id, artifact_id)
+
+    async def list_artifacts(
+        self,
+        tenant_id: str,
+        *,
+        run_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[ArtifactRecord]:
+        return await self.artifacts.list_artifacts(
+            tenant_id, run_id=run_id, limit=limit, cursor=cursor
+        )
+
+    async def delete_artifact(self, tenant_id: str, artifact_id: str) -> bool:
+        return await self.artifacts.delete_artifact(tenant_id, artifact_id)
 
     # -- tenants' policies (tenants) ------------------------------------------------------------
 
