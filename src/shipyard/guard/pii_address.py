@@ -1,0 +1,131 @@
+"""Street addresses: a street with its house number, then whatever city, region, postcode and
+country follow it on the same lines.
+
+No offline library finds addresses in free text across countries (``usaddress`` parses a
+string already known to be a US address). A street is recognised by its shape in the world's
+common formats: house number first with a street-type word ("12 Baker Street", "4 rue de la
+Paix"), or a street name then the house number ("Hauptstraße 5", "Via Roma 12", "Storgatan
+3"); US military addresses (PSC/Unit, Box, APO/FPO/DPO) are their own pattern. From the street
+the span extends over capitalised words, apartment and suite numbers, two-letter regions and
+postcodes, across commas and line breaks, and stops at a lowercase word or a sentence's end.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from shipyard.guard.base import Finding
+
+_TYPES = (
+    r"street|st|road|rd|avenue|ave|av|boulevard|blvd|lane|ln|drive|dr|court|ct|place|pl|"
+    r"square|sq|terrace|way|parkway|pkwy|highway|hwy|circle|cir|crescent|close|grove|row|"
+    r"mews|walk|hill|gardens|park|trail|trl|loop|alley|plaza|path|pike|point|ridge|view|"
+    r"rue|via|viale|vicolo|piazza|corso|strada|calle|avenida|rua|travessa|largo|praça|"
+    r"ulica|ul|utca|allee|platz|weg|gasse|straße|strasse|straat|laan|plein|gata|gatan|"
+    r"vägen|veien|vej|vei|gade|katu|tie|odos|οδός|leoforos|λεωφόρος"
+)
+_SUFFIX = (
+    r"(?:straße|strasse|str\.|gasse|weg|allee|platz|straat|laan|gracht|gata|gatan|vägen|"
+    r"veien|vegen|vej|vei|gade|katu|tie|utca|ulica|vegur|vegi|gränd|torget|stræde)"
+)
+_CAP = r"[^\W\d_][\w'’.-]*"
+_WORDS = rf"(?:{_CAP})(?:[ ](?:{_CAP})){{0,4}}"
+
+_NUMBER_FIRST = re.compile(
+    rf"(?<![\w.,/-])\d{{1,6}}[A-Za-z]?(?:[ ]\d{{1,4}})?[ ](?:{_WORDS})[ ](?:{_TYPES})\.?(?![\w])"
+    rf"|(?<![\w.,/-])\d{{1,6}}[A-Za-z]?(?:[ ]\d{{1,4}})?[ ](?:{_WORDS})[ ]\d{{1,5}}[A-Za-z]?(?![\w.,/-]\d)",
+    re.I,
+)
+_STREET_FIRST = re.compile(
+    rf"(?<![\w])(?:(?:{_TYPES})\.?[ ](?:{_WORDS})|{_CAP}{_SUFFIX})[ ]\d{{1,5}}[A-Za-z]?(?![\w])",
+    re.I,
+)
+_MILITARY = re.compile(
+    r"(?<![\w])(?:(?:PSC|Unit|CMR)\s+\d{3,5},?\s+Box\s+\d{3,5}|US[NS][VS]?\s+[A-Z][\w'-]+|"
+    r"USCGC\s+[A-Z][\w'-]+)\s+[ADF]PO\s+A[AEP]\s+\d{5}(?![\w])"
+)
+_FIRST_WORD = re.compile(r"[^\W\d_]+")
+_IS_TYPE = re.compile(_TYPES, re.I)
+_LOWERCASE_TYPES = frozenset("rue via viale vicolo piazza strada calle avenida avenue rua ul ulica utca u".split())
+_TOKEN = re.compile(r"[^\s,]+")
+_UNIT_WORDS = frozenset("apt apt. apartment suite ste ste. unit flat fl. floor # box p.o. po no. bldg".split())
+_ABBREVIATIONS = frozenset("apt. ste. st. rd. ave. av. u. ul. no. p.o. fl. dr. blvd. ln. ct.".split())
+_LOWER_OK = frozenset("de del della delle dei di da do dos das du la le les van von der den y e".split())
+_GENERIC = re.compile(
+    rf"(?<![\w.,/-])\d{{1,6}}[A-Za-z]?(?:[ ]\d{{1,4}})?[ ](?:{_WORDS})(?:[ ]\d{{1,5}}[A-Za-z]?)?(?![\w])"
+    rf"|(?<![\w])(?:{_WORDS})[ ]\d{{1,5}}[A-Za-z]?(?![\w])"
+)
+"""Any capitalised words with a number before or after: an address only after a label."""
+_CONTEXT = re.compile(r"address|\blive[sd]? (?:at|in|on)|located at|deliver|ship(?:ped)? to|send (?:it )?to|mail to", re.I)
+
+
+def _capitalised(street: str) -> bool:
+    """Every word of a street is capitalised, but for particles ("Rue de la Paix") and the
+    street types written in lowercase in their language ("rue", "via", "ul.")."""
+    words = _FIRST_WORD.findall(street)
+    return bool(words) and all(
+        w[0].isupper()
+        or w.lower() in _LOWER_OK
+        or w.lower() in _LOWERCASE_TYPES
+        or (len(w) <= 4 and i + 1 < len(words) and words[i + 1][0].isupper())
+        for i, w in enumerate(words)
+    )
+
+
+def _capitalised_next(text: str, position: int) -> bool:
+    """Whether the next word is capitalised ("Kamenice nad Lipou", "Dobrovo v Brdih")."""
+    following = re.match(r"[ ]([^\W\d_])", text[position : position + 2])
+    return following is not None and following.group(1).isupper()
+
+
+def _extend(text: str, end: int) -> int:
+    """The end of the address whose street ends at ``end``: unit, city, region, postcode and
+    country (capitalised words, codes and numbers, across commas and single line breaks),
+    until a lowercase word, a blank line or a sentence's full stop."""
+    best, position = end, end
+    for _ in range(12):
+        token = _TOKEN.search(text, position)
+        if token is None:
+            break
+        gap = text[position : token.start()]
+        if len(gap) > 3 or gap.count("\n") > 1 or (gap and gap.strip(" ,\n")):
+            break
+        word = token.group().rstrip("?!;:")
+        word = word if word.count("(") == word.count(")") else word.rstrip(")")
+        lower = word.lower()
+        stops = word.endswith(".") and lower not in _ABBREVIATIONS and len(word) > 2
+        word = word.rstrip(".") if stops else word
+        ok = (
+            word[:1].isupper()
+            or word[:1].isdigit()
+            or lower in _LOWER_OK
+            or (word.isalpha() and len(word) <= 3 and _capitalised_next(text, token.end()))
+            or lower in _UNIT_WORDS
+            or (word.startswith("(") and word[1:2].isupper())
+        )
+        if not word or not ok:
+            break
+        best = position = token.start() + len(word)
+        if stops or len(word) < len(token.group().rstrip(".")):
+            break
+    return best
+
+
+def find_addresses(text: str) -> Iterator[Finding]:
+    """STREET_ADDRESS findings in ``text`` (possibly overlapping; the detector resolves)."""
+    for m in _MILITARY.finditer(text):
+        yield Finding(m.start(), m.end(), "STREET_ADDRESS", 0.9)
+    labelled = _CONTEXT.search(text) is not None
+    for pattern in (_NUMBER_FIRST, _STREET_FIRST, _GENERIC):
+        if pattern is _GENERIC and not labelled:
+            continue
+        for m in pattern.finditer(text):
+            if pattern is _GENERIC and not _CONTEXT.search(text, max(0, m.start() - 60), m.start()):
+                continue
+            if not _capitalised(m.group()):
+                continue
+            end = _extend(text, m.end())
+            while end > m.end() and not text[end - 1].isalnum():
+                end -= 1
+            yield Finding(m.start(), end, "STREET_ADDRESS", 0.6)
