@@ -74,11 +74,18 @@ def _chunks(texts: list[str]) -> list[str]:
     return chunks
 
 
-def evaluate(detector: Detector, rows: Iterable[Mapping[str, Any]], types: Iterable[str] | None = None) -> dict[str, Any]:
+def evaluate(
+    detector: Detector,
+    rows: Iterable[Mapping[str, Any]],
+    types: Iterable[str] | None = None,
+    match_type: bool = True,
+) -> dict[str, Any]:
     """Per-type precision and recall over rows with ``spans``, and latency.
 
     ``types``: the types the detector can report (gold spans of other types are not counted);
-    by default those of the findings and of gold spans it found at least once.
+    by default those it reported. ``match_type=False`` (secrets: whether a key is called
+    ``STRIPE_KEY`` or ``STRIPE_ACCESS_KEY`` changes nothing) matches spans of any type, and
+    counts every gold type.
     """
     tp_gold: Counter[str] = Counter()
     gold_n: Counter[str] = Counter()
@@ -96,11 +103,13 @@ def evaluate(detector: Detector, rows: Iterable[Mapping[str, Any]], types: Itera
         gold = [(s["start"], s["end"], s["type"]) for s in row["spans"]]
         for start, end, kind in gold:
             gold_n[kind] += 1
-            tp_gold[kind] += _covered((start, end), [(f.start, f.end) for f in found if f.type == kind])
+            same = [(f.start, f.end) for f in found if f.type == kind or not match_type]
+            tp_gold[kind] += _covered((start, end), same)
         for f in found:
             found_n[f.type] += 1
-            tp_found[f.type] += _covered((f.start, f.end), [(s, e) for s, e, k in gold if k == f.type])
-    reported = set(types) if types is not None else set(found_n)
+            same = [(s, e) for s, e, k in gold if k == f.type or not match_type]
+            tp_found[f.type] += _covered((f.start, f.end), same)
+    reported = set(types) if types is not None else set(found_n) | (set() if match_type else set(gold_n))
     by_type = {}
     for kind in sorted(reported | (set(gold_n) & reported)):
         by_type[kind] = {
