@@ -24,6 +24,7 @@ R = random.Random(14)
 ALNUM = string.ascii_letters + string.digits
 URLSAFE = ALNUM + "-_"
 HEX = "0123456789abcdef"
+UPPER_DIGITS = string.ascii_uppercase + string.digits
 
 
 def pick(alphabet: str, n: int) -> str:
@@ -36,7 +37,11 @@ def b64url(data: bytes) -> str:
 
 def jwt() -> str:
     header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    claims = {"sub": str(R.randint(1000, 99999)), "name": pick(string.ascii_lowercase, 6), "iat": R.randint(1.6e9, 1.8e9)}
+    claims = {
+        "sub": str(R.randint(1000, 99999)),
+        "name": pick(string.ascii_lowercase, 6),
+        "iat": R.randint(1.6e9, 1.8e9),
+    }
     return f"{header}.{b64url(json.dumps(claims).encode())}.{b64url(R.randbytes(32))}"
 
 
@@ -52,8 +57,13 @@ SECRETS: dict[str, Callable[[], str]] = {
     "GITHUB_TOKEN": lambda: R.choice(["ghp_", "gho_", "ghs_"]) + pick(ALNUM, 36),
     "GITHUB_PAT": lambda: "github_pat_" + pick(ALNUM, 22) + "_" + pick(ALNUM, 59),
     "GITLAB_TOKEN": lambda: "glpat-" + pick(URLSAFE, 20),
-    "SLACK_TOKEN": lambda: f"xoxb-{R.randint(10**10, 10**11)}-{R.randint(10**10, 10**11)}-{pick(ALNUM, 24)}",
-    "SLACK_WEBHOOK": lambda: f"https://hooks.slack.com/services/T{pick(string.ascii_uppercase + string.digits, 8)}/B{pick(string.ascii_uppercase + string.digits, 8)}/{pick(ALNUM, 24)}",
+    "SLACK_TOKEN": lambda: (
+        f"xoxb-{R.randint(10**10, 10**11)}-{R.randint(10**10, 10**11)}-{pick(ALNUM, 24)}"
+    ),
+    "SLACK_WEBHOOK": lambda: (
+        "https://hooks.slack.com/services/"
+        f"T{pick(UPPER_DIGITS, 8)}/B{pick(UPPER_DIGITS, 8)}/{pick(ALNUM, 24)}"
+    ),
     "STRIPE_KEY": lambda: R.choice(["sk_live_", "rk_live_", "sk_test_"]) + pick(ALNUM, 24),
     "OPENAI_API_KEY": lambda: "sk-proj-" + pick(URLSAFE, 48) + "T3BlbkFJ" + pick(URLSAFE, 48),
     "ANTHROPIC_API_KEY": lambda: "sk-ant-api03-" + pick(URLSAFE, 93) + "AA",
@@ -65,10 +75,14 @@ SECRETS: dict[str, Callable[[], str]] = {
     "PYPI_TOKEN": lambda: "pypi-AgEIcHlwaS5vcmc" + pick(URLSAFE, 70),
     "MAILCHIMP_KEY": lambda: pick(HEX, 32) + "-us" + str(R.randint(1, 20)),
     "TELEGRAM_BOT_TOKEN": lambda: f"{R.randint(10**8, 10**10)}:AA{pick(URLSAFE, 33)}",
-    "DISCORD_BOT_TOKEN": lambda: "M" + pick(ALNUM, 23) + "." + pick(URLSAFE, 6) + "." + pick(URLSAFE, 27),
+    "DISCORD_BOT_TOKEN": lambda: (
+        "M" + pick(ALNUM, 23) + "." + pick(URLSAFE, 6) + "." + pick(URLSAFE, 27)
+    ),
     "DIGITALOCEAN_TOKEN": lambda: "dop_v1_" + pick(HEX, 64),
     "JWT": jwt,
-    "PRIVATE_KEY": lambda: pem(R.choice(["RSA PRIVATE KEY", "PRIVATE KEY", "OPENSSH PRIVATE KEY", "EC PRIVATE KEY"])),
+    "PRIVATE_KEY": lambda: pem(
+        R.choice(["RSA PRIVATE KEY", "PRIVATE KEY", "OPENSSH PRIVATE KEY", "EC PRIVATE KEY"])
+    ),
     "GENERIC_TOKEN": lambda: pick(ALNUM, R.choice([32, 40, 48])),
 }
 PASSWORDS = lambda: pick(ALNUM + "!#%^*", R.randint(10, 20))  # noqa: E731
@@ -103,11 +117,19 @@ BENIGN = [
     lambda: f"sha256: {hashlib.sha256(R.randbytes(8)).hexdigest()}  shipyard-0.1.0.tar.gz",
     lambda: f"The file's MD5 checksum is {hashlib.md5(R.randbytes(8)).hexdigest()}.",
     lambda: f"Run {uuid.UUID(int=R.getrandbits(128))} finished in 2.3 s.",
-    lambda: f"request_id={uuid.UUID(int=R.getrandbits(128))} status=200 path=/v1/agents/support/invoke",
-    lambda: "See https://docs.example.com/guides/getting-started/installation-on-linux for details.",
-    lambda: "The module lives at /usr/lib/python3.11/site-packages/shipyard/guard/secrets_scan.py now.",
+    lambda: (
+        f"request_id={uuid.UUID(int=R.getrandbits(128))} status=200 path=/v1/agents/support/invoke"
+    ),
+    lambda: (
+        "See https://docs.example.com/guides/getting-started/installation-on-linux for details."
+    ),
+    lambda: (
+        "The module lives at /usr/lib/python3.11/site-packages/shipyard/guard/secrets_scan.py now."
+    ),
     lambda: "Call PhoneNumberMatcher with Leniency.POSSIBLE and a default region of IT.",
-    lambda: "Please reset your password using the link in the email; passwords must have 12 characters.",
+    lambda: (
+        "Please reset your password using the link in the email; passwords must have 12 characters."
+    ),
     lambda: f"The image digest is sha256:{hashlib.sha256(R.randbytes(8)).hexdigest()}.",
     lambda: "Version 2026.10.11549 of xllamacpp ships the SmolLM2-135M-Instruct model.",
     lambda: f"Order ORD-{R.randint(10**7, 10**8)} ships on 2026-12-08 to the Berlin warehouse.",
@@ -143,7 +165,9 @@ def main() -> None:
             rows.append(row(text, [(kind, value)]))
     for _ in range(30):
         password = PASSWORDS()
-        rows.append(row(f"Connection: {R.choice(CONNECTIONS).format(p=password)}", [("PASSWORD", password)]))
+        rows.append(
+            row(f"Connection: {R.choice(CONNECTIONS).format(p=password)}", [("PASSWORD", password)])
+        )
     for _ in range(120):
         rows.append(row(R.choice(BENIGN)(), []))
     R.shuffle(rows)

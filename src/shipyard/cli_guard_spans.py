@@ -51,7 +51,10 @@ def score_spans(
 
 def eval_spans(
     kind: Annotated[SpanKind, typer.Argument(help="pii or secrets.")],
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON lines with 'text' and 'spans'.")],
+    file: Annotated[
+        Path,
+        typer.Argument(exists=True, dir_okay=False, help="JSON lines with 'text' and 'spans'."),
+    ],
     known: KnownOption = None,
 ) -> None:
     """Per-type precision and recall on rows with 'spans', and p50/p99 CPU time per text and
@@ -67,7 +70,11 @@ def eval_spans(
             if not isinstance(row.get("text"), str):
                 raise ValueError
         except (ValueError, AttributeError):
-            typer.secho(f"error: line {number} is not a JSON object with a string 'text'", fg="red", err=True)
+            typer.secho(
+                f"error: line {number} is not a JSON object with a string 'text'",
+                fg="red",
+                err=True,
+            )
             raise typer.Exit(2) from None
         rows.append(row)
     detector = span_detector(kind, known)

@@ -109,7 +109,9 @@ def evaluate(
             found_n[f.type] += 1
             same = [(s, e) for s, e, k in gold if k == f.type or not match_type]
             tp_found[f.type] += _covered((f.start, f.end), same)
-    reported = set(types) if types is not None else set(found_n) | (set() if match_type else set(gold_n))
+    reported = (
+        set(types) if types is not None else set(found_n) | (set() if match_type else set(gold_n))
+    )
     by_type = {}
     for kind in sorted(reported | (set(gold_n) & reported)):
         by_type[kind] = {
@@ -124,7 +126,9 @@ def evaluate(
     return {
         "detector": detector.name,
         "rows": len(texts),
-        "precision": round(sum(tp_found[k] for k in reported) / total_found, 4) if total_found else None,
+        "precision": round(sum(tp_found[k] for k in reported) / total_found, 4)
+        if total_found
+        else None,
         "recall": round(sum(tp_gold[k] for k in reported) / total_gold, 4) if total_gold else None,
         "types": by_type,
         "latency_per_text": _percentiles(per_text),

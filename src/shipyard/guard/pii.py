@@ -66,7 +66,10 @@ _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){10,30}(?![A-Za-
 _SSN = re.compile(r"(?<![\w-])(\d{3})([- .]?)(\d{2})\2(\d{4})(?![\w-])")
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
-_DL = re.compile(r"(?<![\w-])(?:[A-Za-z]{1,2}[- ]?\d{4,14}|\d{5,14}[A-Za-z]{1,2}|\d{7,14}|[A-Za-z]\d{2,3}-\d{3,4}-\d{3,4})(?![\w-])")
+_DL = re.compile(
+    r"(?<![\w-])(?:[A-Za-z]{1,2}[- ]?\d{4,14}|\d{5,14}[A-Za-z]{1,2}|\d{7,14}"
+    r"|[A-Za-z]\d{2,3}-\d{3,4}-\d{3,4})(?![\w-])"
+)
 _GROUPED = re.compile(r"(?<![\w.+-])\d{2,4}([ .-])\d{2,4}(?:\1\d{2,4}){1,4}(?![\w-]|\.\d)")
 _ESCAPE = re.compile(r"\\[nrt]")
 _CARD_CONTEXT = re.compile(r"card|visa|master|maestro|amex|debit|credit|\bcc\b|pan\b", re.I)
@@ -74,7 +77,8 @@ _DL_CONTEXT = re.compile(r"driv|licen[cs]e|\bDL\b|\bD\.L\.", re.I)
 _SSN_CONTEXT = re.compile(r"social|security|ssn|\bss#|taxpayer|\btin\b", re.I)
 _PHONE_CONTEXT = re.compile(
     r"phone|call|tel\b|tel:|mobile|cell|fax|sms|text|whats|reach|contact|dial|number|desk|"
-    r"messages|ring|landline|hotline|\bno\.|#",
+    r"messages|ring|landline|hotline|\bno\.|#|appel|t[ée]l[ée]phon|anruf|handy|llam|chiam|numer|"
+    r"nummer|n[úu]mero|celular|portable",
     re.I,
 )
 _MONTHS = (
@@ -99,10 +103,14 @@ def _emails(text: str) -> Iterator[Finding]:
 def _cards(text: str) -> Iterator[Finding]:
     for m in _CARD.finditer(text):
         digits = re.sub(r"\D", "", m.group())
-        if not luhn.is_valid(digits) or len(set(digits)) <= 2:
+        if not luhn.is_valid(digits) or len(set(digits)) < 2:
             continue
         groups = [len(g) for g in re.split(r"[ -]", m.group())]
-        if len(groups) > 1 and set(groups[:-1]) != {4} and groups not in ([4, 6, 5], [4, 6, 4]):
+        grouped_as_card = (set(groups[:-1]) == {4} and groups[-1] >= 3) or groups in (
+            [4, 6, 5],
+            [4, 6, 4],
+        )
+        if len(groups) > 1 and not grouped_as_card:
             continue  # "21 232 291 1232" is grouped as a phone number, not as a card
         # One random number in ten passes Luhn: twelve digits (Maestro's shortest) need a word.
         if len(digits) > 12 or _CARD_CONTEXT.search(text, max(0, m.start() - 40), m.start()):
@@ -133,7 +141,7 @@ def _ips(text: str) -> Iterator[Finding]:
     for pattern in (_IPV4, _IPV6):
         for m in pattern.finditer(text):
             candidate = m.group()
-            if pattern is _IPV6 and candidate.count(":") < 2 or candidate.startswith(":::"):
+            if (pattern is _IPV6 and candidate.count(":") < 2) or candidate.startswith(":::"):
                 continue
             try:
                 ipaddress.ip_address(candidate)
@@ -172,12 +180,18 @@ def _phones(text: str) -> Iterator[Finding]:
         seen.add((start, end))
         if raw[0] == "+" and phonenumbers.is_valid_number(match.number):
             yield Finding(start, end, "PHONE_NUMBER", 0.95)
-        elif (raw[0] == "(" and ")" in raw) or _PHONE_CONTEXT.search(text, max(0, start - 40), start) or _valid_us(raw):
+        elif (
+            (raw[0] == "(" and ")" in raw)
+            or _PHONE_CONTEXT.search(text, max(0, start - 40), start)
+            or _valid_us(raw)
+        ):
             yield Finding(start, end, "PHONE_NUMBER", 0.7)
     # Short local numbers ("68 90 46") and dotted ones ("01.84.17.61.18") that the plan above
     # does not propose: groups of 2-4 digits with one separator, after a word saying what they are.
     for m in _GROUPED.finditer(text):
-        if (m.start(), m.end()) not in seen and _PHONE_CONTEXT.search(text, max(0, m.start() - 40), m.start()):
+        if (m.start(), m.end()) not in seen and _PHONE_CONTEXT.search(
+            text, max(0, m.start() - 40), m.start()
+        ):
             yield Finding(m.start(), m.end(), "PHONE_NUMBER", 0.5)
 
 

@@ -17,6 +17,12 @@ from collections.abc import Iterator
 
 from shipyard.guard.base import Finding
 
+
+def words(text: str) -> frozenset[str]:
+    """The words of a list written as text (lists of names read better as prose)."""
+    return frozenset(text.split())
+
+
 _TYPES = (
     r"street|st|road|rd|avenue|ave|av|boulevard|blvd|lane|ln|drive|dr|court|ct|place|pl|"
     r"square|sq|terrace|way|parkway|pkwy|highway|hwy|circle|cir|crescent|close|grove|row|"
@@ -29,12 +35,13 @@ _SUFFIX = (
     r"(?:straße|strasse|str\.|gasse|weg|allee|platz|straat|laan|gracht|gata|gatan|vägen|"
     r"veien|vegen|vej|vei|gade|katu|tie|utca|ulica|vegur|vegi|gränd|torget|stræde)"
 )
-_CAP = r"[^\W\d_][\w'’.-]*"
+_CAP = r"[^\W\d_][\w'\u2019.-]*"
 _WORDS = rf"(?:{_CAP})(?:[ ](?:{_CAP})){{0,4}}"
 
 _NUMBER_FIRST = re.compile(
     rf"(?<![\w.,/-])\d{{1,6}}[A-Za-z]?(?:[ ]\d{{1,4}})?[ ](?:{_WORDS})[ ](?:{_TYPES})\.?(?![\w])"
-    rf"|(?<![\w.,/-])\d{{1,6}}[A-Za-z]?(?:[ ]\d{{1,4}})?[ ](?:{_WORDS})[ ]\d{{1,5}}[A-Za-z]?(?![\w.,/-]\d)",
+    rf"|(?<![\w.,/-])\d{{1,6}}[A-Za-z]?(?:[ ]\d{{1,4}})?[ ](?:{_WORDS})[ ]\d{{1,5}}[A-Za-z]?"
+    r"(?![\w.,/-]\d)",
     re.I,
 )
 _STREET_FIRST = re.compile(
@@ -47,17 +54,37 @@ _MILITARY = re.compile(
 )
 _FIRST_WORD = re.compile(r"[^\W\d_]+")
 _IS_TYPE = re.compile(_TYPES, re.I)
-_LOWERCASE_TYPES = frozenset("rue via viale vicolo piazza strada calle avenida avenue rua ul ulica utca u".split())
+_LOWERCASE_TYPES = words(
+    """
+    rue via viale vicolo piazza strada calle avenida avenue rua ul ulica utca u
+    """
+)
 _TOKEN = re.compile(r"[^\s,]+")
-_UNIT_WORDS = frozenset("apt apt. apartment suite ste ste. unit flat fl. floor # box p.o. po no. bldg".split())
-_ABBREVIATIONS = frozenset("apt. ste. st. rd. ave. av. u. ul. no. p.o. fl. dr. blvd. ln. ct.".split())
-_LOWER_OK = frozenset("de del della delle dei di da do dos das du la le les van von der den y e".split())
+_UNIT_WORDS = words(
+    """
+    apt apt. apartment suite ste ste. unit flat fl. floor # box p.o. po no. bldg
+    """
+)
+_ABBREVIATIONS = words(
+    """
+    apt. ste. st. rd. ave. av. u. ul. no. p.o. fl. dr. blvd. ln. ct.
+    """
+)
+_LOWER_OK = words(
+    """
+    de del della delle dei di da do dos das du la le les van von der den y e
+    """
+)
 _GENERIC = re.compile(
-    rf"(?<![\w.,/-])\d{{1,6}}[A-Za-z]?(?:[ ]\d{{1,4}})?[ ](?:{_WORDS})(?:[ ]\d{{1,5}}[A-Za-z]?)?(?![\w])"
+    rf"(?<![\w.,/-])\d{{1,6}}[A-Za-z]?(?:[ ]\d{{1,4}})?[ ](?:{_WORDS})"
+    r"(?:[ ]\d{1,5}[A-Za-z]?)?(?![\w])"
     rf"|(?<![\w])(?:{_WORDS})[ ]\d{{1,5}}[A-Za-z]?(?![\w])"
 )
 """Any capitalised words with a number before or after: an address only after a label."""
-_CONTEXT = re.compile(r"address|\blive[sd]? (?:at|in|on)|located at|deliver|ship(?:ped)? to|send (?:it )?to|mail to", re.I)
+_CONTEXT = re.compile(
+    r"address|\blive[sd]? (?:at|in|on)|located at|deliver|ship(?:ped)? to|send (?:it )?to|mail to",
+    re.I,
+)
 
 
 def _capitalised(street: str) -> bool:

@@ -23,38 +23,64 @@ import names as census_names
 
 from shipyard.guard.base import Finding
 
-_HONORIFIC = frozenset(
-    "mr mrs ms miss mx dr prof sir madam madame dame lady lord mme mlle herr frau sr sra "
-    "srta dona don fr rev hon".split()
+
+def words(text: str) -> frozenset[str]:
+    """The words of a list written as text (lists of names read better as prose)."""
+    return frozenset(text.split())
+
+
+_HONORIFIC = words(
+    """
+    mr mrs ms miss mx dr prof sir madam madame dame lady lord mme mlle herr frau sr sra
+    srta dona don fr rev hon
+    """
 )
-_PARTICLES = frozenset("van von der den de del della di da dos das du le la al el bin ibn ter ten y".split())
-_STOP = frozenset(
-    """a an the and or but if of to in on at by for with from as is are was were be been am i
-    you he she it we they me my your his her its our their this that these those there here
-    what which who whom whose when where why how all any each every some no not yes please
-    thank thanks hello hi hey dear regards best kind sincerely cheers good great new old
-    first last next dear date name phone email mail address card bank account number street
-    road avenue city state country mobile desk fax website personal info january february
-    march april may june july august september october november december monday tuesday
-    wednesday thursday friday saturday sunday today tomorrow could would should will can
-    shall might must do does did have has had get got make made let see call send go come
-    take give tell ask need want like love summer autumn winter spring christmas easter north south east west central
-    united kingdom america american english french german spanish chinese japanese indian
-    university college school hospital company inc ltd llc corp group service services
-    support team customer client user admin manager office department api http https
-    server model agent tool run task key token secret error note warning example
-    test true false none null ok okay also just only even still then than so very much
-    more most many such own same other another both either neither after before during
-    while since until about above below over under again further once why because
-    sent per via amount price total order invoice payment credit debit visa master
-    apt suite unit box floor building""".split()
+_PARTICLES = words(
+    """
+    van von der den de del della di da dos das du le la al el bin ibn ter ten y
+    """
+)
+_STOP = words(
+    """
+    a an the and or but if of to in on at by for with from as is are was were be been am i
+    you he she it we they me my your his her its our their this that these those there
+    here what which who whom whose when where why how all any each every some no not yes
+    please thank thanks hello hi hey dear regards best kind sincerely cheers good great
+    new old first last next dear date name phone email mail address card bank account
+    number street road avenue city state country mobile desk fax website personal info
+    january february march april may june july august september october november december
+    monday tuesday wednesday thursday friday saturday sunday today tomorrow could would
+    should will can shall might must do does did have has had get got make made let see
+    call send go come take give tell ask need want like love summer autumn winter spring
+    christmas easter north south east west central united kingdom america american english
+    french german spanish chinese japanese indian university college school hospital
+    company inc ltd llc corp group service services support team customer client user
+    admin manager office department api http https server model agent tool run task key
+    token secret error note warning example test true false none null ok okay also just
+    only even still then than so very much more most many such own same other another both
+    either neither after before during while since until about above below over under
+    again further once why because sent per via amount price total order invoice payment
+    credit debit visa master apt suite unit box floor building
+    """
 )
 _EMAIL_LOCAL = re.compile(r"[\w.%+-]+(?=@)")
-_LETTERS = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "þ": "th", "ß": "ss", "æ": "ae", "œ": "oe", "ð": "d"})
-_WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|['’-][^\W\d_])*\.?")
+_LETTERS = str.maketrans(
+    {"ł": "l", "ø": "o", "đ": "d", "þ": "th", "ß": "ss", "æ": "ae", "œ": "oe", "ð": "d"}
+)
+_WORD_NAMES = words(
+    """
+    will grant mark bill rose june may april august summer hope joy faith grace chase art
+    don guy jean christian sky river hunter page lane dean king major rich frank earl
+    sterling penny ruby pearl crystal amber dawn eve gay sunny autumn violet iris lily
+    daisy holly ivy jade destiny harmony unity patience prudence honor justice star angel
+    bishop cliff glen heath miles wade wolf drew lance rod pat sue
+    """
+)
+"""First names that are also English words: a surname must follow ("Mark Gordon")."""
+_WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|['\u2019-][^\W\d_])*\.?")
 _CUE = re.compile(
     r"\b(?:(?:my|his|her|their|your|the)\s+name\s+is|name\s*:|i\s+am|i'm|this\s+is|signed|dear|"
-    r"hi|hello|attn:?|regards,?|sincerely,?)\s*$",
+    r"hi|hello|attn:?|regards,?|sincerely,?|mr|mrs|ms|miss|mx|dr|prof)\.?\s*$",
     re.I,
 )
 """Words after which one capitalised word is a name whatever it is ("my name is Qoqa")."""
@@ -76,7 +102,11 @@ def _lists() -> tuple[frozenset[str], frozenset[str]]:
                 first.add(word.lower())
     last: set[str] = set()
     folder = os.path.dirname(census_names.__file__)
-    for file, into in (("dist.male.first", first), ("dist.female.first", first), ("dist.all.last", last)):
+    for file, into in (
+        ("dist.male.first", first),
+        ("dist.female.first", first),
+        ("dist.all.last", last),
+    ):
         with open(os.path.join(folder, file), encoding="ascii") as lines:
             into.update(line.split(" ", 1)[0].lower() for line in lines if line.strip())
     return frozenset(first - _STOP), frozenset(last - _STOP)
@@ -122,11 +152,9 @@ def _known(word: str, names: frozenset[str]) -> bool:
     return word in names or fold(word) in names
 
 
-def _person(
-    run: list[re.Match[str]], text: str, first: frozenset[str], last: frozenset[str], emails: str
-) -> tuple[int, int] | None:
-    """The name's span in a run of capitalised words, if the run holds one."""
-    words = [m.group().rstrip(".").lower() for m in run]
+def _trim(words: list[str]) -> tuple[int, int, bool]:
+    """The run's name part ``[i, end)`` without leading stop words and honorifics or trailing
+    particles, and whether an honorific came first."""
     i, honorific = 0, False
     while i < len(words) and (words[i] in _STOP or words[i] in _HONORIFIC):
         honorific = honorific or words[i] in _HONORIFIC
@@ -134,27 +162,43 @@ def _person(
     end = len(words)
     while end > i and (words[end - 1] in _PARTICLES or words[end - 1] in _STOP):
         end -= 1
+    return i, end, honorific
+
+
+def _person(
+    run: list[re.Match[str]], text: str, first: frozenset[str], last: frozenset[str], emails: str
+) -> tuple[int, int] | None:
+    """The name's span in a run of capitalised words, if the run holds one."""
+    words = [m.group().rstrip(".").lower() for m in run]
+    i, end, honorific = _trim(words)
     if end <= i or end - i > 4:
         return None
     body, names = run[i:end], words[i:end]
-    last_match = body[-1]
-    span = body[0].start(), last_match.end() - (last_match.group().endswith(".") and len(last_match.group()) > 2)
+    tail = body[-1].group()
+    span = body[0].start(), body[-1].end() - (tail.endswith(".") and len(tail) > 2)
     before = max(0, body[0].start() - 24), body[0].start()
     if honorific or _CUE.search(text, *before):
         return span
-    single = body[0].group()
     if len(names) == 1:
-        known = not single.isupper() and _known(names[0], first)
+        known = not body[0].group().isupper() and _known(names[0], first)
         return span if known and _WEAK_CUE.search(text, *before) else None
+    return span if _looks_like_name(names, first, last, emails) else None
+
+
+def _looks_like_name(
+    names: list[str], first: frozenset[str], last: frozenset[str], emails: str
+) -> bool:
+    """Two to four capitalised words with no cue before them."""
     if len(names[0]) == 1:
-        return None
+        return False
     if len(names) == 3 and len(names[1]) == 1:
-        return span  # "Nobuto N Umeta": first name, initial, surname
+        return True  # "Nobuto N Umeta": first name, initial, surname
+    if names[0] in _WORD_NAMES:
+        return _known(names[-1], last)  # "Mark Gordon", not "Grant Access"
     if _known(names[0], first) or (_known(names[-1], last) and len(names) <= 3):
-        return span
-    if all(fold(n) in emails for n in names if len(n) > 1):
-        return span  # "Doku Aslakhanov ... DokuAslakhanov@cuvox.de": a signature with its address
-    return None
+        return True
+    # "Doku Aslakhanov ... DokuAslakhanov@cuvox.de": a signature with its address
+    return all(fold(n) in emails for n in names if len(n) > 1)
 
 
 def find_names(text: str) -> Iterator[Finding]:

@@ -19,6 +19,7 @@ import re
 import urllib.parse
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from typing import cast
 
 from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
 from detect_secrets.plugins.base import RegexBasedDetector
@@ -61,7 +62,10 @@ _EXTRA = {
     "TWILIO_KEY": r"SK[0-9a-fA-F]{32}",
     "SENDGRID_API_KEY": r"SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}",
 }
-_EXTRA_RE = [(kind, re.compile(rf"(?<![A-Za-z0-9_])(?:{pattern})(?![A-Za-z0-9_])")) for kind, pattern in _EXTRA.items()]
+_EXTRA_RE = [
+    (kind, re.compile(rf"(?<![A-Za-z0-9_])(?:{pattern})(?![A-Za-z0-9_])"))
+    for kind, pattern in _EXTRA.items()
+]
 _PEM = re.compile(
     r"-----BEGIN ((?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?)-----"
     r"(?:.*?-----END \1-----|[\sA-Za-z0-9+/=:,-]*)",
@@ -83,10 +87,11 @@ def _type_name(secret_type: str) -> str:
 
 
 def _plugins() -> list[tuple[str, RegexBasedDetector]]:
-    found = []
+    found: list[tuple[str, RegexBasedDetector]] = []
     for secret_type, cls in get_mapping_from_secret_type_to_class().items():
         if secret_type not in _SKIPPED_PLUGINS and issubclass(cls, RegexBasedDetector):
-            found.append((_type_name(secret_type), cls()))
+            plugin = cast(type[RegexBasedDetector], cls)()
+            found.append((_type_name(secret_type), plugin))
     return found
 
 
@@ -119,7 +124,11 @@ def looks_random(token: str) -> bool:
 
 def _variants(value: str) -> set[str]:
     """A store value and the forms it commonly leaks in: base64 and URL-encoded."""
-    forms = {value, urllib.parse.quote(value, safe=""), base64.b64encode(value.encode()).decode().rstrip("=")}
+    forms = {
+        value,
+        urllib.parse.quote(value, safe=""),
+        base64.b64encode(value.encode()).decode().rstrip("="),
+    }
     return {f for f in forms if len(f) >= MIN_KNOWN}
 
 
@@ -132,7 +141,9 @@ class SecretsDetector:
     def __init__(self, known: Iterable[str] = ()) -> None:
         self._plugins = _plugins()
         self._keyword = KeywordDetector()
-        values = sorted({v for k in known if len(k) >= MIN_KNOWN for v in _variants(k)}, key=len, reverse=True)
+        values = sorted(
+            {v for k in known if len(k) >= MIN_KNOWN for v in _variants(k)}, key=len, reverse=True
+        )
         self._known = re.compile("|".join(map(re.escape, values))) if values else None
 
     def scan(self, text: str) -> list[Finding]:
@@ -158,7 +169,10 @@ class SecretsDetector:
         for kind, pattern in _EXTRA_RE:
             for m in pattern.finditer(text):
                 yield Finding(m.start(), m.end(), kind, 0.95)
-        for pattern, kind in ((_URI_PASSWORD, "BASIC_AUTH_CREDENTIALS"), (_CONN_PASSWORD, "SECRET_KEYWORD")):
+        for pattern, kind in (
+            (_URI_PASSWORD, "BASIC_AUTH_CREDENTIALS"),
+            (_CONN_PASSWORD, "SECRET_KEYWORD"),
+        ):
             for m in pattern.finditer(text):
                 yield Finding(m.start(1), m.end(1), kind, 0.9)
         for m in _BEARER.finditer(text):
