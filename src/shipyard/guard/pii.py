@@ -77,7 +77,7 @@ _DL_CONTEXT = re.compile(r"driv|licen[cs]e|\bDL\b|\bD\.L\.", re.I)
 _SSN_CONTEXT = re.compile(r"social|security|ssn|\bss#|taxpayer|\btin\b", re.I)
 _PHONE_CONTEXT = re.compile(
     r"phone|call|tel\b|tel:|mobile|cell|fax|sms|text|whats|reach|contact|dial|number|desk|"
-    r"messages|ring|landline|hotline|\bno\.|#|appel|t[ée]l[ée]phon|anruf|handy|llam|chiam|numer|"
+    r"messag|registered|ring|landline|hotline|\bno\.|#|appel|t[ée]l[ée]phon|anruf|handy|llam|chiam|numer|"
     r"nummer|n[úu]mero|celular|portable",
     re.I,
 )
@@ -193,6 +193,14 @@ def _phones(text: str) -> Iterator[Finding]:
             text, max(0, m.start() - 40), m.start()
         ):
             yield Finding(m.start(), m.end(), "PHONE_NUMBER", 0.5)
+
+
+def _phone_shaped(raw: str) -> bool:
+    """Written as phone numbers are, whatever the words around: a trunk prefix and 9+ digits
+    ("0488 51 54 25", "06-60999851"), or 8+ digits in three or more groups ("73 353 810 1")."""
+    digits = sum(c.isdigit() for c in raw)
+    groups = len(re.findall(r"\d+", raw))
+    return (raw[0] == "0" and digits >= 9 and groups >= 2) or (digits >= 8 and groups >= 3)
 
 
 def _valid_us(raw: str) -> bool:

@@ -42,6 +42,7 @@ _PARTICLES = words(
 )
 _STOP = words(
     """
+    one two three
     a an the and or but if of to in on at by for with from as is are was were be been am i
     you he she it we they me my your his her its our their this that these those there
     here what which who whom whose when where why how all any each every some no not yes
@@ -67,6 +68,15 @@ _EMAIL_LOCAL = re.compile(r"[\w.%+-]+(?=@)")
 _LETTERS = str.maketrans(
     {"ł": "l", "ø": "o", "đ": "d", "þ": "th", "ß": "ss", "æ": "ae", "œ": "oe", "ð": "d"}
 )
+_ORGANISATION = words(
+    """
+    inc ltd llc plc se sa ag gmbh corp corporation company co group limited fund etf
+    holdings partners bank trust university institute foundation association bv nv ab oy
+    as asa spa srl kg industries technologies systems solutions services international
+    """
+)
+"""Words that make a run of capitalised words a company, not a person."""
+_PLACE_CUE = re.compile(r"\b(?:in|at|near|from|to|visit(?:ing)?|via)\s*$", re.I)
 _WORD_NAMES = words(
     """
     will grant mark bill rose june may april august summer hope joy faith grace chase art
@@ -113,7 +123,9 @@ def _lists() -> tuple[frozenset[str], frozenset[str]]:
 
 
 def _is_cap(word: str) -> bool:
-    return word[0].isupper() and (len(word) == 1 or not word.isupper() or len(word) <= 3)
+    """Capitalised, or an initial; not an acronym ("ISO", "UTC") nor a word in capitals."""
+    stripped = word.rstrip(".")
+    return word[0].isupper() and (len(stripped) == 1 or not stripped.isupper())
 
 
 def _joins(previous: str, gap: str) -> bool:
@@ -179,6 +191,12 @@ def _person(
     before = max(0, body[0].start() - 24), body[0].start()
     if honorific or _CUE.search(text, *before):
         return span
+    if words[end:] and words[end] in _ORGANISATION or _ORGANISATION.intersection(names):
+        return None  # "Victory Nickel Inc.", "Groupe Guillin SA"
+    if _PLACE_CUE.search(text, *before):
+        # "I am in Mechanics Bay": after "in" or "at" a name needs both halves known.
+        known = _known(names[0], first) and _known(names[-1], last)
+        return span if known and len(names) > 1 else None
     if len(names) == 1:
         known = not body[0].group().isupper() and _known(names[0], first)
         return span if known and _WEAK_CUE.search(text, *before) else None
