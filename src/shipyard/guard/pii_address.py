@@ -23,10 +23,28 @@ def words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
+_USPS = (
+    "alley annex arcade bayou beach bend bluff bluffs bottom branch bridge brook brooks burg "
+    "burgs bypass camp canyon cape causeway center centers circles cliff cliffs club common "
+    "commons corner corners course courts cove coves creek crest crossing crossroad curve dale "
+    "dam divide estate estates expressway extension falls ferry field fields flat flats ford "
+    "fords forest forge forges fork forks fort freeway garden gateway glen glens green greens "
+    "groves harbor harbors haven heights highway hills hollow inlet island islands isle "
+    "junction junctions key keys knoll knolls lake lakes landing lanes light lights lock locks "
+    "lodge manor manors meadow meadows mill mills mission motorway mount mountain mountains "
+    "neck orchard oval overpass parks parkways pass passage pine pines plain plains plazas "
+    "port ports prairie ramp ranch rapid rapids ridges river roads route shoal shoals shore "
+    "shores skyway spring springs spur spurs squares station stravenue stream streets summit "
+    "throughway trace track trafficway tunnel turnpike underpass union valley valleys viaduct "
+    "views village villages ville vista walks wall ways well wells"
+)
+"""The street suffixes of the US Postal Service's list (Publication 28, appendix C)."""
 _TYPES = (
     r"street|st|road|rd|avenue|ave|av|boulevard|blvd|lane|ln|drive|dr|court|ct|place|pl|"
     r"square|sq|terrace|way|parkway|pkwy|highway|hwy|circle|cir|crescent|close|grove|row|"
     r"mews|walk|hill|gardens|park|trail|trl|loop|alley|plaza|path|pike|point|ridge|view|"
+    + "|".join(_USPS.split())
+    + r"|plads|gate|gatve|út|kapu|"
     r"rue|via|viale|vicolo|piazza|corso|strada|calle|avenida|rua|travessa|largo|praça|"
     r"ulica|ul|utca|allee|platz|weg|gasse|straße|strasse|straat|laan|plein|gata|gatan|"
     r"vägen|veien|vej|vei|gade|katu|tie|odos|οδός|leoforos|λεωφόρος"
@@ -48,6 +66,11 @@ _STREET_FIRST = re.compile(
     rf"(?<![\w])(?:(?:{_TYPES})\.?[ ](?:{_WORDS})|{_CAP}{_SUFFIX})[ ]\d{{1,5}}[A-Za-z]?(?![\w])",
     re.I,
 )
+_CORNER = re.compile(
+    rf"(?<![\w])(?:[Tt]he )?corner of (?:{_CAP}[ ])?(?:\d+[ ])?(?:{_WORDS})(?:[ ]\d+)?"
+    rf" (?:and|&) (?:\d+[ ])?(?:{_WORDS})(?![\w])"
+)
+"""An intersection: "the corner of Nerudova 1850 and Vleugels Heights"."""
 _MILITARY = re.compile(
     r"(?<![\w])(?:(?:PSC|Unit|CMR)\s+\d{3,5},?\s+Box\s+\d{3,5}|US[NS][VS]?\s+[A-Z][\w'-]+|"
     r"USCGC\s+[A-Z][\w'-]+)\s+[ADF]PO\s+A[AEP]\s+\d{5}(?![\w])"
@@ -116,7 +139,7 @@ def _extend(text: str, end: int) -> int:
         if token is None:
             break
         gap = text[position : token.start()]
-        if len(gap) > 3 or gap.count("\n") > 1 or (gap and gap.strip(" ,\n")):
+        if len(gap) > 3 or "  " in gap or gap.count("\n") > 1 or (gap and gap.strip(" ,\n")):
             break
         word = token.group().rstrip("?!;:")
         word = word if word.count("(") == word.count(")") else word.rstrip(")")
@@ -141,8 +164,9 @@ def _extend(text: str, end: int) -> int:
 
 def find_addresses(text: str) -> Iterator[Finding]:
     """STREET_ADDRESS findings in ``text`` (possibly overlapping; the detector resolves)."""
-    for m in _MILITARY.finditer(text):
-        yield Finding(m.start(), m.end(), "STREET_ADDRESS", 0.9)
+    for pattern in (_MILITARY, _CORNER):
+        for m in pattern.finditer(text):
+            yield Finding(m.start(), m.end(), "STREET_ADDRESS", 0.8)
     labelled = _CONTEXT.search(text) is not None
     for pattern in (_NUMBER_FIRST, _STREET_FIRST, _GENERIC):
         if pattern is _GENERIC and not labelled:
