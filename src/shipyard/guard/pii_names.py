@@ -191,7 +191,7 @@ def _person(
     before = max(0, body[0].start() - 24), body[0].start()
     if honorific or _CUE.search(text, *before):
         return span
-    if words[end:] and words[end] in _ORGANISATION or _ORGANISATION.intersection(names):
+    if (words[end:] and words[end] in _ORGANISATION) or _ORGANISATION.intersection(names):
         return None  # "Victory Nickel Inc.", "Groupe Guillin SA"
     if _PLACE_CUE.search(text, *before):
         # "I am in Mechanics Bay": after "in" or "at" a name needs both halves known.
