@@ -66,9 +66,10 @@ _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){10,30}(?![A-Za-
 _SSN = re.compile(r"(?<![\w-])(\d{3})([- .]?)(\d{2})\2(\d{4})(?![\w-])")
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
-_DL = re.compile(
-    r"(?<![\w-])(?:[A-Za-z]{1,2}[- ]?\d{4,14}|\d{5,14}[A-Za-z]{1,2}|\d{7,14}"
-    r"|[A-Za-z]\d{2,3}-\d{3,4}-\d{3,4})(?![\w-])"
+_DL = re.compile(r"(?<![\w*-])[A-Za-z0-9][A-Za-z0-9*-]{4,19}(?![\w-])")
+"""A licence number: states use every format (digits, letters and digits, even letters only)."""
+_DL_RIGHT_AFTER = re.compile(
+    r"(?:licen[cs]e|\bDL)\s*(?:number|no\.?|#|id)?\s*(?:is|:|=)?\s*$", re.I
 )
 _GROUPED = re.compile(r"(?<![\w.+-])\d{2,4}([ .-])\d{2,4}(?:\1\d{2,4}){1,4}(?![\w-]|\.\d)")
 _ESCAPE = re.compile(r"\\[nrt]")
@@ -151,8 +152,18 @@ def _ips(text: str) -> Iterator[Finding]:
 
 
 def _licences(text: str) -> Iterator[Finding]:
+    """A token with a digit near a word such as "licence", or any token right after one
+    ("my driver's license number is eorDwZSw")."""
+    if not _DL_CONTEXT.search(text):
+        return
     for m in _DL.finditer(text):
-        if _DL_CONTEXT.search(text, max(0, m.start() - 50), m.start()):
+        near = max(0, m.start() - 50), m.start()
+        token = m.group()
+        has_digit = any(c.isdigit() for c in token)
+        mixed = any(c.isupper() for c in token[1:]) and any(c.islower() for c in token)
+        if has_digit and _DL_CONTEXT.search(text, *near):
+            yield Finding(m.start(), m.end(), "US_DRIVER_LICENSE", 0.6)
+        elif (has_digit or mixed) and _DL_RIGHT_AFTER.search(text, *near):
             yield Finding(m.start(), m.end(), "US_DRIVER_LICENSE", 0.6)
 
 
