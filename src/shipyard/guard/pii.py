@@ -161,9 +161,9 @@ def _licences(text: str) -> Iterator[Finding]:
         token = m.group()
         has_digit = any(c.isdigit() for c in token)
         mixed = any(c.isupper() for c in token[1:]) and any(c.islower() for c in token)
-        if has_digit and _DL_CONTEXT.search(text, *near):
-            yield Finding(m.start(), m.end(), "US_DRIVER_LICENSE", 0.6)
-        elif (has_digit or mixed) and _DL_RIGHT_AFTER.search(text, *near):
+        if (has_digit and _DL_CONTEXT.search(text, *near)) or (
+            (has_digit or mixed) and _DL_RIGHT_AFTER.search(text, *near)
+        ):
             yield Finding(m.start(), m.end(), "US_DRIVER_LICENSE", 0.6)
 
 
