@@ -74,7 +74,11 @@ _DL_RIGHT_AFTER = re.compile(
 _GROUPED = re.compile(r"(?<![\w.+-])\d{2,4}([ .-])\d{2,4}(?:\1\d{2,4}){1,4}(?![\w-]|\.\d)")
 _ESCAPE = re.compile(r"\\[nrt]")
 _CARD_CONTEXT = re.compile(r"card|visa|master|maestro|amex|debit|credit|\bcc\b|pan\b", re.I)
-_DL_CONTEXT = re.compile(r"driv|licen[cs]e|\bDL\b|\bD\.L\.", re.I)
+_DL_CONTEXT = re.compile(
+    r"driv\w*['\u2019]?s?\s+licen[cs]e|licen[cs]e\s*(?:number|no\b|#|id\b)|\bDL\b|\bD\.L\.|"
+    r"permis de conduire|f[üu]hrerschein|patente|carn[eé] de conducir",
+    re.I,
+)
 _SSN_CONTEXT = re.compile(r"social|security|ssn|\bss#|taxpayer|\btin\b", re.I)
 _PHONE_CONTEXT = re.compile(
     r"phone|call|tel\b|tel:|mobile|cell|fax|sms|text|whats|reach|contact|dial|number|desk|"

@@ -44,26 +44,31 @@ _TYPES = (
     r"square|sq|terrace|way|parkway|pkwy|highway|hwy|circle|cir|crescent|close|grove|row|"
     r"mews|walk|hill|gardens|park|trail|trl|loop|alley|plaza|path|pike|point|ridge|view|"
     + "|".join(_USPS.split())
-    + r"|plads|gate|gatve|út|kapu|"
+    + r"|plads|gate|gatve|út|kapu|plac|aleja|rodovia|borgo|contrada|conjunto|trecho|fazenda|"
+    r"ladeira|camino|carrer|paseo|ronda|travesía|núcleo|quinta|chemin|impasse|allée|quai|"
+    r"place|cours|route|dreef|kade|steeg|ring|damm|ufer|pfad|"
     r"rue|via|viale|vicolo|piazza|corso|strada|calle|avenida|rua|travessa|largo|praça|"
     r"ulica|ul|utca|allee|platz|weg|gasse|straße|strasse|straat|laan|plein|gata|gatan|"
     r"vägen|veien|vej|vei|gade|katu|tie|odos|οδός|leoforos|λεωφόρος"
 )
 _SUFFIX = (
     r"(?:straße|strasse|str\.|gasse|weg|allee|platz|straat|laan|gracht|gata|gatan|vägen|"
-    r"veien|vegen|vej|vei|gade|katu|tie|utca|ulica|vegur|vegi|gränd|torget|stræde)"
+    r"veien|vegen|vej|vei|gade|katu|tie|utca|ulica|vegur|vegi|gränd|torget|stræde|str|ring|"
+    r"damm|ufer|dreef|kade|boulevard|plein|singel|markt)"
 )
 _CAP = r"[^\W\d_][\w'\u2019.-]*"
 _WORDS = rf"(?:{_CAP})(?:[ ](?:{_CAP})){{0,4}}"
 
 _NUMBER_FIRST = re.compile(
-    rf"(?<![\w.,/-])\d{{1,6}}[A-Za-z]?(?:[ ]\d{{1,4}})?[ ](?P<w>{_WORDS})"
-    r"(?:[ ](?P<n>\d{1,5}[A-Za-z]?)(?![\w.,/-]\d))?(?![\w])"
+    rf"(?<![\w.,/-])\d{{1,6}}[A-Za-z]?(?:[/-]\d{{1,4}})?(?:[ ]\d{{1,4}})?,?[ ](?P<w>{_WORDS})"
+    r"(?:,?[ ](?P<n>\d{1,5}(?:[/-]\d{1,4})?[A-Za-z]?)(?![\w.,/-]\d))?(?![\w])"
 )
 """A house number, then up to five words, then maybe a number ("12 Baker Street", "07569
 Mjövattnet 43"); which of these are streets is decided in Python (a regex alternation of
 every street type at every word was most of the detector's time)."""
-_STREET_FIRST = re.compile(rf"(?<![\w])(?P<w>{_WORDS})[ ](?P<n>\d{{1,5}}[A-Za-z]?)(?![\w])")
+_STREET_FIRST = re.compile(
+    rf"(?<![\w])(?P<w>{_WORDS}),?[ ](?P<n>\d{{1,5}}(?:[/-]\d{{1,4}})?[A-Za-z]?)(?![\w/-])"
+)
 """Up to five words, then a house number ("Via Roma 12", "Hauptstraße 5")."""
 _CORNER = re.compile(
     rf"(?<![\w])(?:[Tt]he )?corner of (?:{_CAP}[ ])?(?:\d+[ ])?(?:{_WORDS})(?:[ ]\d+)?"
@@ -79,13 +84,14 @@ _TYPE_WORDS = frozenset(_TYPES.replace(r"\.", ".").split("|"))
 _SUFFIXES = tuple(_SUFFIX.strip("(?:)").replace(r"\.", ".").split("|"))
 _LOWERCASE_TYPES = words(
     """
+    plac aleja boulevard chemin impasse allée quai place cours route
     rue via viale vicolo piazza strada calle avenida avenue rua ul ulica utca u
     """
 )
 _TOKEN = re.compile(r"[^\s,]+")
 _UNIT_WORDS = words(
     """
-    apt apt. apartment suite ste ste. unit flat fl. floor # box p.o. po no. bldg
+    apt apt. apartment suite ste ste. unit flat fl. floor # box p.o. po no. bldg studio
     """
 )
 _ABBREVIATIONS = words(
@@ -168,7 +174,7 @@ def _street(match: re.Match[str], number_first: bool, labelled: bool) -> tuple[i
         kept = words[k:]
         lowered = [w.lower() for w in kept]
         typed = lowered[0].rstrip(".") in _TYPE_WORDS and len(kept) > 1
-        suffixed = any(w.rstrip(".").endswith(_SUFFIXES) for w in lowered)
+        suffixed = any(w.rstrip(".").endswith(_SUFFIXES) or w.endswith("str.") for w in lowered)
         end = match.end()
         if number_first and not has_number:
             ends = [i for i, w in enumerate(lowered) if w.rstrip(".") in _TYPE_WORDS]
