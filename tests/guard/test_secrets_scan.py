@@ -56,6 +56,32 @@ def test_a_jwt_and_passwords_in_connection_strings() -> None:
     assert any("Tr0ub4dor3xyz" in span for span in found)
 
 
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("my password is hunter2.", "hunter2"),
+        ("Your passcode was: Xy7!pq", "Xy7!pq"),
+        ("password: hunter2hunter", "hunter2hunter"),
+        ("DB_PASSWORD=Sup3rS3cret!", "Sup3rS3cret!"),
+    ],
+)
+def test_passwords_in_prose_and_assignments(text: str, value: str) -> None:
+    assert _spans(text) == [value]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The password is required.",
+        "The password is 2 characters too short.",
+        "secret: str = Field(default='')",
+        "Set api_key=secret://llm/openai#key in the agent's options.",
+    ],
+)
+def test_password_words_without_a_password_are_left_alone(text: str) -> None:
+    assert _spans(text) == []
+
+
 def test_known_values_are_found_exactly_with_their_encodings() -> None:
     secret = "correct horse battery"
     detector = SecretsDetector(known=[secret, "abc"])  # "abc" is too short to match

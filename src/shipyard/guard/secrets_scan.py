@@ -73,10 +73,21 @@ _PEM = re.compile(
 )
 _BEARER = re.compile(r"(?i)\b(?:bearer|token)\s+([A-Za-z0-9._~+/-]{20,}=*)")
 _CONN_PASSWORD = re.compile(r"(?i)\b(?:password|pwd|passwd)\s*=\s*([^;'\"\s]{4,})")
+_PROSE_PASSWORD = re.compile(
+    r"(?i)\b(?:password|passcode|passphrase|pin|pwd)\s+(?:is|was|=|:)\s*:?\s*['\"`]?"
+    r"(?=[^\s'\"`]{4})([^\s'\"`]*[\d!@#$%^&*][^\s'\"`]*?)['\"`]?(?=[\s.,;!?)]*(?:\s|$))"
+)
+"""\"my password is hunter2\": a value with a digit or a symbol ("is required" is not one)."""
 _URI_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s:/@]+:([^\s@/]+)@")
-_TOKEN = re.compile(r"[A-Za-z0-9+/_=.~-]{20,}")
+_TOKEN = re.compile(r"[A-Za-z0-9+/_=.~%-]{20,}")
+_RUNS = re.compile(r"(.)\1{3,}")
+_NOT_A_VALUE = re.compile(
+    r"(?:secret|vault|env|file)://|\$\{|<|\*{3}|\.\.\.|os\.environ|settings\."
+)
+"""What follows ``password =`` but is not a secret: a reference, a placeholder, a mask, code."""
+_CODE = re.compile(r"[\s()\[\]{},=`|]")
 _KEYWORDS = re.compile(r"(?i)key|pass|pwd|secret|contrase")
-_SEPARATORS = re.compile(r"[-_./+~=]")
+_SEPARATORS = re.compile(r"[-_./+~=%]")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
@@ -119,7 +130,9 @@ def looks_random(token: str) -> bool:
         return False
     if max(len(part) for part in _SEPARATORS.split(token)) < 16:
         return False  # "SmolLM2-135M-Instruct", "v2.3.1-rc4-linux": words joined, not random
-    return entropy(token) >= 0.85 * math.log2(min(len(token), 64))
+    # Padding runs ("AAAAAAAAAAAAAAAAAAAAA" opens every Twitter bearer token) say nothing.
+    core = _RUNS.sub(r"\1", token)
+    return len(core) >= 20 and entropy(core) >= 0.85 * math.log2(min(len(core), 64))
 
 
 def _variants(value: str) -> set[str]:
@@ -172,6 +185,7 @@ class SecretsDetector:
         for pattern, kind in (
             (_URI_PASSWORD, "BASIC_AUTH_CREDENTIALS"),
             (_CONN_PASSWORD, "SECRET_KEYWORD"),
+            (_PROSE_PASSWORD, "SECRET_KEYWORD"),
         ):
             for m in pattern.finditer(text):
                 yield Finding(m.start(1), m.end(1), kind, 0.9)
@@ -190,7 +204,10 @@ class SecretsDetector:
             return  # the keyword plugin's patterns are slow, and all need one of these words
         for groups in (None, CONFIG_DENYLIST_REGEX_TO_GROUP):
             for value in set(self._keyword.analyze_string(line, groups)):
-                if len(value.strip("'\"")) >= 4:
+                value = value.strip()
+                if groups is not None and _CODE.search(value):
+                    continue  # unquoted, "secret: str = Field(" is a type annotation
+                if len(value.strip("'\"")) >= 4 and not _NOT_A_VALUE.match(value.strip("'\"`")):
                     yield from _spans(line, offset, value, "SECRET_KEYWORD")
 
 
