@@ -76,7 +76,7 @@ _ORGANISATION = words(
     """
 )
 """Words that make a run of capitalised words a company, not a person."""
-_PLACE_CUE = re.compile(r"\b(?:in|at|near|from|to|visit(?:ing)?|via)\s*$", re.I)
+_PLACE_CUE = re.compile(r"\b(?:in|at|near|visit(?:ing)?)\s*$", re.I)
 _WORD_NAMES = words(
     """
     will grant mark bill rose june may april august summer hope joy faith grace chase art
@@ -161,7 +161,10 @@ def fold(word: str) -> str:
 
 
 def _known(word: str, names: frozenset[str]) -> bool:
-    return word in names or fold(word) in names
+    """In the list, accents folded; a double-barrelled name when either half is."""
+    if word in names or fold(word) in names:
+        return True
+    return "-" in word and any(fold(part) in names for part in word.split("-") if part)
 
 
 def _trim(words: list[str]) -> tuple[int, int, bool]:
