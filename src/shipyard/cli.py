@@ -408,5 +408,16 @@ from shipyard.cli_tenants import tenants_cli  # noqa: E402  (it reuses this modu
 cli.add_typer(tenants_cli, name="tenants")
 cli.add_typer(audit_cli, name="audit")
 
+# A temporary ``guard`` group for the span detectors; the injection branch adds its own
+# commands (cli_guard.py) and the two merge into one group.
+from shipyard.cli_guard_spans import eval_spans, score_spans  # noqa: E402
+
+guard_cli = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Run and measure the content guards."
+)
+guard_cli.command("score")(score_spans)
+guard_cli.command("eval")(eval_spans)
+cli.add_typer(guard_cli, name="guard")
+
 if __name__ == "__main__":
     main()
