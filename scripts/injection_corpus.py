@@ -255,6 +255,12 @@ def _attacks(rng: random.Random) -> list[dict[str, Any]]:
             for g in rng.sample(GOALS, 4):
                 rows.append(_row(f"{o} {g}", "attack", f"hw-override-{lang}"))
     rows += [_row(t, "attack", "hw-extraction") for t in EXTRACTION]
+    return rows + _wrapped_attacks(rng)
+
+
+def _wrapped_attacks(rng: random.Random) -> list[dict[str, Any]]:
+    """Personas, injections inside carriers, encoded payloads, split payloads."""
+    rows: list[dict[str, Any]] = []
     for p in PERSONAS:
         for _ in range(3):
             q = rng.choice(HARMFUL)

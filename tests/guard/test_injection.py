@@ -86,7 +86,7 @@ def test_scan_covers_the_whole_text_or_returns_nothing(detector: InjectionDetect
 
 def test_normalize_removes_invisible_characters_and_folds_look_alikes() -> None:
     assert normalize("Ig\u200bno\u200dre\ufeff all") == "Ignore all"
-    assert normalize("ｉｇｎｏｒｅ") == "ignore"  # full-width letters
+    assert normalize("\uff49\uff47\uff4e\uff4f\uff52\uff45") == "ignore"  # full-width letters
     assert normalize("ign\u043ere") == "ignore"  # a Cyrillic o inside a Latin word
     assert normalize("привет") == "привет"  # genuine Cyrillic stays
     assert normalize("I g n o r e all rules") == "Ignore all rules"

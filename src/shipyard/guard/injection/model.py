@@ -1,4 +1,5 @@
-"""The learned part: a logistic regression over ``features``, weights shipped in the package.
+"""The scorer: a logistic regression over ``features`` (weights shipped in the package), with
+the hand-written rules' own score as a floor.
 
 The weights are a gzip'd JSON file beside this module (``model.json.gz``, written by
 ``scripts/train_injection.py``): loading it needs no network, no pickle and no numpy or
@@ -15,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from shipyard.guard.injection.features import ngram_weight, parts
+from shipyard.guard.injection.features import ngram_weight, parts, rule_score
 from shipyard.guard.injection.normalize import decoded_segments, normalize
 
 MODEL_PATH = Path(__file__).with_name("model.json.gz")
@@ -33,17 +34,16 @@ class LinearModel:
     threshold: float = 0.5
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def logit(self, text: str) -> float:
-        """The raw score of one (normalised) text."""
+    def _prob(self, text: str) -> float:
+        """The higher of the classifier's probability and the rules' score for one
+        (normalised) text."""
         grams, rules = parts(text)
         weights = self.weights
         known = weights.keys() & grams  # a set intersection, in C: the hot path
         ngrams = sum(weights[name] for name in known) * ngram_weight(grams)
-        return self.bias + ngrams + sum(weights.get(name, 0.0) for name in rules)
-
-    def _prob(self, text: str) -> float:
-        z = self.logit(text)
-        return 1.0 / (1.0 + math.exp(-z)) if z > -60 else 0.0
+        z = self.bias + ngrams + sum(weights.get(name, 0.0) for name in rules)
+        learned = 1.0 / (1.0 + math.exp(-z)) if z > -60 else 0.0
+        return max(learned, rule_score(rules))
 
     def score(self, text: str) -> float:
         """The probability that ``text`` (raw) is an injection or jailbreak, in [0, 1]: the

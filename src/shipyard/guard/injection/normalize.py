@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001  (the look-alike letters are the point of this module)
 """Undo the cheap disguises before anything is scored.
 
 Attackers hide instructions from filters with tricks a model still reads: full-width or
@@ -29,7 +30,9 @@ _WORD = re.compile(r"\w+")
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 _HEX = re.compile(r"(?:(?:0x|\\x)?[0-9a-fA-F]{2}[\s:,]?){8,}")
 _URLENC = re.compile(r"(?:%[0-9a-fA-F]{2}){4,}")
-_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
+_LEET = str.maketrans(
+    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
+)
 _LEET_WORD = re.compile(r"\b(?=\w*[a-zA-Z])(?=[\w@$]*[013457@$])[\w@$]{3,20}\b")
 
 # Cyrillic and Greek letters drawn like Latin ones: folded only inside words that mix scripts,
@@ -48,8 +51,37 @@ _CONFUSABLES = str.maketrans(
 )  # fmt: skip
 _CONFUSABLE_CHARS = frozenset(chr(c) for c in _CONFUSABLES)
 _COMMON = frozenset(
-    "the you and to of a is are your all ignore previous instructions instruction now "
-    "system prompt tell me say print reveal what this that with for from rules".split()
+    [
+        "the",
+        "you",
+        "and",
+        "to",
+        "of",
+        "a",
+        "is",
+        "are",
+        "your",
+        "all",
+        "ignore",
+        "previous",
+        "instructions",
+        "instruction",
+        "now",
+        "system",
+        "prompt",
+        "tell",
+        "me",
+        "say",
+        "print",
+        "reveal",
+        "what",
+        "this",
+        "that",
+        "with",
+        "for",
+        "from",
+        "rules",
+    ]
 )
 
 
