@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import codecs
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -125,3 +127,13 @@ def test_metrics() -> None:
     assert tpr_at_fpr(labels, [0.9, 0.3, 0.1, 0.5], 0.0) == 0.5
     out = report(labels, [0.9, 0.3, 0.1, 0.5], 0.4)
     assert (out["tpr"], out["fpr"], out["precision"]) == (0.5, 0.5, 0.5)
+
+
+def test_scoring_imports_neither_numpy_nor_scikit_learn() -> None:
+    code = (
+        "import sys; from shipyard.guard.injection import InjectionDetector; "
+        "InjectionDetector().score('hello'); "
+        "print(sorted(m for m in ('numpy', 'sklearn', 'scipy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
