@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from shipyard.cli_audit import admin_entry, audit_cli, parse_duration, with_store
+from shipyard.cli_guard import guard_cli
 from shipyard.config import Settings, load_settings
 from shipyard.errors import ShipyardError
 from shipyard.telemetry.audit import AuditSink
@@ -407,17 +408,8 @@ from shipyard.cli_tenants import tenants_cli  # noqa: E402  (it reuses this modu
 
 cli.add_typer(tenants_cli, name="tenants")
 cli.add_typer(audit_cli, name="audit")
-
-# A temporary ``guard`` group for the span detectors; the injection branch adds its own
-# commands (cli_guard.py) and the two merge into one group.
-from shipyard.cli_guard_spans import eval_spans, score_spans  # noqa: E402
-
-guard_cli = typer.Typer(
-    no_args_is_help=True, rich_markup_mode=None, help="Run and measure the content guards."
-)
-guard_cli.command("score")(score_spans)
-guard_cli.command("eval")(eval_spans)
 cli.add_typer(guard_cli, name="guard")
+
 
 if __name__ == "__main__":
     main()
