@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -41,12 +42,32 @@ async def test_sqlite_records_in_the_home(tmp_path: Path) -> None:
     await _expect_counts(records)
 
 
-@pytest.mark.postgres
-async def test_postgres_records(postgres_url: str) -> None:
-    records = Records(Path("/nonexistent"), postgres_url)
-    conn = await asyncpg.connect(postgres_url)
+def own_database(postgres_url: str, suffix: str) -> str:
+    """A database of the test's own beside the session's (whose tables the other tests use:
+    these tests make toy ``runs`` and ``tasks`` tables); dropped by ``drop_own``."""
+    base, name = postgres_url.rsplit("/", 1)
+    return f"{base}/{name}_{suffix}"
+
+
+@pytest.fixture
+async def drop_own(postgres_url: str) -> AsyncIterator[None]:
+    yield
+    base, name = postgres_url.rsplit("/", 1)
+    conn = await asyncpg.connect(f"{base}/postgres")
     try:
-        await conn.execute("DROP TABLE IF EXISTS runs, tasks")
+        for suffix in ("records", "fresh"):
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}_{suffix}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_records(postgres_url: str, drop_own: None) -> None:
+    url = own_database(postgres_url, "records")
+    await fresh_database(url)
+    records = Records(Path("/nonexistent"), url)
+    conn = await asyncpg.connect(url)
+    try:
         assert await records.tasks() == {}
         for sql in TABLES + ROWS:
             await conn.execute(sql)
@@ -56,9 +77,8 @@ async def test_postgres_records(postgres_url: str) -> None:
 
 
 @pytest.mark.postgres
-async def test_each_point_starts_from_an_empty_database(postgres_url: str) -> None:
-    base = postgres_url.rsplit("/", 1)[0]
-    url = f"{base}/{postgres_url.rsplit('/', 1)[1]}_fresh"
+async def test_each_point_starts_from_an_empty_database(postgres_url: str, drop_own: None) -> None:
+    url = own_database(postgres_url, "fresh")
     await fresh_database(url)
     conn = await asyncpg.connect(url)
     try:
@@ -68,10 +88,5 @@ async def test_each_point_starts_from_an_empty_database(postgres_url: str) -> No
         await conn.close()
     await fresh_database(url)
     assert await Records(Path("/nonexistent"), url).tasks() == {}
-    admin = await asyncpg.connect(f"{base}/postgres")
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-    finally:
-        await admin.close()
     with pytest.raises(ValueError, match="refusing"):
-        await fresh_database(f"{base}/postgres")
+        await fresh_database(f"{url.rsplit('/', 1)[0]}/postgres")
