@@ -79,7 +79,10 @@ def configure_logging(
         processors=[*stamp, *renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=factory,
-        cache_logger_on_first_use=True,
+        # not cached: a cached module logger keeps the processors of its first use, which
+        # structlog.testing.capture_logs cannot then see; run events (the hot path) bypass
+        # this chain (record_writer), the rest logs rarely
+        cache_logger_on_first_use=False,
     )
     _route_stdlib(factory(), _LEVELS[level], stamp, renderer)
 
