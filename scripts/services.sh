@@ -34,11 +34,16 @@ elif ! up 18200; then echo "==> OpenBao: not installed (make venv), tests that n
 # tests' fixed pair, so that signatures and presigned URLs are really verified.
 WEED="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/weed"
 [ -x "$WEED" ] || WEED="$(command -v weed || true)"
+# Each start begins from an empty folder (test data only): every bucket is a collection holding
+# volumes of its own, so the buckets of earlier runs would use up the volume slots ("failed to
+# find writable volumes"); small volumes (32 MB) leave many slots (free disk / volume size).
 weed_mini() { # s3-port master-port volume-port filer-port iceberg-port lance-port
+  up "$1" || rm -rf "/tmp/shipyard-s3-$1"
   mkdir -p "/tmp/shipyard-s3-$1"
   start "$1" "SeaweedFS (S3 :$1)" env AWS_ACCESS_KEY_ID=shipyard-test \
     AWS_SECRET_ACCESS_KEY=shipyard-test-secret sh -c "nohup '$WEED' mini -dir=/tmp/shipyard-s3-$1 \
     -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false -webdav=false -admin.ui=false \
+    -master.volumeSizeLimitMB=32 \
     -s3.port=$1 -master.port=$2 -volume.port=$3 -filer.port=$4 -s3.port.iceberg=$5 \
     -s3.port.lance=$6 >/tmp/shipyard-s3-$1.log 2>&1 &"
 }
