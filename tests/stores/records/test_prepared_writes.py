@@ -69,11 +69,13 @@ async def test_a_tasks_life_runs_no_statement_through_sqlalchemy(store: SqlRecor
     assert [e.seq for e in await store.list_events("t1", rid)] == [1, 2]
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend_url", ["postgres"], indirect=True)
 async def test_hand_over_notes_on_postgres_are_one_prepared_statement(
     store: SqlRecordStore,
 ) -> None:
-    if store._engine.dialect.name != "postgresql":
-        pytest.skip("SQLite renders an IN list per call (on the loop, no round trips)")
+    """PostgreSQL only: SQLite renders an IN list per call (on the loop, no round trips)."""
+    assert store._engine.dialect.name == "postgresql"
     tasks = [make_task(n, handover_pending=True) for n in range(1200)]  # > one IN list
     await asyncio.gather(*(store.create_task(t) for t in tasks))
     with statements_through_sqlalchemy(store) as seen:
