@@ -179,6 +179,44 @@ async def test_a_queued_turn_that_gives_up_leaves_the_line(
         await close(first)
 
 
+async def test_a_waiter_cancelled_while_its_ask_is_on_the_wire_stays_out_of_line(
+    store: StateStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancel that lands after the waiter's ask was sent but before the store answered: the
+    store still carries the ask out (it refreshes the waiter's ticket), so the waiter waits for
+    that answer before it leaves the line; leaving first would let the late ask put it back."""
+    slowest = ScriptedModel(echo=True, delay_ms=1000, name="scripted:slowest")
+    first = await make_service(store, tmp_path, agents(Agent(name="slowest", model=slowest)))
+    try:
+        session = (
+            await first.create("t", "slowest", metadata={}, ttl_s=None, on_busy="enqueue")
+        ).id
+        running = asyncio.create_task(first.turn(RunRequest.turn("t", session, "t0")))
+        await asyncio.sleep(0.2)
+        real, sent, wire = store.acquire_lease_in_turn, asyncio.Event(), []
+
+        async def on_the_wire(*args: object, **kwargs: object) -> object:
+            async def arrives() -> object:
+                await asyncio.sleep(0.1)  # the command is sent; the store gets it a bit later
+                return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+            wire.append(landing := asyncio.ensure_future(arrives()))
+            sent.set()
+            return await asyncio.shield(landing)  # a cancel here does not unsend it
+
+        monkeypatch.setattr(store, "acquire_lease_in_turn", on_the_wire)
+        waiter = asyncio.create_task(first.turn(RunRequest.turn("t", session, "t1")))
+        await sent.wait()
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        await asyncio.gather(*wire)
+        assert not await store.leave_queue(f"ses:{{{session}}}:turn", 1)  # left, and stayed out
+        await running
+    finally:
+        await close(first)
+
+
 async def test_interrupt_cancels_the_running_turn(service: SessionService) -> None:
     try:
         session = (

@@ -294,9 +294,7 @@ class SessionService:
             try:
                 while True:
                     woken.clear()
-                    lease = await self._state.acquire_lease_in_turn(
-                        keys.turn, owner, ticket, ttl_s=self._lease_s, ticket_ttl_s=TICKET_TTL_S
-                    )
+                    lease = await self._ask_in_turn(keys, owner, ticket)
                     if lease is not None:
                         return lease
                     left = deadline - loop.time()
@@ -313,6 +311,25 @@ class SessionService:
                     await self._state.leave_queue(keys.turn, ticket)
                     await self._wake(keys)
                 raise
+
+    async def _ask_in_turn(self, keys: _Keys, owner: str, ticket: int) -> Lease | None:
+        """One ask, finished even when the waiter is cancelled meanwhile: a command cut off
+        mid-reply leaves the client's connection unfit for its next user (redis-py #2665), and
+        its effect (the ticket it refreshes, a lease it takes) would land after the waiter left
+        the line. On a cancel the ask is awaited, a lease it took given back, then the cancel
+        goes on."""
+        ask = asyncio.ensure_future(
+            self._state.acquire_lease_in_turn(
+                keys.turn, owner, ticket, ttl_s=self._lease_s, ticket_ttl_s=TICKET_TTL_S
+            )
+        )
+        try:
+            return await asyncio.shield(ask)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                if (took := await ask) is not None:
+                    await self._state.release_lease(took)
+            raise
 
     async def _wake(self, keys: _Keys) -> None:
         with contextlib.suppress(StoreError):  # they ask again within POLL_S anyway
