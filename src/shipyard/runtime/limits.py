@@ -4,7 +4,8 @@ Two seams use one ``Limiter``:
 
 - the request middleware (``api/middleware.RateLimit``) calls ``admit_request`` for each API
   request: the tenant's and the key's request rates, taken together in one state-store round
-  trip (none at all when neither is set);
+  trip (none at all when neither is set), shared with the other requests on the same rates in
+  that turn of the event loop (``take_batch.TakeBatcher``);
 - its run hook (``LimitsHook``, first of the invoker's hooks) runs around every run: before,
   it refuses a run while the tenant's model tokens (or its key's: ``calling_key``, which the
   middleware sets for the request and the runs it starts) are spent, and takes one of the tenant's
@@ -31,6 +32,7 @@ import structlog
 
 from shipyard.agents.context import RunContext, RunResult
 from shipyard.errors import RateLimited, StoreError, TooManyRuns
+from shipyard.runtime.take_batch import TakeBatcher
 from shipyard.runtime.tenants import TenantPolicies
 from shipyard.stores.records.policy import Limits
 from shipyard.stores.state.base import Quota, Rate, Rates, Slots
@@ -96,6 +98,7 @@ class Limiter:
         self._defaults = defaults
         self._slot_ttl_s = slot_ttl_s
         self._merged: dict[str, tuple[Limits, Effective]] = {}
+        self._requests = TakeBatcher(store)
         self.hook = LimitsHook(self)
 
     async def limits(self, tenant_id: str) -> Effective:
@@ -122,7 +125,7 @@ class Limiter:
             rates.append(_rate(key, limits.key_requests_per_minute, MINUTE_S))
         if not rates:
             return None
-        quota = await self._store.take(rates)
+        quota = await self._requests.take(rates)
         if not quota.allowed:
             which = "key" if ":key:" in quota.key else "tenant"
             message = f"the {which}'s limit of {quota.limit} requests per minute is reached"
