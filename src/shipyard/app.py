@@ -29,8 +29,16 @@ from shipyard.runtime.egress import ToolEgress
 from shipyard.runtime.guards import audit_blocks
 from shipyard.runtime.hooks import RunHook
 from shipyard.runtime.invoke import Invoker, RunLimits
+from shipyard.runtime.lifecycle import (
+    ArtifactLifecycle,
+    Eraser,
+    RecordErasure,
+    RecordPruning,
+    SessionLifecycle,
+)
 from shipyard.runtime.limits import SLOT_MARGIN_S, Effective, Limiter
 from shipyard.runtime.recorder import Recorder
+from shipyard.runtime.retention import RetentionKind, TenantRetention
 from shipyard.runtime.services import Services
 from shipyard.runtime.sessions import SessionService
 from shipyard.runtime.tasks import TaskService
@@ -250,6 +258,47 @@ def build_artifacts(
     )
 
 
+def build_lifecycle(
+    settings: Settings,
+    records: RecordStore,
+    state: StateStore,
+    tenants: TenantPolicies,
+    artifacts: ArtifactService,
+    audit: AuditLog,
+) -> tuple[TenantRetention | None, Eraser]:
+    """The retention sweeper (``SHIPYARD_RETENTION_*``; none with ``SHIPYARD_RETENTION_SWEEP_S``
+    0) and the subject eraser, over every store. A store with ``prune`` and ``erase_subject``
+    (``stores.lifecycle``) joins with one line each: ``retention.add(kind, store)``, and
+    ``eraser.add(name, store)`` before the records (which the others read)."""
+    known = records.lifecycle
+    files = ArtifactLifecycle(known, records, artifacts.blobs)
+    sessions = SessionLifecycle(known, state)
+    eraser = Eraser(audit)
+    eraser.add("artifacts", files)
+    eraser.add("session_history", sessions)
+    eraser.add("records", RecordErasure(known))
+    if settings.retention_sweep_s <= 0:
+        return None, eraser
+    defaults: dict[RetentionKind, int | None] = {
+        "runs": settings.retention_runs_days,
+        "events": settings.retention_events_days,
+        "tasks": settings.retention_tasks_days,
+        "sessions": settings.retention_sessions_days,
+        "memories": settings.retention_memories_days,
+        "artifacts": settings.retention_artifacts_days,
+    }
+    retention = TenantRetention(
+        tenants, known, defaults, every_s=settings.retention_sweep_s, state=state
+    )
+    retention.add("runs", RecordPruning(known, known.prune_runs))
+    retention.add("events", RecordPruning(known, known.prune_events))
+    retention.add("tasks", RecordPruning(known, known.prune_tasks))
+    retention.add("webhooks", RecordPruning(known, known.prune_webhooks_of))
+    retention.add("sessions", sessions)
+    retention.add("artifacts", files)
+    return retention, eraser
+
+
 def open_broker(url: str) -> Broker:
     broker: Broker = _open("broker", BROKERS, url)
     return broker
@@ -325,6 +374,7 @@ def build_services(app: App, settings: Settings) -> Services:
     invoker.calls = Delegation(invoker, tasks)
     artifacts = build_artifacts(settings, records, tenants)
     invoker.artifacts = artifacts
+    retention, eraser = build_lifecycle(settings, records, state, tenants, artifacts, audit)
     return Services(
         agents=app.agents,
         records=records,
@@ -344,6 +394,8 @@ def build_services(app: App, settings: Settings) -> Services:
         limiter=limiter,
         audit=audit,
         artifacts=artifacts,
+        retention=retention,
+        eraser=eraser,
     )
 
 

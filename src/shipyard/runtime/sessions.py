@@ -107,6 +107,13 @@ class _Keys:
         self.turn, self.control = f"{base}:turn", f"{base}:control"
 
 
+def history_keys(session_id: str) -> tuple[str, str]:
+    """The state keys holding a session's conversation: its meta (with the compaction summary)
+    and its history; what erasing or pruning a session deletes from the state store."""
+    keys = _Keys(session_id)
+    return keys.meta, keys.history
+
+
 class SessionService:
     def __init__(
         self,

@@ -120,6 +120,18 @@ class SqlLifecycleRecords:
         rows = await self._db.fetch("old_artifacts", query)
         return [ArtifactRecord.model_validate(row) for row in rows]
 
+    async def artifacts_of_runs(
+        self, tenant_id: str, run_ids: Sequence[str]
+    ) -> list[ArtifactRecord]:
+        found: list[ArtifactRecord] = []
+        for chunk in _chunks(run_ids):
+            query = artifacts.select().where(
+                artifacts.c.tenant_id == tenant_id, artifacts.c.run_id.in_(chunk)
+            )
+            rows = await self._db.fetch("artifacts_of_runs", query)
+            found += [ArtifactRecord.model_validate(row) for row in rows]
+        return found
+
     async def subject_sessions(self, tenant_id: str, subject: str) -> list[str]:
         query = sa.select(sessions.c.id).where(
             sessions.c.tenant_id == tenant_id, sessions.c.subject == subject

@@ -9,7 +9,7 @@ tasks' attempts, and the runs those started (``parent_run_id``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -58,6 +58,12 @@ class LifecycleRecords(Protocol):
         self, tenant_id: str, before: datetime, *, limit: int
     ) -> list[ArtifactRecord]:
         """Up to ``limit`` of the tenant's artifacts created before ``before``, oldest first."""
+        ...
+
+    async def artifacts_of_runs(
+        self, tenant_id: str, run_ids: Sequence[str]
+    ) -> list[ArtifactRecord]:
+        """The tenant's artifacts made by these runs."""
         ...
 
     async def subject_sessions(self, tenant_id: str, subject: str) -> list[str]:
