@@ -265,6 +265,7 @@ def build_lifecycle(
     tenants: TenantPolicies,
     artifacts: ArtifactService,
     audit: AuditLog,
+    recorder: Recorder,
 ) -> tuple[TenantRetention | None, Eraser]:
     """The retention sweeper (``SHIPYARD_RETENTION_*``; none with ``SHIPYARD_RETENTION_SWEEP_S``
     0) and the subject eraser, over every store. A store with ``prune`` and ``erase_subject``
@@ -273,7 +274,7 @@ def build_lifecycle(
     known = records.lifecycle
     files = ArtifactLifecycle(known, records, artifacts.blobs)
     sessions = SessionLifecycle(known, state)
-    eraser = Eraser(audit)
+    eraser = Eraser(audit, flush=recorder.durable)
     eraser.add("artifacts", files)
     eraser.add("session_history", sessions)
     eraser.add("records", RecordErasure(known))
@@ -374,7 +375,9 @@ def build_services(app: App, settings: Settings) -> Services:
     invoker.calls = Delegation(invoker, tasks)
     artifacts = build_artifacts(settings, records, tenants)
     invoker.artifacts = artifacts
-    retention, eraser = build_lifecycle(settings, records, state, tenants, artifacts, audit)
+    retention, eraser = build_lifecycle(
+        settings, records, state, tenants, artifacts, audit, recorder
+    )
     return Services(
         agents=app.agents,
         records=records,

@@ -188,8 +188,16 @@ async def _erase_in(name: str, store: Erasable, tenant: str, subject: str) -> St
 class Eraser:
     """Erases a subject from every registered store, in the order they were added."""
 
-    def __init__(self, audit: AuditSink | None = None) -> None:
+    def __init__(
+        self,
+        audit: AuditSink | None = None,
+        *,
+        flush: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """``flush``: write what this process still holds for the records (the recorder's
+        ``durable``) first, so a run answered a moment ago is erased too."""
         self._audit = audit
+        self._flush = flush
         self._stores: list[tuple[str, Erasable]] = []
 
     def add(self, name: str, store: Erasable) -> None:
@@ -206,6 +214,8 @@ class Eraser:
         asking again finishes it, each store's erasure being idempotent) and is audited."""
         receipts: list[StoreReceipt] = []
         try:
+            if self._flush is not None:
+                await self._flush()
             for name, store in self._stores:
                 receipts.append(await _erase_in(name, store, tenant, subject))
         except Exception:
