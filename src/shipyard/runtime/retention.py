@@ -96,7 +96,7 @@ class TenantRetention:
         self._state = state
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
         self._stores: list[tuple[RetentionKind, Prunable]] = []
-        self._retention = Retention("tenant data", self._sweep_now, keep_s=0, every_s=every_s)
+        self._retention = Retention("tenant data", self.sweep_unless_taken, keep_s=0, every_s=every_s)
         self._task: asyncio.Task[None] | None = None
 
     def add(self, kind: RetentionKind, store: Prunable) -> None:
@@ -123,7 +123,9 @@ class TenantRetention:
             await self._retention.maybe()
             await asyncio.sleep(self._every_s)
 
-    async def _sweep_now(self, now: datetime) -> int:
+    async def sweep_unless_taken(self, now: datetime) -> int:
+        """``sweep``, unless another process of the deployment swept less than ``every_s``
+        ago (the state store's lease); items deleted."""
         if self._state is not None:
             lease = await self._state.acquire_lease(SWEEP_LEASE, self._owner, ttl_s=self._every_s)
             if lease is None:  # another process swept less than every_s ago
