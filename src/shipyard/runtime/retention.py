@@ -96,7 +96,9 @@ class TenantRetention:
         self._state = state
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
         self._stores: list[tuple[RetentionKind, Prunable]] = []
-        self._retention = Retention("tenant data", self.sweep_unless_taken, keep_s=0, every_s=every_s)
+        self._retention = Retention(
+            "tenant data", self.sweep_unless_taken, keep_s=0, every_s=every_s
+        )
         self._task: asyncio.Task[None] | None = None
 
     def add(self, kind: RetentionKind, store: Prunable) -> None:
