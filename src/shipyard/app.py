@@ -277,7 +277,8 @@ def build_lifecycle(
     eraser = Eraser(audit, flush=recorder.durable)
     eraser.add("artifacts", files)
     eraser.add("session_history", sessions)
-    eraser.add("records", RecordErasure(known))
+    # a memory store joins here: eraser.add("memories", memory); retention.add("memories", ...)
+    eraser.add("records", RecordErasure(known))  # last: the others read its rows
     if settings.retention_sweep_s <= 0:
         return None, eraser
     defaults: dict[RetentionKind, int | None] = {

@@ -228,3 +228,31 @@ async def test_an_erasure_is_audited_without_the_subject(deployment: Deployment)
     assert receipt["artifacts"] == 1 and receipt["records"] >= 2  # the run, its events
     assert rows[1].detail == receipt
     assert rows[0].detail == {"artifacts": 0, "session_history": 0, "records": 0}
+
+
+async def test_only_admin_keys_erase_and_only_in_their_tenant(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path, admin_key=OPERATOR, log_events=False, metrics=False)
+    asgi = APP.asgi(settings)
+    async with asgi.router.lifespan_context(asgi):
+        async with client(asgi, await key_of(asgi, "acme")) as c:
+            ran = await c.post(
+                "/v1/agents/echo/invoke", json={"input": "hi", "metadata": {"subject": "dan"}}
+            )
+            run_id = ran.json()["run_id"]
+            assert (await c.delete("/v1/subjects/dan")).status_code == 403  # no admin scope
+        async with client(asgi, await key_of(asgi, "globex", "admin")) as other:
+            refused = await other.delete("/v1/subjects/dan", params={"tenant": "acme"})
+            assert refused.status_code == 403
+            assert refused.json()["error"]["code"] == "forbidden"
+            mine = await other.delete("/v1/subjects/dan")  # its own tenant: nothing of dan's
+            assert mine.json()["deleted"] == 0
+        async with client(asgi, await key_of(asgi, "acme")) as c:
+            assert (await c.get(f"/v1/runs/{run_id}")).status_code == 200
+        async with client(asgi, OPERATOR) as operator:
+            long = await operator.delete("/v1/subjects/" + "x" * 257)
+            assert long.status_code == 422
+            erased = await operator.delete("/v1/subjects/dan", params={"tenant": "acme"})
+            assert erased.status_code == 200, erased.text
+            assert erased.json()["tenant_id"] == "acme" and erased.json()["deleted"] > 0
+        async with client(asgi, await key_of(asgi, "acme")) as c:
+            assert (await c.get(f"/v1/runs/{run_id}")).status_code == 404
