@@ -38,7 +38,7 @@ from shipyard.runtime.lifecycle import (
 )
 from shipyard.runtime.limits import SLOT_MARGIN_S, Effective, Limiter
 from shipyard.runtime.recorder import Recorder
-from shipyard.runtime.retention import RetentionKind, TenantRetention
+from shipyard.runtime.retention import RetentionKind, TenantRetention, session_ttl_cap
 from shipyard.runtime.services import Services
 from shipyard.runtime.sessions import SessionService
 from shipyard.runtime.tasks import TaskService
@@ -258,6 +258,18 @@ def build_artifacts(
     )
 
 
+def retention_defaults(settings: Settings) -> dict[RetentionKind, int | None]:
+    """The server's retention periods (``SHIPYARD_RETENTION_*``), for tenants that set none."""
+    return {
+        "runs": settings.retention_runs_days,
+        "events": settings.retention_events_days,
+        "tasks": settings.retention_tasks_days,
+        "sessions": settings.retention_sessions_days,
+        "memories": settings.retention_memories_days,
+        "artifacts": settings.retention_artifacts_days,
+    }
+
+
 def build_lifecycle(
     settings: Settings,
     records: RecordStore,
@@ -281,14 +293,7 @@ def build_lifecycle(
     eraser.add("records", RecordErasure(known))  # last: the others read its rows
     if settings.retention_sweep_s <= 0:
         return None, eraser
-    defaults: dict[RetentionKind, int | None] = {
-        "runs": settings.retention_runs_days,
-        "events": settings.retention_events_days,
-        "tasks": settings.retention_tasks_days,
-        "sessions": settings.retention_sessions_days,
-        "memories": settings.retention_memories_days,
-        "artifacts": settings.retention_artifacts_days,
-    }
+    defaults = retention_defaults(settings)
     retention = TenantRetention(
         tenants, known, defaults, every_s=settings.retention_sweep_s, state=state
     )
@@ -361,6 +366,7 @@ def build_services(app: App, settings: Settings) -> Services:
         default_ttl_s=settings.session_ttl_s,
         queue_s=settings.session_queue_s,
         control=control,
+        max_ttl_s=session_ttl_cap(tenants, retention_defaults(settings)),
     )
     webhooks = WebhookSender(
         webhook_signing_key(settings),

@@ -219,3 +219,19 @@ async def test_no_sweeper_when_the_sweep_is_off(tmp_path: Path) -> None:
         assert built.retention is None and built.eraser is not None
     finally:
         await built.close()
+
+
+async def test_a_sessions_ttl_never_outlasts_its_tenants_retention(services: Services) -> None:
+    short, default, none = tenant_name("short"), tenant_name("default"), tenant_name("none")
+    await with_policy(services, short, sessions_days=1)
+    two_days = 2 * 86400.0
+    capped = await services.sessions.create(short, "echo", metadata={}, ttl_s=two_days)
+    assert capped.ttl_s == 86400.0
+    meta, _ = history_keys(capped.id)
+    left = await services.state.ttl(meta)
+    assert left is not None and left <= 86400.0
+    long = 8 * 86400.0  # the server's default retention of sessions is 7 days
+    by_default = await services.sessions.create(default, "echo", metadata={}, ttl_s=long)
+    assert by_default.ttl_s == 7 * 86400.0
+    short_ask = await services.sessions.create(none, "echo", metadata={}, ttl_s=60)
+    assert short_ask.ttl_s == 60  # a shorter TTL stays as asked

@@ -18,6 +18,7 @@ import structlog
 from shipyard.runtime.tenants import TenantPolicies
 from shipyard.stores.lifecycle import Prunable
 from shipyard.stores.records.lifecycle_base import LifecycleRecords
+from shipyard.stores.records.policy import TenantPolicy
 from shipyard.stores.state.base import StateStore
 
 log = structlog.get_logger(__name__)
@@ -69,6 +70,27 @@ RetentionKind = Literal["runs", "events", "tasks", "sessions", "memories", "arti
 SWEEP_LEASE = "lifecycle:sweep"
 """The state-store lease a sweep takes: one process of the deployment sweeps at a time, and at
 most once every ``every_s`` (the lease is left to expire, not released)."""
+
+
+def days_of(
+    policy: TenantPolicy, kind: RetentionKind, defaults: Mapping[RetentionKind, int | None]
+) -> int | None:
+    """The tenant's period for ``kind``: its policy's, else the server's default, else None."""
+    days: int | None = getattr(policy.retention, f"{kind}_days")
+    return days or defaults.get(kind)
+
+
+def session_ttl_cap(
+    tenants: TenantPolicies, defaults: Mapping[RetentionKind, int | None]
+) -> Callable[[str], Awaitable[float | None]]:
+    """A tenant's longest session TTL: its ``sessions_days`` in seconds (None: no period), so
+    a session's sliding TTL never outlasts the tenant's retention of sessions."""
+
+    async def cap(tenant: str) -> float | None:
+        days = days_of(await tenants.policy(tenant), "sessions", defaults)
+        return days * 86400.0 if days is not None else None
+
+    return cap
 
 
 class TenantRetention:
@@ -148,9 +170,9 @@ class TenantRetention:
         return deleted
 
     async def _sweep_tenant(self, tenant: str, now: datetime, deleted: dict[str, int]) -> None:
-        retention = (await self._tenants.policy(tenant)).retention
+        policy = await self._tenants.policy(tenant)
         for kind, store in self._stores:
-            days = getattr(retention, f"{kind}_days") or self._defaults.get(kind)
+            days = days_of(policy, kind, self._defaults)
             if days is None:
                 continue
             try:
