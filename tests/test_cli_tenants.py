@@ -55,3 +55,25 @@ def test_set_limits_changes_only_the_limits_given(tmp_path: Path) -> None:
     assert after["version"] == 2
     assert after["policy"]["limits"]["requests_per_minute"] == 600
     assert after["policy"]["limits"]["tokens_per_day"] is None
+
+
+def test_set_retention_changes_only_the_periods_given(tmp_path: Path) -> None:
+    shipyard = ServerProcess(home=tmp_path, app=None)
+    nothing = shipyard.cli("tenants", "set-retention", "acme")
+    assert nothing.returncode == 1 and "nothing to change" in nothing.stderr
+    assert shipyard.cli("tenants", "set-retention", "acme", "--runs-days", "-1").returncode == 2
+    made = shipyard.cli(
+        "tenants", "set-retention", "acme", "--runs-days", "30", "--artifacts-days", "7"
+    )
+    assert made.returncode == 0, made.stderr
+    retention = json.loads(made.stdout)["policy"]["retention"]
+    assert retention["runs_days"] == 30 and retention["artifacts_days"] == 7
+    assert retention["sessions_days"] is None
+    changed = shipyard.cli(
+        "tenants", "set-retention", "acme", "--artifacts-days", "0", "--memories-days", "90"
+    )
+    after = json.loads(changed.stdout)
+    assert after["version"] == 2
+    assert after["policy"]["retention"]["runs_days"] == 30
+    assert after["policy"]["retention"]["artifacts_days"] is None  # 0 unsets
+    assert after["policy"]["retention"]["memories_days"] == 90

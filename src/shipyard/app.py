@@ -29,8 +29,16 @@ from shipyard.runtime.egress import ToolEgress
 from shipyard.runtime.guards import audit_blocks
 from shipyard.runtime.hooks import RunHook
 from shipyard.runtime.invoke import Invoker, RunLimits
+from shipyard.runtime.lifecycle import (
+    ArtifactLifecycle,
+    Eraser,
+    RecordErasure,
+    RecordPruning,
+    SessionLifecycle,
+)
 from shipyard.runtime.limits import SLOT_MARGIN_S, Effective, Limiter
 from shipyard.runtime.recorder import Recorder
+from shipyard.runtime.retention import RetentionKind, TenantRetention, session_ttl_cap
 from shipyard.runtime.services import Services
 from shipyard.runtime.sessions import SessionService
 from shipyard.runtime.tasks import TaskService
@@ -250,6 +258,54 @@ def build_artifacts(
     )
 
 
+def retention_defaults(settings: Settings) -> dict[RetentionKind, int | None]:
+    """The server's retention periods (``SHIPYARD_RETENTION_*``), for tenants that set none."""
+    return {
+        "runs": settings.retention_runs_days,
+        "events": settings.retention_events_days,
+        "tasks": settings.retention_tasks_days,
+        "sessions": settings.retention_sessions_days,
+        "memories": settings.retention_memories_days,
+        "artifacts": settings.retention_artifacts_days,
+    }
+
+
+def build_lifecycle(
+    settings: Settings,
+    records: RecordStore,
+    state: StateStore,
+    tenants: TenantPolicies,
+    artifacts: ArtifactService,
+    audit: AuditLog,
+    recorder: Recorder,
+) -> tuple[TenantRetention | None, Eraser]:
+    """The retention sweeper (``SHIPYARD_RETENTION_*``; none with ``SHIPYARD_RETENTION_SWEEP_S``
+    0) and the subject eraser, over every store. A store with ``prune`` and ``erase_subject``
+    (``stores.lifecycle``) joins with one line each: ``retention.add(kind, store)``, and
+    ``eraser.add(name, store)`` before the records (which the others read)."""
+    known = records.lifecycle
+    files = ArtifactLifecycle(known, records, artifacts.blobs)
+    sessions = SessionLifecycle(known, state)
+    eraser = Eraser(audit, flush=recorder.durable)
+    eraser.add("artifacts", files)
+    eraser.add("session_history", sessions)
+    # a memory store joins here: eraser.add("memories", memory); retention.add("memories", ...)
+    eraser.add("records", RecordErasure(known))  # last: the others read its rows
+    if settings.retention_sweep_s <= 0:
+        return None, eraser
+    defaults = retention_defaults(settings)
+    retention = TenantRetention(
+        tenants, known, defaults, every_s=settings.retention_sweep_s, state=state
+    )
+    retention.add("runs", RecordPruning(known, known.prune_runs))
+    retention.add("events", RecordPruning(known, known.prune_events))
+    retention.add("tasks", RecordPruning(known, known.prune_tasks))
+    retention.add("webhooks", RecordPruning(known, known.prune_webhooks_of))
+    retention.add("sessions", sessions)
+    retention.add("artifacts", files)
+    return retention, eraser
+
+
 def open_broker(url: str) -> Broker:
     broker: Broker = _open("broker", BROKERS, url)
     return broker
@@ -310,6 +366,7 @@ def build_services(app: App, settings: Settings) -> Services:
         default_ttl_s=settings.session_ttl_s,
         queue_s=settings.session_queue_s,
         control=control,
+        max_ttl_s=session_ttl_cap(tenants, retention_defaults(settings)),
     )
     webhooks = WebhookSender(
         webhook_signing_key(settings),
@@ -325,6 +382,9 @@ def build_services(app: App, settings: Settings) -> Services:
     invoker.calls = Delegation(invoker, tasks)
     artifacts = build_artifacts(settings, records, tenants)
     invoker.artifacts = artifacts
+    retention, eraser = build_lifecycle(
+        settings, records, state, tenants, artifacts, audit, recorder
+    )
     return Services(
         agents=app.agents,
         records=records,
@@ -344,6 +404,8 @@ def build_services(app: App, settings: Settings) -> Services:
         limiter=limiter,
         audit=audit,
         artifacts=artifacts,
+        retention=retention,
+        eraser=eraser,
     )
 
 

@@ -123,6 +123,40 @@ def tenants_set_limits(
     _change(tenant, changes)
 
 
+_Days = Annotated[
+    int | None,
+    typer.Option(min=0, help="Days kept, ≥ 1; 0 unsets it (the server's default applies)."),
+]
+
+
+@tenants_cli.command("set-retention")
+def tenants_set_retention(
+    tenant: TenantArg,
+    runs_days: _Days = None,
+    events_days: _Days = None,
+    tasks_days: _Days = None,
+    sessions_days: _Days = None,
+    memories_days: _Days = None,
+    artifacts_days: _Days = None,
+    webhooks_days: _Days = None,
+) -> None:
+    """Change how long a tenant's data is kept (the policy's retention section); options left
+    out stay."""
+    given = {
+        "runs_days": runs_days,
+        "events_days": events_days,
+        "tasks_days": tasks_days,
+        "sessions_days": sessions_days,
+        "memories_days": memories_days,
+        "artifacts_days": artifacts_days,
+        "webhooks_days": webhooks_days,
+    }
+    changes = [(["retention", k], v or None) for k, v in given.items() if v is not None]
+    if not changes:
+        raise _fail("nothing to change: give at least one period (see --help)")
+    _change(tenant, changes)
+
+
 def _change(tenant: str, changes: list[tuple[list[str], Any]]) -> None:
     """Apply ``changes`` (field path, value) to the tenant's policy as the next version."""
 

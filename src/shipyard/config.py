@@ -128,6 +128,30 @@ class Settings(BaseSettings):
     session_queue_s: float = Field(
         30.0, gt=0, description="Longest a turn waits for a running one (policy enqueue)."
     )
+    retention_runs_days: int | None = Field(
+        None, ge=1, description="Default days runs and their events are kept (unset: kept)."
+    )
+    retention_events_days: int | None = Field(
+        None, ge=1, description="Default days run events are kept, their runs staying."
+    )
+    retention_tasks_days: int | None = Field(
+        None, ge=1, description="Default days finished tasks (moves, webhooks) are kept."
+    )
+    retention_sessions_days: int | None = Field(
+        None, ge=1, description="Default days a session (record and history) is kept."
+    )
+    retention_memories_days: int | None = Field(
+        None, ge=1, description="Default days long-term memories are kept."
+    )
+    retention_artifacts_days: int | None = Field(
+        None, ge=1, description="Default days artifacts (records and bytes) are kept."
+    )
+    retention_sweep_s: float = Field(
+        600.0,
+        ge=0,
+        description="How often the retention sweeper deletes what tenants' retention says is "
+        "past (one process of the deployment at a time); 0: this process never sweeps.",
+    )
     model: str | None = Field(
         None,
         description="Default model for agents that name none, as provider:model. Default: "

@@ -187,3 +187,18 @@ async def test_the_servers_policies_follow_its_cache_setting(app: FastAPI) -> No
         "acme", TenantPolicy(region="us"), expected_version=1, changed_by="elsewhere"
     )
     assert (await services.tenants.policy("acme")).region == "us"
+
+
+async def test_retention_periods_are_set_per_kind_through_the_api(app: FastAPI) -> None:
+    periods = {"runs_days": 30, "sessions_days": 7, "memories_days": 365, "artifacts_days": 90}
+    async with client(app, OPERATOR) as c:
+        made = await put(c, "acme", {"retention": periods})
+        assert made.status_code == 200, made.text
+        retention = (await c.get("/v1/tenants/acme")).json()["policy"]["retention"]
+        assert {k: retention[k] for k in periods} == periods
+        assert retention["webhooks_days"] is None and retention["tasks_days"] is None
+        for field in ("sessions_days", "webhooks_days", "artifacts_days"):
+            refused = await put(c, "acme", {"retention": {field: 0}})
+            assert refused.status_code == 422
+            details = refused.json()["error"]["details"]
+            assert [d["field"] for d in details] == [f"body.policy.retention.{field}"]

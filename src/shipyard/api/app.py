@@ -23,6 +23,7 @@ from shipyard.api.routes import (
     runs,
     session_ws,
     sessions,
+    subjects,
     tasks,
     tenants,
     webhooks,
@@ -95,6 +96,7 @@ def create_app(
     app.include_router(sessions.router)
     app.include_router(tasks.router)
     app.include_router(tenants.router)
+    app.include_router(subjects.router)
     app.include_router(webhooks.router)
     app.include_router(workers.router)
     app.include_router(session_ws.router)

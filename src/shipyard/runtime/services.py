@@ -12,8 +12,10 @@ from shipyard.runtime.audit import AuditLog
 from shipyard.runtime.control import Control
 from shipyard.runtime.egress import ToolEgress
 from shipyard.runtime.invoke import Invoker
+from shipyard.runtime.lifecycle import Eraser
 from shipyard.runtime.limits import Limiter
 from shipyard.runtime.recorder import Recorder
+from shipyard.runtime.retention import TenantRetention
 from shipyard.runtime.sessions import SessionService
 from shipyard.runtime.tasks import TaskService
 from shipyard.runtime.tenants import TenantPolicies
@@ -54,6 +56,10 @@ class Services:
     artifacts: ArtifactService | None = None
     """Runs' artifacts (``runtime.artifacts``): records here, bytes in the regional blob stores;
     closed with the services."""
+    retention: TenantRetention | None = None
+    """The tenants' retention, swept in the background from ``start`` (None: never here)."""
+    eraser: Eraser | None = None
+    """Erases a subject from every store (``DELETE /v1/subjects/{id}``; ``runtime.lifecycle``)."""
 
     async def start(self) -> None:
         await self.recorder.start()
@@ -63,9 +69,13 @@ class Services:
         await self.observability.start(
             queues=self.broker, active_sessions=lambda: sessions.active_turns
         )
+        if self.retention is not None:
+            self.retention.start()
 
     async def close(self, drain_s: float = 10.0) -> None:
         """Let runs in flight finish (or record them cancelled), flush their records, close."""
+        if self.retention is not None:
+            await self.retention.stop()
         await self.invoker.drain(drain_s)
         await self.tasks.close()
         await self.recorder.close()

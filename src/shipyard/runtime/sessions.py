@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -107,6 +107,13 @@ class _Keys:
         self.turn, self.control = f"{base}:turn", f"{base}:control"
 
 
+def history_keys(session_id: str) -> tuple[str, str]:
+    """The state keys holding a session's conversation: its meta (with the compaction summary)
+    and its history; what erasing or pruning a session deletes from the state store."""
+    keys = _Keys(session_id)
+    return keys.meta, keys.history
+
+
 class SessionService:
     def __init__(
         self,
@@ -117,14 +124,17 @@ class SessionService:
         default_ttl_s: float,
         queue_s: float = 30.0,
         control: Control | None = None,
+        max_ttl_s: Callable[[str], Awaitable[float | None]] | None = None,
     ) -> None:
         """``control``: the process's control channel (one is made for this service alone if
-        not given)."""
+        not given). ``max_ttl_s``: a tenant's longest session TTL, if any (its retention's
+        ``sessions_days``): a longer ``ttl_s`` is cut to it."""
         self._state = state
         self._control = control or Control(state)
         self._records = records
         self._invoker = invoker
         self._default_ttl_s = default_ttl_s
+        self._max_ttl_s = max_ttl_s
         self._lease_s = LEASE_S
         self._queue_s = queue_s
         self.active_turns = 0
@@ -141,12 +151,14 @@ class SessionService:
         on_busy: BusyPolicy = "reject",
     ) -> SessionRecord:
         target = self._invoker.agent(agent)  # 404 for an unknown agent, before anything is kept
+        ttl_s = ttl_s or self._default_ttl_s
+        cap = await self._max_ttl_s(tenant_id) if self._max_ttl_s is not None else None
         record = SessionRecord(
             id=new_id("ses"),
             tenant_id=tenant_id,
             agent=target.name,
             metadata=metadata,
-            ttl_s=ttl_s or self._default_ttl_s,
+            ttl_s=min(ttl_s, cap) if cap is not None else ttl_s,
             created_at=datetime.now(UTC),
         )
         # The live state first: a state store that is down fails the creation before the

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shipyard.stores.records.artifacts_base import ArtifactRecords
 from shipyard.stores.records.audit_base import AuditRecords
+from shipyard.stores.records.lifecycle_base import LifecycleRecords
 from shipyard.stores.records.policy import TenantPolicy
 from shipyard.telemetry.events import Event
 
@@ -433,6 +434,11 @@ class RecordStore(
     WebhookRecords,
     Protocol,
 ):
+    @property
+    def lifecycle(self) -> LifecycleRecords:
+        """Rows by age and by subject: the retention sweeper's and erasure's."""
+        ...
+
     async def migrate(self) -> Migration:
         """Bring the schema to the newest Alembic revision; say from which one."""
         ...

@@ -51,11 +51,21 @@ class Limits(_Section):
 
 
 class Retention(_Section):
-    """How many days records are kept; ``None``: kept until the server's pruning says."""
+    """How many days each kind of data is kept; ``None``: the server's default
+    (``SHIPYARD_RETENTION_*``, or kept). Enforced by the retention sweeper
+    (``runtime.retention.TenantRetention``) in every store."""
 
-    runs_days: _Days = None
-    events_days: _Days = None
-    tasks_days: _Days = None
+    runs_days: _Days = Field(None, description="Runs (inputs, outputs) and their events.")
+    events_days: _Days = Field(None, description="Run events (steps) alone; the runs stay.")
+    tasks_days: _Days = Field(None, description="Finished tasks, their moves and webhooks.")
+    sessions_days: _Days = Field(
+        None, description="Sessions: their records and their history in the state store."
+    )
+    memories_days: _Days = Field(None, description="Long-term memories.")
+    artifacts_days: _Days = Field(None, description="Artifacts: their records and bytes.")
+    webhooks_days: _Days = Field(
+        None, description="Delivered and failed webhooks in the outbox (pending ones stay)."
+    )
 
 
 class Budgets(_Section):

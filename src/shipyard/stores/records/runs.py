@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shipyard.stores.records._database import Database, Insert, readable
 from shipyard.stores.records.base import Page, RunRecord, RunStatus
+from shipyard.stores.records.lifecycle_base import subject_of
 from shipyard.stores.records.schema import run_events, runs
 from shipyard.telemetry.events import EPHEMERAL, Event
 
@@ -42,7 +43,7 @@ class SqlRunRecords:
         Ephemeral events (``llm.delta``) are never stored. A run id stored under another tenant
         is left untouched.
         """
-        run_rows = list({run.id: run.model_dump() for run in runs_}.values())
+        run_rows = list({run.id: _run_row(run) for run in runs_}.values())
         event_rows = [_event_row(e) for e in events if e.type not in EPHEMERAL]
         if not run_rows and not event_rows:
             return
@@ -101,6 +102,10 @@ def _upsert_runs(db: Database) -> Insert:
         set_={name: stmt.excluded[name] for name in _UPDATABLE},
         where=runs.c.tenant_id == stmt.excluded.tenant_id,
     )
+
+
+def _run_row(run: RunRecord) -> dict[str, Any]:
+    return run.model_dump() | {"subject": subject_of(run.metadata)}
 
 
 def _event_row(e: Event) -> dict[str, Any]:

@@ -111,6 +111,7 @@ runs = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("ended_at", UTCDateTime, nullable=True),
     sa.Column("parent_run_id", sa.String, nullable=True),
+    sa.Column("subject", sa.String, nullable=True),
     sa.Index("ix_runs_tenant_id_id", "tenant_id", "id"),
     sa.Index("ix_runs_tenant_id_agent_id", "tenant_id", "agent", "id"),
     sa.Index("ix_runs_tenant_id_status_id", "tenant_id", "status", "id"),
@@ -143,12 +144,18 @@ sessions = sa.Table(
     sa.Column("ttl_s", sa.Float, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("deleted_at", UTCDateTime, nullable=True),
+    sa.Column("subject", sa.String, nullable=True),
     sa.Index("ix_sessions_tenant_id_id", "tenant_id", "id"),
 )
 
 sa.Index("ix_runs_tenant_id_session_id_id", runs.c.tenant_id, runs.c.session_id, runs.c.id)
 sa.Index("ix_runs_parent_run_id", runs.c.parent_run_id)
 sa.Index("ix_runs_tenant_id_trace_id", runs.c.tenant_id, runs.c.trace_id)
+
+# The ``subject`` of a run, session or task: its metadata's ``subject`` (a string), copied into
+# an indexed column so that erasure (``DELETE /v1/subjects/{id}``) finds its rows (0014).
+sa.Index("ix_runs_tenant_id_subject", runs.c.tenant_id, runs.c.subject)
+sa.Index("ix_sessions_tenant_id_subject", sessions.c.tenant_id, sessions.c.subject)
 
 
 tasks = sa.Table(
@@ -177,12 +184,14 @@ tasks = sa.Table(
     sa.Column("handover_pending", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("handover_at", UTCDateTime, nullable=True),
     sa.Column("offer", sa.String, nullable=True),
+    sa.Column("subject", sa.String, nullable=True),
     sa.Index("ix_tasks_tenant_id_id", "tenant_id", "id"),
     sa.Index("ix_tasks_tenant_id_status_id", "tenant_id", "status", "id"),
     sa.Index("uq_tasks_tenant_id_idempotency_key", "tenant_id", "idempotency_key", unique=True),
 )
 
 _pending = tasks.c.handover_pending.is_(True)
+sa.Index("ix_tasks_tenant_id_subject", tasks.c.tenant_id, tasks.c.subject)
 sa.Index(  # holds only the tasks not yet handed over: few at any time (0008)
     "ix_tasks_handover_pending", tasks.c.id, sqlite_where=_pending, postgresql_where=_pending
 )

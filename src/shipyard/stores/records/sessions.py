@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from shipyard.stores.records._database import Database
 from shipyard.stores.records.base import Page, SessionRecord
+from shipyard.stores.records.lifecycle_base import subject_of
 from shipyard.stores.records.schema import UTCDateTime, sessions
 
 __all__ = ["SqlSessionRecords"]
@@ -20,7 +21,8 @@ class SqlSessionRecords:
         self._db = db
 
     async def add_session(self, session: SessionRecord) -> None:
-        stmt = sessions.insert().values(session.model_dump())
+        row = session.model_dump() | {"subject": subject_of(session.metadata)}
+        stmt = sessions.insert().values(row)
         await self._db.write("add_session", lambda conn: conn.execute(stmt))
 
     async def get_session(self, tenant_id: str, session_id: str) -> SessionRecord | None:

@@ -16,6 +16,7 @@ sub-protocol          class                  module
 ``WebhookRecords``    ``SqlWebhookRecords``  ``webhooks``: the tasks' webhook outbox
 ``AuditRecords``      ``SqlAuditRecords``    ``audit``: the audit log and its checkpoints
 ``ArtifactRecords``   ``SqlArtifactRecords`` ``artifacts``: runs' artifacts (bytes: blobs)
+``LifecycleRecords``  ``SqlLifecycleRecords`` ``lifecycle``: rows by age and by subject
 ====================  =====================  ============================================
 
 ``SqlRecordStore`` composes them (its methods hand each call to its part) and adds the
@@ -73,6 +74,7 @@ from shipyard.stores.records.base import (
     WorkerRecords,
 )
 from shipyard.stores.records.keys import SqlKeyRecords
+from shipyard.stores.records.lifecycle import SqlLifecycleRecords
 from shipyard.stores.records.policy import TenantPolicy
 from shipyard.stores.records.runs import SqlRunRecords
 from shipyard.stores.records.sessions import SqlSessionRecords
@@ -121,6 +123,7 @@ class SqlRecordStore:
         self.webhooks = SqlWebhookRecords(self._db)
         self.audit = SqlAuditRecords(self._db)
         self.artifacts = SqlArtifactRecords(self._db)
+        self.lifecycle = SqlLifecycleRecords(self._db)
 
     @classmethod
     def from_url(cls, url: str, *, commit_delay_s: float | None = None) -> SqlRecordStore:

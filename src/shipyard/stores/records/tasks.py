@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shipyard.stores.records._database import Database, Insert
 from shipyard.stores.records.base import Page, TaskRecord, TaskStatus, TaskTransition
+from shipyard.stores.records.lifecycle_base import subject_of
 from shipyard.stores.records.schema import task_transitions, tasks
 
 __all__ = ["IDS_PER_STATEMENT", "SqlTaskRecords"]
@@ -26,7 +27,7 @@ IDS_PER_STATEMENT = 1000
 """Task ids one ``IN`` list carries at most (PostgreSQL's driver takes 32,767 parameters a
 statement)."""
 _MOVE_KEYS = ("task_id", "status", "at", "detail")
-_TASK_KEYS = tuple(TaskRecord.model_fields)
+_TASK_KEYS = (*TaskRecord.model_fields, "subject")
 _PENDING = "handover_pending"
 
 _TransitionKey = tuple[tuple[str, ...], tuple[str, ...], bool, bool]
@@ -60,7 +61,7 @@ class SqlTaskRecords:
 
     async def create_task(self, task: TaskRecord) -> tuple[TaskRecord, bool]:
         """Idempotent per tenant on ``idempotency_key``: a second create returns the first."""
-        row = task.model_dump()
+        row = task.model_dump() | {"subject": subject_of(task.metadata)}
         stmt = self._insert_task_stmt if task.idempotency_key is None else self._insert_once_stmt
         move = {"task_id": task.id, "status": task.status, "at": task.created_at, "detail": {}}
 
