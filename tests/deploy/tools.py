@@ -7,6 +7,7 @@ its test with the reason, and fails it under ``SHIPYARD_REQUIRE_SERVICES=1``.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -33,8 +34,14 @@ def tool(name: str) -> str:
 
 
 def run(
-    args: list[str], *, cwd: Path = ROOT, timeout: float = 300
+    args: list[str], *, cwd: Path = ROOT, timeout: float = 300, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        args, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+        args,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=None if env is None else {**os.environ, **env},
     )
