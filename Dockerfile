@@ -10,11 +10,10 @@
 #
 # The base is pinned by digest (python:3.12-slim-bookworm, linux/amd64 + arm64 index): a rebuild
 # gets the same bytes. To move to a newer patch release, replace the digest with the one that
-# `docker buildx imagetools inspect python:3.12-slim-bookworm` prints.
-ARG PYTHON_IMAGE=python:3.12-slim-bookworm@sha256:782412e85d0f0984994c290652577d4018aff08145c85b262bb63dc0c7522254
+# `docker buildx imagetools inspect python:3.12-slim-bookworm` prints, in both FROM lines.
 
 # ---- build: the locked dependencies, then the project, into /opt/shipyard --------------------------
-FROM ${PYTHON_IMAGE} AS build
+FROM python:3.12-slim-bookworm@sha256:782412e85d0f0984994c290652577d4018aff08145c85b262bb63dc0c7522254 AS build
 # The same uv as the Makefile's (UV_VERSION); the interpreter is the image's own, never downloaded.
 ENV UV_PROJECT_ENVIRONMENT=/opt/shipyard \
     UV_COMPILE_BYTECODE=1 \
@@ -33,7 +32,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable
 
 # ---- runtime: the environment, the example agents and an unprivileged user -------------------------
-FROM ${PYTHON_IMAGE} AS runtime
+FROM python:3.12-slim-bookworm@sha256:782412e85d0f0984994c290652577d4018aff08145c85b262bb63dc0c7522254 AS runtime
 LABEL org.opencontainers.image.title="shipyard" \
       org.opencontainers.image.description="Run AI agents in production: server, worker, migrations." \
       org.opencontainers.image.licenses="Apache-2.0"
