@@ -1,7 +1,7 @@
 """The health checks the deployment files run, run as written against real processes: the
 image's HEALTHCHECK against ``shipyard serve``, and the worker's check (compose.yaml) and probe
-(deploy/k8s) against ``shipyard worker``'s metrics port. Each passes while the process is up and
-fails once it is gone."""
+(deploy/k8s) against ``shipyard worker``'s metrics port. Each passes while the process answers
+and fails where nothing does."""
 
 from __future__ import annotations
 
