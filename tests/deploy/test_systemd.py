@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from shipyard.config import Settings
-from tests.deploy.tools import ROOT, run, tool
+from tests.deploy.tools import ROOT, plain_credentials, run, tool
 
 UNITS = ROOT / "deploy" / "systemd"
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
@@ -104,3 +104,11 @@ def test_a_worker_stops_after_its_tasks_in_flight() -> None:
     stop = int(_service("shipyard-worker@.service")["TimeoutStopSec"])
     assert stop >= Settings().run_timeout_s + WORKER_DRAIN_S
     assert "worker" in _service("shipyard-worker@.service")["ExecStart"].split()
+
+
+def test_the_settings_file_is_valid_and_holds_no_credential() -> None:
+    lines = (UNITS / "shipyard.env").read_text().splitlines()
+    env = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    assert env["SHIPYARD_ENV"] == "production"  # which refuses a plain credential at start
+    assert plain_credentials(env) == []
+    assert "token_file=" in env["SHIPYARD_SECRETS_URL"]

@@ -45,3 +45,16 @@ def run(
         check=False,
         env=None if env is None else {**os.environ, **env},
     )
+
+
+def plain_credentials(env: dict[str, str]) -> list[str]:
+    """What ``SHIPYARD_ENV=production`` would refuse at start in these environment variables
+    (a credential given as a value rather than a ``secret://`` reference); also checks that
+    every ``SHIPYARD_*`` variable is a valid setting."""
+    from shipyard.config import Settings
+    from shipyard.secret_settings import plain_credentials as found_in
+
+    fields = {k.removeprefix("SHIPYARD_").lower(): v for k, v in env.items()}
+    settings = {k: v for k, v in fields.items() if k in Settings.model_fields}
+    assert len(settings) == len([k for k in env if k.startswith("SHIPYARD_")]), "unknown setting"
+    return found_in(Settings(**settings), env)
