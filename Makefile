@@ -37,12 +37,14 @@ $(DEV_STAMP): pyproject.toml uv.lock Makefile | $(BIN)/uv
 	@touch $@
 
 # checkov (the Kubernetes manifests' security scan, tests/deploy) pins boto3 1.35, older than
-# aiobotocore's botocore: it gets an environment of its own, inside .venv.
+# aiobotocore's botocore: it gets an environment of its own, inside .venv, from pinned versions.
 CHECKOV_VERSION := 3.3.30
 CHECKOV := $(VENV)/tools/checkov/bin/checkov
-$(CHECKOV): Makefile | $(BIN)/uv
+CHECKOV_PINS := tests/deploy/checkov-requirements.txt
+$(CHECKOV): $(CHECKOV_PINS) | $(BIN)/uv
 	@$(BIN)/uv venv --quiet --allow-existing --python $(BIN)/python $(VENV)/tools/checkov
-	@VIRTUAL_ENV=$(VENV)/tools/checkov $(BIN)/uv pip install --quiet checkov==$(CHECKOV_VERSION)
+	@VIRTUAL_ENV=$(VENV)/tools/checkov $(BIN)/uv pip install --quiet -r $(CHECKOV_PINS) \
+		checkov==$(CHECKOV_VERSION)
 	@touch $@
 
 venv: $(DEV_STAMP) $(CHECKOV)
