@@ -185,6 +185,11 @@ def test_keda_scales_workers_on_the_rabbitmq_task_queue(overlay: str) -> None:
     auth = one(objects, "TriggerAuthentication", trigger["authenticationRef"]["name"])
     vault = auth["spec"]["hashiCorpVault"]
     assert vault["authentication"] == "kubernetes"
+    # the same Vault as the pods' SHIPYARD_SECRETS_URL (plain HTTP only in dev)
+    config = next(o for o in objects if o["kind"] == "ConfigMap")["data"]
+    scheme = "http" if config["SHIPYARD_SECRETS_URL"].startswith("vault+http://") else "https"
+    host = config["SHIPYARD_SECRETS_URL"].split("://", 1)[1].split("/", 1)[0]
+    assert vault["address"] == f"{scheme}://{host}"
     assert [s["parameter"] for s in vault["secrets"]] == ["host"]
 
 
