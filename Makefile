@@ -36,13 +36,24 @@ $(DEV_STAMP): pyproject.toml uv.lock Makefile | $(BIN)/uv
 	@UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --inexact --compile-bytecode
 	@touch $@
 
-venv: $(DEV_STAMP)
+# checkov (the Kubernetes manifests' security scan, tests/deploy) pins boto3 1.35, older than
+# aiobotocore's botocore: it gets an environment of its own, inside .venv, from pinned versions.
+CHECKOV_VERSION := 3.3.30
+CHECKOV := $(VENV)/tools/checkov/bin/checkov
+CHECKOV_PINS := tests/deploy/checkov-requirements.txt
+$(CHECKOV): $(CHECKOV_PINS) | $(BIN)/uv
+	@$(BIN)/uv venv --quiet --allow-existing --python $(BIN)/python $(VENV)/tools/checkov
+	@VIRTUAL_ENV=$(VENV)/tools/checkov $(BIN)/uv pip install --quiet -r $(CHECKOV_PINS) \
+		checkov==$(CHECKOV_VERSION)
+	@touch $@
+
+venv: $(DEV_STAMP) $(CHECKOV)
 
 # The server migrates the record store when it starts (SHIPYARD_MIGRATE_ON_START).
 run: $(RUN_STAMP)
 	$(BIN)/shipyard serve
 
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) $(CHECKOV)
 	@scripts/services.sh
 	SHIPYARD_REQUIRE_SERVICES=$${SHIPYARD_REQUIRE_SERVICES:-1} $(BIN)/pytest -q $(PYTEST_ARGS)
 
