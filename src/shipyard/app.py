@@ -30,6 +30,7 @@ from shipyard.runtime.guards import audit_blocks
 from shipyard.runtime.hooks import RunHook
 from shipyard.runtime.invoke import Invoker, RunLimits
 from shipyard.runtime.limits import SLOT_MARGIN_S, Effective, Limiter
+from shipyard.runtime.memory import MemoryHook, MemoryService
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.services import Services
 from shipyard.runtime.sessions import SessionService
@@ -38,6 +39,7 @@ from shipyard.runtime.tenants import TenantPolicies
 from shipyard.runtime.webhooks import WebhookSender
 from shipyard.stores.blobs.regions import RegionalBlobs
 from shipyard.stores.broker.base import Broker
+from shipyard.stores.memory.base import MemoryStore
 from shipyard.stores.records.base import RecordStore
 from shipyard.stores.secrets.base import SecretStore
 from shipyard.stores.secrets.refs import SecretCache
@@ -97,6 +99,15 @@ BLOB_STORES: Mapping[str, str] = MappingProxyType(
     }
 )
 """URL scheme -> ``module:class`` of the artifact (blob) store (``SHIPYARD_BLOB_URL``)."""
+
+MEMORY_STORES: Mapping[str, str] = MappingProxyType(
+    {
+        "sqlite": "shipyard.stores.memory.sqlite:SqliteMemoryStore",
+        "postgresql": "shipyard.stores.memory.postgres:PostgresMemoryStore",
+        "postgres": "shipyard.stores.memory.postgres:PostgresMemoryStore",
+    }
+)
+"""URL scheme -> ``module:class`` of the long-term memory store (``SHIPYARD_MEMORY_URL``)."""
 
 
 class App:
@@ -250,6 +261,22 @@ def build_artifacts(
     )
 
 
+def build_memory(settings: Settings) -> MemoryService:
+    """Long-term memory: the store of ``SHIPYARD_MEMORY_URL`` for the vectors of
+    ``SHIPYARD_EMBEDDER`` (both open lazily: nothing connects or loads weights until used)."""
+    from shipyard.models.embedding import create_embedder
+
+    embedder = create_embedder(settings.embedder)
+    store: MemoryStore = _open(
+        "memory store",
+        MEMORY_STORES,
+        settings.resolved_memory_url,
+        embedder=embedder.name,
+        dimensions=embedder.dimensions,
+    )
+    return MemoryService(store, embedder)
+
+
 def open_broker(url: str) -> Broker:
     broker: Broker = _open("broker", BROKERS, url)
     return broker
@@ -288,6 +315,7 @@ def build_services(app: App, settings: Settings) -> Services:
     egress = build_egress(settings, tenants, secrets)
     limiter = build_limiter(settings, state, tenants)
     audit = build_audit(records, settings)
+    memory = build_memory(settings)
     invoker = Invoker(
         app.agents,
         recorder,
@@ -295,7 +323,11 @@ def build_services(app: App, settings: Settings) -> Services:
         observers=[*observability.sinks, audit_blocks(audit)],
         models=models,
         processors=(*scrub_secrets(settings, secrets), *app.event_processors),
-        hooks=[*([limiter.hook] if limiter else []), *app.run_hooks],
+        hooks=[
+            *([limiter.hook] if limiter else []),
+            MemoryHook(memory, app.agents),
+            *app.run_hooks,
+        ],
         egress=egress,
         guards=GuardPolicy.from_setting(settings.guards),
         tenants=tenants,
@@ -344,6 +376,7 @@ def build_services(app: App, settings: Settings) -> Services:
         limiter=limiter,
         audit=audit,
         artifacts=artifacts,
+        memory=memory,
     )
 
 

@@ -13,6 +13,7 @@ from shipyard.runtime.control import Control
 from shipyard.runtime.egress import ToolEgress
 from shipyard.runtime.invoke import Invoker
 from shipyard.runtime.limits import Limiter
+from shipyard.runtime.memory import MemoryService
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.sessions import SessionService
 from shipyard.runtime.tasks import TaskService
@@ -54,6 +55,9 @@ class Services:
     artifacts: ArtifactService | None = None
     """Runs' artifacts (``runtime.artifacts``): records here, bytes in the regional blob stores;
     closed with the services."""
+    memory: MemoryService | None = None
+    """Long-term memory (``runtime.memory``): the embedder and the memory store; closed with
+    the services."""
 
     async def start(self) -> None:
         await self.recorder.start()
@@ -83,3 +87,5 @@ class Services:
             await self.secrets.store.close()
         if self.artifacts is not None:
             await self.artifacts.blobs.close()
+        if self.memory is not None:
+            await self.memory.close()
