@@ -101,6 +101,7 @@ class SqliteMemoryStore:
         conn.enable_load_extension(False)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute("PRAGMA synchronous = NORMAL")  # WAL: no corruption, one fsync a checkpoint
         with conn:
             for statement in SCHEMA:
                 conn.execute(statement)
