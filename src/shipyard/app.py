@@ -325,7 +325,7 @@ def build_services(app: App, settings: Settings) -> Services:
         processors=(*scrub_secrets(settings, secrets), *app.event_processors),
         hooks=[
             *([limiter.hook] if limiter else []),
-            MemoryHook(memory, app.agents),
+            MemoryHook(memory, app.agents, records),
             *app.run_hooks,
         ],
         egress=egress,

@@ -13,8 +13,10 @@ import pytest
 from fastapi import FastAPI
 
 from shipyard import Agent, Memory
+from shipyard.agents.loop import RECALLED_HEADER
 from shipyard.app import App
 from shipyard.config import load_settings
+from shipyard.models.base import SystemMessage
 from shipyard.models.scripted import ScriptedModel
 
 OPERATOR = "sk_shp_test_admin_memories"
@@ -28,6 +30,11 @@ def assistant() -> Agent:
     return Agent(name="assistant", model=ScriptedModel(steps), memory=Memory(scope="user"))
 
 
+SESSION_MODEL = ScriptedModel(
+    [{"tool_calls": [{"name": "remember", "arguments": {"text": "plays the cello"}}]}, "noted"]
+)
+
+
 @pytest.fixture
 async def app(tmp_path: Path) -> AsyncIterator[FastAPI]:
     settings = load_settings(
@@ -37,7 +44,8 @@ async def app(tmp_path: Path) -> AsyncIterator[FastAPI]:
         metrics=False,
         embedder="test:64",
     )
-    asgi = App(agents=[assistant()]).asgi(settings)
+    sessioned = Agent(name="tutor", model=SESSION_MODEL, memory=Memory(scope="session"))
+    asgi = App(agents=[assistant(), sessioned]).asgi(settings)
     async with asgi.router.lifespan_context(asgi):
         yield asgi
 
@@ -145,3 +153,36 @@ async def test_an_agent_remembers_per_user_across_invocations(app: FastAPI) -> N
         assert [(m["text"], m["agent"]) for m in alice] == [("likes jazz", "assistant")]
         bob = (await c.get("/v1/memories", params={"subject": "bob"})).json()["memories"]
         assert bob == []
+
+
+def recalled(model: ScriptedModel) -> list[str]:
+    """The recalled-memory notes of each request the model got."""
+    return [
+        str(m.content)
+        for request in model.requests
+        for m in request.messages
+        if isinstance(m, SystemMessage) and str(m.content).startswith(RECALLED_HEADER)
+    ]
+
+
+async def test_session_turns_remember_per_session_and_per_user(app: FastAPI) -> None:
+    async with client(app, await key_of(app, "acme")) as c:
+        made = await c.post("/v1/sessions", json={"agent": "tutor"})
+        assert made.status_code == 201, made.text
+        session = made.json()["id"]
+        SESSION_MODEL.requests.clear()
+        for _ in range(2):
+            turn = await c.post(f"/v1/sessions/{session}/turns", json={"input": "the cello"})
+            assert turn.status_code == 200, turn.text
+        notes = recalled(SESSION_MODEL)
+        assert len(notes) == 2 and "- plays the cello" in notes[0]  # turn 2's two model calls
+        kept = (await c.get("/v1/memories", params={"subject": f"session:{session}"})).json()
+        assert [m["text"] for m in kept["memories"]] == ["plays the cello"] * 2
+
+        user = await c.post(
+            "/v1/sessions", json={"agent": "assistant", "metadata": {"subject": "carol"}}
+        )
+        turn = await c.post(f"/v1/sessions/{user.json()['id']}/turns", json={"input": "jazz"})
+        assert turn.status_code == 200, turn.text
+        carol = (await c.get("/v1/memories", params={"subject": "carol"})).json()["memories"]
+        assert [m["text"] for m in carol] == ["likes jazz"]

@@ -99,3 +99,26 @@ async def test_openai_embeddings_from_llamacpp_are_counted(embeddings_url: str) 
         await wrong.aclose()
     finally:
         await embedder.aclose()
+
+
+async def test_embedding_tokens_count_in_the_runs_usage(
+    embeddings_url: str, tmp_path: Path
+) -> None:
+    from shipyard import Agent, Memory
+    from shipyard.runtime.memory import MemoryHook, MemoryService
+    from shipyard.stores.memory.sqlite import SqliteMemoryStore
+    from shipyard.testing import ScriptedModel, run_agent
+
+    embedder = create_embedder(f"openai:smollm2?base_url={embeddings_url}&dimensions=576")
+    store = SqliteMemoryStore(str(tmp_path / "m.db"), embedder=embedder.name, dimensions=576)
+    service = MemoryService(store, embedder)
+    try:
+        agent = Agent(name="a", model=ScriptedModel(["ok"]), memory=Memory(scope="agent"))
+        result, events = await run_agent(
+            agent, "what do you remember", run_hooks=[MemoryHook(service, {"a": agent})]
+        )
+        model_tokens = sum(e.data["prompt_tokens"] for e in events if e.type == "llm.response")
+        assert service.embed_calls == 1 and service.embed_tokens > 0
+        assert result.usage.prompt_tokens == model_tokens + service.embed_tokens
+    finally:
+        await service.close()

@@ -37,6 +37,7 @@ from shipyard.stores.memory.base import (
     ScoredMemory,
     SearchOptions,
 )
+from shipyard.stores.records.base import SessionRecords
 from shipyard.telemetry.events import new_id
 
 log = structlog.get_logger(__name__)
@@ -185,9 +186,17 @@ def _check_text(text: str) -> str:
 class MemoryHook:
     """The run hook of agents with memory: ``ctx.memory``, recall before, extraction after."""
 
-    def __init__(self, service: MemoryService, agents: Mapping[str, AgentLike]) -> None:
+    def __init__(
+        self,
+        service: MemoryService,
+        agents: Mapping[str, AgentLike],
+        sessions: SessionRecords | None = None,
+    ) -> None:
+        """``sessions``: where a session turn's subject is read from (the session's metadata),
+        for user-scoped memory; a turn's own request carries none."""
         self.service = service
         self.agents = agents
+        self.sessions = sessions
 
     def _settings(self, ctx: RunContext) -> tuple[Agent, Memory] | None:
         agent = self.agents.get(ctx.agent)
@@ -200,7 +209,7 @@ class MemoryHook:
         if found is None:
             return
         agent, settings = found
-        subject = settings.subject(ctx.request.metadata, ctx.request.session_id)
+        subject = await self._subject(ctx, settings)
         if subject is None:
             return
         ctx.memory = RunMemory(self.service, settings, ctx.tenant_id, agent.name, subject, ctx)
@@ -208,6 +217,15 @@ class MemoryHook:
         if settings.recall and query:
             hits = await ctx.memory.recall(query, settings.recall)
             ctx.recalled = tuple(_guarded(ctx, [hit.item.text for hit in hits]))
+
+    async def _subject(self, ctx: RunContext, settings: Memory) -> str | None:
+        session_id = ctx.request.session_id
+        subject = settings.subject(ctx.request.metadata, session_id)
+        if subject is None and settings.scope == "user" and session_id and self.sessions:
+            record = await self.sessions.get_session(ctx.tenant_id, session_id)
+            if record is not None:
+                subject = settings.subject(record.metadata, session_id)
+        return subject
 
     async def after(self, ctx: RunContext, ended: RunResult | BaseException) -> None:
         found = self._settings(ctx)
