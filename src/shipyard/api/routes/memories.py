@@ -84,7 +84,9 @@ def _memory(request: Request) -> MemoryService:
     return found
 
 
-@router.post("/v1/memories", response_model=MemoryOut, status_code=201, responses=responses(422))
+@router.post(
+    "/v1/memories", response_model=MemoryOut, status_code=201, responses=responses(502, body=True)
+)
 async def add_memory(body: MemoryIn, request: Request, principal: Writer) -> MemoryOut:
     """Keep a memory (embedded now, searchable at once)."""
     item = await _memory(request).add(
@@ -98,7 +100,7 @@ async def add_memory(body: MemoryIn, request: Request, principal: Writer) -> Mem
     return MemoryOut.of(item)
 
 
-@router.get("/v1/memories", response_model=MemoryPage, responses=responses(422))
+@router.get("/v1/memories", response_model=MemoryPage, responses=responses(502))
 async def find_memories(
     request: Request,
     principal: Reader,
@@ -128,7 +130,9 @@ async def get_memory(memory_id: Text, request: Request, principal: Reader) -> Me
     return MemoryOut.of(await _memory(request).get(principal.tenant_id, memory_id))
 
 
-@router.patch("/v1/memories/{memory_id}", response_model=MemoryOut, responses=responses(404, 422))
+@router.patch(
+    "/v1/memories/{memory_id}", response_model=MemoryOut, responses=responses(404, 502, body=True)
+)
 async def change_memory(
     memory_id: Text, body: MemoryPatch, request: Request, principal: Writer
 ) -> MemoryOut:
