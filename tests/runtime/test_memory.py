@@ -117,6 +117,22 @@ async def test_extraction_keeps_the_facts_the_model_writes(service: MemoryServic
     assert result.usage.prompt_tokens > 0
 
 
+async def test_a_failed_extraction_leaves_the_answer_standing(service: MemoryService) -> None:
+    agent = Agent(
+        name="helper",
+        model=ScriptedModel(["fine"]),
+        memory=Memory(
+            scope="agent", extract=True, extract_model=ScriptedModel([{"error": "overloaded"}])
+        ),
+    )
+    result, events = await run_agent(
+        agent, "hello", run_hooks=[MemoryHook(service, {"helper": agent})]
+    )
+    assert result.output == "fine"
+    assert events[-1].type == "run.completed"
+    assert await service.list(MemoryScope("test"), limit=5) == []
+
+
 async def test_extraction_without_json_keeps_nothing(service: MemoryService) -> None:
     agent = Agent(name="helper", model="scripted:echo", memory=Memory(scope="agent", extract=True))
     await run_agent(agent, "hello", run_hooks=[MemoryHook(service, {"helper": agent})])

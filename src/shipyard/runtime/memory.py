@@ -22,7 +22,7 @@ import structlog
 from shipyard.agents.agent import Agent, AgentLike
 from shipyard.agents.context import RunContext, RunResult
 from shipyard.agents.memory import Memory, RunMemory, UsageSink
-from shipyard.errors import InvalidInput, MemoryNotFound
+from shipyard.errors import InvalidInput, MemoryNotFound, ModelError
 from shipyard.models.base import (
     AssistantMessage,
     ModelRequest,
@@ -271,7 +271,11 @@ async def _extract(ctx: RunContext, agent: Agent, settings: Memory, result: RunR
         messages=(SystemMessage(content=EXTRACT_PROMPT), UserMessage(content=transcript)),
         response_schema=FACTS_SCHEMA,
     )
-    response = await ctx.model(settings.extract_model or agent.model).complete(request)
+    try:
+        response = await ctx.model(settings.extract_model or agent.model).complete(request)
+    except ModelError as exc:  # the run's answer stands; the failed call is on its stream
+        log.warning("memory extraction failed; nothing kept", run_id=ctx.run_id, error=exc.message)
+        return []
     return _facts(response.message)
 
 
