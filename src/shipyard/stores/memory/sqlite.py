@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -20,9 +21,8 @@ from typing import Any, TypeVar
 
 try:
     import apsw
-    import sqlite_vec  # type: ignore[import-untyped]
-except ImportError as exc:  # pragma: no cover - core dependencies
-    raise ImportError("the SQLite memory store needs the `apsw` and `sqlite-vec` packages") from exc
+except ImportError as exc:  # pragma: no cover - a core dependency
+    raise ImportError("the SQLite memory store needs the `apsw` package") from exc
 
 from shipyard.errors import ConfigError, StoreError
 from shipyard.stores.memory.base import (
@@ -97,6 +97,8 @@ class SqliteMemoryStore:
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         conn = apsw.Connection(self._path)
         conn.enable_load_extension(True)
+        import sqlite_vec  # type: ignore[import-untyped]  # here: it imports numpy, slow to load
+
         conn.load_extension(sqlite_vec.loadable_path())
         conn.enable_load_extension(False)
         conn.execute("PRAGMA journal_mode = WAL")
@@ -121,7 +123,7 @@ class SqliteMemoryStore:
         check_embedding(embedding, self._dimensions)
         row = (
             item.id, item.tenant_id, item.agent, item.subject, item.text,
-            json.dumps(dict(item.metadata)), sqlite_vec.serialize_float32(list(embedding)),
+            json.dumps(dict(item.metadata)), _blob(embedding),
             item.created_at.timestamp(), item.updated_at.timestamp(), _ts(item.expires_at),
         )  # fmt: skip
 
@@ -144,7 +146,7 @@ class SqliteMemoryStore:
         if embedding is not None:
             check_embedding(embedding, self._dimensions)
             sets += ", embedding = ?"
-            values.append(sqlite_vec.serialize_float32(list(embedding)))
+            values.append(_blob(embedding))
 
         def write(conn: Any) -> bool:
             with conn:
@@ -208,7 +210,7 @@ class SqliteMemoryStore:
     ) -> Hits:
         check_embedding(embedding, self._dimensions)
         where, values = _scope(scope)
-        query = sqlite_vec.serialize_float32(list(embedding))
+        query = _blob(embedding)
         words = query_words(text) if options.hybrid else []
 
         def read(conn: Any) -> list[ScoredMemory]:
@@ -276,6 +278,11 @@ def _item(row: Sequence[Any]) -> MemoryItem:
         updated_at=datetime.fromtimestamp(row[7], UTC),
         expires_at=None if row[8] is None else datetime.fromtimestamp(row[8], UTC),
     )
+
+
+def _blob(embedding: Sequence[float]) -> bytes:
+    """A vector as sqlite-vec reads it: float32s in the machine's byte order."""
+    return array("f", embedding).tobytes()
 
 
 def _ts(moment: datetime | None) -> float | None:
