@@ -3,6 +3,7 @@ pgvector: scoping and tenant isolation, hybrid ranking, TTL, filters, paging, er
 
 from __future__ import annotations
 
+import asyncio
 import math
 import secrets
 from collections.abc import Mapping, Sequence
@@ -217,3 +218,13 @@ async def test_a_store_built_by_another_embedder_is_refused(
             )
         finally:
             await store.close()
+
+
+async def test_concurrent_first_calls_share_one_opening(open_store: OpenStore, tenant: str) -> None:
+    store = open_store()
+    try:
+        made = await asyncio.gather(*(put(store, tenant, f"note {i}") for i in range(8)))
+        listed = await store.list(MemoryScope(tenant), limit=20)
+        assert {m.id for m in listed} == {m.id for m in made}
+    finally:
+        await store.close()

@@ -9,6 +9,7 @@ form (``[0.1,0.2,...]``), so no driver extension is needed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -63,6 +64,7 @@ class PostgresMemoryStore:
         self._embedder = embedder
         self._dimensions = dimensions
         self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
 
     @classmethod
     def from_url(cls, url: str, *, embedder: str, dimensions: int) -> PostgresMemoryStore:
@@ -75,8 +77,9 @@ class PostgresMemoryStore:
     @asynccontextmanager
     async def _conn(self, operation: str) -> AsyncIterator[Any]:
         try:
-            if self._pool is None:
-                self._pool = await self._open()
+            async with self._opening:  # concurrent first calls open one pool
+                if self._pool is None:
+                    self._pool = await self._open()
             async with self._pool.acquire() as conn:
                 yield conn
         except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
