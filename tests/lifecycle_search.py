@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -15,9 +16,11 @@ import redis.asyncio as aioredis
 from shipyard.runtime.services import Services
 
 
-def sqlite_text(path: Path) -> str:
-    """Every row of every table of a SQLite file, as text."""
-    with closing(sqlite3.connect(path)) as db:
+def sqlite_text(path: Path, *, library: Any = sqlite3) -> str:
+    """Every row of every table of a SQLite file, as text. ``library``: the driver that writes
+    the file (``apsw`` for the memory store: Python's own SQLite, an older library, does not
+    see that store's latest writes in the WAL once it has read the file)."""
+    with closing(library.Connection(str(path))) as db:
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         return "\n".join(
             repr(row) for table in tables for row in db.execute(f'SELECT * FROM "{table}"')

@@ -15,6 +15,7 @@ from shipyard.agents.delegate import (
     submit_task,
     task_tool,
 )
+from shipyard.agents.memory import Memory
 from shipyard.agents.tool import Tool, tool
 from shipyard.app import App
 from shipyard.config import Settings
@@ -64,6 +65,7 @@ __all__ = [
     "FunctionAgent",
     "GuardPolicy",
     "GuardRule",
+    "Memory",
     "Message",
     "ModelError",
     "ModelRequest",

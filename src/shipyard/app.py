@@ -37,6 +37,7 @@ from shipyard.runtime.lifecycle import (
     SessionLifecycle,
 )
 from shipyard.runtime.limits import SLOT_MARGIN_S, Effective, Limiter
+from shipyard.runtime.memory import MemoryHook, MemoryService
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.retention import RetentionKind, TenantRetention, session_ttl_cap
 from shipyard.runtime.services import Services
@@ -46,6 +47,7 @@ from shipyard.runtime.tenants import TenantPolicies
 from shipyard.runtime.webhooks import WebhookSender
 from shipyard.stores.blobs.regions import RegionalBlobs
 from shipyard.stores.broker.base import Broker
+from shipyard.stores.memory.base import MemoryStore
 from shipyard.stores.records.base import RecordStore
 from shipyard.stores.secrets.base import SecretStore
 from shipyard.stores.secrets.refs import SecretCache
@@ -105,6 +107,15 @@ BLOB_STORES: Mapping[str, str] = MappingProxyType(
     }
 )
 """URL scheme -> ``module:class`` of the artifact (blob) store (``SHIPYARD_BLOB_URL``)."""
+
+MEMORY_STORES: Mapping[str, str] = MappingProxyType(
+    {
+        "sqlite": "shipyard.stores.memory.sqlite:SqliteMemoryStore",
+        "postgresql": "shipyard.stores.memory.postgres:PostgresMemoryStore",
+        "postgres": "shipyard.stores.memory.postgres:PostgresMemoryStore",
+    }
+)
+"""URL scheme -> ``module:class`` of the long-term memory store (``SHIPYARD_MEMORY_URL``)."""
 
 
 class App:
@@ -278,6 +289,7 @@ def build_lifecycle(
     artifacts: ArtifactService,
     audit: AuditLog,
     recorder: Recorder,
+    memory: MemoryStore,
 ) -> tuple[TenantRetention | None, Eraser]:
     """The retention sweeper (``SHIPYARD_RETENTION_*``; none with ``SHIPYARD_RETENTION_SWEEP_S``
     0) and the subject eraser, over every store. A store with ``prune`` and ``erase_subject``
@@ -289,7 +301,7 @@ def build_lifecycle(
     eraser = Eraser(audit, flush=recorder.durable)
     eraser.add("artifacts", files)
     eraser.add("session_history", sessions)
-    # a memory store joins here: eraser.add("memories", memory); retention.add("memories", ...)
+    eraser.add("memories", memory)
     eraser.add("records", RecordErasure(known))  # last: the others read its rows
     if settings.retention_sweep_s <= 0:
         return None, eraser
@@ -303,7 +315,24 @@ def build_lifecycle(
     retention.add("webhooks", RecordPruning(known, known.prune_webhooks_of))
     retention.add("sessions", sessions)
     retention.add("artifacts", files)
+    retention.add("memories", memory)
     return retention, eraser
+
+
+def build_memory(settings: Settings) -> MemoryService:
+    """Long-term memory: the store of ``SHIPYARD_MEMORY_URL`` for the vectors of
+    ``SHIPYARD_EMBEDDER`` (both open lazily: nothing connects or loads weights until used)."""
+    from shipyard.models.embedding import create_embedder
+
+    embedder = create_embedder(settings.embedder)
+    store: MemoryStore = _open(
+        "memory store",
+        MEMORY_STORES,
+        settings.resolved_memory_url,
+        embedder=embedder.name,
+        dimensions=embedder.dimensions,
+    )
+    return MemoryService(store, embedder)
 
 
 def open_broker(url: str) -> Broker:
@@ -344,6 +373,7 @@ def build_services(app: App, settings: Settings) -> Services:
     egress = build_egress(settings, tenants, secrets)
     limiter = build_limiter(settings, state, tenants)
     audit = build_audit(records, settings)
+    memory = build_memory(settings)
     invoker = Invoker(
         app.agents,
         recorder,
@@ -351,7 +381,11 @@ def build_services(app: App, settings: Settings) -> Services:
         observers=[*observability.sinks, audit_blocks(audit)],
         models=models,
         processors=(*scrub_secrets(settings, secrets), *app.event_processors),
-        hooks=[*([limiter.hook] if limiter else []), *app.run_hooks],
+        hooks=[
+            *([limiter.hook] if limiter else []),
+            MemoryHook(memory, app.agents, records),
+            *app.run_hooks,
+        ],
         egress=egress,
         guards=GuardPolicy.from_setting(settings.guards),
         tenants=tenants,
@@ -383,7 +417,7 @@ def build_services(app: App, settings: Settings) -> Services:
     artifacts = build_artifacts(settings, records, tenants)
     invoker.artifacts = artifacts
     retention, eraser = build_lifecycle(
-        settings, records, state, tenants, artifacts, audit, recorder
+        settings, records, state, tenants, artifacts, audit, recorder, memory.store
     )
     return Services(
         agents=app.agents,
@@ -406,6 +440,7 @@ def build_services(app: App, settings: Settings) -> Services:
         artifacts=artifacts,
         retention=retention,
         eraser=eraser,
+        memory=memory,
     )
 
 

@@ -77,6 +77,18 @@ class Settings(BaseSettings):
         description="Largest artifact, uploaded (POST /v1/artifacts, in place of "
         "SHIPYARD_MAX_BODY_BYTES) or put by a run (ctx.artifacts.put).",
     )
+    memory_url: str | None = Field(
+        None,
+        description="Long-term memory store URL: sqlite:///path (sqlite-vec, embedded) or "
+        "postgresql://user@host:5432/db (a server with the pgvector extension). Default: "
+        "memory.db in the home folder.",
+    )
+    embedder: str = Field(
+        "wordllama:",
+        min_length=1,
+        description="The embedder of memories: wordllama: (offline, shipped weights; ?dim=64|128"
+        "|256), openai:<model>?base_url=..&dimensions=.., or test:<dims> (deterministic, tests).",
+    )
     task_max_attempts: int = Field(
         3,
         ge=1,
@@ -461,6 +473,10 @@ class Settings(BaseSettings):
     @property
     def resolved_blob_url(self) -> str:
         return self.blob_url or f"file://{(self.home / 'blobs').absolute()}"
+
+    @property
+    def resolved_memory_url(self) -> str:
+        return self.memory_url or f"sqlite:///{self.home / 'memory.db'}"
 
     @property
     def resolved_broker_url(self) -> str:

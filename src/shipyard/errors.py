@@ -14,6 +14,7 @@
     │   └── TaskNotFound               404     task_not_found
     │   └── TenantNotFound             404     tenant_not_found
     │   └── ArtifactNotFound           404     artifact_not_found
+    │   └── MemoryNotFound             404     memory_not_found
     ├── TaskFinished                   409     task_finished       cancel of a finished task
     ├── IdempotencyConflict            409     idempotency_conflict  a key reused, another body
     ├── PolicyConflict                 409     policy_conflict     a tenant policy changed since
@@ -139,6 +140,10 @@ class TenantNotFound(NotFound):
 
 class ArtifactNotFound(NotFound):
     code = "artifact_not_found"
+
+
+class MemoryNotFound(NotFound):
+    code = "memory_not_found"
 
 
 class TaskFinished(ShipyardError):

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import apsw
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -39,9 +40,11 @@ from tests.lifecycle_search import (
 )
 from tests.runtime.test_retention import running
 from tests.stores.blobs.conftest import S3_ENDPOINTS, S3_KEYS, s3_store
+from tests.stores.memory.conftest import pgvector_url
 from tests.stores.state.conftest import REDIS_URL, redis_store
 
 OPERATOR = "sk_shp_test_admin_subjects"
+__all__ = ["pgvector_url"]  # the fixture, for the servers' memory store
 
 
 @agent("maker")
@@ -75,26 +78,33 @@ class Deployment:
                 "state": await redis_text(REDIS_URL, "shipyard:*"),
                 "blobs": await blob_text(self.services),
                 "broker": sqlite_text(home / "broker.db"),
+                "memory": await postgres_text(self.settings.resolved_memory_url),
             }
         return {
             "records": sqlite_text(home / "shipyard.db"),
             "state": sqlite_text(home / "state.db"),
             "blobs": folder_text(home / "blobs"),
             "broker": sqlite_text(home / "broker.db"),
+            "memory": sqlite_text(home / "memory.db", library=apsw),
         }
 
 
 @pytest.fixture(
     params=[
         "embedded",
-        pytest.param("servers", marks=[pytest.mark.postgres, pytest.mark.redis, pytest.mark.s3]),
+        pytest.param(
+            "servers",
+            marks=[pytest.mark.postgres, pytest.mark.redis, pytest.mark.s3, pytest.mark.pgvector],
+        ),
     ]
 )
 def options(request: pytest.FixtureRequest) -> dict[str, Any]:
     """The settings naming the stores: none (embedded), or the servers'."""
     if request.param == "embedded":
-        return {}
+        return {"embedder": "test:8"}
     return {
+        "embedder": "test:8",
+        "memory_url": request.getfixturevalue("pgvector_url"),
         "database_url": request.getfixturevalue("postgres_url"),
         "state_url": REDIS_URL,
         "blob_url": f"s3://er{secrets.token_hex(4)}?account=123456789012"
@@ -107,7 +117,7 @@ def options(request: pytest.FixtureRequest) -> dict[str, Any]:
 async def deployment(
     options: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Deployment]:
-    servers = bool(options)
+    servers = "database_url" in options
     if servers:
         await (await redis_store()).close()  # skips (or fails) when Redis is down
         await (await s3_store("eu-a")).close()  # or SeaweedFS
@@ -140,8 +150,11 @@ async def key_of(app: FastAPI, tenant: str, *scopes: str) -> str:
 
 
 async def plant(c: httpx.AsyncClient, subject: str, marker: str) -> dict[str, str]:
-    """The subject's run (with an artifact), session turn and task, each carrying ``marker``."""
+    """The subject's run (with an artifact), session turn, task and memory, each carrying
+    ``marker``."""
     meta = {"subject": subject}
+    kept = await c.post("/v1/memories", json={"text": f"{marker} takes tea", "subject": subject})
+    assert kept.status_code == 201, kept.text
     ran = await c.post("/v1/agents/maker/invoke", json={"input": marker, "metadata": meta})
     assert ran.status_code == 200, ran.text
     made = await c.post("/v1/sessions", json={"agent": "echo", "metadata": meta})
@@ -177,14 +190,15 @@ async def test_erasing_a_subject_leaves_its_marker_in_no_store(deployment: Deplo
                 await settled(tenant_client, ids["task"])
 
         before = await deployment.everything()
-        for store in ("records", "state", "blobs"):
+        for store in ("records", "state", "blobs", "memory"):
             assert alice in before[store], store  # the marker was really there
         async with client(app, await key_of(app, "acme", "admin")) as admin:
             erased = await admin.delete("/v1/subjects/alice")
         assert erased.status_code == 200, erased.text
         receipt = erased.json()
         by_store = {s["store"]: s for s in receipt["stores"]}
-        assert set(by_store) == {"artifacts", "session_history", "records"}
+        assert set(by_store) == {"artifacts", "session_history", "memories", "records"}
+        assert by_store["memories"]["deleted"] == 1
         assert by_store["artifacts"]["deleted"] == 1
         assert by_store["session_history"]["deleted"] >= 1
         items = by_store["records"]["items"]
@@ -195,7 +209,7 @@ async def test_erasing_a_subject_leaves_its_marker_in_no_store(deployment: Deplo
         after = await deployment.everything()
         for store, text in after.items():
             assert alice not in text, f"the erased subject's marker is still in the {store}"
-        for store in ("records", "state", "blobs"):
+        for store in ("records", "state", "blobs", "memory"):
             assert bob in after[store], store  # another subject: untouched
             assert elsewhere in after[store], store  # the same subject of another tenant
         assert (await c.get(f"/v1/runs/{mine['run']}")).status_code == 404
@@ -227,7 +241,7 @@ async def test_an_erasure_is_audited_without_the_subject(deployment: Deployment)
     receipt = {s["store"]: s["deleted"] for s in first.json()["stores"]}
     assert receipt["artifacts"] == 1 and receipt["records"] >= 2  # the run, its events
     assert rows[1].detail == receipt
-    assert rows[0].detail == {"artifacts": 0, "session_history": 0, "records": 0}
+    assert rows[0].detail == {"artifacts": 0, "session_history": 0, "memories": 0, "records": 0}
 
 
 async def test_only_admin_keys_erase_and_only_in_their_tenant(tmp_path: Path) -> None:

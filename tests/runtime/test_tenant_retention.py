@@ -29,12 +29,12 @@ from shipyard.runtime.services import Services
 from shipyard.runtime.sessions import history_keys
 from shipyard.stores.records.base import RunRecord, TaskRecord
 from shipyard.stores.records.policy import Retention, TenantPolicy
-from tests.api.test_subjects import options
+from tests.api.test_subjects import options, pgvector_url
 from tests.runtime.test_retention import delivery
 from tests.stores.blobs.conftest import S3_KEYS, s3_store
 from tests.stores.state.conftest import redis_store
 
-__all__ = ["options"]
+__all__ = ["options", "pgvector_url"]
 
 APP = App(agents=[Agent(name="echo", model="scripted:echo")])
 LATER = datetime.now(UTC) + timedelta(days=2)
@@ -44,7 +44,7 @@ LATER = datetime.now(UTC) + timedelta(days=2)
 async def services(
     options: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Services]:
-    if options:
+    if "database_url" in options:
         await (await redis_store()).close()  # skips (or fails) when Redis is down
         await (await s3_store("eu-a")).close()  # or SeaweedFS
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_KEYS["access_key_id"])

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from shipyard.agents.context import ContextBudget, RunContext, RunInput, RunResult
+from shipyard.agents.memory import Memory
 from shipyard.agents.tool import Tool, ToolLike, as_tool
 from shipyard.errors import ConfigError, RunFailure
 from shipyard.guard.policy import GuardPolicy
@@ -46,7 +47,8 @@ class Agent:
     ``egress``: where this agent's tools may reach through ``ctx.http``, within the server's
     rules (``EgressRules(hosts=["api.github.com"], methods=["GET"])``); None: the server's.
     ``guards``: this agent's guard policy (docs/guards.md); None: the server's
-    (``SHIPYARD_GUARDS``).
+    (``SHIPYARD_GUARDS``). ``memory``: long-term memory (docs/memory.md): recall at the start
+    of a run, the ``remember``/``recall``/``forget`` tools, extraction after it.
     """
 
     name: str
@@ -61,6 +63,7 @@ class Agent:
     context_budget: ContextBudget | None = None
     egress: EgressRules | None = None
     guards: GuardPolicy | None = None
+    memory: Memory | None = None
     tool_specs: tuple[ToolSpec, ...] = field(init=False, repr=False)
     _tools: dict[str, Tool] = field(init=False, repr=False)
 
@@ -74,6 +77,10 @@ class Agent:
             except ConfigError as exc:
                 raise ConfigError(f"agent {self.name}: {exc.message}") from None
         tools = [as_tool(t) for t in self.tools]
+        if self.memory is not None and self.memory.tools:
+            from shipyard.agents.memory_tools import memory_tools
+
+            tools.extend(memory_tools())
         by_name = {t.name: t for t in tools}
         if len(by_name) != len(tools):
             raise ConfigError(f"agent {self.name}: two tools share a name")

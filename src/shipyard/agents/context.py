@@ -8,6 +8,7 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
+from shipyard.agents.memory import RunMemory
 from shipyard.errors import ConfigError
 from shipyard.guard.pipeline import RunGuard
 from shipyard.models.base import ChatModel, Message, Usage
@@ -130,6 +131,11 @@ class RunContext:
     guard: RunGuard | None = None
     """The run's guard policy, ready to check text (None: no rules); the invoker sets it."""
     artifact_writer: ArtifactWriter | None = field(default=None, repr=False)
+    memory: RunMemory | None = field(default=None, repr=False)
+    """``ctx.memory``: the long-term memories of the run's tenant, agent and subject (set by the
+    memory run hook for an agent with ``Memory``; None otherwise)."""
+    recalled: tuple[str, ...] = ()
+    """Memories recalled for this run (guarded), put into the agent's context by the loop."""
     _http: httpx.AsyncClient | None = field(default=None, init=False, repr=False)
 
     @property

@@ -30,6 +30,7 @@ from shipyard.api.routes import (
     workers,
 )
 from shipyard.api.routes import traces as traces_routes
+from shipyard.api.routes.memories import router as memories_router
 from shipyard.api.routes.metrics import MetricsMiddleware
 from shipyard.api.routes.metrics import router as metrics_router
 from shipyard.runtime.services import Services
@@ -91,6 +92,7 @@ def create_app(
     app.include_router(agents.router)
     app.include_router(audit.router)
     app.include_router(artifacts.router)
+    app.include_router(memories_router)
     app.include_router(runs.router)
     app.include_router(traces_routes.router)
     app.include_router(sessions.router)

@@ -257,9 +257,14 @@ def start_llama_server(
     model: str = "smollm2",
     n_ctx: int = 2048,
     threads: int = 2,
+    embedding: bool = False,
 ) -> LlamaServer:
-    """Serve ``model`` over OpenAI-compatible HTTP on 127.0.0.1 (``port`` 0: any free port)."""
+    """Serve ``model`` over OpenAI-compatible HTTP on 127.0.0.1 (``port`` 0: any free port);
+    ``embedding``: serve ``/v1/embeddings`` (llama.cpp's ``--embeddings``) instead of chat."""
     params = _params(model, n_ctx=n_ctx, threads=threads, port=port, chat_template=chat_template)
+    if embedding:  # mean pooling: a chat model's per-token vectors become one per text
+        params.embedding = True
+        params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
     return LlamaServer(xllamacpp.Server(params))
 
 

@@ -18,6 +18,10 @@ PRICES: dict[str, tuple[float, float]] = {
     "anthropic:claude-haiku-4-5": (1.00, 5.00),
     "anthropic:claude-3-5-haiku-latest": (0.80, 4.00),
     "local:smollm2": (0.0, 0.0),
+    # embeddings: input tokens only
+    "openai:text-embedding-3-small": (0.02, 0.0),
+    "openai:text-embedding-3-large": (0.13, 0.0),
+    "openai:text-embedding-ada-002": (0.10, 0.0),
 }
 
 

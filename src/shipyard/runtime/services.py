@@ -14,6 +14,7 @@ from shipyard.runtime.egress import ToolEgress
 from shipyard.runtime.invoke import Invoker
 from shipyard.runtime.lifecycle import Eraser
 from shipyard.runtime.limits import Limiter
+from shipyard.runtime.memory import MemoryService
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.retention import TenantRetention
 from shipyard.runtime.sessions import SessionService
@@ -60,6 +61,9 @@ class Services:
     """The tenants' retention, swept in the background from ``start`` (None: never here)."""
     eraser: Eraser | None = None
     """Erases a subject from every store (``DELETE /v1/subjects/{id}``; ``runtime.lifecycle``)."""
+    memory: MemoryService | None = None
+    """Long-term memory (``runtime.memory``): the embedder and the memory store; closed with
+    the services."""
 
     async def start(self) -> None:
         await self.recorder.start()
@@ -93,3 +97,5 @@ class Services:
             await self.secrets.store.close()
         if self.artifacts is not None:
             await self.artifacts.blobs.close()
+        if self.memory is not None:
+            await self.memory.close()

@@ -1,0 +1,1 @@
+"""Long-term memory: the ``MemoryStore`` protocol and its backends (SQLite, PostgreSQL)."""
