@@ -51,4 +51,17 @@ if [ -n "$WEED" ]; then
   weed_mini 18333 19333 18080 18888 18181 19101
   weed_mini 18334 19334 18081 18889 18182 19102
 elif ! up 18333; then echo "==> SeaweedFS: not installed (make venv), tests that need it will say so"; fi
+# Chromium for the dashboard's browser tests (tests/ui): Debian's package, which Playwright drives
+# by its executable path (never a browser download). Installed once, when it is missing.
+if [ ! -x /usr/bin/chromium ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing Chromium (apt-get install chromium)"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
+      || { $SUDO apt-get update >/dev/null 2>&1 \
+        && $SUDO apt-get install -y --no-install-recommends chromium >/dev/null 2>&1; } \
+      || echo "==> Chromium: could not install it, the browser tests will say so"
+  else echo "==> Chromium: not installed (apt-get install chromium), the browser tests will say so"; fi
+fi
 exit 0

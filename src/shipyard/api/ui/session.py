@@ -4,8 +4,9 @@ The key typed at sign-in is checked like a bearer key (``KeyService.verify``); t
 cookie keeps its sha256 (never the key itself, so the key cannot be read back from the browser),
 signed (Starlette's ``SessionMiddleware``, itsdangerous), ``HttpOnly`` (no script reads it) and
 ``SameSite=Strict`` (no other site sends it). Every page verifies the hash again through the key
-service's short cache, so a revoked key signs its sessions out within ``SHIPYARD_KEY_CACHE_S``. Every action (a POST) carries the session's CSRF token in a form field;
-a POST without the right one is refused with 403 before it does anything.
+service's short cache, so a revoked key signs its sessions out within ``SHIPYARD_KEY_CACHE_S``.
+Every action (a POST) carries the session's CSRF token in a form field; a POST without the
+right one is refused with 403 before it does anything.
 
 What a viewer sees is what its key sees through the API (``Principal``): its own tenant, and
 for the operator's admin keys any tenant (chosen with ``?tenant=``).

@@ -1,0 +1,140 @@
+"""The pages' content, in process on a real SQLite record store: a run's timeline, a trace's
+waterfall, the overview's numbers, the tasks' cancel and retry, the audit log's chains."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+
+from shipyard import Agent, tool
+from shipyard.agents.context import RunRequest
+from shipyard.api.ui.stats import overview, percentile
+from shipyard.app import App
+from shipyard.config import load_settings
+from shipyard.runtime.services import Services
+from shipyard.testing import ScriptedModel
+from tests.ui.conftest import ADMIN, browser, csrf_of, sign_in
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+@pytest.fixture
+async def app(tmp_path: Path) -> AsyncIterator[FastAPI]:
+    settings = load_settings(home=tmp_path, admin_key=ADMIN, log_events=False, metrics=False)
+    calc = Agent(
+        name="calc",
+        model=ScriptedModel(
+            [{"tool_calls": [{"name": "add", "arguments": {"a": 2, "b": 3}}]}, "It is 5."]
+        ),
+        tools=[add],
+    )
+    agents = [Agent(name="echo", model="scripted:echo"), calc]
+    asgi = App(agents=agents).asgi(settings)
+    async with asgi.router.lifespan_context(asgi):
+        yield asgi
+
+
+def services(app: FastAPI) -> Services:
+    found: Services = app.state.services
+    return found
+
+
+async def test_a_runs_timeline_shows_each_model_and_tool_call(app: FastAPI) -> None:
+    outcome = await services(app).invoker.invoke(
+        RunRequest(tenant_id="default", agent="calc", input="2+3?")
+    )
+    async with browser(app) as client:
+        await sign_in(client, ADMIN)
+        page = (await client.get(f"/ui/runs/{outcome.run_id}")).text
+    kinds = re.findall(r'data-kind="(\w+)"', page)
+    assert kinds == ["run", "model", "tool", "model", "end"]
+    assert "tool · add" in page and "&#34;a&#34;: 2" in page  # the arguments, escaped
+    assert "It is 5." in page and "model call · " in page
+    assert re.search(r"\d+ in / \d+ out tokens", page)
+
+
+async def test_a_trace_page_draws_the_runs_spans(app: FastAPI) -> None:
+    outcome = await services(app).invoker.invoke(
+        RunRequest(tenant_id="default", agent="calc", input="2+3?")
+    )
+    run = await services(app).records.get_run("default", outcome.run_id)
+    assert run is not None and run.trace_id
+    async with browser(app) as client:
+        await sign_in(client, ADMIN)
+        page = await client.get(f"/ui/traces/{run.trace_id}")
+        missing = await client.get(f"/ui/traces/{'ab' * 16}")
+        malformed = await client.get("/ui/traces/xyz")
+    assert page.status_code == 200
+    names = re.findall(
+        r'<li class="span[^>]*>\s*<span class="label"[^>]*>\s*(?:<a [^>]*>)?([^<]+)', page.text
+    )
+    assert [n.strip() for n in names] == [
+        "invoke_agent calc", "chat test", "execute_tool add", "chat test"
+    ]  # fmt: skip
+    assert missing.status_code == 404 and malformed.status_code == 422
+
+
+async def test_the_overview_counts_the_windows_runs() -> None:
+    assert percentile([], 50) is None
+    assert percentile([10.0, 20.0, 30.0, 40.0], 50) == 20.0
+    assert percentile([float(i) for i in range(1, 101)], 95) == 95.0
+
+
+async def test_the_overview_reads_runs_of_the_window_only(app: FastAPI) -> None:
+    invoker = services(app).invoker
+    for text in ("a", "b", "c"):
+        await invoker.invoke(RunRequest(tenant_id="default", agent="echo", input=text))
+    records = services(app).records
+    now = datetime.now(UTC)
+    found = await overview(records, "default", "15m", now=now + timedelta(seconds=1))
+    assert found.totals.runs == 3 and found.totals.failed == 0
+    assert set(found.by_agent) == {"echo"} and found.p50_ms is not None
+    assert sum(found.series["runs"]) == pytest.approx(3 * 60 / 15)  # per minute, 15 s buckets
+    later = await overview(records, "default", "15m", now=now + timedelta(minutes=20))
+    assert later.totals.runs == 0
+
+
+async def test_cancel_and_retry_from_the_tasks_pages(app: FastAPI) -> None:
+    tasks = services(app).tasks
+    queued, _ = await tasks.submit("default", agent="echo", input="x", metadata={"n": 1})
+    async with browser(app) as client:
+        await sign_in(client, ADMIN)
+        listing = await client.get("/ui/tasks")
+        token = csrf_of(listing.text)
+        assert f'action="/ui/tasks/{queued.id}/cancel"' in listing.text
+        early = await client.post(f"/ui/tasks/{queued.id}/retry", data={"csrf": token})
+        assert early.status_code == 409 and early.json()["error"]["code"] == "task_not_ended"
+        cancel = await client.post(f"/ui/tasks/{queued.id}/cancel", data={"csrf": token})
+        assert cancel.status_code == 303
+        assert (await tasks.get("default", queued.id)).status == "cancelled"
+        retry = await client.post(f"/ui/tasks/{queued.id}/retry", data={"csrf": token})
+        assert retry.status_code == 303
+        new_id = retry.headers["location"].rsplit("/", 1)[1]
+    again = await tasks.get("default", new_id)
+    assert again.id != queued.id and again.status == "queued"
+    assert again.metadata == {"n": 1, "retry_of": queued.id} and again.input == "x"
+
+
+async def test_the_operator_checks_the_audit_chains(app: FastAPI) -> None:
+    audit = services(app).audit
+    assert audit is not None
+    async with browser(app) as client:
+        await sign_in(client, ADMIN)
+        page = await client.get("/ui/audit")
+        token = csrf_of(page.text)
+        await client.post("/ui/keys", data={"name": "x", "scopes": "read", "csrf": token})
+        await audit.flush()
+        rows = await client.get("/ui/audit?action=ui.keys.create")
+        assert rows.text.count("<td>ui.keys.create</td>") == 1
+        verdict = await client.post("/ui/audit/verify", data={"csrf": token})
+    assert verdict.status_code == 200
+    assert "every one intact" in verdict.text
