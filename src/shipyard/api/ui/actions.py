@@ -18,10 +18,12 @@ from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
 from shipyard.api.fields import Text
-from shipyard.api.keys import KeyService, parse_scopes
+from shipyard.api.keys import parse_scopes
+from shipyard.api.state import keys as state_keys
 from shipyard.api.state import services
 from shipyard.api.ui.render import link_maker, page
 from shipyard.api.ui.session import ActingViewer, Viewer, require_scope
+from shipyard.api.ui.state import audit_key
 from shipyard.errors import Forbidden, InvalidInput, NotFound, TaskNotEnded
 from shipyard.telemetry.audit import AuditEntry, Outcome
 
@@ -91,7 +93,7 @@ async def create_key(request: Request, viewer: ActingViewer) -> Response:
     days = str(form.get("expires_days") or "").strip()
     if days and (not days.isdigit() or not 0 < int(days) <= 3650):
         raise InvalidInput("expires_days must be a whole number of days from 1 to 3650")
-    keys: KeyService = request.app.state.keys
+    keys = state_keys(request)
     secret, record = await keys.create(
         viewer.tenant_id,
         scopes,
@@ -106,7 +108,7 @@ async def create_key(request: Request, viewer: ActingViewer) -> Response:
 @router.post("/keys/{key_id}/revoke", include_in_schema=False)
 async def revoke_key(key_id: Text, request: Request, viewer: ActingViewer) -> Response:
     require_scope(viewer, "admin")
-    keys: KeyService = request.app.state.keys
+    keys = state_keys(request)
     found = next((k for k in await keys.list(viewer.tenant_id) if k.id == key_id), None)
     if found is None:  # another tenant's key is not found, like every other row
         raise NotFound(f"no key {key_id!r}")
@@ -124,7 +126,7 @@ async def verify_audit(request: Request, viewer: ActingViewer) -> Response:
 
     if not viewer.operator:
         raise Forbidden("only the operator's admin keys check the whole audit log")
-    key: bytes | None = request.app.state.audit_key
+    key = audit_key(request)
     if key is None:
         raise NotFound("the audit key is not known to this server")
     reports = await verify(services(request).records, key)

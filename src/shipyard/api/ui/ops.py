@@ -9,9 +9,11 @@ from pydantic import AwareDatetime
 from starlette.responses import Response
 
 from shipyard.api.fields import Text
+from shipyard.api.state import keys as state_keys
 from shipyard.api.state import services
 from shipyard.api.ui.render import page
 from shipyard.api.ui.session import CurrentViewer, require_scope
+from shipyard.api.ui.state import audit_key
 from shipyard.errors import NotFound, ShipyardError
 from shipyard.stores.records.audit_base import AuditQuery
 from shipyard.stores.records.base import TaskStatus
@@ -131,14 +133,14 @@ async def audit_page(
         entries=found.items,
         next_cursor=found.next_cursor,
         filters={"action": action, "key": key, "outcome": outcome},
-        can_verify=viewer.operator and request.app.state.audit_key is not None,
+        can_verify=viewer.operator and audit_key(request) is not None,
     )
 
 
 @router.get("/keys", include_in_schema=False)
 async def keys_page(request: Request, viewer: CurrentViewer) -> Response:
     require_scope(viewer, "admin")
-    listed = await request.app.state.keys.list(viewer.tenant_id)
+    listed = await state_keys(request).list(viewer.tenant_id)
     return page(request, "keys.html", viewer, nav="keys", keys=listed, created=None)
 
 

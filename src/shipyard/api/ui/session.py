@@ -22,7 +22,8 @@ from urllib.parse import quote
 
 from fastapi import Depends, Request
 
-from shipyard.api.keys import KeyService, Principal, hash_key
+from shipyard.api.keys import Principal, hash_key
+from shipyard.api.state import keys as state_keys
 from shipyard.errors import AuthError, Forbidden, InvalidInput
 from shipyard.stores.records.base import Scope
 
@@ -55,11 +56,6 @@ class Viewer:
         return self.principal.operator
 
 
-def ui_keys(request: Request) -> KeyService:
-    found: KeyService = request.app.state.keys
-    return found
-
-
 def csrf_token(request: Request) -> str:
     """The session's CSRF token, made on first use (also before sign-in, for its form)."""
     token = request.session.get(CSRF_KEY)
@@ -71,7 +67,7 @@ def csrf_token(request: Request) -> str:
 
 async def sign_in(request: Request, secret: str) -> Principal:
     """Check the key (it needs ``read``) and start a session with a fresh CSRF token."""
-    principal = await ui_keys(request).verify(secret.strip())
+    principal = await state_keys(request).verify(secret.strip())
     principal.require("read")
     request.session.clear()
     request.session[SESSION_KEY] = hash_key(secret.strip())
@@ -90,7 +86,7 @@ async def current_viewer(request: Request) -> Viewer:
     if not isinstance(digest, str):
         raise SignInRequired(here)
     try:
-        principal = await ui_keys(request).verify_digest(digest)
+        principal = await state_keys(request).verify_digest(digest)
     except AuthError:
         request.session.clear()
         raise SignInRequired(here) from None
