@@ -138,3 +138,30 @@ async def test_the_operator_checks_the_audit_chains(app: FastAPI) -> None:
         verdict = await client.post("/ui/audit/verify", data={"csrf": token})
     assert verdict.status_code == 200
     assert "every one intact" in verdict.text
+
+
+async def test_the_runs_list_filters_by_kind_task_and_time(app: FastAPI) -> None:
+    invoker = services(app).invoker
+    plain = await invoker.invoke(RunRequest(tenant_id="default", agent="echo", input="a"))
+    tasked = await invoker.invoke(
+        RunRequest(tenant_id="default", agent="echo", input="b", task_id="task_x")
+    )
+
+    def listed(html: str) -> list[str]:
+        return re.findall(r'data-run="([^"]+)"', html)
+
+    async with browser(app) as client:
+        await sign_in(client, ADMIN)
+        assert listed((await client.get("/ui/runs")).text) == [tasked.run_id, plain.run_id]
+        assert listed((await client.get("/ui/runs?kind=task")).text) == [tasked.run_id]
+        assert listed((await client.get("/ui/runs?kind=invoke")).text) == [plain.run_id]
+        assert listed((await client.get("/ui/runs?task_id=task_x")).text) == [tasked.run_id]
+        assert len(listed((await client.get("/ui/runs?within=15m")).text)) == 2
+        paged = await client.get("/ui/runs?limit=1")
+        assert listed(paged.text) == [tasked.run_id]
+        older = re.search(r'href="(/ui/runs\?[^"]*cursor=[^"]+)"', paged.text)
+        assert older is not None
+        nxt = await client.get(older.group(1).replace("&amp;", "&"))
+        assert listed(nxt.text) == [plain.run_id]
+        bad = await client.get("/ui/runs?kind=batch")
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_input"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
@@ -22,6 +23,7 @@ router = APIRouter()
 WindowParam = Annotated[Literal["15m", "1h", "6h", "24h"], Query()]
 Limit = Annotated[int, Query(ge=1, le=200)]
 Kind = Literal["invoke", "session", "task"]
+RUN_WINDOWS = {**WINDOWS, "7d": timedelta(days=7)}
 TRACE_ID = "^[0-9a-fA-F]{32}$"
 
 
@@ -58,19 +60,34 @@ async def runs_page(
     agent: Text | None = None,
     status: RunStatus | None = None,
     session_id: Text | None = None,
+    task_id: Text | None = None,
+    kind: Kind | None = None,
+    within: Annotated[Literal["15m", "1h", "6h", "24h", "7d"] | None, Query()] = None,
     cursor: Text | None = None,
     limit: Limit = 50,
 ) -> Response:
-    """Newest first, one cursor page at a time (no count of the whole table)."""
+    """Newest first, one cursor page at a time (no count of the whole table); ``within``: runs
+    started in the last 15 minutes ... 7 days."""
+    since = datetime.now(UTC) - RUN_WINDOWS[within] if within else None
     found = await services(request).records.list_runs(
         viewer.tenant_id,
         agent=agent or None,
         status=status,
         session_id=session_id or None,
+        task_id=task_id or None,
+        kind=kind,
+        since=since,
         limit=limit,
         cursor=cursor or None,
     )
-    filters = {"agent": agent, "status": status, "session_id": session_id}
+    filters = {
+        "agent": agent,
+        "status": status,
+        "session_id": session_id,
+        "task_id": task_id,
+        "kind": kind,
+        "within": within,
+    }
     template = "_runs_rows.html" if request.headers.get("hx-request") else "runs.html"
     return page(
         request,
@@ -146,8 +163,6 @@ async def trace_page(
 @router.get("/workers", include_in_schema=False)
 async def workers_page(request: Request, viewer: CurrentViewer) -> Response:
     """Workers serve every tenant: the operator's admin keys see them (like ``/v1/workers``)."""
-    from datetime import UTC, datetime
-
     rows = []
     if viewer.operator:
         now = datetime.now(UTC)

@@ -74,7 +74,7 @@ async def runs_in_window(
     found: list[RunRecord] = []
     cursor: str | None = None
     while len(found) < MAX_RUNS:
-        page = await records.list_runs(tenant_id, limit=PAGE, cursor=cursor)
+        page = await records.list_runs(tenant_id, limit=PAGE, cursor=cursor, since=since)
         for run in page.items:
             if _aware(run.created_at) < since:
                 return found, False
