@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -139,6 +141,12 @@ def test_every_page_renders_without_a_script_error(admin: Session, api: httpx.Cl
         page = admin.go(path)
         expect(page.locator("nav[aria-label=Sections] a[aria-current=page]")).to_have_count(1)
         admin.shot(label)
+    session = api.post("/v1/sessions", json={"agent": "historian"}).json()["id"]
+    api.post(f"/v1/sessions/{session}/turns", json={"input": "hello"})
+    page = admin.go(f"/ui/sessions/{session}")
+    expect(page.locator("ol.history")).to_contain_text("hello")
+    expect(page.locator("main table")).to_contain_text("succeeded")
+    admin.shot("session")
     page = admin.go("/ui/")
     expect(page.locator(".chart .uplot")).to_have_count(2)  # the charts were drawn
     admin.go("/ui/costs")
@@ -193,6 +201,9 @@ def test_cancel_a_queued_task_and_retry_a_dead_one(
 
     worker = WorkerProcess(server).start()
     try:
+        page = admin.go("/ui/workers")
+        expect(page.locator("main tbody")).to_contain_text("alive", timeout=LIVE_S)
+        admin.shot("workers-alive")
         dead = api.post("/v1/tasks", json={"agent": "broken", "input": "x"}).json()["task_id"]
         assert wait_final(api, dead)["status"] == "dead"
         page = admin.go(f"/ui/tasks/{dead}")
@@ -259,3 +270,21 @@ def test_the_keyboard_reaches_every_action(admin: Session, api: httpx.Client, pa
             break
         reached.append(html)
     assert [w for w in wanted if w not in reached] == []
+
+
+def test_a_run_still_going_updates_live(admin: Session, api: httpx.Client) -> None:
+    """A run's page opened while it runs shows its steps as they are recorded, then its end."""
+    with ThreadPoolExecutor(1) as pool:
+        done = pool.submit(api.post, "/v1/agents/slower_echo/invoke", json={"input": "slowly"})
+        run_id = None
+        deadline = time.monotonic() + 30
+        while run_id is None and time.monotonic() < deadline:
+            running = api.get("/v1/runs", params={"agent": "slower_echo", "status": "running"})
+            found = running.json()["runs"]
+            run_id = found[0]["id"] if found else None
+        assert run_id is not None, "the run never showed as running"
+        page = admin.go(f"/ui/runs/{run_id}")
+        expect(page.get_by_test_id("run-status")).to_have_text("succeeded", timeout=LIVE_S)
+        expect(page.locator("ol.timeline > li").last).to_have_attribute("data-kind", "end")
+        assert done.result().status_code == 200
+    admin.shot("run-live")

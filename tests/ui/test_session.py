@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 from fastapi import FastAPI
 
+from shipyard import Agent
 from shipyard.agents.context import RunRequest
 from shipyard.api.keys import KeyService
+from shipyard.app import App
+from shipyard.config import load_settings
 from shipyard.runtime.services import Services
 from tests.ui.conftest import ADMIN, browser, csrf_of, sign_in
 
@@ -140,3 +144,10 @@ async def test_a_dashboard_cookie_does_not_open_the_api(app: FastAPI) -> None:
         await sign_in(client, ADMIN)
         assert (await client.get("/ui/runs")).status_code == 200
         assert (await client.get("/v1/runs")).status_code == 401
+
+
+async def test_the_dashboard_can_be_turned_off(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path, admin_key=ADMIN, log_events=False, ui=False)
+    asgi = App(agents=[Agent(name="echo", model="scripted:echo")]).asgi(settings)
+    async with asgi.router.lifespan_context(asgi), browser(asgi) as client:
+        assert (await client.get("/ui/login")).status_code == 404
