@@ -14,9 +14,11 @@ from fastapi import FastAPI
 from shipyard import Agent, tool
 from shipyard.agents.context import RunRequest
 from shipyard.api.ui.stats import overview, percentile
+from shipyard.api.ui.timeline import steps_of
 from shipyard.app import App
 from shipyard.config import load_settings
 from shipyard.runtime.services import Services
+from shipyard.telemetry.events import Event
 from shipyard.testing import ScriptedModel
 from tests.ui.conftest import ADMIN, browser, csrf_of, sign_in
 
@@ -110,6 +112,8 @@ async def test_cancel_and_retry_from_the_tasks_pages(app: FastAPI) -> None:
         await sign_in(client, ADMIN)
         listing = await client.get("/ui/tasks")
         token = csrf_of(listing.text)
+        home = await client.get("/ui/")
+        assert re.search(r'data-testid="queued"><a [^>]*>1<', home.text)
         assert f'action="/ui/tasks/{queued.id}/cancel"' in listing.text
         early = await client.post(f"/ui/tasks/{queued.id}/retry", data={"csrf": token})
         assert early.status_code == 409 and early.json()["error"]["code"] == "task_not_ended"
@@ -165,3 +169,29 @@ async def test_the_runs_list_filters_by_kind_task_and_time(app: FastAPI) -> None
         assert listed(nxt.text) == [plain.run_id]
         bad = await client.get("/ui/runs?kind=batch")
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_input"
+
+
+def test_steps_pair_calls_with_answers_and_keep_guard_decisions() -> None:
+    def event(seq: int, type_: str, span: str = "s0", **data: object) -> Event:
+        return Event(
+            type=type_, run_id="run_1", seq=seq, ts=1.0 + seq, tenant_id="t", agent="a",
+            trace_id="0" * 32, span_id=span, data=data,
+        )  # fmt: skip
+
+    steps = steps_of(
+        [
+            event(1, "run.started", input="hi"),
+            event(2, "llm.request", "m1", model="scripted:echo", step=1),
+            event(3, "guard.flag", guard="pii", action="redact", surface="output", types=["email"]),
+            event(4, "llm.response", "m1", model="scripted:echo", content="ok", prompt_tokens=2),
+            event(5, "tool.call", "t1", id="c1", name="add", arguments={"a": 1}),
+            event(6, "tool.result", "t1", id="c1", name="add", ok=True, output=2),
+            event(7, "run.completed", output="ok", latency_ms=3),
+        ]
+    )
+    assert [s.kind for s in steps] == ["run", "model", "guard", "tool", "end"]
+    model, guard, tool_step = steps[1], steps[2], steps[3]
+    assert model.result is not None and model.result["content"] == "ok"
+    assert guard.data["types"] == ["email"] and guard.title == "guard.flag"
+    assert tool_step.data["arguments"] == {"a": 1}
+    assert tool_step.result is not None and tool_step.result["output"] == 2

@@ -25,14 +25,18 @@ Limit = Annotated[int, Query(ge=1, le=200)]
 Kind = Literal["invoke", "session", "task"]
 RUN_WINDOWS = {**WINDOWS, "7d": timedelta(days=7)}
 TRACE_ID = "^[0-9a-fA-F]{32}$"
+QUEUE_SHOWN = 500
+"""The overview counts queued tasks up to this many (one index page, never a count(*))."""
 
 
 @router.get("/", include_in_schema=False)
 async def overview_page(
     request: Request, viewer: CurrentViewer, window: WindowParam = "1h"
 ) -> Response:
-    found = await overview(services(request).records, viewer.tenant_id, window)
-    workers = await services(request).records.list_workers() if viewer.operator else None
+    records = services(request).records
+    found = await overview(records, viewer.tenant_id, window)
+    workers = await records.list_workers() if viewer.operator else None
+    queued = await records.list_tasks(viewer.tenant_id, status="queued", limit=QUEUE_SHOWN)
     return page(
         request,
         "overview.html",
@@ -41,6 +45,8 @@ async def overview_page(
         stats=found,
         windows=list(WINDOWS),
         workers=workers,
+        queued=len(queued.items),
+        queued_more=queued.next_cursor is not None,
     )
 
 
