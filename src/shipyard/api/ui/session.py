@@ -49,7 +49,12 @@ class Viewer:
     csrf: str
 
     def can(self, scope: Scope) -> bool:
-        return scope in self.principal.scopes or "admin" in self.principal.scopes
+        """Whether the key passes the API's own scope check (``Principal.require``)."""
+        try:
+            self.principal.require(scope)
+        except Forbidden:
+            return False
+        return True
 
     @property
     def operator(self) -> bool:
@@ -115,8 +120,8 @@ ActingViewer = Annotated[Viewer, Depends(acting_viewer)]
 
 
 def require_scope(viewer: Viewer, scope: Scope) -> None:
-    if not viewer.can(scope):
-        raise Forbidden(f"this key lacks the {scope!r} scope")
+    """403 unless the key has ``scope``: the API's check (``Principal.require``)."""
+    viewer.principal.require(scope)
 
 
 def login_url(next_path: str) -> str:
