@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -151,3 +152,15 @@ async def test_the_dashboard_can_be_turned_off(tmp_path: Path) -> None:
     asgi = App(agents=[Agent(name="echo", model="scripted:echo")]).asgi(settings)
     async with asgi.router.lifespan_context(asgi), browser(asgi) as client:
         assert (await client.get("/ui/login")).status_code == 404
+
+
+async def test_every_asset_comes_from_the_server_itself(app: FastAPI) -> None:
+    """Offline: the pages load no script, style or image from another site (no CDN)."""
+    async with browser(app) as client:
+        await sign_in(client, ADMIN)
+        html = (await client.get("/ui/")).text + (await client.get("/ui/login")).text
+        assets = re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', html)
+        assert len(assets) >= 5 and all(a.startswith("/ui/static/") for a in assets), assets
+        for asset in set(assets):
+            reply = await client.get(asset)
+            assert reply.status_code == 200 and len(reply.content) > 100, asset
