@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 
-from shipyard import Agent, tool
+import shipyard
+from shipyard import Agent, RunContext, RunInput, call_agent, tool
 from shipyard.agents.context import RunRequest
 from shipyard.api.ui.stats import overview, percentile
 from shipyard.api.ui.timeline import steps_of
@@ -29,6 +30,12 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
+@shipyard.agent("boss")
+async def boss(ctx: RunContext, input: RunInput) -> str:
+    """Asks the echo agent, in process: a child run."""
+    return await call_agent("echo", f"research {input}")
+
+
 @pytest.fixture
 async def app(tmp_path: Path) -> AsyncIterator[FastAPI]:
     settings = load_settings(home=tmp_path, admin_key=ADMIN, log_events=False, metrics=False)
@@ -39,7 +46,7 @@ async def app(tmp_path: Path) -> AsyncIterator[FastAPI]:
         ),
         tools=[add],
     )
-    agents = [Agent(name="echo", model="scripted:echo"), calc]
+    agents = [Agent(name="echo", model="scripted:echo"), calc, boss]
     asgi = App(agents=agents).asgi(settings)
     async with asgi.router.lifespan_context(asgi):
         yield asgi
@@ -195,3 +202,19 @@ def test_steps_pair_calls_with_answers_and_keep_guard_decisions() -> None:
     assert guard.data["types"] == ["email"] and guard.title == "guard.flag"
     assert tool_step.data["arguments"] == {"a": 1}
     assert tool_step.result is not None and tool_step.result["output"] == 2
+
+
+async def test_a_runs_page_lists_the_runs_it_started(app: FastAPI) -> None:
+    outcome = await services(app).invoker.invoke(
+        RunRequest(tenant_id="default", agent="boss", input="x")
+    )
+    records = services(app).records
+    child = (await records.list_runs("default", agent="echo")).items[0]
+    assert child.parent_run_id == outcome.run_id
+    async with browser(app) as client:
+        await sign_in(client, ADMIN)
+        parent_page = (await client.get(f"/ui/runs/{outcome.run_id}")).text
+        child_page = (await client.get(f"/ui/runs/{child.id}")).text
+    assert re.findall(r'data-child="([^"]+)"', parent_page) == [child.id]
+    assert f'href="/ui/runs/{outcome.run_id}"' in child_page  # "Started by"
+    assert "data-child=" not in child_page

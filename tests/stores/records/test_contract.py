@@ -304,15 +304,15 @@ async def test_list_runs_newest_first_with_filters(store: SqlRecordStore) -> Non
 
 
 async def test_list_runs_by_task_kind_and_time(store: SqlRecordStore) -> None:
-    """The dashboard's filters: a task's runs, how runs were started, a window of time (read
-    from the time-ordered ids: ``n`` is the run's creation in ms)."""
+    """The dashboard's filters: a task's runs, a run's children, how runs were started, a window
+    of time (read from the time-ordered ids: ``n`` is the run's creation in ms)."""
     invoke, turn, attempt, retry = (run_id(n) for n in (1_000, 2_000, 3_000, 4_000))
     await store.write_batch(
         [
             make_run(invoke),
             make_run(turn, session_id="s1"),
             make_run(attempt, task_id="task1"),
-            make_run(retry, task_id="task1"),
+            make_run(retry, task_id="task1", parent_run_id=invoke),
             make_run(run_id(5_000), tenant="t2", task_id="task1"),
         ],
         [],
@@ -322,6 +322,8 @@ async def test_list_runs_by_task_kind_and_time(store: SqlRecordStore) -> None:
         return [r.id for r in page.items]
 
     assert ids(await store.list_runs("t1", task_id="task1")) == [retry, attempt]
+    assert ids(await store.list_runs("t1", parent_run_id=invoke)) == [retry]
+    assert ids(await store.list_runs("t2", parent_run_id=invoke)) == []
     assert ids(await store.list_runs("t1", kind="task")) == [retry, attempt]
     assert ids(await store.list_runs("t1", kind="session")) == [turn]
     assert ids(await store.list_runs("t1", kind="invoke")) == [invoke]

@@ -116,9 +116,17 @@ async def run_page(run_id: Text, request: Request, viewer: CurrentViewer) -> Res
     if run is None:
         raise RunNotFound(f"no run {run_id!r}")
     events = await records.list_events(viewer.tenant_id, run_id, limit=5000)
+    children = await records.list_runs(viewer.tenant_id, parent_run_id=run_id, limit=100)
     template = "_timeline.html" if request.headers.get("hx-request") else "run.html"
     return page(
-        request, template, viewer, nav="runs", run=run, steps=steps_of(events), kind=_kind(run)
+        request,
+        template,
+        viewer,
+        nav="runs",
+        run=run,
+        steps=steps_of(events),
+        kind=_kind(run),
+        children=children.items,
     )
 
 

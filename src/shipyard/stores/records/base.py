@@ -185,8 +185,10 @@ class RunRecords(Protocol):
         kind: RunKind | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        parent_run_id: str | None = None,
     ) -> Page[RunRecord]:
-        """Newest first. ``kind``: how the run was started (``RunKind``); ``since`` (inclusive)
+        """Newest first. ``parent_run_id``: the runs that run started (agents it called, its
+        tasks' runs). ``kind``: how the run was started (``RunKind``); ``since`` (inclusive)
         and ``until`` (exclusive) bound when it was created, read from its time-ordered id (to
         the millisecond), so that a window is a range of the primary key's index."""
         ...

@@ -74,6 +74,7 @@ class SqlRunRecords:
         kind: RunKind | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        parent_run_id: str | None = None,
     ) -> Page[RunRecord]:
         """Newest first; ``limit`` is clamped to 1..500; ``cursor`` is the last id seen.
         ``since``/``until`` bound the id (time-ordered: ``new_id``), a range of its index."""
@@ -83,6 +84,7 @@ class SqlRunRecords:
             (runs.c.status, status),
             (runs.c.session_id, session_id),
             (runs.c.task_id, task_id),
+            (runs.c.parent_run_id, parent_run_id),
         ):
             if value is not None:
                 query = query.where(column == value)

@@ -284,6 +284,7 @@ class SqlRecordStore:
         kind: RunKind | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        parent_run_id: str | None = None,
     ) -> Page[RunRecord]:
         return await self.runs.list_runs(
             tenant_id,
@@ -296,6 +297,7 @@ class SqlRecordStore:
             kind=kind,
             since=since,
             until=until,
+            parent_run_id=parent_run_id,
         )
 
     async def list_events(
