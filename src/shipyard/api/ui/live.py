@@ -12,16 +12,18 @@ reload the part that changed (htmx) or redraw their chart.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import AsyncIterator
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import StreamingResponse
 
-from shipyard.api.fields import Text
+from shipyard.api.fields import INT32_MAX, Text
 from shipyard.api.state import services
 from shipyard.api.ui.session import CurrentViewer
-from shipyard.stores.records.base import RecordStore
+from shipyard.stores.records.base import Page, RecordStore, RunRecord
 
 router = APIRouter()
 LIVE_POLL_S = 1.0
@@ -31,28 +33,48 @@ WATCHED = 20
 
 @router.get("/live", include_in_schema=False)
 async def live(
-    request: Request, viewer: CurrentViewer, run_id: Text | None = None
+    request: Request,
+    viewer: CurrentViewer,
+    run_id: Text | None = None,
+    mark: Annotated[str | None, Query(max_length=64)] = None,
+    after: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
 ) -> StreamingResponse:
+    """``mark``: what the page was rendered from (``live_mark``); ``after``: the last event of
+    ``run_id`` the page shows. Changes made between the page's render and this stream's start
+    are sent at once, not lost."""
     records = services(request).records
     return StreamingResponse(
-        _frames(request, records, viewer.tenant_id, run_id),
+        _frames(request, records, viewer.tenant_id, run_id, (mark, after)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
+async def live_mark(records: RecordStore, tenant_id: str) -> str:
+    """A digest of the tenant's newest runs and their statuses, as a page saw them."""
+    return _digest(await records.list_runs(tenant_id, limit=WATCHED))
+
+
+def _digest(page: Page[RunRecord]) -> str:
+    seen = "|".join(f"{r.id}:{r.status}" for r in page.items)
+    return hashlib.sha256(seen.encode()).hexdigest()[:16]
+
+
 async def _frames(
-    request: Request, records: RecordStore, tenant_id: str, run_id: str | None
+    request: Request,
+    records: RecordStore,
+    tenant_id: str,
+    run_id: str | None,
+    start: tuple[str | None, int],
 ) -> AsyncIterator[bytes]:
-    seen: list[tuple[str, str]] | None = None
-    after = 0
+    seen, after = start
     idle = 0.0
     yield b"retry: 2000\n\n"
     while not await request.is_disconnected():
         page = await records.list_runs(tenant_id, limit=WATCHED)
-        now: list[tuple[str, str]] = [(r.id, r.status) for r in page.items]
+        now = _digest(page)
         if seen is not None and now != seen:
-            yield f"event: runs\ndata: {json.dumps([i for i, _ in now])}\n\n".encode()
+            yield f"event: runs\ndata: {json.dumps([r.id for r in page.items])}\n\n".encode()
             idle = 0.0
         seen = now
         if run_id is not None:

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from shipyard.api.fields import Text
 from shipyard.api.routes.workers import state_of
 from shipyard.api.state import services
+from shipyard.api.ui.live import live_mark
 from shipyard.api.ui.render import page
 from shipyard.api.ui.session import CurrentViewer
 from shipyard.api.ui.stats import WINDOWS, overview
@@ -34,6 +35,7 @@ async def overview_page(
     request: Request, viewer: CurrentViewer, window: WindowParam = "1h"
 ) -> Response:
     records = services(request).records
+    mark = await live_mark(records, viewer.tenant_id)  # before reading: nothing slips between
     found = await overview(records, viewer.tenant_id, window)
     workers = await records.list_workers() if viewer.operator else None
     queued = await records.list_tasks(viewer.tenant_id, status="queued", limit=QUEUE_SHOWN)
@@ -46,6 +48,7 @@ async def overview_page(
         windows=list(WINDOWS),
         workers=workers,
         queued=len(queued.items),
+        mark=mark,
         queued_more=queued.next_cursor is not None,
     )
 
@@ -75,6 +78,7 @@ async def runs_page(
     """Newest first, one cursor page at a time (no count of the whole table); ``within``: runs
     started in the last 15 minutes ... 7 days."""
     since = datetime.now(UTC) - RUN_WINDOWS[within] if within else None
+    mark = await live_mark(services(request).records, viewer.tenant_id)
     found = await services(request).records.list_runs(
         viewer.tenant_id,
         agent=agent or None,
@@ -106,6 +110,7 @@ async def runs_page(
         agents=sorted(services(request).agents),
         limit=limit,
         first_page=not cursor,
+        mark=mark,
     )
 
 
@@ -127,6 +132,7 @@ async def run_page(run_id: Text, request: Request, viewer: CurrentViewer) -> Res
         steps=steps_of(events),
         kind=_kind(run),
         children=children.items,
+        last_seq=events[-1].seq if events else 0,
     )
 
 
