@@ -17,14 +17,17 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+import structlog
 from fastapi import APIRouter, Query, Request
 from starlette.responses import StreamingResponse
 
 from shipyard.api.fields import INT32_MAX, Text
 from shipyard.api.state import services
 from shipyard.api.ui.session import CurrentViewer
+from shipyard.errors import StoreError
 from shipyard.stores.records.base import Page, RecordStore, RunRecord
 
+log = structlog.get_logger(__name__)
 router = APIRouter()
 LIVE_POLL_S = 1.0
 KEEPALIVE_S = 15.0
@@ -71,17 +74,21 @@ async def _frames(
     idle = 0.0
     yield b"retry: 2000\n\n"
     while not await request.is_disconnected():
-        page = await records.list_runs(tenant_id, limit=WATCHED)
-        now = _digest(page)
-        if seen is not None and now != seen:
+        try:  # a store that fails one poll costs that tick, not the page's stream
+            page = await records.list_runs(tenant_id, limit=WATCHED)
+            events = await records.list_events(tenant_id, run_id, after_seq=after) if run_id else []
+        except StoreError as exc:
+            log.warning("ui.live: a poll failed", error=exc.message)
+            page, events = None, []
+        now = _digest(page) if page is not None else seen
+        if page is not None and seen is not None and now != seen:
             yield f"event: runs\ndata: {json.dumps([r.id for r in page.items])}\n\n".encode()
             idle = 0.0
         seen = now
-        if run_id is not None:
-            for event in await records.list_events(tenant_id, run_id, after_seq=after):
-                after = event.seq
-                yield _step_frame(event.model_dump_json(), event.seq)
-                idle = 0.0
+        for event in events:
+            after = event.seq
+            yield _step_frame(event.model_dump_json(), event.seq)
+            idle = 0.0
         if idle >= KEEPALIVE_S:
             yield b": keep-alive\n\n"
             idle = 0.0
