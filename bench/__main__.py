@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import blobs, guards, invoke, memory, security, sessions, tasks
+from bench import blobs, guards, invoke, memory, security, sessions, tasks, ui
 from bench.common import (
     BenchConfig,
     BenchFn,
@@ -42,6 +42,7 @@ BENCHMARKS: dict[str, BenchFn] = {
     "guards": guards.run,
     "blobs": blobs.run,
     "memory": memory.run,
+    "ui": ui.run,
 }
 
 

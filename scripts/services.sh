@@ -65,4 +65,17 @@ if [ -x "$PGV/pg_ctl" ]; then
   start 5433 "PostgreSQL+pgvector (:5433)" $AS "$PGV/pg_ctl" -D /tmp/shipyard-pgvector-5433 \
     -l /tmp/shipyard-pgvector-5433.log -o "-p 5433 -k /tmp -c listen_addresses=127.0.0.1" start
 elif ! up 5433; then echo "==> PostgreSQL+pgvector: not installed (make venv), tests that need it will say so"; fi
+# Chromium for the dashboard's browser tests (tests/ui): Debian's package, which Playwright drives
+# by its executable path (never a browser download). Installed once, when it is missing.
+if [ ! -x /usr/bin/chromium ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing Chromium (apt-get install chromium)"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
+      || { $SUDO apt-get update >/dev/null 2>&1 \
+        && $SUDO apt-get install -y --no-install-recommends chromium >/dev/null 2>&1; } \
+      || echo "==> Chromium: could not install it, the browser tests will say so"
+  else echo "==> Chromium: not installed (apt-get install chromium), the browser tests will say so"; fi
+fi
 exit 0

@@ -173,6 +173,7 @@ class App:
             on_startup=on_startup if prepare else None,
             title=self.title,
             max_body_bytes=settings.max_body_bytes,
+            ui=build_ui(services, keys, settings) if settings.ui else None,
         )
 
 
@@ -556,6 +557,21 @@ def _home_key(settings: Settings, name: str) -> str:
         path.touch(mode=0o600)
         path.write_text(secrets.token_hex(32))
     return path.read_text().strip()
+
+
+def build_ui(services: Services, keys: KeyService, settings: Settings) -> FastAPI:
+    """The dashboard (``api.ui``): its cookies signed with ``SHIPYARD_UI_SESSION_KEY`` or a key
+    kept in the home folder; the audit key lets it check the audit log's chains."""
+    from shipyard.api.ui import create_ui
+
+    key = settings.ui_session_key
+    return create_ui(
+        services,
+        keys,
+        session_key=key.get_secret_value() if key else _home_key(settings, "ui-session.key"),
+        secure_cookie=settings.ui_secure_cookie,
+        audit_key=audit_key(settings),
+    )
 
 
 def build_keys(records: RecordStore, settings: Settings) -> KeyService:

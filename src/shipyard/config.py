@@ -313,6 +313,16 @@ class Settings(BaseSettings):
         description="Audit rows gather this long before a batch is written (one statement, in "
         "the record store's group commit); a crash loses at most this much.",
     )
+    ui: bool = Field(True, description="Serve the dashboard at /ui (docs/dashboard.md).")
+    ui_session_key: SecretStr | None = Field(
+        None,
+        description="Key that signs the dashboard's session cookies (may be a secret:// "
+        "reference). Default: generated once into the home folder (set it explicitly when "
+        "several servers sit behind one address).",
+    )
+    ui_secure_cookie: bool = Field(
+        False, description="Send the dashboard's session cookie over HTTPS only (Secure)."
+    )
     host: str = Field("127.0.0.1", description="Address the server listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port the server listens on.")
     app: str | None = Field(None, description="The app to serve, as module:attribute.")

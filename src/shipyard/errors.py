@@ -16,6 +16,7 @@
     │   └── ArtifactNotFound           404     artifact_not_found
     │   └── MemoryNotFound             404     memory_not_found
     ├── TaskFinished                   409     task_finished       cancel of a finished task
+    ├── TaskNotEnded                   409     task_not_ended      retry of a task still going
     ├── IdempotencyConflict            409     idempotency_conflict  a key reused, another body
     ├── PolicyConflict                 409     policy_conflict     a tenant policy changed since
     ├── SessionBusy                    409     session_busy        a turn is already running
@@ -151,6 +152,13 @@ class TaskFinished(ShipyardError):
 
     status = 409
     code = "task_finished"
+
+
+class TaskNotEnded(ShipyardError):
+    """A retry (a new task with the same request) asked of a task that has not ended."""
+
+    status = 409
+    code = "task_not_ended"
 
 
 class IdempotencyConflict(ShipyardError):

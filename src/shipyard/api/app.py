@@ -47,12 +47,14 @@ def create_app(
     on_startup: Callable[[], Awaitable[None]] | None = None,
     title: str = "Shipyard",
     max_body_bytes: int = MAX_BODY_BYTES,
+    ui: FastAPI | None = None,
 ) -> FastAPI:
     """``on_startup`` runs inside the server's event loop before the first request.
 
     Middleware, outermost first (each a plain ASGI callable): errors (Starlette's), metrics,
     authentication, rate limits (when ``services.limiter`` is set), the body's limit
-    (``max_body_bytes``); see ``api/middleware``.
+    (``max_body_bytes``); see ``api/middleware``. ``ui``: the dashboard (``api.ui``), mounted
+    at ``/ui`` with its own cookie sessions (the API's bearer-key middleware passes it by).
     """
 
     @asynccontextmanager
@@ -102,6 +104,8 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(workers.router)
     app.include_router(session_ws.router)
+    if ui is not None:
+        app.mount("/ui", ui)
     _declare_bearer(app)
     return app
 

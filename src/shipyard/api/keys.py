@@ -187,7 +187,10 @@ class KeyService:
             self._cache.pop(digest, None)
 
     async def verify(self, secret: str) -> Principal:
-        digest = hash_key(secret)
+        return await self.verify_digest(hash_key(secret))
+
+    async def verify_digest(self, digest: str) -> Principal:
+        """``verify`` by the key's hash: what the dashboard's session keeps (not the key)."""
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now and cached[2] > time.time():

@@ -303,6 +303,39 @@ async def test_list_runs_newest_first_with_filters(store: SqlRecordStore) -> Non
     assert (await store.list_runs("t1", agent="nobody")).items == []
 
 
+async def test_list_runs_by_task_kind_and_time(store: SqlRecordStore) -> None:
+    """The dashboard's filters: a task's runs, a run's children, how runs were started, a window
+    of time (read from the time-ordered ids: ``n`` is the run's creation in ms)."""
+    invoke, turn, attempt, retry = (run_id(n) for n in (1_000, 2_000, 3_000, 4_000))
+    await store.write_batch(
+        [
+            make_run(invoke),
+            make_run(turn, session_id="s1"),
+            make_run(attempt, task_id="task1"),
+            make_run(retry, task_id="task1", parent_run_id=invoke),
+            make_run(run_id(5_000), tenant="t2", task_id="task1"),
+        ],
+        [],
+    )
+
+    def ids(page: Any) -> list[str]:
+        return [r.id for r in page.items]
+
+    assert ids(await store.list_runs("t1", task_id="task1")) == [retry, attempt]
+    assert ids(await store.list_runs("t1", parent_run_id=invoke)) == [retry]
+    assert ids(await store.list_runs("t2", parent_run_id=invoke)) == []
+    assert ids(await store.list_runs("t1", kind="task")) == [retry, attempt]
+    assert ids(await store.list_runs("t1", kind="session")) == [turn]
+    assert ids(await store.list_runs("t1", kind="invoke")) == [invoke]
+    at = lambda ms: datetime.fromtimestamp(ms / 1000, UTC)  # noqa: E731
+    window = await store.list_runs("t1", since=at(2_000), until=at(4_000))
+    assert ids(window) == [attempt, turn]
+    assert ids(await store.list_runs("t1", since=at(4_001))) == []
+    first = await store.list_runs("t1", since=at(1_000), limit=2)
+    rest = await store.list_runs("t1", since=at(1_000), limit=2, cursor=first.next_cursor)
+    assert ids(first) + ids(rest) == [retry, attempt, turn, invoke]
+
+
 async def test_list_runs_pages_each_run_exactly_once(store: SqlRecordStore) -> None:
     runs = [make_run(run_id(n)) for n in range(10)]
     await store.write_batch(runs, [])

@@ -21,6 +21,8 @@ from shipyard.telemetry.events import Event
 
 RunStatus = Literal["running", "succeeded", "failed"]
 Scope = Literal["admin", "invoke", "read"]
+RunKind = Literal["invoke", "session", "task"]
+"""How a run was started: a stateless invoke (or a child run), a session's turn, a task."""
 TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "dead"]
 FINAL_TASK_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "dead"})
 
@@ -180,8 +182,16 @@ class RunRecords(Protocol):
         session_id: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        task_id: str | None = None,
+        kind: RunKind | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        parent_run_id: str | None = None,
     ) -> Page[RunRecord]:
-        """Newest first."""
+        """Newest first. ``parent_run_id``: the runs that run started (agents it called, its
+        tasks' runs). ``kind``: how the run was started (``RunKind``); ``since`` (inclusive)
+        and ``until`` (exclusive) bound when it was created, read from its time-ordered id (to
+        the millisecond), so that a window is a range of the primary key's index."""
         ...
 
     async def list_events(

@@ -7,12 +7,13 @@ of the previous page.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shipyard.stores.records._database import Database, Insert, readable
-from shipyard.stores.records.base import Page, RunRecord, RunStatus
+from shipyard.stores.records.base import Page, RunKind, RunRecord, RunStatus
 from shipyard.stores.records.lifecycle_base import subject_of
 from shipyard.stores.records.schema import run_events, runs
 from shipyard.telemetry.events import EPHEMERAL, Event
@@ -70,15 +71,30 @@ class SqlRunRecords:
         session_id: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        task_id: str | None = None,
+        kind: RunKind | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        parent_run_id: str | None = None,
     ) -> Page[RunRecord]:
-        """Newest first; ``limit`` is clamped to 1..500; ``cursor`` is the last id seen."""
+        """Newest first; ``limit`` is clamped to 1..500; ``cursor`` is the last id seen.
+        ``since``/``until`` bound the id (time-ordered: ``new_id``), a range of its index."""
         query = runs.select().where(runs.c.tenant_id == tenant_id)
-        if agent is not None:
-            query = query.where(runs.c.agent == agent)
-        if status is not None:
-            query = query.where(runs.c.status == status)
-        if session_id is not None:
-            query = query.where(runs.c.session_id == session_id)
+        for column, value in (
+            (runs.c.agent, agent),
+            (runs.c.status, status),
+            (runs.c.session_id, session_id),
+            (runs.c.task_id, task_id),
+            (runs.c.parent_run_id, parent_run_id),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if kind is not None:
+            query = query.where(*_KINDS[kind])
+        if since is not None:
+            query = query.where(runs.c.id >= _id_at(since))
+        if until is not None:
+            query = query.where(runs.c.id < _id_at(until))
         return await self._db.page("list_runs", query, runs.c.id, RunRecord, limit, cursor)
 
     async def list_events(
@@ -106,6 +122,19 @@ def _upsert_runs(db: Database) -> Insert:
 
 def _run_row(run: RunRecord) -> dict[str, Any]:
     return run.model_dump() | {"subject": subject_of(run.metadata)}
+
+
+_KINDS: dict[str, tuple[Any, ...]] = {
+    "session": (runs.c.session_id.is_not(None),),
+    "task": (runs.c.task_id.is_not(None), runs.c.session_id.is_(None)),
+    "invoke": (runs.c.task_id.is_(None), runs.c.session_id.is_(None)),
+}
+
+
+def _id_at(at: datetime) -> str:
+    """The smallest run id created at ``at`` (``new_id``: the time in ms, 12 hex digits)."""
+    aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return f"run_{max(int(aware.timestamp() * 1000), 0):012x}"
 
 
 def _event_row(e: Event) -> dict[str, Any]:

@@ -55,6 +55,7 @@ from shipyard.stores.records.base import (
     Page,
     PolicyChange,
     RecordStore,
+    RunKind,
     RunRecord,
     RunRecords,
     RunStatus,
@@ -282,9 +283,24 @@ class SqlRecordStore:
         session_id: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        task_id: str | None = None,
+        kind: RunKind | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        parent_run_id: str | None = None,
     ) -> Page[RunRecord]:
         return await self.runs.list_runs(
-            tenant_id, agent=agent, status=status, session_id=session_id, limit=limit, cursor=cursor
+            tenant_id,
+            agent=agent,
+            status=status,
+            session_id=session_id,
+            limit=limit,
+            cursor=cursor,
+            task_id=task_id,
+            kind=kind,
+            since=since,
+            until=until,
+            parent_run_id=parent_run_id,
         )
 
     async def list_events(

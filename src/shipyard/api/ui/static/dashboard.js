@@ -1,0 +1,70 @@
+// Shipyard dashboard: charts (uPlot) and live updates (Server-Sent Events -> htmx triggers).
+// No inline scripts: everything the pages need is here, served from the package.
+(function () {
+  "use strict";
+  var charts = [];
+
+  var SERIES = {
+    runs: [{ label: "runs/min", key: "runs", stroke: "#0b5cad" },
+           { label: "errors/min", key: "errors", stroke: "#c62828" }],
+    usage: [{ label: "tokens", key: "tokens", stroke: "#6f42c1", scale: "tokens" },
+            { label: "spend $", key: "cost", stroke: "#1a7f37", scale: "usd" }]
+  };
+
+  function columns(kind, data) {
+    return [data.times].concat(SERIES[kind].map(function (s) { return data[s.key]; }));
+  }
+
+  function draw(el, data) {
+    var kind = el.dataset.chart;
+    var axes = [{}, { scale: SERIES[kind][0].scale || "y" }];
+    if (kind === "usage") { axes.push({ scale: "usd", side: 1, grid: { show: false } }); }
+    var opts = {
+      width: Math.max(el.clientWidth, 320), height: 220, axes: axes,
+      series: [{}].concat(SERIES[kind].map(function (s) {
+        return { label: s.label, stroke: s.stroke, width: 2, scale: s.scale || "y" };
+      }))
+    };
+    var chart = new uPlot(opts, columns(kind, data), el);
+    charts.push({ el: el, chart: chart, kind: kind });
+  }
+
+  function loadCharts(redraw) {
+    var els = document.querySelectorAll("[data-chart]");
+    if (!els.length) { return; }
+    fetch(els[0].dataset.src, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) {
+        if (!data) { return; }
+        if (redraw && charts.length) {
+          charts.forEach(function (c) { c.chart.setData(columns(c.kind, data)); });
+        } else {
+          els.forEach(function (el) { draw(el, data); });
+        }
+      })
+      .catch(function () { /* the page stays as rendered; the next update retries */ });
+  }
+
+  function live(url) {
+    var source = new EventSource(url);
+    source.addEventListener("runs", function () {
+      htmx.trigger(document.body, "shipyard:runs");
+      loadCharts(true);
+    });
+    source.addEventListener("steps", function (message) {
+      htmx.trigger(document.body, "shipyard:steps");
+      var event = JSON.parse(message.data);
+      if (event.type === "run.completed" || event.type === "run.failed") {
+        source.close();
+        window.setTimeout(function () { window.location.reload(); }, 300);
+      }
+    });
+    window.addEventListener("pagehide", function () { source.close(); });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    loadCharts(false);
+    var url = document.body.dataset.live;
+    if (url) { live(url); }
+  });
+})();
