@@ -20,9 +20,12 @@ from shipyard.guard.policy import GuardPolicy
 from shipyard.guard.rules import EgressRules
 from shipyard.guard.secret_scrub import SecretScrubber
 from shipyard.guard.tool_secrets import SecretTransport, check_declared
+from shipyard.models.prices import load_prices
 from shipyard.models.resolver import ModelResolver, ModelWrapper
+from shipyard.models.spend import BudgetedModel
 from shipyard.runtime.artifacts import ArtifactService
 from shipyard.runtime.audit import AuditLog
+from shipyard.runtime.budget import BudgetDefaults, Governor
 from shipyard.runtime.control import Control
 from shipyard.runtime.delegation import Delegation
 from shipyard.runtime.egress import ToolEgress
@@ -283,8 +286,12 @@ def build_services(app: App, settings: Settings) -> Services:
         run_timeout_s=settings.run_timeout_s,
         tool_timeout_s=settings.tool_timeout_s,
     )
-    models = ModelResolver(app.model_wrappers, secrets=secrets)
+    if settings.prices_file is not None:
+        load_prices(settings.prices_file)
     tenants = TenantPolicies(records, cache_s=settings.tenant_cache_s)
+    governor = build_governor(settings, state, tenants)
+    wrappers = [BudgetedModel, *app.model_wrappers] if governor else app.model_wrappers
+    models = ModelResolver(wrappers, secrets=secrets)
     egress = build_egress(settings, tenants, secrets)
     limiter = build_limiter(settings, state, tenants)
     audit = build_audit(records, settings)
@@ -295,7 +302,11 @@ def build_services(app: App, settings: Settings) -> Services:
         observers=[*observability.sinks, audit_blocks(audit)],
         models=models,
         processors=(*scrub_secrets(settings, secrets), *app.event_processors),
-        hooks=[*([limiter.hook] if limiter else []), *app.run_hooks],
+        hooks=[
+            *([limiter.hook] if limiter else []),
+            *([governor.hook] if governor else []),
+            *app.run_hooks,
+        ],
         egress=egress,
         guards=GuardPolicy.from_setting(settings.guards),
         tenants=tenants,
@@ -344,7 +355,25 @@ def build_services(app: App, settings: Settings) -> Services:
         limiter=limiter,
         audit=audit,
         artifacts=artifacts,
+        governor=governor,
     )
+
+
+def build_governor(
+    settings: Settings, state: StateStore, tenants: TenantPolicies
+) -> Governor | None:
+    """The cost governor (``SHIPYARD_BUDGETS``; off: None): the tenants' budgets, held in the
+    state store; a run's holds outlive the longest run a little, so a crashed one's expire."""
+    if not settings.budgets:
+        return None
+    defaults = BudgetDefaults(
+        reserve_usd=settings.budget_reserve_usd,
+        reserve_tokens=settings.budget_reserve_tokens,
+        policy=settings.budget_policy,
+        output_tokens=settings.budget_output_tokens,
+        hold_ttl_s=settings.run_timeout_s + SLOT_MARGIN_S,
+    )
+    return Governor(state, tenants, defaults)
 
 
 def build_audit(records: RecordStore, settings: Settings) -> AuditLog:

@@ -9,6 +9,7 @@ from shipyard.agents.agent import AgentLike
 from shipyard.models.resolver import ModelResolver
 from shipyard.runtime.artifacts import ArtifactService
 from shipyard.runtime.audit import AuditLog
+from shipyard.runtime.budget import Governor
 from shipyard.runtime.control import Control
 from shipyard.runtime.egress import ToolEgress
 from shipyard.runtime.invoke import Invoker
@@ -54,6 +55,8 @@ class Services:
     artifacts: ArtifactService | None = None
     """Runs' artifacts (``runtime.artifacts``): records here, bytes in the regional blob stores;
     closed with the services."""
+    governor: Governor | None = None
+    """Spend budgets (``runtime.budget``); None: budgets are off."""
 
     async def start(self) -> None:
         await self.recorder.start()
