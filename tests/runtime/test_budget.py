@@ -108,7 +108,7 @@ async def test_deny_fails_the_next_call_that_would_pass_the_runs_limit(
     found = await budgets(services, "deny", usd_per_day=1000.0, run_usd=110.0)
     events: list[Event] = []
     before = len(MODEL.requests)
-    with pytest.raises(BudgetExceeded, match="run.s own limit of usd"):
+    with pytest.raises(BudgetExceeded, match=r"run's own limit of usd"):
         await run(services, "deny", 5, events)
     assert len(MODEL.requests) - before == 2  # $3 + $105 fits 110, $6 + $105 does not
     exceeded = [e for e in events if e.type == "budget.exceeded"]
