@@ -116,6 +116,30 @@ def _periods(now: datetime) -> list[tuple[str, str, datetime]]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """One budget as it stands now: its limit, what was spent, held by runs, and left."""
+
+    scope: str
+    period: Period
+    unit: Unit
+    limit: float
+    spent: float
+    held: float
+    remaining: float
+
+
+def every_ceiling(tenant_id: str, budgets: Budgets) -> list[Ceiling]:
+    """The tenant's budgets, each key's and each agent's."""
+    now = datetime.now(UTC)
+    found = _of(tenant_id, "tenant", budgets, now)
+    for key_id, limits in budgets.keys.items():
+        found += _of(tenant_id, f"key:{key_id}", limits, now)
+    for agent, limits in budgets.agents.items():
+        found += _of(tenant_id, f"agent:{agent}", limits, now)
+    return found
+
+
 class Governor:
     """Opens each run's budget (``open_run``) and reads budgets' levels for the API."""
 
@@ -127,6 +151,18 @@ class Governor:
 
     async def budgets(self, tenant_id: str) -> Budgets:
         return (await self.tenants.policy(tenant_id)).budgets
+
+    async def standing(
+        self, tenant_id: str, budgets: Budgets, found: list[Ceiling] | None = None
+    ) -> list[Standing]:
+        """How each of the tenant's budgets (or of ``found``) stands, read from the store."""
+        found = every_ceiling(tenant_id, budgets) if found is None else found
+        if not found:
+            return []
+        levels = await self.store.levels([c.meter.key for c in found])
+        return [
+            _standing(c, level.spent, level.held) for c, level in zip(found, levels, strict=True)
+        ]
 
     async def open_run(self, ctx: RunContext) -> RunBudget | None:
         """Hold the run's reservation on every budget that applies (None: no budget does);
@@ -247,6 +283,20 @@ class RunBudget:
         return BudgetExceeded(
             f"the run {what}: {about.pop('reason')} has no room left", details=about
         )
+
+
+def _standing(ceiling: Ceiling, spent: int, held: int) -> Standing:
+    scale = NANO if ceiling.unit == "usd" else 1
+    limit = ceiling.meter.limit
+    return Standing(
+        ceiling.scope,
+        ceiling.period,
+        ceiling.unit,
+        limit=limit / scale,
+        spent=spent / scale,
+        held=held / scale,
+        remaining=max(0, limit - spent - held) / scale,
+    )
 
 
 def _about(ceiling: Ceiling) -> dict[str, str]:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shipyard.stores.records.artifacts_base import ArtifactRecords
 from shipyard.stores.records.audit_base import AuditRecords
 from shipyard.stores.records.policy import TenantPolicy
+from shipyard.stores.records.usage_base import UsageRecords
 from shipyard.telemetry.events import Event
 
 RunStatus = Literal["running", "succeeded", "failed"]
@@ -421,6 +422,7 @@ class TenantRecords(Protocol):
 
 
 class RecordStore(
+    UsageRecords,
     ArtifactRecords,
     AuditRecords,
     KeyRecords,
