@@ -20,6 +20,7 @@ from shipyard.guard.policy import GuardPolicy
 from shipyard.guard.rules import EgressRules
 from shipyard.guard.secret_scrub import SecretScrubber
 from shipyard.guard.tool_secrets import SecretTransport, check_declared
+from shipyard.models.cache import model_cache
 from shipyard.models.prices import load_prices
 from shipyard.models.resolver import ModelResolver, ModelWrapper
 from shipyard.models.spend import BudgetedModel
@@ -33,6 +34,7 @@ from shipyard.runtime.guards import audit_blocks
 from shipyard.runtime.hooks import RunHook
 from shipyard.runtime.invoke import Invoker, RunLimits
 from shipyard.runtime.limits import SLOT_MARGIN_S, Effective, Limiter
+from shipyard.runtime.model_cache import CacheHook
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.services import Services
 from shipyard.runtime.sessions import SessionService
@@ -290,8 +292,11 @@ def build_services(app: App, settings: Settings) -> Services:
         load_prices(settings.prices_file)
     tenants = TenantPolicies(records, cache_s=settings.tenant_cache_s)
     governor = build_governor(settings, state, tenants)
-    wrappers = [BudgetedModel, *app.model_wrappers] if governor else app.model_wrappers
-    models = ModelResolver(wrappers, secrets=secrets)
+    cache = CacheHook(app.agents) if settings.model_cache else None
+    wrappers: list[ModelWrapper] = [BudgetedModel] if governor else []
+    if cache is not None:  # outside the budget's wrapper: a hit spends nothing
+        wrappers.append(model_cache(state, settings.model_cache_ttl_s))
+    models = ModelResolver([*wrappers, *app.model_wrappers], secrets=secrets)
     egress = build_egress(settings, tenants, secrets)
     limiter = build_limiter(settings, state, tenants)
     audit = build_audit(records, settings)
@@ -305,6 +310,7 @@ def build_services(app: App, settings: Settings) -> Services:
         hooks=[
             *([limiter.hook] if limiter else []),
             *([governor.hook] if governor else []),
+            *([cache] if cache else []),
             *app.run_hooks,
         ],
         egress=egress,
