@@ -18,7 +18,7 @@ TS = T0.timestamp()
 
 def a_run(
     n: int, agent: str, model: str, cost: float, key: str | None, tenant: str = "t1"
-) -> tuple:  # type: ignore[type-arg]
+) -> tuple[RunRecord, list[Event]]:
     rid = run_id(n)
     ids: dict[str, Any] = {"run_id": rid, "tenant_id": tenant, "agent": agent, "trace_id": "1" * 32}
     started = {"input": "hi", **({"key_id": key} if key else {})}
