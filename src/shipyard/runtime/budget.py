@@ -51,6 +51,7 @@ KEEP_MARGIN_S = 86400.0
 """How long a period's meters outlive it (read by ``GET /v1/budgets`` and ``/v1/usage``)."""
 Unit = Literal["usd", "tokens"]
 Period = Literal["day", "month"]
+UNITS: tuple[Unit, ...] = ("usd", "tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,18 +96,18 @@ def ceilings(tenant_id: str, budgets: Budgets, key_id: str | None, agent: str) -
 def _of(tenant_id: str, scope: str, limits: BudgetLimits, now: datetime) -> list[Ceiling]:
     found = []
     for period, tag, end in _periods(now):
-        for unit in ("usd", "tokens"):
+        for unit in UNITS:
             value = getattr(limits, f"{unit}_per_{period}")
             if value is None:
                 continue
             limit = nano(value) if unit == "usd" else int(value)
             key = f"{{{tenant_id}}}:budget:{scope}:{tag}:{unit}"
             keep_s = max(1.0, (end - now).total_seconds()) + KEEP_MARGIN_S
-            found.append(Ceiling(scope, period, unit, Meter(key, limit, keep_s)))  # type: ignore[arg-type]
+            found.append(Ceiling(scope, period, unit, Meter(key, limit, keep_s)))
     return found
 
 
-def _periods(now: datetime) -> list[tuple[str, str, datetime]]:
+def _periods(now: datetime) -> list[tuple[Period, str, datetime]]:
     """(period, its tag in meter keys, when it ends) of the day and the month of ``now``."""
     day_end = datetime(now.year, now.month, now.day, tzinfo=UTC).timestamp() + 86400
     month_end = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
