@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import missing_service
-from tests.e2e.budget_app import CALL_REAL, PRICE_PER_TOKEN
+from tests.e2e.budget_app import CALL_REAL, CALL_WORST, PRICE_PER_TOKEN
 from tests.e2e.test_sessions_replicas import REDIS_URL, reachable
 from tests.servers import ServerProcess
 
@@ -108,6 +108,7 @@ def test_concurrent_runs_on_two_replicas_never_overshoot_the_budget(
     assert len(done) + len(refused) == RUNS, {r.status_code for r in replies}
     assert {r.json()["error"]["code"] for r in refused} == {"budget_exceeded"}
     spent, runs = recorded_spend(b, key)
+    print(f"budget ${BUDGET_USD:.2f}: {len(done)} runs done, {len(refused)} refused, ${spent:.4f}")
     assert runs == RUNS
     assert spent <= BUDGET_USD + CALL_REAL, spent  # never more than one call's price over
     # every run admitted had its worst case held: it ran to its end, and the runs that ended
@@ -115,3 +116,23 @@ def test_concurrent_runs_on_two_replicas_never_overshoot_the_budget(
     assert len(done) * 3 * CALL_REAL == pytest.approx(spent)
     assert 10 <= len(done) <= BUDGET_USD // (3 * CALL_REAL), spent
     assert spent >= BUDGET_USD - RUN_USD, spent  # the budget was used, not refused early
+
+
+def test_runs_that_hold_call_by_call_never_overshoot_either(
+    replicas: tuple[ServerProcess, ...],
+) -> None:
+    """No run limit: each run reserves one call's worst case and holds more before each call,
+    racing the others across both replicas; the calls that find no room fail the run (402)."""
+    a, b = replicas
+    budget = 3.0
+    _, key = tenant_with(a, f"budgets.usd_per_day={budget}", f"budgets.reserve_usd={CALL_WORST}")
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        replies = list(pool.map(lambda i: invoke((a, b)[i % 2], key), range(RUNS)))
+    codes = [r.status_code for r in replies]
+    assert set(codes) <= {200, 402} and 402 in codes, set(codes)
+    spent, runs = recorded_spend(a, key)
+    print(f"budget ${budget:.2f}: {codes.count(200)} runs done, {codes.count(402)} refused, "
+          f"${spent:.4f}")  # fmt: skip
+    assert runs == RUNS
+    assert spent <= budget + CALL_REAL, spent
+    assert spent >= budget - 3 * CALL_WORST, spent  # refused only once the budget was used
