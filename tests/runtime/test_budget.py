@@ -51,7 +51,19 @@ async def caller(ctx: RunContext, input: object) -> str:
     return "done"
 
 
-APP = shipyard.App(agents=[caller])
+entered = asyncio.Event()
+
+
+@agent("stalls")
+async def stalls(ctx: RunContext, input: object) -> str:
+    """One call, then waits until it is cancelled."""
+    await ctx.model(MODEL).complete(CALL)
+    entered.set()
+    await asyncio.sleep(60)
+    return "never"
+
+
+APP = shipyard.App(agents=[caller, stalls])
 
 
 @pytest.fixture(autouse=True)
@@ -190,3 +202,18 @@ async def test_concurrent_runs_never_pass_the_shared_budget(services: Services) 
 
 def _ids(error: BudgetExceeded) -> dict[str, str]:
     return {k: error.details[k] for k in ("run_id", "trace_id")}
+
+
+async def test_a_cancelled_run_gives_its_hold_back(services: Services) -> None:
+    found = await budgets(services, "cancel", usd_per_day=1000.0, reserve_usd=WORST)
+    entered.clear()
+    request = RunRequest(tenant_id="cancel", agent="stalls", input="x")
+    running = asyncio.create_task(services.invoker.invoke(request))
+    await asyncio.wait_for(entered.wait(), 30)
+    assert await levels(services, "cancel", found) == [
+        Level(int(REAL * NANO), int((WORST - REAL) * NANO))
+    ]
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert await levels(services, "cancel", found) == [Level(int(REAL * NANO), 0)]
