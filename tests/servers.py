@@ -37,6 +37,7 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     _stderr: IO[bytes] | None = None
+    startup_s: float = 30.0
 
     @property
     def url(self) -> str:
@@ -72,7 +73,7 @@ class ServerProcess:
             stdout=subprocess.DEVNULL,
             stderr=self._stderr,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + self.startup_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 code = self.proc.returncode
@@ -83,7 +84,7 @@ class ServerProcess:
             except httpx.HTTPError:
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError("server did not become healthy within 30 s")
+        raise RuntimeError(f"server did not become healthy within {self.startup_s:g} s")
 
     def stop(self) -> str:
         """Stop gracefully (SIGTERM), and return what the server wrote on stderr."""

@@ -20,9 +20,13 @@ from shipyard.guard.policy import GuardPolicy
 from shipyard.guard.rules import EgressRules
 from shipyard.guard.secret_scrub import SecretScrubber
 from shipyard.guard.tool_secrets import SecretTransport, check_declared
+from shipyard.models.cache import model_cache
+from shipyard.models.prices import load_prices
 from shipyard.models.resolver import ModelResolver, ModelWrapper
+from shipyard.models.spend import BudgetedModel
 from shipyard.runtime.artifacts import ArtifactService
 from shipyard.runtime.audit import AuditLog
+from shipyard.runtime.budget import BudgetDefaults, Governor
 from shipyard.runtime.control import Control
 from shipyard.runtime.delegation import Delegation
 from shipyard.runtime.egress import ToolEgress
@@ -38,6 +42,7 @@ from shipyard.runtime.lifecycle import (
 )
 from shipyard.runtime.limits import SLOT_MARGIN_S, Effective, Limiter
 from shipyard.runtime.memory import MemoryHook, MemoryService
+from shipyard.runtime.model_cache import CacheHook
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.retention import RetentionKind, TenantRetention, session_ttl_cap
 from shipyard.runtime.services import Services
@@ -369,8 +374,15 @@ def build_services(app: App, settings: Settings) -> Services:
         run_timeout_s=settings.run_timeout_s,
         tool_timeout_s=settings.tool_timeout_s,
     )
-    models = ModelResolver(app.model_wrappers, secrets=secrets)
+    if settings.prices_file is not None:
+        load_prices(settings.prices_file)
     tenants = TenantPolicies(records, cache_s=settings.tenant_cache_s)
+    governor = build_governor(settings, state, tenants)
+    cache = CacheHook(app.agents) if settings.model_cache else None
+    wrappers: list[ModelWrapper] = [BudgetedModel] if governor else []
+    if cache is not None:  # outside the budget's wrapper: a hit spends nothing
+        wrappers.append(model_cache(state, settings.model_cache_ttl_s))
+    models = ModelResolver([*wrappers, *app.model_wrappers], secrets=secrets)
     egress = build_egress(settings, tenants, secrets)
     limiter = build_limiter(settings, state, tenants)
     audit = build_audit(records, settings)
@@ -384,6 +396,8 @@ def build_services(app: App, settings: Settings) -> Services:
         processors=(*scrub_secrets(settings, secrets), *app.event_processors),
         hooks=[
             *([limiter.hook] if limiter else []),
+            *([governor.hook] if governor else []),
+            *([cache] if cache else []),
             MemoryHook(memory, app.agents, records),
             *app.run_hooks,
         ],
@@ -442,7 +456,25 @@ def build_services(app: App, settings: Settings) -> Services:
         retention=retention,
         eraser=eraser,
         memory=memory,
+        governor=governor,
     )
+
+
+def build_governor(
+    settings: Settings, state: StateStore, tenants: TenantPolicies
+) -> Governor | None:
+    """The cost governor (``SHIPYARD_BUDGETS``; off: None): the tenants' budgets, held in the
+    state store; a run's holds outlive the longest run a little, so a crashed one's expire."""
+    if not settings.budgets:
+        return None
+    defaults = BudgetDefaults(
+        reserve_usd=settings.budget_reserve_usd,
+        reserve_tokens=settings.budget_reserve_tokens,
+        policy=settings.budget_policy,
+        output_tokens=settings.budget_output_tokens,
+        hold_ttl_s=settings.run_timeout_s + SLOT_MARGIN_S,
+    )
+    return Governor(state, tenants, defaults)
 
 
 def build_audit(records: RecordStore, settings: Settings) -> AuditLog:

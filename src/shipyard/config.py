@@ -207,6 +207,43 @@ class Settings(BaseSettings):
     limit_concurrent_runs: int | None = Field(
         None, ge=1, description="Default cap on a tenant's runs in flight at once."
     )
+    budgets: bool = Field(
+        True,
+        description="Enforce the tenants' spend budgets (policy section budgets; docs/costs.md). "
+        "false: nothing is reserved or charged, no state-store trip.",
+    )
+    budget_reserve_usd: float = Field(
+        0.10,
+        ge=0,
+        description="What a run reserves of each USD budget before it starts, when neither it "
+        "(budgets.run_usd) nor its tenant (budgets.reserve_usd) says.",
+    )
+    budget_reserve_tokens: int = Field(
+        20_000, ge=0, description="The same for token budgets (budgets.reserve_tokens)."
+    )
+    budget_policy: Literal["deny", "warn", "degrade"] = Field(
+        "deny",
+        description="What a run that would pass its reservation gets, unless its tenant's "
+        "budgets.policy says: deny (402 budget_exceeded), warn, or degrade (cheaper models).",
+    )
+    budget_output_tokens: int = Field(
+        1024,
+        ge=1,
+        description="The answer length a call's worst case assumes when it sets no max_tokens.",
+    )
+    prices_file: Path | None = Field(
+        None,
+        description="A JSON file of model prices (USD per 1M input/output tokens) extending or "
+        "overriding the shipped table; see docs/costs.md.",
+    )
+    model_cache: bool = Field(
+        False,
+        description="Cache model calls (exact match, per tenant) in the state store; "
+        "see docs/costs.md.",
+    )
+    model_cache_ttl_s: float = Field(
+        3600.0, gt=0, description="How long a cached model answer is served."
+    )
     request_timeout_s: float = Field(
         30.0,
         gt=0,

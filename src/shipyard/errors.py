@@ -37,7 +37,8 @@
     │   ├── ModelError                 502     model_error         provider failed
     │   ├── RunTimeout                 504     run_timeout
     │   ├── RunCancelled               499     cancelled           shutdown, or the caller left
-    │   └── MaxStepsExceeded           500     max_steps_exceeded  (surfaced as a failed run)
+    │   ├── MaxStepsExceeded           500     max_steps_exceeded  (surfaced as a failed run)
+    │   └── BudgetExceeded             402     budget_exceeded     a spend budget has no room
     └── StoreError                     503     store_unavailable   a backing store failed
         ├── StoreRejected              500     store_rejected      ...or refused the data
         └── ChecksumMismatch           500     checksum_mismatch   a blob's bytes changed
@@ -296,6 +297,14 @@ class RunCancelled(RunFailure):
 
 class MaxStepsExceeded(RunFailure):
     code = "max_steps_exceeded"
+
+
+class BudgetExceeded(RunFailure):
+    """A budget (the tenant's, its key's, its agent's, or the run's own) has no room for a run
+    or its next model call under the ``deny`` policy (``runtime.budget``)."""
+
+    status = 402
+    code = "budget_exceeded"
 
 
 class StoreError(ShipyardError):

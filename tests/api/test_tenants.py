@@ -17,7 +17,7 @@ from shipyard import Agent
 from shipyard.app import App
 from shipyard.config import load_settings
 from shipyard.runtime.services import Services
-from shipyard.stores.records.policy import TenantPolicy
+from shipyard.stores.records.policy import Budgets, TenantPolicy
 from tests.servers import ServerProcess
 
 OPERATOR = "sk_shp_test_admin_tenants"
@@ -68,7 +68,7 @@ async def test_put_then_get_round_trips_with_versions_and_etags(app: FastAPI) ->
         body = made.json()
         assert (body["id"], body["version"], body["policy"]["region"]) == ("acme", 1, "eu-west-1")
         assert body["policy"]["limits"]["requests_per_minute"] == 600
-        assert body["policy"]["budgets"] == {"usd_per_day": None, "usd_per_month": None}
+        assert body["policy"]["budgets"] == Budgets().model_dump(mode="json")  # all unset
         read = await c.get("/v1/tenants/acme")
         assert read.json() == body and read.headers["etag"] == '"1"'
 

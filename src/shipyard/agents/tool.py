@@ -57,6 +57,9 @@ class Tool:
     """The parameter that receives the run's ``RunContext`` (hidden from the model), if any."""
     secrets: tuple[str, ...] = ()
     """Names of the credentials its ``ctx.http`` calls carry (rules in SHIPYARD_TOOL_SECRETS)."""
+    pure: bool = False
+    """Its result depends on its arguments alone (no clock, network, store): a model call that
+    offers only pure tools may be answered from the model cache (``models.cache``)."""
     spec: ToolSpec = field(init=False, repr=False, compare=False)
     is_async: bool = field(init=False, repr=False, compare=False)
 
@@ -123,6 +126,7 @@ def tool(
     description: str | None = None,
     timeout_s: float | None = None,
     secrets: Sequence[str] = (),
+    pure: bool = False,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -134,13 +138,20 @@ def tool(
     description: str | None = None,
     timeout_s: float | None = None,
     secrets: Sequence[str] = (),
+    pure: bool = False,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Make a tool of a typed function (sync or async). Use bare (``@tool``) or with options;
-    ``secrets`` names the credentials its ``ctx.http`` calls carry (see the module doc)."""
+    ``secrets`` names the credentials its ``ctx.http`` calls carry (see the module doc);
+    ``pure``: its result depends on its arguments alone (the model cache may serve its steps)."""
 
     def build(func: Callable[..., Any]) -> Tool:
         return make_tool(
-            func, name=name, description=description, timeout_s=timeout_s, secrets=secrets
+            func,
+            name=name,
+            description=description,
+            timeout_s=timeout_s,
+            secrets=secrets,
+            pure=pure,
         )
 
     return build(fn) if fn is not None else build
@@ -153,6 +164,7 @@ def make_tool(
     description: str | None = None,
     timeout_s: float | None = None,
     secrets: Sequence[str] = (),
+    pure: bool = False,
 ) -> Tool:
     doc = docstring_parser.parse(inspect.getdoc(func) or "")
     arg_docs = {p.arg_name: p.description for p in doc.params}
@@ -184,6 +196,7 @@ def make_tool(
         timeout_s=timeout_s,
         context_arg=context_arg,
         secrets=tuple(secrets),
+        pure=pure,
     )
 
 

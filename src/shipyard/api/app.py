@@ -13,12 +13,14 @@ from fastapi_offline import FastAPIOffline
 from shipyard._version import __version__
 from shipyard.api import errors
 from shipyard.api.auth import with_bearer_scheme
+from shipyard.api.budget_headers import BudgetHeaders
 from shipyard.api.keys import KeyService
 from shipyard.api.middleware import Authenticate, BodyLimit, RateLimit, is_api
 from shipyard.api.routes import (
     agents,
     artifacts,
     audit,
+    budgets,
     health,
     runs,
     session_ws,
@@ -26,6 +28,7 @@ from shipyard.api.routes import (
     subjects,
     tasks,
     tenants,
+    usage,
     webhooks,
     workers,
 )
@@ -86,6 +89,8 @@ def create_app(
     )
     if services.limiter is not None:
         app.add_middleware(RateLimit, limiter=services.limiter)
+    if services.governor is not None:
+        app.add_middleware(BudgetHeaders, governor=services.governor)
     app.add_middleware(Authenticate, keys=keys, audit=services.audit)
     if services.observability.metrics is not None:
         app.add_middleware(MetricsMiddleware, metrics=services.observability.metrics)
@@ -103,6 +108,8 @@ def create_app(
     app.include_router(subjects.router)
     app.include_router(webhooks.router)
     app.include_router(workers.router)
+    app.include_router(usage.router)
+    app.include_router(budgets.router)
     app.include_router(session_ws.router)
     if ui is not None:
         app.mount("/ui", ui)

@@ -43,6 +43,7 @@ error, a store that is down."""
 _DESCRIPTIONS = {
     400: "Malformed body: not JSON, or not UTF-8 (`malformed_body`).",
     401: "Missing, invalid or revoked key (`unauthorized`).",
+    402: "A spend budget has no room for the run or its next model call (`budget_exceeded`).",
     403: "The key lacks the scope (`forbidden`).",
     404: "Not found (`not_found`, or the resource's own code).",
     408: "The headers or body did not arrive in time (`request_timeout`); connection closed.",

@@ -33,6 +33,7 @@ from shipyard.models.resolver import ModelResolver
 from shipyard.runtime.egress import ToolEgress
 from shipyard.runtime.guards import admit_input, guard_input, guard_output
 from shipyard.runtime.hooks import RunHook, run_hooked
+from shipyard.runtime.limits import calling_key
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.tenants import TenantPolicies, tenant_guards
 from shipyard.stores.storable import without_lone_surrogates
@@ -244,6 +245,8 @@ class Invoker:
         judged = guard_input(ctx) if ctx.guard is not None else None  # run.started: as judged
         input, parent_run_id = ctx.request.input, ctx.request.parent_run_id
         lineage = {"parent_run_id": parent_run_id} if parent_run_id else {}
+        if (key_id := calling_key.get()) is not None:  # usage by key (records.usage)
+            lineage["key_id"] = key_id
         ctx.emit("run.started", input=_jsonable(input), metadata=ctx.metadata, **lineage)
         timeout_s = self._timeout_s(ctx.request)
         limit = asyncio.timeout(timeout_s)

@@ -9,6 +9,7 @@ from shipyard.agents.agent import AgentLike
 from shipyard.models.resolver import ModelResolver
 from shipyard.runtime.artifacts import ArtifactService
 from shipyard.runtime.audit import AuditLog
+from shipyard.runtime.budget import Governor
 from shipyard.runtime.control import Control
 from shipyard.runtime.egress import ToolEgress
 from shipyard.runtime.invoke import Invoker
@@ -64,6 +65,8 @@ class Services:
     memory: MemoryService | None = None
     """Long-term memory (``runtime.memory``): the embedder and the memory store; closed with
     the services."""
+    governor: Governor | None = None
+    """Spend budgets (``runtime.budget``); None: budgets are off."""
 
     async def start(self) -> None:
         await self.recorder.start()

@@ -145,6 +145,8 @@ _KINDS: Mapping[EventType, _Kind] = MappingProxyType(
             _fields("method", "scheme", "host", "port", "allowed", "status", "bytes")
             + _fields("latency_ms", "rule", "reason", "error"),
         ),
+        "budget.exceeded": _Kind(_WARNING, _fields("policy", "reason", "model")),
+        "llm.cached": _Kind(_INFO, _fields("model", "saved_usd", "saved_tokens")),
         "run.completed": _Kind(_INFO, _fields("usage", "latency_ms"), _fields("output")),
         "run.failed": _Kind(
             _WARNING,

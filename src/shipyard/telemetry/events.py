@@ -67,11 +67,13 @@ EventType = Literal[
     "egress.request",
     "run.completed",
     "run.failed",
+    "budget.exceeded",
+    "llm.cached",
 ]
 
 BUILTIN_TYPES: frozenset[str] = frozenset(get_args(EventType))
 RESERVED_NAMESPACES: frozenset[str] = frozenset(
-    {"run", "llm", "tool", "guard", "egress", "task", "session", "shipyard"}
+    {"run", "llm", "tool", "guard", "egress", "task", "session", "shipyard", "budget"}
 )
 """The first word of Shipyard's own event types, present and future: no custom type uses them."""
 CUSTOM_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"

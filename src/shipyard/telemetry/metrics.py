@@ -127,6 +127,14 @@ class Metrics:
             "shipyard_guard_flags", "Guard decisions (guard.flag and guard.block events).",
             ["guard", "action"], registry=reg,
         )  # fmt: skip
+        self.cache_hits = Counter(
+            "shipyard_llm_cache_hits", "Model calls answered by the model cache.",
+            ["model", "tenant"], registry=reg,
+        )  # fmt: skip
+        self.cache_saved = Counter(
+            "shipyard_llm_cache_saved_usd", "What the model cache's answers would have cost.",
+            ["model", "tenant"], registry=reg,
+        )  # fmt: skip
         self._define_egress()
 
     def _define_egress(self) -> None:
@@ -199,6 +207,11 @@ class Metrics:
             self._guard_flag(event)
         elif kind == "egress.request":
             self._egress("tool", event.agent, event.data)
+        elif kind == "llm.cached":
+            model = event.data.get("model") or "unknown"
+            self._child(self.cache_hits, ("cache_hit", model, event.tenant_id)).inc()
+            saved = self._child(self.cache_saved, ("cache_saved", model, event.tenant_id))
+            saved.inc(event.data.get("saved_usd") or 0.0)
 
     def _run_ended(self, event: Event) -> None:
         ok = event.type == "run.completed"

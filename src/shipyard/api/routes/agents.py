@@ -39,7 +39,7 @@ async def list_agents(
     "/{agent}/invoke",
     response_model=InvokeResponse,
     responses={
-        **responses(404, 502, 504, body=True),
+        **responses(402, 404, 502, 504, body=True),
         200: {"content": {"text/event-stream": {}}},
     },
 )

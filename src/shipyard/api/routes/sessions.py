@@ -90,7 +90,7 @@ async def delete_session(session_id: Text, request: Request, principal: Invoker)
     "/{session_id}/turns",
     response_model=InvokeResponse,
     responses={
-        **responses(404, 409, 502, 504, body=True),
+        **responses(402, 404, 409, 502, 504, body=True),
         200: {"content": {"text/event-stream": {}}},
     },
 )

@@ -17,6 +17,7 @@ from shipyard.stores.records.artifacts_base import ArtifactRecords
 from shipyard.stores.records.audit_base import AuditRecords
 from shipyard.stores.records.lifecycle_base import LifecycleRecords
 from shipyard.stores.records.policy import TenantPolicy
+from shipyard.stores.records.usage_base import UsageRecords
 from shipyard.telemetry.events import Event
 
 RunStatus = Literal["running", "succeeded", "failed"]
@@ -432,6 +433,7 @@ class TenantRecords(Protocol):
 
 
 class RecordStore(
+    UsageRecords,
     ArtifactRecords,
     AuditRecords,
     KeyRecords,

@@ -13,7 +13,7 @@ read it; its strings follow the one storable-text rule (``stores.storable``), as
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -68,11 +68,39 @@ class Retention(_Section):
     )
 
 
-class Budgets(_Section):
-    """Spend ceilings in US dollars; ``None``: no ceiling."""
+_Tokens = Annotated[int | None, Field(ge=1, le=10**15)]
+MAX_BUDGETS = 1000
+BudgetPolicy = Literal["deny", "warn", "degrade"]
+
+
+class BudgetLimits(_Section):
+    """Spend ceilings per calendar period (UTC), in US dollars and model tokens; ``None``: no
+    ceiling. Enforced by ``runtime.budget`` in the state store, so every replica shares them."""
 
     usd_per_day: _Usd = None
     usd_per_month: _Usd = None
+    tokens_per_day: _Tokens = None
+    tokens_per_month: _Tokens = None
+
+
+class Budgets(BudgetLimits):
+    """The tenant's ceilings (the fields of ``BudgetLimits``), each API key's (``keys``, by key
+    id) and each agent's (``agents``, by name); each run's own (``run_usd``, ``run_tokens``:
+    also what a run reserves before it starts); what a run reserves when it has no limit of
+    its own (``reserve_*``; ``None``: the server's ``SHIPYARD_BUDGET_RESERVE_*``), and what
+    happens to a run that would pass its reservation (``policy``; ``None``: the server's)."""
+
+    keys: Annotated[dict[PolicyText, BudgetLimits], Field(max_length=MAX_BUDGETS)] = Field(
+        default_factory=dict
+    )
+    agents: Annotated[dict[PolicyText, BudgetLimits], Field(max_length=MAX_BUDGETS)] = Field(
+        default_factory=dict
+    )
+    run_usd: _Usd = None
+    run_tokens: _Tokens = None
+    reserve_usd: _Usd = None
+    reserve_tokens: _Tokens = None
+    policy: BudgetPolicy | None = None
 
 
 class Guards(_Section):

@@ -17,6 +17,7 @@ sub-protocol          class                  module
 ``AuditRecords``      ``SqlAuditRecords``    ``audit``: the audit log and its checkpoints
 ``ArtifactRecords``   ``SqlArtifactRecords`` ``artifacts``: runs' artifacts (bytes: blobs)
 ``LifecycleRecords``  ``SqlLifecycleRecords`` ``lifecycle``: rows by age and by subject
+``UsageRecords``      ``SqlUsageRecords``    ``usage``: spending summed by agent, model, key
 ====================  =====================  ============================================
 
 ``SqlRecordStore`` composes them (its methods hand each call to its part) and adds the
@@ -82,6 +83,8 @@ from shipyard.stores.records.sessions import SqlSessionRecords
 from shipyard.stores.records.tasks import SqlTaskRecords
 from shipyard.stores.records.tenants import SqlTenantRecords
 from shipyard.stores.records.traces import SqlSpanRecords
+from shipyard.stores.records.usage import SqlUsageRecords
+from shipyard.stores.records.usage_base import UsageGroup, UsageRow
 from shipyard.stores.records.webhooks import PRUNE_BATCH, SqlWebhookRecords
 from shipyard.stores.records.workers import SqlWorkerRecords
 from shipyard.telemetry.events import Event
@@ -125,6 +128,7 @@ class SqlRecordStore:
         self.audit = SqlAuditRecords(self._db)
         self.artifacts = SqlArtifactRecords(self._db)
         self.lifecycle = SqlLifecycleRecords(self._db)
+        self.usage_records = SqlUsageRecords(self._db)
 
     @classmethod
     def from_url(cls, url: str, *, commit_delay_s: float | None = None) -> SqlRecordStore:
@@ -174,6 +178,11 @@ class SqlRecordStore:
 
     async def close(self) -> None:
         await self._db.close()
+
+    async def usage(
+        self, tenant_id: str | None, *, since: datetime, group_by: UsageGroup
+    ) -> list[UsageRow]:
+        return await self.usage_records.usage(tenant_id, since=since, group_by=group_by)
 
     # -- tenants and keys (keys) ----------------------------------------------------------------
 

@@ -18,7 +18,9 @@ implements together as ``StateStore``:
 - ``Rates`` — rate limits (requests, model tokens per period) as GCRA buckets, several taken
   all or nothing in one round trip;
 - ``Slots`` — a capped set of holders per name (runs in flight), each with its own expiry, so
-  a holder that crashed frees its slot.
+  a holder that crashed frees its slot;
+- ``Meters`` — spending against a limit, with room held before it is spent (budgets;
+  ``meters.py``).
 
 Backends: ``sqlite.py`` (embedded: one process, or a few sharing its file) and ``redis.py``.
 """
@@ -31,6 +33,8 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
+
+from shipyard.stores.state.meters import Meters
 
 LEASE_SEQUENCE_TTL_S = 30 * 24 * 3600.0
 """How long a lease name's token counter outlives its last acquisition. A name unused for longer
@@ -227,7 +231,9 @@ class Slots(Protocol):
         ...
 
 
-class StateStore(Values, Lists, Atomic, Leases, LeaseQueues, Channels, Rates, Slots, Protocol):
+class StateStore(
+    Values, Lists, Atomic, Leases, LeaseQueues, Channels, Rates, Slots, Meters, Protocol
+):
     async def ping(self) -> None:
         """Raise ``StoreError`` unless the store answers."""
         ...

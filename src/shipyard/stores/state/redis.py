@@ -4,9 +4,9 @@ Keys live under one prefix (``shipyard:`` by default, see ``_keys``): values and
 ``{prefix}k:``, leases under ``{prefix}lease:`` with their token counters under
 ``{prefix}lease-seq:``, their queues under ``{prefix}lease-queue:`` with the ticket counters
 under ``{prefix}lease-queue-seq:``, rates under ``{prefix}rate:``, slots under ``{prefix}slots:``,
-channels under ``{prefix}ch:``. Multi-key steps are Lua scripts
-(``redis_scripts``), atomic on the server, registered once and reloaded by redis-py after a
-restart (``NOSCRIPT``).
+budget meters under ``{prefix}meter:`` and ``{prefix}meter-holders:`` (``redis_meters``),
+channels under ``{prefix}ch:``. Multi-key steps are Lua scripts (``redis_scripts``), atomic on
+the server, registered once and reloaded by redis-py after a restart (``NOSCRIPT``).
 
 Reconnection: every pool checks a connection before lending it and reconnects one that the
 server closed, so the same store works again once Redis is back. Two pools, because a command
@@ -22,7 +22,7 @@ and cannot starve commands.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, cast
 
@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shipyard.errors import ConfigError, StoreError
+from shipyard.stores.state import redis_meters
 from shipyard.stores.state import redis_scripts as lua
 from shipyard.stores.state.base import (
     LEASE_SEQUENCE_TTL_S,
@@ -46,6 +47,7 @@ from shipyard.stores.state.base import (
     tightest,
     ttl_ms,
 )
+from shipyard.stores.state.meters import Level, Meter, check_meters
 from shipyard.stores.state.redis_subscription import RedisSubscription
 
 __all__ = ["RedisStateStore"]
@@ -85,6 +87,12 @@ class _Keys:
     def slots(self, name: str) -> str:
         return f"{self.prefix}slots:{name}"
 
+    def meter(self, key: str) -> str:
+        return f"{self.prefix}meter:{key}"
+
+    def meter_holders(self, key: str) -> str:
+        return f"{self.prefix}meter-holders:{key}"
+
     def channel(self, channel: str) -> str:
         return f"{self.prefix}ch:{channel}"
 
@@ -121,6 +129,10 @@ class RedisStateStore:
         self._peek = retrying.register_script(lua.TAKE)  # cost 0 writes nothing: safe to resend
         self._acquire_slot = retrying.register_script(lua.ACQUIRE_SLOT)  # same holder: renews
         self._release_slot = retrying.register_script(lua.RELEASE_SLOT)
+        self._hold = once.register_script(redis_meters.HOLD)
+        self._charge = once.register_script(redis_meters.CHARGE)
+        self._release_hold = retrying.register_script(redis_meters.RELEASE)
+        self._levels = retrying.register_script(redis_meters.LEVELS)
 
     @classmethod
     def from_url(
@@ -351,6 +363,39 @@ class RedisStateStore:
     async def release_slot(self, name: str, holder: str) -> bool:
         async with self._translate("release_slot"):
             return bool(await self._release_slot(keys=[self._keys.slots(name)], args=[holder]))
+
+    # -- meters (budgets): redis_meters -------------------------------------------------------
+
+    async def hold(
+        self, meters: Sequence[Meter], holder: str, amounts: Sequence[int], *, ttl_s: float
+    ) -> int | None:
+        check_meters(meters, amounts)
+        args: list[_Arg] = [holder, ttl_ms(ttl_s)]
+        for meter, amount in zip(meters, amounts, strict=True):
+            args += [meter.limit, amount, ttl_ms(meter.keep_s)]
+        async with self._translate("hold"):
+            found = int(await self._hold(keys=self._meter_keys(m.key for m in meters), args=args))
+        return None if found == 0 else found - 1
+
+    async def charge(self, meters: Sequence[Meter], holder: str, amounts: Sequence[int]) -> None:
+        check_meters(meters, amounts)
+        args: list[_Arg] = [holder]
+        for meter, amount in zip(meters, amounts, strict=True):
+            args += [amount, ttl_ms(meter.keep_s)]
+        async with self._translate("charge"):
+            await self._charge(keys=self._meter_keys(m.key for m in meters), args=args)
+
+    async def release(self, keys: Sequence[str], holder: str) -> None:
+        async with self._translate("release"):
+            await self._release_hold(keys=self._meter_keys(keys), args=[holder])
+
+    async def levels(self, keys: Sequence[str]) -> list[Level]:
+        async with self._translate("levels"):
+            found = await self._levels(keys=self._meter_keys(keys), args=[])
+        return [Level(int(found[i]), int(found[i + 1])) for i in range(0, len(found), 2)]
+
+    def _meter_keys(self, keys: Iterable[str]) -> list[str]:
+        return [k for key in keys for k in (self._keys.meter(key), self._keys.meter_holders(key))]
 
     # -- channels -------------------------------------------------------------------------------
 

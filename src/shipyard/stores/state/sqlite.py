@@ -32,9 +32,11 @@ from typing import Any, TypeVar
 
 from shipyard.errors import ConfigError, StoreError
 from shipyard.stores._sqlite import is_locked
+from shipyard.stores.state import sqlite_meters as meter_ops
 from shipyard.stores.state import sqlite_ops as ops
 from shipyard.stores.state.base import Lease, Quota, Rate, check_items, check_take, ttl_ms
 from shipyard.stores.state.local_channels import MAX_QUEUED, LocalChannels
+from shipyard.stores.state.meters import Level, Meter, check_meters
 from shipyard.stores.state.sqlite_channels import POLL_S, FileChannels
 
 __all__ = ["SqliteStateStore"]
@@ -229,6 +231,25 @@ class SqliteStateStore:
 
     async def release_slot(self, name: str, holder: str) -> bool:
         return await self._write("release_slot", ops.release_slot, name, holder)
+
+    # -- meters (budgets): sqlite_meters -------------------------------------------------------
+
+    async def hold(
+        self, meters: Sequence[Meter], holder: str, amounts: Sequence[int], *, ttl_s: float
+    ) -> int | None:
+        check_meters(meters, amounts)
+        args = (meters, holder, amounts, _seconds(ttl_s))
+        return await self._write("hold", meter_ops.hold, *args)
+
+    async def charge(self, meters: Sequence[Meter], holder: str, amounts: Sequence[int]) -> None:
+        check_meters(meters, amounts)
+        await self._write("charge", meter_ops.charge, meters, holder, amounts)
+
+    async def release(self, keys: Sequence[str], holder: str) -> None:
+        await self._write("release", meter_ops.release, keys, holder)
+
+    async def levels(self, keys: Sequence[str]) -> list[Level]:
+        return await self._call("levels", meter_ops.levels, keys)
 
     # -- channels -------------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from typing import NamedTuple
 from shipyard.errors import StoreError
 from shipyard.stores import _sqlite
 from shipyard.stores._sqlite import transaction
+from shipyard.stores.state import sqlite_meters
 from shipyard.stores.state.base import (
     LEASE_SEQUENCE_TTL_S,
     QUEUE_SEQUENCE_TTL_S,
@@ -70,6 +71,7 @@ SCHEMA = (
         id INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, message BLOB NOT NULL,
         origin TEXT NOT NULL, at REAL NOT NULL
     )""",
+    *sqlite_meters.SCHEMA,
 )
 MESSAGE_KEEP_S = 60.0
 """How long a published message stays in ``state_messages``: far longer than any poll takes."""
@@ -453,6 +455,8 @@ def purge(conn: sqlite3.Connection) -> int:
         conn.execute("DELETE FROM state_rates WHERE expires_at <= ?", (now,))
         conn.execute("DELETE FROM state_slots WHERE expires_at <= ?", (now,))
         conn.execute("DELETE FROM state_messages WHERE at <= ?", (now - MESSAGE_KEEP_S,))
+        for statement in sqlite_meters.PURGE:
+            conn.execute(statement, (now,))
     return deleted
 
 

@@ -1,0 +1,76 @@
+"""``SqlUsageRecords``: spending summed from the records (``GET /v1/usage``).
+
+By ``agent`` or ``tenant``: the runs' own totals (tokens and cost of every model call of a run,
+failed runs included). By ``model``: the ``llm.response`` events (one per model call). By
+``key``: the runs, under the API key their ``run.started`` event names (a run started by no key
+— a worker's task, a test — counts under none).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from shipyard.stores.records._database import Database
+from shipyard.stores.records.schema import run_events, runs
+from shipyard.stores.records.usage_base import UsageGroup, UsageRow
+
+
+class SqlUsageRecords:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def usage(
+        self, tenant_id: str | None, *, since: datetime, group_by: UsageGroup
+    ) -> list[UsageRow]:
+        query = _by_model(since) if group_by == "model" else _by_run(since, group_by)
+        if tenant_id is not None:
+            table = run_events if group_by == "model" else runs
+            query = query.where(table.c.tenant_id == tenant_id)
+        rows = await self._db.fetch("usage", query.order_by(sa.desc("cost_usd"), "value"))
+        return [UsageRow.model_validate(_numbers(row)) for row in rows]
+
+
+def _by_run(since: datetime, group_by: UsageGroup) -> sa.Select[Any]:
+    c = runs.c
+    sums = (
+        sa.func.count().label("runs"),
+        sa.func.sum(c.prompt_tokens).label("prompt_tokens"),
+        sa.func.sum(c.completion_tokens).label("completion_tokens"),
+        sa.func.sum(c.cost_usd).label("cost_usd"),
+    )
+    if group_by != "key":
+        value = (c.agent if group_by == "agent" else c.tenant_id).label("value")
+        return sa.select(value, *sums).where(c.created_at >= since).group_by(value)
+    started = run_events.alias("started")
+    key = started.c.data["key_id"].as_string().label("value")
+    joined = runs.outerjoin(
+        started, sa.and_(started.c.run_id == c.id, started.c.type == "run.started")
+    )
+    return sa.select(key, *sums).select_from(joined).where(c.created_at >= since).group_by(key)
+
+
+def _by_model(since: datetime) -> sa.Select[Any]:
+    data = run_events.c.data
+    model = data["model"].as_string().label("value")
+    return (
+        sa.select(
+            model,
+            sa.func.count(sa.distinct(run_events.c.run_id)).label("runs"),
+            sa.func.count().label("calls"),
+            sa.func.sum(data["prompt_tokens"].as_integer()).label("prompt_tokens"),
+            sa.func.sum(data["completion_tokens"].as_integer()).label("completion_tokens"),
+            sa.func.sum(data["cost_usd"].as_float()).label("cost_usd"),
+        )
+        .where(run_events.c.type == "llm.response", run_events.c.ts >= since.timestamp())
+        .group_by(model)
+    )
+
+
+def _numbers(row: dict[str, Any]) -> dict[str, Any]:
+    """Sums of nothing are NULL; costs are rounded as a run's are."""
+    row = {k: (0 if v is None and k != "value" and k != "calls" else v) for k, v in row.items()}
+    row["cost_usd"] = round(float(row["cost_usd"]), 10)
+    return row

@@ -1,0 +1,30 @@
+"""``UsageRecords``: spending summed from the records, by agent, model, tenant or API key."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, Protocol
+
+from pydantic import BaseModel
+
+UsageGroup = Literal["agent", "model", "tenant", "key"]
+
+
+class UsageRow(BaseModel):
+    """One group's spending: its ``value`` (the agent, model, tenant or key; None: no key)."""
+
+    value: str | None
+    runs: int = 0
+    calls: int | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class UsageRecords(Protocol):
+    async def usage(
+        self, tenant_id: str | None, *, since: datetime, group_by: UsageGroup
+    ) -> list[UsageRow]:
+        """Spending since ``since``, by ``group_by``, costliest first; one tenant's (None: all
+        tenants')."""
+        ...
