@@ -30,6 +30,7 @@ from shipyard.runtime.guards import audit_blocks
 from shipyard.runtime.hooks import RunHook
 from shipyard.runtime.invoke import Invoker, RunLimits
 from shipyard.runtime.limits import SLOT_MARGIN_S, Effective, Limiter
+from shipyard.runtime.pseudonyms import PseudonymVault
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.services import Services
 from shipyard.runtime.sessions import SessionService
@@ -325,6 +326,9 @@ def build_services(app: App, settings: Settings) -> Services:
     invoker.calls = Delegation(invoker, tasks)
     artifacts = build_artifacts(settings, records, tenants)
     invoker.artifacts = artifacts
+    invoker.pseudonyms = PseudonymVault(
+        state, ttl_s=settings.pseudonym_ttl_s, session_ttl_s=settings.session_ttl_s
+    )
     return Services(
         agents=app.agents,
         records=records,

@@ -247,7 +247,7 @@ async def _invoke_local(settings: Settings, agent: str, text: str) -> dict[str, 
         outcome = await services.invoker.invoke(request)
     finally:
         await services.close()
-    return {"output": outcome.output, "run_id": outcome.run_id, "usage": outcome.usage.model_dump()}
+    return {"output": outcome.answer, "run_id": outcome.run_id, "usage": outcome.usage.model_dump()}
 
 
 async def _invoke_remote(

@@ -10,6 +10,7 @@ import httpx
 
 from shipyard.errors import ConfigError
 from shipyard.guard.pipeline import RunGuard
+from shipyard.guard.pseudonyms import Pseudonyms
 from shipyard.models.base import ChatModel, Message, Usage
 from shipyard.models.instrumented import InstrumentedModel
 from shipyard.models.resolver import ModelResolver
@@ -129,6 +130,8 @@ class RunContext:
     model_calls: int = 0
     guard: RunGuard | None = None
     """The run's guard policy, ready to check text (None: no rules); the invoker sets it."""
+    pseudonyms: Pseudonyms | None = field(default=None, repr=False)
+    """The run's (or its session's) pseudonyms, when its guard policy pseudonymizes."""
     artifact_writer: ArtifactWriter | None = field(default=None, repr=False)
     _http: httpx.AsyncClient | None = field(default=None, init=False, repr=False)
 

@@ -39,7 +39,7 @@ class InvokeResponse(BaseModel):
         return cls(
             run_id=outcome.run_id,
             agent=outcome.agent,
-            output=outcome.output,
+            output=outcome.answer,
             usage=outcome.usage,
             trace_id=outcome.trace_id,
             latency_ms=outcome.latency_ms,

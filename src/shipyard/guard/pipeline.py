@@ -19,6 +19,7 @@ from typing import Any
 from shipyard.guard import registry
 from shipyard.guard.base import Action, Detector, Finding
 from shipyard.guard.policy import TRANSFORMS, GuardPolicy, GuardRule, Surface
+from shipyard.guard.pseudonyms import Pseudonyms
 
 REFUSAL = "[blocked by guard: this tool result was withheld because it looked unsafe]"
 """What the model reads in place of a blocked tool result."""
@@ -86,6 +87,11 @@ class RunGuard:
     def watches(self, surface: Surface) -> bool:
         return bool(self._rules[surface])
 
+    @property
+    def pseudonymizes(self) -> bool:
+        """Whether a rule pseudonymizes (the run then keeps a ``Pseudonyms`` mapping)."""
+        return any(rule.action == "pseudonymize" for rule in self.policy.rules)
+
     def hits(self, surface: Surface, text: str) -> list[Hit]:
         """Every finding of the surface's rules at or above their threshold, by start."""
         found: list[Hit] = []
@@ -97,14 +103,17 @@ class RunGuard:
             found.sort(key=lambda hit: hit[1].start)
         return found
 
-    def check(self, surface: Surface, text: str) -> Verdict:
-        """``text`` judged on ``surface``: rewritten, with the decisions taken."""
+    def check(self, surface: Surface, text: str, pseudonyms: Pseudonyms | None = None) -> Verdict:
+        """``text`` judged on ``surface``: rewritten, with the decisions taken (``pseudonyms``:
+        the run's mapping, for ``pseudonymize`` rules)."""
         if not self.watches(surface):
             return Verdict(text)
-        return verdict(surface, text, self.hits(surface, text))
+        return verdict(surface, text, self.hits(surface, text), pseudonyms)
 
 
-def verdict(surface: Surface, text: str, hits: Sequence[Hit]) -> Verdict:
+def verdict(
+    surface: Surface, text: str, hits: Sequence[Hit], pseudonyms: Pseudonyms | None = None
+) -> Verdict:
     """The verdict for ``hits`` found in ``text``."""
     if not hits:
         return Verdict(text)
@@ -112,7 +121,7 @@ def verdict(surface: Surface, text: str, hits: Sequence[Hit]) -> Verdict:
     blocked = any(d.action == "block" for d in decisions)
     if blocked:
         return Verdict(text, decisions, blocked=True)
-    out = rewrite(text, hits)
+    out = rewrite(text, hits, pseudonyms)
     if any(d.action == "spotlight" for d in decisions):
         out = spotlight(out)
     return Verdict(out, decisions)
@@ -135,7 +144,7 @@ def decide(surface: Surface, hits: Sequence[Hit]) -> tuple[Decision, ...]:
     )
 
 
-def rewrite(text: str, hits: Sequence[Hit]) -> str:
+def rewrite(text: str, hits: Sequence[Hit], pseudonyms: Pseudonyms | None = None) -> str:
     """``text`` with each transform's spans replaced (by start; a span overlapping one already
     replaced is merged into it)."""
     spans = sorted(
@@ -149,16 +158,21 @@ def rewrite(text: str, hits: Sequence[Hit]) -> str:
             continue
         start = max(start, at)
         parts.append(text[at:start])
-        parts.append(replacement(action, finding.type, text[start:end]))
+        parts.append(replacement(action, finding.type, text[start:end], pseudonyms))
         at = end
     parts.append(text[at:])
     return "".join(parts)
 
 
-def replacement(action: Action, type_: str, found: str) -> str:
+def replacement(
+    action: Action, type_: str, found: str, pseudonyms: Pseudonyms | None = None
+) -> str:
     """``redact``: the type; ``mask``: one ``*`` a character; ``hash``: the type and the first
     12 hex digits of the text's SHA-256 (the same value always hashes alike, so joins still
-    work, but the text is not shown)."""
+    work, but the text is not shown); ``pseudonymize``: the value's token in ``pseudonyms``
+    (without a mapping, as ``redact``: the value never goes on)."""
+    if action == "pseudonymize" and pseudonyms is not None:
+        return pseudonyms.token(type_, found)
     if action == "mask":
         return "*" * len(found)
     if action == "hash":

@@ -22,7 +22,7 @@ from shipyard.guard.base import Action
 
 Surface = Literal["input", "tool_result", "output"]
 
-TRANSFORMS: frozenset[str] = frozenset({"redact", "mask", "hash"})
+TRANSFORMS: frozenset[str] = frozenset({"redact", "mask", "hash", "pseudonymize"})
 """Actions that rewrite the text in place (each finding's span)."""
 
 
@@ -38,10 +38,10 @@ class GuardRule(BaseModel):
 
     @model_validator(mode="after")
     def _fits(self) -> GuardRule:
-        if self.action == "pseudonymize":
-            raise ValueError("action 'pseudonymize' is not available yet")
-        if self.action == "spotlight" and "output" in self.surfaces:
-            raise ValueError("'spotlight' marks text the model reads: not for the output surface")
+        if self.action in ("spotlight", "pseudonymize") and "output" in self.surfaces:
+            raise ValueError(
+                f"'{self.action}' rewrites text the model reads: not for the output surface"
+            )
         return self
 
 

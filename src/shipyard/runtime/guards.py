@@ -30,7 +30,7 @@ def guard_input(ctx: RunContext) -> Verdict | None:
     if not guard.watches("input") or (not isinstance(original, str) and at is None):
         return None
     text = original if isinstance(original, str) else str(original[at or 0].content)
-    judged = guard.check("input", text)
+    judged = guard.check("input", text, ctx.pseudonyms)
     if judged.blocked or judged.text is text:
         return judged
     input: RunInput = judged.text
