@@ -278,7 +278,7 @@ async def _invoke_remote(
 def keys_create(
     tenant: Annotated[str, typer.Option(help="Tenant the key belongs to.")],
     scopes: Annotated[
-        str, typer.Option(help="Comma-separated: admin, invoke, read.")
+        str, typer.Option(help="Comma-separated: admin, invoke, read, pii:reveal.")
     ] = "invoke,read",
     name: Annotated[str, typer.Option(help="A label to recognise the key by.")] = "",
     expires_in: Annotated[

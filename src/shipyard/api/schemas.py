@@ -118,6 +118,14 @@ class EventList(BaseModel):
     events: list[Event]
 
 
+class RevealedPseudonyms(BaseModel):
+    """The originals behind a run's tokens (``pii:reveal``)."""
+
+    run_id: str
+    session_id: str | None = None
+    tokens: dict[str, str]
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str

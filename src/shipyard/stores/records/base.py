@@ -19,7 +19,7 @@ from shipyard.stores.records.policy import TenantPolicy
 from shipyard.telemetry.events import Event
 
 RunStatus = Literal["running", "succeeded", "failed"]
-Scope = Literal["admin", "invoke", "read"]
+Scope = Literal["admin", "invoke", "read", "pii:reveal"]
 TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "dead"]
 FINAL_TASK_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "dead"})
 
