@@ -66,12 +66,14 @@ class Verdict:
 
 
 Hit = tuple[GuardRule, Finding]
+_MEMO_MAX = 16
+"""Scans a run remembers (its last ones): the texts judged twice are judged close together."""
 
 
 class RunGuard:
     """A policy with its detectors, for the runs of one agent."""
 
-    __slots__ = ("_detectors", "_rules", "policy")
+    __slots__ = ("_detectors", "_memo", "_rules", "policy")
 
     def __init__(self, policy: GuardPolicy) -> None:
         """Looks every detector up now: a policy naming a missing one is a ``ConfigError``."""
@@ -83,6 +85,17 @@ class RunGuard:
             surface: tuple((rule, self._detectors[rule.detector]) for rule in policy.on(surface))
             for surface in ("input", "tool_result", "output")
         }
+        self._memo: dict[tuple[Surface, str], list[Hit]] | None = None
+
+    def for_run(self) -> RunGuard:
+        """This policy for one run: the same detectors, and a memo of the run's scans, so a
+        text judged twice (an answer's last ``llm.response`` and the final answer, the text
+        the stream held) is scanned once. Per run, never shared: a scan of one run is never
+        reused for another."""
+        run = RunGuard.__new__(RunGuard)
+        run.policy, run._detectors, run._rules = self.policy, self._detectors, self._rules
+        run._memo = {}
+        return run
 
     def watches(self, surface: Surface) -> bool:
         return bool(self._rules[surface])
@@ -94,6 +107,17 @@ class RunGuard:
 
     def hits(self, surface: Surface, text: str) -> list[Hit]:
         """Every finding of the surface's rules at or above their threshold, by start."""
+        memo = self._memo
+        if memo is None:
+            return self._scan(surface, text)
+        found = memo.get((surface, text))
+        if found is None:
+            if len(memo) >= _MEMO_MAX:
+                memo.clear()
+            found = memo[(surface, text)] = self._scan(surface, text)
+        return found
+
+    def _scan(self, surface: Surface, text: str) -> list[Hit]:
         found: list[Hit] = []
         for rule, detector in self._rules[surface]:
             for finding in detector.scan(text):

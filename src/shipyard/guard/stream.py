@@ -47,8 +47,10 @@ class OutputFilter:
             return []
         self._held += str(event.data.get("text", ""))
         self._last = event
+        cut = len(self._held) - self._guard.policy.hold_back
+        if cut <= 0:
+            return []  # nothing can leave yet: no need to scan what is held
         hits = self._guard.hits("output", self._held)
-        cut = max(0, len(self._held) - self._guard.policy.hold_back)
         for _, finding in reversed(hits):  # never cut through a finding
             if finding.start < cut < finding.end:
                 cut = finding.start

@@ -174,6 +174,7 @@ class Invoker:
         request = _with_parent(request)
         parent = request.parent
         guard = await self._run_guard(target, request.tenant_id)
+        guard = guard.for_run() if guard is not None else None  # its scans memoised per run
         pseudonyms = Pseudonyms() if guard is not None and guard.pseudonymizes else None
         emitter = Emitter(
             run_id=request.run_id,
