@@ -5,9 +5,14 @@
     python scripts/profile_guards.py detectors -n 200         # each detector on short texts
     python scripts/profile_guards.py detectors -n 200 --profile   # cProfile, top functions
 
-On a loaded machine, count instructions instead of timing: run each under
-``valgrind --tool=callgrind --callgrind-out-file=OUT`` with ``-n N`` and ``-n 0`` and divide the
-difference of the ``summary:`` lines of OUT by N (docs/guards.md, "Cost").
+On a loaded machine, count instructions instead of timing:
+
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=OUT \
+        python scripts/profile_guards.py runs --on -n 100 --callgrind
+
+instruments only the measured loop (``callgrind_control -i on`` around it, so the imports run
+at valgrind's uninstrumented speed); the ``summary:`` line of OUT divided by ``-n`` is the
+instruction count per run (docs/guards.md, "Cost and the fast path").
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import argparse
 import asyncio
 import cProfile
 import json
+import os
 import pstats
+import subprocess
 import sys
 from pathlib import Path
 
@@ -40,26 +47,40 @@ SHORT = (
 """What short inputs and answers look like: a greeting, the bench's echo, chat answers."""
 
 
-def detectors(n: int) -> None:
+def _callgrind(on: bool) -> None:
+    """Turn valgrind's instrumentation on or off for this process (``--callgrind``)."""
+    state = "on" if on else "off"
+    subprocess.run(["callgrind_control", "-i", state, str(os.getpid())], check=True)
+
+
+def detectors(n: int, count: bool = False) -> None:
     found = {name: registry.detector(name) for name in ("injection", "pii", "secrets")}
+    for detector in found.values():
+        detector.scan("warm up")  # loaded before counting starts
+    if count:
+        _callgrind(True)
     for _ in range(n):
         for detector in found.values():
             for text in SHORT:
                 detector.scan(text)
+    if count:
+        _callgrind(False)
 
 
-def runs(n: int, on: bool) -> None:
+def runs(n: int, on: bool, count: bool = False) -> None:
     policy = GuardPolicy.model_validate_json(POLICY) if on else GuardPolicy()
     agent = Agent(name="echo", model=ScriptedModel(echo=True), guards=policy)
-    if on:  # the detectors load before counting starts
-        for name in ("injection", "pii", "secrets"):
-            registry.detector(name).scan("warm up")
 
     async def loop() -> None:
         egress = ToolEgress()  # one for all runs: making its TLS context costs more than a run
         try:
+            await run_agent(agent, "hello", egress=egress)  # one-time work (imports, loading)
+            if count:
+                _callgrind(True)
             for _ in range(n):
                 await run_agent(agent, "hello", egress=egress)
+            if count:
+                _callgrind(False)
         finally:
             await egress.aclose()
 
@@ -73,13 +94,14 @@ def main() -> None:
     parser.add_argument("--on", action="store_true", help="runs: with the bench's guard policy")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions")
     parser.add_argument("--top", default=25, help="how many (a number) or which (a regex)")
-    args = parser.parse_args()
-    if args.what == "detectors":  # load them before counting starts
-        for name in ("injection", "pii", "secrets"):
-            registry.detector(name).scan("warm up")
-    work = (
-        (lambda: detectors(args.n)) if args.what == "detectors" else (lambda: runs(args.n, args.on))
+    parser.add_argument(
+        "--callgrind", action="store_true", help="under valgrind: instrument the loop only"
     )
+    args = parser.parse_args()
+    if args.what == "detectors":
+        work = lambda: detectors(args.n, args.callgrind)  # noqa: E731
+    else:
+        work = lambda: runs(args.n, args.on, args.callgrind)  # noqa: E731
     if not args.profile:
         work()
         return

@@ -34,7 +34,7 @@ from shipyard.models.resolver import ModelResolver
 from shipyard.runtime.egress import ToolEgress
 from shipyard.runtime.guards import admit_input, guard_input, guard_output
 from shipyard.runtime.hooks import RunHook, run_hooked
-from shipyard.runtime.pseudonyms import PseudonymVault, restoring
+from shipyard.runtime.pseudonyms import PseudonymVault, load_pseudonyms, restoring, save_pseudonyms
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.tenants import TenantPolicies, tenant_guards
 from shipyard.stores.storable import without_lone_surrogates
@@ -259,8 +259,8 @@ class Invoker:
 
     async def _run(self, target: AgentLike, ctx: RunContext) -> RunOutcome:
         started = time.perf_counter()
-        if ctx.pseudonyms is not None and self.pseudonyms is not None:
-            await self.pseudonyms.load(ctx)  # the session's tokens, before its input is judged
+        if ctx.pseudonyms is not None:  # a session's tokens, before its input is judged
+            await load_pseudonyms(self.pseudonyms, ctx)
         judged = guard_input(ctx) if ctx.guard is not None else None  # run.started: as judged
         input, parent_run_id = ctx.request.input, ctx.request.parent_run_id
         lineage = {"parent_run_id": parent_run_id} if parent_run_id else {}
@@ -273,14 +273,14 @@ class Invoker:
             async with limit:
                 if judged is not None:
                     admit_input(ctx, judged)
-                    await self._save_pseudonyms(ctx)
+                    await save_pseudonyms(self.pseudonyms, ctx)
                 if self._hooks:
                     result = await run_hooked(self._hooks, target, ctx)
                 else:  # no coroutine of its own for the hooks' step when there are none
                     result = await target.run(ctx, input)
                 if ctx.guard is not None:
                     result = guard_output(ctx, result)
-                    await self._save_pseudonyms(ctx)
+                    await save_pseudonyms(self.pseudonyms, ctx)
                 result = _storable_result(result, history=ctx.request.session_id is not None)
         except TimeoutError as exc:
             if not limit.expired():  # a timeout inside the agent (a client's), not ours
@@ -316,10 +316,6 @@ class Invoker:
             input=input,
             pseudonyms=ctx.pseudonyms,
         )
-
-    async def _save_pseudonyms(self, ctx: RunContext) -> None:
-        if ctx.pseudonyms is not None and self.pseudonyms is not None:
-            await self.pseudonyms.save(ctx)
 
     def _run_processors(self, guard: RunGuard | None) -> list[EventProcessor]:
         redactor = current_redactor()

@@ -100,6 +100,18 @@ class RestoringSink:
         self._last = None
 
 
+async def load_pseudonyms(vault: PseudonymVault | None, ctx: RunContext) -> None:
+    """``vault.load(ctx)`` for a run that pseudonymizes, if there is a vault."""
+    if vault is not None and ctx.pseudonyms is not None:
+        await vault.load(ctx)
+
+
+async def save_pseudonyms(vault: PseudonymVault | None, ctx: RunContext) -> None:
+    """``vault.save(ctx)`` for a run that pseudonymizes, if there is a vault."""
+    if vault is not None and ctx.pseudonyms is not None:
+        await vault.save(ctx)
+
+
 def restoring(sinks: Sequence[Sink], pseudonyms: Pseudonyms | None) -> list[Sink]:
     """The caller's ``sinks``, restoring when the run pseudonymizes."""
     if pseudonyms is None:
@@ -111,4 +123,11 @@ def _with_text(event: Event, text: str) -> Event:
     return event.model_copy(update={"data": {**event.data, "text": text}})
 
 
-__all__ = ["PseudonymVault", "RestoringSink", "owner_of", "restoring"]
+__all__ = [
+    "PseudonymVault",
+    "RestoringSink",
+    "load_pseudonyms",
+    "owner_of",
+    "restoring",
+    "save_pseudonyms",
+]
