@@ -53,8 +53,9 @@ def _callgrind(on: bool) -> None:
     subprocess.run(["callgrind_control", "-i", state, str(os.getpid())], check=True)
 
 
-def detectors(n: int, count: bool = False) -> None:
-    found = {name: registry.detector(name) for name in ("injection", "pii", "secrets")}
+def detectors(n: int, count: bool = False, only: str | None = None) -> None:
+    names = (only,) if only else ("injection", "pii", "secrets")
+    found = {name: registry.detector(name) for name in names}
     for detector in found.values():
         detector.scan("warm up")  # loaded before counting starts
     if count:
@@ -97,9 +98,10 @@ def main() -> None:
     parser.add_argument(
         "--callgrind", action="store_true", help="under valgrind: instrument the loop only"
     )
+    parser.add_argument("--only", help="detectors: this one alone (injection, pii, secrets)")
     args = parser.parse_args()
     if args.what == "detectors":
-        work = lambda: detectors(args.n, args.callgrind)  # noqa: E731
+        work = lambda: detectors(args.n, args.callgrind, args.only)  # noqa: E731
     else:
         work = lambda: runs(args.n, args.on, args.callgrind)  # noqa: E731
     if not args.profile:

@@ -9,10 +9,12 @@ import json
 import pytest
 
 from shipyard import Agent, GuardPolicy, GuardRule, tool
+from shipyard.agents.context import RunRequest
 from shipyard.errors import ConfigError, InputBlocked
 from shipyard.guard.pipeline import BLOCKED_OUTPUT, REFUSAL, SPOTLIGHT_OPEN, RunGuard
 from shipyard.guard.policy import Surface
 from shipyard.models.base import ToolMessage, UserMessage
+from shipyard.runtime.invoke import Invoker, RunLimits
 from shipyard.telemetry.events import Event
 from shipyard.testing import ScriptedModel, run_agent
 from tests.guard.detectors import ATTACK, CARD
@@ -191,6 +193,25 @@ async def test_a_flagged_answer_streams_unchanged() -> None:
     result, events = await run_agent(agent, "which card?")
     assert result.output == deltas(events) == f"card {CARD}"
     assert guard_events(events) and not leaks(guard_events(events), CARD)
+
+
+async def test_a_decision_is_one_event_whether_the_answer_streams_or_not() -> None:
+    filler = " ".join(f"word{n}" for n in range(30))  # the two cards leave in different deltas
+    text = f"card {CARD} then {filler} and again {CARD.replace(' ', '-')} done"
+    streamed_agent = Agent(name="a", model=ScriptedModel([text]), guards=cards("output", "redact"))
+    _, events = await run_agent(streamed_agent, "which card?")  # deltas streamed
+    [flag] = guard_events(events)
+    assert flag.data["stream"] is True and flag.data["types"] == ["CREDIT_CARD"]
+    assert flag.seq < next(e.seq for e in events if e.type == "llm.response")
+    assert not leaks(events, CARD)
+    quiet = Agent(name="b", model=ScriptedModel([text]), guards=cards("output", "redact"))
+    invoker = Invoker({"b": quiet}, None, RunLimits(default_model="scripted:echo"))
+    seen: list[Event] = []
+    await invoker.invoke(
+        RunRequest(tenant_id="t", agent="b", input="which card?"), sinks=[seen.append]
+    )
+    [final] = guard_events(seen)  # no stream: the final answer's check reports it
+    assert "stream" not in final.data and final.data["action"] == "redact"
 
 
 # -- policies ------------------------------------------------------------------------------

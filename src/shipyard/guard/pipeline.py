@@ -73,7 +73,7 @@ _MEMO_MAX = 16
 class RunGuard:
     """A policy with its detectors, for the runs of one agent."""
 
-    __slots__ = ("_detectors", "_memo", "_rules", "policy")
+    __slots__ = ("_detectors", "_memo", "_reported", "_rules", "policy")
 
     def __init__(self, policy: GuardPolicy) -> None:
         """Looks every detector up now: a policy naming a missing one is a ``ConfigError``."""
@@ -86,6 +86,7 @@ class RunGuard:
             for surface in ("input", "tool_result", "output")
         }
         self._memo: dict[tuple[Surface, str], list[Hit]] | None = None
+        self._reported: dict[str, set[tuple[str, str]]] = {}
 
     def for_run(self) -> RunGuard:
         """This policy for one run: the same detectors, and a memo of the run's scans, so a
@@ -94,8 +95,23 @@ class RunGuard:
         reused for another."""
         run = RunGuard.__new__(RunGuard)
         run.policy, run._detectors, run._rules = self.policy, self._detectors, self._rules
-        run._memo = {}
+        run._memo, run._reported = {}, {}
         return run
+
+    def reported(self, text: str, decisions: dict[tuple[str, str], Decision]) -> None:
+        """Note that the stream reported ``decisions`` (by detector and action) for the answer
+        ``text`` (per run: ``for_run``)."""
+        if self._memo is not None:
+            if len(self._reported) >= _MEMO_MAX:
+                self._reported.clear()
+            self._reported.setdefault(text, set()).update(decisions)
+
+    def unreported(self, text: str, decisions: tuple[Decision, ...]) -> tuple[Decision, ...]:
+        """``decisions`` about ``text`` that its stream has not reported already."""
+        seen = self._reported.get(text)
+        if not seen:
+            return decisions
+        return tuple(d for d in decisions if (d.detector, d.action) not in seen)
 
     def watches(self, surface: Surface) -> bool:
         return bool(self._rules[surface])

@@ -60,7 +60,7 @@ def guard_output(ctx: RunContext, result: RunResult) -> RunResult:
     if not guard.watches("output") or not result.output:
         return result
     judged = guard.check("output", result.output)
-    _emit(ctx, judged.decisions)
+    _emit(ctx, guard.unreported(result.output, judged.decisions))  # each decision counts once
     text = BLOCKED_OUTPUT if judged.blocked else judged.text
     if text is result.output:
         return result
@@ -93,12 +93,13 @@ def _answer(message: Message, before: str, after: str) -> Message:
 
 def audit_blocks(audit: AuditSink) -> Sink:
     """An observer that writes each ``guard.block`` decision to the audit log (outcome
-    ``blocked``; the detector, surface and entity types as detail, never the text). The
-    stream's own decisions are left out: the final answer's stand for them."""
+    ``blocked``; the detector, surface and entity types as detail, never the text). A block
+    on the stream is the answer's only block event (the final answer's check does not repeat
+    it), so each is one row."""
 
     def sink(event: Event) -> None:
-        if event.type != "guard.block" or event.data.get("stream"):
-            return  # a streamed block is the answer's block too: one row, from the answer
+        if event.type != "guard.block":
+            return
         data = event.data
         audit.record(
             AuditEntry(
