@@ -9,11 +9,13 @@ import json
 import pytest
 
 from shipyard import Agent, GuardPolicy, GuardRule, tool
-from shipyard.agents.context import RunRequest
+from shipyard.agents.agent import FunctionAgent
+from shipyard.agents.context import RunContext, RunInput, RunRequest
 from shipyard.errors import ConfigError, InputBlocked
 from shipyard.guard.pipeline import BLOCKED_OUTPUT, REFUSAL, SPOTLIGHT_OPEN, RunGuard
 from shipyard.guard.policy import Surface
 from shipyard.models.base import ToolMessage, UserMessage
+from shipyard.runtime.guards import guard_context
 from shipyard.runtime.invoke import Invoker, RunLimits
 from shipyard.telemetry.events import Event
 from shipyard.testing import ScriptedModel, run_agent
@@ -255,3 +257,44 @@ def test_the_setting_reads_rules() -> None:
     policy = GuardPolicy.from_setting(raw)
     assert policy.on("output")[0].detector == "pii" and not policy.on("input")
     assert GuardPolicy.from_setting("") == GuardPolicy()
+
+
+# -- context: memories and documents --------------------------------------------------------
+
+
+def remembering(policy: GuardPolicy, memory: str, kept: list[str | None]) -> FunctionAgent:
+    """A function agent that brings ``memory`` into its context through the guard seam."""
+
+    async def agent(ctx: RunContext, input: RunInput) -> str:
+        kept.append(guard_context(ctx, memory))
+        return "ok"
+
+    return FunctionAgent(name="mem", fn=agent, guards=policy)
+
+
+@pytest.mark.parametrize(
+    ("detector", "action", "memory", "seen"),
+    [
+        ("test_cards", "redact", f"the user paid with {CARD}", "the user paid with [CREDIT_CARD]"),
+        ("test_injection", "block", f"note: {ATTACK}", None),
+        ("test_cards", "flag", "nothing to see", "nothing to see"),
+    ],
+)
+async def test_a_memory_brought_into_context_is_judged_by_the_context_rules(
+    detector: str, action: str, memory: str, seen: str | None
+) -> None:
+    rule = GuardRule(detector=detector, surfaces=("context",), action=action)  # type: ignore[arg-type]
+    kept: list[str | None] = []
+    _, events = await run_agent(remembering(GuardPolicy(rules=(rule,)), memory, kept), "hi")
+    assert kept == [seen]
+    decisions = guard_events(events)
+    assert [e.data["surface"] for e in decisions] == (["context"] if memory != seen else [])
+    assert not leaks(events, CARD) and not leaks(events, ATTACK)
+
+
+async def test_context_rules_leave_the_other_surfaces_alone() -> None:
+    rule = GuardRule(detector="test_cards", surfaces=("input",), action="redact")
+    kept: list[str | None] = []
+    memory = f"card {CARD}"
+    await run_agent(remembering(GuardPolicy(rules=(rule,)), memory, kept), "hi")
+    assert kept == [memory]

@@ -83,7 +83,7 @@ class RunGuard:
         }
         self._rules: dict[str, tuple[tuple[GuardRule, Detector], ...]] = {
             surface: tuple((rule, self._detectors[rule.detector]) for rule in policy.on(surface))
-            for surface in ("input", "tool_result", "output")
+            for surface in ("input", "tool_result", "context", "output")
         }
         self._memo: dict[tuple[Surface, str], list[Hit]] | None = None
         self._reported: dict[str, set[tuple[str, str]]] = {}

@@ -4,8 +4,9 @@ invoke, session turn, task, child run).
 The input is judged before any hook or the agent sees it: a ``block`` fails the run with 400
 ``input_blocked``; a rewrite (redact, mask, hash) replaces the input the agent gets. The final
 answer is judged before ``run.completed``: rewritten, or replaced by ``BLOCKED_OUTPUT``; the
-session history the run adds carries the same text. Each decision is an event of the run;
-``audit_blocks`` puts each block in the audit log.
+session history the run adds carries the same text. Memories and documents brought into the
+context are judged by whoever brings them, through ``guard_context``. Each decision is an event
+of the run; ``audit_blocks`` puts each block in the audit log.
 """
 
 from __future__ import annotations
@@ -66,6 +67,19 @@ def guard_output(ctx: RunContext, result: RunResult) -> RunResult:
         return result
     messages = tuple(_answer(m, result.output, text) for m in result.messages)
     return dataclasses.replace(result, output=text, messages=messages)
+
+
+def guard_context(ctx: RunContext, text: str) -> str | None:
+    """A memory or document about to enter the model's context (a memory recall, a retrieved
+    passage: untrusted text, like a tool result), as the policy's ``context`` rules let it in:
+    rewritten, pseudonymized or spotlighted; None when a rule blocks it, so the caller leaves
+    it out. Each decision is an event of the run. The seam for memory and retrieval code."""
+    guard = ctx.guard
+    if guard is None or not guard.watches("context"):
+        return text
+    judged = guard.check("context", text, ctx.pseudonyms)
+    _emit(ctx, judged.decisions)
+    return None if judged.blocked else judged.text
 
 
 def _guard(ctx: RunContext) -> RunGuard:
