@@ -43,6 +43,7 @@ from shipyard.runtime.lifecycle import (
 from shipyard.runtime.limits import SLOT_MARGIN_S, Effective, Limiter
 from shipyard.runtime.memory import MemoryHook, MemoryService
 from shipyard.runtime.model_cache import CacheHook
+from shipyard.runtime.pseudonyms import PseudonymVault
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.retention import RetentionKind, TenantRetention, session_ttl_cap
 from shipyard.runtime.services import Services
@@ -431,6 +432,9 @@ def build_services(app: App, settings: Settings) -> Services:
     invoker.calls = Delegation(invoker, tasks)
     artifacts = build_artifacts(settings, records, tenants)
     invoker.artifacts = artifacts
+    invoker.pseudonyms = PseudonymVault(
+        state, ttl_s=settings.pseudonym_ttl_s, session_ttl_s=settings.session_ttl_s
+    )
     retention, eraser = build_lifecycle(
         settings, records, state, tenants, artifacts, audit, recorder, memory.store
     )

@@ -247,7 +247,7 @@ async def _invoke_local(settings: Settings, agent: str, text: str) -> dict[str, 
         outcome = await services.invoker.invoke(request)
     finally:
         await services.close()
-    return {"output": outcome.output, "run_id": outcome.run_id, "usage": outcome.usage.model_dump()}
+    return {"output": outcome.answer, "run_id": outcome.run_id, "usage": outcome.usage.model_dump()}
 
 
 async def _invoke_remote(
@@ -278,7 +278,7 @@ async def _invoke_remote(
 def keys_create(
     tenant: Annotated[str, typer.Option(help="Tenant the key belongs to.")],
     scopes: Annotated[
-        str, typer.Option(help="Comma-separated: admin, invoke, read.")
+        str, typer.Option(help="Comma-separated: admin, invoke, read, pii:reveal.")
     ] = "invoke,read",
     name: Annotated[str, typer.Option(help="A label to recognise the key by.")] = "",
     expires_in: Annotated[

@@ -264,6 +264,14 @@ class Settings(BaseSettings):
         "empty: no guards. An agent's own policy (Agent(guards=...)) replaces it "
         "(docs/guards.md).",
     )
+    pseudonym_ttl_s: float = Field(
+        86400.0,
+        gt=0,
+        le=30 * 86400,
+        description="How long a run's pseudonyms (token -> original, for the guards' "
+        "pseudonymize action) stay in the state store; a session's live as long as the session "
+        "(SHIPYARD_SESSION_TTL_S, renewed on each turn) (docs/guards.md).",
+    )
     tool_allow: str = Field(
         "",
         description="Targets the tools' HTTP client (ctx.http) may reach despite the egress "

@@ -50,7 +50,7 @@ async def run_agent(
     finally:
         if own:
             await tools_egress.aclose()
-    result = RunResult(output=outcome.output, usage=outcome.usage, messages=outcome.messages)
+    result = RunResult(output=outcome.answer, usage=outcome.usage, messages=outcome.messages)
     return result, events
 
 

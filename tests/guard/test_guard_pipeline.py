@@ -9,10 +9,14 @@ import json
 import pytest
 
 from shipyard import Agent, GuardPolicy, GuardRule, tool
+from shipyard.agents.agent import FunctionAgent
+from shipyard.agents.context import RunContext, RunInput, RunRequest
 from shipyard.errors import ConfigError, InputBlocked
 from shipyard.guard.pipeline import BLOCKED_OUTPUT, REFUSAL, SPOTLIGHT_OPEN, RunGuard
 from shipyard.guard.policy import Surface
 from shipyard.models.base import ToolMessage, UserMessage
+from shipyard.runtime.guards import guard_context
+from shipyard.runtime.invoke import Invoker, RunLimits
 from shipyard.telemetry.events import Event
 from shipyard.testing import ScriptedModel, run_agent
 from tests.guard.detectors import ATTACK, CARD
@@ -193,6 +197,25 @@ async def test_a_flagged_answer_streams_unchanged() -> None:
     assert guard_events(events) and not leaks(guard_events(events), CARD)
 
 
+async def test_a_decision_is_one_event_whether_the_answer_streams_or_not() -> None:
+    filler = " ".join(f"word{n}" for n in range(30))  # the two cards leave in different deltas
+    text = f"card {CARD} then {filler} and again {CARD.replace(' ', '-')} done"
+    streamed_agent = Agent(name="a", model=ScriptedModel([text]), guards=cards("output", "redact"))
+    _, events = await run_agent(streamed_agent, "which card?")  # deltas streamed
+    [flag] = guard_events(events)
+    assert flag.data["stream"] is True and flag.data["types"] == ["CREDIT_CARD"]
+    assert flag.seq < next(e.seq for e in events if e.type == "llm.response")
+    assert not leaks(events, CARD)
+    quiet = Agent(name="b", model=ScriptedModel([text]), guards=cards("output", "redact"))
+    invoker = Invoker({"b": quiet}, None, RunLimits(default_model="scripted:echo"))
+    seen: list[Event] = []
+    await invoker.invoke(
+        RunRequest(tenant_id="t", agent="b", input="which card?"), sinks=[seen.append]
+    )
+    [final] = guard_events(seen)  # no stream: the final answer's check reports it
+    assert "stream" not in final.data and final.data["action"] == "redact"
+
+
 # -- policies ------------------------------------------------------------------------------
 
 
@@ -234,3 +257,44 @@ def test_the_setting_reads_rules() -> None:
     policy = GuardPolicy.from_setting(raw)
     assert policy.on("output")[0].detector == "pii" and not policy.on("input")
     assert GuardPolicy.from_setting("") == GuardPolicy()
+
+
+# -- context: memories and documents --------------------------------------------------------
+
+
+def remembering(policy: GuardPolicy, memory: str, kept: list[str | None]) -> FunctionAgent:
+    """A function agent that brings ``memory`` into its context through the guard seam."""
+
+    async def agent(ctx: RunContext, input: RunInput) -> str:
+        kept.append(guard_context(ctx, memory))
+        return "ok"
+
+    return FunctionAgent(name="mem", fn=agent, guards=policy)
+
+
+@pytest.mark.parametrize(
+    ("detector", "action", "memory", "seen"),
+    [
+        ("test_cards", "redact", f"the user paid with {CARD}", "the user paid with [CREDIT_CARD]"),
+        ("test_injection", "block", f"note: {ATTACK}", None),
+        ("test_cards", "flag", "nothing to see", "nothing to see"),
+    ],
+)
+async def test_a_memory_brought_into_context_is_judged_by_the_context_rules(
+    detector: str, action: str, memory: str, seen: str | None
+) -> None:
+    rule = GuardRule(detector=detector, surfaces=("context",), action=action)  # type: ignore[arg-type]
+    kept: list[str | None] = []
+    _, events = await run_agent(remembering(GuardPolicy(rules=(rule,)), memory, kept), "hi")
+    assert kept == [seen]
+    decisions = guard_events(events)
+    assert [e.data["surface"] for e in decisions] == (["context"] if memory != seen else [])
+    assert not leaks(events, CARD) and not leaks(events, ATTACK)
+
+
+async def test_context_rules_leave_the_other_surfaces_alone() -> None:
+    rule = GuardRule(detector="test_cards", surfaces=("input",), action="redact")
+    kept: list[str | None] = []
+    memory = f"card {CARD}"
+    await run_agent(remembering(GuardPolicy(rules=(rule,)), memory, kept), "hi")
+    assert kept == [memory]

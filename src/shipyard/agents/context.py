@@ -11,6 +11,7 @@ import httpx
 from shipyard.agents.memory import RunMemory
 from shipyard.errors import ConfigError
 from shipyard.guard.pipeline import RunGuard
+from shipyard.guard.pseudonyms import Pseudonyms
 from shipyard.models.base import ChatModel, Message, Usage
 from shipyard.models.instrumented import InstrumentedModel
 from shipyard.models.resolver import ModelResolver
@@ -130,6 +131,8 @@ class RunContext:
     model_calls: int = 0
     guard: RunGuard | None = None
     """The run's guard policy, ready to check text (None: no rules); the invoker sets it."""
+    pseudonyms: Pseudonyms | None = field(default=None, repr=False)
+    """The run's (or its session's) pseudonyms, when its guard policy pseudonymizes."""
     artifact_writer: ArtifactWriter | None = field(default=None, repr=False)
     memory: RunMemory | None = field(default=None, repr=False)
     """``ctx.memory``: the long-term memories of the run's tenant, agent and subject (set by the

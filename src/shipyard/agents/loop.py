@@ -128,8 +128,11 @@ async def _run_tool(agent: Agent, ctx: RunContext, call: ToolCall) -> ToolResult
     else:
         # runs inside its own gather task: the step is this tool's alone
         current_step.set(ctx.step(span))
+        arguments = call.arguments  # a tool gets the originals of the run's pseudonyms
+        if ctx.pseudonyms is not None:
+            arguments = ctx.pseudonyms.restore_json(arguments)
         result = await tool.call(
-            call.arguments, default_timeout_s=agent.tool_timeout_s or ctx.tool_timeout_s, ctx=ctx
+            arguments, default_timeout_s=agent.tool_timeout_s or ctx.tool_timeout_s, ctx=ctx
         )
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
     if ctx.guard is not None and ctx.guard.watches("tool_result"):
@@ -163,7 +166,7 @@ def _guarded(ctx: RunContext, span: str, result: ToolResult) -> ToolResult:
     injection): refused, spotlighted or rewritten; each decision is an event of the tool's
     step."""
     assert ctx.guard is not None
-    judged = ctx.guard.check("tool_result", result.content)
+    judged = ctx.guard.check("tool_result", result.content, ctx.pseudonyms)
     for decision in judged.decisions:
         ctx.emit(decision.event_type, span, **decision.data())
     if judged.blocked:

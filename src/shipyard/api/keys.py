@@ -16,7 +16,10 @@ from shipyard.stores.records.base import ApiKeyRecord, KeyRecords, Scope
 from shipyard.telemetry.events import new_id
 
 KEY_PREFIX = "sk_shp_"
-SCOPES: tuple[Scope, ...] = ("admin", "invoke", "read")
+SCOPES: tuple[Scope, ...] = ("admin", "invoke", "read", "pii:reveal")
+EXPLICIT: frozenset[str] = frozenset({"pii:reveal"})
+"""Scopes that ``admin`` does not cover: a key must be given them by name (``pii:reveal``
+reads the originals behind a run's pseudonyms, docs/guards.md)."""
 DEFAULT_TENANT = "default"
 _CACHE_MAX = 10_000
 
@@ -32,9 +35,9 @@ def hash_key(secret: str) -> str:
 class Principal:
     """Who is calling: a tenant and what its key may do.
 
-    ``admin`` covers every scope within the key's tenant. ``operator`` is an admin key of the
-    operator's tenant (``SHIPYARD_OPERATOR_TENANT``, default ``default``): only it may act
-    across tenants.
+    ``admin`` covers every scope within the key's tenant but the ``EXPLICIT`` ones.
+    ``operator`` is an admin key of the operator's tenant (``SHIPYARD_OPERATOR_TENANT``,
+    default ``default``): only it may act across tenants.
     """
 
     tenant_id: str
@@ -43,7 +46,7 @@ class Principal:
     operator: bool = False
 
     def require(self, scope: Scope) -> None:
-        if scope not in self.scopes and "admin" not in self.scopes:
+        if scope not in self.scopes and ("admin" not in self.scopes or scope in EXPLICIT):
             raise Forbidden(f"this key lacks the {scope!r} scope")
 
     def require_operator(self) -> None:

@@ -39,7 +39,7 @@ class InvokeResponse(BaseModel):
         return cls(
             run_id=outcome.run_id,
             agent=outcome.agent,
-            output=outcome.output,
+            output=outcome.answer,
             usage=outcome.usage,
             trace_id=outcome.trace_id,
             latency_ms=outcome.latency_ms,
@@ -116,6 +116,14 @@ class RunPage(BaseModel):
 
 class EventList(BaseModel):
     events: list[Event]
+
+
+class RevealedPseudonyms(BaseModel):
+    """The originals behind a run's tokens (``pii:reveal``)."""
+
+    run_id: str
+    session_id: str | None = None
+    tokens: dict[str, str]
 
 
 class ErrorBody(BaseModel):

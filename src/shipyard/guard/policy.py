@@ -2,10 +2,12 @@
 
 A policy is a list of rules. Each rule names a detector (``injection``, ``pii``, ``secrets``,
 or one registered in ``guard.registry``), the surfaces it watches (``input``: the run's input;
-``tool_result``: every tool result before the model sees it; ``output``: every streamed delta
-and the final answer), an action (``shipyard.guard.base.Action``) and a score threshold below
-which a finding is ignored. ``hold_back`` bounds the streamed output held back so that an
-entity split across deltas is never emitted (docs/guards.md).
+``tool_result``: every tool result before the model sees it; ``context``: memories and
+documents brought into the model's context, through ``runtime.guards.guard_context``;
+``output``: every streamed delta and the final answer), an action
+(``shipyard.guard.base.Action``) and a score threshold below which a finding is ignored.
+``hold_back`` bounds the streamed output held back so that an entity split across deltas is
+never emitted (docs/guards.md).
 
 The server-wide default is ``SHIPYARD_GUARDS`` (this model as JSON); an agent's own policy
 (``Agent(guards=GuardPolicy(...))``) replaces it for that agent's runs.
@@ -20,9 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from shipyard.errors import ConfigError
 from shipyard.guard.base import Action
 
-Surface = Literal["input", "tool_result", "output"]
+Surface = Literal["input", "tool_result", "context", "output"]
 
-TRANSFORMS: frozenset[str] = frozenset({"redact", "mask", "hash"})
+TRANSFORMS: frozenset[str] = frozenset({"redact", "mask", "hash", "pseudonymize"})
 """Actions that rewrite the text in place (each finding's span)."""
 
 
@@ -38,10 +40,10 @@ class GuardRule(BaseModel):
 
     @model_validator(mode="after")
     def _fits(self) -> GuardRule:
-        if self.action == "pseudonymize":
-            raise ValueError("action 'pseudonymize' is not available yet")
-        if self.action == "spotlight" and "output" in self.surfaces:
-            raise ValueError("'spotlight' marks text the model reads: not for the output surface")
+        if self.action in ("spotlight", "pseudonymize") and "output" in self.surfaces:
+            raise ValueError(
+                f"'{self.action}' rewrites text the model reads: not for the output surface"
+            )
         return self
 
 

@@ -4,8 +4,9 @@ invoke, session turn, task, child run).
 The input is judged before any hook or the agent sees it: a ``block`` fails the run with 400
 ``input_blocked``; a rewrite (redact, mask, hash) replaces the input the agent gets. The final
 answer is judged before ``run.completed``: rewritten, or replaced by ``BLOCKED_OUTPUT``; the
-session history the run adds carries the same text. Each decision is an event of the run;
-``audit_blocks`` puts each block in the audit log.
+session history the run adds carries the same text. Memories and documents brought into the
+context are judged by whoever brings them, through ``guard_context``. Each decision is an event
+of the run; ``audit_blocks`` puts each block in the audit log.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def guard_input(ctx: RunContext) -> Verdict | None:
     if not guard.watches("input") or (not isinstance(original, str) and at is None):
         return None
     text = original if isinstance(original, str) else str(original[at or 0].content)
-    judged = guard.check("input", text)
+    judged = guard.check("input", text, ctx.pseudonyms)
     if judged.blocked or judged.text is text:
         return judged
     input: RunInput = judged.text
@@ -60,12 +61,25 @@ def guard_output(ctx: RunContext, result: RunResult) -> RunResult:
     if not guard.watches("output") or not result.output:
         return result
     judged = guard.check("output", result.output)
-    _emit(ctx, judged.decisions)
+    _emit(ctx, guard.unreported(result.output, judged.decisions))  # each decision counts once
     text = BLOCKED_OUTPUT if judged.blocked else judged.text
     if text is result.output:
         return result
     messages = tuple(_answer(m, result.output, text) for m in result.messages)
     return dataclasses.replace(result, output=text, messages=messages)
+
+
+def guard_context(ctx: RunContext, text: str) -> str | None:
+    """A memory or document about to enter the model's context (a memory recall, a retrieved
+    passage: untrusted text, like a tool result), as the policy's ``context`` rules let it in:
+    rewritten, pseudonymized or spotlighted; None when a rule blocks it, so the caller leaves
+    it out. Each decision is an event of the run. The seam for memory and retrieval code."""
+    guard = ctx.guard
+    if guard is None or not guard.watches("context"):
+        return text
+    judged = guard.check("context", text, ctx.pseudonyms)
+    _emit(ctx, judged.decisions)
+    return None if judged.blocked else judged.text
 
 
 def _guard(ctx: RunContext) -> RunGuard:
@@ -93,12 +107,13 @@ def _answer(message: Message, before: str, after: str) -> Message:
 
 def audit_blocks(audit: AuditSink) -> Sink:
     """An observer that writes each ``guard.block`` decision to the audit log (outcome
-    ``blocked``; the detector, surface and entity types as detail, never the text). The
-    stream's own decisions are left out: the final answer's stand for them."""
+    ``blocked``; the detector, surface and entity types as detail, never the text). A block
+    on the stream is the answer's only block event (the final answer's check does not repeat
+    it), so each is one row."""
 
     def sink(event: Event) -> None:
-        if event.type != "guard.block" or event.data.get("stream"):
-            return  # a streamed block is the answer's block too: one row, from the answer
+        if event.type != "guard.block":
+            return
         data = event.data
         audit.record(
             AuditEntry(

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -24,8 +24,9 @@ from shipyard.errors import (
     ShipyardError,
     StoreError,
 )
-from shipyard.guard.pipeline import RunGuard
+from shipyard.guard.pipeline import RunGuard, Verdict
 from shipyard.guard.policy import NO_GUARDS, GuardPolicy
+from shipyard.guard.pseudonyms import Pseudonyms
 from shipyard.guard.rules import EgressRules
 from shipyard.guard.stream import OutputFilter
 from shipyard.models.base import AssistantMessage, ChatModel, Message, Usage, UserMessage
@@ -34,6 +35,7 @@ from shipyard.runtime.egress import ToolEgress
 from shipyard.runtime.guards import admit_input, guard_input, guard_output
 from shipyard.runtime.hooks import RunHook, run_hooked
 from shipyard.runtime.limits import calling_key
+from shipyard.runtime.pseudonyms import PseudonymVault, load_pseudonyms, restoring, save_pseudonyms
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.tenants import TenantPolicies, tenant_guards
 from shipyard.stores.storable import without_lone_surrogates
@@ -69,6 +71,16 @@ class RunOutcome:
     messages: tuple[Message, ...] = ()
     """What the run added to the conversation after its input (the answer, tool calls and
     results); a function agent's answer as one assistant message."""
+    input: RunInput | None = None
+    """The input as the guard policy let it in (redacted, pseudonymized...): what the model
+    read, and what a session's history keeps."""
+    pseudonyms: Pseudonyms | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def answer(self) -> str:
+        """The output as its caller gets it: pseudonyms restored (``output`` keeps the
+        tokens, as the records, the history and a calling agent do)."""
+        return self.output if self.pseudonyms is None else self.pseudonyms.restore(self.output)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +131,9 @@ class Invoker:
         self.calls: AgentCalls | None = None
         self.artifacts: ArtifactWriter | None = None
         """Where runs' ``ctx.artifacts`` go (set by the composition root)."""
+        self.pseudonyms: PseudonymVault | None = None
+        """Where pseudonymizing runs keep their mapping (set by the composition root; None:
+        each run's mapping lives only as long as the run)."""
         """How this invoker's runs reach other agents (set by the composition root)."""
         self._inflight: set[asyncio.Task[Any]] = set()
 
@@ -160,6 +175,8 @@ class Invoker:
         request = _with_parent(request)
         parent = request.parent
         guard = await self._run_guard(target, request.tenant_id)
+        guard = guard.for_run() if guard is not None else None  # its scans memoised per run
+        pseudonyms = Pseudonyms() if guard is not None and guard.pseudonymizes else None
         emitter = Emitter(
             run_id=request.run_id,
             tenant_id=request.tenant_id,
@@ -167,7 +184,7 @@ class Invoker:
             trace_id=parent.trace_id if parent else new_trace_id(),
             span_id=new_span_id(),
             parent_span_id=parent.span_id if parent else None,
-            sinks=[_storable(*self._sinks, *sinks)],
+            sinks=[_storable(*self._sinks, *restoring(sinks, pseudonyms))],
             stream_deltas=stream_deltas,
             processors=self._run_processors(guard),
             session_id=request.session_id,
@@ -186,6 +203,7 @@ class Invoker:
             metadata=dict(request.metadata),
             guard=guard,
             artifact_writer=self.artifacts,
+            pseudonyms=pseudonyms,
         )
         task = asyncio.current_task()
         if task is not None:
@@ -242,12 +260,8 @@ class Invoker:
 
     async def _run(self, target: AgentLike, ctx: RunContext) -> RunOutcome:
         started = time.perf_counter()
-        judged = guard_input(ctx) if ctx.guard is not None else None  # run.started: as judged
-        input, parent_run_id = ctx.request.input, ctx.request.parent_run_id
-        lineage = {"parent_run_id": parent_run_id} if parent_run_id else {}
-        if (key_id := calling_key.get()) is not None:  # usage by key (records.usage)
-            lineage["key_id"] = key_id
-        ctx.emit("run.started", input=_jsonable(input), metadata=ctx.metadata, **lineage)
+        judged = await self._begin(ctx)
+        input = ctx.request.input
         timeout_s = self._timeout_s(ctx.request)
         limit = asyncio.timeout(timeout_s)
         step = current_step.set(ctx.step(ctx.emitter.span_id))  # a function agent's children
@@ -256,12 +270,14 @@ class Invoker:
             async with limit:
                 if judged is not None:
                     admit_input(ctx, judged)
+                    await save_pseudonyms(self.pseudonyms, ctx)
                 if self._hooks:
                     result = await run_hooked(self._hooks, target, ctx)
                 else:  # no coroutine of its own for the hooks' step when there are none
                     result = await target.run(ctx, input)
                 if ctx.guard is not None:
                     result = guard_output(ctx, result)
+                    await save_pseudonyms(self.pseudonyms, ctx)
                 result = _storable_result(result, history=ctx.request.session_id is not None)
         except TimeoutError as exc:
             if not limit.expired():  # a timeout inside the agent (a client's), not ours
@@ -294,7 +310,24 @@ class Invoker:
             trace_id=ctx.emitter.trace_id,
             latency_ms=latency_ms,
             messages=_added(input, result),
+            input=input,
+            pseudonyms=ctx.pseudonyms,
         )
+
+    async def _begin(self, ctx: RunContext) -> Verdict | None:
+        """The run's start: a session's pseudonyms loaded (before its input is judged), the
+        input judged, then ``run.started`` with the input as judged."""
+        if ctx.pseudonyms is not None:
+            await load_pseudonyms(self.pseudonyms, ctx)
+        judged = guard_input(ctx) if ctx.guard is not None else None
+        parent_run_id = ctx.request.parent_run_id
+        lineage = {"parent_run_id": parent_run_id} if parent_run_id else {}
+        if (key_id := calling_key.get()) is not None:  # usage by key (records.usage)
+            lineage["key_id"] = key_id
+        ctx.emit(
+            "run.started", input=_jsonable(ctx.request.input), metadata=ctx.metadata, **lineage
+        )
+        return judged
 
     def _run_processors(self, guard: RunGuard | None) -> list[EventProcessor]:
         redactor = current_redactor()

@@ -61,6 +61,15 @@ _MESSAGE: TypeAdapter[Message] = TypeAdapter(Message)
 _MESSAGES: TypeAdapter[list[Message]] = TypeAdapter(list[Message])
 
 
+def _as_judged(said: list[Message], outcome: RunOutcome) -> list[Message]:
+    """The turn's messages as the guard let them in (redacted, pseudonymized): what the
+    history keeps, so that later turns never send the model what the guard took out."""
+    judged = outcome.input
+    if not isinstance(judged, list) or len(judged) < len(said):
+        return said
+    return judged[len(judged) - len(said) :]
+
+
 def _decode(items: list[bytes]) -> list[Message]:
     """A stored history in one parse (one call into pydantic-core, not one per message)."""
     return _MESSAGES.validate_json(b"[" + b",".join(items) + b"]")
@@ -246,7 +255,7 @@ class SessionService:
                     )
             else:
                 outcome = await run()
-            await self._commit(keys, raw, meta, [*said, *outcome.messages])
+            await self._commit(keys, raw, meta, [*_as_judged(said, outcome), *outcome.messages])
             return outcome
         finally:
             self.active_turns -= 1

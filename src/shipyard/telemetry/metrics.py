@@ -262,9 +262,7 @@ class Metrics:
             self._child(self.tool_errors, key).inc()
 
     def _guard_flag(self, event: Event) -> None:
-        data = event.data
-        if data.get("stream"):  # the final answer's decision counts it (docs/guards.md)
-            return
+        data = event.data  # each decision is one event, streamed or not (docs/guards.md)
         key = ("guard", data.get("guard") or "unknown", data.get("action") or "unknown")
         self._child(self.guard_flags, key).inc()
 

@@ -10,7 +10,7 @@ from shipyard.api.auth import require
 from shipyard.api.errors import responses
 from shipyard.api.fields import INT32_MAX, Text
 from shipyard.api.keys import Principal
-from shipyard.api.schemas import EventList, RunPage
+from shipyard.api.schemas import EventList, RevealedPseudonyms, RunPage
 from shipyard.api.served import served
 from shipyard.api.state import services
 from shipyard.errors import RunNotFound
@@ -66,3 +66,23 @@ async def run_events(
         raise RunNotFound(f"no run {run_id!r}")
     events = await records.list_events(principal.tenant_id, run_id, after_seq=after, limit=limit)
     return EventList(events=events)
+
+
+@router.get("/{run_id}/pseudonyms", response_model=RevealedPseudonyms, responses=_ERRORS)
+async def reveal_pseudonyms(
+    run_id: Text,
+    request: Request,
+    principal: Annotated[Principal, Depends(require("pii:reveal"))],
+) -> RevealedPseudonyms:
+    """The originals behind the run's pseudonyms (its session's, for a turn), while they live
+    in the state store. Needs the ``pii:reveal`` scope by name (``admin`` alone is not
+    enough); each reveal is a row of the audit log, as every request is."""
+    found = services(request)
+    run = await found.records.get_run(principal.tenant_id, run_id)
+    if run is None:
+        raise RunNotFound(f"no run {run_id!r}")
+    vault = found.invoker.pseudonyms
+    tokens = None if vault is None else await vault.reveal(run.tenant_id, run_id, run.session_id)
+    if tokens is None:
+        raise RunNotFound(f"run {run_id!r} has no pseudonyms (it made none, or they expired)")
+    return RevealedPseudonyms(run_id=run_id, session_id=run.session_id, tokens=tokens)

@@ -21,7 +21,7 @@ from shipyard.stores.records.usage_base import UsageRecords
 from shipyard.telemetry.events import Event
 
 RunStatus = Literal["running", "succeeded", "failed"]
-Scope = Literal["admin", "invoke", "read"]
+Scope = Literal["admin", "invoke", "read", "pii:reveal"]
 RunKind = Literal["invoke", "session", "task"]
 """How a run was started: a stateless invoke (or a child run), a session's turn, a task."""
 TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "dead"]
