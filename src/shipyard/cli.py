@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from shipyard.cli_audit import admin_entry, audit_cli, parse_duration, with_store
+from shipyard.cli_doctor import doctor
 from shipyard.cli_guard import guard_cli
 from shipyard.config import Settings, load_settings
 from shipyard.errors import ShipyardError
@@ -183,6 +184,9 @@ def _serve_workers(settings: Settings, asgi: Any, workers: int, options: dict[st
     typer.echo(f"Shipyard serving on {url} with {workers} processes (docs at /docs)", err=True)
     typer.echo(default_model_line(settings), err=True)
     serve_workers(settings, workers, options)
+
+
+cli.command()(doctor)
 
 
 @cli.command()
