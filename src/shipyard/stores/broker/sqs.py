@@ -284,6 +284,8 @@ class SqsBroker:
         only work queue (or briefly the lowest of several) when all are empty."""
         urls = await self.queues.work_urls(queue)
         ordered = [urls[p] for p in sorted(urls, reverse=True)]
+        if not ordered:  # made by ``consume``; deleted since: make the first again
+            ordered = [await self.queues.work_url(queue, 0)]
         for url in ordered[:-1]:
             got = await self._receive_from(queue, url, count, wait_s=0)
             if got:

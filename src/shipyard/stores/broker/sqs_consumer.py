@@ -209,6 +209,10 @@ class Consumer:
                 log.warning("sqs_receive_failed", queue=self.queue, error=str(e))
                 await asyncio.sleep(POLL_PAUSE_S)
                 continue
+            except Exception:  # a bug must not silently end the polling: log it, go on
+                log.exception("sqs_receive_failed", queue=self.queue)
+                await asyncio.sleep(POLL_PAUSE_S)
+                continue
             lease_until = started + self.link.visibility_s
             for item in received:
                 delivery = SqsDelivery(self, item, lease_until)
