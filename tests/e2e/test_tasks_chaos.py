@@ -2,15 +2,13 @@
 during a run, and RabbitMQ itself stopped and started again during a run. Either way every
 acknowledged task (202) ends ``succeeded``, exactly once in the records.
 
-The worker test runs on a virtual host of its own on the shared RabbitMQ (which is never
-restarted), and on SQS (moto's server, a queue prefix of its own); the RabbitMQ restart test
-starts a private RabbitMQ node (own node name, ports, data and log folders, no plugins) and
-restarts that one.
+The worker test uses a virtual host of its own on the shared RabbitMQ (which is never
+restarted); the RabbitMQ restart test starts a private RabbitMQ node (own node name, ports, data
+and log folders, no plugins) and restarts that one.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import random
@@ -184,34 +182,15 @@ def rabbit_vhost() -> Iterator[str]:
     subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True, timeout=60)
 
 
-@pytest.fixture
-def sqs_broker() -> Iterator[dict[str, str]]:
-    """The SQS broker on moto under a fresh prefix (a killed worker's tasks come back 5 s after
-    it died, its visibility timeout); its queues are deleted afterwards."""
-    from tests.stores.broker.conftest import SQS_ENV, delete_sqs_queues, sqs_backend
-
-    backend = asyncio.run(sqs_backend())
-    asyncio.run(backend.close())
-    url = f"sqs://{backend.prefix}?visibility_s=5&wait_s=1"
-    yield SQS_ENV | {"SHIPYARD_BROKER_URL": url}
-    asyncio.run(delete_sqs_queues(backend.prefix))
-
-
-@pytest.fixture(params=["rabbitmq", pytest.param("sqs", marks=pytest.mark.sqs)])
-def chaos_broker(request: pytest.FixtureRequest) -> dict[str, str]:
-    """The broker's settings: a virtual host of the shared RabbitMQ, or SQS (moto)."""
-    if request.param == "sqs":
-        return dict(request.getfixturevalue("sqs_broker"))
-    return {"SHIPYARD_BROKER_URL": request.getfixturevalue("rabbit_vhost")}
-
-
 def test_workers_killed_at_random_lose_nothing_and_duplicate_nothing(
-    tmp_path: Path, chaos_broker: dict[str, str]
+    tmp_path: Path, rabbit_vhost: str
 ) -> None:
     """1,000 tasks, two workers; every 1-2 s one of them is killed (SIGKILL) and replaced.
     Each task's model takes 300 ms, so kills land mid-task as well as between tasks."""
     count, rng = 1000, random.Random()
-    server = ServerProcess(home=tmp_path, app=APP, env_extra=chaos_broker).start()
+    server = ServerProcess(
+        home=tmp_path, app=APP, env_extra={"SHIPYARD_BROKER_URL": rabbit_vhost}
+    ).start()
     workers = [WorkerProcess(server, concurrency=16).start() for _ in range(2)]
     submitted = Submitted()
 
