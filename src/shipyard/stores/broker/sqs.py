@@ -47,7 +47,7 @@ from shipyard.stores.broker.base import (
     check_queue,
 )
 from shipyard.stores.broker.local_results import MAX_QUEUED, ResultSubscription
-from shipyard.stores.broker.sqs_consumer import Consumer, Received, batches
+from shipyard.stores.broker.sqs_consumer import Consumer, Deletes, Received, batches
 from shipyard.stores.broker.sqs_errors import translate
 from shipyard.stores.broker.sqs_queues import SqsQueues
 from shipyard.stores.broker.sqs_results import ResultsTopic
@@ -99,6 +99,7 @@ class SqsBroker:
         )
         self._consumers: set[Consumer] = set()
         self._results = ResultsTopic(self, MAX_QUEUED)
+        self._deletes = Deletes(self._delete_batch)
         self._closed = False
 
     @classmethod
@@ -354,8 +355,16 @@ class SqsBroker:
         return failed
 
     async def delete(self, url: str, receipt: str) -> None:
+        """Delete a received message; the deletes of one moment go in one batch call."""
+        await self._deletes.submit(url, receipt)
+
+    async def _delete_batch(self, url: str, receipts: list[str]) -> set[str]:
         sqs = await self.queues.sqs()
-        await sqs.delete_message(QueueUrl=url, ReceiptHandle=receipt)
+        answer = await sqs.delete_message_batch(
+            QueueUrl=url,
+            Entries=[{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(receipts)],
+        )
+        return {receipts[int(failed["Id"])] for failed in answer.get("Failed", [])}
 
     async def send(
         self, queue: str, message: TaskMessage, *, delay_s: float = 0, dead: str | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -240,6 +240,53 @@ class Consumer:
         for delivery in deliveries:
             if delivery.entry[1] not in failed and delivery in self._unsettled:
                 delivery.lease_until = started + self.link.visibility_s
+
+
+_Waiting = tuple[str, "asyncio.Future[None]"]  # a receipt to delete, and who waits for it
+
+
+class Deletes:
+    """The deletes (acks) of one loop turn, sent as one ``DeleteMessageBatch`` per queue (ten
+    entries each) instead of one call each: a worker's tasks often finish together."""
+
+    def __init__(self, send: Callable[[str, list[str]], Awaitable[set[str]]]) -> None:
+        self._send = send  # (url, receipts) -> the receipts SQS failed to delete
+        self._pending: dict[str, list[_Waiting]] = {}
+        self._scheduled = False
+
+    def submit(self, url: str, receipt: str) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._pending.setdefault(url, []).append((receipt, done))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(lambda: asyncio.ensure_future(self._flush()))
+        return done
+
+    async def _flush(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, {}
+        for url, items in pending.items():
+            for batch in batches(items):
+                await self._send_batch(url, batch)
+
+    async def _send_batch(
+        self, url: str, batch: Sequence[tuple[str, asyncio.Future[None]]]
+    ) -> None:
+        try:
+            failed = await self._send(url, [receipt for receipt, _ in batch])
+        except Exception as exc:  # handed to each ack, which reports it
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        for receipt, done in batch:
+            if done.done():
+                continue
+            if receipt in failed:
+                done.set_exception(StoreError("broker (sqs) ack: SQS did not delete the message"))
+            else:
+                done.set_result(None)
 
 
 def batches(items: Sequence[Any], size: int = 10) -> list[Sequence[Any]]:
