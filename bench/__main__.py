@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import blobs, guards, invoke, memory, security, sessions, tasks, ui
+from bench import blobs, compute, guards, invoke, memory, security, sessions, tasks, ui
 from bench.common import (
     BenchConfig,
     BenchFn,
@@ -43,6 +43,7 @@ BENCHMARKS: dict[str, BenchFn] = {
     "blobs": blobs.run,
     "memory": memory.run,
     "ui": ui.run,
+    "compute": compute.run,
 }
 
 

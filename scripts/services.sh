@@ -78,4 +78,11 @@ if [ ! -x /usr/bin/chromium ]; then
       || echo "==> Chromium: could not install it, the browser tests will say so"
   else echo "==> Chromium: not installed (apt-get install chromium), the browser tests will say so"; fi
 fi
+# moto's server mode (SQS and SNS over HTTP, in memory) for the SQS broker tests, on 18400. It
+# comes with the dev dependencies (moto[server]), in the project's environment.
+MOTO="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/moto_server"
+[ -x "$MOTO" ] || MOTO="$(command -v moto_server || true)"
+if [ -n "$MOTO" ]; then
+  start 18400 "moto (SQS :18400)" sh -c "nohup '$MOTO' -H 127.0.0.1 -p 18400 >/tmp/shipyard-moto.log 2>&1 &"
+elif ! up 18400; then echo "==> moto: not installed (make venv), tests that need it will say so"; fi
 exit 0

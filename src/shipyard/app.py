@@ -93,6 +93,7 @@ BROKERS: Mapping[str, str] = MappingProxyType(
         "sqlite": "shipyard.stores.broker.embedded:EmbeddedBroker",
         "amqp": "shipyard.stores.broker.rabbitmq:RabbitBroker",
         "amqps": "shipyard.stores.broker.rabbitmq:RabbitBroker",
+        "sqs": "shipyard.stores.broker.sqs:SqsBroker",  # region, credentials: the AWS way
     }
 )
 """URL scheme -> ``module:class`` of the task broker (``SHIPYARD_BROKER_URL``)."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from shipyard.cli_audit import admin_entry, audit_cli, parse_duration, with_store
+from shipyard.cli_doctor import doctor
 from shipyard.cli_guard import guard_cli
 from shipyard.config import Settings, load_settings
 from shipyard.errors import ShipyardError
@@ -97,6 +98,15 @@ def serve(
     app: AppOption = None,
     host: Annotated[str | None, typer.Option(help="Listen address (SHIPYARD_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port (SHIPYARD_PORT).")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Server processes sharing the port (uvicorn's process manager); "
+            "1: this process serves.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the app's agents over HTTP."""
     import uvicorn
@@ -111,18 +121,24 @@ def serve(
     except ShipyardError as exc:
         typer.secho(f"error: {exc.message}", fg="red", err=True)
         raise typer.Exit(2) from None
-    config = uvicorn.Config(
-        asgi,
-        host=settings.host,
-        port=settings.port,
-        http=headers_deadline_protocol(settings.request_timeout_s),  # httptools, headers timed
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
         # a WebSocket message is bounded like a body: over max_body_bytes the route answers
         # payload_too_large; far over it, the server closes (1009) before reading it all
-        ws_max_size=settings.max_body_bytes + WS_SLACK_BYTES,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        log_config=None,  # uvicorn's records go through our logging (JSON or console)
-        timeout_graceful_shutdown=10,
+        "ws_max_size": settings.max_body_bytes + WS_SLACK_BYTES,
+        "log_level": settings.log_level,
+        "access_log": settings.access_log,
+        "log_config": None,  # uvicorn's records go through our logging (JSON or console)
+        "timeout_graceful_shutdown": 10,
+    }
+    if workers > 1:
+        _serve_workers(settings, asgi, workers, options)
+        return
+    config = uvicorn.Config(
+        asgi,
+        http=headers_deadline_protocol(settings.request_timeout_s),  # httptools, headers timed
+        **options,
     )
 
     async def main() -> None:
@@ -144,6 +160,33 @@ def serve(
     flush_before_signals(signal.SIGTERM, signal.SIGINT)
 
     _run(main, uvloop.run)
+
+
+def _serve_workers(settings: Settings, asgi: Any, workers: int, options: dict[str, Any]) -> None:
+    """``serve --workers N``: the stores checked and prepared here once, then N children."""
+    from shipyard.app import check_stores, prepare_stores
+    from shipyard.cli_serve import serve_workers, several_process_problems
+
+    problems = several_process_problems(settings)
+    if problems:
+        typer.secho(f"error: --workers {workers}: " + "; ".join(problems), fg="red", err=True)
+        raise typer.Exit(2)
+
+    async def prepare() -> None:
+        try:
+            await check_stores(asgi.state.services, settings)
+            await prepare_stores(asgi.state.services.records, asgi.state.keys, settings)
+        finally:
+            await asgi.state.services.close()
+
+    _run(prepare)
+    url = f"http://{settings.host}:{settings.port}"
+    typer.echo(f"Shipyard serving on {url} with {workers} processes (docs at /docs)", err=True)
+    typer.echo(default_model_line(settings), err=True)
+    serve_workers(settings, workers, options)
+
+
+cli.command()(doctor)
 
 
 @cli.command()

@@ -43,8 +43,9 @@ class Settings(BaseSettings):
     )
     broker_url: str | None = Field(
         None,
-        description="Broker URL for tasks: sqlite:///path (embedded) or "
-        "amqp://user:pass@host:5672/. Default: a SQLite file in the home folder.",
+        description="Broker URL for tasks: sqlite:///path (embedded), "
+        "amqp://user:pass@host:5672/ or sqs://<queue name prefix> (AWS_REGION, credentials and "
+        "AWS_ENDPOINT_URL_SQS the AWS way). Default: a SQLite file in the home folder.",
     )
     blob_url: str | None = Field(
         None,

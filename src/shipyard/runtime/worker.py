@@ -179,6 +179,11 @@ class Worker:
 
             task.add_done_callback(done)
 
+    async def handle(self, delivery: Delivery) -> None:
+        """Run one delivery and settle it, as ``run`` does each: for a caller that receives
+        the messages itself (the SQS Lambda handler, ``serverless/sqs``)."""
+        await self._handle(delivery)
+
     async def _handle(self, delivery: Delivery) -> None:
         self._heartbeat.running += 1
         try:

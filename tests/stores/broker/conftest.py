@@ -1,9 +1,10 @@
-"""Fixtures for the broker contract: one ``backend`` per broker (SQLite file, RabbitMQ).
+"""Fixtures for the broker contract: one ``backend`` per broker (SQLite file, RabbitMQ, SQS).
 
 A ``Backend`` opens brokers that share one namespace — the same SQLite file, or the same queue
 prefix on the shared RabbitMQ — so a test can play a producer, a worker that dies and another
 that takes over. On RabbitMQ each test gets a random prefix, and its queues and exchanges are
-deleted afterwards (the server is shared: nothing else is touched).
+deleted afterwards (the server is shared: nothing else is touched). On SQS (moto's server,
+``scripts/services.sh``) each test gets a random queue name prefix, and its queues are deleted.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from shipyard.stores.broker.base import Broker
 from shipyard.stores.broker.embedded import EmbeddedBroker
 from shipyard.stores.broker.rabbitmq import RabbitBroker
 from shipyard.stores.broker.rabbitmq_wire import Names
+from shipyard.stores.broker.sqs import SqsBroker
 from tests.conftest import missing_service
 
 RABBITMQ_URL = os.environ.get("SHIPYARD_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -32,9 +34,25 @@ QUEUES = ("tasks", "other")
 RETRY_DELAYS_MS = (1, 300, 30_000)
 LEASE_S = 0.6  # the embedded broker's: a killed worker's deliveries come back after this
 POLL_S = 0.05
+SQS_URL = os.environ.get("SHIPYARD_TEST_SQS_ENDPOINT", "http://127.0.0.1:18400")
+SQS_ENV = {
+    "AWS_REGION": "us-east-1",
+    "AWS_ENDPOINT_URL": SQS_URL,
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+}
+"""How a process reaches the test SQS server, the AWS way (moto takes any key pair)."""
+SQS_VISIBILITY_S = 2  # a killed worker's deliveries come back after this
 
 
-def as_broker(broker: EmbeddedBroker | RabbitBroker) -> Broker:
+def open_sqs(prefix: str, *, visibility_s: int = SQS_VISIBILITY_S, wait_s: int = 1) -> SqsBroker:
+    query = f"visibility_s={visibility_s}&wait_s={wait_s}"
+    return SqsBroker.from_url(
+        f"sqs://{prefix}?{query}", region=SQS_ENV["AWS_REGION"], endpoint=SQS_URL, refresh_s=0.5
+    )
+
+
+def as_broker(broker: EmbeddedBroker | RabbitBroker | SqsBroker) -> Broker:
     """Both backends satisfy the protocol (checked by mypy on this file)."""
     return broker
 
@@ -52,6 +70,8 @@ class Backend:
         broker: Broker
         if self.name == "embedded":
             broker = EmbeddedBroker.from_url(self.url, lease_s=LEASE_S, poll_interval_s=POLL_S)
+        elif self.name == "sqs":
+            broker = open_sqs(self.prefix)
         else:
             broker = RabbitBroker.from_url(
                 self.url,
@@ -66,6 +86,10 @@ class Backend:
         """A broker that cannot work: a file under ``/dev/null``, or AMQP on port 1."""
         if self.name == "embedded":
             return EmbeddedBroker.from_url("sqlite:////dev/null/nowhere/broker.db")
+        if self.name == "sqs":
+            return SqsBroker.from_url(
+                "sqs://nowhere", region="us-east-1", endpoint="http://127.0.0.1:1", timeout_s=3
+            )
         return RabbitBroker.from_url("amqp://guest:guest@127.0.0.1:1/", timeout_s=2)
 
     def child_args(self) -> list[str]:
@@ -115,8 +139,52 @@ async def delete_topology(url: str, prefix: str) -> None:
         await connection.close()
 
 
-@pytest.fixture(params=["embedded", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
+async def sqs_backend() -> Backend:
+    """A backend on the test SQS server under a fresh prefix; skips (or fails) if it is down."""
+    if SQS_URL in _unreachable:
+        missing_service(_unreachable[SQS_URL])
+    for key, value in SQS_ENV.items():  # for the worker child, and botocore's credential chain
+        os.environ.setdefault(key, value)
+    backend = Backend("sqs", SQS_URL, prefix=f"t{secrets.token_hex(6)}")
+    probe = backend.open()
+    try:
+        await probe.ping()
+    except StoreError as exc:
+        await backend.close()
+        _unreachable[SQS_URL] = f"SQS server unreachable at {SQS_URL}: {exc}"
+        missing_service(_unreachable[SQS_URL])
+    return backend
+
+
+async def delete_sqs_queues(prefix: str) -> None:
+    """Every queue whose name starts with ``prefix`` (work, dead letters, results)."""
+    from aiobotocore.session import get_session
+
+    client = get_session().create_client(
+        "sqs", region_name=SQS_ENV["AWS_REGION"], endpoint_url=SQS_URL
+    )
+    async with client as sqs:
+        answer = await sqs.list_queues(QueueNamePrefix=prefix)
+        for url in answer.get("QueueUrls", []):
+            await sqs.delete_queue(QueueUrl=url)
+
+
+@pytest.fixture(
+    params=[
+        "embedded",
+        pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
+        pytest.param("sqs", marks=pytest.mark.sqs),
+    ]
+)
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    if request.param == "sqs":
+        sqs = await sqs_backend()
+        try:
+            yield sqs
+        finally:
+            await sqs.close()
+            await delete_sqs_queues(sqs.prefix)
+        return
     if request.param == "embedded":
         embedded = Backend("embedded", f"sqlite:///{tmp_path}/broker.db")
         try:

@@ -9,12 +9,15 @@ import sys
 from shipyard.stores.broker.base import Broker
 from shipyard.stores.broker.embedded import EmbeddedBroker
 from shipyard.stores.broker.rabbitmq import RabbitBroker
+from tests.stores.broker.conftest import open_sqs
 
 
 async def main(backend: str, url: str, prefix: str, lease_s: str, queue: str) -> None:
     broker: Broker
     if backend == "embedded":
         broker = EmbeddedBroker.from_url(url, lease_s=float(lease_s), poll_interval_s=0.05)
+    elif backend == "sqs":
+        broker = open_sqs(prefix)
     else:
         broker = RabbitBroker.from_url(url, prefix=prefix)
     async with broker.consume(queue, prefetch=1) as deliveries:
