@@ -21,6 +21,7 @@ from shipyard.guard.rules import EgressRules
 from shipyard.guard.secret_scrub import SecretScrubber
 from shipyard.guard.tool_secrets import SecretTransport, check_declared
 from shipyard.models.resolver import ModelResolver, ModelWrapper
+from shipyard.models.router import Router, RouteScopeHook, check_router_refs
 from shipyard.runtime.artifacts import ArtifactService
 from shipyard.runtime.audit import AuditLog
 from shipyard.runtime.control import Control
@@ -110,12 +111,15 @@ class App:
         model_wrappers: Sequence[ModelWrapper] = (),
         event_processors: Sequence[ProcessorFactory] = (),
         run_hooks: Sequence[RunHook] = (),
+        routers: Sequence[Router] = (),
     ) -> None:
         """``model_wrappers``: composed around every model every run calls, the first
         innermost (see ``shipyard.models.wrapper``). ``event_processors``: make each run's
         processors, which every event passes through, in order, before any sink (see
         ``shipyard.telemetry.events.EventProcessor``). ``run_hooks``: run before and after
-        every agent run (see ``shipyard.runtime.hooks``)."""
+        every agent run (see ``shipyard.runtime.hooks``). ``routers``: what ``router:<name>``
+        model references name (see ``shipyard.models.router``, docs/routing.md)."""
+        self.routers = tuple(routers)
         self.run_hooks = tuple(run_hooks)
         self.title = title
         self.model_wrappers = tuple(model_wrappers)
@@ -127,6 +131,7 @@ class App:
             if agent.name in self.agents:
                 raise ConfigError(f"two agents are named {agent.name!r}")
             self.agents[agent.name] = agent
+        check_router_refs(self.agents.values(), self.routers)
 
     def asgi(self, settings: Settings | None = None, *, prepare: bool = True) -> FastAPI:
         """The ASGI application serving these agents, wired from ``settings``.
@@ -283,7 +288,8 @@ def build_services(app: App, settings: Settings) -> Services:
         run_timeout_s=settings.run_timeout_s,
         tool_timeout_s=settings.tool_timeout_s,
     )
-    models = ModelResolver(app.model_wrappers, secrets=secrets)
+    models = ModelResolver(app.model_wrappers, secrets=secrets, routers=app.routers)
+    route_hooks = [RouteScopeHook()] if app.routers else []  # routers see the run's tenant
     tenants = TenantPolicies(records, cache_s=settings.tenant_cache_s)
     egress = build_egress(settings, tenants, secrets)
     limiter = build_limiter(settings, state, tenants)
@@ -295,7 +301,7 @@ def build_services(app: App, settings: Settings) -> Services:
         observers=[*observability.sinks, audit_blocks(audit)],
         models=models,
         processors=(*scrub_secrets(settings, secrets), *app.event_processors),
-        hooks=[*([limiter.hook] if limiter else []), *app.run_hooks],
+        hooks=[*([limiter.hook] if limiter else []), *route_hooks, *app.run_hooks],
         egress=egress,
         guards=GuardPolicy.from_setting(settings.guards),
         tenants=tenants,
