@@ -128,6 +128,30 @@ class Metrics:
             ["guard", "action"], registry=reg,
         )  # fmt: skip
         self._define_egress()
+        self._define_router()
+
+    def _define_router(self) -> None:
+        """The model router's decisions (``llm.route`` events; docs/routing.md)."""
+        self.router_decisions = Counter(
+            "shipyard_router_decisions",
+            "Routed model calls, by router and the model that answered.",
+            ["router", "model"], registry=self.registry,
+        )  # fmt: skip
+        self.router_saved = Gauge(  # a gauge: a fallback to a dearer model saves less than 0
+            "shipyard_router_saved_usd",
+            "Estimated spend saved by routing since start, against always calling the strongest "
+            "candidate (the same tokens at its price, less the real cost).",
+            ["router"], registry=self.registry,
+        )  # fmt: skip
+
+    def _route(self, event: Event) -> None:
+        data = event.data
+        router = str(data.get("router") or "unknown")
+        model = str(data.get("chosen") or "none")
+        self._child(self.router_decisions, ("route", router, model)).inc()
+        saved = data.get("saved_usd")
+        if isinstance(saved, int | float) and saved:
+            self._child(self.router_saved, ("route_saved", router)).inc(saved)
 
     def _define_egress(self) -> None:
         reg = self.registry
@@ -199,6 +223,8 @@ class Metrics:
             self._guard_flag(event)
         elif kind == "egress.request":
             self._egress("tool", event.agent, event.data)
+        elif kind == "llm.route":
+            self._route(event)
 
     def _run_ended(self, event: Event) -> None:
         ok = event.type == "run.completed"
