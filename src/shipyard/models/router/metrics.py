@@ -96,13 +96,18 @@ def random_baseline(o: Outcomes, runs: int = 50, seed: int = 0) -> dict[str, flo
     return out
 
 
+def _length(row: Mapping[str, Any]) -> float:
+    """The prompt-length baseline's score: the prompt's tokens (characters without them)."""
+    return float(row.get("strong_in_tokens") or len(str(row["prompt"])))
+
+
 def report(
     rows: Sequence[Mapping[str, Any]], routers: Mapping[str, Callable[[str], float]]
 ) -> dict[str, dict[str, float | None]]:
     """Each router's summary on ``rows`` beside the random and prompt-length baselines."""
     o = outcomes(rows)
     out = {"random": random_baseline(o)}
-    out["prompt_length"] = summarize([float(len(r["prompt"])) for r in rows], o)
+    out["prompt_length"] = summarize([_length(r) for r in rows], o)
     for name, score in routers.items():
         out[name] = summarize([score(r["prompt"]) for r in rows], o)
     return out
