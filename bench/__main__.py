@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import blobs, guards, invoke, security, sessions, tasks
+from bench import blobs, guards, invoke, routing, security, sessions, tasks
 from bench.common import (
     BenchConfig,
     BenchFn,
@@ -41,6 +41,7 @@ BENCHMARKS: dict[str, BenchFn] = {
     "security": security.run,
     "guards": guards.run,
     "blobs": blobs.run,
+    "routing": routing.run,
 }
 
 
