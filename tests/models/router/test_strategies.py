@@ -195,3 +195,30 @@ async def test_an_unknown_router_reference_fails_clearly() -> None:
         App([Agent("a", model="router:nope")])
     with pytest.raises(RunFailure, match="no router named 'nope'"):
         await run_agent(Agent("a", model="router:nope"), "hi")
+
+
+class Degrade:
+    """A run hook standing where the cost governor's ``degrade`` policy will: it tells the
+    run's routers to keep to cheaper candidates."""
+
+    async def before(self, ctx: Any) -> None:
+        from shipyard.models.router import route_scope
+
+        scope = route_scope.get()
+        assert scope is not None
+        scope.cheaper_only = True
+
+    async def after(self, ctx: Any, ended: object) -> None:
+        return None
+
+
+async def test_a_run_told_to_degrade_routes_to_a_cheaper_candidate(scripted: Script) -> None:
+    strong = scripted("strong", ["strong"], STRONG)
+    cheap = scripted("cheap", ["cheap"], CHEAP)
+    router = Router("deg", [strong, cheap], Rules(default=strong.model))
+    agent = Agent("qa", model="router:deg")
+    out, events = await run_agent(agent, "hi", routers=[router], run_hooks=[Degrade()])
+    assert out.output == "cheap"
+    assert routes(events)[0]["reason"] == "default, cheaper only"
+    out, _ = await run_agent(agent, "hi", routers=[router])
+    assert out.output == "strong"

@@ -146,6 +146,7 @@ class Learned:
     strong_share: float | None = None
     quality: float | None = None
     weights: RouterWeights | None = None
+    _cut: list[float] = field(default_factory=list, init=False, repr=False, compare=False)
 
     @property
     def model(self) -> RouterWeights:
@@ -153,6 +154,12 @@ class Learned:
 
     @property
     def cutoff(self) -> float:
+        """The threshold (worked out once: decisions are on the hot path)."""
+        if not self._cut:
+            self._cut.append(self._threshold())
+        return self._cut[0]
+
+    def _threshold(self) -> float:
         if self.threshold is not None:
             return self.threshold
         if self.strong_share is not None:
