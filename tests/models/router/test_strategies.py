@@ -222,3 +222,13 @@ async def test_a_run_told_to_degrade_routes_to_a_cheaper_candidate(scripted: Scr
     assert routes(events)[0]["reason"] == "default, cheaper only"
     out, _ = await run_agent(agent, "hi", routers=[router])
     assert out.output == "strong"
+
+
+async def test_the_default_model_can_be_a_router(scripted: Script) -> None:
+    from shipyard.config import load_settings
+
+    assert load_settings(model="router:smart").model == "router:smart"
+    cheap = scripted("cheap", ["cheap"], CHEAP)
+    router = Router("smart", [cheap], Rules())
+    out, events = await run_agent(Agent("qa"), "hi", routers=[router], default_model="router:smart")
+    assert out.output == "cheap" and routes(events)[0]["router"] == "smart"
