@@ -12,6 +12,7 @@ and guard streams, not only awaited calls.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import time
 from collections.abc import AsyncIterator
@@ -99,24 +100,33 @@ class DeploymentPool:
     ) -> tuple[StreamItem, AsyncIterator[StreamItem]]:
         """The first item of a call on ``deployment`` (retried until one comes), and the rest
         of the stream: once an answer has begun, an error is the caller's, not retried."""
-        res = self.resilience
+        try:  # the first attempt outside tenacity: the usual case costs no retry machinery
+            return await self._first(deployment, request)
+        except Exception as exc:
+            res = self.resilience
+            if not res.retries or not retryable(exc):
+                raise
+            await asyncio.sleep(_delay(exc, 1, res.backoff_s, res.max_wait_s))
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(res.retries + 1),
-            wait=_RetryAfter(res.backoff_s, res.max_wait_s),
+            stop=stop_after_attempt(res.retries),
+            wait=_RetryAfter(res.backoff_s * 2, res.max_wait_s),
             retry=retry_if_exception(retryable),
             reraise=True,
         )
         async for attempt in retrying:
             with attempt:
-                stream = self._guarded(deployment, request)
-                try:
-                    first = await anext(stream)
-                except StopAsyncIteration:
-                    raise ModelError(
-                        f"{deployment.ref} ended its stream without a response"
-                    ) from None
-                return first, stream
+                return await self._first(deployment, request)
         raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+
+    async def _first(
+        self, deployment: Deployment, request: ModelRequest
+    ) -> tuple[StreamItem, AsyncIterator[StreamItem]]:
+        stream = self._guarded(deployment, request)
+        try:
+            first = await anext(stream)
+        except StopAsyncIteration:
+            raise ModelError(f"{deployment.ref} ended its stream without a response") from None
+        return first, stream
 
     async def _guarded(
         self, deployment: Deployment, request: ModelRequest
@@ -176,6 +186,14 @@ def _parse_retry_after(value: str) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def _delay(exc: BaseException | None, attempt: int, base_s: float, max_wait_s: float) -> float:
+    """What the server's ``Retry-After`` says, else ``base_s`` doubled per attempt."""
+    said = retry_after_s(exc)
+    if said is not None:
+        return min(said, max_wait_s)
+    return min(base_s * 2.0 ** (attempt - 1), max_wait_s)
 
 
 class _RetryAfter(wait_exponential):
