@@ -7,7 +7,9 @@ the outcome of a strong and a weak model; contaminated rows dropped, as its READ
 
 1. cross-validates with GroupKFold grouped by ``category`` (the MMLU subject, one source file
    each), so every score is for a subject the model never saw in training: the numbers are
-   those of data the router was not trained on, never of training rows;
+   those of data the router was not trained on, never of training rows; then again on random
+   held-out shares of the questions (StratifiedKFold by subject: unseen questions of subjects
+   seen in training), reported apart;
 2. records, from the out-of-fold scores, the score cut-offs for a target share of strong calls
    and the share of strong calls that recovers a target share of the quality gap (how
    ``Learned(strong_share=...)`` and ``Learned(quality=...)`` set their threshold);
@@ -29,7 +31,7 @@ from typing import Any
 
 from sklearn.feature_extraction import DictVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GroupKFold
+from sklearn.model_selection import GroupKFold, StratifiedKFold
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -70,15 +72,23 @@ def fit(feats: list[dict[str, float]], labels: list[bool], c: float = C) -> Rout
     return RouterWeights(weights=weights, bias=float(clf.intercept_[0]))
 
 
-def cross_validate(rows: list[dict[str, Any]], c: float) -> tuple[list[float], list[Any]]:
-    """Out-of-fold scores (each from a model that never saw the row's subject) and the
-    summary of each fold on its own held-out subjects."""
+def cross_validate(
+    rows: list[dict[str, Any]], c: float, grouped: bool = True
+) -> tuple[list[float], list[Any]]:
+    """Out-of-fold scores and the summary of each fold on its own held-out rows. ``grouped``:
+    folds by subject (a model never saw the row's subject); else a random held-out share of
+    the questions (stratified by subject: new questions of subjects seen in training)."""
     feats = [features(r["prompt"]) for r in rows]
     labels = [label(r) for r in rows]
     groups = [r["category"] for r in rows]
     oof = [0.0] * len(rows)
     folds = []
-    for train, test in GroupKFold(n_splits=SPLITS).split(feats, labels, groups):
+    splits = (
+        GroupKFold(n_splits=SPLITS).split(feats, labels, groups)
+        if grouped
+        else StratifiedKFold(n_splits=SPLITS, shuffle=True, random_state=0).split(feats, groups)
+    )
+    for train, test in splits:
         model = fit([feats[i] for i in train], [labels[i] for i in train], c)
         for i in test:
             oof[i] = model.score(rows[i]["prompt"])
@@ -128,6 +138,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=_default_data())
     parser.add_argument("--out", type=Path, default=MODEL_PATH)
     parser.add_argument("--c", type=float, default=C, help="inverse regularisation strength")
+    parser.add_argument(
+        "--grouped-only", action="store_true", help="skip the random (seen-subject) folds"
+    )
     args = parser.parse_args()
     rows = load_rows(args.data)
     labels = [label(r) for r in rows]
@@ -139,11 +152,17 @@ def main() -> None:
     meta["cv_pooled"] = {k: _rounded(v) for k, v in pooled.items()}
     meta["cv_folds"] = folds
     meta.update(thresholds(rows, oof))
+    if not args.grouped_only:
+        shared, shared_folds = cross_validate(rows, args.c, grouped=False)
+        random_split = report(rows, {})
+        random_split["learned"] = summarize(shared, outcomes(rows))
+        meta["cv_seen_subjects_pooled"] = {k: _rounded(v) for k, v in random_split.items()}
+        meta["cv_seen_subjects_folds"] = shared_folds
     model = fit([features(r["prompt"]) for r in rows], labels, args.c)
     model = RouterWeights(model.weights, model.bias, meta)
     meta["latency"] = latency(model, rows)
     model.save(args.out)
-    print(json.dumps({k: v for k, v in meta.items() if k != "cv_folds"}, indent=1))
+    print(json.dumps({k: v for k, v in meta.items() if not k.endswith("folds")}, indent=1))
     for fold in folds:
         print(json.dumps({k: v["APGR"] for k, v in fold.items()}))
 
