@@ -85,9 +85,16 @@ async def _per_run_cpu_ms(runs: int) -> dict[str, float]:
 
 
 def _quality() -> dict[str, Any]:
+    """The cross-validated summaries: every router on unseen subjects, the learned one on
+    unseen questions of seen subjects too."""
     from shipyard.models.router.learned_model import default_weights
 
-    return dict(default_weights().meta.get("cv_pooled", {}))
+    meta = default_weights().meta
+    out = {f"{k} (unseen subjects)": v for k, v in meta.get("cv_pooled", {}).items()}
+    seen = meta.get("cv_seen_subjects_pooled", {}).get("learned")
+    if seen:
+        out["learned (seen subjects)"] = seen
+    return out
 
 
 async def run(config: BenchConfig) -> BenchResult:
@@ -113,5 +120,8 @@ async def run(config: BenchConfig) -> BenchResult:
         rows.append({"what": f"CV {name}", "value": cells, "note": f"saved@80% gap {saved:.3f}"})
     result.rows = rows
     result.summary.append(f"decision p99 {latency['p99_ms']:.3f} ms: target <= 1 ms -> {passed}")
-    result.summary.append("quality: out-of-fold, GroupKFold(5) by MMLU subject (train_router.py)")
+    result.summary.append(
+        "quality: out-of-fold (train_router.py): GroupKFold(5) by MMLU subject, and "
+        "StratifiedKFold(5) for seen subjects"
+    )
     return result

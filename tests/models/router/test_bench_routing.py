@@ -10,5 +10,6 @@ async def test_the_routing_bench_reports_latency_overhead_and_quality() -> None:
     result = await routing.run(BenchConfig(duration=0.1))
     what = [r["what"] for r in result.rows]
     assert what[:4] == ["decision p50", "decision p99", "run CPU plain", "run CPU routed"]
-    assert "CV learned" in what and "CV prompt_length" in what
+    assert "CV learned (unseen subjects)" in what and "CV prompt_length (unseen subjects)" in what
+    assert "CV learned (seen subjects)" in what
     assert any("target <= 1 ms" in line for line in result.summary)
