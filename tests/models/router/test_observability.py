@@ -66,3 +66,16 @@ async def test_each_decision_is_an_event_a_span_event_and_a_metric(services: Ser
     cheap_model = data["chosen"]
     assert found[decisions, {"router": "tiered", "model": cheap_model}] == 3
     assert found["shipyard_router_saved_usd", {"router": "tiered"}] > 0
+
+
+async def test_a_session_turn_and_a_run_override_route_too(services: Services) -> None:
+    session = await services.sessions.create("free", "helper", metadata={}, ttl_s=None)
+    turn = await services.sessions.turn(RunRequest.turn("free", session.id, "hi"))
+    assert turn.output == "cheap answer"
+    await services.recorder.durable()
+    events = await services.records.list_events("free", turn.run_id)
+    assert [e.data["reason"] for e in events if e.type == "llm.route"] == ["rule 0"]
+    plain = await services.invoker.invoke(
+        RunRequest(tenant_id="free", agent="helper", input="hi", model="scripted:echo")
+    )
+    assert plain.output == "echo: hi"  # a run's own model overrides the agent's router
