@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import blobs, compute, guards, invoke, memory, security, sessions, tasks, ui
+from bench import blobs, compute, guards, invoke, memory, routing, security, sessions, tasks, ui
 from bench.common import (
     BenchConfig,
     BenchFn,
@@ -44,6 +44,7 @@ BENCHMARKS: dict[str, BenchFn] = {
     "memory": memory.run,
     "ui": ui.run,
     "compute": compute.run,
+    "routing": routing.run,
 }
 
 

@@ -21,8 +21,9 @@ from shipyard.guard.rules import EgressRules
 from shipyard.guard.secret_scrub import SecretScrubber
 from shipyard.guard.tool_secrets import SecretTransport, check_declared
 from shipyard.models.cache import model_cache
-from shipyard.models.prices import load_prices
+from shipyard.models.prices import load_prices, price_of, register_price
 from shipyard.models.resolver import ModelResolver, ModelWrapper
+from shipyard.models.router import Router, RouteScopeHook, check_router_refs
 from shipyard.models.spend import BudgetedModel
 from shipyard.runtime.artifacts import ArtifactService
 from shipyard.runtime.audit import AuditLog
@@ -136,12 +137,15 @@ class App:
         model_wrappers: Sequence[ModelWrapper] = (),
         event_processors: Sequence[ProcessorFactory] = (),
         run_hooks: Sequence[RunHook] = (),
+        routers: Sequence[Router] = (),
     ) -> None:
         """``model_wrappers``: composed around every model every run calls, the first
         innermost (see ``shipyard.models.wrapper``). ``event_processors``: make each run's
         processors, which every event passes through, in order, before any sink (see
         ``shipyard.telemetry.events.EventProcessor``). ``run_hooks``: run before and after
-        every agent run (see ``shipyard.runtime.hooks``)."""
+        every agent run (see ``shipyard.runtime.hooks``). ``routers``: what ``router:<name>``
+        model references name (see ``shipyard.models.router``, docs/routing.md)."""
+        self.routers = tuple(routers)
         self.run_hooks = tuple(run_hooks)
         self.title = title
         self.model_wrappers = tuple(model_wrappers)
@@ -153,6 +157,7 @@ class App:
             if agent.name in self.agents:
                 raise ConfigError(f"two agents are named {agent.name!r}")
             self.agents[agent.name] = agent
+        check_router_refs(self.agents.values(), self.routers)
 
     def asgi(self, settings: Settings | None = None, *, prepare: bool = True) -> FastAPI:
         """The ASGI application serving these agents, wired from ``settings``.
@@ -378,13 +383,15 @@ def build_services(app: App, settings: Settings) -> Services:
     )
     if settings.prices_file is not None:
         load_prices(settings.prices_file)
+    price_routers(app.routers)
+    route_hooks = [RouteScopeHook()] if app.routers else []  # routers see the run's tenant
     tenants = TenantPolicies(records, cache_s=settings.tenant_cache_s)
     governor = build_governor(settings, state, tenants)
     cache = CacheHook(app.agents) if settings.model_cache else None
     wrappers: list[ModelWrapper] = [BudgetedModel] if governor else []
     if cache is not None:  # outside the budget's wrapper: a hit spends nothing
         wrappers.append(model_cache(state, settings.model_cache_ttl_s))
-    models = ModelResolver([*wrappers, *app.model_wrappers], secrets=secrets)
+    models = ModelResolver([*wrappers, *app.model_wrappers], secrets=secrets, routers=app.routers)
     egress = build_egress(settings, tenants, secrets)
     limiter = build_limiter(settings, state, tenants)
     audit = build_audit(records, settings)
@@ -398,6 +405,7 @@ def build_services(app: App, settings: Settings) -> Services:
         processors=(*scrub_secrets(settings, secrets), *app.event_processors),
         hooks=[
             *([limiter.hook] if limiter else []),
+            *route_hooks,
             *([governor.hook] if governor else []),
             *([cache] if cache else []),
             MemoryHook(memory, app.agents, records),
@@ -463,6 +471,17 @@ def build_services(app: App, settings: Settings) -> Services:
         memory=memory,
         governor=governor,
     )
+
+
+def price_routers(routers: Sequence[Router]) -> None:
+    """A routed call is priced as its strongest candidate before it is made (the budget's
+    worst case, ``models.spend``); what it really cost is settled from the chosen model's
+    usage after."""
+    for router in routers:
+        strong = router.config.strong
+        found = strong.price or price_of(strong.model)
+        if found is not None:
+            register_price(f"router:{router.name}", *found)
 
 
 def build_governor(

@@ -17,6 +17,7 @@ import typer
 from shipyard.cli_audit import admin_entry, audit_cli, parse_duration, with_store
 from shipyard.cli_doctor import doctor
 from shipyard.cli_guard import guard_cli
+from shipyard.cli_router import router_cli
 from shipyard.config import Settings, load_settings
 from shipyard.errors import ShipyardError
 from shipyard.telemetry.audit import AuditSink
@@ -452,6 +453,7 @@ from shipyard.cli_tenants import tenants_cli  # noqa: E402  (it reuses this modu
 cli.add_typer(tenants_cli, name="tenants")
 cli.add_typer(audit_cli, name="audit")
 cli.add_typer(guard_cli, name="guard")
+cli.add_typer(router_cli, name="router")
 
 
 if __name__ == "__main__":

@@ -111,6 +111,8 @@ async def run_all(svc: Services, events: list[Event]) -> tuple[RunOutcome, str]:
         "guard.flag", guard="injection", action="flag", surface="tool_result", score=0.9,
         types=["injection"],
     )  # fmt: skip
+    # so are the router's (tests/models/router)
+    emitter.emit("llm.route", router="r", chosen="m", decided="m", score=0.2, reason="default")
     emitter.emit(
         "guard.block", guard="pii", action="block", surface="input", score=1.0,
         types=["CREDIT_CARD"],
@@ -316,6 +318,7 @@ def emit_every_kind(eventlog: EventLog) -> list[Event]:
     return [
         emitter.emit("run.started", input="hi", metadata={}),
         emitter.emit("llm.request", step, model="m", step=1, messages=1, tools=0),
+        emitter.emit("llm.route", step, router="r", chosen="m", reason="default"),
         emitter.emit("llm.delta", step, text="hel"),
         emitter.emit("llm.response", step, model="m", step=1, content="hello", tool_calls=[]),
         emitter.emit("tool.call", step, id="c1", name="add", arguments="{}"),

@@ -21,6 +21,7 @@ PROVIDERS: dict[str, str] = {
     "anthropic": "shipyard.models.anthropic",
     "local": "shipyard.models.local",
     "scripted": "shipyard.models.scripted",
+    "router": "shipyard.models.router",
 }
 
 

@@ -9,11 +9,16 @@ order given (the first wraps the provider's model, the last is outermost).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
+from shipyard.errors import ConfigError
 from shipyard.models.base import ChatModel
 from shipyard.models.registry import create_model
 from shipyard.models.secret_options import SecretOptionsModel, needs_secrets
 from shipyard.stores.secrets.refs import SecretCache
+
+if TYPE_CHECKING:
+    from shipyard.models.router import Router
 
 ModelWrapper = Callable[[ChatModel], ChatModel]
 """Builds a wrapper around a model: a ``WrapperModel`` subclass, or any such callable."""
@@ -22,15 +27,24 @@ ModelWrapper = Callable[[ChatModel], ChatModel]
 class ModelResolver:
     """Resolves ``provider:model`` references (or ``ChatModel`` instances) for runs."""
 
-    __slots__ = ("_cache", "_secrets", "_wrappers")
+    __slots__ = ("_cache", "_routers", "_secrets", "_wrappers")
 
     def __init__(
-        self, wrappers: Sequence[ModelWrapper] = (), *, secrets: SecretCache | None = None
+        self,
+        wrappers: Sequence[ModelWrapper] = (),
+        *,
+        secrets: SecretCache | None = None,
+        routers: Sequence[Router] = (),
     ) -> None:
-        """``secrets``: reads the ``secret://`` options of model references, at each call."""
+        """``secrets``: reads the ``secret://`` options of model references, at each call.
+        ``routers``: what ``router:<name>`` references name (the wrappers go around the
+        router, not around each candidate it calls)."""
         self._wrappers = tuple(wrappers)
         self._secrets = secrets
         self._cache: dict[str | int, ChatModel] = {}
+        self._routers = {r.name: r for r in routers}
+        if len(self._routers) != len(routers):
+            raise ConfigError("two routers share a name")
 
     @property
     def wrappers(self) -> tuple[ModelWrapper, ...]:
@@ -50,6 +64,16 @@ class ModelResolver:
         return model
 
     def _create(self, ref: str) -> ChatModel:
+        if ref.startswith("router:") and ref[7:] in self._routers:
+            return self._routers[ref[7:]].build(self._candidate)
         if needs_secrets(ref):
             return SecretOptionsModel(ref, self._secrets)
         return create_model(ref)
+
+    def _candidate(self, ref: str) -> ChatModel:
+        """A router's candidate deployment: created once, without the wrappers."""
+        key = "candidate:" + ref
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = self._create(ref)
+        return found

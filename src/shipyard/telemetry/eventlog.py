@@ -132,6 +132,11 @@ _KINDS: Mapping[EventType, _Kind] = MappingProxyType(
             ),
             _fields("content", "tool_calls"),
         ),
+        "llm.route": _Kind(
+            _INFO,
+            _fields("router", "chosen", "decided", "score", "reason", "deployment", "saved_usd")
+            + _fields("error"),
+        ),
         "tool.call": _Kind(_INFO, _fields("tool=name", "tool_call_id=id"), _fields("arguments")),
         "tool.result": _Kind(
             _INFO,

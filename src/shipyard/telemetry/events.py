@@ -5,6 +5,9 @@ Kinds and their ``data``:
 =================  =====================================================================
 ``run.started``    ``input`` (text or messages), ``metadata``, ``parent_run_id`` (a child run)
 ``llm.request``    ``model``, ``step``, ``messages`` (count), ``tools`` (count)
+``llm.route``      ``router``, ``candidates``, ``chosen`` (the model that answered), ``decided``
+                   (the strategy's pick), ``score``, ``reason``, ``deployment``, ``failures``,
+                   ``saved_usd`` (against the strongest candidate), ``error`` if none answered
 ``llm.delta``      ``text`` — streamed only, never stored
 ``llm.response``   ``model``, ``step``, ``content``, ``tool_calls``, ``prompt_tokens``,
                    ``completion_tokens``, ``cost_usd``, ``latency_ms``, ``finish_reason``
@@ -58,6 +61,7 @@ from shipyard.errors import InvalidEvent
 EventType = Literal[
     "run.started",
     "llm.request",
+    "llm.route",
     "llm.delta",
     "llm.response",
     "tool.call",

@@ -136,6 +136,30 @@ class Metrics:
             ["model", "tenant"], registry=reg,
         )  # fmt: skip
         self._define_egress()
+        self._define_router()
+
+    def _define_router(self) -> None:
+        """The model router's decisions (``llm.route`` events; docs/routing.md)."""
+        self.router_decisions = Counter(
+            "shipyard_router_decisions",
+            "Routed model calls, by router and the model that answered.",
+            ["router", "model"], registry=self.registry,
+        )  # fmt: skip
+        self.router_saved = Gauge(  # a gauge: a fallback to a dearer model saves less than 0
+            "shipyard_router_saved_usd",
+            "Estimated spend saved by routing since start, against always calling the strongest "
+            "candidate (the same tokens at its price, less the real cost).",
+            ["router"], registry=self.registry,
+        )  # fmt: skip
+
+    def _route(self, event: Event) -> None:
+        data = event.data
+        router = str(data.get("router") or "unknown")
+        model = str(data.get("chosen") or "none")
+        self._child(self.router_decisions, ("route", router, model)).inc()
+        saved = data.get("saved_usd")
+        if isinstance(saved, int | float) and saved:
+            self._child(self.router_saved, ("route_saved", router)).inc(saved)
 
     def _define_egress(self) -> None:
         reg = self.registry
@@ -212,6 +236,8 @@ class Metrics:
             self._child(self.cache_hits, ("cache_hit", model, event.tenant_id)).inc()
             saved = self._child(self.cache_saved, ("cache_saved", model, event.tenant_id))
             saved.inc(event.data.get("saved_usd") or 0.0)
+        elif kind == "llm.route":
+            self._route(event)
 
     def _run_ended(self, event: Event) -> None:
         ok = event.type == "run.completed"

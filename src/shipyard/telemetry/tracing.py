@@ -173,12 +173,10 @@ class Tracing:
                 self._end(e, {}, str(e.data.get("error_kind") or "tool_error") if failed else None)
             case "run.completed" | "run.failed":
                 self._end_run(e)
-            case "guard.flag" | "guard.block":
-                self._add_event(e, f"shipyard.{e.type}", _guard_attributes(e))
-            case "egress.request":
-                self._add_event(e, "shipyard.egress.request", _egress_attributes(e))
             case _:
-                pass
+                marks = _SPAN_EVENTS.get(e.type)  # guard, egress, route: events of a span
+                if marks is not None:
+                    self._add_event(e, f"shipyard.{e.type}", marks(e))
 
     def _begin(self, e: Event, name: str, kind: str, attributes: dict[str, Any]) -> None:
         if len(self._open) >= MAX_OPEN:
@@ -378,9 +376,30 @@ _EGRESS_ATTRIBUTES = (
 )
 
 
+def _route_attributes(e: Event) -> dict[str, Any]:
+    """The router's decision on the model call's span (docs/routing.md)."""
+    d = e.data
+    out: dict[str, Any] = {
+        f"shipyard.route.{k}": str(d[k]) for k in ("router", "chosen", "reason") if d.get(k)
+    }
+    if d.get("score") is not None:
+        out["shipyard.route.score"] = float(d["score"])
+    if d.get("saved_usd") is not None:
+        out["shipyard.route.saved_usd"] = float(d["saved_usd"])
+    return out
+
+
 def _egress_attributes(e: Event) -> dict[str, Any]:
     data = e.data
     return {name: data[key] for key, name in _EGRESS_ATTRIBUTES if data.get(key) is not None}
+
+
+_SPAN_EVENTS: dict[str, Callable[[Event], dict[str, Any]]] = {
+    "guard.flag": _guard_attributes,
+    "guard.block": _guard_attributes,
+    "egress.request": _egress_attributes,
+    "llm.route": _route_attributes,
+}
 
 
 def _usage(input_tokens: Any, output_tokens: Any, cost_usd: Any) -> dict[str, Any]:
