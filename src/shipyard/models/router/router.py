@@ -34,6 +34,7 @@ from shipyard.models.router.strategies import (
     Strategy,
     check_models,
 )
+from shipyard.models.spend import degraded
 from shipyard.telemetry.tracecontext import TraceParent
 
 PREFIX = "router:"
@@ -120,7 +121,8 @@ class RouterModel:
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]:
         scope = route_scope.get() or RouteScope()
-        decision = self.strategy.decide(self.config, RouteInput(request, scope), scope.cheaper_only)
+        cheaper_only = scope.cheaper_only or degraded()  # the budget's ``degrade`` policy
+        decision = self.strategy.decide(self.config, RouteInput(request, scope), cheaper_only)
         trail = _Trail(decision)
         try:
             async for item in self._answer(request, decision, trail):
