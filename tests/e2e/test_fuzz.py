@@ -14,6 +14,7 @@ from tests.e2e.fuzz import fuzz
 
 
 @pytest.mark.postgres
+@pytest.mark.timeout(900)  # three keys over every operation (~45): longer than one test's 300 s
 def test_schemathesis_finds_no_server_error_and_no_undocumented_status() -> None:
     try:
         asyncio.run(admin_sql("SELECT 1"))
