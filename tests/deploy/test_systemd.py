@@ -94,7 +94,7 @@ def test_the_units_are_sandboxed_under_a_dedicated_user(name: str) -> None:
 def test_the_server_stops_after_its_graceful_shutdown() -> None:
     """TimeoutStopSec leaves uvicorn its graceful shutdown (cli.py) and a few seconds more."""
     cli = (ROOT / "src" / "shipyard" / "cli.py").read_text()
-    grace = re.search(r"timeout_graceful_shutdown=(\d+)", cli)
+    grace = re.search(r"timeout_graceful_shutdown\"?\s*[=:]\s*(\d+)", cli)
     assert grace, "cli.py no longer sets timeout_graceful_shutdown: check the units' TimeoutStopSec"
     stop = int(_service("shipyard-server.service")["TimeoutStopSec"])
     assert int(grace.group(1)) < stop <= int(grace.group(1)) + 10
