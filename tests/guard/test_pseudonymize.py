@@ -6,7 +6,6 @@ values in its arguments, while the records and the session history keep the toke
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,12 @@ from shipyard.models.scripted import ScriptedCall
 from shipyard.runtime.invoke import Invoker, RunLimits, RunOutcome
 from shipyard.runtime.pseudonyms import PseudonymVault, RestoringSink, owner_of
 from shipyard.stores.state.base import StateStore
-from shipyard.stores.state.sqlite import SqliteStateStore
 from shipyard.telemetry.events import Event
 from shipyard.testing import ScriptedModel, ScriptStep
 from tests.runtime.test_sessions import close, make_service
-from tests.stores.state.conftest import REDIS_URL, delete_prefix, redis_store
+from tests.stores.state.conftest import store
+
+__all__ = ["store"]  # the fixture behind ``state``
 
 NAME, EMAIL = "Maria Garcia", "maria.garcia@example.com"
 SAID = f"Hi, I am {NAME}, mail me at {EMAIL} please."
@@ -36,21 +36,10 @@ PSEUDONYMIZE = GuardPolicy(
 )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
-async def state(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateStore]:
-    if request.param == "sqlite":
-        sqlite = SqliteStateStore.from_url(f"sqlite:///{tmp_path}/state.db")
-        try:
-            yield sqlite
-        finally:
-            await sqlite.close()
-        return
-    redis = await redis_store()
-    try:
-        yield redis
-    finally:
-        await redis.close()
-        await delete_prefix(REDIS_URL, redis.prefix)
+@pytest.fixture
+def state(store: StateStore) -> StateStore:
+    """The state store contract's fixture (SQLite and Redis) under this file's name."""
+    return store
 
 
 class Run:

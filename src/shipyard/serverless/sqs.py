@@ -69,12 +69,10 @@ class RecordDelivery:
         return None
 
     async def retry(self, delay_s: float) -> None:
-        from shipyard.stores.broker.sqs_consumer import next_attempt
-
         delay = check_delay(delay_s)
         self._settle()
         async with self._broker.translate("retry"):
-            await self._broker.send(self.queue, next_attempt(self.message), delay_s=delay)
+            await self._broker.send(self.queue, self.message.next_attempt(), delay_s=delay)
         self.ok = True
 
     async def dead(self, reason: str) -> None:

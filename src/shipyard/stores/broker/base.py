@@ -34,7 +34,7 @@ import math
 import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 MAX_PRIORITY = 9
@@ -59,6 +59,10 @@ class TaskMessage:
     """1 for the first run; ``Delivery.retry`` redelivers with ``attempt + 1``."""
     headers: Mapping[str, str] = field(default_factory=dict)
     """Trace context and other propagated headers, e.g. ``{"traceparent": "00-..."}``."""
+
+    def next_attempt(self) -> TaskMessage:
+        """The same message for its redelivery (``Delivery.retry``)."""
+        return replace(self, attempt=self.attempt + 1)
 
     def __post_init__(self) -> None:
         if not isinstance(self.body, bytes):

@@ -137,7 +137,7 @@ class RabbitDelivery:
 
     async def retry(self, delay_s: float) -> None:
         delay_ms = max(1, round(check_delay(delay_s) * 1000))
-        again = wire.to_amqp(_next_attempt(self.message))
+        again = wire.to_amqp(self.message.next_attempt())
         async with self._settle("retry"):
             await self._settling.declare_retry(self._queue, delay_ms)
             await self._settling.send("", self._settling.names.retry(self._queue, delay_ms), again)
@@ -158,18 +158,6 @@ class RabbitDelivery:
         async with self._settling.translate(operation):
             self._incoming.channel  # noqa: B018 -- raises if the channel is gone: nothing to send
             yield
-
-
-def _next_attempt(message: TaskMessage) -> TaskMessage:
-    return TaskMessage(
-        task_id=message.task_id,
-        tenant_id=message.tenant_id,
-        agent=message.agent,
-        body=message.body,
-        priority=message.priority,
-        attempt=message.attempt + 1,
-        headers=message.headers,
-    )
 
 
 class Consumer:

@@ -95,7 +95,7 @@ class SqsDelivery:
 
     async def retry(self, delay_s: float) -> None:
         delay = check_delay(delay_s)
-        again = next_attempt(self.message)
+        again = self.message.next_attempt()
         async with self._settle("retry") as link:
             await link.send(self._consumer.queue, again, delay_s=delay)
             await link.delete(*self.entry)
@@ -124,18 +124,6 @@ class SqsDelivery:
                 yield self._consumer.link
         finally:
             self._consumer.settled(self)
-
-
-def next_attempt(message: TaskMessage) -> TaskMessage:
-    return TaskMessage(
-        task_id=message.task_id,
-        tenant_id=message.tenant_id,
-        agent=message.agent,
-        body=message.body,
-        priority=message.priority,
-        attempt=message.attempt + 1,
-        headers=message.headers,
-    )
 
 
 class Consumer:
