@@ -30,22 +30,27 @@ def missing_service(reason: str) -> None:
     pytest.skip(reason)
 
 
-async def admin_sql(sql: str) -> None:
-    conn = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=3)
+async def admin_sql(sql: str, admin_url: str = POSTGRES_ADMIN_URL) -> None:
+    conn = await asyncpg.connect(admin_url, timeout=3)
     try:
         await conn.execute(sql)
     finally:
         await conn.close()
 
 
+def fresh_database(admin_url: str, prefix: str, service: str) -> Iterator[str]:
+    """A fresh database on ``admin_url``'s server, dropped when the caller's fixture ends;
+    skips (fails under SHIPYARD_REQUIRE_SERVICES=1) when ``service`` is unreachable."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    try:
+        asyncio.run(admin_sql(f'CREATE DATABASE "{name}"', admin_url))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        missing_service(f"{service} unreachable at {admin_url}: {exc!r}")
+    yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
+    asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', admin_url))
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh database for the session, dropped at the end."""
-    name = f"shipyard_test_{secrets.token_hex(4)}"
-    try:
-        asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        missing_service(f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}: {exc!r}")
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
-    asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    yield from fresh_database(POSTGRES_ADMIN_URL, "shipyard_test", "PostgreSQL")

@@ -4,19 +4,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from shipyard.stores.memory.base import MemoryStore
 from shipyard.stores.memory.postgres import PostgresMemoryStore
 from shipyard.stores.memory.sqlite import SqliteMemoryStore
-from tests.conftest import missing_service
+from tests.conftest import fresh_database
 
 PGVECTOR_ADMIN_URL = os.environ.get(
     "SHIPYARD_TEST_PGVECTOR_URL", "postgresql://postgres@127.0.0.1:5433/postgres"
@@ -26,24 +24,10 @@ DIMS = 4
 OpenStore = Callable[..., MemoryStore]
 
 
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(PGVECTOR_ADMIN_URL, timeout=3)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 def pgvector_url() -> Iterator[str]:
     """A fresh database on the pgvector server for the session, dropped at the end."""
-    name = f"shipyard_mem_{secrets.token_hex(4)}"
-    try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        missing_service(f"PostgreSQL + pgvector unreachable at {PGVECTOR_ADMIN_URL}: {exc!r}")
-    yield f"{PGVECTOR_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    yield from fresh_database(PGVECTOR_ADMIN_URL, "shipyard_mem", "PostgreSQL + pgvector")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("pgvector", marks=pytest.mark.pgvector)])
