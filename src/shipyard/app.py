@@ -332,6 +332,14 @@ def build_lifecycle(
     return retention, eraser
 
 
+def memory_hooks(
+    memory: MemoryService, agents: Mapping[str, AgentLike], records: RecordStore
+) -> list[RunHook]:
+    """The memory hook, when an agent has memory: every hook is a step of every run."""
+    uses = any(isinstance(a, Agent) and a.memory is not None for a in agents.values())
+    return [MemoryHook(memory, agents, records)] if uses else []
+
+
 def build_memory(settings: Settings) -> MemoryService:
     """Long-term memory: the store of ``SHIPYARD_MEMORY_URL`` for the vectors of
     ``SHIPYARD_EMBEDDER`` (both open lazily: nothing connects or loads weights until used)."""
@@ -408,7 +416,7 @@ def build_services(app: App, settings: Settings) -> Services:
             *route_hooks,
             *([governor.hook] if governor else []),
             *([cache] if cache else []),
-            MemoryHook(memory, app.agents, records),
+            *memory_hooks(memory, app.agents, records),
             *app.run_hooks,
         ],
         egress=egress,
