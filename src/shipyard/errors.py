@@ -230,6 +230,13 @@ class RequestTimeout(ShipyardError):
     code = "request_timeout"
 
 
+class MalformedRequest(ShipyardError):
+    """The HTTP parser refused the request itself (its line or headers), before any route."""
+
+    status = 400
+    code = "malformed_request"
+
+
 class RateLimited(ShipyardError):
     """A limit of the tenant or its key is reached; ``retry_after_s`` says when to try again.
     The answer carries ``Retry-After`` and ``RateLimit-Limit`` / ``-Remaining`` / ``-Reset``."""

@@ -36,12 +36,14 @@ _HTTP_CODES = {
 }
 
 
-COMMON = (401, 403, 408, 413, 422, 429, 500, 503)
-"""What any authenticated route can answer: no or a bad key, a missing scope, a request too slow
-to arrive, a body over the limit, input that fails validation, a rate limit, an unexpected
-error, a store that is down."""
+COMMON = (400, 401, 403, 408, 413, 422, 429, 500, 503)
+"""What any authenticated route can answer: a request the HTTP parser refuses, no or a bad key,
+a missing scope, a request too slow to arrive, a body over the limit, input that fails
+validation, a rate limit, an unexpected error, a store that is down."""
 _DESCRIPTIONS = {
-    400: "Malformed body: not JSON, or not UTF-8 (`malformed_body`).",
+    400: "Malformed request: the HTTP parser refused it, e.g. a raw control character or "
+    "non-ASCII byte in the URL (`malformed_request`; connection closed), or a body that is not "
+    "JSON or not UTF-8 (`malformed_body`).",
     401: "Missing, invalid or revoked key (`unauthorized`).",
     402: "A spend budget has no room for the run or its next model call (`budget_exceeded`).",
     403: "The key lacks the scope (`forbidden`).",

@@ -1,4 +1,4 @@
-"""uvicorn's httptools protocol with a deadline for a request to arrive, headers and body.
+"""uvicorn's httptools protocol: a deadline for a request to arrive, and JSON errors.
 
 uvicorn bounds only the idle time between requests (``timeout_keep_alive``, reset by every byte
 received), so a client that sends half its headers or body, or trickles them, holds a connection
@@ -9,8 +9,12 @@ the next request on a kept-alive connection: one timer per request, armed when i
 cancelled when its last byte is in. Past it the client gets ``408 request_timeout`` (unless the
 app has begun its answer) and the connection is closed.
 
+A request the HTTP parser refuses (a raw control character or non-ASCII byte in the URL, a
+broken request line) never reaches the app: uvicorn answers it a plain-text 400. Here it gets
+the API's JSON error, 400 ``malformed_request``, and the connection is closed.
+
 uvicorn takes a protocol class as its ``http`` option; this one overrides five of
-``HttpToolsProtocol``'s callbacks and calls each original.
+``HttpToolsProtocol``'s callbacks and calls each original, and replaces its 400 answer.
 """
 
 from __future__ import annotations
@@ -20,19 +24,22 @@ import json
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from shipyard.errors import RequestTimeout
+from shipyard.errors import MalformedRequest, RequestTimeout, ShipyardError
 
 
-def _timeout_response(timeout_s: float) -> bytes:
-    error = RequestTimeout(
-        f"the request did not arrive within {timeout_s:g} s (SHIPYARD_REQUEST_TIMEOUT_S)"
-    )
+def _closing_response(error: ShipyardError, reason: str) -> bytes:
+    """A whole JSON error answer that closes the connection."""
     body = json.dumps({"error": error.to_dict()}).encode()
     head = (
-        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+        f"HTTP/1.1 {error.status} {reason}\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     )
     return head.encode() + body
+
+
+def _timeout_response(timeout_s: float) -> bytes:
+    message = f"the request did not arrive within {timeout_s:g} s (SHIPYARD_REQUEST_TIMEOUT_S)"
+    return _closing_response(RequestTimeout(message), "Request Timeout")
 
 
 class HeadersDeadlineProtocol(HttpToolsProtocol):
@@ -62,6 +69,12 @@ class HeadersDeadlineProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """The parser refused the request (uvicorn's ``msg`` says only that): a JSON 400."""
+        message = "the HTTP request is malformed (a URL must be percent-encoded ASCII)"
+        self.transport.write(_closing_response(MalformedRequest(message), "Bad Request"))
+        self.transport.close()
 
     def _arm(self) -> None:
         if self._headers_timer is None:

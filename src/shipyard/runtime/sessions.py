@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -311,7 +311,10 @@ class SessionService:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._queue_s
         with self._control.watch(keys.control, hear):
-            ticket = await self._state.join_queue(keys.turn, ticket_ttl_s=TICKET_TTL_S)
+            ticket = await _finished_on_cancel(
+                self._state.join_queue(keys.turn, ticket_ttl_s=TICKET_TTL_S),
+                lambda ticket: self._state.leave_queue(keys.turn, ticket),
+            )
             try:
                 while True:
                     woken.clear()
@@ -334,23 +337,19 @@ class SessionService:
                 raise
 
     async def _ask_in_turn(self, keys: _Keys, owner: str, ticket: int) -> Lease | None:
-        """One ask, finished even when the waiter is cancelled meanwhile: a command cut off
-        mid-reply leaves the client's connection unfit for its next user (redis-py #2665), and
-        its effect (the ticket it refreshes, a lease it takes) would land after the waiter left
-        the line. On a cancel the ask is awaited, a lease it took given back, then the cancel
-        goes on."""
-        ask = asyncio.ensure_future(
+        """One ask, finished even when the waiter is cancelled meanwhile (``_finished_on_cancel``):
+        a lease it took is given back before the cancel goes on."""
+
+        async def give_back(took: Lease | None) -> None:
+            if took is not None:
+                await self._state.release_lease(took)
+
+        return await _finished_on_cancel(
             self._state.acquire_lease_in_turn(
                 keys.turn, owner, ticket, ttl_s=self._lease_s, ticket_ttl_s=TICKET_TTL_S
-            )
+            ),
+            give_back,
         )
-        try:
-            return await asyncio.shield(ask)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                if (took := await ask) is not None:
-                    await self._state.release_lease(took)
-            raise
 
     async def _wake(self, keys: _Keys) -> None:
         with contextlib.suppress(StoreError):  # they ask again within POLL_S anyway
@@ -432,3 +431,20 @@ class SessionService:
         if record is None or record.deleted_at is not None:
             raise SessionNotFound(f"no session {session_id!r}")
         return record
+
+
+async def _finished_on_cancel(
+    call: Coroutine[Any, Any, T], undo: Callable[[T], Awaitable[Any]]
+) -> T:
+    """Await a state-store call that is finished even when the caller is cancelled meanwhile:
+    a command cut off mid-reply leaves the client's connection unfit for its next user (redis-py
+    #2665), and its effect (a ticket taken or refreshed, a lease taken) would land after the
+    waiter left the line. On a cancel the call is awaited, ``undo`` given its result, then the
+    cancel goes on."""
+    call_ = asyncio.ensure_future(call)
+    try:
+        return await asyncio.shield(call_)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await undo(await call_)
+        raise
