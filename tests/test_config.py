@@ -106,13 +106,13 @@ def test_unknown_toml_key_is_refused(tmp_path: Path) -> None:
 def test_database_schemes_come_from_the_record_store_factory(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import shipyard.app
+    import shipyard.compose.backends as backends
 
     with pytest.raises(ConfigError) as caught:
         load_settings(database_url="mysql://x/y")
-    for scheme in shipyard.app.RECORD_STORES:
+    for scheme in backends.RECORD_STORES:
         assert f"{scheme}://" in caught.value.message
     # A scheme the factory learns is one the settings accept: there is no second list.
-    stores = {**shipyard.app.RECORD_STORES, "mysql": "somewhere:MySqlRecordStore"}
-    monkeypatch.setattr(shipyard.app, "RECORD_STORES", stores)
+    stores = {**backends.RECORD_STORES, "mysql": "somewhere:MySqlRecordStore"}
+    monkeypatch.setattr(backends, "RECORD_STORES", stores)
     assert load_settings(database_url="mysql://x/y").database_url == "mysql://x/y"

@@ -439,7 +439,7 @@ class Settings(BaseSettings):
             return value  # checked once resolved
         # The composition root's factories are the one list of schemes; imported here, not at
         # the top, because shipyard.app imports this module.
-        from shipyard.app import BROKERS, RECORD_STORES, STATE_STORES, url_scheme
+        from shipyard.compose.backends import BROKERS, RECORD_STORES, STATE_STORES, url_scheme
 
         backends = {
             "database_url": RECORD_STORES,
@@ -455,7 +455,7 @@ class Settings(BaseSettings):
     @field_validator("secrets_url")
     @classmethod
     def _known_secret_store(cls, value: str) -> str:
-        from shipyard.app import SECRET_STORES, url_scheme
+        from shipyard.compose.backends import SECRET_STORES, url_scheme
 
         if url_scheme(value) not in SECRET_STORES:
             supported = ", ".join(f"{s}://" for s in sorted(SECRET_STORES))

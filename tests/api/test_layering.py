@@ -4,7 +4,8 @@ surface ``api`` -> ``runtime`` -> ``agents`` -> ``models`` -> ``guard`` -> ``sto
 ``telemetry``. A package may import itself and the packages below it, and the shared modules
 every layer uses (``errors``, ``_version``); never a package above it nor a root module
 (``config``, ``app``, ``cli``, ``testing``, the package itself), which may import anything; nor
-may they import ``serverless``, the Lambda entry points, composition roots like ``cli``."""
+may they import ``serverless``, the Lambda entry points, or ``compose``, the composition root
+(roots like ``cli``)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ API = SRC / "api"
 FORBIDDEN = {"shipyard", "shipyard.app"}
 LAYERS = ("api", "runtime", "agents", "models", "guard", "stores", "telemetry")
 SHARED = {"errors", "_version"}
-ROOT_PACKAGES = {"serverless"}
+ROOT_PACKAGES = {"serverless", "compose"}
 
 
 def _imports(path: Path) -> set[str]:
