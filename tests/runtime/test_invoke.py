@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,13 @@ from shipyard.config import load_settings
 from shipyard.errors import RunFailure, RunTimeout
 from shipyard.runtime.services import Services
 
+NAPPING: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
+"""Set when the nap of that input has begun (the shutdown test waits for its two)."""
+
 
 @agent("nap")
 async def nap(ctx: RunContext, input: object) -> str:
+    NAPPING[str(input)].set()
     await asyncio.sleep(float(str(input)))
     return "rested"
 
@@ -57,8 +62,9 @@ async def test_shutdown_lets_runs_finish_and_records_the_ones_it_cancels(tmp_pat
     stuck = asyncio.create_task(
         svc.invoker.invoke(RunRequest(tenant_id="t", agent="nap", input="60"))
     )
-    await asyncio.sleep(0.05)  # both are running
-    await svc.close(drain_s=1.0)
+    async with asyncio.timeout(30):  # both are running (a loaded machine may take a while)
+        await asyncio.gather(NAPPING["0.2"].wait(), NAPPING["60"].wait())
+    await svc.close(drain_s=3.0)  # the quick one ends well within it, even on a loaded machine
 
     assert (await quick).output == "rested"
     with pytest.raises(asyncio.CancelledError):
