@@ -46,6 +46,7 @@ from shipyard.runtime.memory import MemoryHook, MemoryService
 from shipyard.runtime.model_cache import CacheHook
 from shipyard.runtime.pseudonyms import PseudonymVault
 from shipyard.runtime.recorder import Recorder
+from shipyard.runtime.references import InputReferences
 from shipyard.runtime.retention import RetentionKind, TenantRetention, session_ttl_cap
 from shipyard.runtime.services import Services
 from shipyard.runtime.sessions import SessionService
@@ -449,6 +450,7 @@ def build_services(app: App, settings: Settings) -> Services:
     invoker.calls = Delegation(invoker, tasks)
     artifacts = build_artifacts(settings, records, tenants)
     invoker.artifacts = artifacts
+    invoker.references = InputReferences(artifacts, max_bytes=settings.max_input_artifact_bytes)
     invoker.pseudonyms = PseudonymVault(
         state, ttl_s=settings.pseudonym_ttl_s, session_ttl_s=settings.session_ttl_s
     )
