@@ -16,6 +16,7 @@ from shipyard.agents.delegate import (
     task_tool,
 )
 from shipyard.agents.memory import Memory
+from shipyard.agents.references import ArtifactInput
 from shipyard.agents.tool import Tool, tool
 from shipyard.app import App
 from shipyard.config import Settings
@@ -52,6 +53,7 @@ __all__ = [
     "Agent",
     "AgentLike",
     "App",
+    "ArtifactInput",
     "AssistantMessage",
     "ChatModel",
     "ConfigError",

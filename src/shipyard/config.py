@@ -78,6 +78,12 @@ class Settings(BaseSettings):
         description="Largest artifact, uploaded (POST /v1/artifacts, in place of "
         "SHIPYARD_MAX_BODY_BYTES) or put by a run (ctx.artifacts.put).",
     )
+    max_input_artifact_bytes: int = Field(
+        256 * 1024,
+        ge=1,
+        description="What the artifacts one run's input references (a user message with "
+        "artifact_id) may hold together; a larger reference is refused (413).",
+    )
     memory_url: str | None = Field(
         None,
         description="Long-term memory store URL: sqlite:///path (sqlite-vec, embedded) or "

@@ -98,8 +98,12 @@ def test_bad_settings_stop_the_start(tmp_path: Path, env: dict[str, str], compla
             {"SHIPYARD_BROKER_URL": "amqp://guest:s3cret@127.0.0.1:5672/no-such-vhost"},
             "cannot reach the broker at amqp://guest:***@127.0.0.1:5672/no-such-vhost",
         ),
+        (
+            {"SHIPYARD_MEMORY_URL": "postgresql://postgres:s3cret@127.0.0.1:{port}/memories"},
+            "cannot reach the memory store at postgresql://postgres:***@127.0.0.1:{port}/memories",
+        ),
     ],
-    ids=["records", "state", "broker"],
+    ids=["records", "state", "broker", "memory"],
 )
 def test_an_unreachable_store_stops_the_start(
     tmp_path: Path, command: str, env: dict[str, str], line: str

@@ -6,7 +6,8 @@ store and every list can read back (``shipyard.stores.storable``). A refused val
   carry ids — free of NUL and of lone surrogates.
 - ``Metadata``: a JSON object of storable values, nested at most ``METADATA_MAX_DEPTH`` levels,
   at most ``METADATA_MAX_BYTES`` serialised.
-- ``RunInputField``: a run's input (text or chat messages) whose every string is ``Text``.
+- ``RunInputField``: a run's input (text or chat messages, a message may reference an
+  artifact) whose every string is ``Text``.
 - ``Int32``/``Int64`` bounds: integers that fit the column they are compared with.
 """
 
@@ -19,6 +20,7 @@ import orjson
 from pydantic import AfterValidator, AwareDatetime, Field
 from pydantic_core import PydanticCustomError
 
+from shipyard.agents.references import InputMessage
 from shipyard.models.base import Message
 from shipyard.stores.storable import (
     METADATA_MAX_BYTES,
@@ -73,8 +75,9 @@ Metadata = Annotated[
     ),
 ]
 
-RunInputField = Annotated[str | list[Message], AfterValidator(_run_input)]
-"""A run's input: text, or chat messages whose every string is storable."""
+RunInputField = Annotated[str | list[InputMessage], AfterValidator(_run_input)]
+"""A run's input: text, or chat messages whose every string is storable (a user message may
+reference an artifact instead: ``agents.references``)."""
 
 FutureDatetime = Annotated[AwareDatetime, AfterValidator(_future)]
 """A time zone aware moment that has not passed yet (normalised to UTC)."""

@@ -126,15 +126,18 @@ def open_blob_stores(settings: Settings) -> RegionalBlobs:
 
 
 async def check_stores(services: Services, settings: Settings) -> None:
-    """Ping every configured store — records, state, broker — in that order; the first that
-    does not answer stops the start with a ``StoreError`` whose message is one line naming the
-    store and its URL (without its password)."""
-    stores = (
-        ("record store", services.records, settings.resolved_database_url),
-        ("state store", services.state, settings.resolved_state_url),
-        ("broker", services.broker, settings.resolved_broker_url),
-    )
-    for role, store, url in stores:
+    """Ping every configured store — records, state, broker, memory — in that order; the first
+    that does not answer stops the start with a ``StoreError`` whose message is one line naming
+    the store and its URL (without its password). The memory store's ping also opens it: one
+    filled by another embedder stops the start with its ``ConfigError``."""
+    urls = {
+        "records": ("record store", settings.resolved_database_url),
+        "state": ("state store", settings.resolved_state_url),
+        "broker": ("broker", settings.resolved_broker_url),
+        "memory": ("memory store", settings.resolved_memory_url),
+    }
+    for name, store in services.pinged():
+        role, url = urls[name]
         try:
             await store.ping()
         except StoreError as exc:

@@ -48,6 +48,7 @@ from shipyard.runtime.memory import MemoryService
 from shipyard.runtime.model_cache import CacheHook
 from shipyard.runtime.pseudonyms import PseudonymVault
 from shipyard.runtime.recorder import Recorder
+from shipyard.runtime.references import InputReferences
 from shipyard.runtime.retention import session_ttl_cap
 from shipyard.runtime.services import Services
 from shipyard.runtime.sessions import SessionService
@@ -112,6 +113,7 @@ def build_services(app: App, settings: Settings) -> Services:
     )
     invoker.calls = Delegation(invoker, tasks)
     invoker.artifacts = artifacts = build_artifacts(settings, stores.records, stores.tenants)
+    invoker.references = InputReferences(artifacts, max_bytes=settings.max_input_artifact_bytes)
     invoker.pseudonyms = PseudonymVault(
         stores.state, ttl_s=settings.pseudonym_ttl_s, session_ttl_s=settings.session_ttl_s
     )

@@ -113,11 +113,21 @@ class ArtifactService:
         if self.presign_s > 0 and isinstance(store, Presigner):
             url = await store.presign_get(record.blob_key, expires_s=self.presign_s)
             return Download(record, url=url)
+        return Download(record, chunks=await self._open(store, record, span))
+
+    async def read(self, record: ArtifactRecord) -> AsyncIterator[bytes]:
+        """The artifact's bytes, checked as they stream (never a redirect: for the server's
+        own use, as an input that references an artifact)."""
+        return await self._open(await self._store_of(record, action="read"), record, None)
+
+    async def _open(
+        self, store: BlobStore, record: ArtifactRecord, span: tuple[int, int] | None
+    ) -> AsyncIterator[bytes]:
         if await store.head(record.blob_key) is None:
-            raise ArtifactNotFound(f"artifact {artifact_id!r} has no content")
+            raise ArtifactNotFound(f"artifact {record.id!r} has no content")
         if span is not None:
-            return Download(record, chunks=store.get(record.blob_key, start=span[0], end=span[1]))
-        return Download(record, chunks=_checked(store, record))
+            return store.get(record.blob_key, start=span[0], end=span[1])
+        return _checked(store, record)
 
     async def _store_of(self, record: ArtifactRecord, *, action: str) -> BlobStore:
         home = await self.home(record.tenant_id)

@@ -14,8 +14,10 @@ import structlog
 from shipyard.agents.agent import AgentLike
 from shipyard.agents.context import ArtifactWriter, RunContext, RunInput, RunRequest, RunResult
 from shipyard.agents.delegate import AgentCalls, current_calls
+from shipyard.agents.references import ArtifactInput, references
 from shipyard.errors import (
     AgentNotFound,
+    ConfigError,
     InputBlocked,
     RateLimited,
     RunCancelled,
@@ -37,6 +39,7 @@ from shipyard.runtime.hooks import RunHook, run_hooked
 from shipyard.runtime.limits import calling_key
 from shipyard.runtime.pseudonyms import PseudonymVault, load_pseudonyms, restoring, save_pseudonyms
 from shipyard.runtime.recorder import Recorder
+from shipyard.runtime.references import InputReferences
 from shipyard.runtime.tenants import TenantPolicies, tenant_guards
 from shipyard.stores.storable import without_lone_surrogates
 from shipyard.telemetry.eventlog import BodyRedaction, current_redactor
@@ -131,6 +134,9 @@ class Invoker:
         self.calls: AgentCalls | None = None
         self.artifacts: ArtifactWriter | None = None
         """Where runs' ``ctx.artifacts`` go (set by the composition root)."""
+        self.references: InputReferences | None = None
+        """Reads the artifacts an input references (set by the composition root; None: an
+        input that references one is refused)."""
         self.pseudonyms: PseudonymVault | None = None
         """Where pseudonymizing runs keep their mapping (set by the composition root; None:
         each run's mapping lives only as long as the run)."""
@@ -319,15 +325,26 @@ class Invoker:
         input judged, then ``run.started`` with the input as judged."""
         if ctx.pseudonyms is not None:
             await load_pseudonyms(self.pseudonyms, ctx)
+        given = ctx.request.input
+        referenced = references(given)
+        if referenced and not isinstance(given, str):
+            await self._read_references(ctx, given)
         judged = guard_input(ctx) if ctx.guard is not None else None
         parent_run_id = ctx.request.parent_run_id
         lineage = {"parent_run_id": parent_run_id} if parent_run_id else {}
         if (key_id := calling_key.get()) is not None:  # usage by key (records.usage)
             lineage["key_id"] = key_id
-        ctx.emit(
-            "run.started", input=_jsonable(ctx.request.input), metadata=ctx.metadata, **lineage
-        )
+        recorded = _as_referenced(given, ctx.request.input) if referenced else ctx.request.input
+        ctx.emit("run.started", input=_jsonable(recorded), metadata=ctx.metadata, **lineage)
         return judged
+
+    async def _read_references(self, ctx: RunContext, given: list[Message]) -> None:
+        """The artifacts the input references, read into it before the guard judges it (the
+        run's record keeps the references: ``_as_referenced``)."""
+        if self.references is None:
+            raise ConfigError("this process has no artifact store to read referenced input from")
+        resolved = await self.references.resolve(ctx.tenant_id, given)
+        ctx.request = replace(ctx.request, input=resolved)
 
     def _run_processors(self, guard: RunGuard | None) -> list[EventProcessor]:
         redactor = current_redactor()
@@ -428,6 +445,14 @@ def _storable(*sinks: Sink) -> Sink:
 
 def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _as_referenced(given: RunInput, judged: RunInput) -> RunInput:
+    """The input as the records keep it: the artifact references as given, the other messages
+    as the guard let them in."""
+    if isinstance(given, str) or isinstance(judged, str):
+        return judged
+    return [g if isinstance(g, ArtifactInput) else j for g, j in zip(given, judged, strict=True)]
 
 
 def _jsonable(input: RunInput) -> Any:

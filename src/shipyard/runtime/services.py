@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from shipyard.agents.agent import AgentLike
 from shipyard.models.resolver import ModelResolver
@@ -27,6 +28,12 @@ from shipyard.stores.records.base import RecordStore
 from shipyard.stores.secrets.refs import SecretCache
 from shipyard.stores.state.base import StateStore
 from shipyard.telemetry.observability import Observability
+
+
+class Pingable(Protocol):
+    async def ping(self) -> None:
+        """Return when the store answers; a ``StoreError`` when it does not."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +74,17 @@ class Services:
     the services."""
     governor: Governor | None = None
     """Spend budgets (``runtime.budget``); None: budgets are off."""
+
+    def pinged(self) -> list[tuple[str, Pingable]]:
+        """The stores a start and ``/readyz`` check, in order: records, state, broker, memory."""
+        stores: list[tuple[str, Pingable]] = [
+            ("records", self.records),
+            ("state", self.state),
+            ("broker", self.broker),
+        ]
+        if self.memory is not None:
+            stores.append(("memory", self.memory.store))
+        return stores
 
     async def start(self) -> None:
         await self.recorder.start()

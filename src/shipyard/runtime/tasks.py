@@ -22,6 +22,7 @@ import structlog
 from pydantic import TypeAdapter, ValidationError
 
 from shipyard.agents.context import RunInput
+from shipyard.agents.references import InputMessage
 from shipyard.errors import IdempotencyConflict, InvalidInput, TaskFinished, TaskNotFound
 from shipyard.models.base import Message
 from shipyard.runtime.control import Control
@@ -89,7 +90,7 @@ def cloud_event(task: TaskRecord) -> tuple[str, bytes]:
     )
 
 
-_MESSAGES: TypeAdapter[list[Message]] = TypeAdapter(list[Message])
+_MESSAGES: TypeAdapter[list[Message]] = TypeAdapter(list[InputMessage])  # references stay
 
 
 def task_input(task: TaskRecord) -> RunInput:

@@ -28,7 +28,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> object:
     """The process can serve: its stores answer."""
     found = services(request)
-    stores = (("records", found.records), ("state", found.state), ("broker", found.broker))
+    stores = found.pinged()
     for name, store in stores:
         try:
             await store.ping()

@@ -190,6 +190,12 @@ tasks = sa.Table(
     sa.Index("uq_tasks_tenant_id_idempotency_key", "tenant_id", "idempotency_key", unique=True),
 )
 
+# What the retention sweep deletes by age, per tenant (``stores.records.lifecycle``, 0015).
+sa.Index("ix_runs_tenant_id_created_at", runs.c.tenant_id, runs.c.created_at)
+sa.Index("ix_run_events_tenant_id_ts", run_events.c.tenant_id, run_events.c.ts)
+sa.Index("ix_sessions_tenant_id_created_at", sessions.c.tenant_id, sessions.c.created_at)
+sa.Index("ix_tasks_tenant_id_updated_at", tasks.c.tenant_id, tasks.c.updated_at)
+
 _pending = tasks.c.handover_pending.is_(True)
 sa.Index("ix_tasks_tenant_id_subject", tasks.c.tenant_id, tasks.c.subject)
 sa.Index(  # holds only the tasks not yet handed over: few at any time (0008)
@@ -240,6 +246,7 @@ webhook_deliveries = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index("ix_webhook_deliveries_status_next_at", "status", "next_at"),
+    sa.Index("ix_webhook_deliveries_tenant_id_updated_at", "tenant_id", "updated_at"),  # 0015
 )
 """The webhook outbox: one delivery per task outcome, made by whichever worker claims it."""
 
@@ -295,5 +302,6 @@ artifacts = sa.Table(
     sa.Column("blob_key", sa.Text, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index("ix_artifacts_tenant_id_run_id", "tenant_id", "run_id"),
+    sa.Index("ix_artifacts_tenant_id_created_at", "tenant_id", "created_at"),  # 0015
 )
 """Artifacts' records; their bytes are in the blob store of ``region`` under ``blob_key``."""
