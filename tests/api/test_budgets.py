@@ -109,7 +109,7 @@ async def test_only_an_admin_of_the_tenant_changes_its_budgets(app: FastAPI) -> 
 async def test_a_run_the_budget_cannot_cover_is_402_before_any_model_call(app: FastAPI) -> None:
     admin, _ = await key_of(app, "acme")
     async with client(app, admin) as c:
-        await c.put("/v1/budgets/acme", json={"usd_per_day": 0.05, "reserve_usd": 0.1})
+        await c.put("/v1/budgets/acme", json={"usd_per_day": 0.05, "run_usd": 0.1})
         before = len(CHEAP.requests)
         refused = await invoke(c, "cheap")
         assert refused.status_code == 402, refused.text
