@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from shipyard.api.keys import KeyService
+    from shipyard.models.embedding import Embedder
 
 DEFAULT_APP = "examples.assistant:app"
 
@@ -356,6 +357,28 @@ def build_memory(settings: Settings) -> MemoryService:
     return MemoryService(store, embedder)
 
 
+def model_caches(settings: Settings, state: StateStore, embedder: Embedder) -> list[ModelWrapper]:
+    """The model caches that are on, outside the budget's wrapper (a hit spends nothing): the
+    semantic cache, then the exact one outermost (a hash costs less than an embedding)."""
+    found: list[ModelWrapper] = []
+    if settings.semantic_cache:
+        from shipyard.models.embedding import create_embedder
+        from shipyard.models.semantic_cache import SemanticSettings, semantic_cache
+
+        ref = settings.semantic_cache_embedder
+        if ref is not None and ref != settings.embedder:
+            embedder = create_embedder(ref)
+        tuning = SemanticSettings(
+            threshold=settings.semantic_cache_threshold,
+            ttl_s=settings.semantic_cache_ttl_s,
+            entries=settings.semantic_cache_entries,
+        )
+        found.append(semantic_cache(state, embedder, tuning))
+    if settings.model_cache:
+        found.append(model_cache(state, settings.model_cache_ttl_s))
+    return found
+
+
 def open_broker(url: str) -> Broker:
     broker: Broker = _open("broker", BROKERS, url)
     return broker
@@ -395,15 +418,14 @@ def build_services(app: App, settings: Settings) -> Services:
     route_hooks = [RouteScopeHook()] if app.routers else []  # routers see the run's tenant
     tenants = TenantPolicies(records, cache_s=settings.tenant_cache_s)
     governor = build_governor(settings, state, tenants)
-    cache = CacheHook(app.agents) if settings.model_cache else None
-    wrappers: list[ModelWrapper] = [BudgetedModel] if governor else []
-    if cache is not None:  # outside the budget's wrapper: a hit spends nothing
-        wrappers.append(model_cache(state, settings.model_cache_ttl_s))
+    memory = build_memory(settings)
+    caches = model_caches(settings, state, memory.embedder)
+    cache = CacheHook(app.agents) if caches else None
+    wrappers: list[ModelWrapper] = [*([BudgetedModel] if governor else []), *caches]
     models = ModelResolver([*wrappers, *app.model_wrappers], secrets=secrets, routers=app.routers)
     egress = build_egress(settings, tenants, secrets)
     limiter = build_limiter(settings, state, tenants)
     audit = build_audit(records, settings)
-    memory = build_memory(settings)
     invoker = Invoker(
         app.agents,
         recorder,
