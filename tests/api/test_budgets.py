@@ -146,6 +146,7 @@ async def test_usage_is_summed_from_the_records(app: FastAPI) -> None:
         assert (await c.get("/v1/usage?group_by=colour")).status_code == 422
     await app.state.services.recorder.durable()
     assert by_agent["total_usd"] == pytest.approx(sum(costs))
+    assert by_agent["saved_usd"] == 0.0  # no cache here (tests/stores/records/test_usage.py)
     agents = {g["value"]: g for g in by_agent["groups"]}
     assert agents["cheap"]["runs"] == 2 and agents["dear"]["runs"] == 2
     assert agents["dear"]["cost_usd"] == pytest.approx(costs[2] + costs[3])
