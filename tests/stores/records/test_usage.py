@@ -57,7 +57,7 @@ async def test_usage_counts_what_the_caches_saved(spent: SqlRecordStore) -> None
     assert saved["agent"] == {"cheap": (1, 0.25), "dear": (0, 0.0)}
     assert saved["model"] == {"m:small": (1, 0.25), "m:large": (0, 0.0)}
     assert saved["key"] == {"k1": (1, 0.25), "k2": (0, 0.0), None: (0, 0.0)}
-    assert [r.calls for r in by["model"]] == [2, 2]  # a hit is not a call
+    assert [r.calls for r in by["model"]] == [2, 2]  # llm.response events only
 
 
 async def test_usage_by_agent_and_tenant(spent: SqlRecordStore) -> None:
