@@ -26,6 +26,7 @@ from shipyard.models.base import (
 )
 from shipyard.models.cache import CacheScope, cache_scope
 from shipyard.models.embedding import HashEmbedder
+from shipyard.models.router import Candidate, Router, Rules
 from shipyard.models.scripted import ScriptedModel
 from shipyard.models.semantic_cache import SemanticCache, SemanticSettings, question
 from shipyard.runtime.invoke import RunOutcome
@@ -62,7 +63,19 @@ async def direct(ctx: RunContext, input: object) -> str:
     return answer.message.content or ""
 
 
-APP = shipyard.App(agents=[direct, Agent(name="calc", model=CALC, tools=[add])])
+ROUTER = Router(
+    "smart",
+    [Candidate("scripted:echo", price=(1, 1)), Candidate("scripted:echo?delay_ms=0", price=(2, 2))],
+    Rules(),
+)
+APP = shipyard.App(
+    agents=[
+        direct,
+        Agent(name="calc", model=CALC, tools=[add]),
+        Agent(name="routed", model="router:smart"),
+    ],
+    routers=[ROUTER],
+)
 
 
 @pytest.fixture(autouse=True)
@@ -124,6 +137,15 @@ async def test_another_tenant_never_hits(services: Services) -> None:
     assert len(ECHO.requests) - before == 2
     assert not of(events, "llm.cached")
     assert of(events, "llm.cache_miss")[0].data["similarity"] is None  # saw none of acme's
+
+
+async def test_a_hit_in_front_of_a_router_calls_no_candidate(services: Services) -> None:
+    first: list[Event] = []
+    again: list[Event] = []
+    answer = await run(services, "acme", FRANCE, first, "routed")
+    repeat = await run(services, "acme", PARAPHRASE, again, "routed")
+    assert repeat.output == answer.output == f"echo: {FRANCE}"
+    assert of(first, "llm.route") and of(again, "llm.cached") and not of(again, "llm.route")
 
 
 async def test_calls_with_tools_are_never_served(services: Services) -> None:
