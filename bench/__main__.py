@@ -21,7 +21,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import blobs, compute, guards, invoke, memory, routing, security, sessions, tasks, ui
+from bench import (
+    blobs,
+    budget,
+    compute,
+    guards,
+    invoke,
+    memory,
+    routing,
+    security,
+    sessions,
+    tasks,
+    ui,
+)
 from bench.common import (
     BenchConfig,
     BenchFn,
@@ -45,6 +57,7 @@ BENCHMARKS: dict[str, BenchFn] = {
     "ui": ui.run,
     "compute": compute.run,
     "routing": routing.run,
+    "budget": budget.run,
 }
 
 

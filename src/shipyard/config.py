@@ -251,6 +251,23 @@ class Settings(BaseSettings):
     model_cache_ttl_s: float = Field(
         3600.0, gt=0, description="How long a cached model answer is served."
     )
+    semantic_cache: bool = Field(
+        False,
+        description="Answer single-turn model calls without tools from an earlier call that means "
+        "the same (embedding similarity, per tenant, model and instructions); see docs/costs.md.",
+    )
+    semantic_cache_threshold: float = Field(
+        0.9, gt=0, le=1, description="The cosine similarity from which two questions are the same."
+    )
+    semantic_cache_ttl_s: float = Field(
+        3600.0, gt=0, description="How long an answer is served to similar questions."
+    )
+    semantic_cache_entries: int = Field(
+        256, ge=1, description="How many recent questions of a bucket a call is compared with."
+    )
+    semantic_cache_embedder: str | None = Field(
+        None, description="The semantic cache's embedder (default: SHIPYARD_EMBEDDER)."
+    )
     request_timeout_s: float = Field(
         30.0,
         gt=0,

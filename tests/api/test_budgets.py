@@ -109,7 +109,7 @@ async def test_only_an_admin_of_the_tenant_changes_its_budgets(app: FastAPI) -> 
 async def test_a_run_the_budget_cannot_cover_is_402_before_any_model_call(app: FastAPI) -> None:
     admin, _ = await key_of(app, "acme")
     async with client(app, admin) as c:
-        await c.put("/v1/budgets/acme", json={"usd_per_day": 0.05, "reserve_usd": 0.1})
+        await c.put("/v1/budgets/acme", json={"usd_per_day": 0.05, "run_usd": 0.1})
         before = len(CHEAP.requests)
         refused = await invoke(c, "cheap")
         assert refused.status_code == 402, refused.text
@@ -146,6 +146,7 @@ async def test_usage_is_summed_from_the_records(app: FastAPI) -> None:
         assert (await c.get("/v1/usage?group_by=colour")).status_code == 422
     await app.state.services.recorder.durable()
     assert by_agent["total_usd"] == pytest.approx(sum(costs))
+    assert by_agent["saved_usd"] == 0.0  # no cache here (tests/stores/records/test_usage.py)
     agents = {g["value"]: g for g in by_agent["groups"]}
     assert agents["cheap"]["runs"] == 2 and agents["dear"]["runs"] == 2
     assert agents["dear"]["cost_usd"] == pytest.approx(costs[2] + costs[3])

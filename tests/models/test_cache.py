@@ -157,7 +157,7 @@ async def test_hits_and_savings_are_metrics(services: Services) -> None:
         await run(services, "acme", "direct", "count me", events)
     for event in events:
         metrics.sink(event)
-    labels = {"model": "scripted:cached", "tenant": "acme"}
+    labels = {"model": "scripted:cached", "tenant": "acme", "cache": "exact"}
     hits = metrics.registry.get_sample_value("shipyard_llm_cache_hits_total", labels)
     saved = metrics.registry.get_sample_value("shipyard_llm_cache_saved_usd_total", labels)
     assert hits == 2

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,10 @@ from shipyard.agents.context import RunRequest
 from shipyard.config import load_settings
 from shipyard.errors import BudgetExceeded
 from shipyard.models import prices
-from shipyard.models.base import ModelRequest, UserMessage
+from shipyard.models.base import ModelRequest, ModelResponse, StreamItem, UserMessage
 from shipyard.models.scripted import ScriptedModel
 from shipyard.models.spend import degraded
+from shipyard.models.wrapper import WrapperModel
 from shipyard.runtime.budget import NANO, ceilings
 from shipyard.runtime.invoke import RunOutcome
 from shipyard.runtime.limits import calling_key
@@ -63,7 +65,32 @@ async def stalls(ctx: RunContext, input: object) -> str:
     return "never"
 
 
-APP = shipyard.App(agents=[caller, stalls])
+NIGHT = [datetime(2026, 12, 7, 23, 59, 58, tzinfo=UTC)]
+"""The governor's clock in the midnight test (``night``), moved by ``PastMidnight``."""
+
+
+class PastMidnight(WrapperModel):
+    """A call that starts before midnight UTC and answers after it."""
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]:
+        async for item in self.wrapped.stream(request):
+            if isinstance(item, ModelResponse):
+                NIGHT[0] += timedelta(seconds=4)
+            yield item
+
+
+LATE = PastMidnight(MODEL)
+
+
+@agent("night")
+async def night(ctx: RunContext, input: object) -> str:
+    """A call before midnight, one that answers after it, one after it."""
+    for model in (MODEL, LATE, MODEL):
+        await ctx.model(model).complete(CALL)
+    return "done"
+
+
+APP = shipyard.App(agents=[caller, stalls, night])
 
 
 @pytest.fixture(autouse=True)
@@ -96,16 +123,21 @@ async def run(
 
 
 async def levels(
-    services: Services, tenant: str, found: Budgets, key: str | None = None
+    services: Services,
+    tenant: str,
+    found: Budgets,
+    key: str | None = None,
+    now: datetime | None = None,
+    agent: str = "caller",
 ) -> list[Level]:
-    keys = [c.meter.key for c in ceilings(tenant, found, key, "caller")]
+    keys = [c.meter.key for c in ceilings(tenant, found, key, agent, now)]
     return await services.state.levels(keys)
 
 
 async def test_a_run_that_cannot_reserve_is_refused_before_any_model_call(
     services: Services,
 ) -> None:
-    await budgets(services, "poor", usd_per_day=50.0, reserve_usd=100.0)
+    await budgets(services, "poor", usd_per_day=50.0, run_usd=100.0)  # its worst case
     before = len(MODEL.requests)
     with pytest.raises(BudgetExceeded) as refused:
         await run(services, "poor", 1)
@@ -170,15 +202,19 @@ async def test_an_agents_and_a_keys_budgets_apply_to_their_runs_only(
     found = await budgets(services, "keyed", keys={"key_a": {"tokens_per_day": 10}})
     assert (await run(services, "keyed", 1)).output == "done"  # no key: the key's budget is not its
     token = calling_key.set("key_a")
+    before = len(MODEL.requests)
     try:
         with pytest.raises(BudgetExceeded) as refused:
             await run(services, "keyed", 1)
     finally:
         calling_key.reset(token)
-    assert refused.value.details == {
+    assert len(MODEL.requests) == before
+    assert refused.value.details == {  # the call's 105 tokens do not fit in 10 (see below)
+        "policy": "deny",
         "scope": "key:key_a",
         "period": "day",
         "unit": "tokens",
+        "reason": "the key:key_a budget of tokens per day",
         **_ids(refused.value),
     }
     assert await levels(services, "keyed", found, "key_a") == [Level(0, 0)]
@@ -217,3 +253,40 @@ async def test_a_cancelled_run_gives_its_hold_back(services: Services) -> None:
     with pytest.raises(asyncio.CancelledError):
         await running
     assert await levels(services, "cancel", found) == [Level(int(REAL * NANO), 0)]
+
+
+async def test_a_default_reservation_shrinks_to_what_a_small_budget_has_left(
+    services: Services,
+) -> None:
+    """The default reservation is 20,000 tokens; a budget of 1,000 has room for the run's
+    105-token call (its worst case), so the run goes ahead, holding what is left."""
+    found = await budgets(services, "small", tokens_per_day=1000)
+    assert (await run(services, "small", 2)).output == "done"
+    assert await levels(services, "small", found) == [Level(2 * 3, 0)]
+    await budgets(services, "small", tokens_per_day=6)  # all of it spent now
+    before = len(MODEL.requests)
+    with pytest.raises(BudgetExceeded, match="cannot reserve its budget"):
+        await run(services, "small", 1)
+    assert len(MODEL.requests) == before
+
+
+async def test_the_runs_own_limit_is_reserved_whole(services: Services) -> None:
+    await budgets(services, "strict", tokens_per_day=1000, run_tokens=2000)
+    with pytest.raises(BudgetExceeded, match="cannot reserve its budget"):
+        await run(services, "strict", 1)
+
+
+async def test_a_call_is_charged_to_the_day_it_is_settled_in(services: Services) -> None:
+    """The run starts at 23:59:58 UTC; its second call answers after midnight, and so it and
+    the third are the next day's spending. Every hold is given back."""
+    assert services.governor is not None
+    services.governor.clock = lambda: NIGHT[0]
+    start = NIGHT[0]
+    found = await budgets(services, "late", usd_per_day=1000.0, usd_per_month=5000.0)
+    request = RunRequest(tenant_id="late", agent="night", input="")
+    assert (await services.invoker.invoke(request)).output == "done"
+    assert NIGHT[0].day == start.day + 1
+    today = await levels(services, "late", found, now=start, agent="night")
+    tomorrow = await levels(services, "late", found, now=NIGHT[0], agent="night")
+    assert today == [Level(int(REAL * NANO), 0), Level(int(3 * REAL * NANO), 0)]
+    assert tomorrow == [Level(int(2 * REAL * NANO), 0), Level(int(3 * REAL * NANO), 0)]

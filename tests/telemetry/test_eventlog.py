@@ -29,9 +29,10 @@ IDS_WHEN_SET = ("parent_span_id", "session_id", "task_id")
 BODIES = {"input", "metadata", "content", "tool_calls", "arguments", "output"}
 WARNING_KINDS = {"run.failed", "guard.flag", "guard.block", "budget.exceeded"}
 LOGGED_KINDS = set(get_args(EventType)) - EPHEMERAL
-COST_KINDS = {"budget.exceeded", "llm.cached"}
+COST_KINDS = {"budget.exceeded", "llm.cached", "llm.cache_miss"}
 """Kinds of the cost governor and the model cache, which these runs do not turn on: their
-runs are in tests/runtime/test_budget.py and tests/models/test_cache.py."""
+runs are in tests/runtime/test_budget.py, tests/models/test_cache.py and
+tests/models/test_semantic_cache.py."""
 
 
 @tool
@@ -327,6 +328,7 @@ def emit_every_kind(eventlog: EventLog) -> list[Event]:
         emitter.emit("guard.block", guard="g", action="block", surface="input", types=["T"]),
         emitter.emit("egress.request", step, method="GET", host="h", allowed=True, status=200),
         emitter.emit("llm.cached", step, model="m", saved_usd=0.01, saved_tokens=3),
+        emitter.emit("llm.cache_miss", step, model="m", cache="semantic", similarity=0.5),
         emitter.emit("budget.exceeded", policy="warn", reason="r", model="m", scope="tenant"),
         emitter.emit("run.completed", output="hello", usage={}, latency_ms=1.0),
         emitter.emit("run.failed", error={"code": "x", "message": "y"}, usage={}),

@@ -49,7 +49,7 @@ class BudgetHeaders:
     async def _headers(self, tenant_id: str, key_id: str) -> list[tuple[bytes, bytes]]:
         try:
             budgets = await self.governor.budgets(tenant_id)
-            found = ceilings(tenant_id, budgets, key_id, agent="")
+            found = ceilings(tenant_id, budgets, key_id, "", self.governor.clock())
             standing = await self.governor.standing(tenant_id, budgets, found)
         except StoreError as exc:
             log.warning("cannot read the budgets for the headers", error=exc.message)

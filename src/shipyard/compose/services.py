@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 
     from shipyard.api.keys import KeyService
     from shipyard.app import App
+    from shipyard.models.embedding import Embedder
 
 
 @dataclass(frozen=True)
@@ -176,11 +177,12 @@ def build_runs(
     """The invoker with its models, hooks (limits, routing scope, budget, cache, memory, the
     app's own, in that order), event processors, egress and guards."""
     governor = build_governor(settings, stores.state, stores.tenants)
-    cache = CacheHook(app.agents) if settings.model_cache else None
-    models = build_models(app, settings, stores, governor, cached=cache is not None)
+    memory = build_memory(settings)
+    caches = model_caches(settings, stores.state, memory.embedder)
+    cache = CacheHook(app.agents) if caches else None
+    models = build_models(app, settings, stores, governor, caches)
     egress = build_egress(settings, stores.tenants, stores.secrets)
     limiter = build_limiter(settings, stores.state, stores.tenants)
-    memory = build_memory(settings)
     hooks: list[RunHook] = [
         *([limiter.hook] if limiter else []),
         *([RouteScopeHook()] if app.routers else []),  # routers see the run's tenant
@@ -212,19 +214,43 @@ def build_runs(
 
 
 def build_models(
-    app: App, settings: Settings, stores: _Stores, governor: Governor | None, *, cached: bool
+    app: App,
+    settings: Settings,
+    stores: _Stores,
+    governor: Governor | None,
+    caches: Sequence[ModelWrapper],
 ) -> ModelResolver:
     """The model resolver: prices (``SHIPYARD_PRICES_FILE``), the routers, and the wrappers —
-    the budget's innermost, the exact cache outside it (a hit spends nothing), then the app's."""
+    the budget's innermost, the caches outside it (a hit spends nothing), then the app's."""
     if settings.prices_file is not None:
         load_prices(settings.prices_file)
     price_routers(app.routers)
-    wrappers: list[ModelWrapper] = [BudgetedModel] if governor else []
-    if cached:
-        wrappers.append(model_cache(stores.state, settings.model_cache_ttl_s))
+    wrappers: list[ModelWrapper] = [*([BudgetedModel] if governor else []), *caches]
     return ModelResolver(
         [*wrappers, *app.model_wrappers], secrets=stores.secrets, routers=app.routers
     )
+
+
+def model_caches(settings: Settings, state: StateStore, embedder: Embedder) -> list[ModelWrapper]:
+    """The model caches that are on, outside the budget's wrapper (a hit spends nothing): the
+    semantic cache, then the exact one outermost (a hash costs less than an embedding)."""
+    found: list[ModelWrapper] = []
+    if settings.semantic_cache:
+        from shipyard.models.embedding import create_embedder
+        from shipyard.models.semantic_cache import SemanticSettings, semantic_cache
+
+        ref = settings.semantic_cache_embedder
+        if ref is not None and ref != settings.embedder:
+            embedder = create_embedder(ref)
+        tuning = SemanticSettings(
+            threshold=settings.semantic_cache_threshold,
+            ttl_s=settings.semantic_cache_ttl_s,
+            entries=settings.semantic_cache_entries,
+        )
+        found.append(semantic_cache(state, embedder, tuning))
+    if settings.model_cache:
+        found.append(model_cache(state, settings.model_cache_ttl_s))
+    return found
 
 
 def build_sessions(

@@ -3,7 +3,8 @@
 A call's key is a hash of the model, the messages, the tools offered and the parameters
 (schema, temperature, max_tokens); its value, the final response, kept ``ttl_s``. A hit
 answers without calling the model: its text as one delta, then the response with no usage
-(nothing was spent), and an ``llm.cached`` event of the run with what it saved.
+(nothing was spent), and an ``llm.cached`` event of the run with what it saved. The semantic
+cache (``models.semantic_cache``), opt-in, answers calls that mean the same.
 
 What the cache may serve comes from the run (``cache_scope``, which the cache's run hook,
 ``runtime.model_cache``, sets for each run): its tenant — keys are hash-tagged by tenant, so a
@@ -78,10 +79,9 @@ class CachedModel(WrapperModel):
         key = cache_key(scope.tenant_id, self.wrapped.name, request)
         found = await self._read(key)
         if found is not None:
-            scope.emit("llm.cached", model=self.wrapped.name, **_saved(found))
-            if found.message.content:
-                yield TextDelta(text=found.message.content)
-            yield found.model_copy(update={"usage": found.usage.model_copy(update=_NOTHING)})
+            scope.emit("llm.cached", model=self.wrapped.name, cache="exact", **saved(found))
+            async for item in replay(found):
+                yield item
             return
         async for item in self.wrapped.stream(request):
             if isinstance(item, ModelResponse):
@@ -106,7 +106,16 @@ class CachedModel(WrapperModel):
 _NOTHING: dict[str, Any] = {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
 
 
-def _saved(found: ModelResponse) -> dict[str, Any]:
+async def replay(found: ModelResponse) -> AsyncIterator[StreamItem]:
+    """A cached answer as a stream: its text as one delta, then the response with no usage
+    (nothing was spent)."""
+    if found.message.content:
+        yield TextDelta(text=found.message.content)
+    yield found.model_copy(update={"usage": found.usage.model_copy(update=_NOTHING)})
+
+
+def saved(found: ModelResponse) -> dict[str, Any]:
+    """What answering from the cache saved: the ``llm.cached`` event's ``saved_*`` fields."""
     usage = found.usage
     return {
         "saved_usd": usage.cost_usd,

@@ -19,6 +19,11 @@ of the state store (``stores.state.meters``), shared by every replica:
 4. when the run ends — completed, failed, cancelled — what is left of its hold is released;
    a replica that crashed leaves holds that expire by themselves (``hold_ttl_s``).
 
+A call is charged to the period (day, month) in which it is settled: a run that crosses
+midnight UTC gives back its hold on the period it started in and holds call by call in the new
+one. A reservation that is not the run's own limit (``reserve_*``, a guess) shrinks to what the
+budget has left, so a small budget is not refused outright by a large default.
+
 So concurrent runs can never together spend more than a budget, save what a call costs past
 its own worst-case estimate. A child run (an agent called by another) spends under its
 parent's budget.
@@ -27,6 +32,7 @@ parent's budget.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -82,9 +88,20 @@ def nano(usd: float) -> int:
     return math.ceil(round(usd * NANO, 3))
 
 
-def ceilings(tenant_id: str, budgets: Budgets, key_id: str | None, agent: str) -> list[Ceiling]:
-    """Every budget of the tenant's policy that applies to a run of ``agent`` by ``key_id``."""
-    now = datetime.now(UTC)
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def ceilings(
+    tenant_id: str,
+    budgets: Budgets,
+    key_id: str | None,
+    agent: str,
+    now: datetime | None = None,
+) -> list[Ceiling]:
+    """Every budget of the tenant's policy that applies to a run of ``agent`` by ``key_id``, in
+    the periods of ``now`` (default: the current time)."""
+    now = now or utc_now()
     found = _of(tenant_id, "tenant", budgets, now)
     if key_id is not None and key_id in budgets.keys:
         found += _of(tenant_id, f"key:{key_id}", budgets.keys[key_id], now)
@@ -107,12 +124,16 @@ def _of(tenant_id: str, scope: str, limits: BudgetLimits, now: datetime) -> list
     return found
 
 
+def day_end(now: datetime) -> float:
+    """When the UTC day of ``now`` ends (a Unix time): the first period that can roll over."""
+    return datetime(now.year, now.month, now.day, tzinfo=UTC).timestamp() + 86400
+
+
 def _periods(now: datetime) -> list[tuple[Period, str, datetime]]:
     """(period, its tag in meter keys, when it ends) of the day and the month of ``now``."""
-    day_end = datetime(now.year, now.month, now.day, tzinfo=UTC).timestamp() + 86400
     month_end = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
     return [
-        ("day", f"d{now:%Y-%m-%d}", datetime.fromtimestamp(day_end, UTC)),
+        ("day", f"d{now:%Y-%m-%d}", datetime.fromtimestamp(day_end(now), UTC)),
         ("month", f"m{now:%Y-%m}", month_end),
     ]
 
@@ -130,9 +151,9 @@ class Standing:
     remaining: float
 
 
-def every_ceiling(tenant_id: str, budgets: Budgets) -> list[Ceiling]:
+def every_ceiling(tenant_id: str, budgets: Budgets, now: datetime | None = None) -> list[Ceiling]:
     """The tenant's budgets, each key's and each agent's."""
-    now = datetime.now(UTC)
+    now = now or utc_now()
     found = _of(tenant_id, "tenant", budgets, now)
     for key_id, limits in budgets.keys.items():
         found += _of(tenant_id, f"key:{key_id}", limits, now)
@@ -144,10 +165,18 @@ def every_ceiling(tenant_id: str, budgets: Budgets) -> list[Ceiling]:
 class Governor:
     """Opens each run's budget (``open_run``) and reads budgets' levels for the API."""
 
-    def __init__(self, store: Meters, tenants: TenantPolicies, defaults: BudgetDefaults) -> None:
+    def __init__(
+        self,
+        store: Meters,
+        tenants: TenantPolicies,
+        defaults: BudgetDefaults,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        """``clock``: the time that names budgets' periods (a test moves it past midnight)."""
         self.store = store
         self.tenants = tenants
         self.defaults = defaults
+        self.clock = clock
         self.hook = BudgetHook(self)
 
     async def budgets(self, tenant_id: str) -> Budgets:
@@ -157,7 +186,7 @@ class Governor:
         self, tenant_id: str, budgets: Budgets, found: list[Ceiling] | None = None
     ) -> list[Standing]:
         """How each of the tenant's budgets (or of ``found``) stands, read from the store."""
-        found = every_ceiling(tenant_id, budgets) if found is None else found
+        found = every_ceiling(tenant_id, budgets, self.clock()) if found is None else found
         if not found:
             return []
         levels = await self.store.levels([c.meter.key for c in found])
@@ -169,10 +198,11 @@ class Governor:
         """Hold the run's reservation on every budget that applies (None: no budget does);
         ``BudgetExceeded`` when one has no room for it."""
         budgets = await self.budgets(ctx.tenant_id)
-        found = ceilings(ctx.tenant_id, budgets, calling_key.get(), ctx.agent)
+        key_id, now = calling_key.get(), self.clock()
+        found = ceilings(ctx.tenant_id, budgets, key_id, ctx.agent, now)
         if not found and budgets.run_usd is None and budgets.run_tokens is None:
             return None
-        run = RunBudget(self, ctx, found, budgets)
+        run = RunBudget(self, ctx, found, budgets, key_id, day_end(now))
         await run.reserve()
         return run
 
@@ -185,6 +215,9 @@ class RunBudget:
     ctx: RunContext
     ceilings: list[Ceiling]
     budgets: Budgets
+    key_id: str | None
+    until: float
+    """When the ceilings' first period ends (``day_end``): a call settled later rolls over."""
     held: list[int] = field(default_factory=lambda: [0, 0])
     spent: list[int] = field(default_factory=lambda: [0, 0])
     degraded: bool = False
@@ -200,15 +233,36 @@ class RunBudget:
         return (None if usd is None else nano(usd)), tokens
 
     async def reserve(self) -> None:
-        """Hold the run's first reservation, or refuse the run (402)."""
+        """Hold the run's first reservation, or refuse the run (402). The run's own limit is
+        held whole; a configured or default reservation, a guess, shrinks to what is left."""
         budgets, defaults = self.budgets, self.governor.defaults
         usd = budgets.run_usd if budgets.run_usd is not None else budgets.reserve_usd
         tokens = budgets.run_tokens or budgets.reserve_tokens or defaults.reserve_tokens
-        refused = await self._hold(nano(defaults.reserve_usd if usd is None else usd), tokens)
+        want = [nano(defaults.reserve_usd if usd is None else usd), tokens]
+        refused = await self._hold(*want)
+        if refused is not None:
+            shrinks = (budgets.run_usd is None, budgets.run_tokens is None)
+            refused = await self._hold_what_is_left(want, shrinks)
         if refused is not None:
             raise self._exceeded(refused, "cannot reserve its budget")
 
+    async def _hold_what_is_left(self, want: list[int], shrinks: tuple[bool, bool]) -> int | None:
+        """Hold, of each unit that ``shrinks``, at most what its tightest budget has left (none
+        left: refused, the index of that budget); the rest whole. One more atomic hold: a run
+        that lost the room to another in between is refused."""
+        levels = await self.governor.store.levels([m.key for m in self._meters])
+        amounts = list(want)
+        for i, ceiling in enumerate(self.ceilings):
+            unit = UNITS.index(ceiling.unit)
+            left = ceiling.meter.limit - levels[i].spent - levels[i].held
+            if left <= 0:
+                return i
+            if shrinks[unit]:
+                amounts[unit] = min(amounts[unit], left)
+        return await self._hold(*amounts)
+
     async def before_call(self, model: str, request: ModelRequest) -> None:
+        await self._roll_over()
         worst = estimate(model, request, self.governor.defaults.output_tokens)
         need = [nano(worst.cost_usd), worst.prompt_tokens + worst.completion_tokens]
         about = self._within_limits(need) or await self._grow(need)
@@ -216,6 +270,7 @@ class RunBudget:
             self._over(about, model)
 
     async def after_call(self, model: str, usage: Usage) -> None:
+        await self._roll_over()
         used = [nano(usage.cost_usd), usage.prompt_tokens + usage.completion_tokens]
         for i in (0, 1):
             self.spent[i] += used[i]
@@ -234,6 +289,20 @@ class RunBudget:
             await self.governor.store.release([m.key for m in self._meters], self.ctx.run_id)
         except StoreError as exc:  # the hold expires by itself
             log.warning("cannot release a run's budget", run_id=self.ctx.run_id, error=exc.message)
+
+    async def _roll_over(self) -> None:
+        """Past the end of the day its ceilings are of: give the hold on the old periods back
+        and take the new periods' ceilings; the next call holds there (``_grow``)."""
+        if not self.ceilings:
+            return
+        now = self.governor.clock()
+        if now.timestamp() < self.until:
+            return
+        await self.close()
+        budgets, ctx = self.budgets, self.ctx
+        self.ceilings = ceilings(ctx.tenant_id, budgets, self.key_id, ctx.agent, now)
+        self.until = day_end(now)
+        self.held = [0, 0]
 
     @property
     def _meters(self) -> list[Meter]:

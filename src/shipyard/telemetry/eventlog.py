@@ -151,7 +151,10 @@ _KINDS: Mapping[EventType, _Kind] = MappingProxyType(
             + _fields("latency_ms", "rule", "reason", "error"),
         ),
         "budget.exceeded": _Kind(_WARNING, _fields("policy", "reason", "model")),
-        "llm.cached": _Kind(_INFO, _fields("model", "saved_usd", "saved_tokens")),
+        "llm.cached": _Kind(
+            _INFO, _fields("model", "cache", "similarity", "saved_usd", "saved_tokens")
+        ),
+        "llm.cache_miss": _Kind(_INFO, _fields("model", "cache", "similarity")),
         "run.completed": _Kind(_INFO, _fields("usage", "latency_ms"), _fields("output")),
         "run.failed": _Kind(
             _WARNING,

@@ -73,6 +73,7 @@ EventType = Literal[
     "run.failed",
     "budget.exceeded",
     "llm.cached",
+    "llm.cache_miss",
 ]
 
 BUILTIN_TYPES: frozenset[str] = frozenset(get_args(EventType))

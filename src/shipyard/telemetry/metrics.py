@@ -128,12 +128,16 @@ class Metrics:
             ["guard", "action"], registry=reg,
         )  # fmt: skip
         self.cache_hits = Counter(
-            "shipyard_llm_cache_hits", "Model calls answered by the model cache.",
-            ["model", "tenant"], registry=reg,
+            "shipyard_llm_cache_hits", "Model calls answered by a model cache (cache: exact or "
+            "semantic).", ["model", "tenant", "cache"], registry=reg,
         )  # fmt: skip
         self.cache_saved = Counter(
-            "shipyard_llm_cache_saved_usd", "What the model cache's answers would have cost.",
-            ["model", "tenant"], registry=reg,
+            "shipyard_llm_cache_saved_usd", "What the model caches' answers would have cost.",
+            ["model", "tenant", "cache"], registry=reg,
+        )  # fmt: skip
+        self.cache_misses = Counter(
+            "shipyard_llm_cache_misses", "Model calls the semantic cache looked up and could "
+            "not answer.", ["model", "tenant", "cache"], registry=reg,
         )  # fmt: skip
         self._define_egress()
         self._define_router()
@@ -231,13 +235,20 @@ class Metrics:
             self._guard_flag(event)
         elif kind == "egress.request":
             self._egress("tool", event.agent, event.data)
-        elif kind == "llm.cached":
-            model = event.data.get("model") or "unknown"
-            self._child(self.cache_hits, ("cache_hit", model, event.tenant_id)).inc()
-            saved = self._child(self.cache_saved, ("cache_saved", model, event.tenant_id))
-            saved.inc(event.data.get("saved_usd") or 0.0)
+        elif kind == "llm.cached" or kind == "llm.cache_miss":
+            self._cache(event)
         elif kind == "llm.route":
             self._route(event)
+
+    def _cache(self, event: Event) -> None:
+        data = event.data
+        labels = (data.get("model") or "unknown", event.tenant_id, data.get("cache") or "exact")
+        if event.type == "llm.cache_miss":
+            self._child(self.cache_misses, ("cache_miss", *labels)).inc()
+            return
+        self._child(self.cache_hits, ("cache_hit", *labels)).inc()
+        saved = self._child(self.cache_saved, ("cache_saved", *labels))
+        saved.inc(data.get("saved_usd") or 0.0)
 
     def _run_ended(self, event: Event) -> None:
         ok = event.type == "run.completed"

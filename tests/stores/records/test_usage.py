@@ -41,8 +41,23 @@ async def spent(store: SqlRecordStore) -> SqlRecordStore:
         a_run(4, "dear", "m:large", 4.0, None),
         a_run(5, "dear", "m:large", 8.0, "k9", tenant="t2"),
     ]
-    await store.write_batch([r for r, _ in made], [e for _, events in made for e in events])
+    rid = made[0][0].id  # its second call was answered by a model cache
+    hit = Event(type="llm.cached", seq=3, ts=TS + 1, span_id="c" * 16, run_id=rid, tenant_id="t1",
+                agent="cheap", trace_id="1" * 32, data={"model": "m:small", "cache": "semantic",
+                "saved_usd": 0.25, "saved_tokens": 5})  # fmt: skip
+    events = [e for _, found in made for e in found] + [hit]
+    await store.write_batch([r for r, _ in made], events)
     return store
+
+
+async def test_usage_counts_what_the_caches_saved(spent: SqlRecordStore) -> None:
+    since = T0 - timedelta(seconds=1)
+    by = {g: await spent.usage("t1", since=since, group_by=g) for g in ("agent", "model", "key")}
+    saved = {g: {r.value: (r.cached_calls, r.saved_usd) for r in rows} for g, rows in by.items()}
+    assert saved["agent"] == {"cheap": (1, 0.25), "dear": (0, 0.0)}
+    assert saved["model"] == {"m:small": (1, 0.25), "m:large": (0, 0.0)}
+    assert saved["key"] == {"k1": (1, 0.25), "k2": (0, 0.0), None: (0, 0.0)}
+    assert [r.calls for r in by["model"]] == [2, 2]  # llm.response events only
 
 
 async def test_usage_by_agent_and_tenant(spent: SqlRecordStore) -> None:

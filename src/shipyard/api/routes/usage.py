@@ -25,6 +25,7 @@ class UsageView(BaseModel):
     since: datetime = Field(description="The start of the period (UTC).")
     groups: list[UsageRow] = Field(description="Costliest first.")
     total_usd: float
+    saved_usd: float = Field(description="What the model caches' answers would have cost.")
 
 
 @router.get("", response_model=UsageView, responses=responses())
@@ -48,4 +49,7 @@ async def get_usage(
         None if every else principal.tenant_id, since=since, group_by=group_by
     )
     total = round(sum(r.cost_usd for r in rows), 10)
-    return UsageView(group_by=group_by, period=period, since=since, groups=rows, total_usd=total)
+    saved = round(sum(r.saved_usd for r in rows), 10)
+    return UsageView(
+        group_by=group_by, period=period, since=since, groups=rows, total_usd=total, saved_usd=saved
+    )

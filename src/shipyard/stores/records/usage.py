@@ -3,7 +3,8 @@
 By ``agent`` or ``tenant``: the runs' own totals (tokens and cost of every model call of a run,
 failed runs included). By ``model``: the ``llm.response`` events (one per model call). By
 ``key``: the runs, under the API key their ``run.started`` event names (a run started by no key
-— a worker's task, a test — counts under none).
+— a worker's task, a test — counts under none). What the model caches saved comes from the
+``llm.cached`` events, of the group's runs (or of the model).
 """
 
 from __future__ import annotations
@@ -35,36 +36,64 @@ class SqlUsageRecords:
 
 def _by_run(since: datetime, group_by: UsageGroup) -> sa.Select[Any]:
     c = runs.c
+    hits = _hits_by_run(since)
     sums = (
         sa.func.count().label("runs"),
         sa.func.sum(c.prompt_tokens).label("prompt_tokens"),
         sa.func.sum(c.completion_tokens).label("completion_tokens"),
         sa.func.sum(c.cost_usd).label("cost_usd"),
+        sa.func.sum(hits.c.cached_calls).label("cached_calls"),
+        sa.func.sum(hits.c.saved_usd).label("saved_usd"),
     )
+    joined = runs.outerjoin(hits, hits.c.run_id == c.id)
     if group_by != "key":
         value = (c.agent if group_by == "agent" else c.tenant_id).label("value")
-        return sa.select(value, *sums).where(c.created_at >= since).group_by(value)
+        return (
+            sa.select(value, *sums).select_from(joined).where(c.created_at >= since).group_by(value)
+        )
     started = run_events.alias("started")
     key = started.c.data["key_id"].as_string().label("value")
-    joined = runs.outerjoin(
+    joined = joined.outerjoin(
         started, sa.and_(started.c.run_id == c.id, started.c.type == "run.started")
     )
     return sa.select(key, *sums).select_from(joined).where(c.created_at >= since).group_by(key)
 
 
+def _hits_by_run(since: datetime) -> sa.Subquery:
+    """Each run's cache hits since ``since`` and what they saved."""
+    e = run_events.c
+    return (
+        sa.select(
+            e.run_id,
+            sa.func.count().label("cached_calls"),
+            sa.func.sum(e.data["saved_usd"].as_float()).label("saved_usd"),
+        )
+        .where(e.type == "llm.cached", e.ts >= since.timestamp())
+        .group_by(e.run_id)
+        .subquery("hits")
+    )
+
+
 def _by_model(since: datetime) -> sa.Select[Any]:
-    data = run_events.c.data
-    model = data["model"].as_string().label("value")
+    e = run_events.c
+    call, hit = e.type == "llm.response", e.type == "llm.cached"
+
+    def of(when: sa.ColumnElement[bool], value: Any) -> Any:
+        return sa.func.sum(sa.case((when, value), else_=0))
+
+    model = e.data["model"].as_string().label("value")
     return (
         sa.select(
             model,
-            sa.func.count(sa.distinct(run_events.c.run_id)).label("runs"),
-            sa.func.count().label("calls"),
-            sa.func.sum(data["prompt_tokens"].as_integer()).label("prompt_tokens"),
-            sa.func.sum(data["completion_tokens"].as_integer()).label("completion_tokens"),
-            sa.func.sum(data["cost_usd"].as_float()).label("cost_usd"),
+            sa.func.count(sa.distinct(sa.case((call, e.run_id)))).label("runs"),
+            of(call, 1).label("calls"),
+            of(call, e.data["prompt_tokens"].as_integer()).label("prompt_tokens"),
+            of(call, e.data["completion_tokens"].as_integer()).label("completion_tokens"),
+            of(call, e.data["cost_usd"].as_float()).label("cost_usd"),
+            of(hit, 1).label("cached_calls"),
+            of(hit, e.data["saved_usd"].as_float()).label("saved_usd"),
         )
-        .where(run_events.c.type == "llm.response", run_events.c.ts >= since.timestamp())
+        .where(e.type.in_(("llm.response", "llm.cached")), e.ts >= since.timestamp())
         .group_by(model)
     )
 
@@ -73,4 +102,5 @@ def _numbers(row: dict[str, Any]) -> dict[str, Any]:
     """Sums of nothing are NULL; costs are rounded as a run's are."""
     row = {k: (0 if v is None and k != "value" and k != "calls" else v) for k, v in row.items()}
     row["cost_usd"] = round(float(row["cost_usd"]), 10)
+    row["saved_usd"] = round(float(row["saved_usd"]), 10)
     return row

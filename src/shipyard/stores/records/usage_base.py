@@ -11,7 +11,8 @@ UsageGroup = Literal["agent", "model", "tenant", "key"]
 
 
 class UsageRow(BaseModel):
-    """One group's spending: its ``value`` (the agent, model, tenant or key; None: no key)."""
+    """One group's spending: its ``value`` (the agent, model, tenant or key; None: no key),
+    and what the model caches saved it."""
 
     value: str | None
     runs: int = 0
@@ -19,6 +20,10 @@ class UsageRow(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    cached_calls: int = 0
+    """Model calls a model cache answered (``llm.cached`` events)."""
+    saved_usd: float = 0.0
+    """What those answers would have cost: spending the caches saved."""
 
 
 class UsageRecords(Protocol):
