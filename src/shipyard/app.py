@@ -635,6 +635,7 @@ def build_ui(services: Services, keys: KeyService, settings: Settings) -> FastAP
         session_key=key.get_secret_value() if key else _home_key(settings, "ui-session.key"),
         secure_cookie=settings.ui_secure_cookie,
         audit_key=audit_key(settings),
+        signin_failures=(settings.ui_signin_failures, settings.ui_signin_window_s),
     )
 
 
