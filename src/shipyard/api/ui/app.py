@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 from shipyard.api.keys import KeyService
-from shipyard.api.ui import actions, errorpages, live, ops, pages, signin
+from shipyard.api.ui import actions, costs, errorpages, live, ops, pages, signin
 from shipyard.api.ui.session import SignInRequired, login_url
 from shipyard.api.ui.throttle import SignInThrottle
 from shipyard.runtime.services import Services
@@ -58,7 +58,7 @@ def create_ui(
         https_only=secure_cookie,
     )
     ui.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (signin, pages, ops, actions, live):
+    for module in (signin, pages, ops, costs, actions, live):
         ui.include_router(module.router)
     return ui
 

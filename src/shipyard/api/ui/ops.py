@@ -1,4 +1,4 @@
-"""The operations pages: sessions, tasks, audit, keys, and the costs page's place."""
+"""The operations pages: sessions, tasks, audit and keys."""
 
 from __future__ import annotations
 
@@ -142,10 +142,3 @@ async def keys_page(request: Request, viewer: CurrentViewer) -> Response:
     require_scope(viewer, "admin")
     listed = await state_keys(request).list(viewer.tenant_id)
     return page(request, "keys.html", viewer, nav="keys", keys=listed, created=None)
-
-
-@router.get("/costs", include_in_schema=False)
-async def costs_page(request: Request, viewer: CurrentViewer) -> Response:
-    """The place for costs by tenant, agent, model and day, and budgets (the routing and costs
-    work fills it); meanwhile each run's cost is on the runs list and the overview."""
-    return page(request, "costs.html", viewer, nav="costs")

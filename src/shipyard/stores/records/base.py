@@ -188,11 +188,14 @@ class RunRecords(Protocol):
         since: datetime | None = None,
         until: datetime | None = None,
         parent_run_id: str | None = None,
+        text: str | None = None,
     ) -> Page[RunRecord]:
         """Newest first. ``parent_run_id``: the runs that run started (agents it called, its
         tasks' runs). ``kind``: how the run was started (``RunKind``); ``since`` (inclusive)
         and ``until`` (exclusive) bound when it was created, read from its time-ordered id (to
-        the millisecond), so that a window is a range of the primary key's index."""
+        the millisecond), so that a window is a range of the primary key's index. ``text``: runs
+        whose input (as stored, JSON) or output contains it, ignoring case (ASCII letters on
+        SQLite): a scan of the rows the other filters leave, so give it a window of time."""
         ...
 
     async def list_events(

@@ -1,7 +1,9 @@
 """``SqlRunRecords``: runs and their events (``base.RunRecords``) on the SQL record store.
 
 ``list_runs`` pages newest first on the run id (ids are time-ordered); the cursor is the last id
-of the previous page.
+of the previous page. Its text search is a substring match (``LIKE``/``ILIKE``) over the rows
+its other filters and its window of time leave, read newest first until a page is full: no
+index to keep up on the hot write path.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shipyard.stores.records._database import Database, Insert, readable
@@ -76,6 +79,7 @@ class SqlRunRecords:
         since: datetime | None = None,
         until: datetime | None = None,
         parent_run_id: str | None = None,
+        text: str | None = None,
     ) -> Page[RunRecord]:
         """Newest first; ``limit`` is clamped to 1..500; ``cursor`` is the last id seen.
         ``since``/``until`` bound the id (time-ordered: ``new_id``), a range of its index."""
@@ -95,6 +99,8 @@ class SqlRunRecords:
             query = query.where(runs.c.id >= _id_at(since))
         if until is not None:
             query = query.where(runs.c.id < _id_at(until))
+        if text:
+            query = query.where(_mentions(text))
         return await self._db.page("list_runs", query, runs.c.id, RunRecord, limit, cursor)
 
     async def list_events(
@@ -109,6 +115,15 @@ class SqlRunRecords:
             .limit(min(max(limit, 1), MAX_EVENTS))
         )
         return readable("list_events", Event, await self._db.fetch("list_events", query))
+
+
+def _mentions(text: str) -> sa.ColumnElement[bool]:
+    """The run's input (its JSON text) or output contains ``text``, any case (``%`` and ``_``
+    in it are literal)."""
+    return sa.or_(
+        sa.cast(runs.c.input, sa.Text).icontains(text, autoescape=True),
+        runs.c.output.icontains(text, autoescape=True),
+    )
 
 
 def _upsert_runs(db: Database) -> Insert:

@@ -1,0 +1,118 @@
+"""The overview's spending by agent, model and tenant, the costs page, and the runs search, in
+process on a real SQLite record store."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import FastAPI
+
+from shipyard.agents.context import RunRequest
+from shipyard.api.keys import KeyService
+from shipyard.runtime.services import Services
+from tests.ui.conftest import ADMIN, browser, sign_in
+
+BEARER = {"Authorization": f"Bearer {ADMIN}"}
+
+
+def services(app: FastAPI) -> Services:
+    found: Services = app.state.services
+    return found
+
+
+async def invoke(app: FastAPI, text: str, tenant: str = "default") -> str:
+    outcome = await services(app).invoker.invoke(
+        RunRequest(tenant_id=tenant, agent="echo", input=text)
+    )
+    return outcome.run_id
+
+
+def groups(html: str, table: str) -> dict[str, str]:
+    """A table's rows: first cell's group -> the row's HTML."""
+    body = html.split(f'data-testid="{table}"', 1)[1].split("</table>", 1)[0]
+    return dict(re.findall(r'<tr data-[a-z]+="([^"]*)">(.*?)</tr>', body, re.S))
+
+
+async def test_the_overview_breaks_spending_down_by_agent_model_and_tenant(app: FastAPI) -> None:
+    await invoke(app, "one")
+    await invoke(app, "two")
+    await invoke(app, "theirs", tenant="globex")
+    async with browser(app) as client:
+        await sign_in(client, ADMIN)
+        by_agent = (await client.get("/ui/?by=agent")).text
+        by_model = (await client.get("/ui/?by=model")).text
+        by_tenant = (await client.get("/ui/?by=tenant")).text
+        data = (await client.get("/ui/overview.json?by=model&window=15m")).json()
+    assert list(groups(by_agent, "breakdown")) == ["echo"]
+    assert "<td>2</td>" in groups(by_agent, "breakdown")["echo"]  # two model calls
+    assert list(groups(by_model, "breakdown")) == ["scripted:echo"]
+    assert sorted(groups(by_tenant, "breakdown")) == ["default", "globex"]  # the operator's
+    assert data["by"]["labels"] == ["scripted:echo"]
+    assert len(data["by"]["tokens"][0]) == len(data["times"]) and sum(data["by"]["tokens"][0]) > 0
+
+
+async def test_a_tenants_key_sees_its_own_spending_by_tenant(app: FastAPI) -> None:
+    keys: KeyService = app.state.keys
+    secret, _ = await keys.create("globex", ["read"], name="viewer")
+    await invoke(app, "ours")
+    await invoke(app, "theirs", tenant="globex")
+    async with browser(app) as client:
+        await sign_in(client, secret)
+        home = (await client.get("/ui/")).text
+        forced = (await client.get("/ui/?by=tenant")).text
+        costs = (await client.get("/ui/costs")).text
+    assert "by=tenant" not in home  # no such choice offered
+    assert list(groups(forced, "breakdown")) == ["globex"]
+    assert list(groups(costs, "costs-tenant")) == ["globex"]
+    assert list(groups(costs, "costs-agent")) == ["echo"]
+
+
+async def test_the_costs_page_shows_spend_by_day_agent_model_tenant_and_budgets(
+    app: FastAPI,
+) -> None:
+    async with browser(app) as client:
+        put = await client.put(
+            "/v1/budgets/default",
+            json={"tokens_per_day": 100000, "agents": {"echo": {"usd_per_month": 5}}},
+            headers=BEARER,
+        )
+        assert put.status_code == 200, put.text
+        await invoke(app, "spend something")
+        await invoke(app, "theirs", tenant="globex")
+        await sign_in(client, ADMIN)
+        page = await client.get("/ui/costs?days=7d")
+        week = (await client.get("/ui/costs?days=30d")).text
+        bad = await client.get("/ui/costs?days=9d")
+        api = (await client.get("/v1/budgets", headers=BEARER)).json()
+    assert page.status_code == 200
+    days = groups(page.text, "costs-day")
+    assert len(days) == 7 and len(groups(week, "costs-day")) == 30
+    today = next(iter(days.values()))
+    assert re.search(r"<td>1</td><td>[1-9]\d*</td>", today), today  # one call, some tokens
+    assert all("<td>0</td><td>0</td>" in row for row in list(days.values())[1:])
+    assert list(groups(page.text, "costs-agent")) == ["echo"]
+    assert list(groups(page.text, "costs-model")) == ["scripted:echo"]
+    assert sorted(groups(page.text, "costs-tenant")) == ["default", "globex"]
+    budgets = groups(page.text, "budgets")
+    scopes = sorted(s["scope"] for s in api["standing"])
+    assert sorted(budgets) == scopes == ["agent:echo", "tenant"]
+    spent = next(s for s in api["standing"] if s["scope"] == "tenant")["spent"]
+    assert spent > 0 and f"<td>{spent:.4f}</td>" in budgets["tenant"]  # the API's own numbers
+    assert bad.status_code == 422
+
+
+async def test_the_runs_list_searches_inputs_and_outputs(app: FastAPI) -> None:
+    parcel = await invoke(app, "Where is my parcel?")
+    await invoke(app, "unrelated")
+    theirs = await invoke(app, "my parcel too", tenant="globex")
+    async with browser(app) as client:
+        await sign_in(client, ADMIN)
+        found = (await client.get("/ui/runs?q=PARCEL")).text
+        output = (await client.get("/ui/runs?q=echo:%20where")).text  # the answer's text
+        nothing = (await client.get("/ui/runs?q=absent&within=7d")).text
+        too_long = await client.get("/ui/runs?q=" + "x" * 201)
+    assert re.findall(r'data-run="([^"]+)"', found) == [parcel]
+    assert theirs not in found and "last 24h" in found
+    assert re.findall(r'data-run="([^"]+)"', output) == [parcel]
+    assert "No runs match." in nothing and "last 7d" in nothing
+    assert too_long.status_code == 422
