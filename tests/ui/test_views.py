@@ -4,12 +4,18 @@ process on a real SQLite record store."""
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from pathlib import Path
 
+import pytest
 from fastapi import FastAPI
 
 from shipyard.agents.context import RunRequest
 from shipyard.api.keys import KeyService
+from shipyard.api.ui.render import redacted
+from shipyard.config import load_settings
 from shipyard.runtime.services import Services
+from tests.ui import apps as ui_apps
 from tests.ui.conftest import ADMIN, browser, sign_in
 
 BEARER = {"Authorization": f"Bearer {ADMIN}"}
@@ -116,3 +122,49 @@ async def test_the_runs_list_searches_inputs_and_outputs(app: FastAPI) -> None:
     assert re.findall(r'data-run="([^"]+)"', output) == [parcel]
     assert "No runs match." in nothing and "last 7d" in nothing
     assert too_long.status_code == 422
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[FastAPI]:
+    """The browser tests' app (a routed agent, a guarded one), in process."""
+    settings = load_settings(home=tmp_path, admin_key=ADMIN, log_events=False, metrics=False)
+    asgi = ui_apps.app.asgi(settings)
+    async with asgi.router.lifespan_context(asgi):
+        yield asgi
+
+
+async def run_page(app: FastAPI, agent: str, text: str) -> str:
+    outcome = await services(app).invoker.invoke(
+        RunRequest(tenant_id="default", agent=agent, input=text)
+    )
+    async with browser(app) as client:
+        await sign_in(client, ADMIN)
+        return (await client.get(f"/ui/runs/{outcome.run_id}")).text
+
+
+async def test_a_runs_timeline_shows_its_routing_decisions(served: FastAPI) -> None:
+    page = await run_page(served, "routed", "route me")
+    assert re.findall(r'data-kind="(\w+)"', page) == ["run", "model", "route", "end"]
+    assert "route · picker → scripted:echo" in page
+    assert (
+        "reason: default" in page and "candidates scripted:echo?delay_ms=1, scripted:echo" in page
+    )
+
+
+async def test_a_model_calls_messages_show_guard_redactions_as_such(served: FastAPI) -> None:
+    page = await run_page(served, "guarded", "write to bob@example.com please")
+    assert "bob@example.com" not in page  # stored after the guard: never the address
+    assert re.findall(r'data-kind="(\w+)"', page) == ["run", "guard", "model", "end"]
+    assert "guard <strong>pii</strong> · redact · on input · found EMAIL_ADDRESS" in page
+    messages = page.split('class="messages"', 1)[1].split("</details>", 1)[0]
+    assert "Messages sent (1 recorded)" in messages
+    assert re.search(r'data-role="user">.*write to <mark class="redacted"[^>]*>\[EMAIL_ADDRESS\]'
+                     r"</mark> please", messages, re.S)  # fmt: skip
+    assert page.count('<mark class="redacted"') >= 4  # input, message, answer, output
+
+
+def test_markers_of_every_guard_action_are_marked() -> None:
+    text = "a [IBAN] b [EMAIL_ADDRESS:0123456789ab] <PERSON_2> ******** [blocked by guard] <b>"
+    shown = str(redacted(text))
+    assert shown.count("<mark") == 5 and "&lt;b&gt;" in shown  # the rest stays escaped
+    assert "<mark" not in str(redacted("[not a marker] list[int] *** <x_1>"))
