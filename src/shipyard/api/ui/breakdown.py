@@ -66,16 +66,21 @@ async def breakdown(
     return _fold(by, times, step_s, start, points)
 
 
-def _fold(
-    by: By, times: list[float], step_s: int, start: datetime, points: list[UsagePoint]
-) -> Breakdown:
+def totals_of(points: list[UsagePoint]) -> list[Group]:
+    """Each group's sums over every bucket, costliest first."""
     totals: dict[str, Group] = {}
     for p in points:
         group = totals.setdefault(_name(p), Group(_name(p)))
         group.calls += p.calls
         group.tokens += p.prompt_tokens + p.completion_tokens
         group.cost_usd += p.cost_usd
-    ranked = sorted(totals.values(), key=lambda g: (-g.cost_usd, -g.tokens, g.name))
+    return sorted(totals.values(), key=lambda g: (-g.cost_usd, -g.tokens, g.name))
+
+
+def _fold(
+    by: By, times: list[float], step_s: int, start: datetime, points: list[UsagePoint]
+) -> Breakdown:
+    ranked = totals_of(points)
     kept = {g.name for g in ranked[:TOP]}
     result = Breakdown(by, times, ranked[:TOP])
     if len(ranked) > TOP:

@@ -1,8 +1,8 @@
 """``/ui/costs``: spend by tenant, agent, model and day over the last days, and the budgets.
 
-The sums are the API's: ``/v1/usage``'s (``RecordStore.usage``: by agent and tenant from the
-runs, by model from their model calls) over the chosen days, and by day the model calls'
-``usage_series`` in buckets of a UTC day. The budgets are ``/v1/budgets``': the tenant
+The sums are the model calls' (``llm.response`` events, what ``/v1/usage`` sums by model),
+read through ``RecordStore.usage_series`` in buckets of a UTC day by agent, model and tenant
+(an index of the calls by time: no scan of every run). The budgets are ``/v1/budgets``': the tenant
 policy's ``budgets`` section and each budget's standing from the governor (``runtime.budget``),
 read, never changed here. A tenant sees its own; the operator, by tenant, every tenant's.
 """
@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from shipyard.api.state import services
+from shipyard.api.ui.breakdown import By, totals_of
 from shipyard.api.ui.render import page
 from shipyard.api.ui.session import CurrentViewer
 from shipyard.runtime.budget import Standing
@@ -25,6 +26,7 @@ from shipyard.stores.records.usage_base import UsagePoint
 router = APIRouter()
 DAYS = {"1d": 1, "7d": 7, "30d": 30}
 DAY_S = 86400
+BYS: tuple[By, ...] = ("agent", "model", "tenant")
 
 
 @dataclass(slots=True)
@@ -45,15 +47,12 @@ async def costs_page(
     records = services(request).records
     now = datetime.now(UTC)
     since = datetime(now.year, now.month, now.day, tzinfo=UTC) - timedelta(days=DAYS[days] - 1)
-    every = None if viewer.operator else viewer.tenant_id
-    groups = {
-        by: await records.usage(viewer.tenant_id, since=since, group_by=by)
-        for by in ("agent", "model")
-    }
-    groups["tenant"] = await records.usage(every, since=since, group_by="tenant")
-    points = await records.usage_series(
-        viewer.tenant_id, since=since, until=now, step_s=DAY_S, group_by="model"
-    )
+    series: dict[By, list[UsagePoint]] = {}
+    for by in BYS:
+        tenant = None if by == "tenant" and viewer.operator else viewer.tenant_id
+        series[by] = await records.usage_series(
+            tenant, since=since, until=now, step_s=DAY_S, group_by=by
+        )
     policy = await services(request).tenants.policy(viewer.tenant_id)
     governor = services(request).governor
     standing: list[Standing] = (
@@ -67,8 +66,8 @@ async def costs_page(
         days=days,
         choices=list(DAYS),
         since=since,
-        groups=groups,
-        by_day=by_day(points, since, DAYS[days]),
+        groups={by: totals_of(points) for by, points in series.items()},
+        by_day=by_day(series["model"], since, DAYS[days]),
         budgets=policy.budgets,
         standing=standing,
         enforced=governor is not None,
