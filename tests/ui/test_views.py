@@ -168,3 +168,17 @@ def test_markers_of_every_guard_action_are_marked() -> None:
     shown = str(redacted(text))
     assert shown.count("<mark") == 5 and "&lt;b&gt;" in shown  # the rest stays escaped
     assert "<mark" not in str(redacted("[not a marker] list[int] *** <x_1>"))
+
+
+async def test_filter_forms_submitted_with_any_answer_pages(app: FastAPI) -> None:
+    """A form's "any" is an empty value: the runs, tasks and audit filters take it as unset."""
+    await invoke(app, "Where is my parcel?")
+    async with browser(app) as client:
+        await sign_in(client, ADMIN)
+        runs = await client.get(
+            "/ui/runs?q=parcel&agent=&status=&kind=&within=&session_id=&task_id="
+        )
+        tasks = await client.get("/ui/tasks?status=&agent=")
+        audit = await client.get("/ui/audit?action=&key=&outcome=")
+    assert runs.status_code == tasks.status_code == audit.status_code == 200
+    assert runs.text.count("data-run=") == 1 and "last 24h" in runs.text

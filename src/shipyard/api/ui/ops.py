@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime
@@ -76,11 +76,12 @@ async def session_page(session_id: Text, request: Request, viewer: CurrentViewer
 async def tasks_page(
     request: Request,
     viewer: CurrentViewer,
-    status: TaskStatus | None = None,
+    status: TaskStatus | Literal[""] | None = None,
     agent: Text | None = None,
     cursor: Text | None = None,
     limit: Limit = 50,
 ) -> Response:
+    status = status or None  # the filter form's "any"
     found = await services(request).tasks.listing(
         viewer.tenant_id, status=status, agent=agent or None, limit=limit, cursor=cursor or None
     )
@@ -110,13 +111,14 @@ async def audit_page(
     viewer: CurrentViewer,
     action: Text | None = None,
     key: Text | None = None,
-    outcome: Outcome | None = None,
+    outcome: Outcome | Literal[""] | None = None,
     since: AwareDatetime | None = None,
     cursor: Text | None = None,
     limit: Limit = 50,
 ) -> Response:
     """Admin keys, like ``GET /v1/audit``: a tenant's admin its tenant's rows, the operator any."""
     require_scope(viewer, "admin")
+    outcome = outcome or None  # the filter form's "any"
     query = AuditQuery(
         tenant_id=viewer.tenant_id,
         key_id=key or None,

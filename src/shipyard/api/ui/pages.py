@@ -85,11 +85,11 @@ async def runs_page(
     request: Request,
     viewer: CurrentViewer,
     agent: Text | None = None,
-    status: RunStatus | None = None,
+    status: RunStatus | Literal[""] | None = None,
     session_id: Text | None = None,
     task_id: Text | None = None,
-    kind: Kind | None = None,
-    within: Annotated[Literal["15m", "1h", "6h", "24h", "7d"] | None, Query()] = None,
+    kind: Kind | Literal[""] | None = None,
+    within: Annotated[Literal["15m", "1h", "6h", "24h", "7d", ""] | None, Query()] = None,
     q: Annotated[str | None, Query(max_length=MAX_SEARCH)] = None,
     cursor: Text | None = None,
     limit: Limit = 50,
@@ -97,6 +97,7 @@ async def runs_page(
     """Newest first, one cursor page at a time (no count of the whole table); ``within``: runs
     started in the last 15 minutes ... 7 days; ``q``: text in their input or output, searched
     within ``SEARCH_WINDOW`` unless another window is chosen (a scan of that window's rows)."""
+    status, kind, within = status or None, kind or None, within or None  # the form's "any"
     q = (q or "").strip() or None
     if q and not within:
         within = SEARCH_WINDOW
