@@ -368,6 +368,30 @@ async def test_list_runs_searches_input_and_output_text(store: SqlRecordStore) -
     assert await found("absent") == []
 
 
+async def test_run_summaries_of_a_window_newest_first(store: SqlRecordStore) -> None:
+    """The overview's lean rows: a window of the tenant's runs, newest first, capped."""
+    ended = T0 + timedelta(seconds=2)
+    await store.write_batch(
+        [
+            make_run(run_id(1_000), agent="a", status="succeeded", cost_usd=0.5, ended_at=ended),
+            make_run(run_id(2_000), agent="b", status="failed", prompt_tokens=7),
+            make_run(run_id(3_000), agent="c", completion_tokens=3),
+            make_run(run_id(4_000), tenant="t2"),
+        ],
+        [],
+    )
+    at = lambda ms: datetime.fromtimestamp(ms / 1000, UTC)  # noqa: E731
+    found = await store.run_summaries("t1", since=at(2_000), limit=10)
+    assert [(s.agent, s.status, s.prompt_tokens, s.completion_tokens) for s in found] == [
+        ("c", "running", 0, 3),
+        ("b", "failed", 7, 0),
+    ]
+    every = await store.run_summaries("t1", since=at(0), limit=10)
+    assert [s.agent for s in every] == ["c", "b", "a"]
+    assert every[2].cost_usd == 0.5 and every[2].ended_at == ended and every[2].created_at == T0
+    assert [s.agent for s in await store.run_summaries("t1", since=at(0), limit=2)] == ["c", "b"]
+
+
 async def test_list_runs_pages_each_run_exactly_once(store: SqlRecordStore) -> None:
     runs = [make_run(run_id(n)) for n in range(10)]
     await store.write_batch(runs, [])

@@ -9,6 +9,7 @@ index to keep up on the hot write path.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shipyard.stores.records._database import Database, Insert, readable
-from shipyard.stores.records.base import Page, RunKind, RunRecord, RunStatus
+from shipyard.stores.records.base import Page, RunKind, RunRecord, RunStatus, RunSummary
 from shipyard.stores.records.lifecycle_base import subject_of
 from shipyard.stores.records.schema import run_events, runs
 from shipyard.telemetry.events import EPHEMERAL, Event
@@ -24,6 +25,8 @@ from shipyard.telemetry.events import EPHEMERAL, Event
 __all__ = ["MAX_EVENTS", "SqlRunRecords"]
 
 MAX_EVENTS = 10_000
+MAX_SUMMARIES = 100_000
+_SUMMARY = [f.name for f in fields(RunSummary)]
 _UPDATABLE = [c.name for c in runs.columns if c.name not in ("id", "tenant_id", "created_at")]
 
 
@@ -102,6 +105,19 @@ class SqlRunRecords:
         if text:
             query = query.where(_mentions(text))
         return await self._db.page("list_runs", query, runs.c.id, RunRecord, limit, cursor)
+
+    async def run_summaries(
+        self, tenant_id: str, *, since: datetime, limit: int
+    ) -> list[RunSummary]:
+        c = runs.c
+        query = (
+            sa.select(*(c[name] for name in _SUMMARY))
+            .where(c.tenant_id == tenant_id, c.id >= _id_at(since))
+            .order_by(c.id.desc())
+            .limit(min(max(limit, 1), MAX_SUMMARIES))
+        )
+        rows = await self._db.fetch("run_summaries", query)
+        return [RunSummary(**row) for row in rows]
 
     async def list_events(
         self, tenant_id: str, run_id: str, *, after_seq: int = 0, limit: int = 1000

@@ -60,6 +60,7 @@ from shipyard.stores.records.base import (
     RunRecord,
     RunRecords,
     RunStatus,
+    RunSummary,
     SessionRecord,
     SessionRecords,
     SpanRecords,
@@ -331,6 +332,11 @@ class SqlRecordStore:
         self, tenant_id: str, run_id: str, *, after_seq: int = 0, limit: int = 1000
     ) -> list[Event]:
         return await self.runs.list_events(tenant_id, run_id, after_seq=after_seq, limit=limit)
+
+    async def run_summaries(
+        self, tenant_id: str, *, since: datetime, limit: int
+    ) -> list[RunSummary]:
+        return await self.runs.run_summaries(tenant_id, since=since, limit=limit)
 
     # -- sessions (sessions) --------------------------------------------------------------------
 
