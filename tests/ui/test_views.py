@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,11 @@ from fastapi import FastAPI
 
 from shipyard.agents.context import RunRequest
 from shipyard.api.keys import KeyService
+from shipyard.api.ui.costs import ClosedDays
 from shipyard.api.ui.render import redacted
 from shipyard.config import load_settings
 from shipyard.runtime.services import Services
+from shipyard.telemetry.events import Event
 from tests.ui import apps as ui_apps
 from tests.ui.conftest import ADMIN, browser, sign_in
 
@@ -182,3 +185,30 @@ async def test_filter_forms_submitted_with_any_answer_pages(app: FastAPI) -> Non
         audit = await client.get("/ui/audit?action=&key=&outcome=")
     assert runs.status_code == tasks.status_code == audit.status_code == 200
     assert runs.text.count("data-run=") == 1 and "last 24h" in runs.text
+
+
+async def test_closed_days_are_read_once_per_ttl(app: FastAPI) -> None:
+    """The costs page keeps the days before today for a while: a call recorded on one of them
+    shows once its range is read again (``CLOSED_DAYS_TTL_S``)."""
+    records = services(app).records
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    since = today - timedelta(days=3)
+
+    async def late_call(n: int) -> None:
+        await records.write_batch([], [yesterday_call(f"run_late{n}", today)])
+
+    kept, fresh = ClosedDays(ttl_s=3600), ClosedDays(ttl_s=0)
+    assert await kept.read(records, "default", "agent", since, today) == []
+    await late_call(1)
+    assert await kept.read(records, "default", "agent", since, today) == []  # kept
+    found = await fresh.read(records, "default", "agent", since, today)
+    assert [(p.value, p.calls, p.at) for p in found] == [("late", 1, today - timedelta(days=1))]
+    assert await kept.read(records, "default", "agent", since, since) == []  # an empty range
+
+
+def yesterday_call(run_id: str, today: datetime) -> Event:
+    return Event(
+        type="llm.response", run_id=run_id, seq=1, tenant_id="default", agent="late",
+        ts=(today - timedelta(hours=12)).timestamp(), trace_id="0" * 32, span_id="1" * 16,
+        data={"model": "m", "prompt_tokens": 1, "completion_tokens": 1, "cost_usd": 0.5},
+    )  # fmt: skip

@@ -19,6 +19,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from shipyard.api.keys import KeyService
 from shipyard.api.ui import actions, costs, errorpages, live, ops, pages, signin
+from shipyard.api.ui.costs import ClosedDays
 from shipyard.api.ui.session import SignInRequired, login_url
 from shipyard.api.ui.throttle import SignInThrottle
 from shipyard.runtime.services import Services
@@ -46,6 +47,7 @@ def create_ui(
     ui.state.keys = keys
     ui.state.audit_key = audit_key
     ui.state.signin_throttle = SignInThrottle(*signin_failures)
+    ui.state.closed_days = ClosedDays()
     errorpages.install(ui)
     ui.add_exception_handler(SignInRequired, _to_sign_in)  # type: ignore[arg-type]
     ui.add_middleware(

@@ -24,7 +24,7 @@ WINDOWS: dict[str, timedelta] = {
     "24h": timedelta(hours=24),
 }
 BUCKETS = 60
-MAX_RUNS = 20_000
+MAX_RUNS = 5000
 
 
 @dataclass(slots=True)

@@ -116,8 +116,8 @@ class SqlRunRecords:
             .order_by(c.id.desc())
             .limit(min(max(limit, 1), MAX_SUMMARIES))
         )
-        rows = await self._db.fetch("run_summaries", query)
-        return [RunSummary(**row) for row in rows]
+        rows = await self._db.fetch_tuples("run_summaries", query)
+        return [RunSummary(*row) for row in rows]
 
     async def list_events(
         self, tenant_id: str, run_id: str, *, after_seq: int = 0, limit: int = 1000
