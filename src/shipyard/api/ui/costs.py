@@ -23,6 +23,7 @@ from shipyard.api.state import services
 from shipyard.api.ui.breakdown import By, totals_of
 from shipyard.api.ui.render import page
 from shipyard.api.ui.session import CurrentViewer
+from shipyard.api.ui.state import closed_days
 from shipyard.runtime.budget import Standing
 from shipyard.stores.records.usage_base import UsagePoint, UsageRecords
 
@@ -110,12 +111,6 @@ class ClosedDays:
         while len(self._kept) > self.size:
             self._kept.pop(next(iter(self._kept)))
         return points
-
-
-def closed_days(request: Request) -> ClosedDays:
-    """The dashboard app's own (``create_ui``)."""
-    found: ClosedDays = request.app.state.closed_days
-    return found
 
 
 def by_day(points: list[UsagePoint], since: datetime, days: int) -> list[Day]:

@@ -17,7 +17,7 @@ from shipyard.api.ui.session import (
     sign_in,
     sign_out,
 )
-from shipyard.api.ui.throttle import throttle_of
+from shipyard.api.ui.state import signin_throttle
 from shipyard.errors import AuthError, Forbidden
 
 router = APIRouter()
@@ -42,7 +42,7 @@ async def login(request: Request) -> Response:
     target = safe_next(target if isinstance(target, str) else None)
     if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY_CHARS:
         return _refused(request, target, "Enter an API key.", 422)
-    throttle = throttle_of(request)
+    throttle = signin_throttle(request)
     await throttle.check(request)  # 429 page once this address has failed too often
     try:
         await sign_in(request, key)

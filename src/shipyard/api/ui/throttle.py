@@ -46,8 +46,3 @@ class SignInThrottle:
 
     async def failed(self, request: Request) -> None:
         await services(request).state.take([self.rate(request)], cost=1)
-
-
-def throttle_of(request: Request) -> SignInThrottle:
-    found: SignInThrottle = request.app.state.signin_throttle
-    return found
