@@ -1,10 +1,12 @@
-"""Dashboard server time with many runs recorded: the overview, the runs list (plain and
-filtered) and a run's page, on the embedded SQLite record store.
+"""Dashboard server time with many runs recorded: the overview (by agent, model, tenant), the
+runs list (plain, filtered, searched), a run's page and the costs page, on the embedded SQLite
+record store.
 
 The app runs in this process (``httpx.ASGITransport``, no socket), so a request's wall time is
 the server's time for it: templates, store reads, the session check. Runs are written straight
 into the record store first (``SHIPYARD_BENCH_UI_RUNS``, default 100,000, spread over the last
-seven days, one in ten a task's), one of them with a real timeline; each page is then fetched
+seven days, one in ten a task's, each with one model call's ``llm.response``), one of them with
+a real timeline; each page is then fetched
 for ``--duration`` seconds. Issue point: every page under 200 ms of server time with 100k runs.
 """
 
@@ -27,6 +29,7 @@ from shipyard.app import App
 from shipyard.config import load_settings
 from shipyard.runtime.services import Services
 from shipyard.stores.records.base import RunRecord
+from shipyard.telemetry.events import Event
 
 RUNS = int(os.environ.get("SHIPYARD_BENCH_UI_RUNS", "100000"))
 BATCH = 5000
@@ -42,6 +45,15 @@ COLUMNS = [
     Column("p95_ms", "p95 ms", "{:.1f}"),
     Column("verdict", "< 200 ms"),
 ]
+
+
+def _call(run: RunRecord, model: str) -> Event:
+    """The run's one model call, as the overview's and costs' spending read it."""
+    return Event(
+        type="llm.response", run_id=run.id, seq=1, ts=run.created_at.timestamp(),
+        tenant_id=run.tenant_id, agent=run.agent, trace_id="0" * 32, span_id="1" * 16,
+        data={"model": model, "prompt_tokens": 40, "completion_tokens": 12, "cost_usd": 0.00002},
+    )  # fmt: skip
 
 
 def _runs(count: int, now: datetime) -> list[RunRecord]:
@@ -72,8 +84,11 @@ def _runs(count: int, now: datetime) -> list[RunRecord]:
 async def _fill(services: Services, count: int) -> str:
     now = datetime.now(UTC)
     runs = _runs(count, now - timedelta(seconds=1))
+    models = ("openai:gpt-4.1-mini", "openai:gpt-4.1", "anthropic:claude-sonnet-4-5")
     for start in range(0, len(runs), BATCH):
-        await services.records.write_batch(runs[start : start + BATCH], [])
+        batch = runs[start : start + BATCH]
+        calls = [_call(r, models[n % 3]) for n, r in enumerate(batch)]
+        await services.records.write_batch(batch, calls)
     outcome = await services.invoker.invoke(
         RunRequest(tenant_id="default", agent="echo", input="x")
     )
@@ -129,9 +144,15 @@ async def run(config: BenchConfig) -> BenchResult:
                 await _sign_in(client)
                 for page, path in [
                     ("overview (1h)", "/ui/"),
+                    ("overview (24h, by model)", "/ui/?window=24h&by=model"),
+                    ("overview (24h, by tenant)", "/ui/?window=24h&by=tenant"),
                     ("runs list", "/ui/runs"),
                     ("runs, agent+task+24h", "/ui/runs?agent=calc&kind=task&within=24h"),
+                    ("search, 24h, no match", "/ui/runs?q=nowhere"),
+                    ("search, 24h, a match", "/ui/runs?q=question%2099999"),
+                    ("search, 7d, no match", "/ui/runs?q=nowhere&within=7d"),
                     ("a run", f"/ui/runs/{run_id}"),
+                    ("costs (7 days)", "/ui/costs"),
                 ]:
                     progress(f"ui: {page}")
                     result.rows.append(_row(page, await _time(client, path, config)))

@@ -392,6 +392,15 @@ class Settings(BaseSettings):
     ui_secure_cookie: bool = Field(
         False, description="Send the dashboard's session cookie over HTTPS only (Secure)."
     )
+    ui_signin_failures: int = Field(
+        10,
+        ge=1,
+        description="Failed dashboard sign-ins one client address may make per "
+        "SHIPYARD_UI_SIGNIN_WINDOW_S before the sign-in page answers 429.",
+    )
+    ui_signin_window_s: float = Field(
+        300.0, gt=0, description="The window of SHIPYARD_UI_SIGNIN_FAILURES, in seconds."
+    )
     host: str = Field("127.0.0.1", description="Address the server listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port the server listens on.")
     app: str | None = Field(None, description="The app to serve, as module:attribute.")

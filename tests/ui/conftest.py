@@ -16,6 +16,7 @@ from shipyard.config import load_settings
 
 ADMIN = "sk_shp_test_admin_ui_" + "0" * 8
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+ERROR = re.compile(r'data-error="([a-z_]+)"')
 
 
 @pytest.fixture
@@ -42,3 +43,11 @@ async def sign_in(client: httpx.AsyncClient, key: str) -> httpx.Response:
     return await client.post(
         "/ui/login", data={"key": key, "csrf": csrf_of(form.text), "next": "/ui/"}
     )
+
+
+def error_code(reply: httpx.Response) -> str:
+    """The code an error page shows (the dashboard answers errors as HTML pages)."""
+    assert reply.headers["content-type"].startswith("text/html"), reply.text[:300]
+    found = ERROR.search(reply.text)
+    assert found is not None, reply.text[:500]
+    return found.group(1)

@@ -39,7 +39,8 @@ ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 ARTIFACTS = Path(os.environ.get("SHIPYARD_TEST_ARTIFACTS", ROOT / "tmp" / "artifacts")) / "ui"
-APP = "tests.e2e.apps:app"
+APP = "tests.ui.apps:app"  # the end-to-end app, a routed agent and a guarded one
+SIGNIN_FAILURES = 3
 LIVE_S = 15_000  # ms: a live update comes within a second or two; the machine may be slow
 FOCUSABLE = ", ".join(
     f"{part} {what}"
@@ -53,7 +54,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     if not Path(CHROMIUM).exists():
         missing_service(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     home = tmp_path_factory.mktemp("ui")
-    env = {"SHIPYARD_TASK_MAX_ATTEMPTS": "2", "SHIPYARD_TASK_RETRY_BASE_S": "0.1"}
+    env = {
+        "SHIPYARD_TASK_MAX_ATTEMPTS": "2",
+        "SHIPYARD_TASK_RETRY_BASE_S": "0.1",
+        "SHIPYARD_UI_SIGNIN_FAILURES": str(SIGNIN_FAILURES),  # the throttle's test, run last
+        "SHIPYARD_UI_SIGNIN_WINDOW_S": "3600",
+    }
     started = ServerProcess(home=home, app=APP, env_extra=env).start()
     yield started
     started.stop()
@@ -148,9 +154,7 @@ def test_every_page_renders_without_a_script_error(admin: Session, api: httpx.Cl
     expect(page.locator("main table")).to_contain_text("succeeded")
     admin.shot("session")
     page = admin.go("/ui/")
-    expect(page.locator(".chart .uplot")).to_have_count(2)  # the charts were drawn
-    admin.go("/ui/costs")
-    expect(admin.page.locator("main")).to_contain_text("will show here")
+    expect(page.locator(".chart .uplot")).to_have_count(4)  # the charts were drawn
 
 
 def test_a_run_appears_live_on_the_overview_and_the_runs_list(
@@ -246,15 +250,16 @@ def test_a_read_only_key_sees_no_admin_action_and_no_other_tenant(
         assert viewer.page.goto(server.url + "/ui/keys").status == 403  # type: ignore[union-attr]
         other = viewer.page.goto(server.url + "/ui/runs?tenant=default")
         assert other is not None and other.status == 403
-        # the refusals are JSON errors, not pages: the browser logs them and, lacking a page's
-        # icon link, asks for /favicon.ico
-        viewer.errors = [e for e in viewer.errors if "403" not in e and "favicon.ico" not in e]
+        # a refusal is a page, but the browser still logs its 403 status as a console error
+        viewer.errors = [e for e in viewer.errors if "403" not in e]
     finally:
         viewer.context.close()
     assert viewer.errors == []
 
 
-@pytest.mark.parametrize("path", ["/ui/", "/ui/runs", "/ui/tasks", "/ui/keys", "/ui/audit"])
+@pytest.mark.parametrize(
+    "path", ["/ui/", "/ui/runs", "/ui/tasks", "/ui/keys", "/ui/audit", "/ui/costs"]
+)
 def test_the_keyboard_reaches_every_action(admin: Session, api: httpx.Client, path: str) -> None:
     if path == "/ui/tasks":
         api.post("/v1/tasks", json={"agent": "echo", "input": "to cancel"})
@@ -288,3 +293,89 @@ def test_a_run_still_going_updates_live(admin: Session, api: httpx.Client) -> No
         expect(page.locator("ol.timeline > li").last).to_have_attribute("data-kind", "end")
         assert done.result().status_code == 200
     admin.shot("run-live")
+
+
+def test_search_the_runs_by_keyboard(admin: Session, api: httpx.Client) -> None:
+    wanted = invoke(api, "echo", "where is my parcel, Zanzibar?")
+    invoke(api, "echo", "something else")
+    page = admin.go("/ui/runs")
+    page.keyboard.press("Tab")  # the skip link first, then the header's links
+    page.get_by_label("Search").focus()
+    expect(page.get_by_label("Search")).to_be_focused()
+    page.keyboard.type("zanzibar")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"q=zanzibar"))
+    expect(page.locator("#runs-rows tr[data-run]")).to_have_count(1)
+    expect(page.locator(f'tr[data-run="{wanted}"]')).to_be_visible()
+    expect(page.get_by_test_id("search-note")).to_contain_text("last 24h")
+    admin.shot("runs-search")
+
+
+def test_spending_by_model_and_tenant_and_the_costs_page(admin: Session, api: httpx.Client) -> None:
+    put = api.put("/v1/budgets/default", json={"usd_per_day": 5, "tokens_per_day": 100000})
+    assert put.status_code == 200, put.text
+    invoke(api, "routed", "spend a little")
+    page = admin.go("/ui/?by=model")
+    expect(page.get_by_test_id("breakdown")).to_contain_text("router:picker")
+    expect(page.locator("[data-chart=by-tokens] .uplot")).to_have_count(1)
+    expect(page.locator("[data-chart=by-cost] .u-legend")).to_contain_text("router:picker")
+    admin.shot("overview-by-model")
+    page.get_by_role("link", name="tenant", exact=True).click()  # the operator's choice
+    expect(page.get_by_test_id("breakdown").locator("tr[data-group=default]")).to_be_visible()
+    admin.shot("overview-by-tenant")
+    page = admin.go("/ui/costs")
+    expect(page.get_by_test_id("budgets").locator("tr[data-scope=tenant]")).to_have_count(2)
+    expect(page.get_by_test_id("costs-day").locator("tbody tr")).to_have_count(7)
+    expect(page.get_by_test_id("costs-model")).to_contain_text("router:picker")
+    expect(page.get_by_test_id("costs-agent")).to_contain_text("routed")
+    admin.shot("costs")
+
+
+def test_a_runs_page_shows_routing_guards_and_redacted_messages(
+    admin: Session, api: httpx.Client
+) -> None:
+    routed = invoke(api, "routed", "which model?")
+    page = admin.go(f"/ui/runs/{routed}")
+    expect(page.locator("li.step[data-kind=route]")).to_contain_text("route · picker")
+    expect(page.get_by_test_id("route-chosen")).to_have_text("scripted:echo")
+    admin.shot("run-routed")
+    guarded = invoke(api, "guarded", "mail bob@example.com now")
+    page = admin.go(f"/ui/runs/{guarded}")
+    expect(page.locator("li.step[data-kind=guard]")).to_contain_text("redact · on input")
+    expect(page.locator("main")).not_to_contain_text("bob@example.com")
+    summary = page.locator("details.messages summary").first
+    summary.focus()
+    page.keyboard.press("Enter")  # opened by keyboard
+    message = page.locator("details.messages li.msg[data-role=user]").first
+    expect(message.locator("mark.redacted")).to_have_text("[EMAIL_ADDRESS]")
+    admin.shot("run-guarded")
+
+
+def test_error_pages_are_pages(admin: Session) -> None:
+    reply = admin.page.goto(admin.base + "/ui/no-such-page")
+    assert reply is not None and reply.status == 404
+    expect(admin.page.locator("h1")).to_have_text("404 · Not found")
+    admin.shot("error-404")
+    admin.page.get_by_role("link", name="Back to the overview").focus()
+    admin.page.keyboard.press("Enter")
+    admin.page.wait_for_url(re.compile(r"/ui/$"))
+    admin.errors = [e for e in admin.errors if "404" not in e]  # the status, logged
+
+
+def test_failed_sign_ins_get_a_429_page(chromium: Browser, server: ServerProcess) -> None:
+    """Last in the module: it spends this address's failures for the rest of the hour."""
+    session = Session(chromium.new_context(), server.url, "throttled")
+    try:
+        page = session.go("/ui/login")
+        statuses = []
+        for _ in range(SIGNIN_FAILURES + 1):
+            page.locator("#key").fill("sk_shp_a_guess")
+            with page.expect_navigation() as answered:
+                page.keyboard.press("Enter")
+            statuses.append(answered.value.status if answered.value else None)
+        assert statuses == [401] * SIGNIN_FAILURES + [429]
+        expect(page.locator("h1")).to_have_text("429 · Too many attempts")
+        session.shot("signin-429")
+    finally:
+        session.context.close()
+    assert [e for e in session.errors if "401" not in e and "429" not in e] == []

@@ -21,7 +21,7 @@ from shipyard.config import load_settings
 from shipyard.runtime.services import Services
 from shipyard.telemetry.events import Event
 from shipyard.testing import ScriptedModel
-from tests.ui.conftest import ADMIN, browser, csrf_of, sign_in
+from tests.ui.conftest import ADMIN, browser, csrf_of, error_code, sign_in
 
 
 @tool
@@ -123,7 +123,7 @@ async def test_cancel_and_retry_from_the_tasks_pages(app: FastAPI) -> None:
         assert re.search(r'data-testid="queued"><a [^>]*>1<', home.text)
         assert f'action="/ui/tasks/{queued.id}/cancel"' in listing.text
         early = await client.post(f"/ui/tasks/{queued.id}/retry", data={"csrf": token})
-        assert early.status_code == 409 and early.json()["error"]["code"] == "task_not_ended"
+        assert early.status_code == 409 and error_code(early) == "task_not_ended"
         cancel = await client.post(f"/ui/tasks/{queued.id}/cancel", data={"csrf": token})
         assert cancel.status_code == 303
         assert (await tasks.get("default", queued.id)).status == "cancelled"
@@ -175,7 +175,7 @@ async def test_the_runs_list_filters_by_kind_task_and_time(app: FastAPI) -> None
         nxt = await client.get(older.group(1).replace("&amp;", "&"))
         assert listed(nxt.text) == [plain.run_id]
         bad = await client.get("/ui/runs?kind=batch")
-    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_input"
+    assert bad.status_code == 422 and error_code(bad) == "invalid_input"
 
 
 def test_steps_pair_calls_with_answers_and_keep_guard_decisions() -> None:

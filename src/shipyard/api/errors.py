@@ -11,6 +11,8 @@ can answer (``COMMON``) plus the route's own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -18,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shipyard.api.schemas import ErrorResponse
@@ -86,33 +89,47 @@ def error_response(
     return JSONResponse(servable({"error": body}), status_code=status, headers=headers)
 
 
-async def _shipyard_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ShipyardError)
-    if exc.status >= 500:
-        log.warning("request failed", path=request.url.path, code=exc.code, error=exc.message)
-    body = exc.to_dict()  # a store's error says no more than the operation (errors.StoreError)
-    return error_response(
-        exc.status, body["code"], body["message"], body.get("details"), exc.http_headers()
-    )
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """What an error answers, whatever the form (the API's JSON, the dashboard's page)."""
+
+    status: int
+    code: str
+    message: str
+    details: Any = None
+    headers: dict[str, str] | None = None
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+def refusal_of(exc: Exception) -> Refusal:
+    """The answer to a ``ShipyardError``, a request that fails validation or an HTTP error."""
+    if isinstance(exc, ShipyardError):
+        body = exc.to_dict()  # a store's error says no more than the operation (StoreError)
+        return Refusal(
+            exc.status, body["code"], body["message"], body.get("details"), exc.http_headers()
+        )
+    if isinstance(exc, RequestValidationError):
+        return _invalid(exc)
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return Refusal(exc.status_code, code, str(exc.detail))
+
+
+def _invalid(exc: RequestValidationError) -> Refusal:
     problems = [
         {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "type": e["type"]}
         for e in exc.errors()
     ]
     if any(e["type"] == "json_invalid" for e in exc.errors()):
-        return error_response(400, "malformed_body", "the body is not valid JSON", problems)
+        return Refusal(400, "malformed_body", "the body is not valid JSON", problems)
     fields = ", ".join(p["field"] for p in problems)
-    return error_response(422, "invalid_input", f"invalid request: {fields}", problems)
+    return Refusal(422, "invalid_input", f"invalid request: {fields}", problems)
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    return error_response(
-        exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail)
-    )
+async def _to_json(request: Request, exc: Exception) -> JSONResponse:
+    found = refusal_of(exc)
+    if found.status >= 500:
+        log.warning("request failed", path=request.url.path, code=found.code, error=found.message)
+    return error_response(found.status, found.code, found.message, found.details, found.headers)
 
 
 class CatchAll:
@@ -121,8 +138,10 @@ class CatchAll:
     that raised. Once a response has started (a stream), only closing it can tell the client:
     the exception goes on."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, answer: Callable[[], Response] | None = None) -> None:
+        """``answer``: the 500 to send (the API's JSON one by default; the dashboard's page)."""
         self.app = app
+        self.answer = answer or _internal_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -141,14 +160,20 @@ class CatchAll:
             log.exception("unhandled error", path=scope.get("path"))
             if started:
                 raise
-            answer = error_response(500, "internal_error", "internal error; see the server log")
-            await answer(scope, receive, send)
+            await self.answer()(scope, receive, send)
+
+
+def _internal_error() -> Response:
+    return error_response(500, "internal_error", "internal error; see the server log")
+
+
+HANDLED = (ShipyardError, RequestValidationError, StarletteHTTPException)
+"""The errors ``refusal_of`` answers."""
 
 
 def install(app: FastAPI) -> None:
     """The handlers, and ``CatchAll`` (install before other middleware: it is then the
     innermost, and they see its 500)."""
-    app.add_exception_handler(ShipyardError, _shipyard_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    for kind in HANDLED:
+        app.add_exception_handler(kind, _to_json)
     app.add_middleware(CatchAll)

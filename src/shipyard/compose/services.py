@@ -321,4 +321,5 @@ def build_ui(services: Services, keys: KeyService, settings: Settings) -> FastAP
         session_key=ui_session_key(settings),
         secure_cookie=settings.ui_secure_cookie,
         audit_key=audit_key(settings),
+        signin_failures=(settings.ui_signin_failures, settings.ui_signin_window_s),
     )

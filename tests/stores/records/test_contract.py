@@ -336,6 +336,62 @@ async def test_list_runs_by_task_kind_and_time(store: SqlRecordStore) -> None:
     assert ids(first) + ids(rest) == [retry, attempt, turn, invoke]
 
 
+async def test_list_runs_searches_input_and_output_text(store: SqlRecordStore) -> None:
+    """The dashboard's search: a substring of the input (text or messages, as stored) or the
+    output, any case, the tenant's own runs only; ``%`` and ``_`` are literal."""
+    messages = [{"role": "user", "content": "Where is my Parcel?"}]
+    asked, answered, chat, literal, plain = (run_id(n) for n in (1, 2, 3, 4, 5))
+    await store.write_batch(
+        [
+            make_run(asked, input="refund for order 42"),
+            make_run(answered, input="hi", output="Your REFUND is on its way"),
+            make_run(chat, input=messages),
+            make_run(literal, input="100% sure_thing"),
+            make_run(plain, input="nothing here", output="none"),
+            make_run(run_id(6), tenant="t2", input="refund me too"),
+        ],
+        [],
+    )
+
+    async def found(text: str, **filters: Any) -> list[str]:
+        return [r.id for r in (await store.list_runs("t1", text=text, **filters)).items]
+
+    assert await found("refund") == [answered, asked]
+    assert await found("parcel") == [chat]
+    assert await found("0% s") == [literal]
+    assert await found("%") == [literal] and await found("_") == [literal]
+    since = datetime.fromtimestamp(0.002, UTC)  # from run 2 on: the window bounds the scan
+    assert await found("refund", status="running", since=since) == [answered]
+    first = await store.list_runs("t1", text="refund", limit=1)
+    rest = await store.list_runs("t1", text="refund", limit=1, cursor=first.next_cursor)
+    assert [r.id for r in first.items + rest.items] == [answered, asked]
+    assert await found("absent") == []
+
+
+async def test_run_summaries_of_a_window_newest_first(store: SqlRecordStore) -> None:
+    """The overview's lean rows: a window of the tenant's runs, newest first, capped."""
+    ended = T0 + timedelta(seconds=2)
+    await store.write_batch(
+        [
+            make_run(run_id(1_000), agent="a", status="succeeded", cost_usd=0.5, ended_at=ended),
+            make_run(run_id(2_000), agent="b", status="failed", prompt_tokens=7),
+            make_run(run_id(3_000), agent="c", completion_tokens=3),
+            make_run(run_id(4_000), tenant="t2"),
+        ],
+        [],
+    )
+    at = lambda ms: datetime.fromtimestamp(ms / 1000, UTC)  # noqa: E731
+    found = await store.run_summaries("t1", since=at(2_000), limit=10)
+    assert [(s.agent, s.status, s.prompt_tokens, s.completion_tokens) for s in found] == [
+        ("c", "running", 0, 3),
+        ("b", "failed", 7, 0),
+    ]
+    every = await store.run_summaries("t1", since=at(0), limit=10)
+    assert [s.agent for s in every] == ["c", "b", "a"]
+    assert every[2].cost_usd == 0.5 and every[2].ended_at == ended and every[2].created_at == T0
+    assert [s.agent for s in await store.run_summaries("t1", since=at(0), limit=2)] == ["c", "b"]
+
+
 async def test_list_runs_pages_each_run_exactly_once(store: SqlRecordStore) -> None:
     runs = [make_run(run_id(n)) for n in range(10)]
     await store.write_batch(runs, [])

@@ -81,3 +81,29 @@ async def test_usage_by_model_and_key(spent: SqlRecordStore) -> None:
     ]
     by_key = await spent.usage("t1", since=since, group_by="key")
     assert {r.value: r.cost_usd for r in by_key} == {"k1": 2.25, None: 4.0, "k2": 0.25}
+
+
+async def test_usage_over_time_in_buckets(spent: SqlRecordStore) -> None:
+    """The dashboard's charts: model calls summed per bucket of time and group (runs 1-5 call
+    at T0 + n seconds: with 2 s buckets from T0, runs 1 | 2, 3 | 4, 5)."""
+    until = T0 + timedelta(seconds=6)
+    series = await spent.usage_series("t1", since=T0, until=until, step_s=2, group_by="model")
+    assert [(p.at - T0, p.value, p.calls, p.cost_usd) for p in series] == [
+        (timedelta(0), "m:small", 1, 0.25),
+        (timedelta(seconds=2), "m:large", 1, 2.0),
+        (timedelta(seconds=2), "m:small", 1, 0.25),
+        (timedelta(seconds=4), "m:large", 1, 4.0),
+    ]
+    everyone = await spent.usage_series(None, since=T0, until=until, step_s=2, group_by="tenant")
+    assert [(p.at - T0, p.value, p.prompt_tokens) for p in everyone] == [
+        (timedelta(0), "t1", 3),
+        (timedelta(seconds=2), "t1", 6),
+        (timedelta(seconds=4), "t1", 3),
+        (timedelta(seconds=4), "t2", 3),
+    ]
+    by_agent = await spent.usage_series(
+        "t1", since=T0 + timedelta(seconds=3), until=until, step_s=60, group_by="agent"
+    )
+    assert [(p.value, p.calls, p.cost_usd, p.completion_tokens) for p in by_agent] == [
+        ("dear", 2, 6.0, 4)
+    ]

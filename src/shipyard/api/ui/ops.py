@@ -1,8 +1,8 @@
-"""The operations pages: sessions, tasks, audit, keys, and the costs page's place."""
+"""The operations pages: sessions, tasks, audit and keys."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime
@@ -76,11 +76,12 @@ async def session_page(session_id: Text, request: Request, viewer: CurrentViewer
 async def tasks_page(
     request: Request,
     viewer: CurrentViewer,
-    status: TaskStatus | None = None,
+    status: TaskStatus | Literal[""] | None = None,
     agent: Text | None = None,
     cursor: Text | None = None,
     limit: Limit = 50,
 ) -> Response:
+    status = status or None  # the filter form's "any"
     found = await services(request).tasks.listing(
         viewer.tenant_id, status=status, agent=agent or None, limit=limit, cursor=cursor or None
     )
@@ -110,13 +111,14 @@ async def audit_page(
     viewer: CurrentViewer,
     action: Text | None = None,
     key: Text | None = None,
-    outcome: Outcome | None = None,
+    outcome: Outcome | Literal[""] | None = None,
     since: AwareDatetime | None = None,
     cursor: Text | None = None,
     limit: Limit = 50,
 ) -> Response:
     """Admin keys, like ``GET /v1/audit``: a tenant's admin its tenant's rows, the operator any."""
     require_scope(viewer, "admin")
+    outcome = outcome or None  # the filter form's "any"
     query = AuditQuery(
         tenant_id=viewer.tenant_id,
         key_id=key or None,
@@ -142,10 +144,3 @@ async def keys_page(request: Request, viewer: CurrentViewer) -> Response:
     require_scope(viewer, "admin")
     listed = await state_keys(request).list(viewer.tenant_id)
     return page(request, "keys.html", viewer, nav="keys", keys=listed, created=None)
-
-
-@router.get("/costs", include_in_schema=False)
-async def costs_page(request: Request, viewer: CurrentViewer) -> Response:
-    """The place for costs by tenant, agent, model and day, and budgets (the routing and costs
-    work fills it); meanwhile each run's cost is on the runs list and the overview."""
-    return page(request, "costs.html", viewer, nav="costs")

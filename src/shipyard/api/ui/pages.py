@@ -12,13 +12,14 @@ from starlette.responses import Response
 from shipyard.api.fields import Text
 from shipyard.api.routes.workers import state_of
 from shipyard.api.state import services
+from shipyard.api.ui.breakdown import Breakdown, By, breakdown
 from shipyard.api.ui.live import live_mark
 from shipyard.api.ui.render import page
-from shipyard.api.ui.session import CurrentViewer
-from shipyard.api.ui.stats import WINDOWS, overview
+from shipyard.api.ui.session import CurrentViewer, Viewer
+from shipyard.api.ui.stats import BUCKETS, WINDOWS, Overview, overview
 from shipyard.api.ui.timeline import steps_of, waterfall
 from shipyard.errors import NotFound, RunNotFound
-from shipyard.stores.records.base import RunStatus
+from shipyard.stores.records.base import RecordStore, RunStatus
 
 router = APIRouter()
 WindowParam = Annotated[Literal["15m", "1h", "6h", "24h"], Query()]
@@ -26,17 +27,24 @@ Limit = Annotated[int, Query(ge=1, le=200)]
 Kind = Literal["invoke", "session", "task"]
 RUN_WINDOWS = {**WINDOWS, "7d": timedelta(days=7)}
 TRACE_ID = "^[0-9a-fA-F]{32}$"
+MAX_SEARCH = 200
+SEARCH_WINDOW: Literal["24h"] = "24h"
+"""A search with no window chosen looks at the last day (the rest: choose 7d)."""
 QUEUE_SHOWN = 500
 """The overview counts queued tasks up to this many (one index page, never a count(*))."""
 
 
+ByParam = Annotated[By, Query()]
+
+
 @router.get("/", include_in_schema=False)
 async def overview_page(
-    request: Request, viewer: CurrentViewer, window: WindowParam = "1h"
+    request: Request, viewer: CurrentViewer, window: WindowParam = "1h", by: ByParam = "agent"
 ) -> Response:
     records = services(request).records
     mark = await live_mark(records, viewer.tenant_id)  # before reading: nothing slips between
     found = await overview(records, viewer.tenant_id, window)
+    split = await _breakdown(records, viewer, by, found)
     workers = await records.list_workers() if viewer.operator else None
     queued = await records.list_tasks(viewer.tenant_id, status="queued", limit=QUEUE_SHOWN)
     return page(
@@ -45,6 +53,8 @@ async def overview_page(
         viewer,
         nav="overview",
         stats=found,
+        split=split,
+        bys=["agent", "model", "tenant"] if viewer.operator else ["agent", "model"],
         windows=list(WINDOWS),
         workers=workers,
         queued=len(queued.items),
@@ -55,11 +65,19 @@ async def overview_page(
 
 @router.get("/overview.json", include_in_schema=False)
 async def overview_data(
-    request: Request, viewer: CurrentViewer, window: WindowParam = "1h"
+    request: Request, viewer: CurrentViewer, window: WindowParam = "1h", by: ByParam = "agent"
 ) -> Response:
-    """The chart's series, fetched by the page's script on load and on each live update."""
-    found = await overview(services(request).records, viewer.tenant_id, window)
-    return JSONResponse(found.chart())
+    """The charts' series, fetched by the page's script on load and on each live update."""
+    records = services(request).records
+    found = await overview(records, viewer.tenant_id, window)
+    split = await _breakdown(records, viewer, by, found)
+    return JSONResponse({**found.chart(), "by": split.chart()})
+
+
+async def _breakdown(records: RecordStore, viewer: Viewer, by: By, found: Overview) -> Breakdown:
+    """By tenant: every tenant's for the operator, a tenant's own for others (``/v1/usage``)."""
+    tenant = None if by == "tenant" and viewer.operator else viewer.tenant_id
+    return await breakdown(records, tenant, by, start=found.start, end=found.end, buckets=BUCKETS)
 
 
 @router.get("/runs", include_in_schema=False)
@@ -67,16 +85,22 @@ async def runs_page(
     request: Request,
     viewer: CurrentViewer,
     agent: Text | None = None,
-    status: RunStatus | None = None,
+    status: RunStatus | Literal[""] | None = None,
     session_id: Text | None = None,
     task_id: Text | None = None,
-    kind: Kind | None = None,
-    within: Annotated[Literal["15m", "1h", "6h", "24h", "7d"] | None, Query()] = None,
+    kind: Kind | Literal[""] | None = None,
+    within: Annotated[Literal["15m", "1h", "6h", "24h", "7d", ""] | None, Query()] = None,
+    q: Annotated[str | None, Query(max_length=MAX_SEARCH)] = None,
     cursor: Text | None = None,
     limit: Limit = 50,
 ) -> Response:
     """Newest first, one cursor page at a time (no count of the whole table); ``within``: runs
-    started in the last 15 minutes ... 7 days."""
+    started in the last 15 minutes ... 7 days; ``q``: text in their input or output, searched
+    within ``SEARCH_WINDOW`` unless another window is chosen (a scan of that window's rows)."""
+    status, kind, within = status or None, kind or None, within or None  # the form's "any"
+    q = (q or "").strip() or None
+    if q and not within:
+        within = SEARCH_WINDOW
     since = datetime.now(UTC) - RUN_WINDOWS[within] if within else None
     mark = await live_mark(services(request).records, viewer.tenant_id)
     found = await services(request).records.list_runs(
@@ -89,8 +113,10 @@ async def runs_page(
         since=since,
         limit=limit,
         cursor=cursor or None,
+        text=q,
     )
     filters = {
+        "q": q,
         "agent": agent,
         "status": status,
         "session_id": session_id,

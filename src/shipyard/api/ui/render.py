@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +12,7 @@ from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 from starlette.responses import Response
 
 from shipyard.api.ui.session import CSRF_FIELD, Viewer
@@ -62,7 +64,27 @@ def millis(start: datetime, end: datetime | None) -> str:
     return f"{(end - start).total_seconds() * 1e3:.0f} ms"
 
 
-TEMPLATES.env.filters.update(when=when, pretty=pretty)
+REDACTION = re.compile(
+    r"\[[A-Z][A-Z0-9_]*(?::[0-9a-f]{12})?\]"  # redact, hash: [EMAIL_ADDRESS], [IBAN:1a2b...]
+    r"|&lt;[A-Z][A-Z0-9_]*_\d+&gt;"  # pseudonymize: <PERSON_1> (escaped)
+    r"|\[blocked by guard\]"
+    r"|\*{4,}"  # mask: one * a character
+)
+
+
+def redacted(value: Any) -> Markup:
+    """``value`` as escaped text, each guard's marker in it shown as one (``<mark>``): what a
+    guard replaced (docs/guards.md) reads as a redaction, not as what the model wrote."""
+    text = str(escape(value))
+    return Markup(
+        REDACTION.sub(
+            lambda m: f'<mark class="redacted" title="replaced by a guard">{m.group(0)}</mark>',
+            text,
+        )
+    )
+
+
+TEMPLATES.env.filters.update(when=when, pretty=pretty, redacted=redacted)
 TEMPLATES.env.globals.update(NAV=NAV, CSRF_FIELD=CSRF_FIELD, millis=millis)
 
 

@@ -17,6 +17,7 @@ from shipyard.api.ui.session import (
     sign_in,
     sign_out,
 )
+from shipyard.api.ui.state import signin_throttle
 from shipyard.errors import AuthError, Forbidden
 
 router = APIRouter()
@@ -31,7 +32,8 @@ async def login_form(request: Request, next: str | None = None) -> Response:
 @router.post("/login", include_in_schema=False)
 async def login(request: Request) -> Response:
     """A wrong key re-shows the form with 401; the form's CSRF token is checked first, so no
-    other site can sign a browser in with a key of its choosing."""
+    other site can sign a browser in with a key of its choosing. Failures are throttled by
+    client address (``throttle``): past the limit, 429 without checking the key."""
     form = await request.form()
     key, sent, target = form.get("key"), form.get(CSRF_FIELD), form.get("next")
     expected = csrf_token(request)
@@ -40,11 +42,15 @@ async def login(request: Request) -> Response:
     target = safe_next(target if isinstance(target, str) else None)
     if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY_CHARS:
         return _refused(request, target, "Enter an API key.", 422)
+    throttle = signin_throttle(request)
+    await throttle.check(request)  # 429 page once this address has failed too often
     try:
         await sign_in(request, key)
     except AuthError:
+        await throttle.failed(request)
         return _refused(request, target, "That key is not valid (unknown, revoked or expired).")
     except Forbidden:
+        await throttle.failed(request)
         return _refused(request, target, "That key lacks the read scope.", 403)
     return RedirectResponse(target, status_code=303)
 

@@ -1,8 +1,9 @@
 """The overview's numbers: runs per minute, error rate, latency percentiles, tokens and spend.
 
-Computed from the runs of the chosen window, read newest first through the records' cursor
-pages (``RecordStore.list_runs``) and stopped at the window's start or after ``MAX_RUNS`` runs
-(then the overview says it is a sample): no aggregate query over the whole table.
+Computed from the runs of the chosen window, read newest first as lean rows
+(``RecordStore.run_summaries``: no input, output or metadata decoded) from the window's range
+of the primary key, at most ``MAX_RUNS`` (then the overview says it is a sample): no aggregate
+query over the whole table.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from shipyard.stores.records.base import RunRecord, RunRecords
+from shipyard.stores.records.base import RunRecords, RunSummary
 
 Window = Literal["15m", "1h", "6h", "24h"]
 WINDOWS: dict[str, timedelta] = {
@@ -24,7 +25,6 @@ WINDOWS: dict[str, timedelta] = {
 }
 BUCKETS = 60
 MAX_RUNS = 5000
-PAGE = 500
 
 
 @dataclass(slots=True)
@@ -34,7 +34,7 @@ class Totals:
     tokens: int = 0
     cost_usd: float = 0.0
 
-    def add(self, run: RunRecord) -> None:
+    def add(self, run: RunSummary) -> None:
         self.runs += 1
         self.failed += run.status == "failed"
         self.tokens += run.prompt_tokens + run.completion_tokens
@@ -69,20 +69,10 @@ class Overview:
 
 async def runs_in_window(
     records: RunRecords, tenant_id: str, since: datetime
-) -> tuple[list[RunRecord], bool]:
+) -> tuple[list[RunSummary], bool]:
     """The tenant's runs created at or after ``since``, newest first; True if cut at MAX_RUNS."""
-    found: list[RunRecord] = []
-    cursor: str | None = None
-    while len(found) < MAX_RUNS:
-        page = await records.list_runs(tenant_id, limit=PAGE, cursor=cursor, since=since)
-        for run in page.items:
-            if _aware(run.created_at) < since:
-                return found, False
-            found.append(run)
-        if page.next_cursor is None:
-            return found, False
-        cursor = page.next_cursor
-    return found, True
+    found = await records.run_summaries(tenant_id, since=since, limit=MAX_RUNS + 1)
+    return found[:MAX_RUNS], len(found) > MAX_RUNS
 
 
 async def overview(
@@ -115,7 +105,7 @@ def percentile(values: list[float], pct: float) -> float | None:
     return round(ordered[rank - 1], 1)
 
 
-def _series(runs: list[RunRecord], start: datetime, end: datetime) -> dict[str, list[float]]:
+def _series(runs: list[RunSummary], start: datetime, end: datetime) -> dict[str, list[float]]:
     step = (end - start).total_seconds() / BUCKETS
     times = [start.timestamp() + step * i for i in range(BUCKETS)]
     per_minute = 60 / step

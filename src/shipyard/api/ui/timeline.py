@@ -1,8 +1,15 @@
 """A run's stored events as the steps its page shows, and a trace's spans as waterfall bars.
 
 Steps pair what belongs together: a model call is its ``llm.request`` and ``llm.response`` (same
-span), a tool call its ``tool.call`` and ``tool.result`` (same call id). Guard, egress and
-custom events are steps of their own; the run's start and end frame the list.
+span), a tool call its ``tool.call`` and ``tool.result`` (same call id). Routing decisions
+(``llm.route``), guard decisions, egress and custom events are steps of their own; the run's
+start and end frame the list.
+
+Each model call shows the messages it was sent as the run's events record them: the run's
+input, then each earlier answer and tool result, in order (``Conversation``). The events are
+stored after the guards' processors, so a redacted value is its marker (``[EMAIL_ADDRESS]``),
+never the text; the agent's instructions and a session's earlier turns are not in a run's
+events, so the call's own count of messages (``llm.request``) is shown beside them.
 """
 
 from __future__ import annotations
@@ -24,16 +31,46 @@ class Step:
     data: dict[str, Any] = field(default_factory=dict)
     result: dict[str, Any] | None = None
     """The answer half of a pair (``llm.response``, ``tool.result``); None while it runs."""
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    """A model call's messages, as far as the run's events record them."""
+
+
+class Conversation:
+    """The messages a run's model calls were sent, rebuilt from its events in order."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    def see(self, event: Event) -> None:
+        data = event.data
+        if event.type == "run.started":
+            given = data.get("input")
+            if isinstance(given, list):
+                self.messages.extend(m for m in given if isinstance(m, dict))
+            elif given is not None:
+                self.messages.append({"role": "user", "content": given})
+        elif event.type == "llm.response":
+            said = {"role": "assistant", "content": data.get("content")}
+            self.messages.append(
+                said | ({"tool_calls": data["tool_calls"]} if data.get("tool_calls") else {})
+            )
+        elif event.type == "tool.result":
+            answer = data.get("output") if data.get("ok") else data.get("error")
+            self.messages.append({"role": "tool", "name": data.get("name"), "content": answer})
 
 
 def steps_of(events: list[Event]) -> list[Step]:
     steps: list[Step] = []
     open_models: dict[str, Step] = {}
     open_tools: dict[str, Step] = {}
+    conversation = Conversation()
     for event in events:
         step = _step(event, open_models, open_tools)
         if step is not None:
             steps.append(step)
+        if event.type == "llm.request" and step is not None:
+            step.messages = list(conversation.messages)
+        conversation.see(event)
     return steps
 
 
@@ -44,6 +81,9 @@ def _step(event: Event, models: dict[str, Step], tools: dict[str, Step]) -> Step
         step = Step("model", f"model call · {data.get('model', '?')}", event.seq, event.ts, data)
         models[event.span_id] = step
         return step
+    if event.type == "llm.route":
+        title = f"route · {data.get('router', '?')} → {data.get('chosen') or 'no model'}"
+        return Step("route", title, event.seq, event.ts, data)
     if event.type == "llm.response":
         return _answer(models.pop(event.span_id, None), event, "model")
     if event.type == "tool.call":

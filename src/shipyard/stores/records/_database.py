@@ -139,6 +139,13 @@ class Database:
             result = await conn.execute(query)
             return [dict(row) for row in result.mappings()]
 
+    async def fetch_tuples(self, operation: str, query: sa.Select[Any]) -> list[tuple[Any, ...]]:
+        """Rows as tuples: cheaper than ``fetch``'s dicts when there are many (tens of
+        thousands: the overview's runs)."""
+        async with self.translate(operation), self.engine.connect() as conn:
+            result = await conn.execute(query)
+            return [tuple(row) for row in result.all()]
+
     async def page(
         self,
         operation: str,

@@ -8,6 +8,7 @@ Every read takes a ``tenant_id``: a row of another tenant is simply not found.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
@@ -82,6 +83,19 @@ class RunRecord(BaseModel):
     ended_at: datetime | None = None
     parent_run_id: str | None = None
     """The run whose agent started this one (an agent called as a tool or a task)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What the dashboard's numbers need of a run: no input, output or metadata to decode."""
+
+    agent: str
+    status: RunStatus
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    created_at: datetime
+    ended_at: datetime | None
 
 
 T = TypeVar("T")
@@ -188,17 +202,27 @@ class RunRecords(Protocol):
         since: datetime | None = None,
         until: datetime | None = None,
         parent_run_id: str | None = None,
+        text: str | None = None,
     ) -> Page[RunRecord]:
         """Newest first. ``parent_run_id``: the runs that run started (agents it called, its
         tasks' runs). ``kind``: how the run was started (``RunKind``); ``since`` (inclusive)
         and ``until`` (exclusive) bound when it was created, read from its time-ordered id (to
-        the millisecond), so that a window is a range of the primary key's index."""
+        the millisecond), so that a window is a range of the primary key's index. ``text``: runs
+        whose input (as stored, JSON) or output contains it, ignoring case (ASCII letters on
+        SQLite): a scan of the rows the other filters leave, so give it a window of time."""
         ...
 
     async def list_events(
         self, tenant_id: str, run_id: str, *, after_seq: int = 0, limit: int = 1000
     ) -> list[Event]:
         """In ``seq`` order."""
+        ...
+
+    async def run_summaries(
+        self, tenant_id: str, *, since: datetime, limit: int
+    ) -> list[RunSummary]:
+        """The tenant's runs created at or after ``since`` (read from their ids, as
+        ``list_runs``' window), newest first, at most ``limit`` (1..100,000)."""
         ...
 
 

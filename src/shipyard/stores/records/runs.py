@@ -1,19 +1,23 @@
 """``SqlRunRecords``: runs and their events (``base.RunRecords``) on the SQL record store.
 
 ``list_runs`` pages newest first on the run id (ids are time-ordered); the cursor is the last id
-of the previous page.
+of the previous page. Its text search is a substring match (``LIKE``/``ILIKE``) over the rows
+its other filters and its window of time leave, read newest first until a page is full: no
+index to keep up on the hot write path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shipyard.stores.records._database import Database, Insert, readable
-from shipyard.stores.records.base import Page, RunKind, RunRecord, RunStatus
+from shipyard.stores.records.base import Page, RunKind, RunRecord, RunStatus, RunSummary
 from shipyard.stores.records.lifecycle_base import subject_of
 from shipyard.stores.records.schema import run_events, runs
 from shipyard.telemetry.events import EPHEMERAL, Event
@@ -21,6 +25,8 @@ from shipyard.telemetry.events import EPHEMERAL, Event
 __all__ = ["MAX_EVENTS", "SqlRunRecords"]
 
 MAX_EVENTS = 10_000
+MAX_SUMMARIES = 100_000
+_SUMMARY = [f.name for f in fields(RunSummary)]
 _UPDATABLE = [c.name for c in runs.columns if c.name not in ("id", "tenant_id", "created_at")]
 
 
@@ -76,6 +82,7 @@ class SqlRunRecords:
         since: datetime | None = None,
         until: datetime | None = None,
         parent_run_id: str | None = None,
+        text: str | None = None,
     ) -> Page[RunRecord]:
         """Newest first; ``limit`` is clamped to 1..500; ``cursor`` is the last id seen.
         ``since``/``until`` bound the id (time-ordered: ``new_id``), a range of its index."""
@@ -95,7 +102,22 @@ class SqlRunRecords:
             query = query.where(runs.c.id >= _id_at(since))
         if until is not None:
             query = query.where(runs.c.id < _id_at(until))
+        if text:
+            query = query.where(_mentions(text))
         return await self._db.page("list_runs", query, runs.c.id, RunRecord, limit, cursor)
+
+    async def run_summaries(
+        self, tenant_id: str, *, since: datetime, limit: int
+    ) -> list[RunSummary]:
+        c = runs.c
+        query = (
+            sa.select(*(c[name] for name in _SUMMARY))
+            .where(c.tenant_id == tenant_id, c.id >= _id_at(since))
+            .order_by(c.id.desc())
+            .limit(min(max(limit, 1), MAX_SUMMARIES))
+        )
+        rows = await self._db.fetch_tuples("run_summaries", query)
+        return [RunSummary(*row) for row in rows]
 
     async def list_events(
         self, tenant_id: str, run_id: str, *, after_seq: int = 0, limit: int = 1000
@@ -109,6 +131,15 @@ class SqlRunRecords:
             .limit(min(max(limit, 1), MAX_EVENTS))
         )
         return readable("list_events", Event, await self._db.fetch("list_events", query))
+
+
+def _mentions(text: str) -> sa.ColumnElement[bool]:
+    """The run's input (its JSON text) or output contains ``text``, any case (``%`` and ``_``
+    in it are literal)."""
+    return sa.or_(
+        sa.cast(runs.c.input, sa.Text).icontains(text, autoescape=True),
+        runs.c.output.icontains(text, autoescape=True),
+    )
 
 
 def _upsert_runs(db: Database) -> Insert:

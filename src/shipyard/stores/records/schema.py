@@ -152,6 +152,17 @@ sa.Index("ix_runs_tenant_id_session_id_id", runs.c.tenant_id, runs.c.session_id,
 sa.Index("ix_runs_parent_run_id", runs.c.parent_run_id)
 sa.Index("ix_runs_tenant_id_trace_id", runs.c.tenant_id, runs.c.trace_id)
 
+# The model calls (``llm.response``) by time: the spending charts read a window of them (0016).
+MODEL_CALL = "llm.response"
+_model_calls = sa.text(f"type = '{MODEL_CALL}'")
+sa.Index(
+    "ix_run_events_model_calls_ts",
+    run_events.c.ts,
+    run_events.c.tenant_id,
+    sqlite_where=_model_calls,
+    postgresql_where=_model_calls,
+)
+
 # The ``subject`` of a run, session or task: its metadata's ``subject`` (a string), copied into
 # an indexed column so that erasure (``DELETE /v1/subjects/{id}``) finds its rows (0014).
 sa.Index("ix_runs_tenant_id_subject", runs.c.tenant_id, runs.c.subject)

@@ -17,7 +17,7 @@ sub-protocol          class                  module
 ``AuditRecords``      ``SqlAuditRecords``    ``audit``: the audit log and its checkpoints
 ``ArtifactRecords``   ``SqlArtifactRecords`` ``artifacts``: runs' artifacts (bytes: blobs)
 ``LifecycleRecords``  ``SqlLifecycleRecords`` ``lifecycle``: rows by age and by subject
-``UsageRecords``      ``SqlUsageRecords``    ``usage``: spending summed by agent, model, key
+``UsageRecords``      ``SqlUsageRecords``    ``usage``: spending by agent, model, key; over time
 ====================  =====================  ============================================
 
 ``SqlRecordStore`` composes them (its methods hand each call to its part) and adds the
@@ -60,6 +60,7 @@ from shipyard.stores.records.base import (
     RunRecord,
     RunRecords,
     RunStatus,
+    RunSummary,
     SessionRecord,
     SessionRecords,
     SpanRecords,
@@ -84,7 +85,7 @@ from shipyard.stores.records.tasks import SqlTaskRecords
 from shipyard.stores.records.tenants import SqlTenantRecords
 from shipyard.stores.records.traces import SqlSpanRecords
 from shipyard.stores.records.usage import SqlUsageRecords
-from shipyard.stores.records.usage_base import UsageGroup, UsageRow
+from shipyard.stores.records.usage_base import SeriesGroup, UsageGroup, UsagePoint, UsageRow
 from shipyard.stores.records.webhooks import PRUNE_BATCH, SqlWebhookRecords
 from shipyard.stores.records.workers import SqlWorkerRecords
 from shipyard.telemetry.events import Event
@@ -183,6 +184,19 @@ class SqlRecordStore:
         self, tenant_id: str | None, *, since: datetime, group_by: UsageGroup
     ) -> list[UsageRow]:
         return await self.usage_records.usage(tenant_id, since=since, group_by=group_by)
+
+    async def usage_series(
+        self,
+        tenant_id: str | None,
+        *,
+        since: datetime,
+        until: datetime,
+        step_s: int,
+        group_by: SeriesGroup,
+    ) -> list[UsagePoint]:
+        return await self.usage_records.usage_series(
+            tenant_id, since=since, until=until, step_s=step_s, group_by=group_by
+        )
 
     # -- tenants and keys (keys) ----------------------------------------------------------------
 
@@ -297,6 +311,7 @@ class SqlRecordStore:
         since: datetime | None = None,
         until: datetime | None = None,
         parent_run_id: str | None = None,
+        text: str | None = None,
     ) -> Page[RunRecord]:
         return await self.runs.list_runs(
             tenant_id,
@@ -310,12 +325,18 @@ class SqlRecordStore:
             since=since,
             until=until,
             parent_run_id=parent_run_id,
+            text=text,
         )
 
     async def list_events(
         self, tenant_id: str, run_id: str, *, after_seq: int = 0, limit: int = 1000
     ) -> list[Event]:
         return await self.runs.list_events(tenant_id, run_id, after_seq=after_seq, limit=limit)
+
+    async def run_summaries(
+        self, tenant_id: str, *, since: datetime, limit: int
+    ) -> list[RunSummary]:
+        return await self.runs.run_summaries(tenant_id, since=since, limit=limit)
 
     # -- sessions (sessions) --------------------------------------------------------------------
 

@@ -11,22 +11,45 @@
             { label: "spend $", key: "cost", stroke: "#1a7f37", scale: "usd" }]
   };
 
+  var PALETTE = ["#0b5cad", "#6f42c1", "#1a7f37", "#c62828", "#9a6700", "#0a7c86", "#5b6570"];
+
+  // A breakdown chart ("by-tokens", "by-cost"): one line a group (agent, model or tenant).
+  function seriesOf(kind, data) {
+    if (SERIES[kind]) { return SERIES[kind]; }
+    return data.by.labels.map(function (label, i) {
+      return { label: label, index: i, stroke: PALETTE[i % PALETTE.length] };
+    });
+  }
+
   function columns(kind, data) {
-    return [data.times].concat(SERIES[kind].map(function (s) { return data[s.key]; }));
+    if (SERIES[kind]) {
+      return [data.times].concat(SERIES[kind].map(function (s) { return data[s.key]; }));
+    }
+    var values = kind === "by-cost" ? data.by.cost : data.by.tokens;
+    return [data.times].concat(values);
   }
 
   function draw(el, data) {
     var kind = el.dataset.chart;
-    var axes = [{}, { scale: SERIES[kind][0].scale || "y" }];
+    var series = seriesOf(kind, data);
+    var axes = [{}, { scale: (series[0] && series[0].scale) || "y" }];
     if (kind === "usage") { axes.push({ scale: "usd", side: 1, grid: { show: false } }); }
     var opts = {
       width: Math.max(el.clientWidth, 320), height: 220, axes: axes,
-      series: [{}].concat(SERIES[kind].map(function (s) {
+      series: [{}].concat(series.map(function (s) {
         return { label: s.label, stroke: s.stroke, width: 2, scale: s.scale || "y" };
       }))
     };
     var chart = new uPlot(opts, columns(kind, data), el);
-    charts.push({ el: el, chart: chart, kind: kind });
+    charts.push({ el: el, chart: chart, kind: kind, labels: (data.by || {}).labels });
+  }
+
+  function update(c, data) {
+    var same = SERIES[c.kind] || JSON.stringify(c.labels) === JSON.stringify(data.by.labels);
+    if (same) { c.chart.setData(columns(c.kind, data)); return; }
+    c.chart.destroy();  // other groups than drawn: a new chart with their lines
+    charts.splice(charts.indexOf(c), 1);
+    draw(c.el, data);
   }
 
   function loadCharts(redraw) {
@@ -37,7 +60,7 @@
       .then(function (data) {
         if (!data) { return; }
         if (redraw && charts.length) {
-          charts.forEach(function (c) { c.chart.setData(columns(c.kind, data)); });
+          charts.slice().forEach(function (c) { update(c, data); });
         } else {
           els.forEach(function (el) { draw(el, data); });
         }
