@@ -149,6 +149,7 @@ def _series(since: datetime, until: datetime, step_s: int, group_by: SeriesGroup
 def _numbers(row: dict[str, Any]) -> dict[str, Any]:
     """Sums of nothing are NULL; costs are rounded as a run's are."""
     row = {k: (0 if v is None and k != "value" and k != "calls" else v) for k, v in row.items()}
-    row["cost_usd"] = round(float(row["cost_usd"]), 10)
-    row["saved_usd"] = round(float(row["saved_usd"]), 10)
+    for money in ("cost_usd", "saved_usd"):  # a series has no savings column
+        if money in row:
+            row[money] = round(float(row[money]), 10)
     return row
