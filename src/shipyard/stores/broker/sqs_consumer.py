@@ -25,6 +25,12 @@ log = structlog.get_logger("shipyard.broker.sqs")
 
 POLL_PAUSE_S = 1.0
 """How long a consumer waits after a failed poll before it polls again."""
+BATCH = 10
+"""SQS hands out at most ten messages a ``ReceiveMessage``."""
+GATHER_S = 0.05
+"""How long a consumer with a slot free, but not a whole batch, waits for more slots before it
+polls: one receive of several messages instead of one receive each (each receive is a billed
+request on AWS, and costs moto a scan of the whole queue)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +177,7 @@ class Consumer:
         if not self._ended:
             self._ended = True
             self._inbox.put_nowait(None)
+            self._room.set()  # a poll waiting for room sees the end
 
     def __aiter__(self) -> Consumer:
         return self
@@ -182,12 +189,32 @@ class Consumer:
             raise StopAsyncIteration
         return delivery
 
-    async def _poll(self) -> None:
+    async def _free_slots(self) -> int:
+        """The free prefetch slots once there is a batch of them, or some and ``GATHER_S``
+        has passed since the first; 0 once the consumer ended."""
+        batch = min(BATCH, self._prefetch)
+        loop = asyncio.get_running_loop()
+        gathered_until: float | None = None
         while not self._ended:
             free = self._prefetch - len(self._unsettled)
+            if free >= batch:
+                return free
+            wait_s: float | None = None
+            if free > 0:
+                gathered_until = gathered_until or loop.time() + GATHER_S
+                wait_s = gathered_until - loop.time()
+                if wait_s <= 0:
+                    return free
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s):
+                    await self._room.wait()
+        return 0
+
+    async def _poll(self) -> None:
+        while not self._ended:
+            free = await self._free_slots()
             if free <= 0:
-                self._room.clear()
-                await self._room.wait()
                 continue
             started = time.monotonic()
             try:
