@@ -32,7 +32,6 @@ import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import replace
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
@@ -337,8 +336,8 @@ class SqsBroker:
             return None
         system = item.get("Attributes", {})
         count = int(system.get("ApproximateReceiveCount", 1))
-        if self.fifo:  # a retry is the same message received again: each receive an attempt
-            message = replace(message, attempt=message.attempt + count - 1)
+        if self.fifo:
+            message = wire.fifo_received(message, count)
         return Received(url, item["ReceiptHandle"], message, count, system.get("MessageGroupId"))
 
     async def _set_aside(self, queue: str, url: str, item: MessageTypeDef) -> None:

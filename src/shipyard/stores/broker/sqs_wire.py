@@ -33,7 +33,7 @@ import hashlib
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -138,6 +138,12 @@ def fifo_ids(message: TaskMessage) -> tuple[str, str]:
     five minutes is stored once, a later attempt is not a duplicate)."""
     group = message.headers.get(GROUP_HEADER) or message.task_id
     return _fifo_id(group), _fifo_id(f"{message.task_id}.{message.attempt}")
+
+
+def fifo_received(message: TaskMessage, receive_count: int) -> TaskMessage:
+    """A message received from a FIFO queue: a retry there is the same message received again
+    (FIFO has no per-message delay to send a copy with), so each receive counts an attempt."""
+    return replace(message, attempt=message.attempt + receive_count - 1)
 
 
 def _fifo_id(value: str) -> str:
