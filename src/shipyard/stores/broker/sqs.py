@@ -20,6 +20,9 @@ consumers and deliveries in ``sqs_consumer``. Guarantees:
   not a strict order; standard queues do not keep order within a priority either (moto does).
 - Results fan out through an SNS topic; each subscriber gets a queue of its own for as long
   as it listens.
+- ``fifo=true``: FIFO queues, a message group per session (``sqs_wire.fifo_ids``); a retry
+  hides the message itself for its delay instead of sending a delayed copy, so its group keeps
+  its order (``sqs_consumer``); each receive counts an attempt.
 """
 
 from __future__ import annotations
