@@ -1,5 +1,6 @@
 # One image for every Shipyard process: `shipyard serve` (the default command), `shipyard worker`
-# and `shipyard migrate` differ only by the command (docs/deploy.md).
+# and `shipyard migrate` differ only by the command, and a Lambda function by its entry point
+# (`python -m awslambdaric`, docs/deploy.md).
 #
 #   docker build -t shipyard .
 #   docker run --read-only --tmpfs /tmp -v shipyard-home:/var/lib/shipyard -p 8000:8000 shipyard
@@ -23,13 +24,15 @@ ENV UV_PROJECT_ENVIRONMENT=/opt/shipyard \
 RUN pip install --no-cache-dir uv==0.13.9
 WORKDIR /src
 # Dependencies first, from the lock file alone: this layer is rebuilt only when uv.lock changes.
+# The `lambda` extra is the Lambda runtime interface client (awslambdaric, a wheel of ~350 kB):
+# the same image runs as a Lambda function (deploy/lambda/template.yaml), only its entry differs.
 COPY pyproject.toml uv.lock README.md ./
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-install-project
+    uv sync --frozen --no-dev --no-install-project --extra lambda
 # Then the project itself, installed as a package (not editable: /src is not in the final image).
 COPY src ./src
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-editable
+    uv sync --frozen --no-dev --no-editable --extra lambda
 
 # ---- runtime: the environment, the example agents and an unprivileged user -------------------------
 FROM python:3.12-slim-bookworm@sha256:782412e85d0f0984994c290652577d4018aff08145c85b262bb63dc0c7522254 AS runtime

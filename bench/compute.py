@@ -1,11 +1,12 @@
 """Compute: the cold start of the Lambda HTTP handler and of ``shipyard serve`` — the time from
 a new process to its first answered request (imports, settings, store connections, the app's
-start), on the embedded stores in a fresh home folder each time.
+start), on the embedded stores in a fresh home folder each time — then, in ``compute_load``,
+stateless runs/s with ``serve --workers 1`` and ``2`` and tasks/s through SQS with one worker.
 
 Issue points: cold start of the Lambda handler and of the server, target <= 1 s. The handler
 runs in a new ``python`` process invoked with an API Gateway v2 event for ``/healthz``; the
-server is ``shipyard serve`` polled on ``/healthz``. Each is started ``RUNS`` times.
-Not measured yet: stateless runs/s with ``--workers 1`` and ``2``, and tasks/s through SQS.
+server is ``shipyard serve`` polled on ``/healthz``. Each is started ``RUNS`` times. The bare
+interpreter's start (``python -c pass``) is measured beside them: the floor on this machine.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import BenchConfig, BenchResult, Column, Row, progress
+from bench import compute_load
+from bench.common import BenchConfig, BenchError, BenchResult, Column, Row, progress
 from bench.servers import free_port
 
 RUNS = 3
@@ -29,10 +31,14 @@ TARGET_S = 1.0
 ROOT = Path(__file__).resolve().parents[1]
 SHIPYARD = str(Path(sys.executable).with_name("shipyard"))
 COLUMNS = [
-    Column("what", "cold start of"),
+    Column("what", "what"),
     Column("runs", "runs"),
     Column("best_s", "best s", "{:.2f}"),
     Column("median_s", "median s", "{:.2f}"),
+    Column("rate", "per s", "{:,.1f}"),
+    Column("p50_ms", "p50 ms", "{:.1f}"),
+    Column("x_base", "x base", "{:.2f}"),
+    Column("check", "check"),
 ]
 _INVOKE = """
 import json, sys
@@ -105,9 +111,38 @@ async def _serve_once() -> float:
             await child.wait()
 
 
+async def _python_once() -> float:
+    started = time.perf_counter()
+    child = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await child.wait()
+    return time.perf_counter() - started
+
+
 async def run(config: BenchConfig) -> BenchResult:
     result = BenchResult("compute", COLUMNS)
-    for what, once in (("Lambda HTTP handler", _handler_once), ("shipyard serve", _serve_once)):
+    await _cold_starts(result)
+    for what, rows in (
+        ("serve --workers", compute_load.workers_rows),
+        ("SQS tasks", compute_load.sqs_rows),
+    ):
+        progress(f"compute: {what}")
+        try:
+            result.rows.extend(await rows(config))
+        except (BenchError, OSError, TimeoutError) as exc:
+            result.failures.append(f"{what}: {exc}")
+    result.summary.append(
+        "rates under load: other processes share these cores; compare rows of one run (x base)"
+    )
+    return result
+
+
+async def _cold_starts(result: BenchResult) -> None:
+    starts = (
+        ("python -c pass (the floor)", _python_once),
+        ("Lambda HTTP handler", _handler_once),
+        ("shipyard serve", _serve_once),
+    )
+    for what, once in starts:
         progress(f"compute: cold start of {what}")
         try:
             times = [await once() for _ in range(RUNS)]
@@ -121,8 +156,8 @@ async def run(config: BenchConfig) -> BenchResult:
             "median_s": statistics.median(times),
         }
         result.rows.append(row)
-        verdict = "PASS" if row["median_s"] <= TARGET_S else "MISS"
-        result.summary.append(
-            f"{what}: median {row['median_s']:.2f} s (<= {TARGET_S} s: {verdict})"
-        )
-    return result
+        if once is not _python_once:
+            verdict = "PASS" if row["median_s"] <= TARGET_S else "MISS"
+            result.summary.append(
+                f"{what}: median {row['median_s']:.2f} s (<= {TARGET_S} s: {verdict})"
+            )

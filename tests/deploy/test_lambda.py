@@ -7,6 +7,7 @@ import importlib
 import importlib.util
 import json
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,62 @@ def test_sqs_tasks_report_batch_item_failures_on_the_brokers_queue() -> None:
     dead = resources[queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]]
     assert dead["Properties"]["QueueName"] == {"Fn::Sub": f"${{QueuePrefix}}-{TASK_QUEUE}-dead"}
     env = doc["Globals"]["Function"]["Environment"]["Variables"]
-    assert env["SHIPYARD_BROKER_URL"] == {"Fn::Sub": "sqs://${QueuePrefix}"}
+    assert env["SHIPYARD_BROKER_URL"]["Fn::Sub"].startswith("sqs://${QueuePrefix}?")
     assert env["SHIPYARD_HOME"].startswith("/tmp/")  # a function's only writable folder
     assert env["SHIPYARD_MIGRATE_ON_START"] == "false"
+
+
+def test_the_image_installs_the_runtime_interface_client_its_entry_point_runs() -> None:
+    """The functions run the server's image: its Dockerfile installs the ``lambda`` extra, which
+    holds the module of the entry point, and the lock has a wheel of it for the image's Python
+    on the functions' architecture (the build needs no compiler)."""
+    resources = template()["Resources"]
+    (module,) = {
+        resources[name]["Properties"]["ImageConfig"]["EntryPoint"][-1] for name in HANDLERS
+    }
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extra = project["optional-dependencies"]["lambda"]
+    assert [re.split(r"[<>=!~\[ ]", spec)[0] for spec in extra] == [module]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    syncs = re.findall(r"uv sync [^\n]*", dockerfile)
+    assert len(syncs) == 2 and all("--extra lambda" in sync for sync in syncs), syncs
+    python = re.search(r"FROM python:3\.(\d+)-", dockerfile)
+    assert python is not None
+    arch = {"x86_64": "x86_64", "arm64": "aarch64"}[
+        template()["Globals"]["Function"]["Architectures"][0]
+    ]
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    (package,) = [p for p in lock["package"] if p["name"] == module]
+    tag = f"-cp3{python.group(1)}-cp3{python.group(1)}-manylinux"
+    assert any(tag in w["url"] and w["url"].endswith(f"{arch}.whl") for w in package["wheels"])
+
+
+def test_the_queues_have_the_attributes_the_broker_gives_the_queues_it_creates() -> None:
+    """One source of truth: the broker, configured by the template's ``SHIPYARD_BROKER_URL``,
+    would create the template's work queue and dead letters with the same attributes (so a
+    queue of another priority that it creates behaves like ``TaskQueue``)."""
+    from shipyard.stores.broker.sqs import SqsBroker
+    from shipyard.stores.broker.sqs_queues import dead_queue_attributes, work_queue_attributes
+
+    doc = template()
+    url = doc["Globals"]["Function"]["Environment"]["Variables"]["SHIPYARD_BROKER_URL"]["Fn::Sub"]
+    broker = SqsBroker.from_url(url.replace("${QueuePrefix}", "shipyard"), region="us-east-1")
+    resources = doc["Resources"]
+    work = resources["TaskQueue"]["Properties"]
+    dead_name = work["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    expected = work_queue_attributes(
+        visibility_s=broker.visibility_s, max_receives=broker.max_receives, dead_arn=dead_name
+    )
+    for queue, attributes in (
+        (work, expected),
+        (resources[dead_name]["Properties"], dead_queue_attributes()),
+    ):
+        declared = {k: v for k, v in queue.items() if k != "QueueName"}
+        assert set(declared) == set(attributes)
+        for key, value in attributes.items():
+            if key == "RedrivePolicy":
+                policy = json.loads(value)
+                assert int(declared[key]["maxReceiveCount"]) == int(policy["maxReceiveCount"])
+                assert declared[key]["deadLetterTargetArn"] == {"Fn::GetAtt": [dead_name, "Arn"]}
+            else:
+                assert str(declared[key]).lower() == value.lower(), key

@@ -9,6 +9,7 @@ and log folders, no plugins) and restarts that one.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -31,8 +32,6 @@ import pytest
 
 from tests.conftest import missing_service
 from tests.servers import ServerProcess, WorkerProcess
-
-pytestmark = pytest.mark.rabbitmq
 
 APP = "tests.e2e.apps:app"
 FINAL = {"succeeded", "failed", "cancelled", "dead"}
@@ -182,15 +181,46 @@ def rabbit_vhost() -> Iterator[str]:
     subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True, timeout=60)
 
 
+@pytest.fixture
+def sqs_prefix() -> Iterator[str]:
+    """A fresh queue name prefix on the test SQS server (moto); its queues are deleted after."""
+    from tests.stores.broker.conftest import delete_sqs_queues, sqs_backend
+
+    backend = asyncio.run(sqs_backend())
+    asyncio.run(backend.close())
+    yield backend.prefix
+    asyncio.run(delete_sqs_queues(backend.prefix))
+
+
+@pytest.mark.rabbitmq
 def test_workers_killed_at_random_lose_nothing_and_duplicate_nothing(
     tmp_path: Path, rabbit_vhost: str
 ) -> None:
     """1,000 tasks, two workers; every 1-2 s one of them is killed (SIGKILL) and replaced.
     Each task's model takes 300 ms, so kills land mid-task as well as between tasks."""
-    count, rng = 1000, random.Random()
-    server = ServerProcess(
-        home=tmp_path, app=APP, env_extra={"SHIPYARD_BROKER_URL": rabbit_vhost}
-    ).start()
+    chaos_run(tmp_path, {"SHIPYARD_BROKER_URL": rabbit_vhost}, count=1000)
+
+
+@pytest.mark.sqs
+def test_workers_killed_at_random_on_sqs_lose_nothing_and_duplicate_nothing(
+    tmp_path: Path, sqs_prefix: str
+) -> None:
+    """The same on SQS (moto's server): a killed worker stops extending its messages'
+    visibility, so they come back 5 s later (``visibility_s=5``) to the other worker. Tasks of
+    1 s: a receive from moto takes seconds while the queue is deep (it scans every waiting
+    message), so 300 ms tasks would leave a worker idle, and a kill empty-handed, most of the
+    time."""
+    from tests.stores.broker.conftest import SQS_ENV
+
+    url = f"sqs://{sqs_prefix}?visibility_s=5&wait_s=1"
+    chaos_run(tmp_path, SQS_ENV | {"SHIPYARD_BROKER_URL": url}, count=1000, agent="slower_echo")
+
+
+def chaos_run(tmp_path: Path, env: dict[str, str], *, count: int, agent: str = "slow_echo") -> None:
+    """``count`` tasks of ``agent`` submitted by four clients while a worker of two is killed
+    every 1-2 s and replaced; then every task succeeded exactly once."""
+    rng = random.Random()
+    server = ServerProcess(home=tmp_path, app=APP, env_extra=env, startup_s=90).start()
     workers = [WorkerProcess(server, concurrency=16).start() for _ in range(2)]
     submitted = Submitted()
 
@@ -198,32 +228,20 @@ def test_workers_killed_at_random_lose_nothing_and_duplicate_nothing(
         with client_for(server) as client:
             for i in range(part, count, 4):
                 key = f"chaos-{i}"
-                while not submit_one(client, f"task {i}", key, submitted, "slow_echo"):
+                while not submit_one(client, f"task {i}", key, submitted, agent):
                     time.sleep(0.1)  # a 503 (store busy or down): the same key again
 
-    kills = 0
     try:
         with ThreadPoolExecutor(4) as pool:
             submitting = [pool.submit(submit_all, part) for part in range(4)]
-            deadline = time.monotonic() + 90
-            next_kill = time.monotonic() + rng.uniform(1.0, 2.0)
-            while time.monotonic() < deadline:
-                time.sleep(max(0.0, next_kill - time.monotonic()))  # 1-2 s from the last kill
-                done = statuses(server, submitted.ids())["succeeded"]
-                if all(f.done() for f in submitting) and done >= count:
-                    break
-                victim = rng.randrange(len(workers))
-                workers[victim].kill()
-                kills += 1
-                next_kill = time.monotonic() + rng.uniform(1.0, 2.0)
-                workers[victim] = WorkerProcess(server, concurrency=16).start()
+            kills = kill_while_running(server, workers, (submitted, submitting), count, rng)
             for future in submitting:
                 future.result()
         ids = submitted.ids()
         assert len(submitted.acked) == count and len(ids) == count
-        final = wait_all_final(server, ids, seconds=60)
+        final = wait_all_final(server, ids, seconds=90)
         assert final == {"succeeded": count}, dict(final)
-        assert_exactly_once(server, ids, "slow_echo")
+        assert_exactly_once(server, ids, agent)
         assert kills >= 3, f"only {kills} kills: the run ended too soon to be a chaos test"
         with records(server) as db:
             running = "SELECT task_id FROM task_transitions WHERE status = 'running'"
@@ -237,6 +255,32 @@ def test_workers_killed_at_random_lose_nothing_and_duplicate_nothing(
     finally:
         logs = stop_all(*workers, server)
     assert "Traceback" not in server.log, logs
+
+
+def kill_while_running(
+    server: ServerProcess,
+    workers: list[WorkerProcess],
+    submissions: tuple[Submitted, list[Any]],
+    count: int,
+    rng: random.Random,
+) -> int:
+    """Every 1-2 s, one worker killed (SIGKILL) and replaced, for at most 90 s or until every
+    task is submitted and done; the number of kills."""
+    submitted, submitting = submissions
+    kills = 0
+    deadline = time.monotonic() + 90
+    next_kill = time.monotonic() + rng.uniform(1.0, 2.0)
+    while time.monotonic() < deadline:
+        time.sleep(max(0.0, next_kill - time.monotonic()))  # 1-2 s from the last kill
+        done = statuses(server, submitted.ids())["succeeded"]
+        if all(f.done() for f in submitting) and done >= count:
+            break
+        victim = rng.randrange(len(workers))
+        workers[victim].kill()
+        kills += 1
+        next_kill = time.monotonic() + rng.uniform(1.0, 2.0)
+        workers[victim] = WorkerProcess(server, concurrency=16).start()
+    return kills
 
 
 # -- a private RabbitMQ node, restarted during a run --------------------------------------------
@@ -368,6 +412,7 @@ def private_rabbit(tmp_path: Path) -> Iterator[PrivateRabbit]:
         node.stop()
 
 
+@pytest.mark.rabbitmq
 def test_rabbitmq_restarted_during_a_run_loses_nothing(
     tmp_path: Path, private_rabbit: PrivateRabbit
 ) -> None:

@@ -160,3 +160,37 @@ async def test_the_sqs_handler_runs_a_batch_and_reports_only_the_failed_records(
     waiting = await receive_all(f"{sqs.prefix}-tasks-p0", 1)
     metas = [json.loads(m["MessageAttributes"]["shipyard.task"]["StringValue"]) for m in waiting]
     assert (broken_id, 2) in [(m["id"], m["attempt"]) for m in metas]  # (at least once)
+
+
+async def test_on_fifo_a_group_stops_at_its_first_failure_which_is_retried_in_place(
+    env: dict[str, str], sqs: Backend
+) -> None:
+    """A FIFO batch: a group's records run in order; the first fails, so it is hidden for its
+    retry delay (FIFO has no per-message delay) and reported with the unrun one after it."""
+    env = env | {"SHIPYARD_BROKER_URL": f"sqs://{sqs.prefix}?wait_s=1&fifo=true"}
+    submit = [
+        http_event("POST", "/v1/tasks", key=ADMIN_KEY, body={"agent": "broken", "input": "x"}),
+        http_event("POST", "/v1/tasks", key=ADMIN_KEY, body={"agent": "echo", "input": "hello"}),
+    ]
+    submitted = await invoke("http", submit, env)
+    assert [a["statusCode"] for a in submitted] == [202, 202], submitted
+    broken_id, echo_id = (body(a)["task_id"] for a in submitted)
+    queue = f"{sqs.prefix}-tasks-p0.fifo"
+    messages = await receive_all(queue, 2)
+    ids = {json.loads(m["MessageAttributes"]["shipyard.task"]["StringValue"])["id"]: m
+           for m in messages}  # fmt: skip
+    event = sqs_event([ids[broken_id], ids[echo_id]], f"arn:aws:sqs:us-east-1:123456789012:{queue}")
+    for record in event["Records"]:
+        record["attributes"]["MessageGroupId"] = "session-1"  # one session's turns
+    (answer,) = await invoke("sqs", [event], env)
+    reported = [item["itemIdentifier"] for item in answer["batchItemFailures"]]
+    assert reported == [ids[broken_id]["MessageId"], ids[echo_id]["MessageId"]]
+    broken, echo = await invoke(
+        "http",
+        [http_event("GET", f"/v1/tasks/{t}", key=ADMIN_KEY) for t in (broken_id, echo_id)],
+        env,
+    )
+    assert body(broken)["status"] == "queued"  # failed once, waits for its retry
+    assert body(echo)["status"] == "queued"  # not run: behind it in its group
+    again = await receive_all(queue, 1)  # the failed message itself, back after its delay
+    assert ids[broken_id]["MessageId"] in [m["MessageId"] for m in again]

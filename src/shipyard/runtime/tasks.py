@@ -28,7 +28,7 @@ from shipyard.models.base import Message
 from shipyard.runtime.control import Control
 from shipyard.runtime.handover import SWEEP_S, Handover
 from shipyard.runtime.invoke import Invoker
-from shipyard.stores.broker.base import Broker, TaskMessage
+from shipyard.stores.broker.base import GROUP_HEADER, Broker, TaskMessage
 from shipyard.stores.records.base import (
     FINAL_TASK_STATES,
     Page,
@@ -285,10 +285,13 @@ def _message(
     task: TaskRecord, trace: TraceParent, parent_run_id: str | None, *, attempt: int = 1
 ) -> TaskMessage:
     """The tenant and trace context travel in the message's headers (the tenant as the
-    broker's own ``x-shipyard-tenant``), and the run that handed the task over."""
+    broker's own ``x-shipyard-tenant``), the run that handed the task over, and a session
+    turn's session as its ordering group."""
     headers = {"traceparent": trace.header()}
     if parent_run_id:
         headers[PARENT_RUN_HEADER] = parent_run_id
+    if task.session_id:
+        headers[GROUP_HEADER] = task.session_id  # a session's turns keep their order (FIFO)
     return TaskMessage(
         task_id=task.id,
         tenant_id=task.tenant_id,

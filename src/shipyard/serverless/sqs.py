@@ -11,6 +11,11 @@ becomes a ``Delivery`` that the ordinary worker (``runtime/worker``) runs and se
 - ``retry(delay)`` / ``dead(reason)`` — a copy sent to the work queue with the delay (``attempt
   + 1``) or to the dead-letter queue, as the broker does; then done.
 
+On a FIFO queue (``sqs://<prefix>?fifo=true``) a group's records (a session's turns) run one
+after the other, stopping at the first that is not done: it and the group's later records are
+reported, so they come back in order (AWS's advice for FIFO batches); ``retry(delay)`` hides
+the message itself for the delay and reports it, since FIFO queues take no per-message delay.
+
 The event source mapping must have ``ReportBatchItemFailures`` on (the SAM template in
 ``deploy/lambda/`` sets it). Services are built once per execution environment and reused.
 """
@@ -18,14 +23,16 @@ The event source mapping must have ``ReportBatchItemFailures`` on (the SAM templ
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from shipyard.errors import ConfigError
+from shipyard.errors import ConfigError, StoreError
 from shipyard.runtime.tasks import TASK_QUEUE
 from shipyard.stores.broker import sqs_wire as wire
 from shipyard.stores.broker.base import TaskMessage, check_delay
+from shipyard.stores.broker.sqs_consumer import MAX_VISIBILITY_S
 
 if TYPE_CHECKING:
     from shipyard.runtime.worker import Worker
@@ -53,8 +60,14 @@ class RecordDelivery:
         }
         self.message: TaskMessage = wire.from_sqs(record["body"], attributes)
         self.not_before_ns = wire.not_before_ns(attributes)
-        count = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+        system = record.get("attributes", {})
+        count = int(system.get("ApproximateReceiveCount", "1"))
         self.redelivered = count > 1
+        self.group: str | None = system.get("MessageGroupId")  # FIFO queues only
+        self._receipt = str(record.get("receiptHandle", ""))
+        self._queue_name = str(record.get("eventSourceARN", "")).rsplit(":", 1)[-1]
+        if broker.fifo:
+            self.message = wire.fifo_received(self.message, count)
         self.ok = False
         self._settled = False
 
@@ -71,6 +84,8 @@ class RecordDelivery:
     async def retry(self, delay_s: float) -> None:
         delay = check_delay(delay_s)
         self._settle()
+        if self._broker.fifo:
+            return await self._hide(delay)
         async with self._broker.translate("retry"):
             await self._broker.send(self.queue, self.message.next_attempt(), delay_s=delay)
         self.ok = True
@@ -80,6 +95,16 @@ class RecordDelivery:
         async with self._broker.translate("dead"):
             await self._broker.send(self.queue, self.message, dead=str(reason))
         self.ok = True
+
+    async def _hide(self, delay_s: float) -> None:
+        """FIFO: the message stays in its queue, hidden for the delay (at most 12 h), and is
+        reported failed so that Lambda keeps it; its group waits behind it."""
+        async with self._broker.translate("retry"):
+            url = await self._broker.queues.existing_url(self._queue_name)
+            if url is None:
+                raise StoreError(f"broker (sqs) retry: no queue {self._queue_name!r}")
+            seconds = min(math.ceil(delay_s), MAX_VISIBILITY_S)
+            await self._broker.set_visibility([(url, self._receipt)], seconds)
 
     def _settle(self) -> None:
         if self._settled:
@@ -113,9 +138,23 @@ class _Runtime:
                 deliveries.append(RecordDelivery(self.broker, TASK_QUEUE, record))
             except (ValueError, TypeError, KeyError):  # not a task: the redrive policy's
                 failures.append(str(record.get("messageId", "")))
-        await asyncio.gather(*(self._run(delivery) for delivery in deliveries))
+        if self.broker.fifo:
+            groups: dict[str, list[RecordDelivery]] = {}
+            for delivery in deliveries:
+                groups.setdefault(delivery.group or delivery.record_id, []).append(delivery)
+            await asyncio.gather(*(self._run_in_order(group) for group in groups.values()))
+        else:
+            await asyncio.gather(*(self._run(delivery) for delivery in deliveries))
         failures += [d.record_id for d in deliveries if not d.ok]
         return {"batchItemFailures": [{"itemIdentifier": f} for f in failures]}
+
+    async def _run_in_order(self, group: list[RecordDelivery]) -> None:
+        """A FIFO group's records one after the other, stopping at the first that is not done:
+        it and those after it are reported, and come back in their order (AWS's advice)."""
+        for delivery in group:
+            await self._run(delivery)
+            if not delivery.ok:
+                return
 
     async def _run(self, delivery: RecordDelivery) -> None:
         if delivery.not_before_ns > time.time_ns():  # a long delay, not over yet: send it on

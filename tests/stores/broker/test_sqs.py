@@ -125,3 +125,27 @@ async def test_trace_context_and_tenant_are_message_attributes(sqs: Backend) -> 
     assert attributes["traceparent"]["StringValue"] == TRACEPARENT
     assert attributes["shipyard.tenant"]["StringValue"] == "acme"
     assert answer["Messages"][0]["Body"] == '{"n": 1}'
+
+
+async def test_queues_made_beforehand_with_other_attributes_are_used_as_they_are(
+    sqs: Backend,
+) -> None:
+    """A deployment's template (deploy/lambda) creates the queues with attributes of its own;
+    SQS refuses to create a queue again with others, so the broker takes the existing one."""
+    client = get_session().create_client(
+        "sqs", region_name=SQS_ENV["AWS_REGION"], endpoint_url=SQS_URL
+    )
+    async with client as raw:
+        dead = await raw.create_queue(QueueName=f"{sqs.prefix}-tasks-dead")
+        work = await raw.create_queue(
+            QueueName=f"{sqs.prefix}-tasks-p0", Attributes={"VisibilityTimeout": "900"}
+        )
+        broker = sqs.open()
+        await broker.publish(task(1))
+        assert await broker.depth() == 1
+        answer = await raw.get_queue_attributes(
+            QueueUrl=work["QueueUrl"], AttributeNames=["VisibilityTimeout", "RedrivePolicy"]
+        )
+        assert answer["Attributes"] == {"VisibilityTimeout": "900"}  # left as it was made
+        listed = await raw.list_queues(QueueNamePrefix=sqs.prefix)
+        assert sorted(listed["QueueUrls"]) == sorted([dead["QueueUrl"], work["QueueUrl"]])

@@ -39,6 +39,10 @@ from typing import Protocol
 
 MAX_PRIORITY = 9
 DEFAULT_QUEUE = "tasks"
+GROUP_HEADER = "shipyard-group"
+"""A message's ordering group: a broker that keeps order per group (SQS FIFO queues, as their
+``MessageGroupId``) hands out a group's messages one at a time, in order. A session turn's
+task carries its session id here."""
 RESERVED_HEADER_PREFIX = "x-"
 """Headers starting with ``x-`` belong to the brokers (``x-shipyard-*``, RabbitMQ's ``x-death``);
 a message's own headers (``traceparent``, ``tracestate``, ``baggage``...) may not use it."""

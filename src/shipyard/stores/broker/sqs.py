@@ -20,6 +20,9 @@ consumers and deliveries in ``sqs_consumer``. Guarantees:
   not a strict order; standard queues do not keep order within a priority either (moto does).
 - Results fan out through an SNS topic; each subscriber gets a queue of its own for as long
   as it listens.
+- ``fifo=true``: FIFO queues, a message group per session (``sqs_wire.fifo_ids``); a retry
+  hides the message itself for its delay instead of sending a delayed copy, so its group keeps
+  its order (``sqs_consumer``); each receive counts an attempt.
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ MAX_RECEIVES = 10
 TIMEOUT_S = 30.0
 MAX_DELAY_S = 900
 _PREFIX = re.compile(r"[A-Za-z0-9_-]{1,40}")
-_OPTIONS = {"visibility_s", "wait_s", "max_receives"}
+_OPTIONS = {"visibility_s", "wait_s", "max_receives", "fifo"}
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 
 class SqsBroker:
@@ -80,8 +84,10 @@ class SqsBroker:
         max_receives: int = MAX_RECEIVES,
         timeout_s: float = TIMEOUT_S,
         refresh_s: float = 10.0,
+        fifo: bool = False,
     ) -> None:
-        self.names = wire.Names(prefix)
+        self.names = wire.Names(prefix, fifo)
+        self.fifo = fifo
         self.region = region
         self.endpoint = endpoint
         self.visibility_s = visibility_s
@@ -112,8 +118,8 @@ class SqsBroker:
         timeout_s: float = TIMEOUT_S,
         refresh_s: float = 10.0,
     ) -> SqsBroker:
-        """``sqs://<prefix>[?visibility_s=30&wait_s=20&max_receives=10]``. The region comes
-        from ``AWS_REGION`` (or ``AWS_DEFAULT_REGION``) unless given; the endpoint from
+        """``sqs://<prefix>[?visibility_s=30&wait_s=20&max_receives=10&fifo=false]``. The region
+        comes from ``AWS_REGION`` (or ``AWS_DEFAULT_REGION``) unless given; the endpoint from
         ``AWS_ENDPOINT_URL_SQS`` / ``AWS_ENDPOINT_URL`` (botocore's own lookup) unless given."""
         parts = urlsplit(url)
         if parts.scheme != "sqs":
@@ -130,6 +136,9 @@ class SqsBroker:
         region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         if not region:
             raise ConfigError("the SQS broker needs a region: set AWS_REGION")
+        fifo = _BOOLEANS.get(options.get("fifo", "false").lower())
+        if fifo is None:
+            raise ConfigError("SQS broker option fifo must be true or false")
         return cls(
             prefix,
             region=region,
@@ -139,6 +148,7 @@ class SqsBroker:
             max_receives=_int_option(options, "max_receives", MAX_RECEIVES, 1, 1000),
             timeout_s=timeout_s,
             refresh_s=refresh_s,
+            fifo=fifo,
         )
 
     @property
@@ -304,7 +314,7 @@ class SqsBroker:
             VisibilityTimeout=self.visibility_s,
             WaitTimeSeconds=wait_s,
             MessageAttributeNames=["All"],
-            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "MessageGroupId"],
         )
         received = []
         for item in answer.get("Messages", []):
@@ -327,13 +337,24 @@ class SqsBroker:
             await self.send(queue, message, delay_s=(not_before - time.time_ns()) / 1e9)
             await self.delete(url, item["ReceiptHandle"])
             return None
-        count = int(item.get("Attributes", {}).get("ApproximateReceiveCount", 1))
-        return Received(url, item["ReceiptHandle"], message, count)
+        system = item.get("Attributes", {})
+        count = int(system.get("ApproximateReceiveCount", 1))
+        if self.fifo:
+            message = wire.fifo_received(message, count)
+        return Received(url, item["ReceiptHandle"], message, count, system.get("MessageGroupId"))
 
     async def _set_aside(self, queue: str, url: str, item: MessageTypeDef) -> None:
         sqs = await self.queues.sqs()
         dead = await self.queues.dead_url(queue)
-        await sqs.send_message(QueueUrl=dead, MessageBody=item["Body"] or " ")
+        if self.fifo:
+            await sqs.send_message(
+                QueueUrl=dead,
+                MessageBody=item["Body"] or " ",
+                MessageGroupId="set-aside",
+                MessageDeduplicationId=item["MessageId"],
+            )
+        else:
+            await sqs.send_message(QueueUrl=dead, MessageBody=item["Body"] or " ")
         await self.delete(url, item["ReceiptHandle"])
 
     async def set_visibility(self, entries: Sequence[tuple[str, str]], seconds: int) -> set[str]:
@@ -378,11 +399,23 @@ class SqsBroker:
             url = await self.queues.dead_url(queue)
         else:
             url = await self.queues.work_url(queue, message.priority)
+        if not self.fifo:
+            await sqs.send_message(
+                QueueUrl=url,
+                MessageBody=body,
+                MessageAttributes=attributes,
+                DelaySeconds=min(delay, MAX_DELAY_S),
+            )
+            return
+        if delay:
+            raise ValueError("a FIFO queue takes no per-message delay: delay by visibility")
+        group, deduplication = wire.fifo_ids(message)
         await sqs.send_message(
             QueueUrl=url,
             MessageBody=body,
             MessageAttributes=attributes,
-            DelaySeconds=min(delay, MAX_DELAY_S),
+            MessageGroupId=group,
+            MessageDeduplicationId=deduplication,
         )
 
 

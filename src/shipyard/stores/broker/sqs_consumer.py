@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -25,6 +27,14 @@ log = structlog.get_logger("shipyard.broker.sqs")
 
 POLL_PAUSE_S = 1.0
 """How long a consumer waits after a failed poll before it polls again."""
+BATCH = 10
+"""SQS hands out at most ten messages a ``ReceiveMessage``."""
+MAX_VISIBILITY_S = 43_200
+"""SQS's longest visibility timeout (12 hours): a FIFO retry's longest delay."""
+GATHER_S = 0.05
+"""How long a consumer with a slot free, but not a whole batch, waits for more slots before it
+polls: one receive of several messages instead of one receive each (each receive is a billed
+request on AWS, and costs moto a scan of the whole queue)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,12 +45,15 @@ class Received:
     receipt: str
     message: TaskMessage
     receive_count: int
+    group: str | None = None
+    """The FIFO queue's message group; ``None`` on a standard queue."""
 
 
 class Link(Protocol):
     """What consumers and deliveries need from their broker."""
 
     visibility_s: int
+    fifo: bool
 
     def translate(self, operation: str) -> AbstractAsyncContextManager[None]: ...
 
@@ -80,6 +93,10 @@ class SqsDelivery:
     def entry(self) -> tuple[str, str]:
         return self._received.url, self._received.receipt
 
+    @property
+    def group(self) -> str | None:
+        return self._received.group
+
     async def ack(self) -> None:
         async with self._settle("ack") as link:
             await link.delete(*self.entry)
@@ -87,18 +104,27 @@ class SqsDelivery:
     async def nack(self, *, requeue: bool) -> None:
         if not requeue:
             return await self._dead("nack", "rejected")
-        async with self._settle("nack") as link:
-            failed = await link.set_visibility([self.entry], 0)
-            if failed:
-                raise StoreError("broker (sqs) nack: the delivery's lease was lost")
+        await self._hide("nack", 0)
         return None
 
     async def retry(self, delay_s: float) -> None:
+        """A copy with SQS's per-message delay; on a FIFO queue, which has none, the message
+        itself stays hidden for the delay (its group waits: the order holds), at most 12 h."""
         delay = check_delay(delay_s)
+        if self._consumer.link.fifo:
+            return await self._hide("retry", min(math.ceil(delay), MAX_VISIBILITY_S))
         again = self.message.next_attempt()
         async with self._settle("retry") as link:
             await link.send(self._consumer.queue, again, delay_s=delay)
             await link.delete(*self.entry)
+        return None
+
+    async def _hide(self, operation: str, seconds: int) -> None:
+        """Leave the message in its queue, visible again in ``seconds``."""
+        async with self._settle(operation, kept=True) as link:
+            failed = await link.set_visibility([self.entry], seconds)
+            if failed:
+                raise StoreError(f"broker (sqs) {operation}: the delivery's lease was lost")
 
     async def dead(self, reason: str) -> None:
         await self._dead("dead", str(reason))
@@ -109,7 +135,9 @@ class SqsDelivery:
             await link.delete(*self.entry)
 
     @asynccontextmanager
-    async def _settle(self, operation: str) -> AsyncIterator[Link]:
+    async def _settle(self, operation: str, *, kept: bool = False) -> AsyncIterator[Link]:
+        """Settle once, while the lease holds; ``kept``: the message stays in its queue (then
+        the later messages of its FIFO group that this consumer holds go back behind it)."""
         if self._settled:
             raise RuntimeError(f"{self!r} is already settled")
         self._settled = True
@@ -123,11 +151,17 @@ class SqsDelivery:
             async with self._consumer.link.translate(operation):
                 yield self._consumer.link
         finally:
-            self._consumer.settled(self)
+            await self._consumer.settled(self, kept=kept)
 
 
 class Consumer:
-    """Deliveries of one ``consume``: at most ``prefetch`` unsettled at a time."""
+    """Deliveries of one ``consume``: at most ``prefetch`` unsettled at a time.
+
+    On a FIFO queue one receive may bring several messages of one group, in order: the first is
+    handed out, the others are held (unsettled, their visibility extended) until it is settled.
+    Then the next is handed out — or, if the first stays in the queue (a retry, a nack), they
+    are handed back to SQS, which delivers them after it: a group runs one at a time, in order.
+    """
 
     def __init__(self, link: Link, queue: str, prefetch: int) -> None:
         self.link = link
@@ -139,6 +173,8 @@ class Consumer:
         self._room.set()
         self._tasks: list[asyncio.Task[None]] = []
         self._ended = False
+        self._heads: dict[str, SqsDelivery] = {}  # FIFO group -> its delivery handed out
+        self._held: dict[str, deque[SqsDelivery]] = {}  # FIFO group -> its later ones
 
     def start(self) -> None:
         self._tasks = [
@@ -146,9 +182,40 @@ class Consumer:
             asyncio.create_task(self._heartbeat(), name=f"sqs-heartbeat-{self.queue}"),
         ]
 
-    def settled(self, delivery: SqsDelivery) -> None:
+    async def settled(self, delivery: SqsDelivery, *, kept: bool = False) -> None:
         self._unsettled.pop(delivery, None)
         self._room.set()
+        group = delivery.group
+        if group is None or self._heads.get(group) is not delivery:
+            return
+        del self._heads[group]
+        held = self._held.pop(group, deque())
+        if not held:
+            return
+        if not kept:
+            self._hand_out(held.popleft())
+            if held:
+                self._held[group] = held
+            return
+        for later in held:
+            self._unsettled.pop(later, None)
+            later.lease_until = 0.0
+        with contextlib.suppress(StoreError):
+            async with self.link.translate("hand back"):
+                await self.link.set_visibility([d.entry for d in held], 0)
+
+    def _hand_out(self, delivery: SqsDelivery) -> None:
+        if delivery.group is not None:
+            self._heads[delivery.group] = delivery
+        self._inbox.put_nowait(delivery)
+
+    def _arrived(self, delivery: SqsDelivery) -> None:
+        self._unsettled[delivery] = None
+        group = delivery.group
+        if group is not None and group in self._heads:
+            self._held.setdefault(group, deque()).append(delivery)
+        else:
+            self._hand_out(delivery)
 
     async def stop(self) -> None:
         """End the iteration and hand the unsettled deliveries back (visible again at once)."""
@@ -160,6 +227,8 @@ class Consumer:
                 await task
         handed = list(self._unsettled)
         self._unsettled.clear()
+        self._heads.clear()
+        self._held.clear()
         for delivery in handed:
             delivery.lease_until = 0.0  # settling it now raises StoreError
         if handed:
@@ -171,6 +240,7 @@ class Consumer:
         if not self._ended:
             self._ended = True
             self._inbox.put_nowait(None)
+            self._room.set()  # a poll waiting for room sees the end
 
     def __aiter__(self) -> Consumer:
         return self
@@ -182,12 +252,32 @@ class Consumer:
             raise StopAsyncIteration
         return delivery
 
-    async def _poll(self) -> None:
+    async def _free_slots(self) -> int:
+        """The free prefetch slots once there is a batch of them, or some and ``GATHER_S``
+        has passed since the first; 0 once the consumer ended."""
+        batch = min(BATCH, self._prefetch)
+        loop = asyncio.get_running_loop()
+        gathered_until: float | None = None
         while not self._ended:
             free = self._prefetch - len(self._unsettled)
+            if free >= batch:
+                return free
+            wait_s: float | None = None
+            if free > 0:
+                gathered_until = gathered_until or loop.time() + GATHER_S
+                wait_s = gathered_until - loop.time()
+                if wait_s <= 0:
+                    return free
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s):
+                    await self._room.wait()
+        return 0
+
+    async def _poll(self) -> None:
+        while not self._ended:
+            free = await self._free_slots()
             if free <= 0:
-                self._room.clear()
-                await self._room.wait()
                 continue
             started = time.monotonic()
             try:
@@ -203,9 +293,7 @@ class Consumer:
                 continue
             lease_until = started + self.link.visibility_s
             for item in received:
-                delivery = SqsDelivery(self, item, lease_until)
-                self._unsettled[delivery] = None
-                self._inbox.put_nowait(delivery)
+                self._arrived(SqsDelivery(self, item, lease_until))
 
     async def _heartbeat(self) -> None:
         period = self.link.visibility_s / 3

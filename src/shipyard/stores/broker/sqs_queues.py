@@ -19,8 +19,37 @@ if TYPE_CHECKING:
     from aiobotocore.session import AioSession
     from types_aiobotocore_sns import SNSClient
     from types_aiobotocore_sqs import SQSClient
+    from types_aiobotocore_sqs.literals import QueueAttributeNameType
+
+    QueueAttributes = dict[QueueAttributeNameType, str]
 
 RETENTION_S = 1_209_600  # 14 days, SQS's maximum
+_EXISTS = ("QueueAlreadyExists", "QueueNameExists")
+
+
+def work_queue_attributes(
+    *, visibility_s: int, max_receives: int, dead_arn: str, fifo: bool = False
+) -> QueueAttributes:
+    """The attributes of a work queue the broker creates. ``deploy/lambda/template.yaml``
+    declares its queues with the same (``tests/deploy/test_lambda.py`` compares them)."""
+    redrive = {"deadLetterTargetArn": dead_arn, "maxReceiveCount": str(max_receives)}
+    attributes: QueueAttributes = {
+        "VisibilityTimeout": str(visibility_s),
+        "RedrivePolicy": orjson.dumps(redrive).decode(),
+    }
+    return attributes | dead_queue_attributes(fifo=fifo)
+
+
+def dead_queue_attributes(*, fifo: bool = False) -> QueueAttributes:
+    """The attributes of a dead-letter queue the broker creates, and those every queue of the
+    broker has (a FIFO queue's dead letters must be a FIFO queue too)."""
+    attributes: QueueAttributes = {
+        "MessageRetentionPeriod": str(RETENTION_S),
+        "SqsManagedSseEnabled": "true",
+    }
+    if fifo:
+        attributes["FifoQueue"] = "true"
+    return attributes
 
 
 class SqsQueues:
@@ -116,31 +145,35 @@ class SqsQueues:
         the dead letters) if it is new here."""
         known = self._work.setdefault(queue, {})
         if priority not in known:
-            sqs = await self.sqs()
-            redrive = {
-                "deadLetterTargetArn": await self.arn(await self.dead_url(queue)),
-                "maxReceiveCount": str(self._max_receives),
-            }
-            answer = await sqs.create_queue(
-                QueueName=self.names.work(queue, priority),
-                Attributes={
-                    "VisibilityTimeout": str(self._visibility_s),
-                    "MessageRetentionPeriod": str(RETENTION_S),
-                    "RedrivePolicy": orjson.dumps(redrive).decode(),
-                },
+            attributes = work_queue_attributes(
+                visibility_s=self._visibility_s,
+                max_receives=self._max_receives,
+                dead_arn=await self.arn(await self.dead_url(queue)),
+                fifo=self.names.fifo,
             )
-            known[priority] = answer["QueueUrl"]
+            known[priority] = await self._create(self.names.work(queue, priority), attributes)
         return known[priority]
 
     async def dead_url(self, queue: str) -> str:
         name = self.names.dead(queue)
         if name not in self._urls:
-            sqs = await self.sqs()
-            answer = await sqs.create_queue(
-                QueueName=name, Attributes={"MessageRetentionPeriod": str(RETENTION_S)}
-            )
-            self._urls[name] = answer["QueueUrl"]
+            self._urls[name] = await self._create(name, dead_queue_attributes(fifo=self.names.fifo))
         return self._urls[name]
+
+    async def _create(self, name: str, attributes: QueueAttributes) -> str:
+        """The URL of queue ``name``, created with ``attributes`` unless it exists: one made
+        otherwise (by CloudFormation, by hand, by another version) is used as it is, since SQS
+        refuses to create a queue again with other attributes."""
+        from botocore.exceptions import ClientError
+
+        sqs = await self.sqs()
+        try:
+            answer = await sqs.create_queue(QueueName=name, Attributes=attributes)
+        except ClientError as e:
+            if str(e.response.get("Error", {}).get("Code", "")) not in _EXISTS:
+                raise
+            answer = await sqs.get_queue_url(QueueName=name)
+        return answer["QueueUrl"]
 
     async def existing_url(self, name: str) -> str | None:
         """The URL of the queue ``name``, or ``None`` if there is no such queue."""

@@ -10,6 +10,10 @@ priority used, plus its dead letters::
     p-results           the SNS topic of results; each subscriber polls a queue of its own,
                         ``p-results-<random>``, subscribed to it while it listens
 
+With ``fifo=true`` the work and dead-letter queues are FIFO queues, ``p-q-p0.fifo`` ...
+``p-q-dead.fifo``: a message's group (``MessageGroupId``) is its ``shipyard-group`` header (a
+session turn's session id), else its task id; its deduplication id is its task id and attempt.
+
 A name SQS would refuse (``.`` and ``:`` are ours, not SQS's; at most 80 characters) is made
 safe, with a hash of the original so that two names never meet.
 
@@ -29,20 +33,24 @@ import hashlib
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
-from shipyard.stores.broker.base import MAX_PRIORITY, TaskMessage
+from shipyard.stores.broker.base import GROUP_HEADER, MAX_PRIORITY, TaskMessage
 
 TENANT = "shipyard.tenant"
 META = "shipyard.task"
 MAX_HEADER_ATTRIBUTES = 8
 """SQS's ten attributes a message, less ``shipyard.tenant`` and ``shipyard.task``."""
 MAX_NAME = 80
+FIFO_SUFFIX = ".fifo"
+MAX_FIFO_ID = 128
+"""SQS's longest ``MessageGroupId`` and ``MessageDeduplicationId``."""
 _SAFE = re.compile(r"[A-Za-z0-9_-]+")
 _ATTRIBUTE = re.compile(r"(?!(?i:aws\.|amazon\.))[A-Za-z0-9_-][A-Za-z0-9_.-]{0,255}")
+_FIFO_ID = re.compile(r"[\x21-\x7e]{1,128}")  # letters, digits, punctuation (MAX_FIFO_ID)
 _TEXT = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
 
 
@@ -61,20 +69,27 @@ class Names:
     """Where each thing lives, under one prefix (``sqs://<prefix>``)."""
 
     prefix: str
+    fifo: bool = False
+
+    @property
+    def suffix(self) -> str:
+        """SQS names a FIFO queue ``*.fifo``."""
+        return FIFO_SUFFIX if self.fifo else ""
 
     def base(self, queue: str) -> str:
-        return safe_name(f"{self.prefix}-{queue}", room=MAX_NAME - 5)  # room for "-dead"
+        room = MAX_NAME - len("-dead") - len(self.suffix)
+        return safe_name(f"{self.prefix}-{queue}", room=room)
 
     def work(self, queue: str, priority: int) -> str:
-        return f"{self.base(queue)}-p{priority}"
+        return f"{self.base(queue)}-p{priority}{self.suffix}"
 
     def dead(self, queue: str) -> str:
-        return f"{self.base(queue)}-dead"
+        return f"{self.base(queue)}-dead{self.suffix}"
 
     def priority_of(self, queue: str, name: str) -> int | None:
         """The priority of the work queue ``name`` of ``queue``, or ``None`` if it is not one."""
         base = self.base(queue)
-        match = re.fullmatch(re.escape(base) + r"-p([0-9])", name)
+        match = re.fullmatch(re.escape(base) + r"-p([0-9])" + re.escape(self.suffix), name)
         return int(match.group(1)) if match else None
 
     @property
@@ -115,6 +130,27 @@ def to_sqs(
         meta["not_before_ns"] = not_before_ns
     attributes[META] = _string(orjson.dumps(meta).decode())
     return body, attributes
+
+
+def fifo_ids(message: TaskMessage) -> tuple[str, str]:
+    """A FIFO queue's ``MessageGroupId`` (the message's group, else its task id) and
+    ``MessageDeduplicationId`` (task id and attempt: the same hand-over sent twice within SQS's
+    five minutes is stored once, a later attempt is not a duplicate)."""
+    group = message.headers.get(GROUP_HEADER) or message.task_id
+    return _fifo_id(group), _fifo_id(f"{message.task_id}.{message.attempt}")
+
+
+def fifo_received(message: TaskMessage, receive_count: int) -> TaskMessage:
+    """A message received from a FIFO queue: a retry there is the same message received again
+    (FIFO has no per-message delay to send a copy with), so each receive counts an attempt."""
+    return replace(message, attempt=message.attempt + receive_count - 1)
+
+
+def _fifo_id(value: str) -> str:
+    """``value`` as SQS takes an id (at most 128 printable ASCII characters), else a hash."""
+    if _FIFO_ID.fullmatch(value):
+        return value
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def from_sqs(body: str, attributes: Mapping[str, Any]) -> TaskMessage:
