@@ -44,6 +44,7 @@ from shipyard.runtime.lifecycle import (
 from shipyard.runtime.limits import SLOT_MARGIN_S, Effective, Limiter
 from shipyard.runtime.memory import MemoryHook, MemoryService
 from shipyard.runtime.model_cache import CacheHook
+from shipyard.runtime.pseudonym_keys import PseudonymKeys
 from shipyard.runtime.pseudonyms import PseudonymVault
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.retention import RetentionKind, TenantRetention, session_ttl_cap
@@ -450,7 +451,10 @@ def build_services(app: App, settings: Settings) -> Services:
     artifacts = build_artifacts(settings, records, tenants)
     invoker.artifacts = artifacts
     invoker.pseudonyms = PseudonymVault(
-        state, ttl_s=settings.pseudonym_ttl_s, session_ttl_s=settings.session_ttl_s
+        state,
+        PseudonymKeys(pseudonym_key(settings), secrets),
+        ttl_s=settings.pseudonym_ttl_s,
+        session_ttl_s=settings.session_ttl_s,
     )
     retention, eraser = build_lifecycle(
         settings, records, state, tenants, artifacts, audit, recorder, memory.store
@@ -605,6 +609,13 @@ def webhook_signing_key(settings: Settings) -> str:
     if settings.webhook_signing_key is not None:
         return settings.webhook_signing_key.get_secret_value()
     return _home_key(settings, "webhook.key")
+
+
+def pseudonym_key(settings: Settings) -> str:
+    """The configured key (or reference), or one generated once into the home folder."""
+    if settings.pseudonym_key is not None:
+        return settings.pseudonym_key.get_secret_value()
+    return _home_key(settings, "pseudonym.key")
 
 
 def audit_key(settings: Settings) -> bytes:
