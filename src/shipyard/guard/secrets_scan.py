@@ -106,6 +106,18 @@ def _plugins() -> list[tuple[str, RegexBasedDetector]]:
     return found
 
 
+def _overrides_analyze(plugin: RegexBasedDetector) -> bool:
+    return type(plugin).analyze_string is not RegexBasedDetector.analyze_string
+
+
+def _plain_regexes(
+    plugins: list[tuple[str, RegexBasedDetector]],
+) -> list[tuple[str, tuple[re.Pattern[str], ...]]]:
+    """The regexes of the plugins whose ``analyze_string`` is the base class's (its findall
+    loop is then inlined in ``SecretsDetector._line``)."""
+    return [(k, tuple(p.denylist)) for k, p in plugins if not _overrides_analyze(p)]
+
+
 def entropy(token: str) -> float:
     """Shannon entropy in bits per character."""
     counts = Counter(token)
@@ -153,6 +165,8 @@ class SecretsDetector:
 
     def __init__(self, known: Iterable[str] = ()) -> None:
         self._plugins = _plugins()
+        self._regexes = _plain_regexes(self._plugins)
+        self._own = [(k, p) for k, p in self._plugins if _overrides_analyze(p)]
         self._keyword = KeywordDetector()
         values = sorted(
             {v for k in known if len(k) >= MIN_KNOWN for v in _variants(k)}, key=len, reverse=True
@@ -170,6 +184,22 @@ class SecretsDetector:
                 found.extend(self._line(line, offset))
             offset += len(line)
         return resolve(found)
+
+    def _plugin_values(self, line: str) -> Iterator[tuple[str, set[str]]]:
+        """What each plugin finds in ``line``: the plugins that only run their regexes (as
+        the base ``analyze_string`` does) through the regexes themselves, without a
+        generator per plugin; the others through their own ``analyze_string``."""
+        for kind, regexes in self._regexes:
+            values: set[str] = set()
+            for regex in regexes:
+                for match in regex.findall(line):
+                    if isinstance(match, tuple):
+                        values.update(filter(None, match))
+                    elif match:
+                        values.add(match)
+            yield kind, values
+        for kind, plugin in self._own:
+            yield kind, set(plugin.analyze_string(line))
 
     def _exact(self, text: str) -> Iterator[Finding]:
         if self._known is not None:
@@ -197,8 +227,8 @@ class SecretsDetector:
 
     def _line(self, line: str, offset: int) -> Iterator[Finding]:
         """detect-secrets' plugins on one line, their values mapped back to spans."""
-        for kind, plugin in self._plugins:
-            for value in set(plugin.analyze_string(line)):
+        for kind, values in self._plugin_values(line):
+            for value in values:
                 yield from _spans(line, offset, value, kind)
         if not _KEYWORDS.search(line):
             return  # the keyword plugin's patterns are slow, and all need one of these words
