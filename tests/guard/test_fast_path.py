@@ -6,6 +6,7 @@ the secrets detector runs detect-secrets' regexes itself with the plugins' own r
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,19 @@ def test_the_secrets_plugins_regexes_find_what_the_plugins_find() -> None:
     for text in [*texts, *TEXTS, "\n".join(texts)]:
         assert fast.scan(text) == plugins.scan(text), text
     assert sum(bool(fast.scan(text)) for text in texts) >= len(texts) // 3  # real findings
+
+
+def test_the_provider_patterns_are_skipped_only_where_none_can_match() -> None:
+    """Every provider pattern's match is a run the gate finds (long enough, of its class), and
+    the detector finds the same with the gate and without it."""
+    for _, pattern in secrets_scan._EXTRA_RE:
+        shortest = re._parser.parse(pattern.pattern).getwidth()[0]  # type: ignore[attr-defined]
+        assert shortest >= secrets_scan._EXTRA_MIN, pattern.pattern
+        assert secrets_scan._LONG_TOKEN.fullmatch(shortest * "a")
+    texts = [json.loads(line)["text"] for line in SECRETS_EVAL.read_text().splitlines()]
+    detector = secrets_scan.SecretsDetector()
+    gated = [detector.scan(text) for text in [*texts, *TEXTS]]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(secrets_scan, "_LONG_TOKEN", re.compile(""))  # finds something anywhere
+        assert [detector.scan(text) for text in [*texts, *TEXTS]] == gated
+    assert not secrets_scan._LONG_TOKEN.search("echo: hello, how are you today?")
