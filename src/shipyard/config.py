@@ -296,6 +296,14 @@ class Settings(BaseSettings):
         "pseudonymize action) stay in the state store; a session's live as long as the session "
         "(SHIPYARD_SESSION_TTL_S, renewed on each turn) (docs/guards.md).",
     )
+    pseudonym_key: SecretStr | None = Field(
+        None,
+        description="Key that seals the pseudonym mappings in the state store (AES-256-GCM): a "
+        "secret://<path>#<key> reference, read at each use so a rotation needs no restart; "
+        "one key of 32+ characters, or several separated by spaces, newest first (the first "
+        "seals, all open). Default: generated once into the home folder (set it explicitly "
+        "when several machines serve) (docs/guards.md).",
+    )
     tool_allow: str = Field(
         "",
         description="Targets the tools' HTTP client (ctx.http) may reach despite the egress "

@@ -5,7 +5,8 @@ is built: it finds each credential that is a plain value rather than a ``secret:
 reference (:func:`plain_credentials`) — ``SHIPYARD_ENV=production`` refuses to start naming
 each one, development prints one warning line — then replaces every reference in the settings
 by its value, read from ``SHIPYARD_SECRETS_URL``'s store. Model options are not resolved here:
-the model layer reads them per call (through a cache), so a rotated key is picked up.
+the model layer reads them per call (through a cache), so a rotated key is picked up; so does
+the pseudonym vault with ``SHIPYARD_PSEUDONYM_KEY``.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ T = TypeVar("T")
 
 URL_FIELDS = ("database_url", "state_url", "broker_url", "secrets_url")
 """Settings whose URL may hold a password (which should be a ``{secret://...}`` part)."""
-CREDENTIAL_FIELDS = ("webhook_signing_key", "admin_key")
+CREDENTIAL_FIELDS = ("webhook_signing_key", "admin_key", "pseudonym_key")
 """Settings that are credentials as a whole (which should be ``secret://...``)."""
+READ_PER_USE = ("model", "pseudonym_key")
+"""Settings whose references stay: their layer reads them at each use, so a rotation is seen."""
 CREDENTIAL_ENV = (*KEY_ENV.values(), "ANTHROPIC_AUTH_TOKEN", "VAULT_TOKEN", "VAULT_SECRET_ID")
 """Environment variables that hold a credential when set (a reference is fine)."""
 
@@ -98,7 +101,7 @@ def check_credentials(settings: Settings, environ: Mapping[str, str] = os.enviro
 
 async def resolve_settings(settings: Settings, secrets: SecretCache) -> Settings:
     """``settings`` with every reference in a setting (whole, or in braces) read from the
-    store; the references in ``model`` stay (the model layer reads them per call)."""
+    store; the references in ``READ_PER_USE`` stay (their layer reads them at each use)."""
     updates: dict[str, Any] = {}
     for name in _with_references(settings):
         value = getattr(settings, name)
@@ -111,11 +114,11 @@ async def resolve_settings(settings: Settings, secrets: SecretCache) -> Settings
 
 
 def _with_references(settings: Settings) -> list[str]:
-    """The settings that name a secret (``model`` aside: its options are read per call)."""
+    """The settings that name a secret (``READ_PER_USE`` aside: they are read at each use)."""
     return [
         name
         for name in type(settings).model_fields
-        if name != "model"
+        if name not in READ_PER_USE
         and (text := _text(getattr(settings, name))) is not None
         and mentions_secret_scheme(text)
     ]

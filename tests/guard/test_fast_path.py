@@ -1,16 +1,23 @@
 """The guards' fast path: a run scans each text once (the stream does not scan what it cannot
 release yet, and the final answer reuses its last response's scan), a scan is never reused by
-another run, and the PII detector's character tests skip finders without changing a finding."""
+another run, the PII detector's character tests skip finders without changing a finding, and
+the secrets detector runs detect-secrets' regexes itself with the plugins' own results."""
 
 from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
 
 import pytest
 
 from shipyard import Agent, GuardPolicy, GuardRule
-from shipyard.guard import pii, registry
+from shipyard.guard import pii, registry, secrets_scan
 from shipyard.guard.base import Finding
 from shipyard.testing import ScriptedModel, run_agent
 from tests.guard.detectors import CARD, CardDetector
+
+SECRETS_EVAL = Path(__file__).parent / "data" / "secrets_eval.jsonl"
 
 
 class CountingCards(CardDetector):
@@ -90,3 +97,29 @@ def test_the_character_tests_change_no_finding() -> None:
     for text in [*TEXTS, " ".join(TEXTS), "\n".join(TEXTS)]:
         assert detector.scan(text) == _every_finder(text), text
     assert sum(bool(detector.scan(text)) for text in TEXTS) >= len(TEXTS) - 3  # real findings
+
+
+def test_the_secrets_plugins_regexes_find_what_the_plugins_find() -> None:
+    fast = secrets_scan.SecretsDetector()
+    plugins = secrets_scan.SecretsDetector()
+    plugins._regexes, plugins._own = [], plugins._plugins  # each plugin's analyze_string
+    texts = [json.loads(line)["text"] for line in SECRETS_EVAL.read_text().splitlines()]
+    for text in [*texts, *TEXTS, "\n".join(texts)]:
+        assert fast.scan(text) == plugins.scan(text), text
+    assert sum(bool(fast.scan(text)) for text in texts) >= len(texts) // 3  # real findings
+
+
+def test_the_provider_patterns_are_skipped_only_where_none_can_match() -> None:
+    """Every provider pattern's match is a run the gate finds (long enough, of its class), and
+    the detector finds the same with the gate and without it."""
+    for _, pattern in secrets_scan._EXTRA_RE:
+        shortest = re._parser.parse(pattern.pattern).getwidth()[0]  # type: ignore[attr-defined]
+        assert shortest >= secrets_scan._EXTRA_MIN, pattern.pattern
+        assert secrets_scan._LONG_TOKEN.fullmatch(shortest * "a")
+    texts = [json.loads(line)["text"] for line in SECRETS_EVAL.read_text().splitlines()]
+    detector = secrets_scan.SecretsDetector()
+    gated = [detector.scan(text) for text in [*texts, *TEXTS]]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(secrets_scan, "_LONG_TOKEN", re.compile(""))  # finds something anywhere
+        assert [detector.scan(text) for text in [*texts, *TEXTS]] == gated
+    assert not secrets_scan._LONG_TOKEN.search("echo: hello, how are you today?")

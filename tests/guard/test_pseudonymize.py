@@ -19,6 +19,7 @@ from shipyard.models.base import UserMessage
 from shipyard.models.resolver import ModelResolver
 from shipyard.models.scripted import ScriptedCall
 from shipyard.runtime.invoke import Invoker, RunLimits, RunOutcome
+from shipyard.runtime.pseudonym_keys import PseudonymKeys
 from shipyard.runtime.pseudonyms import PseudonymVault, RestoringSink, owner_of
 from shipyard.stores.state.base import StateStore
 from shipyard.telemetry.events import Event
@@ -31,6 +32,8 @@ __all__ = ["store"]  # the fixture behind ``state``
 NAME, EMAIL = "Maria Garcia", "maria.garcia@example.com"
 SAID = f"Hi, I am {NAME}, mail me at {EMAIL} please."
 TOKENS = "Hi, I am <PERSON_1>, mail me at <EMAIL_ADDRESS_1> please."
+KEY = "k" * 40
+"""The key that seals the mappings in these tests (a plain setting: a development server's)."""
 PSEUDONYMIZE = GuardPolicy(
     rules=(GuardRule(detector="pii", surfaces=("input", "tool_result"), action="pseudonymize"),)
 )
@@ -43,9 +46,10 @@ def state(store: StateStore) -> StateStore:
 
 
 class Run:
-    """An invoker with a pseudonym vault on ``state``; keeps every stored event."""
+    """An invoker with a pseudonym vault on ``state`` (sealed with ``keys``); keeps every
+    stored event."""
 
-    def __init__(self, agent: Agent, state: StateStore) -> None:
+    def __init__(self, agent: Agent, state: StateStore, keys: PseudonymKeys | None = None) -> None:
         self.records: list[Event] = []
         self.invoker = Invoker(
             {agent.name: agent},
@@ -54,7 +58,7 @@ class Run:
             observers=[self.records.append],
             models=ModelResolver(),
         )
-        self.vault = PseudonymVault(state, ttl_s=600, session_ttl_s=1200)
+        self.vault = vault(state, keys)
         self.invoker.pseudonyms = self.vault
         self.state = state
         self.agent = agent
@@ -65,6 +69,11 @@ class Run:
         request = RunRequest(tenant_id="t1", agent=self.agent.name, input=input, **kw)
         sinks = [] if caller is None else [caller.append]
         return await self.invoker.invoke(request, sinks=sinks, stream_deltas=True)
+
+
+def vault(state: StateStore, keys: PseudonymKeys | None = None) -> PseudonymVault:
+    """A vault on ``state`` sealing with ``keys`` (default: ``KEY``)."""
+    return PseudonymVault(state, keys or PseudonymKeys(KEY), ttl_s=600, session_ttl_s=1200)
 
 
 def blob(events: list[Event]) -> str:
@@ -213,7 +222,7 @@ async def test_a_session_history_keeps_the_tokens(state: StateStore, tmp_path: P
     model = ScriptedModel(echo=True)
     agent = Agent(name="a", model=model, guards=PSEUDONYMIZE)
     service = await make_service(state, tmp_path, {"a": agent})
-    service._invoker.pseudonyms = PseudonymVault(state, ttl_s=600, session_ttl_s=1200)
+    service._invoker.pseudonyms = vault(state)
     try:
         session = (await service.create("t1", "a", metadata={}, ttl_s=None, on_busy="reject")).id
         first = await service.turn(RunRequest.turn("t1", session, SAID))

@@ -167,3 +167,27 @@ async def test_set_redactor_redacts_what_the_records_keep(
     finally:
         await services.close()
     assert run is not None and (run.input, run.output) == ("it is ***", "echo: it is ***")
+
+
+def test_an_event_the_processors_pass_on_is_not_copied() -> None:
+    """It is made with the number it will have; only one that leaves out of turn (held back,
+    or after a dropped one) is a numbered copy."""
+    seen: list[Event] = []
+    emitter = Emitter(
+        run_id="run_1",
+        tenant_id="t",
+        agent="a",
+        trace_id="1" * 32,
+        span_id="2" * 16,
+        sinks=[seen.append],
+        stream_deltas=True,
+        processors=[HoldDeltas(), DropRequests()],
+    )
+    started = emitter.emit("run.started", input="x")
+    emitter.emit("llm.request", model="m")
+    emitter.emit("llm.delta", text="a")
+    emitter.emit("llm.delta", text="b")
+    response = emitter.emit("llm.response", content="ab")
+    assert [e.type for e in seen] == ["run.started", "llm.delta", "llm.delta", "llm.response"]
+    assert [e.seq for e in seen] == [1, 2, 3, 4]
+    assert seen[0] is started and seen[3] is not response  # the response left after the deltas

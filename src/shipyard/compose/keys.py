@@ -15,6 +15,14 @@ def webhook_signing_key(settings: Settings) -> str:
     return home_key(settings, "webhook.key")
 
 
+def pseudonym_key(settings: Settings) -> str:
+    """``SHIPYARD_PSEUDONYM_KEY`` (a key, keys, or a ``secret://`` reference read at each use),
+    or the home folder's ``pseudonym.key``."""
+    if settings.pseudonym_key is not None:
+        return settings.pseudonym_key.get_secret_value()
+    return home_key(settings, "pseudonym.key")
+
+
 def audit_key(settings: Settings) -> bytes:
     """``SHIPYARD_AUDIT_KEY``, or the home folder's ``audit.key``."""
     if settings.audit_key is not None:

@@ -19,7 +19,7 @@ from shipyard.compose.data import (
     memory_hooks,
     retention_defaults,
 )
-from shipyard.compose.keys import audit_key, ui_session_key
+from shipyard.compose.keys import audit_key, pseudonym_key, ui_session_key
 from shipyard.compose.security import (
     build_audit,
     build_egress,
@@ -46,6 +46,7 @@ from shipyard.runtime.invoke import Invoker, RunLimits
 from shipyard.runtime.limits import SLOT_MARGIN_S, Limiter
 from shipyard.runtime.memory import MemoryService
 from shipyard.runtime.model_cache import CacheHook
+from shipyard.runtime.pseudonym_keys import PseudonymKeys
 from shipyard.runtime.pseudonyms import PseudonymVault
 from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.references import InputReferences
@@ -116,7 +117,10 @@ def build_services(app: App, settings: Settings) -> Services:
     invoker.artifacts = artifacts = build_artifacts(settings, stores.records, stores.tenants)
     invoker.references = InputReferences(artifacts, max_bytes=settings.max_input_artifact_bytes)
     invoker.pseudonyms = PseudonymVault(
-        stores.state, ttl_s=settings.pseudonym_ttl_s, session_ttl_s=settings.session_ttl_s
+        stores.state,
+        PseudonymKeys(pseudonym_key(settings), stores.secrets),
+        ttl_s=settings.pseudonym_ttl_s,
+        session_ttl_s=settings.session_ttl_s,
     )
     retention, eraser = build_lifecycle(
         settings,

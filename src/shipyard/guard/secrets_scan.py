@@ -66,6 +66,10 @@ _EXTRA_RE = [
     (kind, re.compile(rf"(?<![A-Za-z0-9_])(?:{pattern})(?![A-Za-z0-9_])"))
     for kind, pattern in _EXTRA.items()
 ]
+_EXTRA_MIN = 15
+_LONG_TOKEN = re.compile(rf"[A-Za-z0-9_.-]{{{_EXTRA_MIN},}}")
+"""What every ``_EXTRA`` match is: at least ``_EXTRA_MIN`` characters, all of this class
+(tested). Text without such a run skips those patterns: one search instead of one per provider."""
 _PEM = re.compile(
     r"-----BEGIN ((?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?)-----"
     r"(?:.*?-----END \1-----|[\sA-Za-z0-9+/=:,-]*)",
@@ -104,6 +108,18 @@ def _plugins() -> list[tuple[str, RegexBasedDetector]]:
         if secret_type not in _SKIPPED_PLUGINS and issubclass(cls, RegexBasedDetector):
             found.append((_type_name(secret_type), cls()))
     return found
+
+
+def _overrides_analyze(plugin: RegexBasedDetector) -> bool:
+    return type(plugin).analyze_string is not RegexBasedDetector.analyze_string
+
+
+def _plain_regexes(
+    plugins: list[tuple[str, RegexBasedDetector]],
+) -> list[tuple[str, tuple[re.Pattern[str], ...]]]:
+    """The regexes of the plugins whose ``analyze_string`` is the base class's (its findall
+    loop is then inlined in ``SecretsDetector._line``)."""
+    return [(k, tuple(p.denylist)) for k, p in plugins if not _overrides_analyze(p)]
 
 
 def entropy(token: str) -> float:
@@ -153,6 +169,8 @@ class SecretsDetector:
 
     def __init__(self, known: Iterable[str] = ()) -> None:
         self._plugins = _plugins()
+        self._regexes = _plain_regexes(self._plugins)
+        self._own = [(k, p) for k, p in self._plugins if _overrides_analyze(p)]
         self._keyword = KeywordDetector()
         values = sorted(
             {v for k in known if len(k) >= MIN_KNOWN for v in _variants(k)}, key=len, reverse=True
@@ -171,6 +189,22 @@ class SecretsDetector:
             offset += len(line)
         return resolve(found)
 
+    def _plugin_values(self, line: str) -> Iterator[tuple[str, set[str]]]:
+        """What each plugin finds in ``line``: the plugins that only run their regexes (as
+        the base ``analyze_string`` does) through the regexes themselves, without a
+        generator per plugin; the others through their own ``analyze_string``."""
+        for kind, regexes in self._regexes:
+            values: set[str] = set()
+            for regex in regexes:
+                for match in regex.findall(line):
+                    if isinstance(match, tuple):
+                        values.update(filter(None, match))
+                    elif match:
+                        values.add(match)
+            yield kind, values
+        for kind, plugin in self._own:
+            yield kind, set(plugin.analyze_string(line))
+
     def _exact(self, text: str) -> Iterator[Finding]:
         if self._known is not None:
             for m in self._known.finditer(text):
@@ -179,9 +213,10 @@ class SecretsDetector:
     def _patterns(self, text: str) -> Iterator[Finding]:
         for m in _PEM.finditer(text):
             yield Finding(m.start(), m.end(), "PRIVATE_KEY", 1.0)
-        for kind, pattern in _EXTRA_RE:
-            for m in pattern.finditer(text):
-                yield Finding(m.start(), m.end(), kind, 0.95)
+        if _LONG_TOKEN.search(text):
+            for kind, pattern in _EXTRA_RE:
+                for m in pattern.finditer(text):
+                    yield Finding(m.start(), m.end(), kind, 0.95)
         for pattern, kind in (
             (_URI_PASSWORD, "BASIC_AUTH_CREDENTIALS"),
             (_CONN_PASSWORD, "SECRET_KEYWORD"),
@@ -197,8 +232,8 @@ class SecretsDetector:
 
     def _line(self, line: str, offset: int) -> Iterator[Finding]:
         """detect-secrets' plugins on one line, their values mapped back to spans."""
-        for kind, plugin in self._plugins:
-            for value in set(plugin.analyze_string(line)):
+        for kind, values in self._plugin_values(line):
+            for value in values:
                 yield from _spans(line, offset, value, kind)
         if not _KEYWORDS.search(line):
             return  # the keyword plugin's patterns are slow, and all need one of these words

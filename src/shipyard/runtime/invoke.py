@@ -124,6 +124,7 @@ class Invoker:
         self.egress = egress or ToolEgress()
         self._default_guards = guards
         self._guards: dict[GuardPolicy, RunGuard | None] = {}
+        self._guards_by_id: dict[int, tuple[GuardPolicy, RunGuard | None]] = {}
         self._hooks = tuple(hooks)
         self.models = models or ModelResolver()
         self._processors = tuple(processors)
@@ -233,6 +234,16 @@ class Invoker:
             policy = GuardPolicy(
                 rules=policy.rules + tenant.rules, hold_back=max(policy.hold_back, tenant.hold_back)
             )
+            return self._guard_of(policy)
+        known = self._guards_by_id.get(id(policy))  # the agent's or server's own: no hashing
+        if known is not None and known[0] is policy:
+            return known[1]
+        if len(self._guards_by_id) >= _GUARDS_MAX:
+            self._guards_by_id.clear()
+        self._guards_by_id[id(policy)] = (policy, self._guard_of(policy))
+        return self._guards_by_id[id(policy)][1]
+
+    def _guard_of(self, policy: GuardPolicy) -> RunGuard | None:
         if policy not in self._guards:  # frozen, so equal policies share their detectors
             if len(self._guards) >= _GUARDS_MAX:
                 self._guards.clear()

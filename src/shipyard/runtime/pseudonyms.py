@@ -3,10 +3,11 @@
 A run whose guard policy pseudonymizes keeps a ``Pseudonyms`` mapping (token -> original): a
 session's runs share one, so a person keeps their token across turns; any other run has its
 own. ``PseudonymVault`` keeps it in the state store under the tenant, for the run's time to
-live (a session's: renewed on every turn), as one value that is never logged and never put in
-an event or a record. The records, the session history and the model keep the tokens; only the
-answer to the caller is restored: the run's outcome, and the events of the caller's own stream
-(``RestoringSink``). ``pii:reveal`` reads a run's mapping (``reveal``).
+live (a session's: renewed on every turn), as one value sealed with AES-256-GCM
+(``runtime.pseudonym_keys``), never logged and never put in an event or a record. The
+records, the session history and the model keep the tokens; only the answer to the caller is
+restored: the run's outcome, and the events of the caller's own stream (``RestoringSink``).
+``pii:reveal`` reads a run's mapping (``reveal``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 
 from shipyard.agents.context import RunContext
 from shipyard.guard.pseudonyms import Pseudonyms, Restorer
+from shipyard.runtime.pseudonym_keys import PseudonymKeys
 from shipyard.stores.state.base import Values
 from shipyard.telemetry.events import Event, Sink
 
@@ -27,13 +29,16 @@ def owner_of(run_id: str, session_id: str | None) -> str:
 
 
 class PseudonymVault:
-    """The mappings of every run, in the state store (``ttl_s``: a run's; ``session_ttl_s``: a
-    session's, renewed on each of its turns)."""
+    """The mappings of every run, in the state store, sealed with ``keys`` (``ttl_s``: a run's;
+    ``session_ttl_s``: a session's, renewed on each of its turns)."""
 
-    __slots__ = ("_session_ttl_s", "_state", "_ttl_s")
+    __slots__ = ("_keys", "_session_ttl_s", "_state", "_ttl_s")
 
-    def __init__(self, state: Values, *, ttl_s: float, session_ttl_s: float) -> None:
+    def __init__(
+        self, state: Values, keys: PseudonymKeys, *, ttl_s: float, session_ttl_s: float
+    ) -> None:
         self._state = state
+        self._keys = keys
         self._ttl_s = ttl_s
         self._session_ttl_s = session_ttl_s
 
@@ -44,7 +49,7 @@ class PseudonymVault:
     async def load(self, ctx: RunContext) -> None:
         """Merge the stored mapping of ``ctx``'s run (or session) into ``ctx.pseudonyms``."""
         assert ctx.pseudonyms is not None
-        stored = Pseudonyms.loads(await self._state.get(self._key(ctx)))
+        stored = await self._read(self._key(ctx))
         ctx.pseudonyms.merge(stored.tokens())
         if ctx.request.session_id and len(stored):
             await self._state.expire(self._key(ctx), self._session_ttl_s)
@@ -55,15 +60,22 @@ class PseudonymVault:
         if found is None or not found.changed:
             return
         ttl = self._session_ttl_s if ctx.request.session_id else self._ttl_s
-        await self._state.set(self._key(ctx), found.dumps(), ttl_s=ttl)
+        key = self._key(ctx)
+        await self._state.set(key, await self._keys.seal(key, found.dumps()), ttl_s=ttl)
         found.changed = False
 
     async def reveal(
         self, tenant_id: str, run_id: str, session_id: str | None
     ) -> dict[str, str] | None:
         """Token -> original for a run of ``tenant_id`` (None: no mapping, or it expired)."""
-        raw = await self._state.get(self.key(tenant_id, owner_of(run_id, session_id)))
-        return None if raw is None else Pseudonyms.loads(raw).tokens()
+        found = await self._read(self.key(tenant_id, owner_of(run_id, session_id)))
+        return found.tokens() if len(found) else None
+
+    async def _read(self, key: str) -> Pseudonyms:
+        """The mapping stored under ``key``: empty when there is none, or it does not open
+        (another key's, altered, or sealed with a key no longer known)."""
+        raw = await self._state.get(key)
+        return Pseudonyms.loads(None if raw is None else await self._keys.open(key, raw))
 
     def _key(self, ctx: RunContext) -> str:
         return self.key(ctx.tenant_id, owner_of(ctx.run_id, ctx.request.session_id))

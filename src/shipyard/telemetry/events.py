@@ -257,13 +257,14 @@ class Emitter:
         return event
 
     def _emit_processed(self, type_: str, span_id: str | None, data: dict[str, Any]) -> Event:
-        if span_id is None:
-            event = Event(type=type_, seq=0, ts=time.time(), data=data, **self._ids)
-        else:
-            ids = {**self._ids, "span_id": span_id, "parent_span_id": self._ids["span_id"]}
-            event = Event(type=type_, seq=0, ts=time.time(), data=data, **ids)
         if type_ in TERMINAL:
             self._flush()
+        seq = self._seq + 1  # its number if it leaves the processors first (as most do)
+        if span_id is None:
+            event = Event(type=type_, seq=seq, ts=time.time(), data=data, **self._ids)
+        else:
+            ids = {**self._ids, "span_id": span_id, "parent_span_id": self._ids["span_id"]}
+            event = Event(type=type_, seq=seq, ts=time.time(), data=data, **ids)
         self._deliver(self._through(0, [event]))
         return event
 
@@ -281,9 +282,12 @@ class Emitter:
             self._deliver(self._through(at + 1, processor.flush()))
 
     def _deliver(self, events: Sequence[Event]) -> None:
+        """Number ``events`` in the order they leave; one that already has its number (made
+        with it, passed on as it was) goes as it is, any other is a copy numbered anew."""
         for event in events:
             self._seq += 1
-            numbered = event.model_copy(update={"seq": self._seq})
+            seq = self._seq
+            numbered = event if event.seq == seq else event.model_copy(update={"seq": seq})
             for sink in self._sinks:
                 sink(numbered)
 
