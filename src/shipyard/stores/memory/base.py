@@ -98,6 +98,10 @@ class MemoryStore(Protocol):
 
     async def add(self, item: MemoryItem, embedding: Sequence[float]) -> None: ...
 
+    async def add_many(self, items: Sequence[tuple[MemoryItem, Sequence[float]]]) -> None:
+        """Add several memories in one transaction (all or none): an import, a seeding."""
+        ...
+
     async def get(self, tenant_id: str, memory_id: str) -> MemoryItem | None:
         """The memory, unless it is another tenant's, unknown or expired."""
         ...

@@ -116,15 +116,23 @@ class PostgresMemoryStore:
     # -- writes ----------------------------------------------------------------------------------
 
     async def add(self, item: MemoryItem, embedding: Sequence[float]) -> None:
-        check_embedding(embedding, self._dimensions)
-        async with self._conn("add") as conn:
-            await conn.execute(
-                f"INSERT INTO {TABLE} ({_COLUMNS}, embedding) "
-                "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10::vector)",
+        await self.add_many([(item, embedding)])
+
+    async def add_many(self, items: Sequence[tuple[MemoryItem, Sequence[float]]]) -> None:
+        rows = []
+        for item, embedding in items:
+            check_embedding(embedding, self._dimensions)
+            rows.append((
                 item.id, item.tenant_id, item.agent, item.subject, item.text,
                 json.dumps(dict(item.metadata)), item.created_at, item.updated_at,
                 item.expires_at, _vector(embedding),
-            )  # fmt: skip
+            ))  # fmt: skip
+        async with self._conn("add") as conn, conn.transaction():
+            await conn.executemany(
+                f"INSERT INTO {TABLE} ({_COLUMNS}, embedding) "
+                "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10::vector)",
+                rows,
+            )
 
     async def update(self, item: MemoryItem, embedding: Sequence[float] | None = None) -> bool:
         values: list[Any] = [
