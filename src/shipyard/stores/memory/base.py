@@ -86,7 +86,7 @@ class SearchOptions:
     limit: int = 5
     hybrid: bool = True
     recency_half_life_s: float | None = None
-    candidates: int = 50
+    candidates: int = 20
 
 
 Items = list[MemoryItem]
