@@ -8,11 +8,12 @@ At each size, ``MEASURED_INSERTS`` memories go in one at a time (one transaction
 API and agents add them: the ``inserts/s`` column), and the rest of the fill in batches of
 ``SEED_BATCH`` through ``MemoryStore.add_many`` (``batched/s``), so that 100k is seeded in
 minutes, not half an hour. ``SHIPYARD_BENCH_MEMORY_SIZES`` (default ``10000,100000``) sets the
-store sizes; a smoke run uses a tiny one. Last, a run of an agent with recall on (``Memory(recall=5)``, the default
-``wordllama:`` embedder, a SQLite store of ``RECALL_RUN_MEMORIES``) against the same agent
-without memory, in process (``shipyard.testing.run_agent``, the scripted model): the cost of
-recall per run. Issue target: recall p50 <= 5 ms at 100k. Searches run one at a time for
-``--duration`` seconds per point, within one tenant of ten (the others fill the table).
+store sizes; a smoke run uses a tiny one. Last, a run of an agent with recall on
+(``Memory(recall=5)``, the default ``wordllama:`` embedder, a SQLite store of
+``RECALL_RUN_MEMORIES``) against the same agent without memory, in process (one invoker, the
+scripted model): the cost of recall per run. Issue target: recall p50 <= 5 ms at 100k.
+Searches run one at a time for ``--duration`` seconds per point, within one tenant of ten (the
+others fill the table).
 """
 
 from __future__ import annotations
