@@ -19,9 +19,17 @@ from shipyard.runtime.services import Services
 def sqlite_text(path: Path, *, library: Any = sqlite3) -> str:
     """Every row of every table of a SQLite file, as text. ``library``: the driver that writes
     the file (``apsw`` for the memory store: Python's own SQLite, an older library, does not
-    see that store's latest writes in the WAL once it has read the file)."""
+    see that store's latest writes in the WAL once it has read the file). Virtual tables (FTS5,
+    sqlite-vec's ``vec0``) are read through their shadow tables, which hold their rows: their
+    modules need not be loaded here."""
     with closing(library.Connection(str(path))) as db:
-        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        tables = [
+            r[0]
+            for r in db.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' "
+                "AND sql NOT LIKE 'CREATE VIRTUAL TABLE%'"
+            )
+        ]
         return "\n".join(
             repr(row) for table in tables for row in db.execute(f'SELECT * FROM "{table}"')
         )

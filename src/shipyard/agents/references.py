@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from shipyard.models.base import (
     AssistantMessage,
@@ -29,7 +30,7 @@ class ArtifactInput(UserMessage):
     A ``UserMessage`` until the run reads it, so every input type takes it; its ``content``
     stays empty and is never serialised (the record shows the reference)."""
 
-    content: str = Field("", exclude=True)
+    content: SkipJsonSchema[str] = Field("", exclude=True)  # not in the API's schema either
     artifact_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")
 
     @model_validator(mode="before")
@@ -41,9 +42,9 @@ class ArtifactInput(UserMessage):
 
 
 def _kind(value: Any) -> str | None:
-    if isinstance(value, dict):
+    if isinstance(value, dict):  # the role may be left out of a reference, as its schema says
         role = value.get("role")
-        return "artifact" if role == "user" and "artifact_id" in value else role
+        return "artifact" if "artifact_id" in value and role in (None, "user") else role
     if isinstance(value, ArtifactInput):
         return "artifact"
     return getattr(value, "role", None)

@@ -11,7 +11,7 @@ It leaves an audit entry (``subjects.erase``) with the counts, never the data.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
@@ -19,7 +19,9 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from shipyard.errors import StoreError
+from shipyard.runtime.artifacts import tenant_prefix
 from shipyard.runtime.sessions import history_keys
+from shipyard.stores.blobs.base import ExpiringBlobs
 from shipyard.stores.blobs.regions import RegionalBlobs
 from shipyard.stores.lifecycle import Erasable
 from shipyard.stores.records.artifacts_base import ArtifactRecord, ArtifactRecords
@@ -94,7 +96,8 @@ class SessionLifecycle:
 
 
 class ArtifactLifecycle:
-    """Artifacts: the bytes in their region's blob store, then the record.
+    """Artifacts: the bytes in their region's blob store, then the record; where the store
+    expires objects itself (S3), also a lifecycle rule per tenant (``expire``).
 
     A blob whose region has no store here is not deleted, nor its record: pruning leaves both
     (logged) for a process that has the store; erasure fails (``StoreError``), since its
@@ -116,6 +119,14 @@ class ArtifactLifecycle:
                 if not any(done):  # only blobs of regions this process cannot reach are left
                     break
         return pruned
+
+    async def expire(self, days: Mapping[str, int]) -> None:
+        """``Expiring``: each region's store that expires objects itself (S3 lifecycle rules)
+        gets one rule per tenant with a period — its key folder, its days."""
+        prefixes = {f"{tenant_prefix(tenant)}/": n for tenant, n in days.items()}
+        for region, store in self._blobs.stores.items():
+            if isinstance(store, ExpiringBlobs) and await store.set_expiry(prefixes):
+                log.info("artifact expiry rules set", region=region, tenants=len(prefixes))
 
     async def erase_subject(self, tenant: str, subject: str) -> int:
         run_ids = await self._known.subject_runs(tenant, subject)

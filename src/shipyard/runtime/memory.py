@@ -60,7 +60,7 @@ FACTS_SCHEMA = {
 class MemoryService:
     """Memories of every tenant: texts embedded by ``embedder``, kept in ``store``."""
 
-    def __init__(self, store: MemoryStore, embedder: Embedder, *, candidates: int = 50) -> None:
+    def __init__(self, store: MemoryStore, embedder: Embedder, *, candidates: int = 20) -> None:
         self.store = store
         self.embedder = embedder
         self.candidates = candidates

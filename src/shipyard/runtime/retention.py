@@ -16,7 +16,7 @@ from typing import Literal
 import structlog
 
 from shipyard.runtime.tenants import TenantPolicies
-from shipyard.stores.lifecycle import Prunable
+from shipyard.stores.lifecycle import Expiring, Prunable
 from shipyard.stores.records.lifecycle_base import LifecycleRecords
 from shipyard.stores.records.policy import TenantPolicy
 from shipyard.stores.state.base import StateStore
@@ -93,6 +93,10 @@ def session_ttl_cap(
     return cap
 
 
+_Periods = dict[RetentionKind, dict[str, int]]
+"""Each tenant's period of each kind a store expires itself (tenants without one left out)."""
+
+
 class TenantRetention:
     """Deletes what each tenant's retention says is past, in every store registered with
     ``add`` — SQL rows, blobs, sessions' state, memories — at most every ``every_s``.
@@ -118,14 +122,18 @@ class TenantRetention:
         self._state = state
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
         self._stores: list[tuple[RetentionKind, Prunable]] = []
+        self._expiring: list[tuple[RetentionKind, Expiring]] = []
         self._retention = Retention(
             "tenant data", self.sweep_unless_taken, keep_s=0, every_s=every_s
         )
         self._task: asyncio.Task[None] | None = None
 
     def add(self, kind: RetentionKind, store: Prunable) -> None:
-        """Enforce ``kind``'s periods in ``store`` (several stores may share a kind)."""
+        """Enforce ``kind``'s periods in ``store`` (several stores may share a kind); a store
+        that can expire items itself (``Expiring``) also gets every tenant's period each sweep."""
         self._stores.append((kind, store))
+        if isinstance(store, Expiring):
+            self._expiring.append((kind, store))
 
     def start(self) -> None:
         """Sweep in the background (``run``) until ``stop``."""
@@ -160,17 +168,33 @@ class TenantRetention:
         """One pass over every tenant and store; items deleted per kind."""
         now = now or datetime.now(UTC)
         deleted: dict[str, int] = dict.fromkeys((kind for kind, _ in self._stores), 0)
+        periods: _Periods = {kind: {} for kind, _ in self._expiring}
         after: str | None = None
         while page := await self._known.tenant_ids(after=after, limit=TENANTS_PER_PAGE):
             for tenant in page:
-                await self._sweep_tenant(tenant, now, deleted)
+                await self._sweep_tenant(tenant, now, deleted, periods)
             after = page[-1]
+        await self._expire(periods)
         if any(deleted.values()):
             log.info("retention sweep", deleted={k: n for k, n in deleted.items() if n})
         return deleted
 
-    async def _sweep_tenant(self, tenant: str, now: datetime, deleted: dict[str, int]) -> None:
+    async def _expire(self, periods: _Periods) -> None:
+        """The stores that expire items themselves, told every tenant's period."""
+        for kind, store in self._expiring:
+            try:
+                await store.expire(periods[kind])
+            except Exception as exc:
+                log.warning("retention rules failed", kind=kind, error=str(exc))
+
+    async def _sweep_tenant(
+        self, tenant: str, now: datetime, deleted: dict[str, int], periods: _Periods
+    ) -> None:
         policy = await self._tenants.policy(tenant)
+        for kind, found in periods.items():
+            days = days_of(policy, kind, self._defaults)
+            if days is not None:
+                found[tenant] = days
         for kind, store in self._stores:
             days = days_of(policy, kind, self._defaults)
             if days is None:

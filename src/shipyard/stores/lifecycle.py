@@ -8,10 +8,11 @@ adapters of ``runtime.lifecycle``, the memory store as it is.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Erasable", "Prunable"]
+__all__ = ["Erasable", "Expiring", "Prunable"]
 
 
 @runtime_checkable
@@ -30,4 +31,16 @@ class Prunable(Protocol):
     async def prune(self, tenant: str | None, before: datetime) -> int:
         """Delete ``tenant``'s items (every tenant's: ``None``) older than ``before``; how many
         items went."""
+        ...
+
+
+@runtime_checkable
+class Expiring(Protocol):
+    """A ``Prunable`` whose backend can also delete items by age itself (S3 lifecycle rules):
+    the sweeper hands it every tenant's period once a sweep, and still prunes it (the rules
+    are a backstop, and the records of expired items go at the sweep)."""
+
+    async def expire(self, days: Mapping[str, int]) -> None:
+        """Have the backend delete each tenant's items ``days[tenant]`` days after they were
+        made; tenants not in ``days`` lose the rules set for them before."""
         ...

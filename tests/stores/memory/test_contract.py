@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from shipyard.errors import ConfigError, InvalidInput
+from shipyard.errors import ConfigError, InvalidInput, StoreError
 from shipyard.stores.memory.base import MemoryItem, MemoryScope, MemoryStore, SearchOptions
 from tests.stores.memory.conftest import OpenStore
 
@@ -228,3 +228,22 @@ async def test_concurrent_first_calls_share_one_opening(open_store: OpenStore, t
         assert {m.id for m in listed} == {m.id for m in made}
     finally:
         await store.close()
+
+
+async def test_add_many_adds_all_or_none(store: MemoryStore, tenant: str) -> None:
+    now = datetime.now(UTC)
+
+    def item(n: int) -> MemoryItem:
+        return MemoryItem(
+            id=f"mem_many_{tenant}_{n}", tenant_id=tenant, text=f"fact {n}", created_at=now,
+            updated_at=now,
+        )  # fmt: skip
+
+    await store.add_many([(item(1), NORTH), (item(2), EAST)])
+    hits = await store.search(MemoryScope(tenant), EAST, "", SearchOptions(hybrid=False))
+    assert [h.item.id for h in hits] == [item(2).id, item(1).id]
+    with pytest.raises(InvalidInput):  # a vector of the wrong size: nothing of the batch is kept
+        await store.add_many([(item(3), NORTH), (item(4), [1.0])])
+    with pytest.raises(StoreError):  # an id already there, after a new one: neither is kept
+        await store.add_many([(item(3), NORTH), (item(1), NORTH)])
+    assert await store.get(tenant, item(3).id) is None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -78,6 +78,17 @@ class Presigner(Protocol):
     """A store that can hand out a time-limited URL to read a blob directly."""
 
     async def presign_get(self, key: str, *, expires_s: int) -> str: ...
+
+
+@runtime_checkable
+class ExpiringBlobs(Protocol):
+    """A blob store that deletes objects by age itself (S3 bucket lifecycle rules)."""
+
+    async def set_expiry(self, days: Mapping[str, int]) -> bool:
+        """Expire the objects under each key prefix ``days[prefix]`` days after they were
+        written, replacing the expiry set before (a prefix not in ``days`` loses its own);
+        whether anything changed. False, and nothing set, where the server has no rules."""
+        ...
 
 
 class BlobNotFound(LookupError):

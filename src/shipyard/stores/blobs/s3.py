@@ -6,19 +6,22 @@ One store is one bucket at one endpoint: the composition root makes one per regi
 when missing. A put streams: a blob up to ``PART_BYTES`` is one PutObject, a larger one a
 multipart upload, so a 200 MB artifact never sits in memory. The sha256 travels as object
 metadata (``x-amz-meta-sha256``). Server-side encryption settings pass through on every write.
+Objects expire by the bucket's lifecycle rules where the server has them (``set_expiry``,
+``s3_lifecycle``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shipyard.errors import ConfigError, StoreError
 from shipyard.stores.blobs.base import BlobInfo, BlobNotFound, Digest, check_key, check_region
+from shipyard.stores.blobs.s3_lifecycle import reconcile
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -62,6 +65,7 @@ class S3BlobStore:
         self._stack = AsyncExitStack()
         self._client: S3Client | None = None
         self._bucket_ready = False
+        self._no_lifecycle = False
 
     @classmethod
     def from_url(cls, url: str, *, region: str, endpoint: str | None = None) -> S3BlobStore:
@@ -268,6 +272,16 @@ class S3BlobStore:
         s3 = await self._ready()
         params = {"Bucket": self.options.bucket, "Key": check_key(key)}
         return await s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_s)
+
+    async def set_expiry(self, days: Mapping[str, int]) -> bool:
+        """``ExpiringBlobs``: one lifecycle rule per key prefix (``s3_lifecycle``)."""
+        if self._no_lifecycle:
+            return False
+        s3 = await self._ready()
+        with _translate("lifecycle rules"):
+            changed = await reconcile(s3, self.options.bucket, days)
+        self._no_lifecycle = changed is None
+        return bool(changed)
 
     async def ping(self) -> None:
         await self._ready()

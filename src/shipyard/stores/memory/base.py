@@ -86,7 +86,7 @@ class SearchOptions:
     limit: int = 5
     hybrid: bool = True
     recency_half_life_s: float | None = None
-    candidates: int = 50
+    candidates: int = 20
 
 
 Items = list[MemoryItem]
@@ -97,6 +97,10 @@ class MemoryStore(Protocol):
     """Where long-term memories live: SQLite + sqlite-vec, or PostgreSQL + pgvector."""
 
     async def add(self, item: MemoryItem, embedding: Sequence[float]) -> None: ...
+
+    async def add_many(self, items: Sequence[tuple[MemoryItem, Sequence[float]]]) -> None:
+        """Add several memories in one transaction (all or none): an import, a seeding."""
+        ...
 
     async def get(self, tenant_id: str, memory_id: str) -> MemoryItem | None:
         """The memory, unless it is another tenant's, unknown or expired."""

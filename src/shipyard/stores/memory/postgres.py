@@ -3,7 +3,9 @@
 One table, ``shipyard_memories``: the vector column with an HNSW index (cosine), a generated
 ``tsvector`` (the ``simple`` configuration: no stemming, any language) with a GIN index, and the
 scope columns. Searches use pgvector's iterative index scan (``hnsw.iterative_scan``), so a
-tenant's filter does not starve the nearest-neighbour list. Vectors travel as pgvector's text
+tenant's filter does not starve the nearest-neighbour list; ``relaxed_order`` (the hits come
+back nearly in order and are sorted here), which the bench measured 2-3x faster than
+``strict_order`` at 100k memories in ten tenants. Vectors travel as pgvector's text
 form (``[0.1,0.2,...]``), so no driver extension is needed.
 """
 
@@ -110,21 +112,29 @@ class PostgresMemoryStore:
             self._dsn,
             min_size=1,
             max_size=10,
-            server_settings={"hnsw.iterative_scan": "strict_order"},
+            server_settings={"hnsw.iterative_scan": "relaxed_order"},
         )
 
     # -- writes ----------------------------------------------------------------------------------
 
     async def add(self, item: MemoryItem, embedding: Sequence[float]) -> None:
-        check_embedding(embedding, self._dimensions)
-        async with self._conn("add") as conn:
-            await conn.execute(
-                f"INSERT INTO {TABLE} ({_COLUMNS}, embedding) "
-                "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10::vector)",
+        await self.add_many([(item, embedding)])
+
+    async def add_many(self, items: Sequence[tuple[MemoryItem, Sequence[float]]]) -> None:
+        rows = []
+        for item, embedding in items:
+            check_embedding(embedding, self._dimensions)
+            rows.append((
                 item.id, item.tenant_id, item.agent, item.subject, item.text,
                 json.dumps(dict(item.metadata)), item.created_at, item.updated_at,
                 item.expires_at, _vector(embedding),
-            )  # fmt: skip
+            ))  # fmt: skip
+        async with self._conn("add") as conn, conn.transaction():
+            await conn.executemany(
+                f"INSERT INTO {TABLE} ({_COLUMNS}, embedding) "
+                "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10::vector)",
+                rows,
+            )
 
     async def update(self, item: MemoryItem, embedding: Sequence[float] | None = None) -> bool:
         values: list[Any] = [
@@ -196,7 +206,7 @@ class PostgresMemoryStore:
         async with self._conn("search") as conn:
             nearest = await conn.fetch(
                 f"SELECT {_COLUMNS}, 1 - (embedding <=> ${n + 1}::vector) AS similarity "
-                f"FROM {TABLE} WHERE {where} ORDER BY embedding <=> ${n + 1}::vector, id "
+                f"FROM {TABLE} WHERE {where} ORDER BY embedding <=> ${n + 1}::vector "
                 f"LIMIT ${n + 2}",
                 *values, _vector(embedding), options.candidates,
             )  # fmt: skip
@@ -209,7 +219,7 @@ class PostgresMemoryStore:
                     *values, " | ".join(words), options.candidates,
                 )  # fmt: skip
         items = {row["id"]: _item(row) for row in (*nearest, *matched)}
-        hits = [(row["id"], float(row["similarity"])) for row in nearest]
+        hits = sorted(((row["id"], float(row["similarity"])) for row in nearest), key=_best)
         return rank(hits, [row["id"] for row in matched], items, options, datetime.now(UTC))
 
     async def ping(self) -> None:
@@ -234,6 +244,11 @@ def _scope(scope: MemoryScope) -> tuple[str, list[Any]]:
         values.append(json.dumps(dict(scope.filters)))
         clauses.append(f"metadata @> ${len(values)}::jsonb")
     return " AND ".join(clauses), values
+
+
+def _best(hit: tuple[str, float]) -> tuple[float, str]:
+    """Nearest first, then by id: relaxed iterative scans return hits nearly in order."""
+    return -hit[1], hit[0]
 
 
 def _vector(embedding: Sequence[float]) -> str:

@@ -25,6 +25,7 @@ except ImportError as exc:  # pragma: no cover - a core dependency
     raise ImportError("the SQLite memory store needs the `apsw` package") from exc
 
 from shipyard.errors import ConfigError, StoreError
+from shipyard.stores.memory._sqlite_knn import knn, vector_index
 from shipyard.stores.memory.base import (
     Hits,
     Items,
@@ -107,6 +108,7 @@ class SqliteMemoryStore:
         with conn:
             for statement in SCHEMA:
                 conn.execute(statement)
+            vector_index(conn, self._dimensions)
             rows = {str(k): str(v) for k, v in conn.execute("SELECT key, value FROM memory_meta")}
             found = (rows["embedder"], int(rows["dimensions"])) if rows else None
             check_embedder(found, self._embedder, self._dimensions)
@@ -120,19 +122,24 @@ class SqliteMemoryStore:
     # -- writes ----------------------------------------------------------------------------------
 
     async def add(self, item: MemoryItem, embedding: Sequence[float]) -> None:
-        check_embedding(embedding, self._dimensions)
-        row = (
-            item.id, item.tenant_id, item.agent, item.subject, item.text,
-            json.dumps(dict(item.metadata)), _blob(embedding),
-            item.created_at.timestamp(), item.updated_at.timestamp(), _ts(item.expires_at),
-        )  # fmt: skip
+        await self.add_many([(item, embedding)])
+
+    async def add_many(self, items: Sequence[tuple[MemoryItem, Sequence[float]]]) -> None:
+        rows = []
+        for item, embedding in items:
+            check_embedding(embedding, self._dimensions)
+            rows.append((
+                item.id, item.tenant_id, item.agent, item.subject, item.text,
+                json.dumps(dict(item.metadata)), _blob(embedding),
+                item.created_at.timestamp(), item.updated_at.timestamp(), _ts(item.expires_at),
+            ))  # fmt: skip
 
         def insert(conn: Any) -> None:
             with conn:
-                conn.execute(
+                conn.executemany(
                     f"INSERT INTO memories ({_COLUMNS.replace('metadata', 'metadata, embedding')})"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    row,
+                    rows,
                 )
 
         await self._run("add", insert)
@@ -213,12 +220,17 @@ class SqliteMemoryStore:
         query = _blob(embedding)
         words = query_words(text) if options.hybrid else []
 
+        indexed = knn(scope, query, options.candidates)
+
         def read(conn: Any) -> list[ScoredMemory]:
-            nearest = conn.execute(
-                f"SELECT m.id, 1 - vec_distance_cosine(m.embedding, ?) AS similarity "
-                f"FROM memories AS m WHERE {where} ORDER BY similarity DESC, m.id LIMIT ?",
-                (query, *values, options.candidates),
-            ).fetchall()
+            if indexed is not None:
+                nearest = conn.execute(*indexed).fetchall()
+            else:  # metadata filters: an exact scan of the scope
+                nearest = conn.execute(
+                    f"SELECT m.id, 1 - vec_distance_cosine(m.embedding, ?) AS similarity "
+                    f"FROM memories AS m WHERE {where} ORDER BY similarity DESC, m.id LIMIT ?",
+                    (query, *values, options.candidates),
+                ).fetchall()
             matched: list[str] = []
             if words:
                 match = " OR ".join(f'"{word}"' for word in words)
