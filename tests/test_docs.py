@@ -32,4 +32,5 @@ def test_readme_is_a_quick_start_pointing_to_docs() -> None:
     assert "make run" in readme and "make test" in readme
     linked = {link for link in relative_links(ROOT / "README.md") if link.startswith("docs/")}
     assert {f"docs/{page.name}" for page in PAGES[1:]} <= linked  # every page is reachable
-    assert len(readme.splitlines()) < 150
+    # a quick start, the security summary and the measured numbers the issues ask for; no more
+    assert len(readme.splitlines()) < 175
