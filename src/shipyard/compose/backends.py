@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 from shipyard.config import Settings
 from shipyard.errors import ConfigError, StoreError
 from shipyard.guard.egress import redact_url
+from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.services import Services
+from shipyard.runtime.tenants import TenantPolicies
 from shipyard.stores.blobs.regions import RegionalBlobs
 from shipyard.stores.broker.base import Broker
 from shipyard.stores.records.base import RecordStore
 from shipyard.stores.secrets.base import SecretStore
+from shipyard.stores.secrets.refs import SecretCache
 from shipyard.stores.state.base import StateStore
 
 RECORD_STORES: Mapping[str, str] = MappingProxyType(
@@ -143,3 +147,32 @@ async def check_stores(services: Services, settings: Settings) -> None:
         except StoreError as exc:
             reason = " ".join(exc.message.split())
             raise StoreError(f"cannot reach the {role} at {redact_url(url)}: {reason}") from exc
+
+
+@dataclass(frozen=True)
+class Stores:
+    """The stores every process opens, and what stands directly on them."""
+
+    secrets: SecretCache
+    records: RecordStore
+    state: StateStore
+    broker: Broker
+    recorder: Recorder
+    tenants: TenantPolicies
+
+
+def open_stores(settings: Settings) -> Stores:
+    """The secret, record and state stores and the broker of ``settings`` (not connected yet)."""
+    secrets = SecretCache(open_secret_store(settings.secrets_url), cache_s=settings.secrets_cache_s)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    records = open_record_store(
+        settings.resolved_database_url, commit_delay_s=settings.record_commit_delay_s
+    )
+    return Stores(
+        secrets=secrets,
+        records=records,
+        state=open_state_store(settings.resolved_state_url),
+        broker=open_broker(settings.resolved_broker_url),
+        recorder=Recorder(records, wait_s=settings.record_wait_s),
+        tenants=TenantPolicies(records, cache_s=settings.tenant_cache_s),
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from shipyard.agents.agent import Agent, AgentLike
-from shipyard.compose.backends import MEMORY_STORES, open_backend, open_blob_stores
+from shipyard.compose.backends import MEMORY_STORES, Stores, open_backend, open_blob_stores
 from shipyard.config import Settings
 from shipyard.runtime.artifacts import ArtifactService
 from shipyard.runtime.audit import AuditLog
@@ -19,12 +19,10 @@ from shipyard.runtime.lifecycle import (
     SessionLifecycle,
 )
 from shipyard.runtime.memory import MemoryHook, MemoryService
-from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.retention import RetentionKind, TenantRetention
 from shipyard.runtime.tenants import TenantPolicies
 from shipyard.stores.memory.base import MemoryStore
 from shipyard.stores.records.base import RecordStore
-from shipyard.stores.state.base import StateStore
 
 
 def build_artifacts(
@@ -53,22 +51,19 @@ def retention_defaults(settings: Settings) -> dict[RetentionKind, int | None]:
 
 def build_lifecycle(
     settings: Settings,
-    records: RecordStore,
-    state: StateStore,
-    tenants: TenantPolicies,
+    stores: Stores,
     artifacts: ArtifactService,
     audit: AuditLog,
-    recorder: Recorder,
     memory: MemoryStore,
 ) -> tuple[TenantRetention | None, Eraser]:
     """The retention sweeper (``SHIPYARD_RETENTION_*``; none with ``SHIPYARD_RETENTION_SWEEP_S``
     0) and the subject eraser, over every store. A store with ``prune`` and ``erase_subject``
     (``stores.lifecycle``) joins with one line each: ``retention.add(kind, store)``, and
     ``eraser.add(name, store)`` before the records (which the others read)."""
-    known = records.lifecycle
-    files = ArtifactLifecycle(known, records, artifacts.blobs)
-    sessions = SessionLifecycle(known, state)
-    eraser = Eraser(audit, flush=recorder.durable)
+    known = stores.records.lifecycle
+    files = ArtifactLifecycle(known, stores.records, artifacts.blobs)
+    sessions = SessionLifecycle(known, stores.state)
+    eraser = Eraser(audit, flush=stores.recorder.durable)
     eraser.add("artifacts", files)
     eraser.add("session_history", sessions)
     eraser.add("memories", memory)
@@ -77,7 +72,7 @@ def build_lifecycle(
         return None, eraser
     defaults = retention_defaults(settings)
     retention = TenantRetention(
-        tenants, known, defaults, every_s=settings.retention_sweep_s, state=state
+        stores.tenants, known, defaults, every_s=settings.retention_sweep_s, state=stores.state
     )
     retention.add("runs", RecordPruning(known, known.prune_runs))
     retention.add("events", RecordPruning(known, known.prune_events))

@@ -6,12 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from shipyard.compose.backends import (
-    open_broker,
-    open_record_store,
-    open_secret_store,
-    open_state_store,
-)
+from shipyard.compose.backends import Stores, open_stores
 from shipyard.compose.data import (
     build_artifacts,
     build_lifecycle,
@@ -35,6 +30,7 @@ from shipyard.models.prices import load_prices, price_of, register_price
 from shipyard.models.resolver import ModelResolver, ModelWrapper
 from shipyard.models.router import Router, RouteScopeHook
 from shipyard.models.spend import BudgetedModel
+from shipyard.runtime.artifacts import ArtifactService
 from shipyard.runtime.audit import AuditLog
 from shipyard.runtime.budget import BudgetDefaults, Governor
 from shipyard.runtime.control import Control
@@ -48,16 +44,12 @@ from shipyard.runtime.memory import MemoryService
 from shipyard.runtime.model_cache import CacheHook
 from shipyard.runtime.pseudonym_keys import PseudonymKeys
 from shipyard.runtime.pseudonyms import PseudonymVault
-from shipyard.runtime.recorder import Recorder
 from shipyard.runtime.references import InputReferences
 from shipyard.runtime.retention import session_ttl_cap
 from shipyard.runtime.services import Services
 from shipyard.runtime.sessions import SessionService
 from shipyard.runtime.tasks import TaskService
 from shipyard.runtime.tenants import TenantPolicies
-from shipyard.stores.broker.base import Broker
-from shipyard.stores.records.base import RecordStore
-from shipyard.stores.secrets.refs import SecretCache
 from shipyard.stores.state.base import StateStore
 from shipyard.telemetry.observability import Observability
 
@@ -67,18 +59,6 @@ if TYPE_CHECKING:
     from shipyard.api.keys import KeyService
     from shipyard.app import App
     from shipyard.models.embedding import Embedder
-
-
-@dataclass(frozen=True)
-class _Stores:
-    """The stores every process opens, and what stands directly on them."""
-
-    secrets: SecretCache
-    records: RecordStore
-    state: StateStore
-    broker: Broker
-    recorder: Recorder
-    tenants: TenantPolicies
 
 
 @dataclass(frozen=True)
@@ -114,24 +94,8 @@ def build_services(app: App, settings: Settings) -> Services:
         handover_sweep_s=settings.task_handover_sweep_s,
     )
     invoker.calls = Delegation(invoker, tasks)
-    invoker.artifacts = artifacts = build_artifacts(settings, stores.records, stores.tenants)
-    invoker.references = InputReferences(artifacts, max_bytes=settings.max_input_artifact_bytes)
-    invoker.pseudonyms = PseudonymVault(
-        stores.state,
-        PseudonymKeys(pseudonym_key(settings), stores.secrets),
-        ttl_s=settings.pseudonym_ttl_s,
-        session_ttl_s=settings.session_ttl_s,
-    )
-    retention, eraser = build_lifecycle(
-        settings,
-        stores.records,
-        stores.state,
-        stores.tenants,
-        artifacts,
-        audit,
-        stores.recorder,
-        runs.memory.store,
-    )
+    artifacts = equip_runs(settings, stores, invoker)
+    retention, eraser = build_lifecycle(settings, stores, artifacts, audit, runs.memory.store)
     return Services(
         agents=app.agents,
         records=stores.records,
@@ -158,25 +122,22 @@ def build_services(app: App, settings: Settings) -> Services:
     )
 
 
-def open_stores(settings: Settings) -> _Stores:
-    """The secret, record and state stores and the broker of ``settings`` (not connected yet)."""
-    secrets = SecretCache(open_secret_store(settings.secrets_url), cache_s=settings.secrets_cache_s)
-    settings.home.mkdir(parents=True, exist_ok=True)
-    records = open_record_store(
-        settings.resolved_database_url, commit_delay_s=settings.record_commit_delay_s
+def equip_runs(settings: Settings, stores: Stores, invoker: Invoker) -> ArtifactService:
+    """What a run reaches besides its agent: the artifacts (``ctx.artifacts``, and inputs
+    that reference one) and the pseudonym vault; the artifact service, for the routes."""
+    invoker.artifacts = artifacts = build_artifacts(settings, stores.records, stores.tenants)
+    invoker.references = InputReferences(artifacts, max_bytes=settings.max_input_artifact_bytes)
+    invoker.pseudonyms = PseudonymVault(
+        stores.state,
+        PseudonymKeys(pseudonym_key(settings), stores.secrets),
+        ttl_s=settings.pseudonym_ttl_s,
+        session_ttl_s=settings.session_ttl_s,
     )
-    return _Stores(
-        secrets=secrets,
-        records=records,
-        state=open_state_store(settings.resolved_state_url),
-        broker=open_broker(settings.resolved_broker_url),
-        recorder=Recorder(records, wait_s=settings.record_wait_s),
-        tenants=TenantPolicies(records, cache_s=settings.tenant_cache_s),
-    )
+    return artifacts
 
 
 def build_runs(
-    app: App, settings: Settings, stores: _Stores, observability: Observability, audit: AuditLog
+    app: App, settings: Settings, stores: Stores, observability: Observability, audit: AuditLog
 ) -> _Runs:
     """The invoker with its models, hooks (limits, routing scope, budget, cache, memory, the
     app's own, in that order), event processors, egress and guards."""
@@ -220,7 +181,7 @@ def build_runs(
 def build_models(
     app: App,
     settings: Settings,
-    stores: _Stores,
+    stores: Stores,
     governor: Governor | None,
     caches: Sequence[ModelWrapper],
 ) -> ModelResolver:
@@ -258,7 +219,7 @@ def model_caches(settings: Settings, state: StateStore, embedder: Embedder) -> l
 
 
 def build_sessions(
-    settings: Settings, stores: _Stores, invoker: Invoker, control: Control
+    settings: Settings, stores: Stores, invoker: Invoker, control: Control
 ) -> SessionService:
     return SessionService(
         stores.state,
