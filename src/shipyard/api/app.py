@@ -80,7 +80,41 @@ def create_app(
     app.state.keys = keys
     app.state.max_body_bytes = max_body_bytes
     errors.install(app)
-    # add_middleware puts each one outside those added before it
+    _add_middleware(app, services, keys, max_body_bytes)
+    for router in ROUTERS:
+        app.include_router(router)
+    if ui is not None:
+        app.mount("/ui", ui)
+    _declare_bearer(app)
+    return app
+
+
+ROUTERS = (
+    health.router,
+    metrics_router,
+    agents.router,
+    audit.router,
+    artifacts.router,
+    memories_router,
+    runs.router,
+    traces_routes.router,
+    sessions.router,
+    tasks.router,
+    tenants.router,
+    subjects.router,
+    webhooks.router,
+    workers.router,
+    usage.router,
+    budgets.router,
+    session_ws.router,
+)
+"""Every route of the API, in the order the OpenAPI document lists them."""
+
+
+def _add_middleware(
+    app: FastAPI, services: Services, keys: KeyService, max_body_bytes: int
+) -> None:
+    """The API's middleware; ``add_middleware`` puts each outside those added before it."""
     app.add_middleware(
         BodyLimit,
         max_bytes=max_body_bytes,
@@ -94,27 +128,6 @@ def create_app(
     app.add_middleware(Authenticate, keys=keys, audit=services.audit)
     if services.observability.metrics is not None:
         app.add_middleware(MetricsMiddleware, metrics=services.observability.metrics)
-    app.include_router(health.router)
-    app.include_router(metrics_router)
-    app.include_router(agents.router)
-    app.include_router(audit.router)
-    app.include_router(artifacts.router)
-    app.include_router(memories_router)
-    app.include_router(runs.router)
-    app.include_router(traces_routes.router)
-    app.include_router(sessions.router)
-    app.include_router(tasks.router)
-    app.include_router(tenants.router)
-    app.include_router(subjects.router)
-    app.include_router(webhooks.router)
-    app.include_router(workers.router)
-    app.include_router(usage.router)
-    app.include_router(budgets.router)
-    app.include_router(session_ws.router)
-    if ui is not None:
-        app.mount("/ui", ui)
-    _declare_bearer(app)
-    return app
 
 
 def _declare_bearer(app: FastAPI) -> None:
