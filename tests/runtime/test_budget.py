@@ -265,9 +265,17 @@ async def test_a_default_reservation_shrinks_to_what_a_small_budget_has_left(
     assert await levels(services, "small", found) == [Level(2 * 3, 0)]
     await budgets(services, "small", tokens_per_day=6)  # all of it spent now
     before = len(MODEL.requests)
-    with pytest.raises(BudgetExceeded, match="cannot reserve its budget"):
+    with pytest.raises(BudgetExceeded, match="cannot reserve its budget") as refused:
         await run(services, "small", 1)
     assert len(MODEL.requests) == before
+    assert refused.value.details == {  # as a call's refusal says it
+        "policy": "deny",
+        "scope": "tenant",
+        "period": "day",
+        "unit": "tokens",
+        "reason": "the tenant budget of tokens per day",
+        **_ids(refused.value),
+    }
 
 
 async def test_the_runs_own_limit_is_reserved_whole(services: Services) -> None:

@@ -349,9 +349,10 @@ class RunBudget:
             self.degraded = True
 
     def _exceeded(self, index: int, what: str) -> BudgetExceeded:
-        about = _about(self.ceilings[index])
+        about = _about(self.ceilings[index])  # details as a call's refusal gives them
         return BudgetExceeded(
-            f"the run {what}: {about.pop('reason')} has no room left", details=about
+            f"the run {what}: {about['reason']} has no room left",
+            details={"policy": self.policy, **about},
         )
 
 
