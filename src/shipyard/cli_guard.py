@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from shipyard.cli_guard_spans import KnownOption, SpanKind, eval_spans, score_spans
+from shipyard.cli_lines import fail, json_rows
 
 Scorer = Callable[[str], dict[str, Any]]
 """One text to the fields added to its row (``score`` and ``flagged`` for injection)."""
@@ -46,7 +47,7 @@ def _injection_evaluator(threshold: float | None) -> Evaluator:
     def evaluate(rows: list[dict[str, Any]]) -> dict[str, Any]:
         labelled = [r for r in rows if r.get("label") in ("attack", "benign")]
         if not labelled:
-            raise _fail("no rows labelled attack or benign")
+            raise fail("no rows labelled attack or benign")
         scores, latency = timed(detector.score, [r["text"] for r in labelled])
         labels = [r["label"] == "attack" for r in labelled]
         out = report(labels, scores, detector.threshold)
@@ -74,29 +75,10 @@ ThresholdOpt = Annotated[
 SPAN_DETECTORS = frozenset(kind.value for kind in SpanKind)
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    return typer.Exit(1)
-
-
 def _pick(table: dict[str, Callable[[float | None], Any]], name: str) -> Callable[..., Any]:
     if name not in table:
-        raise _fail(f"unknown detector {name!r}; choose one of: {', '.join(sorted(table))}")
+        raise fail(f"unknown detector {name!r}; choose one of: {', '.join(sorted(table))}")
     return table[name]
-
-
-def _rows(lines: Iterator[str], where: str) -> Iterator[dict[str, Any]]:
-    """The JSON objects of ``lines`` (blank lines skipped), each checked for a ``text``."""
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise _fail(f"{where} line {number}: not JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-            raise _fail(f"{where} line {number}: expected an object with a string 'text'")
-        yield row
 
 
 @guard_cli.command("score")
@@ -107,7 +89,7 @@ def score(detector: DetectorArg, threshold: ThresholdOpt = None, known: KnownOpt
         score_spans(SpanKind(detector), known)
         return
     scorer = _pick(SCORERS, detector)(threshold)
-    for row in _rows(iter(sys.stdin), "stdin"):
+    for row in json_rows(iter(sys.stdin), "stdin", "text"):
         row.update(scorer(row["text"]))
         sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
         sys.stdout.flush()
@@ -127,5 +109,5 @@ def evaluate(
         return
     evaluator = _pick(EVALUATORS, detector)(threshold)
     with file.open(encoding="utf-8") as lines:
-        rows = list(_rows(lines, str(file)))
+        rows = list(json_rows(lines, str(file), "text"))
     typer.echo(json.dumps(evaluator(rows), indent=1))

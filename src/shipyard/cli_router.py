@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from shipyard.cli_lines import fail, json_rows
 from shipyard.errors import ConfigError
 from shipyard.models.router.learned_model import RouterWeights
 
@@ -38,11 +38,6 @@ AppOpt = Annotated[
 LABELS = ("prompt", "strong_score", "weak_score")
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    return typer.Exit(1)
-
-
 def weights_of(router: str | None, app: str | None) -> RouterWeights:
     """The weights ROUTER names (see the module docstring)."""
     from shipyard.models.router import Learned
@@ -54,35 +49,19 @@ def weights_of(router: str | None, app: str | None) -> RouterWeights:
         try:
             return load_weights(Path(router))
         except (OSError, ValueError, KeyError) as exc:
-            raise _fail(f"{router}: not a router weights file ({exc})") from None
+            raise fail(f"{router}: not a router weights file ({exc})") from None
     from shipyard.app import load_app
 
     try:
         found = {r.name: r for r in load_app(app).routers}
     except ConfigError as exc:
-        raise _fail(exc.message) from None
+        raise fail(exc.message) from None
     if router not in found:
-        raise _fail(f"no router {router!r} in the app; it has: {', '.join(found) or 'none'}")
+        raise fail(f"no router {router!r} in the app; it has: {', '.join(found) or 'none'}")
     strategy = found[router].strategy
     if not isinstance(strategy, Learned):
-        raise _fail(f"router {router!r} is not a learned router: it has no scores")
+        raise fail(f"router {router!r} is not a learned router: it has no scores")
     return strategy.model
-
-
-def _rows(lines: Iterator[str], where: str, fields: tuple[str, ...]) -> Iterator[dict[str, Any]]:
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise _fail(f"{where} line {number}: not JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-            raise _fail(f"{where} line {number}: expected an object with a string 'prompt'")
-        missing = [f for f in fields if f not in row]
-        if missing:
-            raise _fail(f"{where} line {number}: missing {', '.join(missing)}")
-        yield row
 
 
 @router_cli.command("score")
@@ -90,7 +69,7 @@ def score(router: RouterArg = None, app: AppOpt = None) -> None:
     """Read JSON lines with 'prompt' on stdin; write each with 'score' added (higher: the
     strong model is needed)."""
     weights = weights_of(router, app)
-    for row in _rows(iter(sys.stdin), "stdin", ("prompt",)):
+    for row in json_rows(iter(sys.stdin), "stdin", "prompt"):
         row["score"] = round(weights.score(row["prompt"]), 4)
         sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
         sys.stdout.flush()
@@ -106,24 +85,26 @@ def evaluate(
     """Measure the router on FILE's labelled rows (contaminated ones dropped): APGR, CPT(50%),
     CPT(80%), cost saved at 80% and 95% of the gap, beside random and prompt length."""
     if len(args) > 2:
-        raise _fail("expected [ROUTER] FILE")
+        raise fail("expected [ROUTER] FILE")
     router, file = (None, Path(args[0])) if len(args) == 1 else (args[0], Path(args[1]))
     if not file.is_file():
-        raise _fail(f"{file}: no such file")
+        raise fail(f"{file}: no such file")
     from shipyard.guard.injection.evaluate import timed
     from shipyard.models.router.metrics import report
 
     weights = weights_of(router, app)
     with file.open(encoding="utf-8") as lines:
-        rows = [r for r in _rows(lines, str(file), LABELS) if not r.get("contaminated")]
+        rows = [
+            r for r in json_rows(lines, str(file), "prompt", LABELS) if not r.get("contaminated")
+        ]
     if not rows:
-        raise _fail(f"{file}: no labelled rows")
+        raise fail(f"{file}: no labelled rows")
     scores, latency = timed(weights.score, [r["prompt"] for r in rows])
     by_prompt = dict(zip((r["prompt"] for r in rows), scores, strict=False))
     try:
         found = report(rows, {"router": by_prompt.__getitem__})
     except (KeyError, TypeError, ZeroDivisionError) as exc:
-        raise _fail(f"{file}: rows need tokens and models, or costs ({exc!r})") from None
+        raise fail(f"{file}: rows need tokens and models, or costs ({exc!r})") from None
     out: dict[str, Any] = {"rows": len(rows), "decision": latency}
     keys = ("APGR", "CPT(50%)", "CPT(80%)", "saved@PGR80%", "saved@PGR95%")
     for name, summary in found.items():
