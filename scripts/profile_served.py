@@ -1,10 +1,11 @@
-"""Instructions per served invoke, guards on or off: the server of ``make bench --only guards``
-under callgrind, counting only N invokes (on a shared machine, time says little; instruction
-counts say more, though the server's timers — batched commits, the audit flush — make them
-vary by a few percent from run to run: repeat and compare means).
+"""Instructions per served invoke under callgrind, counting only N invokes (on a shared machine,
+time says little; instruction counts say more, though the server's timers — batched commits, the
+audit flush — make them vary by a few percent from run to run: repeat and compare means).
 
-    python scripts/profile_served.py on -n 300        # the bench's guard policy
+    python scripts/profile_served.py on -n 300        # the guards bench's policy
     python scripts/profile_served.py off -n 300       # no guards
+    python scripts/profile_served.py default -n 300   # as `make run` starts it (bench target)
+    python scripts/profile_served.py off --set SHIPYARD_AUDIT=false   # any settings on top
 
 Starts ``shipyard serve`` (the bench's app and settings) under
 ``valgrind --tool=callgrind --instr-atstart=no``, sends 40 invokes uncounted, turns the
@@ -27,18 +28,24 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.guards import SPEC
-from bench.invoke import BODY, PATH, make_target
+from bench.invoke import BODY, PATH, SHIPYARD_TARGETS, make_target
 from bench.loadgen import fetch
 from bench.servers import HOST, free_port, running_server
 
 
-async def count(on: bool, n: int, clients: int, out: Path) -> int:
+def settings(what: str, extra: list[str]) -> dict[str, str]:
+    """The server's settings: the guards bench's ``on``/``off``, or an invoke bench target
+    (``default``, ``json``, ``postgres``...), with ``KEY=VALUE`` pairs on top."""
+    env = SPEC.on if what == "on" else SPEC.off if what == "off" else SHIPYARD_TARGETS[what]
+    return {**env, **dict(pair.split("=", 1) for pair in extra)}
+
+
+async def count(env: dict[str, str], n: int, clients: int, out: Path) -> int:
     """Serve and count ``n`` invokes, ``clients`` at a time, into ``out``; the invokes counted."""
     home = Path(tempfile.mkdtemp(prefix="profile-served-"))
     port = free_port()
     config = types.SimpleNamespace(fake_shipyard=False)
-    env = SPEC.on if on else SPEC.off
-    target = make_target(f"guards-{'on' if on else 'off'}", port, home, config, env)
+    target = make_target("profiled", port, home, config, env)
     valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
     argv = [*valgrind, f"--callgrind-out-file={out}", *target.spec.argv]
     headers = {"Authorization": f"Bearer {target.api_key}", "Content-Type": "application/json"}
@@ -68,16 +75,18 @@ def _instrument(pid: int, on: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("guards", choices=("on", "off"))
+    parser.add_argument("what", choices=("on", "off", *SHIPYARD_TARGETS))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("-n", type=int, default=300, help="invokes counted")
     parser.add_argument("-c", type=int, default=4, help="clients at a time")
     parser.add_argument("--out", type=Path, help="keep the callgrind file here")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="callgrind-")) / "callgrind.out"
-    counted = asyncio.run(count(args.guards == "on", args.n, args.c, out))
+    counted = asyncio.run(count(settings(args.what, args.set), args.n, args.c, out))
     totals = next(line for line in out.read_text().splitlines() if line.startswith("totals:"))
     per_invoke = int(totals.split()[1]) / counted
-    print(f"guards {args.guards}: {per_invoke / 1e6:.2f} M instructions per invoke ({out})")
+    label = " ".join([args.what, *args.set])
+    print(f"{label}: {per_invoke / 1e6:.2f} M instructions per invoke ({out})")
 
 
 if __name__ == "__main__":
