@@ -110,8 +110,13 @@ def ceilings(
     return found
 
 
+_LIMIT_FIELDS = tuple(f"{unit}_per_{period}" for period in ("day", "month") for unit in UNITS)
+
+
 def _of(tenant_id: str, scope: str, limits: BudgetLimits, now: datetime) -> list[Ceiling]:
-    found = []
+    found: list[Ceiling] = []
+    if all(getattr(limits, name) is None for name in _LIMIT_FIELDS):
+        return found  # most tenants: no periods to name for every run
     for period, tag, end in _periods(now):
         for unit in UNITS:
             value = getattr(limits, f"{unit}_per_{period}")

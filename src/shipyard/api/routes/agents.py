@@ -13,6 +13,7 @@ from shipyard.api.auth import require
 from shipyard.api.errors import responses
 from shipyard.api.fields import Text
 from shipyard.api.keys import Principal
+from shipyard.api.lean import LeanRoute
 from shipyard.api.propagation import traceparent
 from shipyard.api.schemas import AgentInfo, AgentList, InvokeRequest, InvokeResponse
 from shipyard.api.sse import stream_run
@@ -20,7 +21,7 @@ from shipyard.api.state import services
 from shipyard.runtime.invoke import Invoker, RunOutcome
 from shipyard.telemetry.events import Sink
 
-router = APIRouter(prefix="/v1/agents", tags=["agents"])
+router = APIRouter(prefix="/v1/agents", tags=["agents"], route_class=LeanRoute)
 
 
 @router.get("", response_model=AgentList, responses=responses())

@@ -1,0 +1,130 @@
+"""``LeanRoute`` answers every request exactly as FastAPI's own route does (status, body), and
+refuses at build time an endpoint it cannot serve."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import httpx
+import pytest
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import PlainTextResponse, Response
+
+from shipyard.api import errors
+from shipyard.api.fields import Text
+from shipyard.api.lean import LeanRoute
+from shipyard.errors import AuthError
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input: str = Field(min_length=1)
+    count: int = 1
+    tags: dict[str, Any] = Field(default_factory=dict)
+
+
+class Answer(BaseModel):
+    name: str
+    input: str
+    total: int
+    caller: str
+    note: str | None = None
+
+
+async def who(request: Request) -> str:
+    """A dependency like ``auth.require``: it takes only the request, and may refuse."""
+    caller = request.headers.get("x-caller")
+    if caller is None:
+        raise AuthError("no caller")
+    return caller
+
+
+def app_with(route_class: type[APIRoute]) -> FastAPI:
+    router = APIRouter(prefix="/v1/things", route_class=route_class)
+
+    @router.post("/{name}/do", response_model=Answer, status_code=201)
+    async def do(
+        name: Text, body: Body, request: Request, caller: Annotated[str, Depends(who)]
+    ) -> Answer | Response:
+        if body.input == "plain":
+            return PlainTextResponse("as is")
+        return Answer(name=name, input=body.input, total=body.count * 2, caller=caller)
+
+    @router.get("/{name}")
+    async def show(name: Text, caller: Annotated[str, Depends(who)]) -> Answer:
+        return Answer(name=name, input="", total=0, caller=caller)
+
+    app = FastAPI()
+    errors.install(app)
+    app.include_router(router)
+    return app
+
+
+REQUESTS: list[tuple[str, str, dict[str, str], bytes]] = [
+    ("POST", "/v1/things/a/do", {"content-type": "application/json"}, b'{"input": "x"}'),
+    (
+        "POST",
+        "/v1/things/a/do",
+        {"content-type": "application/json"},
+        b'{"input": "x", "count": 4}',
+    ),
+    ("POST", "/v1/things/a/do", {"content-type": "application/json"}, b'{"input": "plain"}'),
+    ("POST", "/v1/things/a/do", {"content-type": "application/vnd.x+json"}, b'{"input": "y"}'),
+    ("POST", "/v1/things/a/do", {"content-type": "application/json"}, b""),
+    ("POST", "/v1/things/a/do", {"content-type": "application/json"}, b"{oops"),
+    ("POST", "/v1/things/a/do", {"content-type": "application/json"}, b'{"input": "\xff"}'),
+    ("POST", "/v1/things/a/do", {"content-type": "text/plain"}, b'{"input": "x"}'),
+    ("POST", "/v1/things/a/do", {}, b'{"input": "x"}'),
+    ("POST", "/v1/things/a/do", {"content-type": "application/json"}, b'{"input": ""}'),
+    ("POST", "/v1/things/a/do", {"content-type": "application/json"}, b'{"input": 3, "x": 1}'),
+    ("POST", "/v1/things/a/do", {"content-type": "application/json"}, b"[1, 2]"),
+    ("POST", "/v1/things/a%00b/do", {"content-type": "application/json"}, b'{"input": "x"}'),
+    ("POST", "/v1/things/a%00b/do", {"content-type": "application/json"}, b'{"input": ""}'),
+    ("GET", "/v1/things/a", {}, b""),
+    ("GET", "/v1/things/a%00", {}, b""),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "headers", "body"), REQUESTS)
+async def test_a_lean_route_answers_as_fastapis_own(
+    method: str, path: str, headers: dict[str, str], body: bytes
+) -> None:
+    answers = []
+    for route_class in (APIRoute, LeanRoute):
+        transport = httpx.ASGITransport(app=app_with(route_class))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            for caller in ({"x-caller": "k1"}, {}):
+                reply = await client.request(
+                    method, path, headers={**headers, **caller}, content=body
+                )
+                answers.append(
+                    (
+                        reply.status_code,
+                        reply.headers["content-type"],
+                        reply.json() if "json" in reply.headers["content-type"] else reply.text,
+                    )
+                )
+    fastapi_answers, lean_answers = answers[:2], answers[2:]
+    assert lean_answers == fastapi_answers
+
+
+async def test_a_lean_route_refuses_an_endpoint_it_cannot_serve() -> None:
+    router = APIRouter(route_class=LeanRoute)
+
+    async def search(q: Annotated[str, Query()]) -> str:
+        return q
+
+    with pytest.raises(TypeError, match="lean route"):
+        router.add_api_route("/search", search)
+
+    async def nested(caller: Annotated[str, Depends(who)]) -> str:
+        return caller
+
+    async def deep(value: Annotated[str, Depends(nested)]) -> str:
+        return value
+
+    with pytest.raises(TypeError, match="lean route"):
+        router.add_api_route("/deep", deep)
