@@ -9,8 +9,9 @@ the dependencies (each takes only the ``Request``: ``auth.require``), the path p
 JSON body (``json.loads``, then the body field's own validation, as FastAPI does), the endpoint,
 and a model answer encoded once with ``model_dump_json``. Errors are FastAPI's
 ``RequestValidationError`` with FastAPI's locations, so the API's error handlers answer as on
-every other route. An endpoint this cannot serve (query, header or cookie parameters, a
-dependency with parameters of its own, background tasks...) is refused when the route is built.
+every other route. An endpoint it cannot serve (query, header or cookie parameters, a
+dependency with parameters of its own, background tasks, response model options, another
+response class) keeps FastAPI's handler, so a whole router can use it.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from fastapi import HTTPException, Request
+from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.models import Dependant
-from fastapi.exceptions import RequestValidationError
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError, ResponseValidationError
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
@@ -40,27 +44,35 @@ class _Plan:
     body: Any  # the body's ModelField, or None
     body_name: str | None
     request_name: str | None
+    response_name: str | None  # a ``Response`` parameter: its headers and status join the answer
     status: int
+    response: Any  # the response model's ModelField, or None
+    response_type: type | None  # the model class an answer is encoded as is when it is one
 
 
 class LeanRoute(APIRoute):
-    """An ``APIRoute`` whose handler is :func:`lean_handler` (``APIRouter(route_class=...)``)."""
+    """An ``APIRoute`` whose handler is :func:`lean_handler` where the endpoint allows it (see
+    the module), FastAPI's own elsewhere (``APIRouter(route_class=LeanRoute)``)."""
 
     def get_route_handler(self) -> Handler:
-        return lean_handler(_plan(self))
+        plan = _plan(self)
+        return super().get_route_handler() if plan is None else lean_handler(plan)
 
 
-def _plan(route: APIRoute) -> _Plan:
+def _plan(route: APIRoute) -> _Plan | None:
+    """The plan, or None when the endpoint needs more than a lean handler does."""
     dependant = route.dependant
-    _refuse_unsupported(route.path, dependant)
+    if not _simple(route) or not _servable(dependant):
+        return None
     dependencies = []
     for sub in dependant.dependencies:
-        _refuse_unsupported(route.path, sub, nested=True)
-        if sub.name is None or sub.call is None or sub.request_param_name is None:
-            raise TypeError(f"{route.path}: a lean route's dependency takes only the Request")
+        if not _servable(sub, nested=True) or sub.name is None or sub.call is None:
+            return None
         dependencies.append((sub.name, sub.call))
     body = route.body_field
     assert dependant.call is not None
+    field = route.response_field
+    model = field.field_info.annotation if field is not None else None
     return _Plan(
         endpoint=dependant.call,
         dependencies=tuple(dependencies),
@@ -68,26 +80,50 @@ def _plan(route: APIRoute) -> _Plan:
         body=body,
         body_name=dependant.body_params[0].name if body is not None else None,
         request_name=dependant.request_param_name,
+        response_name=dependant.response_param_name,
         status=route.status_code or 200,
+        response=route.response_field,
+        response_type=model if isinstance(model, type) and issubclass(model, BaseModel) else None,
     )
 
 
-def _refuse_unsupported(path: str, dependant: Dependant, *, nested: bool = False) -> None:
+def _simple(route: APIRoute) -> bool:
+    """Answered as JSON, the response model applied with FastAPI's defaults."""
+    options = (
+        route.response_model_include,
+        route.response_model_exclude,
+        route.response_model_exclude_unset,
+        route.response_model_exclude_defaults,
+        route.response_model_exclude_none,
+        not route.response_model_by_alias,
+    )
+    response_class = route.response_class
+    if isinstance(response_class, DefaultPlaceholder):
+        response_class = response_class.value
+    bodyless = route.status_code in (204, 304)  # FastAPI empties a model answer's body
+    return not any(options) and response_class is JSONResponse and not bodyless
+
+
+def _servable(dependant: Dependant, *, nested: bool = False) -> bool:
     unsupported: list[object] = [
         dependant.query_params,
         dependant.header_params,
         dependant.cookie_params,
         dependant.background_tasks_param_name,
-        dependant.response_param_name,
         dependant.security_scopes_param_name,
         dependant.websocket_param_name,
         dependant.http_connection_param_name,
         len(dependant.body_params) > 1,
     ]
     if nested:
-        unsupported += [dependant.dependencies, dependant.path_params, dependant.body_params]
-    if any(unsupported):
-        raise TypeError(f"{path}: the endpoint has parameters a lean route does not handle")
+        unsupported += [
+            dependant.response_param_name,
+            dependant.dependencies,
+            dependant.path_params,
+            dependant.body_params,
+            dependant.request_param_name is None,
+        ]
+    return not any(unsupported)
 
 
 def lean_handler(plan: _Plan) -> Handler:
@@ -114,12 +150,28 @@ def lean_handler(plan: _Plan) -> Handler:
             raise RequestValidationError(errors)
         if plan.request_name is not None:
             values[plan.request_name] = request
+        extra = _sub_response(values, plan.response_name)
         answer = await plan.endpoint(**values)
         if isinstance(answer, Response):
             return answer
-        return _json(answer, plan.status)
+        if extra is None:
+            return _json(answer, plan, plan.status)
+        response = _json(answer, plan, extra.status_code or plan.status)
+        response.headers.raw.extend(extra.headers.raw)
+        return response
 
     return handler
+
+
+def _sub_response(values: dict[str, Any], name: str | None) -> Response | None:
+    """The ``Response`` FastAPI hands an endpoint that asks for one (no status, no headers)."""
+    if name is None:
+        return None
+    response = Response()
+    del response.headers["content-length"]
+    response.status_code = None  # type: ignore[assignment]
+    values[name] = response
+    return response
 
 
 _MISSING = object()
@@ -169,9 +221,16 @@ def _is_json(content_type: str | None) -> bool:
     return main == "application" and (sub == "json" or sub.endswith("+json"))
 
 
-def _json(answer: Any, status: int) -> Response:
-    if isinstance(answer, BaseModel):
-        body = answer.model_dump_json(by_alias=True).encode()
+def _json(answer: Any, plan: _Plan, status: int) -> Response:
+    """The answer as FastAPI encodes it: through the response model (an instance of exactly
+    that model as it is, anything else validated against it first)."""
+    if plan.response_type is not None and type(answer) is plan.response_type:
+        body = cast(BaseModel, answer).model_dump_json(by_alias=True).encode()
+    elif plan.response is not None:
+        value, errors = plan.response.validate(answer, {}, loc=("response",))
+        if errors:
+            raise ResponseValidationError(errors, body=answer)
+        body = plan.response.serialize_json(value)
     else:
-        body = json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode()
+        return JSONResponse(jsonable_encoder(answer), status_code=status)
     return Response(body, status_code=status, media_type="application/json")

@@ -12,6 +12,7 @@ from shipyard.api.auth import require
 from shipyard.api.errors import responses
 from shipyard.api.fields import Text
 from shipyard.api.keys import Principal
+from shipyard.api.lean import LeanRoute
 from shipyard.api.propagation import traceparent
 from shipyard.api.schemas import (
     CreateSession,
@@ -28,7 +29,7 @@ from shipyard.runtime.invoke import RunOutcome
 from shipyard.runtime.sessions import SessionService
 from shipyard.telemetry.events import Sink
 
-router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"], route_class=LeanRoute)
 _ERRORS = responses(404)
 Invoker = Annotated[Principal, Depends(require("invoke"))]
 Reader = Annotated[Principal, Depends(require("read"))]

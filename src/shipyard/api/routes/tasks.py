@@ -12,6 +12,7 @@ from shipyard.api.auth import require
 from shipyard.api.errors import responses
 from shipyard.api.fields import INT32_MAX, Text
 from shipyard.api.keys import Principal
+from shipyard.api.lean import LeanRoute
 from shipyard.api.propagation import traceparent
 from shipyard.api.schemas import SubmitTask, TaskAccepted, TaskPage, TaskView
 from shipyard.api.served import served
@@ -23,7 +24,7 @@ from shipyard.runtime.tasks import TaskService
 from shipyard.stores.records.base import TaskStatus
 from shipyard.telemetry.events import Event
 
-router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"], route_class=LeanRoute)
 _ERRORS = responses(404)
 Invoker = Annotated[Principal, Depends(require("invoke"))]
 Reader = Annotated[Principal, Depends(require("read"))]
