@@ -12,7 +12,7 @@ import pytest
 import structlog
 
 from shipyard.errors import ConfigError
-from shipyard.telemetry.logging import configure_logging, record_writer
+from shipyard.telemetry.logging import ABSENT, configure_logging, kind_writer, record_writer
 from tests.telemetry.conftest import LogBuffer
 
 
@@ -138,7 +138,30 @@ def test_the_record_writer_writes_what_structlog_would(
         assert fast == stamp + slow[slow.index(" ") :]
 
 
+@pytest.mark.parametrize("format", ["console", "json"])
+@pytest.mark.parametrize("level", [logging.INFO, logging.WARNING])
+def test_a_kind_writer_writes_what_the_record_writer_does(
+    log_to: Callable[..., LogBuffer], format: str, level: int
+) -> None:
+    """The event log's writer (one per kind, keys known up front) leaves absent fields out and
+    writes the rest exactly as the record writer (so as structlog) would."""
+    logs = log_to("info", format)
+    keys = ["absent", *FACTS, "also_absent"]
+    write = kind_writer(level, "run.started", keys)
+    assert write is not None
+    write(1765050472.833277, [ABSENT, *FACTS.values(), ABSENT])
+    record = record_writer(level)
+    assert record is not None
+    record("run.started", 1765050472.833277, dict(FACTS))
+    fast, slow = logs.lines()[-2:]
+    assert fast == slow
+    assert "absent" not in fast
+    with pytest.raises(ValueError, match="twice"):
+        kind_writer(level, "run.started", ["seq", "seq"])
+
+
 def test_the_record_writer_is_off_below_the_level(log_to: Callable[..., LogBuffer]) -> None:
     log_to("warning", "json")
     assert record_writer(logging.INFO) is None
     assert record_writer(logging.WARNING) is not None
+    assert kind_writer(logging.INFO, "run.started", ["seq"]) is None

@@ -31,7 +31,7 @@ from typing import Any
 import structlog
 
 from shipyard.telemetry.events import Event, EventType
-from shipyard.telemetry.logging import record_writer
+from shipyard.telemetry.logging import ABSENT, KindWriter, kind_writer
 
 LOGGER = "shipyard.events"
 
@@ -172,15 +172,26 @@ _BODY_KEYS: Mapping[str, str] = MappingProxyType(
 _BODY_SOURCES = frozenset(_BODY_KEYS.values())
 
 
-Writer = Callable[[str, float, dict[str, Any]], None]
-"""Writes one record: the event's type, its time, its fields."""
+_IDS = (
+    "logger",
+    "run_id",
+    "seq",
+    "tenant_id",
+    "agent",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "session_id",
+    "task_id",
+)
+"""The fields every record starts with (the last three only when set)."""
 
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    write: Writer
+    write: KindWriter
     facts: _Fields
-    bodies: _Fields
+    """The kind's facts and, when bodies are logged, its bodies."""
 
 
 class EventLog:
@@ -194,9 +205,13 @@ class EventLog:
         log = structlog.get_logger(LOGGER).bind(logger=LOGGER)
         self._plans: dict[str, _Plan] = {}
         for kind, spec in _KINDS.items():
-            write = record_writer(spec.level) or _through_structlog(log, spec.level)
+            facts = spec.facts + spec.bodies if bodies else spec.facts
+            keys = (*_IDS, *(key for key, _, _ in facts), "redaction_error")
+            write = kind_writer(spec.level, kind, keys) or _through_structlog(
+                log, spec.level, kind, keys
+            )
             if write is not None:
-                self._plans[kind] = _Plan(write, spec.facts, spec.bodies if bodies else ())
+                self._plans[kind] = _Plan(write, facts)
 
     @property
     def enabled(self) -> bool:
@@ -207,39 +222,42 @@ class EventLog:
         plan = self._plans.get(event.type)
         if plan is None:  # llm.delta, or a level that is off
             return
-        fields: dict[str, Any] = {
-            "logger": LOGGER,
-            "run_id": event.run_id,
-            "seq": event.seq,
-            "tenant_id": event.tenant_id,
-            "agent": event.agent,
-            "trace_id": event.trace_id,
-            "span_id": event.span_id,
-        }
-        if event.parent_span_id is not None:
-            fields["parent_span_id"] = event.parent_span_id
-        if event.session_id is not None:
-            fields["session_id"] = event.session_id
-        if event.task_id is not None:
-            fields["task_id"] = event.task_id
+        values = [
+            LOGGER,
+            event.run_id,
+            event.seq,
+            event.tenant_id,
+            event.agent,
+            event.trace_id,
+            event.span_id,
+            ABSENT if event.parent_span_id is None else event.parent_span_id,
+            ABSENT if event.session_id is None else event.session_id,
+            ABSENT if event.task_id is None else event.task_id,
+        ]
         data = event.data
-        _pick(plan.facts, data, fields)
-        if plan.bodies:
-            _pick(plan.bodies, data, fields)
-        if "redaction_error" in data:
-            fields["redaction_error"] = data["redaction_error"]
-        plan.write(event.type, event.ts, fields)
+        for _, outer, inner in plan.facts:
+            value = data.get(outer, ABSENT)
+            if inner is not None and value is not ABSENT:
+                value = value.get(inner, ABSENT) if isinstance(value, dict) else ABSENT
+            values.append(value)
+        values.append(data.get("redaction_error", ABSENT))
+        plan.write(event.ts, values)
 
 
-def _through_structlog(log: Any, level: int) -> Writer | None:
+def _through_structlog(log: Any, level: int, kind: str, keys: tuple[str, ...]) -> KindWriter | None:
     """A writer through structlog's own chain, when logging was configured elsewhere (a host
     application's configuration): slower, but as that configuration says."""
     if not log.is_enabled_for(level):
         return None
     method = log.warning if level == _WARNING else log.info
 
-    def write(event: str, ts: float, fields: dict[str, Any]) -> None:
-        method(event, **{k: v for k, v in fields.items() if k != "logger"})
+    def write(ts: float, values: list[Any]) -> None:
+        method(
+            kind,
+            **{
+                k: v for k, v in zip(keys, values, strict=True) if v is not ABSENT and k != "logger"
+            },
+        )
 
     return write
 

@@ -24,7 +24,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TextIO
@@ -99,11 +99,10 @@ _current: _Current | None = None
 
 
 def record_writer(level: int) -> Callable[[str, float, dict[str, Any]], None] | None:
-    """A writer of records that hold only JSON-safe facts (run events): ``write(event, ts,
-    fields)`` renders the line as the configured renderer would, for a fraction of its cost
-    (structlog's processor chain and its console columns were most of a run's logging CPU).
-    ``None`` when ``level`` is off, or when logging was not configured here (then go through
-    structlog)."""
+    """A writer of records that hold only JSON-safe facts: ``write(event, ts, fields)`` renders
+    the line as the configured renderer would, for a fraction of its cost (structlog's
+    processor chain and its console columns were most of a run's logging CPU). ``None`` when
+    ``level`` is off, or when logging was not configured here (then go through structlog)."""
     current = _current
     if current is None or level < current.level:
         return None
@@ -113,6 +112,72 @@ def record_writer(level: int) -> Callable[[str, float, dict[str, Any]], None] | 
 
     def write(event: str, ts: float, fields: dict[str, Any]) -> None:
         emit(render(event, name, _iso_utc(ts), fields))
+
+    return write
+
+
+ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "ABSENT"})()
+"""A field a record of :func:`kind_writer` does not have (``None`` is a value)."""
+
+KindWriter = Callable[[float, list[Any]], None]
+"""``write(ts, values)``: one record of a kind, its values in the order of the kind's keys."""
+
+
+def kind_writer(level: int, event: str, keys: Sequence[str]) -> KindWriter | None:
+    """A writer of the records named ``event`` whose fields are always among ``keys`` (no key
+    twice): ``write(ts, values)``, ``values[i]`` the value of ``keys[i]`` or ``ABSENT``. The line
+    is :func:`record_writer`'s for the same fields, with what does not change between records
+    (the level and event columns, the sorted order of the keys, each ``key=``) worked out here
+    once instead of per record: run events are a run's largest logging cost. ``None`` as for
+    :func:`record_writer`."""
+    current = _current
+    if current is None or level < current.level:
+        return None
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"a key twice in {keys!r}")
+    name = logging.getLevelName(level).lower()
+    out = current.out
+    emit = out.urgent if level >= logging.WARNING else out.msg
+    if current.format == "console":
+        return _console_kind(emit, f" [{name:<9}] {event:<30}", keys)
+    return _json_kind(emit, event, name, keys)
+
+
+def _console_kind(emit: Callable[[str], None], head: str, keys: Sequence[str]) -> KindWriter:
+    """As :func:`_console_line` writes it: ``[logger]`` after the event, then ``key=value`` by
+    key (a plain string as itself, anything else as its ``repr``)."""
+    logger_at = keys.index("logger") if "logger" in keys else None
+    labels = tuple((f"{k}=", i) for k, i in sorted((k, i) for i, k in enumerate(keys)))
+    labels = tuple((label, i) for label, i in labels if i != logger_at)
+    quoted = _QUOTED.search
+
+    def write(ts: float, values: list[Any]) -> None:
+        parts = [_iso_utc(ts) + head]
+        if logger_at is not None:
+            logger = values[logger_at]
+            if logger is not None and logger is not ABSENT:
+                parts.append(f"[{logger}]")
+        for label, i in labels:
+            value = values[i]
+            if type(value) is str and quoted(value) is None:
+                parts.append(label + value)
+            elif value is not ABSENT:
+                parts.append(label + repr(value))
+        emit(" ".join(parts))
+
+    return write
+
+
+def _json_kind(
+    emit: Callable[[str], None], event: str, name: str, keys: Sequence[str]
+) -> KindWriter:
+    """As :func:`_json_line` writes it: the fields in ``keys``' order, then ``event``,
+    ``level`` and ``timestamp``."""
+
+    def write(ts: float, values: list[Any]) -> None:
+        record = {k: v for k, v in zip(keys, values, strict=True) if v is not ABSENT}
+        record["event"], record["level"], record["timestamp"] = event, name, _iso_utc(ts)
+        emit(_dumps(record))
 
     return write
 

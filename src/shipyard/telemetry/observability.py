@@ -26,7 +26,14 @@ class Observability:
     sinks: list[Sink] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.sinks = [p.sink for p in (self.eventlog, self.metrics, self.tracing) if p]
+        # a sink that would do nothing is left out: with no exporter the trace sink has nowhere
+        # to send spans (GET /v1/traces replays the stored events: telemetry.tracing.spans_of)
+        parts = (
+            self.eventlog,
+            self.metrics,
+            self.tracing if self.tracing and self.tracing.enabled else None,
+        )
+        self.sinks = [p.sink for p in parts if p]
 
     async def start(
         self,
