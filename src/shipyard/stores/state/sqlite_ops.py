@@ -26,7 +26,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from shipyard.errors import StoreError
 from shipyard.stores import _sqlite
@@ -269,24 +269,35 @@ def append_if(
 # -- leases -------------------------------------------------------------------------------------
 
 
+_LEASE = "SELECT token, owner, expires_at, keep_until FROM state_leases WHERE name = ?"
+_QUEUED_AND_LEASE = (  # one statement where a turn reads the queue, then the lease
+    "SELECT EXISTS (SELECT 1 FROM state_queue WHERE name = ?1 AND expires_at > ?2), "
+    "l.token, l.owner, l.expires_at, l.keep_until "
+    "FROM (SELECT 1) LEFT JOIN state_leases AS l ON l.name = ?1"
+)
+
+
 def acquire_lease(
     conn: sqlite3.Connection, name: str, owner: str, ttl_s: float
 ) -> tuple[int, float] | None:
     """``(token, expires_at)``, or None if the lease is held or tickets wait for it."""
     now = time.time()
     with transaction(conn):
-        queued = conn.execute(
-            "SELECT 1 FROM state_queue WHERE name = ? AND expires_at > ? LIMIT 1", (name, now)
-        ).fetchone()
-        return None if queued is not None else _take_lease(conn, name, owner, ttl_s, now)
+        queued, *lease = conn.execute(_QUEUED_AND_LEASE, (name, now)).fetchone()
+        if queued:
+            return None
+        return _take_lease(conn, name, owner, ttl_s, now, lease if lease[0] is not None else None)
 
 
 def _take_lease(
-    conn: sqlite3.Connection, name: str, owner: str, ttl_s: float, now: float
+    conn: sqlite3.Connection,
+    name: str,
+    owner: str,
+    ttl_s: float,
+    now: float,
+    row: Sequence[Any] | None,
 ) -> tuple[int, float] | None:
-    row = conn.execute(
-        "SELECT token, owner, expires_at, keep_until FROM state_leases WHERE name = ?", (name,)
-    ).fetchone()
+    """Take the lease whose row (``_LEASE``; None: it has none) is ``row``, unless it is held."""
     if row is not None and row[1] is not None and row[2] > now:
         return None
     token = (row[0] if row is not None and row[3] > now else 0) + 1
@@ -365,7 +376,10 @@ def acquire_lease_in_turn(
         head = conn.execute(
             "SELECT min(ticket) FROM state_queue WHERE name = ?", (name,)
         ).fetchone()[0]
-        got = _take_lease(conn, name, owner, ttl_s, now) if head == ticket else None
+        got = None
+        if head == ticket:
+            lease = conn.execute(_LEASE, (name,)).fetchone()
+            got = _take_lease(conn, name, owner, ttl_s, now, lease)
         if got is not None:
             conn.execute("DELETE FROM state_queue WHERE name = ? AND ticket = ?", (name, ticket))
     return got
