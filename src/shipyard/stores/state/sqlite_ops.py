@@ -206,23 +206,24 @@ def append(conn: sqlite3.Connection, key: str, items: Sequence[bytes], ttl_s: fl
         return _push(conn, key, items, ttl_s, time.time())
 
 
+_RANGE = (  # one statement (so one snapshot, and no BEGIN and COMMIT of its own)
+    "SELECT k.kind, i.item FROM state_keys AS k LEFT JOIN state_items AS i ON i.key = k.key "
+    "AND i.idx BETWEEN (CASE WHEN ?2 < 0 THEN max(k.length + ?2, 0) ELSE ?2 END) "
+    "AND min(CASE WHEN ?3 < 0 THEN k.length + ?3 ELSE ?3 END, k.length - 1) "
+    "WHERE k.key = ?1 AND k.expires_at > ?4 ORDER BY i.idx"
+)
+
+
 def range_(conn: sqlite3.Connection, key: str, start: int, end: int) -> list[bytes]:
-    with _read(conn):
-        found = _live(conn, key, time.time())
-        if found is None:
-            return []
-        if found.kind != "list":
-            raise _wrong_kind(key, found.kind)
-        n = found.length
-        first = max(n + start, 0) if start < 0 else start
-        last = min(n + end if end < 0 else end, n - 1)
-        if first > last:
-            return []
-        rows = conn.execute(
-            "SELECT item FROM state_items WHERE key = ? AND idx BETWEEN ? AND ? ORDER BY idx",
-            (key, first, last),
-        ).fetchall()
-    return [row[0] for row in rows]
+    """The items from ``start`` to ``end`` (inclusive; negative: from the end), as LRANGE.
+    A session turn reads its history so: one statement where a read transaction, the key's
+    row and its items took four."""
+    rows = conn.execute(_RANGE, (key, start, end, time.time())).fetchall()
+    if not rows:
+        return []
+    if rows[0][0] != "list":
+        raise _wrong_kind(key, rows[0][0])
+    return [] if rows[0][1] is None else [row[1] for row in rows]
 
 
 def length(conn: sqlite3.Connection, key: str) -> int:
