@@ -327,13 +327,12 @@ def renew_lease(
 
 
 def release_lease(conn: sqlite3.Connection, name: str, owner: str, token: int) -> bool:
-    now = time.time()
-    with transaction(conn):
-        cursor = conn.execute(
-            "UPDATE state_leases SET owner = NULL, expires_at = 0 "
-            "WHERE name = ? AND token = ? AND owner = ? AND expires_at > ?",
-            (name, token, owner, now),
-        )
+    """One statement, atomic on its own (autocommit): no BEGIN and COMMIT around it."""
+    cursor = conn.execute(
+        "UPDATE state_leases SET owner = NULL, expires_at = 0 "
+        "WHERE name = ? AND token = ? AND owner = ? AND expires_at > ?",
+        (name, token, owner, time.time()),
+    )
     return cursor.rowcount == 1
 
 
