@@ -223,6 +223,25 @@ async def test_a_waiter_cancelled_while_its_ask_is_on_the_wire_stays_out_of_line
         await close(first)
 
 
+async def test_a_turn_longer_than_its_lease_keeps_it(store: StateStore, tmp_path: Path) -> None:
+    """The lease is renewed while the turn runs: a turn five lease lifetimes long is still the
+    session's only turn at its end (another is refused), and its answer is kept."""
+    long = Agent(name="long", model=ScriptedModel(echo=True, delay_ms=1000, name="scripted:1s"))
+    service = await make_service(store, tmp_path, agents(long))
+    service._lease_s = 0.2
+    try:
+        session = (await service.create("t", "long", metadata={}, ttl_s=None)).id
+        running = asyncio.create_task(service.turn(RunRequest.turn("t", session, "first")))
+        for _ in range(3):
+            await asyncio.sleep(0.25)
+            with pytest.raises(SessionBusy):
+                await service.turn(RunRequest.turn("t", session, "second"))
+        assert (await running).output == "echo: first"
+        assert (await service.get("t", session)).turns == 1
+    finally:
+        await close(service)
+
+
 async def test_interrupt_cancels_the_running_turn(service: SessionService) -> None:
     try:
         session = (

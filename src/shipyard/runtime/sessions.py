@@ -226,7 +226,7 @@ class SessionService:
         if lease is None:  # busy: the session's policy decides (and a 404 comes first)
             meta, _ = await self._live(tenant_id, session_id, keys)
             lease = await self._wait_for_turn(keys, meta, run_id)
-        keeper = asyncio.create_task(self._keep(lease))
+        keeper = _Keeper(self._keep, lease, self._lease_s / 3)
         self.active_turns += 1
         policy: BusyPolicy = "reject"
         try:
@@ -259,9 +259,7 @@ class SessionService:
             return outcome
         finally:
             self.active_turns -= 1
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            await keeper.stop()
             await self._state.release_lease(lease)
             if policy == "enqueue":  # the next turn in line need not wait for its next poll
                 await self._wake(keys)
@@ -269,16 +267,17 @@ class SessionService:
     # -- one turn at a time ---------------------------------------------------------------------
 
     async def _keep(self, lease: Lease) -> None:
-        """Renew the turn's lease while it runs; a lost lease is caught by the commit's guard."""
+        """Renew the turn's lease (now, then every third of its life) while it runs; a lost
+        lease is caught by the commit's guard."""
         while True:
-            await asyncio.sleep(self._lease_s / 3)
             try:
                 renewed = await self._state.renew_lease(lease, ttl_s=self._lease_s)
             except StoreError:
-                continue  # the store may come back before the lease runs out
+                renewed = lease  # the store may come back before the lease runs out
             if renewed is None:
                 return
             lease = renewed
+            await asyncio.sleep(self._lease_s / 3)
 
     async def _wait_for_turn(self, keys: _Keys, meta: _Meta, owner: str) -> Lease:
         if meta.on_busy == "reject":
@@ -431,6 +430,29 @@ class SessionService:
         if record is None or record.deleted_at is not None:
             raise SessionNotFound(f"no session {session_id!r}")
         return record
+
+
+class _Keeper:
+    """Keeps a turn's lease: a timer that starts ``keep`` (a task renewing the lease) once the
+    turn has run for ``after_s``. Most turns end well before: they cost a timer, not a task
+    started, cancelled and awaited."""
+
+    def __init__(
+        self, keep: Callable[[Lease], Coroutine[Any, Any, None]], lease: Lease, after_s: float
+    ) -> None:
+        self._keep, self._lease = keep, lease
+        self._task: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(after_s, self._start)
+
+    def _start(self) -> None:
+        self._task = asyncio.create_task(self._keep(self._lease))
+
+    async def stop(self) -> None:
+        self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 async def _finished_on_cancel(

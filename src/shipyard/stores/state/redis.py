@@ -188,7 +188,7 @@ class RedisStateStore:
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def ping(self) -> None:
-        async with self._translate("ping"):
+        with self._translate("ping"):
             await self._redis.ping()
 
     async def close(self) -> None:
@@ -205,26 +205,26 @@ class RedisStateStore:
     # -- values ---------------------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
-        async with self._translate("get"):
+        with self._translate("get"):
             return cast(bytes | None, await self._redis.get(self._keys.key(key)))
 
     async def set(self, key: str, value: bytes, *, ttl_s: float) -> None:
         check_items([value])
-        async with self._translate("set"):
+        with self._translate("set"):
             await self._redis.set(self._keys.key(key), value, px=ttl_ms(ttl_s))
 
     async def delete(self, *keys: str) -> int:
         if not keys:
             return 0
-        async with self._translate("delete"):
+        with self._translate("delete"):
             return int(await self._once.delete(*(self._keys.key(k) for k in keys)))
 
     async def expire(self, key: str, ttl_s: float) -> bool:
-        async with self._translate("expire"):
+        with self._translate("expire"):
             return bool(await self._redis.pexpire(self._keys.key(key), ttl_ms(ttl_s)))
 
     async def ttl(self, key: str) -> float | None:
-        async with self._translate("ttl"):
+        with self._translate("ttl"):
             ms = int(await self._redis.pttl(self._keys.key(key)))
         if ms == -2:
             return None
@@ -235,15 +235,15 @@ class RedisStateStore:
     async def append(self, key: str, *items: bytes, ttl_s: float) -> int:
         check_items(items)
         args: list[_Arg] = [ttl_ms(ttl_s), *items]
-        async with self._translate("append"):
+        with self._translate("append"):
             return int(await self._append(keys=[self._keys.key(key)], args=args))
 
     async def range(self, key: str, start: int = 0, end: int = -1) -> list[bytes]:
-        async with self._translate("range"):
+        with self._translate("range"):
             return cast(list[bytes], await self._redis.lrange(self._keys.key(key), start, end))
 
     async def length(self, key: str) -> int:
-        async with self._translate("length"):
+        with self._translate("length"):
             return int(await self._redis.llen(self._keys.key(key)))
 
     # -- atomic ---------------------------------------------------------------------------------
@@ -253,7 +253,7 @@ class RedisStateStore:
     ) -> bool:
         check_items([new])
         args: list[_Arg] = [*_expected(expected), new, ttl_ms(ttl_s)]
-        async with self._translate("compare_and_set"):
+        with self._translate("compare_and_set"):
             return bool(await self._cas(keys=[self._keys.key(key)], args=args))
 
     async def append_if(
@@ -269,7 +269,7 @@ class RedisStateStore:
         check_items([*items, new])
         keys = [self._keys.key(list_key), self._keys.key(guard_key)]
         args: list[_Arg] = [*_expected(expected), new, ttl_ms(ttl_s), *items]
-        async with self._translate("append_if"):
+        with self._translate("append_if"):
             return bool(await self._append_if(keys=keys, args=args))
 
     # -- leases ---------------------------------------------------------------------------------
@@ -278,7 +278,7 @@ class RedisStateStore:
         keys = [self._keys.lease(name), self._keys.lease_seq(name), self._keys.queue(name)]
         args: list[_Arg] = [owner, ttl_ms(ttl_s), ttl_ms(LEASE_SEQUENCE_TTL_S)]
         expires_at = time.time() + ttl_s
-        async with self._translate("acquire_lease"):
+        with self._translate("acquire_lease"):
             token = await self._acquire(keys=keys, args=args)
         return None if token is None else Lease(name, owner, int(token), expires_at)
 
@@ -286,19 +286,19 @@ class RedisStateStore:
         keys = [self._keys.lease(lease.name), self._keys.lease_seq(lease.name)]
         args: list[_Arg] = [_holder(lease), ttl_ms(ttl_s), ttl_ms(LEASE_SEQUENCE_TTL_S)]
         expires_at = time.time() + ttl_s
-        async with self._translate("renew_lease"):
+        with self._translate("renew_lease"):
             renewed = await self._renew(keys=keys, args=args)
         return Lease(lease.name, lease.owner, lease.token, expires_at) if renewed else None
 
     async def release_lease(self, lease: Lease) -> bool:
-        async with self._translate("release_lease"):
+        with self._translate("release_lease"):
             released = await self._release(
                 keys=[self._keys.lease(lease.name)], args=[_holder(lease)]
             )
         return bool(released)
 
     async def lease_is_current(self, lease: Lease) -> bool:
-        async with self._translate("lease_is_current"):
+        with self._translate("lease_is_current"):
             holder = await self._redis.get(self._keys.lease(lease.name))
         return holder == _holder(lease).encode()
 
@@ -307,7 +307,7 @@ class RedisStateStore:
     async def join_queue(self, name: str, *, ticket_ttl_s: float) -> int:
         keys = [self._keys.queue(name), self._keys.queue_seq(name)]
         args: list[_Arg] = [ttl_ms(ticket_ttl_s), ttl_ms(QUEUE_SEQUENCE_TTL_S)]
-        async with self._translate("join_queue"):
+        with self._translate("join_queue"):
             return int(await self._join(keys=keys, args=args))
 
     async def acquire_lease_in_turn(
@@ -322,12 +322,12 @@ class RedisStateStore:
             ttl_ms(ticket_ttl_s),
         ]
         expires_at = time.time() + ttl_s
-        async with self._translate("acquire_lease_in_turn"):
+        with self._translate("acquire_lease_in_turn"):
             token = await self._acquire_in_turn(keys=keys, args=args)
         return None if token is None else Lease(name, owner, int(token), expires_at)
 
     async def leave_queue(self, name: str, ticket: int) -> bool:
-        async with self._translate("leave_queue"):
+        with self._translate("leave_queue"):
             left = await self._leave(keys=[self._keys.queue(name)], args=[ticket])
         return bool(left)
 
@@ -340,7 +340,7 @@ class RedisStateStore:
         for rate in rates:
             args += [rate.limit, ttl_ms(rate.period_s)]
         script = self._take if cost or force else self._peek
-        async with self._translate("take"):
+        with self._translate("take"):
             found = await script(keys=[self._keys.rate(r.key) for r in rates], args=args)
         quotas = [
             Quota(
@@ -357,11 +357,11 @@ class RedisStateStore:
 
     async def acquire_slot(self, name: str, holder: str, *, limit: int, ttl_s: float) -> int:
         args: list[_Arg] = [holder, limit, ttl_ms(ttl_s)]
-        async with self._translate("acquire_slot"):
+        with self._translate("acquire_slot"):
             return int(await self._acquire_slot(keys=[self._keys.slots(name)], args=args))
 
     async def release_slot(self, name: str, holder: str) -> bool:
-        async with self._translate("release_slot"):
+        with self._translate("release_slot"):
             return bool(await self._release_slot(keys=[self._keys.slots(name)], args=[holder]))
 
     # -- meters (budgets): redis_meters -------------------------------------------------------
@@ -373,7 +373,7 @@ class RedisStateStore:
         args: list[_Arg] = [holder, ttl_ms(ttl_s)]
         for meter, amount in zip(meters, amounts, strict=True):
             args += [meter.limit, amount, ttl_ms(meter.keep_s)]
-        async with self._translate("hold"):
+        with self._translate("hold"):
             found = int(await self._hold(keys=self._meter_keys(m.key for m in meters), args=args))
         return None if found == 0 else found - 1
 
@@ -382,15 +382,15 @@ class RedisStateStore:
         args: list[_Arg] = [holder]
         for meter, amount in zip(meters, amounts, strict=True):
             args += [amount, ttl_ms(meter.keep_s)]
-        async with self._translate("charge"):
+        with self._translate("charge"):
             await self._charge(keys=self._meter_keys(m.key for m in meters), args=args)
 
     async def release(self, keys: Sequence[str], holder: str) -> None:
-        async with self._translate("release"):
+        with self._translate("release"):
             await self._release_hold(keys=self._meter_keys(keys), args=[holder])
 
     async def levels(self, keys: Sequence[str]) -> list[Level]:
-        async with self._translate("levels"):
+        with self._translate("levels"):
             found = await self._levels(keys=self._meter_keys(keys), args=[])
         return [Level(int(found[i]), int(found[i + 1])) for i in range(0, len(found), 2)]
 
@@ -401,7 +401,7 @@ class RedisStateStore:
 
     async def publish(self, channel: str, message: bytes) -> int:
         check_items([message])
-        async with self._translate("publish"):
+        with self._translate("publish"):
             return int(await self._once.publish(self._keys.channel(channel), message))
 
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
@@ -420,14 +420,30 @@ class RedisStateStore:
 
     # -- private --------------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def _translate(self, operation: str) -> AsyncIterator[None]:
+    def _translate(self, operation: str) -> _Translated:
         """Driver and network failures leave as ``StoreError`` (the driver's on ``__cause__``)."""
-        try:
-            yield
-        except (RedisError, OSError) as e:
-            message = f"state store (redis {self._label}) {operation} failed: {_reason(e)}"
-            raise StoreError(message, details={"operation": operation}) from e
+        return _Translated(self._label, operation)
+
+
+class _Translated:
+    """``_translate``'s context: a plain (not async) one, as translating needs no await; an
+    ``asynccontextmanager`` cost a generator and two awaits per command (every turn makes
+    five)."""
+
+    __slots__ = ("label", "operation")
+
+    def __init__(self, label: str, operation: str) -> None:
+        self.label, self.operation = label, operation
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: object
+    ) -> None:
+        if isinstance(error, (RedisError, OSError)):
+            message = f"state store (redis {self.label}) {self.operation} failed: {_reason(error)}"
+            raise StoreError(message, details={"operation": self.operation}) from error
 
 
 def _expected(expected: bytes | None) -> list[bytes]:

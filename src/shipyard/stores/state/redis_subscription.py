@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractContextManager
 from typing import Any
 
 from redis.asyncio.client import PubSub
@@ -20,7 +20,7 @@ from shipyard.errors import StoreError
 
 CONFIRM_TIMEOUT_S = 5.0
 
-Translate = Callable[[str], AbstractAsyncContextManager[None]]
+Translate = Callable[[str], AbstractContextManager[None]]
 
 
 class RedisSubscription:
@@ -35,7 +35,7 @@ class RedisSubscription:
         """Subscribe and wait for the server's confirmation: from then on, every publication on
         ``channel`` reaches this subscription."""
         try:
-            async with self._translate("subscribe"):
+            with self._translate("subscribe"):
                 await self._pubsub.subscribe(channel)
                 await self._expect("subscribe")
         except BaseException:
@@ -49,7 +49,7 @@ class RedisSubscription:
         while not self._closed:
             self._reader = asyncio.current_task()
             try:
-                async with self._translate("subscribe"):
+                with self._translate("subscribe"):
                     message = await self._pubsub.get_message(timeout=None)
             except asyncio.CancelledError:
                 if self._interrupted is self._reader and self._swallow_interruption():

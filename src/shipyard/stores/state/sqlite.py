@@ -279,16 +279,20 @@ class SqliteStateStore:
             raise StoreError("the state store is closed", details={"operation": operation})
 
     async def _call(self, operation: str, fn: Callable[..., T], *args: Any) -> T:
-        async with self._translate(operation):
+        try:
             return await self._run(fn, *args)
+        except (sqlite3.Error, OSError) as e:
+            raise self._failed(operation, e) from e
 
     async def _write(self, operation: str, fn: Callable[..., T], *args: Any) -> T:
         """A write, preceded by a purge of expired rows when one is due."""
-        async with self._translate(operation):
+        try:
             if time.monotonic() >= self._next_purge:
                 self._next_purge = time.monotonic() + self._purge_interval_s
                 await self._run(ops.purge)
             return await self._run(fn, *args)
+        except (sqlite3.Error, OSError) as e:
+            raise self._failed(operation, e) from e
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         """On the loop if the thread is idle and the write lock free, else on the thread."""
@@ -301,15 +305,12 @@ class SqliteStateStore:
         self._last = self._thread.submit(fn, self._thread_conn, *args)
         return await asyncio.wrap_future(self._last)
 
-    @asynccontextmanager
-    async def _translate(self, operation: str) -> AsyncIterator[None]:
-        """Driver failures leave as ``StoreError`` (the driver's error stays on ``__cause__``)."""
-        try:
-            yield
-        except (sqlite3.Error, OSError) as e:
-            reason = getattr(e, "sqlite_errorname", None) or type(e).__name__
-            message = f"state store (sqlite {self._label}) {operation} failed: {reason}"
-            raise StoreError(message, details={"operation": operation}) from e
+    def _failed(self, operation: str, error: sqlite3.Error | OSError) -> StoreError:
+        """A driver failure as the ``StoreError`` it leaves as (a plain ``except``, not a
+        context manager: no generator and no awaits per call)."""
+        reason = getattr(error, "sqlite_errorname", None) or type(error).__name__
+        message = f"state store (sqlite {self._label}) {operation} failed: {reason}"
+        return StoreError(message, details={"operation": operation})
 
 
 def _seconds(ttl_s: float) -> float:

@@ -26,7 +26,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from shipyard.errors import StoreError
 from shipyard.stores import _sqlite
@@ -206,23 +206,24 @@ def append(conn: sqlite3.Connection, key: str, items: Sequence[bytes], ttl_s: fl
         return _push(conn, key, items, ttl_s, time.time())
 
 
+_RANGE = (  # one statement (so one snapshot, and no BEGIN and COMMIT of its own)
+    "SELECT k.kind, i.item FROM state_keys AS k LEFT JOIN state_items AS i ON i.key = k.key "
+    "AND i.idx BETWEEN (CASE WHEN ?2 < 0 THEN max(k.length + ?2, 0) ELSE ?2 END) "
+    "AND min(CASE WHEN ?3 < 0 THEN k.length + ?3 ELSE ?3 END, k.length - 1) "
+    "WHERE k.key = ?1 AND k.expires_at > ?4 ORDER BY i.idx"
+)
+
+
 def range_(conn: sqlite3.Connection, key: str, start: int, end: int) -> list[bytes]:
-    with _read(conn):
-        found = _live(conn, key, time.time())
-        if found is None:
-            return []
-        if found.kind != "list":
-            raise _wrong_kind(key, found.kind)
-        n = found.length
-        first = max(n + start, 0) if start < 0 else start
-        last = min(n + end if end < 0 else end, n - 1)
-        if first > last:
-            return []
-        rows = conn.execute(
-            "SELECT item FROM state_items WHERE key = ? AND idx BETWEEN ? AND ? ORDER BY idx",
-            (key, first, last),
-        ).fetchall()
-    return [row[0] for row in rows]
+    """The items from ``start`` to ``end`` (inclusive; negative: from the end), as LRANGE.
+    A session turn reads its history so: one statement where a read transaction, the key's
+    row and its items took four."""
+    rows = conn.execute(_RANGE, (key, start, end, time.time())).fetchall()
+    if not rows:
+        return []
+    if rows[0][0] != "list":
+        raise _wrong_kind(key, rows[0][0])
+    return [] if rows[0][1] is None else [row[1] for row in rows]
 
 
 def length(conn: sqlite3.Connection, key: str) -> int:
@@ -269,24 +270,35 @@ def append_if(
 # -- leases -------------------------------------------------------------------------------------
 
 
+_LEASE = "SELECT token, owner, expires_at, keep_until FROM state_leases WHERE name = ?"
+_QUEUED_AND_LEASE = (  # one statement where a turn reads the queue, then the lease
+    "SELECT EXISTS (SELECT 1 FROM state_queue WHERE name = ?1 AND expires_at > ?2), "
+    "l.token, l.owner, l.expires_at, l.keep_until "
+    "FROM (SELECT 1) LEFT JOIN state_leases AS l ON l.name = ?1"
+)
+
+
 def acquire_lease(
     conn: sqlite3.Connection, name: str, owner: str, ttl_s: float
 ) -> tuple[int, float] | None:
     """``(token, expires_at)``, or None if the lease is held or tickets wait for it."""
     now = time.time()
     with transaction(conn):
-        queued = conn.execute(
-            "SELECT 1 FROM state_queue WHERE name = ? AND expires_at > ? LIMIT 1", (name, now)
-        ).fetchone()
-        return None if queued is not None else _take_lease(conn, name, owner, ttl_s, now)
+        queued, *lease = conn.execute(_QUEUED_AND_LEASE, (name, now)).fetchone()
+        if queued:
+            return None
+        return _take_lease(conn, name, owner, ttl_s, now, lease if lease[0] is not None else None)
 
 
 def _take_lease(
-    conn: sqlite3.Connection, name: str, owner: str, ttl_s: float, now: float
+    conn: sqlite3.Connection,
+    name: str,
+    owner: str,
+    ttl_s: float,
+    now: float,
+    row: Sequence[Any] | None,
 ) -> tuple[int, float] | None:
-    row = conn.execute(
-        "SELECT token, owner, expires_at, keep_until FROM state_leases WHERE name = ?", (name,)
-    ).fetchone()
+    """Take the lease whose row (``_LEASE``; None: it has none) is ``row``, unless it is held."""
     if row is not None and row[1] is not None and row[2] > now:
         return None
     token = (row[0] if row is not None and row[3] > now else 0) + 1
@@ -315,13 +327,12 @@ def renew_lease(
 
 
 def release_lease(conn: sqlite3.Connection, name: str, owner: str, token: int) -> bool:
-    now = time.time()
-    with transaction(conn):
-        cursor = conn.execute(
-            "UPDATE state_leases SET owner = NULL, expires_at = 0 "
-            "WHERE name = ? AND token = ? AND owner = ? AND expires_at > ?",
-            (name, token, owner, now),
-        )
+    """One statement, atomic on its own (autocommit): no BEGIN and COMMIT around it."""
+    cursor = conn.execute(
+        "UPDATE state_leases SET owner = NULL, expires_at = 0 "
+        "WHERE name = ? AND token = ? AND owner = ? AND expires_at > ?",
+        (name, token, owner, time.time()),
+    )
     return cursor.rowcount == 1
 
 
@@ -365,7 +376,10 @@ def acquire_lease_in_turn(
         head = conn.execute(
             "SELECT min(ticket) FROM state_queue WHERE name = ?", (name,)
         ).fetchone()[0]
-        got = _take_lease(conn, name, owner, ttl_s, now) if head == ticket else None
+        got = None
+        if head == ticket:
+            lease = conn.execute(_LEASE, (name,)).fetchone()
+            got = _take_lease(conn, name, owner, ttl_s, now, lease)
         if got is not None:
             conn.execute("DELETE FROM state_queue WHERE name = ? AND ticket = ?", (name, ticket))
     return got
