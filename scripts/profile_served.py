@@ -6,6 +6,10 @@ audit flush — make them vary by a few percent from run to run: repeat and comp
     python scripts/profile_served.py off -n 300       # no guards
     python scripts/profile_served.py default -n 300   # as `make run` starts it (bench target)
     python scripts/profile_served.py off --set SHIPYARD_AUDIT=false   # any settings on top
+    python scripts/profile_served.py default --repo ../base   # another checkout's server
+
+``off`` is the guards bench's (no guards, as shipped otherwise); the invoke bench's ``off`` is
+``default`` with ``SHIPYARD_LOG_EVENTS``, ``SHIPYARD_METRICS`` and ``SHIPYARD_TRACING`` false.
 
 Starts ``shipyard serve`` (the bench's app and settings) under
 ``valgrind --tool=callgrind --instr-atstart=no``, sends 40 invokes uncounted, turns the
@@ -40,14 +44,19 @@ def settings(what: str, extra: list[str]) -> dict[str, str]:
     return {**env, **dict(pair.split("=", 1) for pair in extra)}
 
 
-async def count(env: dict[str, str], n: int, clients: int, out: Path) -> int:
+async def count(
+    env: dict[str, str], n: int, clients: int, out: Path, repo: Path | None = None
+) -> int:
     """Serve and count ``n`` invokes, ``clients`` at a time, into ``out``; the invokes counted."""
     home = Path(tempfile.mkdtemp(prefix="profile-served-"))
     port = free_port()
     config = types.SimpleNamespace(fake_shipyard=False)
     target = make_target("profiled", port, home, config, env)
     valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
-    argv = [*valgrind, f"--callgrind-out-file={out}", *target.spec.argv]
+    serve = target.spec.argv
+    if repo is not None:  # another checkout's server (its .venv), for a baseline
+        serve = [str(repo / ".venv" / "bin" / "shipyard"), *serve[1:]]
+    argv = [*valgrind, f"--callgrind-out-file={out}", *serve]
     headers = {"Authorization": f"Bearer {target.api_key}", "Content-Type": "application/json"}
 
     async def invokes(total: int) -> None:
@@ -77,12 +86,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=("on", "off", *SHIPYARD_TARGETS))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--repo", type=Path, help="serve another checkout (its .venv): a baseline")
     parser.add_argument("-n", type=int, default=300, help="invokes counted")
     parser.add_argument("-c", type=int, default=4, help="clients at a time")
     parser.add_argument("--out", type=Path, help="keep the callgrind file here")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="callgrind-")) / "callgrind.out"
-    counted = asyncio.run(count(settings(args.what, args.set), args.n, args.c, out))
+    counted = asyncio.run(count(settings(args.what, args.set), args.n, args.c, out, args.repo))
     totals = next(line for line in out.read_text().splitlines() if line.startswith("totals:"))
     per_invoke = int(totals.split()[1]) / counted
     label = " ".join([args.what, *args.set])
