@@ -27,8 +27,8 @@ the server a few kilobytes of socket buffer, not the upload:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+import time
+from dataclasses import dataclass
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -44,6 +44,9 @@ from shipyard.telemetry.audit import AuditSink, NoAudit
 
 log = structlog.get_logger(__name__)
 
+RESPONSE_HEADERS = "shipyard.response_headers"
+"""Headers that middleware inside ``Authenticate`` adds to the answer (``Authenticate`` adds
+them when the answer starts, with the request id)."""
 API_PREFIX = "/v1/"
 API_PATHS = frozenset({"/metrics"})
 
@@ -82,14 +85,10 @@ class Authenticate:
         if scope["type"] != "http" or not is_api(scope["path"]):
             await self.app(scope, receive, send)
             return
-        header = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                header = value.decode("latin-1")
-                break
-        request_id = audit.request_id(scope)
+        header, request_id = audit.request_headers(scope)
         try:
-            principal = await self.keys.verify(bearer_secret(header))
+            secret = bearer_secret(None if header is None else header.decode("latin-1"))
+            principal = await self.keys.verify(secret)
         except ShipyardError as exc:  # 401; or 503 when the key store does not answer
             key_id = getattr(exc, "key_id", None)
             self.audit.record(audit.entry(scope, None, exc.status, key_id=key_id))
@@ -102,7 +101,9 @@ class Authenticate:
     async def _audited(
         self, scope: Scope, receive: Receive, send: Send, principal: Principal, request_id: str
     ) -> None:
-        """The app, with the request's audit row recorded as its answer starts."""
+        """The app, with the request's audit row recorded as its answer starts. The answer's
+        headers get the request id and what the middleware inside left under
+        ``RESPONSE_HEADERS`` (``RateLimit``'s), in this one wrapper of ``send``."""
         recorded = False
         header = (b"x-request-id", request_id.encode())
 
@@ -111,7 +112,8 @@ class Authenticate:
             if message["type"] == "http.response.start" and not recorded:
                 recorded = True
                 self.audit.record(audit.entry(scope, principal, message["status"]))
-                message = {**message, "headers": [*message.get("headers", ()), header]}
+                extra = scope.get(RESPONSE_HEADERS, ())
+                message = {**message, "headers": [*message.get("headers", ()), *extra, header]}
             await send(message)
 
         try:
@@ -125,7 +127,7 @@ class Authenticate:
         its row is recorded when it ends, with the time it began: status 101 if it was
         accepted and authenticated, else the refusal's (a close code 4000 + status)."""
         audit.request_id(scope)
-        began = datetime.now(UTC)
+        began = time.time()
         status = 500
 
         async def sending(message: Message) -> None:
@@ -140,10 +142,8 @@ class Authenticate:
             await self.app(scope, receive, sending)
         finally:
             principal = scope.get(PRINCIPAL)
-            made = audit.entry(
-                scope, principal if isinstance(principal, Principal) else None, status
-            )
-            self.audit.record(replace(made, at=began))
+            who = principal if isinstance(principal, Principal) else None
+            self.audit.record(audit.entry(scope, who, status, at=began))
 
 
 def _adding(send: Send, header: tuple[bytes, bytes]) -> Send:
@@ -182,19 +182,13 @@ class RateLimit:
         if quota is None:
             await self.app(scope, receive, send)
             return
-        extra = [
+        scope[RESPONSE_HEADERS] = [
             (name.lower().encode(), value.encode())
             for name, value in rate_limit_headers(
                 quota.limit, quota.remaining, quota.reset_s
             ).items()
-        ]
-
-        async def sending(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()), *extra]}
-            await send(message)
-
-        await self.app(scope, receive, sending)
+        ]  # sent by Authenticate's wrapper of ``send``, outside: one wrapper, not two
+        await self.app(scope, receive, send)
 
 
 def has_body(scope: Scope) -> bool:

@@ -1,6 +1,7 @@
 """``AuditLog``: the process's audit sink — buffers entries, chains them, writes them in batches.
 
-``record`` only appends to a list (a request pays a few microseconds). A writer task wakes at
+``record`` only appends to a list (a request pays a few microseconds: the middleware hands a
+tuple, ``RequestAudit``, and the row is made here, in the batch). A writer task wakes at
 most every ``flush_s``, hashes what gathered into this process's chain (``audit_chain``), and
 stores it with one ``append_audit`` through the record store's group commit, so many requests'
 rows share one statement and one transaction (and share it with the runs' records when they
@@ -25,14 +26,15 @@ import os
 import socket
 import time
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
 from shipyard.errors import StoreError, StoreRejected
-from shipyard.runtime.audit_chain import GENESIS, checkpoint_mac, row_hash
+from shipyard.runtime.audit_chain import GENESIS, HASHED, checkpoint_mac, values_hash
 from shipyard.stores.records.audit_base import AuditCheckpoint, AuditRecords, AuditRow
-from shipyard.telemetry.audit import AuditEntry
+from shipyard.telemetry.audit import AuditEntry, RequestAudit, outcome_of
+from shipyard.telemetry.tracecontext import TraceParent
 
 log = structlog.get_logger(__name__)
 
@@ -67,8 +69,8 @@ class AuditLog:
         self._store, self._key = store, key
         self._flush_s, self._checkpoint_s = flush_s, checkpoint_s
         self._key_used_every_s, self._max_pending = key_used_every_s, max_pending
-        self._entries: list[AuditEntry] = []
-        self._used: dict[str, datetime] = {}
+        self._entries: list[AuditEntry | RequestAudit] = []
+        self._used: dict[str, datetime | float] = {}
         self._used_written: dict[str, float] = {}
         self._seq, self._head, self._checkpoints = 0, GENESIS, 0
         self._signed_seq, self._last_checkpoint = 0, 0.0
@@ -79,7 +81,7 @@ class AuditLog:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
-    def record(self, entry: AuditEntry) -> None:
+    def record(self, entry: AuditEntry | RequestAudit) -> None:
         if entry.key_id is not None and entry.status != 401:
             self._used[entry.key_id] = entry.at
         if self.enabled:
@@ -144,29 +146,15 @@ class AuditLog:
             self._last_logged = now
             log.info("audit.checkpoint", **checkpoint.model_dump(mode="json"))
 
-    def _chained(self, entry: AuditEntry) -> AuditRow:
+    def _chained(self, entry: AuditEntry | RequestAudit) -> AuditRow:
         """The entry as the chain's next row. Its id: the millisecond, then this chain's random
         part and its place in it (unique without a random draw per row)."""
         self._seq += 1
-        millis = int(entry.at.timestamp() * 1000)
-        row = {
-            "id": f"aud_{millis:012x}{self._id_part}{self._seq:010x}",
-            "chain_id": self.chain_id,
-            "seq": self._seq,
-            "at": entry.at,
-            "tenant_id": entry.tenant_id,
-            "key_id": entry.key_id,
-            "action": entry.action,
-            "resource": entry.resource,
-            "outcome": entry.outcome,
-            "status": entry.status,
-            "scope": entry.scope,
-            "client": entry.client,
-            "request_id": entry.request_id,
-            "trace_id": entry.trace_id,
-            "detail": dict(entry.detail) if entry.detail is not None else None,
-        }
-        row["hash"] = self._head = row_hash(self._head, row)
+        values = _request_values(entry) if isinstance(entry, RequestAudit) else _entry_values(entry)
+        millis = int(values[3].timestamp() * 1000)
+        values[:3] = f"aud_{millis:012x}{self._id_part}{self._seq:010x}", self.chain_id, self._seq
+        row = dict(zip(HASHED, values, strict=True))
+        row["hash"] = self._head = values_hash(self._head, values)
         return row
 
     def _checkpoint(self, *, final: bool) -> AuditCheckpoint | None:
@@ -191,7 +179,7 @@ class AuditLog:
     def _due_key_uses(self, *, final: bool) -> dict[str, datetime]:
         now = time.monotonic()
         due = {
-            key_id: at
+            key_id: at if isinstance(at, datetime) else datetime.fromtimestamp(at, UTC)
             for key_id, at in self._used.items()
             if final or now - self._used_written.get(key_id, -1e9) >= self._key_used_every_s
         }
@@ -215,10 +203,11 @@ class AuditLog:
         is unavailable. Rows the store refuses are dropped and logged (the gap shows)."""
         for attempt, delay in enumerate(itertools.chain(_BACKOFF, itertools.repeat(_BACKOFF[-1]))):
             try:
-                await asyncio.gather(
-                    self._store.append_audit(rows, [checkpoint] if checkpoint else []),
-                    self._store.touch_api_keys(used),
-                )
+                appended = self._store.append_audit(rows, [checkpoint] if checkpoint else [])
+                if used:  # one group commit for both; alone, no tasks for gather to make
+                    await asyncio.gather(appended, self._store.touch_api_keys(used))
+                else:
+                    await appended
                 return
             except StoreRejected:
                 log.exception("audit rows refused by the store", rows=len(rows))
@@ -226,3 +215,24 @@ class AuditLog:
             except StoreError as exc:
                 log.warning("audit write failed, retrying", attempt=attempt + 1, error=str(exc))
                 await asyncio.sleep(delay)
+
+
+def _entry_values(entry: AuditEntry) -> list[Any]:
+    """An entry's fields in ``HASHED`` order (the first three, the row's place, left empty)."""
+    e = entry
+    detail = dict(e.detail) if e.detail is not None else None
+    return [
+        None, None, None, e.at, e.tenant_id, e.key_id, e.action, e.resource, e.outcome,
+        e.status, e.scope, e.client, e.request_id, e.trace_id, detail,
+    ]  # fmt: skip
+
+
+def _request_values(r: RequestAudit) -> list[Any]:
+    """A request's fields in ``HASHED`` order (the first three left empty), as
+    ``api.audit.entry`` made them before rows were made in the batch."""
+    parent = TraceParent.parse(r.traceparent.decode("latin-1")) if r.traceparent else None
+    return [
+        None, None, None, datetime.fromtimestamp(r.at, UTC), r.tenant_id, r.key_id, r.action,
+        r.resource, outcome_of(r.status), r.status, r.scope, r.client, r.request_id,
+        parent.trace_id if parent else None, None,
+    ]  # fmt: skip

@@ -21,6 +21,7 @@ import hmac
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -53,10 +54,15 @@ def row_hash(previous: str, row: AuditRecord | AuditRow) -> str:
     """sha256 over the previous row's hash and every field of ``row`` but its own hash (a row
     as the writer makes it, a mapping, or as it is read back)."""
     fields = row if not isinstance(row, AuditRecord) else row.__dict__
-    values = [fields[name] for name in HASHED]
-    values[3] = _time(values[3])
+    return values_hash(previous, [fields[name] for name in HASHED])
+
+
+def values_hash(previous: str, values: list[Any]) -> str:
+    """``row_hash`` of a row given as its values in ``HASHED`` order (left as they are)."""
+    hashed = [*values]
+    hashed[3] = _time(values[3])
     return hashlib.sha256(
-        previous.encode() + b"\n" + orjson.dumps(values, option=_DUMP)
+        previous.encode() + b"\n" + orjson.dumps(hashed, option=_DUMP)
     ).hexdigest()
 
 

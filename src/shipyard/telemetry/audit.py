@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 Outcome = Literal["ok", "denied", "not_found", "rejected", "error", "blocked"]
 """``ok``: served (2xx, 3xx); ``denied``: no, a bad, expired or revoked key (401) or a missing
@@ -59,8 +59,38 @@ class AuditEntry:
     detail: Mapping[str, Any] | None = None
 
 
+class RequestAudit(NamedTuple):
+    """An API request's row as the middleware captures it when the answer starts: a tuple of
+    what the scope says, made in a fraction of an ``AuditEntry``'s time. The writer turns it
+    into the row (the outcome, the trace id, the time as a ``datetime``) in its batch.
+    ``at``: ``time.time()``; ``traceparent``: the raw header, if any."""
+
+    at: float
+    method: str
+    route: str | None
+    """The route's template (``/v1/runs/{run_id}``); None when no route matched."""
+    path: str
+    raw_path: bytes | None
+    status: int
+    tenant_id: str | None
+    key_id: str | None
+    scope: str | None
+    client: str | None
+    request_id: str | None
+    traceparent: bytes | None
+
+    @property
+    def action(self) -> str:
+        return f"{self.method} {self.route or self.path}"
+
+    @property
+    def resource(self) -> str:
+        """The raw path (never the query string: it may carry a browser's key)."""
+        return self.raw_path.decode("latin-1") if self.raw_path else self.path
+
+
 class AuditSink(Protocol):
-    def record(self, entry: AuditEntry) -> None:
+    def record(self, entry: AuditEntry | RequestAudit) -> None:
         """Take an entry; never blocks, never raises."""
         ...
 
@@ -68,5 +98,5 @@ class AuditSink(Protocol):
 class NoAudit:
     """The sink when nothing is audited (``SHIPYARD_AUDIT=false``)."""
 
-    def record(self, entry: AuditEntry) -> None:
+    def record(self, entry: AuditEntry | RequestAudit) -> None:
         return None

@@ -49,6 +49,7 @@ class SqlAuditRecords:
             index_elements=["chain_id", "seq"]
         )
         db.prepare(self._insert_rows)
+        db.prepare(self._insert_checkpoints)  # one a second at most, but a whole compile each
 
     async def append_audit(
         self, rows: Sequence[AuditRow], checkpoints: Sequence[AuditCheckpoint] = ()
