@@ -6,7 +6,9 @@ group commit runs the writes of a transaction one after another: a worker claimi
 tens of tasks at once spent a round trip, and asyncpg's per-call work, on each. Moves of one
 kind (one statement: every claim, every ``succeeded``) made while their write has not started
 yet join it; it runs them all as one ``fetchmany`` (one Bind/Execute per move, one round trip),
-and each caller gets its own task's row. The semantics are those of one write per move: each
+and each caller gets its own task's row. A task's creation (its first move, ``queued``) is
+batched the same way on a server acknowledging many at once. The semantics are those of one
+write per move: each
 compare-and-set is its own statement, in order, in one transaction; two moves of one task never
 share a write (the second starts another); and if the write is refused for its data (one
 move's), each of its moves runs again alone, so only that one is refused.
@@ -15,7 +17,6 @@ move's), each of its moves runs again alone, so only that one is refused.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from shipyard.errors import StoreRejected
@@ -38,19 +39,22 @@ class _Batch:
 
 
 class MoveBatches:
-    """Task moves (``SqlTaskRecords.transition_task``) batched per statement (module
-    docstring); the statements take the task's id as ``w_id`` and return the task's row."""
+    """Task moves (``SqlTaskRecords.transition_task``, ``create_task``) batched per statement
+    (module docstring); the statements return the task's row (at least its ``id``)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
         self._open: dict[int, _Batch] = {}  # by the statement's id: moves may still join
 
-    async def move(self, stmt: Any, params: dict[str, Any]) -> Row | None:
-        """The moved task's row (None: the compare-and-set did not match), once committed."""
-        task_id = params["w_id"]
+    async def move(
+        self, operation: str, stmt: Any, params: dict[str, Any], *, key: str = "w_id"
+    ) -> Row | None:
+        """The moved task's row (None: the compare-and-set did not match), once committed;
+        ``params[key]`` is the task's id; ``operation`` names the write (``Database.write``)."""
+        task_id = params[key]
         batch = self._open.get(id(stmt))
-        if batch is None or task_id in batch.ids:
-            batch = self._start(stmt)
+        if batch is None or batch.write.done() or task_id in batch.ids:
+            batch = self._start(operation, stmt)
         batch.params.append(params)
         batch.ids.add(task_id)
         try:
@@ -58,32 +62,37 @@ class MoveBatches:
         except StoreRejected:
             if len(batch.params) == 1:
                 raise
-            return await self._db.write("transition_task", lambda conn: _one(conn, stmt, params))
+            return await self._db.write(operation, lambda conn: _one(conn, stmt, params))
         return rows.get(task_id)
 
-    def _start(self, stmt: Any) -> _Batch:
+    def _start(self, operation: str, stmt: Any) -> _Batch:
         batch = self._open[id(stmt)] = _Batch(stmt)
         batch.write = asyncio.ensure_future(
-            self._db.write("transition_task", lambda conn: self._run(conn, batch))
+            self._db.write(operation, lambda conn: self._run(conn, batch))
         )
-        batch.write.add_done_callback(_retrieved)  # its callers may all be cancelled
+        batch.write.add_done_callback(lambda write: self._done(batch, write))
         return batch
 
     async def _run(self, conn: Any, batch: _Batch) -> dict[str, Row]:
-        if self._open.get(id(batch.stmt)) is batch:
-            del self._open[id(batch.stmt)]  # running: later moves go in another write
+        self._close(batch)  # running: later moves go in another write
         if len(batch.params) == 1:
             row = await _one(conn, batch.stmt, batch.params[0])
             return {} if row is None else {row["id"]: row}
         rows = (await conn.execute(batch.stmt, batch.params)).mappings().all()
         return {row["id"]: row for row in rows}
 
+    def _close(self, batch: _Batch) -> None:
+        if self._open.get(id(batch.stmt)) is batch:
+            del self._open[id(batch.stmt)]
+
+    def _done(self, batch: _Batch, write: asyncio.Future[Any]) -> None:
+        """Closed even if it never ran (its transaction could not begin), and its error
+        retrieved (its callers may all have been cancelled)."""
+        self._close(batch)
+        if not write.cancelled():
+            write.exception()
+
 
 async def _one(conn: Any, stmt: Any, params: dict[str, Any]) -> Row | None:
     row: Row | None = (await conn.execute(stmt, params)).mappings().first()
     return row
-
-
-def _retrieved(write: asyncio.Future[Any]) -> None:
-    with contextlib.suppress(BaseException):
-        write.exception()

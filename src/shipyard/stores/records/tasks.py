@@ -69,14 +69,16 @@ class SqlTaskRecords:
         move = {"task_id": task.id, "status": task.status, "at": task.created_at, "detail": {}}
 
         async def work(conn: AsyncConnection) -> bool:
-            if self._logged:  # the move is in the statement
-                return (await conn.execute(stmt, row)).mappings().first() is not None
             if (await conn.execute(stmt, row)).rowcount == 0:
                 return False
             await conn.execute(self._insert_move_stmt, move)
             return True
 
-        if await self._db.write("create_task", work):
+        if self._logged:  # the move is in the statement, and joins the others of the moment
+            created = await self._moves.move("create_task", stmt, row, key="id") is not None
+        else:
+            created = await self._db.write("create_task", work)
+        if created:
             return task, True
         existing = await self._db.fetch(
             "create_task",
@@ -182,7 +184,7 @@ class SqlTaskRecords:
             params["w_offer"] = from_offer
         if self._logged:  # the move is in the statement, and joins the others of the moment
             params["m_detail"] = detail or {}
-            moved = await self._moves.move(stmt, params)
+            moved = await self._moves.move("transition_task", stmt, params)
             return None if moved is None else TaskRecord.model_validate(moved)
         move = {"task_id": task_id, "status": status, "at": now, "detail": detail or {}}
 
