@@ -109,11 +109,17 @@ async def test_data_the_database_refuses_is_a_rejection(store: SqlRecordStore) -
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("pause_s", [0.0, 0.2])
-async def test_a_lost_connection_is_not_used_again(postgres_url: str, pause_s: float) -> None:
+@pytest.mark.parametrize("write", ["create", "move"])
+async def test_a_lost_connection_is_not_used_again(
+    postgres_url: str, pause_s: float, write: str
+) -> None:
+    """Nor is a batch of creations or moves whose write failed on it (``task_moves``)."""
     store = SqlRecordStore.from_url(postgres_url)
+    queued = frozenset({"queued"})
     try:
         await store.migrate()
-        await store.create_task(make_task(1))
+        first = make_task(1)
+        await store.create_task(first)
         admin = await asyncpg.connect(postgres_url)
         try:  # the server drops every other connection to the database
             await admin.execute(
@@ -126,10 +132,15 @@ async def test_a_lost_connection_is_not_used_again(postgres_url: str, pause_s: f
         # after a pause, while idle (it is then closed)
         await asyncio.sleep(pause_s)
         with pytest.raises(StoreError):
-            await store.create_task(make_task(2))
+            if write == "create":
+                await store.create_task(make_task(2))
+            else:
+                await store.transition_task("t1", first.id, "running", expected=queued)
         task = make_task(3)
         await store.create_task(task)
         assert await store.get_task("t1", task.id) is not None
+        moved = await store.transition_task("t1", task.id, "running", expected=queued)
+        assert moved is not None and moved.status == "running"
     finally:
         await store.close()
 
