@@ -111,6 +111,8 @@ def ceilings(
 
 
 def _of(tenant_id: str, scope: str, limits: BudgetLimits, now: datetime) -> list[Ceiling]:
+    if not _limited(limits):  # most tenants: no ceiling, and no periods to work out
+        return []
     found = []
     for period, tag, end in _periods(now):
         for unit in UNITS:
@@ -122,6 +124,16 @@ def _of(tenant_id: str, scope: str, limits: BudgetLimits, now: datetime) -> list
             keep_s = max(1.0, (end - now).total_seconds()) + KEEP_MARGIN_S
             found.append(Ceiling(scope, period, unit, Meter(key, limit, keep_s)))
     return found
+
+
+def _limited(limits: BudgetLimits) -> bool:
+    """Whether ``limits`` has any ceiling (every API request and every run asks)."""
+    return not (
+        limits.usd_per_day is None
+        and limits.usd_per_month is None
+        and limits.tokens_per_day is None
+        and limits.tokens_per_month is None
+    )
 
 
 def day_end(now: datetime) -> float:
