@@ -7,11 +7,13 @@ tens of tasks at once spent a round trip, and asyncpg's per-call work, on each. 
 kind (one statement: every claim, every ``succeeded``) made while their write has not started
 yet join it; it runs them all as one ``fetchmany`` (one Bind/Execute per move, one round trip),
 and each caller gets its own task's row. A task's creation (its first move, ``queued``) is
-batched the same way on a server acknowledging many at once. The semantics are those of one
-write per move: each
-compare-and-set is its own statement, in order, in one transaction; two moves of one task never
-share a write (the second starts another); and if the write is refused for its data (one
-move's), each of its moves runs again alone, so only that one is refused.
+batched the same way on a server acknowledging many at once.
+
+The semantics are those of one write per move: each compare-and-set is its own statement, in
+order, in one transaction; two moves of one task never share a write (the second starts
+another); if the write is refused for its data (one move's), each of its moves runs again
+alone, so only that one is refused; and a batch is closed once its write is done, whether it
+ran or not (a lost connection), so no move joins a write that is over.
 """
 
 from __future__ import annotations
