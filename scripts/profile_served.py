@@ -1,11 +1,13 @@
-"""Instructions per served invoke under callgrind, counting only N invokes (on a shared machine,
-time says little; instruction counts say more, though the server's timers — batched commits, the
-audit flush — make them vary by a few percent from run to run: repeat and compare means).
+"""Instructions per served invoke (or task submission) under callgrind, counting only N
+requests (on a shared machine, time says little; instruction counts say more, though the
+server's timers — batched commits, the audit flush — make them vary by a few percent from run
+to run: repeat and compare means).
 
     python scripts/profile_served.py on -n 300        # the guards bench's policy
     python scripts/profile_served.py off -n 300       # no guards
     python scripts/profile_served.py default -n 300   # as `make run` starts it (bench target)
     python scripts/profile_served.py off --set SHIPYARD_AUDIT=false   # any settings on top
+    python scripts/profile_served.py default --path tasks   # `POST /v1/tasks` (no worker)
     python scripts/profile_served.py default --repo ../base   # another checkout's server
 
 ``off`` is the guards bench's (no guards, as shipped otherwise); the invoke bench's ``off`` is
@@ -14,7 +16,9 @@ audit flush — make them vary by a few percent from run to run: repeat and comp
 Starts ``shipyard serve`` (the bench's app and settings) under
 ``valgrind --tool=callgrind --instr-atstart=no``, sends 40 invokes uncounted, turns the
 instrumentation on (``callgrind_control -i on``), sends ``-n`` invokes from ``-c`` clients,
-turns it off, stops the server and prints the instructions per invoke. ``--out`` keeps the
+turns it off, stops the server and prints the instructions per invoke. With ``--path tasks``
+the requests are the tasks bench's submissions (the embedded broker unless ``--set
+SHIPYARD_BROKER_URL=...``; the tasks only queue: no worker runs). ``--out`` keeps the
 callgrind file for ``callgrind_annotate`` (docs/guards.md, "Cost and the fast path").
 """
 
@@ -31,6 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import taskstack
 from bench.guards import SPEC
 from bench.invoke import BODY, PATH, SHIPYARD_TARGETS, make_target
 from bench.loadgen import fetch
@@ -44,10 +49,16 @@ def settings(what: str, extra: list[str]) -> dict[str, str]:
     return {**env, **dict(pair.split("=", 1) for pair in extra)}
 
 
+# what is served: (path, body, the answer's status)
+REQUESTS = {"invoke": (PATH, BODY, 200), "tasks": (taskstack.PATH, taskstack.BODY, 202)}
+
+
 async def count(
-    env: dict[str, str], n: int, clients: int, out: Path, repo: Path | None = None
+    env: dict[str, str], n: int, clients: int, out: Path, what: str, repo: Path | None = None
 ) -> int:
-    """Serve and count ``n`` invokes, ``clients`` at a time, into ``out``; the invokes counted."""
+    """Serve and count ``n`` requests (``REQUESTS[what]``), ``clients`` at a time, into
+    ``out``; the requests counted."""
+    path, body, expected = REQUESTS[what]
     home = Path(tempfile.mkdtemp(prefix="profile-served-"))
     port = free_port()
     config = types.SimpleNamespace(fake_shipyard=False)
@@ -62,9 +73,9 @@ async def count(
     async def invokes(total: int) -> None:
         async def client(k: int) -> None:
             for _ in range(k):
-                status, body = await fetch(HOST, port, "POST", PATH, headers, BODY)
-                if status != 200:
-                    raise SystemExit(f"POST {PATH} -> {status}: {body[:300]!r}")
+                status, answer = await fetch(HOST, port, "POST", path, headers, body)
+                if status != expected:
+                    raise SystemExit(f"POST {path} -> {status}: {answer[:300]!r}")
 
         await asyncio.gather(*(client(total // clients) for _ in range(clients)))
 
@@ -86,17 +97,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=("on", "off", *SHIPYARD_TARGETS))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--path", choices=tuple(REQUESTS), default="invoke")
     parser.add_argument("--repo", type=Path, help="serve another checkout (its .venv): a baseline")
-    parser.add_argument("-n", type=int, default=300, help="invokes counted")
+    parser.add_argument("-n", type=int, default=300, help="requests counted")
     parser.add_argument("-c", type=int, default=4, help="clients at a time")
     parser.add_argument("--out", type=Path, help="keep the callgrind file here")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="callgrind-")) / "callgrind.out"
-    counted = asyncio.run(count(settings(args.what, args.set), args.n, args.c, out, args.repo))
+    env = settings(args.what, args.set)
+    counted = asyncio.run(count(env, args.n, args.c, out, args.path, args.repo))
     totals = next(line for line in out.read_text().splitlines() if line.startswith("totals:"))
     per_invoke = int(totals.split()[1]) / counted
     label = " ".join([args.what, *args.set])
-    print(f"{label}: {per_invoke / 1e6:.2f} M instructions per invoke ({out})")
+    print(f"{label}: {per_invoke / 1e6:.2f} M instructions per {args.path} request ({out})")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ and log folders, no plugins) and restarts that one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -27,10 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import missing_service
+from tests.conftest import POSTGRES_ADMIN_URL, fresh_database, missing_service
 from tests.servers import ServerProcess, WorkerProcess
 
 APP = "tests.e2e.apps:app"
@@ -83,10 +85,39 @@ def submit_one(
 
 
 def records(server: ServerProcess) -> Any:
-    """The records file (read-only): faster than a thousand GETs for whole-run checks."""
+    """The records file (read-only), or the server's PostgreSQL database: faster than a
+    thousand GETs for whole-run checks."""
     import sqlite3
 
+    url = server.env_extra.get("SHIPYARD_DATABASE_URL")
+    if url is not None:
+        return _Postgres(url)
     return sqlite3.connect(f"file:{server.home / 'shipyard.db'}?mode=ro", uri=True, timeout=10)
+
+
+class _Rows(list[tuple[Any, ...]]):
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self
+
+
+class _Postgres(contextlib.AbstractContextManager["_Postgres"]):
+    """The part of a ``sqlite3`` connection the checks use, on PostgreSQL."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+    def execute(self, sql: str) -> _Rows:
+        async def fetch() -> _Rows:
+            conn = await asyncpg.connect(self._url, timeout=10)
+            try:
+                return _Rows(tuple(r) for r in await conn.fetch(sql))
+            finally:
+                await conn.close()
+
+        return asyncio.run(fetch())
 
 
 def statuses(server: ServerProcess, ids: set[str]) -> Counter[str]:
@@ -182,6 +213,13 @@ def rabbit_vhost() -> Iterator[str]:
 
 
 @pytest.fixture
+def chaos_database() -> Iterator[str]:
+    """A database of its own: the session's holds other tests' tasks, which its server's
+    hand-over sweep would take."""
+    yield from fresh_database(POSTGRES_ADMIN_URL, "shipyard_chaos", "PostgreSQL")
+
+
+@pytest.fixture
 def sqs_prefix() -> Iterator[str]:
     """A fresh queue name prefix on the test SQS server (moto); its queues are deleted after."""
     from tests.stores.broker.conftest import delete_sqs_queues, sqs_backend
@@ -199,6 +237,17 @@ def test_workers_killed_at_random_lose_nothing_and_duplicate_nothing(
     """1,000 tasks, two workers; every 1-2 s one of them is killed (SIGKILL) and replaced.
     Each task's model takes 300 ms, so kills land mid-task as well as between tasks."""
     chaos_run(tmp_path, {"SHIPYARD_BROKER_URL": rabbit_vhost}, count=1000)
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.postgres
+def test_workers_killed_at_random_with_records_on_postgres_lose_nothing(
+    tmp_path: Path, rabbit_vhost: str, chaos_database: str
+) -> None:
+    """The same with the records on PostgreSQL, the production path, where the moves of the
+    moment share one pipelined statement (``stores/records/task_moves``)."""
+    env = {"SHIPYARD_BROKER_URL": rabbit_vhost, "SHIPYARD_DATABASE_URL": chaos_database}
+    chaos_run(tmp_path, env, count=1000)
 
 
 @pytest.mark.sqs

@@ -110,13 +110,10 @@ def ceilings(
     return found
 
 
-_LIMIT_FIELDS = tuple(f"{unit}_per_{period}" for period in ("day", "month") for unit in UNITS)
-
-
 def _of(tenant_id: str, scope: str, limits: BudgetLimits, now: datetime) -> list[Ceiling]:
+    if not _limited(limits):  # most tenants: no ceiling, and no periods to work out
+        return []
     found: list[Ceiling] = []
-    if all(getattr(limits, name) is None for name in _LIMIT_FIELDS):
-        return found  # most tenants: no periods to name for every run
     for period, tag, end in _periods(now):
         for unit in UNITS:
             value = getattr(limits, f"{unit}_per_{period}")
@@ -127,6 +124,16 @@ def _of(tenant_id: str, scope: str, limits: BudgetLimits, now: datetime) -> list
             keep_s = max(1.0, (end - now).total_seconds()) + KEEP_MARGIN_S
             found.append(Ceiling(scope, period, unit, Meter(key, limit, keep_s)))
     return found
+
+
+def _limited(limits: BudgetLimits) -> bool:
+    """Whether ``limits`` has any ceiling (every API request and every run asks)."""
+    return not (
+        limits.usd_per_day is None
+        and limits.usd_per_month is None
+        and limits.tokens_per_day is None
+        and limits.tokens_per_month is None
+    )
 
 
 def day_end(now: datetime) -> float:

@@ -2,12 +2,15 @@
 
 ``policy(tenant)`` is what the seams read (limits, retention, budgets, guards, egress): it trusts
 a policy it read for ``cache_s`` seconds (``SHIPYARD_TENANT_CACHE_S``), as ``KeyService`` trusts
-keys. A change made through this service is seen by this process at once, by others within
+keys; the callers that miss it at once (the requests and runs in flight when it expires) share
+one read. A change made through this service is seen by this process at once, by others within
 their ``cache_s``. A tenant without a record has ``DEFAULT_POLICY``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 
 from pydantic import ValidationError
@@ -27,6 +30,7 @@ class TenantPolicies:
         self._store = store
         self._cache_s = cache_s
         self._cache: dict[str, tuple[float, TenantPolicy]] = {}  # tenant -> (expiry, policy)
+        self._reading: dict[str, asyncio.Future[TenantPolicy]] = {}  # tenant -> its read
 
     async def policy(self, tenant_id: str) -> TenantPolicy:
         """The tenant's policy (the default one if it has none), at most ``cache_s`` old."""
@@ -34,13 +38,28 @@ class TenantPolicies:
         cached = self._cache.get(tenant_id)
         if cached is not None and cached[0] > now:
             return cached[1]
+        if self._cache_s <= 0:
+            return await self._read(tenant_id, now)
+        reading = self._reading.get(tenant_id)
+        if reading is None:  # the requests and runs that miss together share one read
+            reading = self._reading[tenant_id] = asyncio.ensure_future(self._read(tenant_id, now))
+            reading.add_done_callback(functools.partial(self._read_done, tenant_id))
+        return await asyncio.shield(reading)
+
+    async def _read(self, tenant_id: str, now: float) -> TenantPolicy:
         record = await self._store.get_tenant(tenant_id)
         policy = record.policy if record is not None else DEFAULT_POLICY
-        if self._cache_s > 0:
+        if self._cache_s > 0 and self._reading.get(tenant_id) is asyncio.current_task():
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
             self._cache[tenant_id] = (now + self._cache_s, policy)
         return policy
+
+    def _read_done(self, tenant_id: str, read: asyncio.Future[TenantPolicy]) -> None:
+        if self._reading.get(tenant_id) is read:  # not replaced by a read after a change
+            del self._reading[tenant_id]
+        if not read.cancelled():
+            read.exception()  # retrieved: its callers may all have been cancelled
 
     async def get(self, tenant_id: str) -> TenantRecord:
         """The tenant's record, read now (not cached); ``TenantNotFound`` if it has none."""
@@ -66,6 +85,7 @@ class TenantPolicies:
             tenant_id, policy, expected_version=expected_version, changed_by=changed_by
         )
         self._cache.pop(tenant_id, None)
+        self._reading.pop(tenant_id, None)  # a read from before the change is not cached
         return record
 
     async def changes(

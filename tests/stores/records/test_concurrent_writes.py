@@ -7,7 +7,8 @@ import asyncio
 
 import pytest
 
-from shipyard.errors import StoreError
+from shipyard.errors import StoreError, StoreRejected
+from shipyard.stores.records.base import TaskRecord
 from shipyard.stores.records.sql import SqlRecordStore
 from tests.stores.records.test_contract import make_task
 
@@ -69,3 +70,37 @@ async def test_writes_after_a_quiet_spell_still_commit(store: SqlRecordStore, wr
         await asyncio.sleep(0.01)
         for task in batch:
             assert await store.get_task("t1", task.id) is not None
+
+
+async def test_a_refused_move_among_many_is_refused_alone(store: SqlRecordStore) -> None:
+    """On PostgreSQL the moves of the moment share one statement (``task_moves``): the one
+    whose data is refused is refused alone, and the others commit."""
+    tasks = [make_task(n) for n in range(20)]
+    await asyncio.gather(*(store.create_task(t) for t in tasks))
+    running = frozenset({"queued"})
+    await asyncio.gather(
+        *(store.transition_task("t1", t.id, "running", expected=running) for t in tasks)
+    )
+    outputs = ["ok"] * len(tasks)
+    outputs[7] = "a\ud800b"  # a lone surrogate no driver can encode
+    results = await asyncio.gather(
+        *(
+            store.transition_task(
+                "t1", t.id, "succeeded", expected=frozenset({"running"}), output=output
+            )
+            for t, output in zip(tasks, outputs, strict=True)
+        ),
+        return_exceptions=True,
+    )
+    assert isinstance(results[7], StoreRejected)
+    done = [r for n, r in enumerate(results) if n != 7]
+    assert all(
+        isinstance(r, TaskRecord) and (r.status, r.output) == ("succeeded", "ok") for r in done
+    )
+    assert [r.id for r in done if isinstance(r, TaskRecord)] == [
+        t.id for n, t in enumerate(tasks) if n != 7
+    ]
+    refused = await store.get_task("t1", tasks[7].id)
+    assert refused is not None and refused.status == "running"
+    moves = await store.task_transitions("t1", tasks[7].id)
+    assert [m.status for m in moves] == ["queued", "running"]

@@ -109,11 +109,17 @@ async def test_data_the_database_refuses_is_a_rejection(store: SqlRecordStore) -
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("pause_s", [0.0, 0.2])
-async def test_a_lost_connection_is_not_used_again(postgres_url: str, pause_s: float) -> None:
+@pytest.mark.parametrize("write", ["create", "move"])
+async def test_a_lost_connection_is_not_used_again(
+    postgres_url: str, pause_s: float, write: str
+) -> None:
+    """Nor is a batch of creations or moves whose write failed on it (``task_moves``)."""
     store = SqlRecordStore.from_url(postgres_url)
+    queued = frozenset({"queued"})
     try:
         await store.migrate()
-        await store.create_task(make_task(1))
+        first = make_task(1)
+        await store.create_task(first)
         admin = await asyncpg.connect(postgres_url)
         try:  # the server drops every other connection to the database
             await admin.execute(
@@ -126,9 +132,46 @@ async def test_a_lost_connection_is_not_used_again(postgres_url: str, pause_s: f
         # after a pause, while idle (it is then closed)
         await asyncio.sleep(pause_s)
         with pytest.raises(StoreError):
-            await store.create_task(make_task(2))
+            if write == "create":
+                await store.create_task(make_task(2))
+            else:
+                await store.transition_task("t1", first.id, "running", expected=queued)
         task = make_task(3)
         await store.create_task(task)
         assert await store.get_task("t1", task.id) is not None
+        moved = await store.transition_task("t1", task.id, "running", expected=queued)
+        assert moved is not None and moved.status == "running"
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("backend_url", ["postgres"], indirect=True)
+async def test_moves_of_the_moment_on_postgres_are_one_pipelined_statement(
+    store: SqlRecordStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL only (``task_moves``): claims made at once go in one ``fetchmany``, each
+    caller gets its own task, and a task claimed twice at once is claimed once."""
+    assert store._engine.dialect.name == "postgresql"
+    tasks = [make_task(n) for n in range(30)]
+    await asyncio.gather(*(store.create_task(t) for t in tasks))
+    batches: list[int] = []
+    fetchmany = asyncpg.Connection.fetchmany
+
+    async def counted(self: asyncpg.Connection, query: str, args: Any, **kw: Any) -> Any:
+        args = list(args)
+        batches.append(len(args))
+        return await fetchmany(self, query, args, **kw)
+
+    monkeypatch.setattr(asyncpg.Connection, "fetchmany", counted)
+    queued = frozenset({"queued"})
+    claims = [t.id for t in tasks] + [tasks[0].id]
+    results = await asyncio.gather(
+        *(
+            store.transition_task("t1", i, "running", expected=queued, count_attempt=True)
+            for i in claims
+        )
+    )
+    assert [r.id if r else None for r in results[:-1]] == [t.id for t in tasks]
+    assert results[-1] is None  # the second claim of the first task, in a write of its own
+    assert all(r.attempts == 1 for r in results if r)
+    assert batches and max(batches) > 1 and sum(batches) <= len(tasks)

@@ -7,7 +7,8 @@ CPU than the statement costs on the server. So, as on a SQLite file (``sqlite_pr
 statements are compiled once (``Prepared``: SQL text, where each positional value comes from,
 the column types' conversions) and run on the driver: ``asyncpg`` prepares each text once per
 connection and keeps it in its statement cache, so a call is one Bind/Execute; a batch of rows
-is one ``executemany`` (pipelined, one round trip).
+is one ``executemany`` (pipelined, one round trip), or one ``fetchmany`` where each
+execution returns rows (the moves of many tasks).
 
 A write transaction is the driver's (``asyncpg``'s ``BEGIN``/``COMMIT``) on a connection of the
 engine's pool, which SQLAlchemy holds in ``AUTOCOMMIT``: the statements that are not prepared
@@ -49,9 +50,15 @@ class AsyncpgPrepared:
         return PreparedResult(len(rows), rows)
 
     async def executemany(self, conn: Any, rows: Sequence[Params]) -> PreparedResult:
-        """Many rows in one pipelined round trip (no results)."""
-        await conn.executemany(self._compiled.sql, [self._compiled.values(row) for row in rows])
-        return PreparedResult(len(rows), [])
+        """Many rows in one pipelined round trip; with ``returning``, the rows every execution
+        returned, in order (``mappings().all()``)."""
+        values = [self._compiled.values(row) for row in rows]
+        if not self._returns:
+            await conn.executemany(self._compiled.sql, values)
+            return PreparedResult(len(rows), [])
+        records = await conn.fetchmany(self._compiled.sql, values)
+        read = self._compiled.read
+        return _Rows(len(rows), [read(record.keys(), record.values()) for record in records])
 
 
 class AsyncpgWrites:
@@ -141,6 +148,13 @@ class _OnDriver:
 
     async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._conn.run_sync(fn, *args)
+
+
+class _Rows(PreparedResult):
+    """The rows of a statement run for many sets of values."""
+
+    def all(self) -> list[dict[str, Any]]:
+        return self._rows
 
 
 def _rowcount(status: str) -> int:

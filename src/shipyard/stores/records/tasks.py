@@ -4,7 +4,8 @@
 A task's creation and each of its moves are hot writes: fixed statements, built once (a
 compare-and-set per combination of fields), compiled once for the driver (``Database.prepare``).
 Where a statement can write in its ``WITH`` clause (PostgreSQL), the row and its move are one
-statement, one round trip; elsewhere (SQLite, on the loop: no round trips) two.
+statement, one round trip, and the moves of the moment share one (``task_moves``); elsewhere
+(SQLite, on the loop: no round trips) two statements.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from shipyard.stores.records._database import Database, Insert
 from shipyard.stores.records.base import Page, TaskRecord, TaskStatus, TaskTransition
 from shipyard.stores.records.lifecycle_base import subject_of
 from shipyard.stores.records.schema import task_transitions, tasks
+from shipyard.stores.records.task_moves import MoveBatches
 
 __all__ = ["IDS_PER_STATEMENT", "SqlTaskRecords"]
 
@@ -48,6 +50,7 @@ class SqlTaskRecords:
             self._insert_task_stmt = _created_and_logged(db.insert(tasks))
             self._insert_once_stmt = _created_and_logged(once)
         self._insert_move_stmt = task_transitions.insert()
+        self._moves = MoveBatches(db)
         self._transitions: dict[_TransitionKey, sa.Executable] = {}
         self._marks: dict[str, sa.Update] = {}  # hand-over notes, on an array of ids
         if db.array_params:
@@ -66,14 +69,16 @@ class SqlTaskRecords:
         move = {"task_id": task.id, "status": task.status, "at": task.created_at, "detail": {}}
 
         async def work(conn: AsyncConnection) -> bool:
-            if self._logged:  # the move is in the statement
-                return (await conn.execute(stmt, row)).mappings().first() is not None
             if (await conn.execute(stmt, row)).rowcount == 0:
                 return False
             await conn.execute(self._insert_move_stmt, move)
             return True
 
-        if await self._db.write("create_task", work):
+        if self._logged:  # the move is in the statement, and joins the others of the moment
+            created = await self._moves.move("create_task", stmt, row, key="id") is not None
+        else:
+            created = await self._db.write("create_task", work)
+        if created:
             return task, True
         existing = await self._db.fetch(
             "create_task",
@@ -177,16 +182,17 @@ class SqlTaskRecords:
         }
         if from_offer is not None:
             params["w_offer"] = from_offer
-        if self._logged:  # the move is in the statement
+        if self._logged:  # the move is in the statement, and joins the others of the moment
             params["m_detail"] = detail or {}
+            moved = await self._moves.move("transition_task", stmt, params)
+            return None if moved is None else TaskRecord.model_validate(moved)
         move = {"task_id": task_id, "status": status, "at": now, "detail": detail or {}}
 
         async def work(conn: AsyncConnection) -> TaskRecord | None:
             row = (await conn.execute(stmt, params)).mappings().first()
             if row is None:
                 return None
-            if not self._logged:
-                await conn.execute(self._insert_move_stmt, move)
+            await conn.execute(self._insert_move_stmt, move)
             return TaskRecord.model_validate(dict(row))
 
         return await self._db.write("transition_task", work)
