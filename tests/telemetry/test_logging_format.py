@@ -12,7 +12,7 @@ import pytest
 import structlog
 
 from shipyard.errors import ConfigError
-from shipyard.telemetry.logging import ABSENT, configure_logging, kind_writer, record_writer
+from shipyard.telemetry.logging import ABSENT, configure_logging, kind_writer
 from tests.telemetry.conftest import LogBuffer
 
 
@@ -117,14 +117,14 @@ FACTS: dict[str, object] = {
 @pytest.mark.parametrize("format", ["console", "json"])
 @pytest.mark.parametrize("level", [logging.INFO, logging.WARNING])
 @pytest.mark.parametrize("ts", [1765050472.833277, 1765050472.0])
-def test_the_record_writer_writes_what_structlog_would(
+def test_the_kind_writer_writes_what_structlog_would(
     log_to: Callable[..., LogBuffer], format: str, level: int, ts: float
 ) -> None:
-    """Run events skip structlog's chain (record_writer): their lines must not differ."""
+    """Run events skip structlog's chain (kind_writer): their lines must not differ."""
     logs = log_to("info", format)
-    write = record_writer(level)
+    write = kind_writer(level, "run.started", list(FACTS))
     assert write is not None
-    write("run.started", ts, dict(FACTS))
+    write(ts, list(FACTS.values()))
     fast = logs.lines()[-1]
     stamp = datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
     log = structlog.get_logger("x").bind(logger="shipyard.events")
@@ -140,19 +140,19 @@ def test_the_record_writer_writes_what_structlog_would(
 
 @pytest.mark.parametrize("format", ["console", "json"])
 @pytest.mark.parametrize("level", [logging.INFO, logging.WARNING])
-def test_a_kind_writer_writes_what_the_record_writer_does(
+def test_a_kind_writer_leaves_absent_fields_out(
     log_to: Callable[..., LogBuffer], format: str, level: int
 ) -> None:
     """The event log's writer (one per kind, keys known up front) leaves absent fields out and
-    writes the rest exactly as the record writer (so as structlog) would."""
+    writes the rest exactly as it writes a record without them (so as structlog would)."""
     logs = log_to("info", format)
     keys = ["absent", *FACTS, "also_absent"]
     write = kind_writer(level, "run.started", keys)
     assert write is not None
     write(1765050472.833277, [ABSENT, *FACTS.values(), ABSENT])
-    record = record_writer(level)
-    assert record is not None
-    record("run.started", 1765050472.833277, dict(FACTS))
+    plain = kind_writer(level, "run.started", list(FACTS))
+    assert plain is not None
+    plain(1765050472.833277, list(FACTS.values()))
     fast, slow = logs.lines()[-2:]
     assert fast == slow
     assert "absent" not in fast
@@ -160,8 +160,7 @@ def test_a_kind_writer_writes_what_the_record_writer_does(
         kind_writer(level, "run.started", ["seq", "seq"])
 
 
-def test_the_record_writer_is_off_below_the_level(log_to: Callable[..., LogBuffer]) -> None:
+def test_the_kind_writer_is_off_below_the_level(log_to: Callable[..., LogBuffer]) -> None:
     log_to("warning", "json")
-    assert record_writer(logging.INFO) is None
-    assert record_writer(logging.WARNING) is not None
     assert kind_writer(logging.INFO, "run.started", ["seq"]) is None
+    assert kind_writer(logging.WARNING, "run.started", ["seq"]) is not None

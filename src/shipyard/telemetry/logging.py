@@ -81,7 +81,7 @@ def configure_logging(
         logger_factory=factory,
         # not cached: a cached module logger keeps the processors of its first use, which
         # structlog.testing.capture_logs cannot then see; run events (the hot path) bypass
-        # this chain (record_writer), the rest logs rarely
+        # this chain (kind_writer), the rest logs rarely
         cache_logger_on_first_use=False,
     )
     _route_stdlib(factory(), _LEVELS[level], stamp, renderer)
@@ -98,24 +98,6 @@ _current: _Current | None = None
 """What :func:`configure_logging` set up last (``None``: not called in this process)."""
 
 
-def record_writer(level: int) -> Callable[[str, float, dict[str, Any]], None] | None:
-    """A writer of records that hold only JSON-safe facts: ``write(event, ts, fields)`` renders
-    the line as the configured renderer would, for a fraction of its cost (structlog's
-    processor chain and its console columns were most of a run's logging CPU). ``None`` when
-    ``level`` is off, or when logging was not configured here (then go through structlog)."""
-    current = _current
-    if current is None or level < current.level:
-        return None
-    name = logging.getLevelName(level).lower()
-    emit = current.out.urgent if level >= logging.WARNING else current.out.msg
-    render = _console_line if current.format == "console" else _json_line
-
-    def write(event: str, ts: float, fields: dict[str, Any]) -> None:
-        emit(render(event, name, _iso_utc(ts), fields))
-
-    return write
-
-
 ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "ABSENT"})()
 """A field a record of :func:`kind_writer` does not have (``None`` is a value)."""
 
@@ -125,11 +107,12 @@ KindWriter = Callable[[float, list[Any]], None]
 
 def kind_writer(level: int, event: str, keys: Sequence[str]) -> KindWriter | None:
     """A writer of the records named ``event`` whose fields are always among ``keys`` (no key
-    twice): ``write(ts, values)``, ``values[i]`` the value of ``keys[i]`` or ``ABSENT``. The line
-    is :func:`record_writer`'s for the same fields, with what does not change between records
-    (the level and event columns, the sorted order of the keys, each ``key=``) worked out here
-    once instead of per record: run events are a run's largest logging cost. ``None`` as for
-    :func:`record_writer`."""
+    twice): ``write(ts, values)``, ``values[i]`` the value of ``keys[i]`` or ``ABSENT``. It
+    renders the line as the configured renderer would, for a fraction of its cost (structlog's
+    processor chain and its console columns were most of a run's logging CPU), with what does
+    not change between records (the level and event columns, the sorted order of the keys,
+    each ``key=``) worked out once. ``None`` when ``level`` is off, or when logging was not
+    configured here (then go through structlog)."""
     current = _current
     if current is None or level < current.level:
         return None
@@ -144,8 +127,9 @@ def kind_writer(level: int, event: str, keys: Sequence[str]) -> KindWriter | Non
 
 
 def _console_kind(emit: Callable[[str], None], head: str, keys: Sequence[str]) -> KindWriter:
-    """As :func:`_console_line` writes it: ``[logger]`` after the event, then ``key=value`` by
-    key (a plain string as itself, anything else as its ``repr``)."""
+    """As structlog's ``ConsoleRenderer`` (no colours) writes it: ``[logger]`` after the event,
+    then ``key=value`` by key (a plain string as itself unless it holds a blank, ``=`` or a
+    quote, any other value as its ``repr``)."""
     logger_at = keys.index("logger") if "logger" in keys else None
     labels = tuple((f"{k}=", i) for k, i in sorted((k, i) for i, k in enumerate(keys)))
     labels = tuple((label, i) for label, i in labels if i != logger_at)
@@ -171,8 +155,8 @@ def _console_kind(emit: Callable[[str], None], head: str, keys: Sequence[str]) -
 def _json_kind(
     emit: Callable[[str], None], event: str, name: str, keys: Sequence[str]
 ) -> KindWriter:
-    """As :func:`_json_line` writes it: the fields in ``keys``' order, then ``event``,
-    ``level`` and ``timestamp``."""
+    """As structlog's ``JSONRenderer`` writes it here: the fields in ``keys``' order, then
+    ``event``, ``level`` and ``timestamp``."""
 
     def write(ts: float, values: list[Any]) -> None:
         record = {k: v for k, v in zip(keys, values, strict=True) if v is not ABSENT}
@@ -193,29 +177,8 @@ def _iso_utc(ts: float) -> str:
     return f"{_stamp_cache[1]}.{micros:06d}Z" if micros else f"{_stamp_cache[1]}Z"
 
 
-def _json_line(event: str, level: str, stamp: str, fields: dict[str, Any]) -> str:
-    return _dumps({**fields, "event": event, "level": level, "timestamp": stamp})
-
-
 _QUOTED = re.compile("[ \t=\r\n\"']")
 """What makes structlog's ``ConsoleRenderer`` write a string as its ``repr``."""
-
-
-def _console_line(event: str, level: str, stamp: str, fields: dict[str, Any]) -> str:
-    """As structlog's ``ConsoleRenderer`` (no colours) writes it: a plain string value as
-    itself unless it holds a blank, ``=`` or a quote, any other value as its ``repr``."""
-    parts = [f"{stamp} [{level:<9}] {event:<30}"]
-    if (logger := fields.get("logger")) is not None:
-        parts.append(f"[{logger}]")
-    quoted = _QUOTED.search
-    for key in sorted(fields):
-        value = fields[key]
-        if type(value) is str and quoted(value) is None:
-            if key != "logger":
-                parts.append(f"{key}={value}")
-        elif key != "logger":
-            parts.append(f"{key}={value!r}")
-    return " ".join(parts)
 
 
 _CREDENTIAL = re.compile(r"(?i)(access_token=)[^&\s\"']+|sk_shp_[A-Za-z0-9_\-]+")
