@@ -70,7 +70,7 @@ class AuditLog:
         self._flush_s, self._checkpoint_s = flush_s, checkpoint_s
         self._key_used_every_s, self._max_pending = key_used_every_s, max_pending
         self._entries: list[AuditEntry | RequestAudit] = []
-        self._used: dict[str, datetime | float] = {}
+        self._used: dict[str, float] = {}  # a key's last use, Unix time
         self._used_written: dict[str, float] = {}
         self._seq, self._head, self._checkpoints = 0, GENESIS, 0
         self._signed_seq, self._last_checkpoint = 0, 0.0
@@ -83,7 +83,8 @@ class AuditLog:
 
     def record(self, entry: AuditEntry | RequestAudit) -> None:
         if entry.key_id is not None and entry.status != 401:
-            self._used[entry.key_id] = entry.at
+            at = entry.at
+            self._used[entry.key_id] = at if isinstance(at, float) else at.timestamp()
         if self.enabled:
             if len(self._entries) < self._max_pending:
                 self._entries.append(entry)
@@ -179,7 +180,7 @@ class AuditLog:
     def _due_key_uses(self, *, final: bool) -> dict[str, datetime]:
         now = time.monotonic()
         due = {
-            key_id: at if isinstance(at, datetime) else datetime.fromtimestamp(at, UTC)
+            key_id: datetime.fromtimestamp(at, UTC)
             for key_id, at in self._used.items()
             if final or now - self._used_written.get(key_id, -1e9) >= self._key_used_every_s
         }
