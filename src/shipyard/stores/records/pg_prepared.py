@@ -58,7 +58,8 @@ class AsyncpgPrepared:
             return PreparedResult(len(rows), [])
         records = await conn.fetchmany(self._compiled.sql, values)
         read = self._compiled.read
-        return _Rows(len(rows), [read(record.keys(), record.values()) for record in records])
+        returned = [read(record.keys(), record.values()) for record in records]
+        return PreparedResult(len(rows), returned)
 
 
 class AsyncpgWrites:
@@ -148,13 +149,6 @@ class _OnDriver:
 
     async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._conn.run_sync(fn, *args)
-
-
-class _Rows(PreparedResult):
-    """The rows of a statement run for many sets of values."""
-
-    def all(self) -> list[dict[str, Any]]:
-        return self._rows
 
 
 def _rowcount(status: str) -> int:

@@ -123,3 +123,6 @@ class PreparedResult:
 
     def first(self) -> dict[str, Any] | None:
         return self._rows[0] if self._rows else None
+
+    def all(self) -> list[dict[str, Any]]:
+        return self._rows
