@@ -172,7 +172,11 @@ def test_200_sessions_x_5_turns_across_two_replicas(
 
     async def main() -> list[list[tuple[str, str]]]:
         gate = asyncio.Semaphore(CONCURRENCY)
-        limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+        # an idle connection is dropped before uvicorn's 5 s keep-alive can close it under a
+        # request (httpx's default expiry is the same 5 s: a ReadError when they cross)
+        limits = httpx.Limits(
+            max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY, keepalive_expiry=2
+        )
         clients = [
             httpx.AsyncClient(
                 base_url=s.url,
